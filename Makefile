@@ -1,0 +1,60 @@
+# The two commands of the README, and what they stand on. Every target is idempotent: a set-up step runs
+# again only when its inputs (setup.cfg, spark-submit/pom.xml) changed or its output folder is gone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+JARS := .jars
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench clean clean-state
+
+help:
+	@echo "make demo   set up if needed, then run the system end to end on local defaults"
+	@echo "make test   set up if needed, then run the whole test suite"
+	@echo "make setup  only set up: .venv (Python deps) and .jars (JVM jars via Maven)"
+
+setup: check-tools $(VENV)/.installed $(JARS)/.fetched
+
+check-tools:
+	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; Python 3.10-3.13 is required" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 13)))' || { echo "setup: Python 3.10-3.13 is required, found $$($(PYTHON) --version)" >&2; exit 1; }
+	@command -v java >/dev/null || { echo "setup: java not found; Java 17 is required (apt-get install -y openjdk-17-jdk-headless)" >&2; exit 1; }
+	@java -version 2>&1 | grep -qE 'version "(17|21)' || { echo "setup: Java 17 (or 21) is required, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
+	@command -v mvn >/dev/null || { echo "setup: mvn not found; Maven fetches the JVM jars (apt-get install -y maven)" >&2; exit 1; }
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+jars: $(JARS)/.fetched
+$(JARS)/.fetched: spark-submit/pom.xml spark-submit/fetch-jars.sh $(VENV)/.installed
+	spark-submit/fetch-jars.sh $(JARS) "$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+	@touch $@
+
+demo: setup
+	$(BIN)/fraud demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+kafka-up: setup
+	$(BIN)/fraud kafka up
+kafka-down:
+	$(BIN)/fraud kafka down
+kafka-status:
+	$(BIN)/fraud kafka status
+
+lint: setup
+	$(BIN)/mypy
+
+clean-state:
+	-$(BIN)/fraud kafka down
+	rm -rf .state
+
+clean: clean-state
+	rm -rf $(VENV) $(JARS) build *.egg-info

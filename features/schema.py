@@ -1,0 +1,130 @@
+"""The transaction source schema, defined once: the bank's raw files, the Kafka JSON messages and the
+Delta tables all use these names and types.
+
+Parsing is done in two steps so that bad input is never a crash nor a silent null: every field is first
+read as a string (raw file columns, or JSON values), then `to_typed` converts each one with `try_*`
+functions (Spark 4 runs in ANSI mode, where a plain cast would fail the whole query) and records, per row,
+an `errors` array naming each field that was missing or did not convert, with the value found.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DataType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+DATETIME_FORMAT = "yyyy-MM-dd HH:mm:ss"
+# The bank's pseudo-header, verbatim (including its typo "tranaction_id").
+RAW_HEADER = (
+    "# tranaction_id | tx_datetime | customer_id | terminal_id | tx_amount | tx_time_seconds | "
+    "tx_time_days | tx_fraud | tx_fraud_scenario"
+)
+
+TRANSACTION_SCHEMA = StructType(
+    [
+        StructField("transaction_id", LongType(), False),
+        StructField("tx_datetime", TimestampType(), False),
+        StructField("customer_id", IntegerType(), False),
+        StructField("terminal_id", IntegerType(), False),
+        StructField("tx_amount", DoubleType(), False),
+        StructField("tx_time_seconds", LongType(), False),
+        StructField("tx_time_days", LongType(), False),
+        StructField("tx_fraud", IntegerType(), True),
+        StructField("tx_fraud_scenario", IntegerType(), True),
+    ]
+)
+TRANSACTION_COLUMNS = [f.name for f in TRANSACTION_SCHEMA.fields]
+LABEL_COLUMNS = ("tx_fraud", "tx_fraud_scenario")
+# The same fields, every one a string: how raw columns and JSON values are read before conversion.
+STRING_SCHEMA = StructType([StructField(f.name, StringType(), True) for f in TRANSACTION_SCHEMA.fields])
+
+
+def _convert(value: Column, dtype: DataType) -> Column:
+    trimmed = F.trim(value)
+    if isinstance(dtype, TimestampType):
+        return F.try_to_timestamp(trimmed, F.lit(DATETIME_FORMAT))
+    if isinstance(dtype, (IntegerType, LongType)):
+        # "12" and "12.0" are integers; "12.5", "None", "" are not
+        as_decimal = trimmed.try_cast("decimal(38,6)")
+        whole = F.when(as_decimal == F.floor(as_decimal), as_decimal)
+        return whole.try_cast(dtype)
+    if isinstance(dtype, DoubleType):
+        number = trimmed.try_cast(dtype)
+        return F.when(~F.isnan(number) & (F.abs(number) != F.lit(float("inf"))), number)
+    return trimmed.try_cast(dtype)
+
+
+def to_typed(strings: DataFrame, required: tuple[str, ...] | None = None) -> DataFrame:
+    """Convert the string columns of TRANSACTION_SCHEMA to their types and collect conversion errors.
+
+    Args:
+        strings: a DataFrame with every TRANSACTION_SCHEMA column as a string (other columns are kept).
+        required: the fields that must be present; default every field except the labels.
+
+    Returns:
+        The same rows with typed columns and an `errors` column (array of strings, empty when the row is
+        well formed), e.g. ``terminal_id: expected int, found 'None'``.
+
+    Example:
+        >>> to_typed(spark.createDataFrame([("1", "2019-08-22 06:51:03", "0", "Err", ...)], STRING_SCHEMA))
+    """
+    required = required if required is not None else tuple(c for c in TRANSACTION_COLUMNS if c not in LABEL_COLUMNS)
+    missing = [c for c in TRANSACTION_COLUMNS if c not in strings.columns]
+    if missing:
+        raise ValueError(f"to_typed: the input must contain columns {TRANSACTION_COLUMNS}, but {missing} were missing")
+    typed: dict[str, Column] = {}
+    problems: list[Column] = []
+    for field in TRANSACTION_SCHEMA.fields:
+        raw = F.col(field.name)
+        value = _convert(raw, field.dataType)
+        typed[field.name] = value
+        absent = raw.isNull() | (F.trim(raw) == "")
+        expected = field.dataType.simpleString()
+        if field.name in required:
+            problems.append(F.when(absent, F.lit(f"{field.name}: missing")))
+        problems.append(
+            F.when(
+                ~absent & value.isNull(),
+                F.concat(F.lit(f"{field.name}: expected {expected}, found '"), F.substring(raw, 1, 60), F.lit("'")),
+            )
+        )
+    others = [c for c in strings.columns if c not in typed and c != "errors"]
+    errors = F.filter(F.array(*problems), lambda e: e.isNotNull())
+    return strings.select(*others, *[typed[c].alias(c) for c in TRANSACTION_COLUMNS], errors.alias("errors"))
+
+
+def parse_json_transactions(messages: DataFrame, value_col: str = "value") -> DataFrame:
+    """Parse Kafka JSON transactions (one object per message) into typed rows with an `errors` column.
+
+    Args:
+        messages: a DataFrame with a string or binary column `value_col` (the Kafka value).
+        value_col: the name of that column.
+
+    Returns:
+        The input's other columns, every TRANSACTION_SCHEMA column typed, `payload` (the raw text) and
+        `errors`: empty for a good message; otherwise why it is malformed (not JSON, missing field, type).
+    """
+    payload = F.col(value_col).cast("string")
+    parsed = F.from_json(payload, STRING_SCHEMA, {"mode": "PERMISSIVE", "allowNumericLeadingZeros": "false"})
+    is_object = F.regexp_like(F.trim(payload), F.lit(r"^\{.*\}$"))
+    probe = F.try_parse_json(payload)
+    keep = [c for c in messages.columns if c != value_col]
+    strings = messages.select(
+        *keep,
+        payload.alias("payload"),
+        *[parsed[c].alias(c) for c in TRANSACTION_COLUMNS],
+        (payload.isNull() | probe.isNull() | ~is_object).alias("_not_json"),
+    )
+    typed = to_typed(strings)
+    not_json = F.when(
+        F.col("_not_json"), F.array(F.lit("payload: expected a JSON object, found malformed JSON"))
+    ).otherwise(F.col("errors"))
+    return typed.withColumn("errors", not_json).drop("_not_json")

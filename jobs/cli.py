@@ -1,0 +1,38 @@
+"""`fraud`: the command line of the project. Each subcommand is a job module with `add_arguments(parser)`
+and `execute(args)`; the same module runs under spark-submit through its own `main(argv)`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from jobs.common import run_main
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("jobs.demo", "run the system end to end on local defaults (what `make demo` runs)"),
+    "kafka": ("jobs.kafka_cmd", "start, stop or inspect the local Kafka broker"),
+    "ingest": ("jobs.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraud", description="Real-time card-fraud detection on Spark.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_execute=module.execute)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    return run_main(parser, lambda args: args._execute(args), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Land the `transactions` topic in Delta: every well-formed message in `raw_transactions`, every malformed
+one in `dead_letters` with its errors and topic/partition/offset. Exactly once across restarts: the
+checkpoint tracks offsets and each micro-batch is appended idempotently (keyed by its batch id).
+
+    spark-submit/submit.sh jobs/ingest_stream.py --env cluster [--available-now]
+    fraud ingest [--available-now]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from features.schema import TRANSACTION_COLUMNS, parse_json_transactions
+from jobs.common import add_common_options, config_from_args, run_main
+from jobs.config import Config
+from jobs.lake import append_idempotent, read_topic_stream
+from jobs.session import get_spark
+
+QUERY_NAME = "ingest_transactions"
+
+
+def split_messages(messages: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Split Kafka messages into (transactions, dead letters), both ready to append."""
+    parsed = parse_json_transactions(
+        messages.select("topic", "partition", "offset", F.col("timestamp").alias("kafka_timestamp"),
+                        F.col("key").cast("string").alias("key"), "value")
+    )
+    good = parsed.where(F.size("errors") == 0).select(
+        *TRANSACTION_COLUMNS, "kafka_timestamp", F.to_date("tx_datetime").alias("tx_date")
+    )
+    bad = parsed.where(F.size("errors") > 0).select(
+        "topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors",
+        F.current_timestamp().alias("dead_at"),
+    )
+    return good, bad
+
+
+def start(spark: SparkSession, cfg: Config, available_now: bool = False) -> StreamingQuery:
+    """Start the ingestion query; with `available_now`, it processes what the topic holds and stops."""
+    raw_path, dead_path = cfg.table_path("raw_transactions"), cfg.table_path("dead_letters")
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        batch.persist()
+        try:
+            good, bad = split_messages(batch)
+            append_idempotent(good, raw_path, QUERY_NAME, batch_id, partition_by=["tx_date"])
+            append_idempotent(bad, dead_path, QUERY_NAME, batch_id)
+        finally:
+            batch.unpersist()
+
+    writer = (
+        read_topic_stream(spark, cfg, "transactions")
+        .writeStream.queryName(QUERY_NAME)
+        .option("checkpointLocation", cfg.checkpoint_path(QUERY_NAME))
+        .foreachBatch(write_batch)
+    )
+    writer = writer.trigger(availableNow=True) if available_now else writer.trigger(
+        processingTime=str(cfg.get("stream.trigger_interval")))
+    return writer.start()
+
+
+def run(spark: SparkSession, cfg: Config, available_now: bool = False) -> None:
+    start(spark, cfg, available_now).awaitTermination()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--available-now", action="store_true",
+                        help="process what the topic holds now, then stop (default: run until stopped)")
+    add_common_options(parser)
+
+
+def execute(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    run(get_spark(cfg, "ingest"), cfg, args.available_now)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fraud ingest", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_main(parser, execute, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

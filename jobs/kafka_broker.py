@@ -1,0 +1,337 @@
+"""A real single-node Apache Kafka broker (KRaft: broker and controller in one JVM) for local runs and tests.
+
+It runs from the jars `make jars` fetched (profile `kafka` of spark-submit/pom.xml), keeps its data, logs
+and pid file in one state folder, formats the storage on first start, waits until the broker answers,
+and creates the configured topics. `stop` ends only the process whose pid file this module wrote, and only
+if that process is still the broker of this state folder.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobs.config import Config
+from jobs.errors import BrokerError, SetupError
+from jobs.session import list_jars
+
+_LOG4J2 = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log_dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = {level}
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = {level}
+logger.apache.name = org.apache.kafka
+logger.apache.level = {level}
+"""
+
+
+@dataclass(frozen=True)
+class BrokerSpec:
+    """Where and how to run the local broker."""
+
+    state_dir: Path
+    jars_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "512m"
+    start_timeout_s: float = 90.0
+    topics: tuple[str, ...] = ()
+    partitions: int = 2
+    log_level: str = "INFO"
+    extra_properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "broker.pid"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.state_dir / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+def spec_from_config(cfg: Config) -> BrokerSpec:
+    """Build the BrokerSpec of `kafka.broker.*` and `kafka.topics.*`."""
+    return BrokerSpec(
+        state_dir=Path(cfg.path("kafka.broker.state_dir")),
+        jars_dir=Path(cfg.path("paths.kafka_jars")),
+        host=str(cfg.get("kafka.broker.host")),
+        port=int(cfg.get("kafka.broker.port")),
+        controller_port=int(cfg.get("kafka.broker.controller_port")),
+        heap=str(cfg.get("kafka.broker.heap")),
+        start_timeout_s=float(cfg.get("kafka.broker.start_timeout_s")),
+        topics=tuple(str(t) for t in cfg.get("kafka.topics").values()),
+        partitions=int(cfg.get("kafka.partitions")),
+    )
+
+
+def _properties(spec: BrokerSpec) -> str:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"{spec.host}:{spec.controller_port}",
+        "listeners": f"PLAINTEXT://{spec.host}:{spec.port},CONTROLLER://{spec.host}:{spec.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{spec.host}:{spec.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(spec.data_dir),
+        "num.partitions": str(spec.partitions),
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.retention.hours": "168",
+        **spec.extra_properties,
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise SetupError("`java` was not found on PATH: the Kafka broker and Spark need Java 17 (apt-get install openjdk-17-jdk-headless)")
+    return java
+
+
+def _java_cmd(spec: BrokerSpec, main: str, *args: str) -> list[str]:
+    jars = list_jars(spec.jars_dir, what="paths.kafka_jars")
+    return [
+        _java(),
+        f"-Xmx{spec.heap}",
+        f"-Xms{spec.heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={spec.state_dir / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={spec.log_dir}",
+        "-cp",
+        os.pathsep.join(jars),
+        main,
+        *args,
+    ]
+
+
+def _read_pid(spec: BrokerSpec) -> int | None:
+    try:
+        return int(spec.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _is_our_broker(pid: int, spec: BrokerSpec) -> bool:
+    """True if `pid` is alive and is the broker started with this state folder's server.properties."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True  # no /proc (macOS): trust the pid file
+    return str(spec.properties_file).encode() in cmdline and b"kafka.Kafka" in cmdline
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def running_pid(spec: BrokerSpec) -> int | None:
+    """Return the pid of the broker this state folder started, if it is still running."""
+    pid = _read_pid(spec)
+    return pid if pid is not None and _is_our_broker(pid, spec) else None
+
+
+def _format_storage(spec: BrokerSpec) -> None:
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cmd = _java_cmd(
+        spec, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(spec.properties_file)
+    )
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise BrokerError(
+            f"formatting Kafka storage in {spec.data_dir} failed (exit {done.returncode}): "
+            f"{(done.stderr or done.stdout).strip()[-2000:]}"
+        )
+
+
+def start(spec: BrokerSpec) -> int:
+    """Start the broker if it is not running, wait until it answers, create the topics. Idempotent.
+
+    Returns:
+        The broker's pid.
+    """
+    pid = running_pid(spec)
+    if pid is None:
+        if _port_open(spec.host, spec.port):
+            raise BrokerError(
+                f"port {spec.host}:{spec.port} is taken by another process; stop it or choose another "
+                "port (kafka.broker.port, and kafka.bootstrap_servers to match)"
+            )
+        for d in (spec.state_dir, spec.data_dir, spec.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        spec.properties_file.write_text(_properties(spec))
+        (spec.state_dir / "log4j2.properties").write_text(
+            _LOG4J2.format(log_dir=spec.log_dir, level=spec.log_level)
+        )
+        if not (spec.data_dir / "meta.properties").exists():
+            _format_storage(spec)
+        out = (spec.log_dir / "stdout.log").open("ab")
+        proc = subprocess.Popen(
+            _java_cmd(spec, "kafka.Kafka", str(spec.properties_file)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # not killed with the shell or pytest's process group
+        )
+        out.close()
+        spec.pid_file.write_text(str(proc.pid))
+        pid = proc.pid
+        try:
+            _wait_ready(spec, proc)
+        except BaseException:
+            stop(spec)  # never leave a half-started broker behind
+            raise
+    create_topics(spec.bootstrap_servers, spec.topics, spec.partitions)
+    return pid
+
+
+def _wait_ready(spec: BrokerSpec, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + spec.start_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BrokerError(
+                f"the Kafka broker exited with code {proc.returncode} while starting; see {spec.log_dir}/server.log "
+                f"and {spec.log_dir}/stdout.log:\n{_tail(spec.log_dir / 'stdout.log')}"
+            )
+        if _port_open(spec.host, spec.port) and _metadata_ok(spec.bootstrap_servers):
+            return
+        time.sleep(0.5)
+    raise BrokerError(
+        f"the Kafka broker did not answer on {spec.bootstrap_servers} within {spec.start_timeout_s:.0f} s "
+        f"(kafka.broker.start_timeout_s); see {spec.log_dir}/server.log"
+    )
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _metadata_ok(bootstrap: str) -> bool:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def create_topics(bootstrap: str, topics: Iterable[str], partitions: int, replication: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        missing = [t for t in topics if t not in set(admin.list_topics())]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(t, partitions, replication) for t in missing])
+            except TopicAlreadyExistsError:
+                pass
+        return missing
+    finally:
+        admin.close()
+
+
+def stop(spec: BrokerSpec, timeout_s: float = 30.0) -> bool:
+    """Stop the broker this state folder started (SIGTERM, then SIGKILL). Returns False if none ran."""
+    pid = running_pid(spec)
+    if pid is None:
+        spec.pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _is_our_broker(pid, spec):
+        _reap(pid)
+        time.sleep(0.2)
+    if _is_our_broker(pid, spec):
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        _reap(pid)
+    spec.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the broker is our own child (tests), so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def status(spec: BrokerSpec) -> dict[str, object]:
+    """Return the broker's state: pid, whether it answers, and its topics."""
+    pid = running_pid(spec)
+    answering = pid is not None and _port_open(spec.host, spec.port) and _metadata_ok(spec.bootstrap_servers)
+    topics: list[str] = []
+    if answering:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=spec.bootstrap_servers, request_timeout_ms=5000)
+        try:
+            topics = sorted(t for t in admin.list_topics() if not t.startswith("__"))
+        finally:
+            admin.close()
+    return {
+        "running": pid is not None,
+        "pid": pid,
+        "answering": answering,
+        "bootstrap_servers": spec.bootstrap_servers,
+        "topics": topics,
+        "state_dir": str(spec.state_dir),
+    }

@@ -1,0 +1,41 @@
+"""Reading and writing the Delta tables and Kafka topics of the lake; the one place that knows the options."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+
+from jobs.config import Config
+
+
+def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
+                      partition_by: Sequence[str] = ()) -> None:
+    """Append `df` to the Delta table at `path` once per (app_id, version): a replay of the same streaming
+    batch after a restart is skipped by Delta itself (txnAppId / txnVersion), so nothing is duplicated."""
+    writer = (
+        df.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", str(version))
+        .option("mergeSchema", "false")
+    )
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
+def read_table(spark: SparkSession, cfg: Config, table: str) -> DataFrame:
+    """Read a Delta table named in `tables:` under `paths.lake`."""
+    return spark.read.format("delta").load(cfg.table_path(table))
+
+
+def read_topic_stream(spark: SparkSession, cfg: Config, role: str) -> DataFrame:
+    """Subscribe to the topic of `kafka.topics.<role>` with the configured Kafka options."""
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", str(cfg.get("kafka.bootstrap_servers")))
+        .option("subscribe", str(cfg.get(f"kafka.topics.{role}")))
+        .option("startingOffsets", str(cfg.get("kafka.starting_offsets")))
+        .option("maxOffsetsPerTrigger", str(cfg.get("kafka.max_offsets_per_trigger")))
+        .load()
+    )

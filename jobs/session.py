@@ -1,0 +1,85 @@
+"""The one Spark session factory, used by every job and by the tests.
+
+`configure_spark(builder, cfg)` takes a builder and returns it with this project's settings (the style of
+Delta's `configure_spark_with_delta_pip`), so a caller can still add its own before `getOrCreate()`.
+The JVM jars come from the folder `make jars` filled from `spark-submit/pom.xml`: nothing is downloaded
+when Spark starts (no spark.jars.packages).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jobs.config import Config
+from jobs.errors import SetupError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+
+def list_jars(folder: str | Path, what: str = "paths.spark_jars") -> list[str]:
+    """Return the jar files of a folder filled by `make jars`, or raise SetupError saying how to fetch them."""
+    path = Path(folder)
+    jars = sorted(str(p) for p in path.glob("*.jar")) if path.is_dir() else []
+    if not jars:
+        raise SetupError(
+            f"no JVM jars in {path} ({what}): run `make jars` (part of `make setup`), which fetches them "
+            "with Maven from spark-submit/pom.xml"
+        )
+    return jars
+
+
+def spark_settings(cfg: Config) -> dict[str, str]:
+    """Return the Spark settings this project sets on every session (jars, Delta, RocksDB, UTC, Arrow)."""
+    settings = {
+        "spark.jars": ",".join(list_jars(cfg.path("paths.spark_jars"))),
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.shuffle.partitions": str(cfg.get("spark.shuffle_partitions")),
+        "spark.ui.enabled": str(bool(cfg.get("spark.ui_enabled"))).lower(),
+    }
+    master = cfg.get("spark.master")
+    if master and str(master).startswith("local"):
+        # Python workers must be this interpreter (the project's venv), whatever PATH says.
+        settings["spark.pyspark.python"] = sys.executable
+        settings["spark.pyspark.driver.python"] = sys.executable
+    settings.update({str(k): str(v) for k, v in (cfg.get("spark.extra") or {}).items()})
+    return settings
+
+
+def configure_spark(builder: SparkSession.Builder, cfg: Config) -> SparkSession.Builder:
+    """Add this project's settings to a SparkSession builder and return it.
+
+    Args:
+        builder: a `SparkSession.builder`, possibly with settings of the caller's.
+        cfg: the loaded configuration (spark.* and paths.spark_jars are read).
+
+    Returns:
+        The same builder, for chaining.
+
+    Example:
+        >>> spark = configure_spark(SparkSession.builder.appName("x"), load_config()).getOrCreate()
+    """
+    master = cfg.get("spark.master")
+    if master:
+        builder = builder.master(str(master))
+    for key, value in spark_settings(cfg).items():
+        builder = builder.config(key, value)
+    return builder
+
+
+def get_spark(cfg: Config, app: str) -> SparkSession:
+    """Build (or reuse) the session for one job, named ``<spark.app_name>-<app>``."""
+    from pyspark.sql import SparkSession
+
+    spark = configure_spark(SparkSession.builder.appName(f"{cfg.get('spark.app_name')}-{app}"), cfg).getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

@@ -1,0 +1,1 @@
+"""Models: training, thresholds, evaluation metrics and scoring logic; pure, no I/O."""

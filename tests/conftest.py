@@ -1,0 +1,75 @@
+"""Shared fixtures: one SparkSession and one real Kafka broker for the whole run; every test gets its own
+tmp_path for tables and checkpoints, and its own topic names."""
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs import kafka_broker
+from jobs.config import Config, load_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def base_cfg() -> Config:
+    return load_config("local")
+
+
+@pytest.fixture(scope="session")
+def spark(base_cfg: Config) -> Iterator[Any]:
+    from pyspark.sql import SparkSession
+
+    from jobs.session import configure_spark
+
+    cfg = load_config("local", {"spark.ui_enabled": False, "spark.shuffle_partitions": 2,
+                                "spark.extra.spark.driver.memory": "2g"})
+    session = configure_spark(SparkSession.builder.appName("fraud-tests"), cfg).getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory, base_cfg: Config) -> Iterator[kafka_broker.BrokerSpec]:
+    """A real single-node KRaft broker on free ports, started once for the whole run."""
+    spec = kafka_broker.BrokerSpec(
+        state_dir=tmp_path_factory.mktemp("kafka"),
+        jars_dir=Path(base_cfg.path("paths.kafka_jars")),
+        port=free_port(),
+        controller_port=free_port(),
+        partitions=2,
+        log_level="WARN",
+    )
+    kafka_broker.start(spec)
+    yield spec
+    kafka_broker.stop(spec)
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., Config]:
+    """Build a local Config whose lake and checkpoints live in this test's tmp_path."""
+
+    def make(**overrides: Any) -> Config:
+        values = {"paths.lake": str(tmp_path / "lake"), "paths.checkpoint": str(tmp_path / "checkpoints"),
+                  "kafka.broker.state_dir": str(tmp_path / "kafka")}
+        values.update({k.replace("__", "."): v for k, v in overrides.items()})
+        return load_config("local", values)
+
+    return make
+
+
+@pytest.fixture
+def topic_names() -> dict[str, str]:
+    """Unique topic names for one test, so tests sharing the broker never see each other's messages."""
+    suffix = uuid.uuid4().hex[:8]
+    return {role: f"{role}-{suffix}" for role in ("transactions", "alerts", "labels")}
