@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -39,3 +40,13 @@ def read_topic_stream(spark: SparkSession, cfg: Config, role: str) -> DataFrame:
         .option("maxOffsetsPerTrigger", str(cfg.get("kafka.max_offsets_per_trigger")))
         .load()
     )
+
+
+def copy_to_hadoop(spark: SparkSession, local: Path, dest: str) -> None:
+    """Copy one local file to any Hadoop path (s3a://, hdfs://) with the session's Hadoop configuration."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    target = jvm.org.apache.hadoop.fs.Path(dest)
+    fs = target.getFileSystem(conf)
+    fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(str(local)), target)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Submit one of the project's jobs with spark-submit, with exactly the jars of spark-submit/pom.xml.
+#
+#   spark-submit/submit.sh [--master M] [--deploy-mode client|cluster] [--image IMAGE] JOB.py [job options]
+#
+#   local:       spark-submit/submit.sh jobs/ingest_stream.py --env local --available-now
+#   YARN:        spark-submit/submit.sh --master yarn --deploy-mode cluster jobs/ingest_stream.py --env cluster
+#   Kubernetes:  spark-submit/submit.sh --master k8s://https://API:6443 --deploy-mode cluster \
+#                    --image registry/fraud:0.1.0 jobs/ingest_stream.py --env cluster
+#
+# What it ships: the jars of .jars/spark (make jars) with --jars; the packages jobs/, features/, models/
+# as one zip with --py-files; the conf/ folder as an archive unpacked as ./conf next to the driver and
+# executors (FRAUD_CONF_DIR points there). Python dependencies (setup.cfg) must be installed on the nodes
+# (or in the image on Kubernetes). Secrets come from the environment, never from conf/.
+# Extra spark-submit options: SPARK_SUBMIT_OPTS_EXTRA="--conf spark.executor.memory=8g ..."
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+master=${MASTER:-local[2]}
+deploy_mode=client
+image=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --master) master=$2; shift 2 ;;
+    --deploy-mode) deploy_mode=$2; shift 2 ;;
+    --image) image=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) break ;;
+  esac
+done
+job=${1:?"usage: spark-submit/submit.sh [--master M] [--deploy-mode D] [--image I] JOB.py [options] (see --help)"}
+shift
+[ -f "$root/$job" ] || [ -f "$job" ] || { echo "submit: job file $job not found (expected e.g. jobs/ingest_stream.py)" >&2; exit 2; }
+jar_dir="$root/.jars/spark"
+ls "$jar_dir"/*.jar >/dev/null 2>&1 || { echo "submit: no jars in $jar_dir: run \`make jars\` first" >&2; exit 2; }
+jars=$(ls "$jar_dir"/*.jar | paste -sd, -)
+spark_submit=${SPARK_SUBMIT:-$(command -v spark-submit || echo "$root/.venv/bin/spark-submit")}
+
+dist="$root/.state/dist"
+mkdir -p "$dist"
+python=${PYTHON:-$(command -v python3 || echo "$root/.venv/bin/python")}
+(cd "$root" && rm -f "$dist/fraud_pkgs.zip" "$dist/conf.zip" \
+  && "$python" -m zipfile -c "$dist/fraud_pkgs.zip" jobs features models \
+  && "$python" -m zipfile -c "$dist/conf.zip" conf)
+
+args=(--master "$master" --deploy-mode "$deploy_mode" --name "fraud-$(basename "$job" .py)"
+      --jars "$jars" --py-files "$dist/fraud_pkgs.zip" --archives "$dist/conf.zip#confpkg"
+      --conf spark.executorEnv.FRAUD_CONF_DIR=confpkg/conf)
+case "$master" in
+  yarn) args+=(--conf spark.yarn.appMasterEnv.FRAUD_CONF_DIR=confpkg/conf) ;;
+  k8s://*)
+    [ -n "$image" ] || { echo "submit: Kubernetes needs --image (an image with Python, Java 17 and the project's deps)" >&2; exit 2; }
+    args+=(--conf spark.kubernetes.container.image="$image"
+           --conf spark.kubernetes.driverEnv.FRAUD_CONF_DIR=confpkg/conf) ;;
+esac
+if [ "$deploy_mode" = client ]; then export FRAUD_CONF_DIR=${FRAUD_CONF_DIR:-$root/conf}; fi
+# shellcheck disable=SC2086
+exec "$spark_submit" "${args[@]}" ${SPARK_SUBMIT_OPTS_EXTRA:-} "$root/$job" "$@"

@@ -1,0 +1,48 @@
+"""The one session factory: its settings, and the error when the jars are missing."""
+from __future__ import annotations
+
+import pytest
+
+from jobs.config import load_config
+from jobs.errors import SetupError
+from jobs.session import spark_settings
+
+
+def test_settings_of_the_local_session():
+    settings = spark_settings(load_config("local"))
+    jars = settings.pop("spark.jars").split(",")
+    assert any("delta-spark_4.2_2.13-4.4.0.jar" in j for j in jars)
+    assert any("spark-sql-kafka-0-10_2.13-4.2.0.jar" in j for j in jars)
+    assert any("hadoop-aws-3.5.0.jar" in j for j in jars)
+    for key in ("spark.pyspark.python", "spark.pyspark.driver.python"):
+        settings.pop(key)
+    assert settings == {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.ui.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": "4g",
+        "spark.databricks.delta.snapshotPartitions": "2",
+    }
+
+
+def test_missing_jar_folder_says_which_command_fetches_it(tmp_path):
+    cfg = load_config("local", {"paths.spark_jars": str(tmp_path / "nothing")})
+    with pytest.raises(SetupError, match=r"no JVM jars in .*nothing \(paths.spark_jars\): run `make jars`"):
+        spark_settings(cfg)
+
+
+def test_the_running_session_has_them(spark):
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.sql.session.timeZone") == "UTC"
+    assert conf.get("spark.master") == "local[2]"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
+    assert conf.get("spark.sql.streaming.stateStore.providerClass").endswith("RocksDBStateStoreProvider")
+    # Delta's SQL works: the extension and catalog are loaded from the jar folder
+    assert spark.sql("SELECT 1 AS x").collect()[0].x == 1
+    assert spark.sparkContext._jvm.io.delta.tables.DeltaTable is not None
