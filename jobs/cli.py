@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("jobs.demo", "run the system end to end on local defaults (what `make demo` runs)"),
     "kafka": ("jobs.kafka_cmd", "start, stop or inspect the local Kafka broker"),
     "simulate": ("jobs.simulate", "generate transactions in the bank's raw format (optionally with its defects)"),
+    "clean": ("jobs.clean", "clean raw files into clean_transactions, bad rows into quarantine_transactions"),
     "produce": ("jobs.produce", "replay raw files into the transactions topic"),
     "ingest": ("jobs.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
 }

@@ -50,3 +50,37 @@ def copy_to_hadoop(spark: SparkSession, local: Path, dest: str) -> None:
     target = jvm.org.apache.hadoop.fs.Path(dest)
     fs = target.getFileSystem(conf)
     fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(str(local)), target)
+
+
+def list_files(spark: SparkSession, location: str, suffix: str = ".txt") -> list[str]:
+    """The files ending in `suffix` at a location (a file, or a folder's direct children), on any Hadoop
+    file system, as fully qualified URIs sorted by name."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        return []
+    status = fs.getFileStatus(path)
+    entries = [status] if status.isFile() else list(fs.listStatus(path))
+    names = (e.getPath() for e in entries if e.isFile())
+    return sorted(str(p) for p in names if p.getName().endswith(suffix) and not p.getName().startswith(("_", ".")))
+
+
+def table_exists(spark: SparkSession, path: str) -> bool:
+    """True if a Delta table exists at `path`."""
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path))
+
+
+def publish_folder(spark: SparkSession, local: Path, dest: str) -> None:
+    """Copy a local folder's files to a location: a local folder, or any Hadoop path."""
+    import shutil
+
+    if "://" not in dest or dest.startswith("file://"):
+        shutil.copytree(local, dest.removeprefix("file://"), dirs_exist_ok=True)
+        return
+    for path in local.rglob("*"):
+        if path.is_file():
+            copy_to_hadoop(spark, path, dest.rstrip("/") + "/" + str(path.relative_to(local)))

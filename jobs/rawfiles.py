@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -51,9 +52,24 @@ class DefectRates:
 
 
 DEFECT_KINDS = list(asdict(DefectRates()))
+# the cleaning rule (jobs/expectations/raw_transactions.json) each defect kind breaks; a short line also
+# fails the not-null rule of each field it lost, an out-of-range label tx_fraud_in_set or
+# tx_fraud_scenario_in_set; duplicates are removed, not quarantined
+RULE_OF_DEFECT = {
+    "terminal_not_integer": "terminal_id_not_null",
+    "customer_sentinel": "customer_id_range",
+    "terminal_outlier": "terminal_id_range",
+    "bad_datetime": "tx_datetime_not_null",
+    "days_mismatch": "tx_time_days_consistent",
+    "short_line": "field_count",
+    "amount_not_numeric": "tx_amount_not_null",
+    "amount_negative": "tx_amount_positive",
+    "amount_zero": "tx_amount_positive",
+}
 
 
-def _format(batch: DayBatch, start: dt.date) -> pd.DataFrame:
+def format_day(batch: DayBatch, start: dt.date) -> pd.DataFrame:
+    """One day's transactions as the raw files' text fields (a DataFrame of strings)."""
     f = batch.frame
     stamps = np.datetime64(start.isoformat(), "s") + f["tx_time_seconds"].to_numpy().astype("timedelta64[s]")
     return pd.DataFrame({
@@ -69,12 +85,14 @@ def _format(batch: DayBatch, start: dt.date) -> pd.DataFrame:
     })
 
 
-def inject_defects(lines: pd.DataFrame, rates: DefectRates, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+def inject_defects(lines: pd.DataFrame, rates: DefectRates,
+                   rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, Counter[str]]:
     """Damage rows of a day's formatted lines in place of the bank's defects.
 
     Returns:
-        The lines (duplicates inserted after their original, short lines with trailing fields set to None)
-        and, per original row, the index of its defect kind in DEFECT_KINDS, or -1.
+        The lines (duplicates inserted after their original, short lines with trailing fields set to None);
+        per original row, the index of its defect kind in DEFECT_KINDS, or -1; and how many rows will fail
+        each cleaning rule of jobs/expectations/raw_transactions.json because of what was injected.
     """
     n = len(lines)
     probs = np.array(list(asdict(rates).values()))
@@ -105,13 +123,19 @@ def inject_defects(lines: pd.DataFrame, rates: DefectRates, rng: np.random.Gener
     which = rng.random(len(rows)) < 0.5
     put(rows[which], "tx_fraud", rng.choice(["2", "-1", "9"], int(which.sum())))
     put(rows[~which], "tx_fraud_scenario", rng.choice(["4", "5", "7"], int((~which).sum())))
+    rules: Counter[str] = Counter()
+    for kind_name, rule in RULE_OF_DEFECT.items():
+        rules[rule] += len(k[kind_name])
+    rules["tx_fraud_in_set"] = int(which.sum())
+    rules["tx_fraud_scenario_in_set"] = int((~which).sum())
     for row, drop in zip(k["short_line"], rng.integers(1, 5, len(k["short_line"]))):
         out.iloc[row, len(TRANSACTION_COLUMNS) - drop:] = None
+        rules.update(f"{c}_not_null" for c in TRANSACTION_COLUMNS[len(TRANSACTION_COLUMNS) - drop:])
     dup = k["duplicate"]
     if len(dup):
         order = np.argsort(np.concatenate([np.arange(n), dup]), kind="stable")
         out = pd.concat([out, out.iloc[dup]], ignore_index=True).iloc[order].reset_index(drop=True)
-    return out, kind
+    return out, kind, rules
 
 
 def write_lines(lines: pd.DataFrame, fh: IO[str]) -> None:
@@ -145,7 +169,3 @@ def open_raw_file(path: Path) -> IO[str]:
     fh = path.open("w", encoding="utf-8", newline="\n")
     fh.write(RAW_HEADER + "\n")
     return fh
-
-
-__all__ = ["DAYS_PER_FILE", "DEFECT_KINDS", "DefectRates", "SECONDS_PER_DAY", "file_name", "inject_defects",
-           "open_raw_file", "write_lines"]

@@ -26,23 +26,11 @@ from tqdm import tqdm
 
 from jobs.common import add_common_options, config_from_args, run_main
 from jobs.errors import FraudError
-from jobs.rawfiles import DAYS_PER_FILE, DEFECT_KINDS, DefectRates, _format, file_name, inject_defects, open_raw_file, write_lines
+from jobs.rawfiles import DAYS_PER_FILE, DEFECT_KINDS, DefectRates, file_name, format_day, inject_defects, open_raw_file, write_lines
 from jobs.simulator import PRESETS, SimulationSpec, Simulator, make_spec
 
 MANIFEST = "_manifest.json"
-# the cleaning rule each defect kind breaks (duplicates are removed, not quarantined)
-RULE_OF_DEFECT = {
-    "terminal_not_integer": "terminal_id_type",
-    "customer_sentinel": "customer_id_range",
-    "terminal_outlier": "terminal_id_range",
-    "bad_datetime": "tx_datetime_type",
-    "days_mismatch": "tx_time_days_consistent",
-    "short_line": "field_count",
-    "amount_not_numeric": "tx_amount_type",
-    "amount_negative": "tx_amount_positive",
-    "amount_zero": "tx_amount_positive",
-    "label_out_of_range": "labels_in_range",
-}
+
 
 
 def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | None = None,
@@ -58,6 +46,7 @@ def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | N
     scenarios: Counter[int] = Counter()
     clean_scenarios: Counter[int] = Counter()
     injected: Counter[str] = Counter()
+    by_rule: Counter[str] = Counter()
     natural_zero = 0
     transactions = lines_written = 0
     fh = None
@@ -67,12 +56,13 @@ def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | N
                 fh.close()
             files.append({"file": file_name(spec.start_date, batch.day), "first_day": batch.day, "lines": 0})
             fh = open_raw_file(out / files[-1]["file"])
-        lines = _format(batch, spec.start_date)
+        lines = format_day(batch, spec.start_date)
         scen = batch.frame["tx_fraud_scenario"].to_numpy()
         kind = np.full(len(lines), -1)
         if defects is not None:
-            lines, kind = inject_defects(lines, defects, np.random.Generator(
+            lines, kind, rules = inject_defects(lines, defects, np.random.Generator(
                 np.random.PCG64(np.random.SeedSequence([spec.seed, 9, batch.day]))))
+            by_rule.update(rules)
         zero = (batch.frame["tx_amount"].to_numpy() == 0) & (kind == -1)
         natural_zero += int(zero.sum())
         kept = ((kind == -1) | (kind == DEFECT_KINDS.index("duplicate"))) & ~zero
@@ -87,9 +77,6 @@ def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | N
     if fh is not None:
         fh.close()
     defects_by_kind = {k: int(injected.get(k, 0)) for k in DEFECT_KINDS}
-    by_rule: Counter[str] = Counter()
-    for kind_name, rule in RULE_OF_DEFECT.items():
-        by_rule[rule] += defects_by_kind[kind_name]
     by_rule["tx_amount_positive"] += natural_zero
     quarantined = sum(v for k, v in defects_by_kind.items() if k != "duplicate") + natural_zero
     manifest = {

@@ -140,6 +140,9 @@ class Simulator:
 
     spec: SimulationSpec
     profiles: Profiles = field(init=False)
+    # what `days()` drew, for checks and the manifest: (day, terminal) and (day, card, n in window, frauds)
+    terminal_log: list[tuple[int, int]] = field(init=False, default_factory=list)
+    card_log: list[tuple[int, int, int, int]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.profiles = generate_profiles(self.spec)
@@ -187,8 +190,9 @@ class Simulator:
             fraud[s1], scenario[s1] = 1, 1
             # scenario 2: compromised terminals, 28 days from the day they are drawn
             frng = _rng(spec.seed, 3, day)
-            terminal_compromises.append(
-                (day, frng.choice(spec.terminals, size=min(spec.terminals_compromised_per_day, spec.terminals), replace=False)))
+            drawn = frng.choice(spec.terminals, size=min(spec.terminals_compromised_per_day, spec.terminals), replace=False)
+            terminal_compromises.append((day, drawn))
+            self.terminal_log.extend((day, int(t)) for t in drawn)
             while terminal_compromises and terminal_compromises[0][0] <= day - TERMINAL_FRAUD_DAYS:
                 terminal_compromises.popleft()
             active_terminals = np.concatenate([t for _, t in terminal_compromises])
@@ -201,6 +205,7 @@ class Simulator:
                 n_window = int(sum(int(w.per_customer[card]) for w in window))
                 selected = np.sort(frng.choice(n_window, size=n_window // 3, replace=False)) if n_window else np.zeros(0, np.int64)
                 card_compromises.append((day, _CardCompromise(int(card), selected)))
+                self.card_log.append((day, int(card), n_window, len(selected)))
             card_compromises = [(s, cc) for s, cc in card_compromises if s > day - CARD_FRAUD_DAYS]
             for _, cc in card_compromises:
                 rows = np.flatnonzero(c == cc.customer)
