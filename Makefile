@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 JARS := .jars
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench clean clean-state
+.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -48,6 +48,9 @@ kafka-down:
 	$(BIN)/fraud kafka down
 kafka-status:
 	$(BIN)/fraud kafka status
+
+bench-simulate: setup
+	$(BIN)/python benchmarks/simulate.py
 
 lint: setup
 	$(BIN)/mypy

@@ -335,3 +335,42 @@ def status(spec: BrokerSpec) -> dict[str, object]:
         "topics": topics,
         "state_dir": str(spec.state_dir),
     }
+
+
+def reset_topics(bootstrap: str, topics: Iterable[str], partitions: int, timeout_s: float = 30.0) -> None:
+    """Delete the topics (if they exist) and create them empty: a fresh start for the local demo."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+    topics = list(topics)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        existing = [t for t in topics if t in set(admin.list_topics())]
+        if existing:
+            try:
+                admin.delete_topics(existing)
+            except UnknownTopicOrPartitionError:
+                pass
+    finally:
+        admin.close()
+    deadline = time.monotonic() + timeout_s
+    while True:  # deletion is asynchronous: creating too early fails until the old topic is gone
+        try:
+            if not create_topics(bootstrap, topics, partitions) and _all_empty(bootstrap, topics):
+                return
+        except KafkaError:
+            pass
+        if time.monotonic() > deadline:
+            raise BrokerError(f"could not recreate topics {topics} on {bootstrap} within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _all_empty(bootstrap: str, topics: list[str]) -> bool:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])]
+        return bool(parts) and all(v == 0 for v in consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()

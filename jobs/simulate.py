@@ -104,9 +104,10 @@ def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | N
 
 def simulate(spec: SimulationSpec, out: str, defects: DefectRates | None = None, progress: bool = False,
              cfg: Any = None) -> dict[str, Any]:
-    """Write to a local folder, or to any Hadoop path (s3a://, hdfs://) through a local staging folder."""
-    if "://" not in out or out.startswith("file://"):
-        return simulate_to_folder(spec, Path(out.removeprefix("file://")), defects, progress)
+    """Write to a local folder, or to any Hadoop URI (s3a://, hdfs://, file://) through a local staging
+    folder whose files Spark's Hadoop file system copies to `out`."""
+    if "://" not in out:
+        return simulate_to_folder(spec, Path(out), defects, progress)
     from jobs.lake import copy_to_hadoop
     from jobs.session import get_spark
 
@@ -143,7 +144,7 @@ def execute(args: argparse.Namespace) -> int:
         defects = DefectRates.scaled(args.defects) if args.defects is not None else None
     except ValueError as exc:
         raise FraudError(str(exc)) from exc
-    cfg = config_from_args(args) if "://" in args.out and not args.out.startswith("file://") else None
+    cfg = config_from_args(args) if "://" in args.out else None
     manifest = simulate(spec, args.out, defects, progress=not args.no_progress, cfg=cfg)
     rate = manifest["transactions"] / max(manifest["seconds"], 1e-9)
     print(json.dumps({"out": args.out, "files": len(manifest["files"]), "transactions": manifest["transactions"],

@@ -1,0 +1,72 @@
+"""Benchmark of `fraud simulate`: transactions a minute on one core, and peak memory, for the bank's sizes.
+
+    .venv/bin/python benchmarks/simulate.py [--days 6] [--customers 810000]
+
+Generates the `otus` preset (810,000 cards, 1,000 terminals: ~1.57 million transactions a day) twice in
+one process, for N and 2N days, generation only and generation + writing the raw files with defects, and
+prints one JSON object (also kept in benchmarks/results/simulate.json). Memory must not grow with days.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jobs.rawfiles import DefectRates  # noqa: E402
+from jobs.simulate import simulate_to_folder  # noqa: E402
+from jobs.simulator import Simulator, make_spec  # noqa: E402
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=6)
+    parser.add_argument("--customers", type=int, default=810_000)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    runs = []
+    for days in (args.days, 2 * args.days):
+        spec = make_spec("otus", days=days, customers=args.customers)
+        started = time.perf_counter()
+        sim = Simulator(spec)
+        profiles_s = time.perf_counter() - started
+        n = sum(len(b.frame) for b in sim.days())
+        gen_s = time.perf_counter() - started - profiles_s
+        out = Path(tempfile.mkdtemp(prefix="bench-sim-"))
+        try:
+            manifest = simulate_to_folder(spec, out, DefectRates())
+            size = sum(p.stat().st_size for p in out.glob("*.txt"))
+        finally:
+            shutil.rmtree(out)
+        runs.append({
+            "days": days, "transactions": n, "profiles_seconds": round(profiles_s, 2),
+            "generate_seconds": round(gen_s, 2), "generate_tx_per_minute": round(n / gen_s * 60),
+            "write_seconds": manifest["seconds"],
+            "write_tx_per_minute": round(manifest["transactions"] / manifest["seconds"] * 60),
+            "raw_bytes": size, "peak_rss_mib_so_far": round(peak_rss_mib()),
+        })
+    result = {
+        "benchmark": "simulate", "preset": "otus", "customers": args.customers, "terminals": 1_000,
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+        "single_core": True, "target_tx_per_minute": 1_000_000, "runs": runs,
+        "memory_ratio_2n_over_n_days": round(runs[1]["peak_rss_mib_so_far"] / runs[0]["peak_rss_mib_so_far"], 2),
+    }
+    print(json.dumps(result, indent=2))
+    if not args.no_save:
+        (ROOT / "benchmarks/results/simulate.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
