@@ -32,7 +32,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	@touch $@
 
 jars: $(JARS)/.fetched
-$(JARS)/.fetched: spark-submit/pom.xml spark-submit/fetch-jars.sh $(VENV)/.installed
+$(JARS)/.fetched: spark-submit/pom.xml spark-submit/fetch-jars.sh | $(VENV)/.installed
 	spark-submit/fetch-jars.sh $(JARS) "$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
 	@touch $@
 
@@ -40,6 +40,7 @@ demo: setup
 	$(BIN)/fraud demo
 
 test: setup
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 kafka-up: setup

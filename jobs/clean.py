@@ -70,7 +70,7 @@ def plan_run(spark: SparkSession, cfg: Config, input_path: str) -> tuple[int, li
     logged = spark.read.format("delta").load(files_path) if table_exists(spark, files_path) else None
     done = {r.run for r in spark.read.format("delta").load(runs_path).select("run").collect()} \
         if table_exists(spark, runs_path) else set()
-    last = (logged.agg(F.max("run")).first()[0] or 0) if logged is not None else 0
+    last = int(logged.agg(F.max("run")).collect()[0][0] or 0) if logged is not None else 0
     if last and last not in done:
         files = sorted(r.file for r in logged.where(F.col("run") == last).collect())  # type: ignore[union-attr]
         return last, files, True

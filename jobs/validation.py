@@ -48,6 +48,7 @@ def validate(df: DataFrame, suite_name: str, rules: list[Rule], out_dir: Path) -
         unexpected: dict[str, int] = {}
         element_count = 0
         for r in run.results:
+            assert r.expectation_config is not None
             name = r.expectation_config.meta["rule"]
             unexpected[name] = int(r.result.get("unexpected_count") or 0)
             element_count = max(element_count, int(r.result.get("element_count") or 0))
