@@ -173,11 +173,18 @@ def running_pid(spec: BrokerSpec) -> int | None:
     return pid if pid is not None and _is_our_broker(pid, spec) else None
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka writes them (URL-safe base64 of 16 bytes), never starting with '-':
+    the storage tool's argument parser would take such an id for an option (Kafka's Uuid avoids it too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _format_storage(spec: BrokerSpec) -> None:
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-    cmd = _java_cmd(
-        spec, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(spec.properties_file)
-    )
+    cmd = _java_cmd(spec, "kafka.tools.StorageTool", "format", "--standalone", f"--cluster-id={new_cluster_id()}",
+                    f"--config={spec.properties_file}")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise BrokerError(

@@ -7,6 +7,7 @@ when Spark starts (no spark.jars.packages).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +72,10 @@ def configure_spark(builder: SparkSession.Builder, cfg: Config) -> SparkSession.
     master = cfg.get("spark.master")
     if master:
         builder = builder.master(str(master))
+    if master and str(master).startswith("local"):
+        # A session started from Python takes its workers' interpreter from PYSPARK_PYTHON, not from
+        # spark.pyspark.python (which only spark-submit reads): without it workers run the system python3.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in spark_settings(cfg).items():
         builder = builder.config(key, value)
     return builder

@@ -69,3 +69,8 @@ def test_every_subcommand_has_help(capsys):
             main([name, "--help"])
         assert exit_info.value.code == 0
         assert f"usage: fraud {name}" in capsys.readouterr().out
+
+
+def test_cluster_ids_never_start_with_a_dash():
+    ids = [kafka_broker.new_cluster_id() for _ in range(2000)]  # about 1 in 64 raw draws starts with '-'
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
