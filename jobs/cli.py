@@ -15,6 +15,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kafka": ("jobs.kafka_cmd", "start, stop or inspect the local Kafka broker"),
     "simulate": ("jobs.simulate", "generate transactions in the bank's raw format (optionally with its defects)"),
     "clean": ("jobs.clean", "clean raw files into clean_transactions, bad rows into quarantine_transactions"),
+    "features": ("jobs.build_features", "build features_transactions from clean_transactions"),
+    "train": ("jobs.train", "train the CatBoost model, log it to MLflow, register it"),
+    "evaluate": ("jobs.evaluate", "score raw files with a registered model and print its metrics"),
     "produce": ("jobs.produce", "replay raw files into the transactions topic"),
     "ingest": ("jobs.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
 }

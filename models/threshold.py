@@ -1,0 +1,34 @@
+"""Choose the decision threshold on validation data."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from models.errors import ModelError
+
+
+def choose_threshold(y: np.ndarray, score: np.ndarray, target_recall: float | None = 0.98,
+                     max_fpr: float | None = None) -> tuple[float, str]:
+    """Return (threshold, how it was chosen); a transaction is flagged when its score >= threshold.
+
+    With `max_fpr`: the threshold of the highest recall whose false-positive rate stays within `max_fpr`.
+    Otherwise: the threshold with the lowest false-positive rate that still reaches `target_recall`.
+
+    Example:
+        >>> choose_threshold(np.array([0, 0, 1, 1]), np.array([.1, .6, .5, .9]), target_recall=1.0)
+        (0.5, 'lowest FPR (0.5000) reaching recall >= 1.0 on validation: recall 1.0000')
+    """
+    y = np.asarray(y).astype(int)
+    if y.sum() == 0 or y.sum() == len(y):
+        raise ModelError(f"threshold: validation data needs both classes, found {int(y.sum())} frauds in {len(y)} rows")
+    fpr, tpr, thr = roc_curve(y, score, drop_intermediate=False)
+    thr = np.where(np.isinf(thr), np.nextafter(score.max(), np.inf), thr)
+    if max_fpr is not None:
+        ok = np.flatnonzero(fpr <= max_fpr)
+        i = ok[np.argmax(tpr[ok])]
+        return float(thr[i]), (f"highest recall ({tpr[i]:.4f}) with FPR <= {max_fpr} on validation: "
+                               f"FPR {fpr[i]:.4f}")
+    target = 0.98 if target_recall is None else target_recall
+    ok = np.flatnonzero(tpr >= target)
+    i = ok[np.argmin(fpr[ok])]
+    return float(thr[i]), f"lowest FPR ({fpr[i]:.4f}) reaching recall >= {target} on validation: recall {tpr[i]:.4f}"

@@ -1,0 +1,90 @@
+"""`fraud train` and `fraud evaluate` with a real MLflow store (SQLite, local artifacts): the run's
+parameters, metrics and plots, the registered model and its signature, and the promotion rule."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from features.definitions import FEATURE_NAMES
+from jobs import clean, evaluate, train
+from jobs.simulate import simulate_to_folder
+from jobs.simulator import make_spec
+from models.split import Split
+
+pytestmark = pytest.mark.integration
+SPLIT = Split(dt.date(2018, 5, 6), train_days=7, delay_days=7, test_days=7, val_days=2)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    out = tmp_path_factory.mktemp("raw")
+    simulate_to_folder(make_spec("handbook", days=60, customers=1_500, terminals=3_000), out)
+    return out
+
+
+@pytest.fixture
+def cfg(make_cfg, tmp_path):
+    return make_cfg(mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                    mlflow__artifact_location=str(tmp_path / "artifacts"))
+
+
+def test_train_logs_registers_and_promotes(spark, cfg, raw):
+    import mlflow
+    from mlflow import MlflowClient
+
+    # a deliberately weak first model: one shallow tree
+    clean.run(spark, cfg, str(raw))
+    rows, frauds = train.load_window(spark, cfg, SPLIT, 168)
+    weak = train.train(rows, frauds, SPLIT, 168, 0.98, None, params={"iterations": 1, "depth": 1})
+    first = train.log_and_register(cfg, weak, SPLIT, 168, {})
+    assert (first["version"], first["alias"], first["reason"]) == ("1", "champion", "there was no champion yet")
+
+    summary = train.run(spark, cfg, SPLIT, 168)
+    second = summary["registry"]
+    assert (second["version"], second["alias"]) == ("2", "champion"), second
+    assert second["reason"].startswith("average precision ") and "beats the champion's (version 1)" in second["reason"]
+    assert summary["test"]["roc_auc"] > 0.75 and summary["test"]["frauds"] > 0
+    assert summary["threshold_rule"].startswith("lowest FPR")
+
+    third = train.run(spark, cfg, SPLIT, 168)["registry"]  # the same model again does not beat itself
+    assert (third["version"], third["alias"]) == ("3", "challenger")
+    assert "does not beat the champion's (version 2)" in third["reason"]
+
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("fraud-detector", "champion").version) == "2"
+    run = client.get_run(second["run_id"])
+    assert run.data.params["test_start"] == "2018-05-20" and run.data.params["label_delay_hours"] == "168"
+    assert {"test_roc_auc", "test_average_precision", "test_card_precision_at_100", "test_recall", "test_fpr",
+            "test_recall_at_fpr_1pct", "test_recall_at_fpr_5pct", "validation_recall"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(second["run_id"], "plots")}
+    assert artifacts == {f"plots/{p}" for p in ("roc.png", "precision_recall.png", "score_distribution.png",
+                                                "confusion_matrix.png", "feature_importance.png")}
+    tags = client.get_model_version("fraud-detector", "2").tags
+    assert tags["features"].split(",") == FEATURE_NAMES and float(tags["threshold"]) == summary["threshold"]
+    model = mlflow.pyfunc.load_model("models:/fraud-detector@champion")
+    assert [c.name for c in model.metadata.get_input_schema().inputs] == FEATURE_NAMES
+
+
+def test_evaluate_reproduces_the_test_metrics_and_writes_scores(spark, cfg, raw, tmp_path):
+    summary = train.run(spark, cfg, SPLIT, 168, input_path=str(raw))
+    out = evaluate.run(spark, cfg, str(raw), "champion", SPLIT.test_start, 7, str(tmp_path / "scores"))
+    for key in ("roc_auc", "average_precision", "card_precision_at_100", "recall", "fpr", "recall_at_fpr_5pct"):
+        assert out[key] == pytest.approx(summary["test"][key]), key
+    scores = spark.read.format("delta").load(str(tmp_path / "scores"))
+    assert scores.columns == ["transaction_id", "score"] and scores.count() == out["scored"]
+    assert out["scored"] > out["evaluated"] > 0
+
+
+def test_cli_errors_are_clear(spark, cfg, raw, capsys, tmp_path):
+    from jobs.cli import main
+
+    common = ["--lake", cfg.path("paths.lake"), "--mlflow-uri", cfg.path("mlflow.tracking_uri")]
+    assert main(["evaluate", "--input", str(raw), "--model", "champion", "--test-start", "2018-05-20",
+                 "--scores-out", str(tmp_path / "s"), *common]) == 2
+    assert "--model champion: no such version or alias of registered model 'fraud-detector'" in capsys.readouterr().err
+    assert main(["train", "--train-start", "2017-01-01", "--no-register", "--input", str(raw), *common]) == 2
+    assert "the training window of" in capsys.readouterr().err
+    assert main(["train", "--label-delay", "soon", *common]) == 2
+    assert "label delay must look like 7d, 1d or 1h, found 'soon'" in capsys.readouterr().err
