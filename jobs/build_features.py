@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.batch import build_features
 from features.definitions import parse_delay
-from jobs.common import add_common_options, config_from_args, run_main
+from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.lake import table_exists
@@ -63,11 +62,7 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fraud features", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_main(parser, execute, argv)
+main = job_main("fraud features", __doc__, add_arguments, execute)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from features.schema import TRANSACTION_COLUMNS
-from jobs.common import add_common_options, config_from_args, run_main
+from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config, join_location
 from jobs.errors import FraudError
 from jobs.lake import append_idempotent, list_files, publish_folder, table_exists
@@ -168,11 +167,7 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fraud clean", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_main(parser, execute, argv)
+main = job_main("fraud clean", __doc__, add_arguments, execute)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,19 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.env, overrides, args.conf_dir)
 
 
+def job_main(prog: str, doc: str | None, add_arguments: Callable[[argparse.ArgumentParser], None],
+             execute: Callable[[argparse.Namespace], int | None]) -> Callable[..., int]:
+    """Build a job's `main(argv)`: the same options and handler as its `fraud` subcommand, for spark-submit."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_arguments(parser)
+        return run_main(parser, execute, argv)
+
+    return main
+
+
 def run_main(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int | None],
              argv: Sequence[str] | None = None) -> int:
     """Parse argv, call the handler; a FraudError becomes one clear line on stderr and exit code 2."""

@@ -17,15 +17,15 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from features.definitions import FEATURE_NAMES
 from jobs import build_features, clean, registry
-from jobs.common import add_common_options, config_from_args, run_main
+from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.session import get_spark
@@ -48,7 +48,8 @@ def run(spark: SparkSession, cfg: Config, input_path: str, model: str, test_star
         features = build_features.read_features(spark, cfg, delay)
     assert features is not None
     test_end = test_start + dt.timedelta(days=test_days)
-    window = features.where((F.col("tx_date") >= F.lit(test_start)) & (F.col("tx_date") < F.lit(test_end))).toPandas()
+    window: pd.DataFrame = features.where(
+        (F.col("tx_date") >= F.lit(test_start)) & (F.col("tx_date") < F.lit(test_end))).toPandas()
     if window.empty:
         raise FraudError(f"--test-start {test_start} --test-days {test_days}: the data has no transaction in those days")
     window["score"] = catboost_model.score(booster, window[FEATURE_NAMES])
@@ -95,11 +96,7 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fraud evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_main(parser, execute, argv)
+main = job_main("fraud evaluate", __doc__, add_arguments, execute)
 
 
 if __name__ == "__main__":

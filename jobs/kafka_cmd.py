@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 
 from jobs import kafka_broker
-from jobs.common import add_common_options, config_from_args, run_main
+from jobs.common import add_common_options, config_from_args, job_main
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +32,7 @@ def execute(args: argparse.Namespace) -> int:
     return 0 if state["answering"] else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fraud kafka", description=__doc__)
-    add_arguments(parser)
-    return run_main(parser, execute, argv)
+main = job_main("fraud kafka", __doc__, add_arguments, execute)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from features.schema import TRANSACTION_COLUMNS
-from jobs.common import add_common_options, config_from_args, run_main
+from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 
@@ -99,11 +99,7 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fraud produce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_main(parser, execute, argv)
+main = job_main("fraud produce", __doc__, add_arguments, execute)
 
 
 if __name__ == "__main__":

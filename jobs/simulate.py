@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from jobs.common import add_common_options, config_from_args, run_main
+from jobs.common import add_common_options, config_from_args, job_main
 from jobs.errors import FraudError
 from jobs.rawfiles import DAYS_PER_FILE, DEFECT_KINDS, DefectRates, file_name, format_day, inject_defects, open_raw_file, write_lines
 from jobs.simulator import PRESETS, SimulationSpec, Simulator, make_spec
@@ -153,11 +152,7 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fraud simulate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_main(parser, execute, argv)
+main = job_main("fraud simulate", __doc__, add_arguments, execute)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from pyspark.sql import functions as F
 
 from features.definitions import FEATURE_NAMES, FEATURES, parse_delay
 from jobs import build_features, clean, registry
-from jobs.common import add_common_options, config_from_args, run_main
+from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.session import get_spark
@@ -108,7 +107,7 @@ def _plots(test: pd.DataFrame, threshold: float, model: Any) -> dict[str, Any]:
     ax.set(xlabel="recall", ylabel="precision", title="precision-recall (test)")
     figs["precision_recall.png"] = fig
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(0, 1, 51)
+    bins = np.linspace(0, 1, 51).tolist()
     ax.hist(s[y == 0], bins=bins, alpha=0.6, density=True, label="genuine")
     ax.hist(s[y == 1], bins=bins, alpha=0.6, density=True, label="fraud")
     ax.axvline(threshold, color="black", linestyle="--", label="threshold")
@@ -241,11 +240,7 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fraud train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_main(parser, execute, argv)
+main = job_main("fraud train", __doc__, add_arguments, execute)
 
 
 if __name__ == "__main__":
