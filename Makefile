@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 JARS := .jars
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate clean clean-state
+.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate bench-model clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -52,6 +52,9 @@ kafka-status:
 
 bench-simulate: setup
 	$(BIN)/python benchmarks/simulate.py
+
+bench-model: setup
+	$(BIN)/python benchmarks/model_figures.py
 
 lint: setup
 	$(BIN)/mypy
