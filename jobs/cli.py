@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("jobs.build_features", "build features_transactions from clean_transactions"),
     "train": ("jobs.train", "train the CatBoost model, log it to MLflow, register it"),
     "evaluate": ("jobs.evaluate", "score raw files with a registered model and print its metrics"),
+    "stream": ("jobs.score_stream", "the main job: Kafka -> stateful features -> CatBoost -> scores, alerts"),
     "produce": ("jobs.produce", "replay raw files into the transactions topic"),
     "ingest": ("jobs.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
 }

@@ -30,7 +30,7 @@ def split_messages(messages: DataFrame) -> tuple[DataFrame, DataFrame]:
                         F.col("key").cast("string").alias("key"), "value")
     )
     good = parsed.where(F.size("errors") == 0).select(
-        *TRANSACTION_COLUMNS, "kafka_timestamp", F.to_date("tx_datetime").alias("tx_date")
+        *TRANSACTION_COLUMNS, "kafka_timestamp", "partition", "offset", F.to_date("tx_datetime").alias("tx_date")
     )
     bad = parsed.where(F.size("errors") > 0).select(
         "topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors",
@@ -47,7 +47,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False) -> Stre
         batch.persist()
         try:
             good, bad = split_messages(batch)
-            append_idempotent(good, raw_path, QUERY_NAME, batch_id, partition_by=["tx_date"])
+            append_idempotent(good.drop("partition", "offset"), raw_path, QUERY_NAME, batch_id, partition_by=["tx_date"])
             append_idempotent(bad, dead_path, QUERY_NAME, batch_id)
         finally:
             batch.unpersist()

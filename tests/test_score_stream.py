@@ -1,0 +1,86 @@
+"""The streaming job end to end on the real broker: valid and malformed transactions in; `scores` holds every
+valid transaction exactly once with the batch job's features (parity, row by row); `dead_letters` holds
+the malformed ones; `alerts` and the alerts topic hold the flagged ones."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from features.definitions import FEATURE_NAMES
+from jobs import build_features, kafka_broker, score_stream, train
+from jobs.produce import produce as produce_lines
+from jobs.produce import raw_lines
+from jobs.simulate import simulate_to_folder
+from jobs.simulator import make_spec
+from models.split import Split
+from tests.test_ingest_stream import produce
+
+pytestmark = pytest.mark.integration
+DELAY = 24
+MALFORMED = [b"not json", b'{"transaction_id": 1}', json.dumps({"transaction_id": 5, "tx_datetime": "2018-04-02 10:00:00",
+             "customer_id": 1, "terminal_id": "Err", "tx_amount": 3.0, "tx_time_seconds": 1, "tx_time_days": 0}).encode()]
+
+
+def consume_all(bootstrap: str, topic: str) -> list[dict]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    end = consumer.end_offsets(parts)
+    out = []
+    while any(consumer.position(p) < end[p] for p in parts):
+        for records in consumer.poll(timeout_ms=2000).values():
+            out.extend(json.loads(r.value) for r in records)
+    consumer.close()
+    return out
+
+
+def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
+    raw = tmp_path / "raw"
+    simulate_to_folder(make_spec("handbook", days=20, customers=600, terminals=800), raw)
+    kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
+    cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
+                   kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
+                   kafka__max_offsets_per_trigger=4000, stream__state_buckets=4,
+                   mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                   mlflow__artifact_location=str(tmp_path / "artifacts"))
+    summary = train.run(spark, cfg, Split(dt.date(2018, 4, 8), train_days=4, delay_days=1, test_days=3, val_days=1),
+                        DELAY, input_path=str(raw))
+    assert summary["registry"]["alias"] == "champion"
+
+    lines = list(raw_lines(raw))
+    sent = produce_lines(cfg, iter(lines))  # keyed by card, as the job expects
+    assert sent["sent"] == len(lines)
+    produce(broker.bootstrap_servers, topic_names["transactions"], MALFORMED)
+    score_stream.run(spark, cfg, available_now=True)
+
+    scores = spark.read.format("delta").load(cfg.table_path("scores"))
+    ids = [r.transaction_id for r in scores.select("transaction_id").collect()]
+    assert sorted(ids) == list(range(len(lines)))  # every valid transaction, exactly once
+    assert {r.model_version for r in scores.select("model_version").distinct().collect()} == {"1"}
+
+    batch = build_features.read_features(spark, cfg, DELAY)
+    joined = scores.alias("s").join(batch.alias("b"), "transaction_id")
+    worst = joined.select(*[F_abs_diff(n) for n in FEATURE_NAMES]).collect()[0].asDict()
+    assert all(v is None or v < 1e-6 for v in worst.values()), worst  # stream features == batch features
+
+    dead = spark.read.format("delta").load(cfg.table_path("dead_letters"))
+    assert sorted(r.payload for r in dead.collect()) == sorted(m.decode() for m in MALFORMED)
+
+    alerts = spark.read.format("delta").load(cfg.table_path("alerts"))
+    flagged = {r.transaction_id for r in scores.where("decision").collect()}
+    assert {r.transaction_id for r in alerts.collect()} == flagged and flagged
+    assert scores.where("decision and score < threshold").count() == 0
+    topic = consume_all(broker.bootstrap_servers, topic_names["alerts"])
+    assert {m["transaction_id"] for m in topic} == flagged
+    assert {m["alert_id"] for m in topic} == {r.alert_id for r in alerts.collect()}
+    assert all(len(m["top_features"]) == 3 for m in topic)
+
+
+def F_abs_diff(name: str):
+    from pyspark.sql import functions as F
+
+    return F.max(F.abs(F.col(f"s.{name}") - F.col(f"b.{name}"))).alias(name)
