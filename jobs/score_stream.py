@@ -42,6 +42,7 @@ from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.ingest_stream import split_messages
 from jobs.lake import append_idempotent, read_topic_stream
+from jobs.metrics import StreamMetrics
 from jobs.session import get_spark
 
 QUERY = "score_transactions"
@@ -135,19 +136,31 @@ def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
     return score
 
 
-def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None) -> list[StreamingQuery]:
+def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
+          metrics: StreamMetrics | None = None) -> list[StreamingQuery]:
     """Start the dead-letter and the scoring queries."""
+    import time
+
+    metrics = metrics or StreamMetrics()
     holder = ModelHolder(cfg, spark, str(model or cfg.get("stream.model")))
     holder.refresh()
+    metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
     messages = read_topic_stream(spark, cfg, "transactions")
     scores_path, alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
     alerts_topic, bootstrap = str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.bootstrap_servers"))
 
     def dead_letters(batch: DataFrame, batch_id: int) -> None:
-        append_idempotent(split_messages(batch)[1], cfg.table_path("dead_letters"), DEAD_LETTER_QUERY, batch_id)
+        bad = split_messages(batch)[1].persist()
+        try:
+            append_idempotent(bad, cfg.table_path("dead_letters"), DEAD_LETTER_QUERY, batch_id)
+            metrics.dead_letters.inc(bad.count())
+        finally:
+            bad.unpersist()
 
     def score_batch(batch: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
         holder.refresh()
+        metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
         scored = batch.select(*batch.columns).mapInPandas(
             _scorer(holder.broadcast, holder.version, holder.threshold), SCORES_SCHEMA)
         scored = scored.withColumn("tx_date", F.to_date("tx_datetime")).persist()
@@ -162,6 +175,16 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             (alerts.select(F.col("customer_id").cast("string").alias("key"),
                            F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
              .write.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("topic", alerts_topic).save())
+            latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
+            observed: pd.DataFrame = scored.select("score", "decision", latency.alias("latency")).toPandas()
+            metrics.scored.inc(len(observed))
+            metrics.alerts.inc(int(observed["decision"].sum()))
+            for value in observed["score"]:
+                metrics.score.observe(value)
+            for value in observed["latency"]:
+                metrics.latency.observe(max(value, 0.0))
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+            metrics.observe_progress(scoring.lastProgress if scoring is not None else None)
         finally:
             scored.unpersist()
 
@@ -170,6 +193,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     trigger = {"availableNow": True} if available_now else {"processingTime": str(cfg.get("stream.trigger_interval"))}
     dead = (parsed.writeStream.queryName(DEAD_LETTER_QUERY).foreachBatch(dead_letters)
             .option("checkpointLocation", cfg.checkpoint_path(DEAD_LETTER_QUERY)).trigger(**trigger).start())
+    scoring: StreamingQuery | None = None
     good_rows = good.select(*[c for c in INPUT_COLUMNS])
     featured = stateful_features(good_rows, holder.label_delay_hours, int(cfg.get("stream.state_buckets")),
                                  str(cfg.get("stream.watermark")))
@@ -178,10 +202,17 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     return [dead, scoring]
 
 
-def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None) -> None:
-    queries = start(spark, cfg, available_now, model)
+def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
+        metrics: StreamMetrics | None = None) -> StreamMetrics:
+    """Run both queries until they stop (at once with `available_now`); serve metrics meanwhile."""
+    metrics = metrics or StreamMetrics()
+    if metrics.port is None:
+        port = metrics.serve(int(cfg.get("stream.metrics_port")))
+        print(f"stream: Prometheus metrics on http://127.0.0.1:{port}/metrics")
+    queries = start(spark, cfg, available_now, model, metrics)
     for q in queries:
         q.awaitTermination()
+    return metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

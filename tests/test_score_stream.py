@@ -44,7 +44,7 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
     cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
                    kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
-                   kafka__max_offsets_per_trigger=4000, stream__state_buckets=4,
+                   kafka__max_offsets_per_trigger=4000, stream__state_buckets=4, stream__metrics_port=0,
                    mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
                    mlflow__artifact_location=str(tmp_path / "artifacts"))
     summary = train.run(spark, cfg, Split(dt.date(2018, 4, 8), train_days=4, delay_days=1, test_days=3, val_days=1),
@@ -55,7 +55,7 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     sent = produce_lines(cfg, iter(lines))  # keyed by card, as the job expects
     assert sent["sent"] == len(lines)
     produce(broker.bootstrap_servers, topic_names["transactions"], MALFORMED)
-    score_stream.run(spark, cfg, available_now=True)
+    metrics = score_stream.run(spark, cfg, available_now=True)
 
     scores = spark.read.format("delta").load(cfg.table_path("scores"))
     ids = [r.transaction_id for r in scores.select("transaction_id").collect()]
@@ -78,6 +78,18 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert {m["transaction_id"] for m in topic} == flagged
     assert {m["alert_id"] for m in topic} == {r.alert_id for r in alerts.collect()}
     assert all(len(m["top_features"]) == 3 for m in topic)
+
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10).read().decode()
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    assert values["fraud_transactions_scored_total"] == len(lines)
+    assert values["fraud_alerts_total"] == len(flagged)
+    assert values["fraud_dead_letters_total"] == len(MALFORMED)
+    assert values["fraud_end_to_end_latency_seconds_count"] == len(lines)
+    assert values["fraud_score_count"] == len(lines)
+    assert 'fraud_model_info{alias="champion",threshold=' in text and 'version="1"' in text
+    assert any(k.startswith("fraud_state_rows{") for k in values)
 
 
 def F_abs_diff(name: str):

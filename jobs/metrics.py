@@ -1,0 +1,51 @@
+"""Prometheus metrics of the streaming job, served by the driver (prometheus-client)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
+SCORE_BUCKETS = tuple(i / 20 for i in range(1, 20))
+
+
+@dataclass
+class StreamMetrics:
+    """The job's metrics in a registry of their own; `serve` exposes them over HTTP."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    port: int | None = None
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.scored = Counter("fraud_transactions_scored", "transactions scored", registry=r)
+        self.alerts = Counter("fraud_alerts", "transactions flagged as fraud", registry=r)
+        self.dead_letters = Counter("fraud_dead_letters", "malformed messages sent to dead_letters", registry=r)
+        self.batch_seconds = Histogram("fraud_batch_duration_seconds", "scoring micro-batch duration",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram("fraud_end_to_end_latency_seconds", "Kafka timestamp to scored", buckets=LATENCY_BUCKETS,
+                                 registry=r)
+        self.score = Histogram("fraud_score", "model scores", buckets=SCORE_BUCKETS, registry=r)
+        self.input_rate = Gauge("fraud_input_rows_per_second", "input rows per second (last batch)", registry=r)
+        self.processed_rate = Gauge("fraud_processed_rows_per_second", "processed rows per second (last batch)", registry=r)
+        self.state_rows = Gauge("fraud_state_rows", "rows in the stateful operators' state", ["operator"], registry=r)
+        self.lag = Gauge("fraud_consumer_lag", "offsets behind the latest, max over partitions", registry=r)
+        self.model = Info("fraud_model", "the model the stream scores with", registry=r)
+
+    def serve(self, port: int) -> int:
+        """Start the HTTP endpoint; return its port (a free one when `port` is 0)."""
+        server, _ = start_http_server(port, registry=self.registry)
+        self.port = int(server.server_port)
+        return self.port
+
+    def observe_progress(self, progress: dict[str, Any] | None) -> None:
+        """Rates, state rows and lag from a StreamingQuery's lastProgress."""
+        if not progress:
+            return
+        self.input_rate.set(progress.get("inputRowsPerSecond") or 0)
+        self.processed_rate.set(progress.get("processedRowsPerSecond") or 0)
+        for i, op in enumerate(progress.get("stateOperators") or []):
+            self.state_rows.labels(f"{i}:{op.get('operatorName', 'state')}").set(op.get("numRowsTotal") or 0)
+        lags = [float((s.get("metrics") or {}).get("maxOffsetsBehindLatest") or 0) for s in progress.get("sources") or []]
+        self.lag.set(max(lags) if lags else 0)
