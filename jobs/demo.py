@@ -1,30 +1,36 @@
-"""`fraud demo` (what `make demo` runs): the system end to end on local defaults.
+"""`fraud demo` (what `make demo` runs): the whole story on local defaults, in a few minutes.
 
-Starts the local Kafka broker, simulates a few days of transactions in the bank's raw format with its
-defects, cleans them (clean_transactions, quarantine_transactions), replays the raw lines into the
-`transactions` topic, runs the streaming ingestion from Kafka into Delta until the topic is drained, and
-prints what landed in each table.
-Everything lives under .state/ (see conf/base/catalog.yaml); run `make clean-state` to start afresh.
+Starts the local Kafka broker; simulates 35 days of 2,000 cards in the bank's raw format with its defects;
+cleans them (great-expectations, quarantine); trains CatBoost and registers it as champion in MLflow
+(1-day label delay); starts the streaming job; replays the raw lines into the `transactions` topic at a
+rate; waits until every valid one is scored; prints the alerts, the tables and the metrics URL; stops.
+Everything lives under .state/ (see conf/base/catalog.yaml); `make clean-state` starts afresh.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
+import time
+import urllib.request
 from pathlib import Path
 
-from jobs import clean, ingest_stream, kafka_broker
+from jobs import clean, kafka_broker, score_stream, train
+from jobs.alerts_cmd import format_alert, read_alerts
 from jobs.common import add_common_options, config_from_args
+from jobs.metrics import StreamMetrics
 from jobs.produce import produce, raw_lines
 from jobs.rawfiles import DefectRates
 from jobs.session import get_spark
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
+from models.split import Split
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--days", type=int, default=3, help="days to simulate (default 3)")
     parser.add_argument("--customers", type=int, default=2_000, help="cards to simulate (default 2,000)")
+    parser.add_argument("--rate", type=float, default=5_000, help="transactions a second into Kafka (default 5,000)")
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running afterwards")
     add_common_options(parser)
 
@@ -32,37 +38,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     spec = kafka_broker.spec_from_config(cfg)
-    print(f"demo: 1/5 starting the Kafka broker on {spec.bootstrap_servers}")
+    print(f"demo: 1/7 starting the Kafka broker on {spec.bootstrap_servers}")
     kafka_broker.start(spec)
+    queries = []
     try:
-        kafka_broker.reset_topics(spec.bootstrap_servers, [str(cfg.get("kafka.topics.transactions"))], spec.partitions)
-        raw = Path(cfg.path("paths.lake")).parent / "demo-raw"
-        shutil.rmtree(raw, ignore_errors=True)
-        # a fresh story each time: the lake and checkpoints of earlier demos would hold the same transactions
-        for location in (cfg.path("paths.lake"), cfg.path("paths.checkpoint")):
+        kafka_broker.reset_topics(spec.bootstrap_servers, [str(cfg.get("kafka.topics.transactions")),
+                                                           str(cfg.get("kafka.topics.alerts"))], spec.partitions)
+        # a fresh story each time: earlier demos' tables, checkpoints and models would mix in
+        for location in (cfg.path("paths.lake"), cfg.path("paths.checkpoint"), cfg.path("mlflow.artifact_location")):
             if "://" not in location:
                 shutil.rmtree(location, ignore_errors=True)
-        print(f"demo: 2/5 simulating {args.days} days of {args.customers} cards with the bank's defects into {raw}")
-        manifest = simulate_to_folder(make_spec("handbook", days=args.days, customers=args.customers), raw,
-                                      DefectRates())
+        uri = cfg.path("mlflow.tracking_uri")
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///"):]).unlink(missing_ok=True)
+        raw = Path(cfg.path("paths.lake")).parent / "demo-raw"
+        shutil.rmtree(raw, ignore_errors=True)
+        sim = make_spec("handbook", days=35, customers=args.customers, terminals=3_000)
+        print(f"demo: 2/7 simulating 35 days of {args.customers} cards with the bank's defects into {raw}")
+        manifest = simulate_to_folder(sim, raw, DefectRates())
         spark = get_spark(cfg, "demo")
-        print("demo: 3/5 cleaning the raw files (great-expectations, quarantine)")
+        print("demo: 3/7 cleaning the raw files (great-expectations, quarantine)")
         report = clean.run(spark, cfg, str(raw))
         expected = manifest["expected_cleaning"]
         print(f"      read {report['rows_read']}, clean {report['clean']}, quarantined {report['quarantined']}, "
-              f"duplicates removed {report['duplicates_removed']} (the simulator injected: {expected['quarantined']} "
-              f"bad rows, {expected['duplicates_removed']} duplicates); validation report in {report.get('validation')}")
-        print(f"demo: 4/5 producing {expected['rows_read']} raw lines to Kafka")
-        print("      " + json.dumps(produce(cfg, raw_lines(raw))))
-        print("demo: 5/5 streaming Kafka -> Delta (until the topic is drained)")
-        ingest_stream.run(spark, cfg, available_now=True)
-        landed = spark.read.format("delta").load(cfg.table_path("raw_transactions"))
+              f"duplicates removed {report['duplicates_removed']} (injected: {expected['quarantined']} bad rows, "
+              f"{expected['duplicates_removed']} duplicates); validation report in {report['validation']}")
+        print("demo: 4/7 training CatBoost (1-day label delay, threshold within the bank's 5% FPR) and registering it")
+        split = Split(sim.start_date + dt.timedelta(days=14), train_days=7, delay_days=3, test_days=7, val_days=2)
+        summary = train.run(spark, cfg, split, 24, target_recall=None, max_fpr=0.05)
+        t = summary["test"]
+        print(f"      test ROC AUC {t['roc_auc']:.3f}, AP {t['average_precision']:.3f}, recall at FPR 5% "
+              f"{t['recall_at_fpr_5pct']:.3f}; {summary['registry']['model']} v{summary['registry']['version']} "
+              f"is {summary['registry']['alias']}")
+        print("demo: 5/7 starting the streaming job")
+        metrics = StreamMetrics()
+        port = metrics.serve(int(cfg.get("stream.metrics_port")))
+        queries = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
+        print(f"demo: 6/7 producing {expected['rows_read']} raw lines to Kafka at {args.rate:.0f}/s")
+        sent = produce(cfg, raw_lines(raw), rate=args.rate)
+        print("      " + json.dumps(sent))
+        scores_path, dead_path = cfg.table_path("scores"), cfg.table_path("dead_letters")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:  # until every message is scored or dead-lettered
+            done = sum(spark.read.format("delta").load(p).count() for p in (scores_path, dead_path) if Path(p).exists())
+            if done >= sent["sent"]:
+                break
+            time.sleep(2)
+        print("demo: 7/7 results")
+        scores = spark.read.format("delta").load(scores_path)
         dead = spark.read.format("delta").load(cfg.table_path("dead_letters"))
-        print(f"\nraw_transactions ({cfg.table_path('raw_transactions')}): {landed.count()} rows")
-        landed.orderBy("transaction_id").show(5, truncate=False)
-        print(f"dead_letters ({cfg.table_path('dead_letters')}): {dead.count()} rows")
-        dead.select("partition", "offset", "payload", "errors").orderBy("partition", "offset").show(5, truncate=60)
+        print(f"      scores: {scores.count()} transactions scored, {scores.where('decision').count()} flagged; "
+              f"dead_letters: {dead.count()} malformed messages")
+        print("      the last alerts on the alerts topic:")
+        for alert in list(read_alerts(cfg, from_beginning=True, max_alerts=None, idle_ms=3000))[-5:]:
+            print("      " + format_alert(alert))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        print(f"      metrics: http://127.0.0.1:{port}/metrics, e.g.")
+        for line in text.splitlines():
+            if line.startswith(("fraud_transactions_scored_total", "fraud_alerts_total", "fraud_dead_letters_total",
+                                "fraud_processed_rows_per_second")):
+                print("        " + line)
     finally:
+        for q in queries:
+            q.stop()
         if not args.keep_broker:
             kafka_broker.stop(spec)
     return 0
