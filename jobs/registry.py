@@ -33,9 +33,8 @@ def model_uri(cfg: Config, model: str) -> str:
     return f"models:/{name}/{model}" if str(model).isdigit() else f"models:/{name}@{model}"
 
 
-def load(cfg: Config, model: str) -> tuple[Any, dict[str, str], str]:
-    """Load a registered model: (CatBoost model, its version's tags, its version)."""
-    import mlflow
+def resolve(cfg: Config, model: str) -> tuple[str, dict[str, str]]:
+    """A version number or alias -> (version, its tags); metadata only, cheap enough for every micro-batch."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -47,4 +46,13 @@ def load(cfg: Config, model: str) -> tuple[Any, dict[str, str], str]:
     except MlflowException as exc:
         raise FraudError(f"--model {model}: no such version or alias of registered model {name!r} in "
                          f"{cfg.path('mlflow.tracking_uri')}; train one with `fraud train`") from exc
-    return mlflow.catboost.load_model(f"models:/{name}/{version.version}"), dict(version.tags), str(version.version)
+    return str(version.version), dict(version.tags)
+
+
+def load(cfg: Config, model: str) -> tuple[Any, dict[str, str], str]:
+    """Load a registered model: (CatBoost model, its version's tags, its version)."""
+    import mlflow
+
+    version, tags = resolve(cfg, model)
+    name = str(cfg.get("mlflow.registered_model"))
+    return mlflow.catboost.load_model(f"models:/{name}/{version}"), tags, version

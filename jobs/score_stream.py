@@ -65,7 +65,7 @@ class ModelHolder:
 
     def refresh(self) -> None:
         """Load the alias's version if it moved; refuse a version the running state cannot serve."""
-        booster, tags, version = registry.load(self.cfg, self.alias)
+        version, tags = registry.resolve(self.cfg, self.alias)
         if version == self.version:
             return
         if tags.get("features", "").split(",") != FEATURE_NAMES:
@@ -75,6 +75,7 @@ class ModelHolder:
             print(f"stream: model version {version} has label delay {delay} h, the running state {self.label_delay_hours} h:"
                   f" keeping version {self.version}; restart the stream to switch")
             return
+        booster, tags, version = registry.load(self.cfg, version)
         self.version, self.threshold, self.label_delay_hours = version, float(tags["threshold"]), delay
         self.broadcast = self.spark.sparkContext.broadcast(booster)
         print(f"stream: scoring with {self.alias} = version {version} (threshold {self.threshold:.5f})")

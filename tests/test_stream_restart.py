@@ -22,14 +22,15 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def register_model(tracking_uri: str, artifacts: Path, label_delay_hours: int = 24) -> None:
+def register_model(tracking_uri: str, artifacts: Path, label_delay_hours: int = 24) -> str:
     """A small CatBoost model on random features, registered as champion with the tags the stream reads."""
     import mlflow
     from catboost import CatBoostClassifier
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.create_experiment("restart", artifact_location=artifacts.as_uri())
+    found = mlflow.get_experiment_by_name("restart")
+    experiment = found.experiment_id if found else mlflow.create_experiment("restart", artifact_location=artifacts.as_uri())
     rng = np.random.default_rng(0)
     x = pd.DataFrame(rng.random((200, len(FEATURE_NAMES))), columns=FEATURE_NAMES)
     model = CatBoostClassifier(iterations=5, verbose=False, allow_writing_files=False).fit(x, x["tx_amount"] > 0.9)
@@ -40,6 +41,27 @@ def register_model(tracking_uri: str, artifacts: Path, label_delay_hours: int = 
                        ("features", ",".join(FEATURE_NAMES))):
         client.set_model_version_tag("fraud-detector", info.registered_model_version, key, value)
     client.set_registered_model_alias("fraud-detector", "champion", info.registered_model_version)
+    return str(info.registered_model_version)
+
+
+def test_the_stream_follows_the_champion_alias_between_batches(spark, make_cfg, tmp_path):
+    from jobs.score_stream import ModelHolder
+
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = make_cfg(mlflow__tracking_uri=tracking)
+    assert register_model(tracking, tmp_path / "artifacts") == "1"
+    holder = ModelHolder(cfg, spark, "champion")
+    holder.refresh()
+    first = holder.broadcast
+    assert (holder.version, holder.label_delay_hours, holder.threshold) == ("1", 24, 0.5)
+    holder.refresh()
+    assert holder.broadcast is first  # the alias did not move: nothing reloaded
+    assert register_model(tracking, tmp_path / "artifacts") == "2"
+    holder.refresh()
+    assert holder.version == "2" and holder.broadcast is not first
+    assert register_model(tracking, tmp_path / "artifacts", label_delay_hours=168) == "3"
+    holder.refresh()
+    assert holder.version == "2"  # the running state serves a 24-hour label delay: version 3 waits for a restart
 
 
 def commits(table: Path) -> int:
