@@ -189,14 +189,13 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         finally:
             scored.unpersist()
 
-    good, _ = split_messages(messages)
-    parsed = messages  # the dead-letter query splits its own batches
     trigger = {"availableNow": True} if available_now else {"processingTime": str(cfg.get("stream.trigger_interval"))}
-    dead = (parsed.writeStream.queryName(DEAD_LETTER_QUERY).foreachBatch(dead_letters)
+    # the dead-letter query reads the raw messages and splits each batch itself
+    dead = (messages.writeStream.queryName(DEAD_LETTER_QUERY).foreachBatch(dead_letters)
             .option("checkpointLocation", cfg.checkpoint_path(DEAD_LETTER_QUERY)).trigger(**trigger).start())
     scoring: StreamingQuery | None = None
-    good_rows = good.select(*[c for c in INPUT_COLUMNS])
-    featured = stateful_features(good_rows, holder.label_delay_hours, int(cfg.get("stream.state_buckets")),
+    good, _ = split_messages(messages)
+    featured = stateful_features(good, holder.label_delay_hours, int(cfg.get("stream.state_buckets")),
                                  str(cfg.get("stream.watermark")))
     scoring = (featured.writeStream.queryName(QUERY).foreachBatch(score_batch)
                .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
