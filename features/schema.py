@@ -22,6 +22,9 @@ from pyspark.sql.types import (
 )
 
 DATETIME_FORMAT = "yyyy-MM-dd HH:mm:ss"
+# Transaction times must fall in [1970-01-01, 2089-01-01): the streaming state packs (key, hour since 1970)
+# into one integer with 20 bits of hours, and one far-future row would otherwise age out its bucket's state.
+DATETIME_RANGE = ("1970-01-01 00:00:00", "2089-01-01 00:00:00")
 # The bank's pseudo-header, verbatim (including its typo "tranaction_id").
 RAW_HEADER = (
     "# tranaction_id | tx_datetime | customer_id | terminal_id | tx_amount | tx_time_seconds | "
@@ -50,7 +53,9 @@ STRING_SCHEMA = StructType([StructField(f.name, StringType(), True) for f in TRA
 def _convert(value: Column, dtype: DataType) -> Column:
     trimmed = F.trim(value)
     if isinstance(dtype, TimestampType):
-        return F.try_to_timestamp(trimmed, F.lit(DATETIME_FORMAT))
+        ts = F.try_to_timestamp(trimmed, F.lit(DATETIME_FORMAT))
+        return F.when(ts.between(F.lit(DATETIME_RANGE[0]).cast("timestamp"),
+                                 F.lit(DATETIME_RANGE[1]).cast("timestamp") - F.expr("INTERVAL 1 SECOND")), ts)
     if isinstance(dtype, (IntegerType, LongType)):
         # "12" and "12.0" are integers; "12.5", "None", "" are not
         as_decimal = trimmed.try_cast("decimal(38,6)")

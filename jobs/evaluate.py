@@ -43,7 +43,8 @@ def run(spark: SparkSession, cfg: Config, input_path: str, model: str, test_star
     threshold = float(tags["threshold"])
     clean.run(spark, cfg, input_path)
     features = build_features.read_features(spark, cfg, delay)
-    if features is None or clean_is_newer(spark, cfg, delay):
+    clean_rows = spark.read.format("delta").load(cfg.table_path("clean_transactions")).count()
+    if features is None or features.count() != clean_rows:  # clean_transactions only grows: rebuild if it did
         build_features.run(spark, cfg, delay)
         features = build_features.read_features(spark, cfg, delay)
     assert features is not None
@@ -68,13 +69,6 @@ def run(spark: SparkSession, cfg: Config, input_path: str, model: str, test_star
             "evaluated": len(judged), "scores_out": scores_out,
             **{k: m[k] for k in ("roc_auc", "average_precision", "card_precision_at_100", "recall", "fpr",
                                  "recall_at_fpr_5pct")}}
-
-
-def clean_is_newer(spark: SparkSession, cfg: Config, delay: int) -> bool:
-    """True if clean_transactions holds rows the features of this delay were not built from."""
-    clean_rows = spark.read.format("delta").load(cfg.table_path("clean_transactions")).count()
-    features = build_features.read_features(spark, cfg, delay)
-    return features is None or features.count() != clean_rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

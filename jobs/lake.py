@@ -25,11 +25,6 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
     writer.save(path)
 
 
-def read_table(spark: SparkSession, cfg: Config, table: str) -> DataFrame:
-    """Read a Delta table named in `tables:` under `paths.lake`."""
-    return spark.read.format("delta").load(cfg.table_path(table))
-
-
 def read_topic_stream(spark: SparkSession, cfg: Config, role: str) -> DataFrame:
     """Subscribe to the topic of `kafka.topics.<role>` with the configured Kafka options."""
     return (

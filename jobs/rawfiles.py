@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.schema import RAW_HEADER, TRANSACTION_COLUMNS
-from jobs.simulator import SECONDS_PER_DAY, DayBatch
+from jobs.simulator import DayBatch
 
 DAYS_PER_FILE = 30
 SENTINEL_CUSTOMER = "-999999"

@@ -19,7 +19,6 @@ transactions may arrive out of order by up to that delay.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass

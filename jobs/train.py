@@ -18,8 +18,6 @@ import argparse
 import datetime as dt
 import json
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -24,6 +24,7 @@ MALFORMED = [
     b'{"transaction_id": 3, "tx_datetime": ',                                  # truncated JSON
     json.dumps({**TX[0], "transaction_id": 4, "terminal_id": "Err"}).encode(),  # wrong type
     json.dumps({k: v for k, v in TX[0].items() if k != "tx_amount"}).encode(),  # missing field
+    json.dumps({**TX[0], "transaction_id": 6, "tx_datetime": "9999-12-31 23:59:59"}).encode(),  # out of range
 ]
 
 
@@ -58,6 +59,7 @@ def test_round_trip_kafka_to_delta(spark, broker, make_cfg, topic_names):
             {"payload": MALFORMED[0].decode(), "errors": ["payload: expected a JSON object, found malformed JSON"]},
             {"payload": MALFORMED[1].decode(), "errors": ["terminal_id: expected int, found 'Err'"]},
             {"payload": MALFORMED[2].decode(), "errors": ["tx_amount: missing"]},
+            {"payload": MALFORMED[3].decode(), "errors": ["tx_datetime: expected timestamp, found '9999-12-31 23:59:59'"]},
         ],
     )
     assert dead.select("topic").distinct().collect()[0][0] == topic_names["transactions"]

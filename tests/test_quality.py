@@ -22,6 +22,7 @@ def test_each_defect_fails_the_rules_it_should(spark):
         "2,2019-08-22 06:51:03,-999999,711,70.91,24663,0,0,0",    # customer sentinel
         "3,2019-08-22 06:51:03,0,89518096,70.91,24663,0,0,0",     # terminal outlier
         "4,2019-02-30 06:51:03,0,711,70.91,24663,0,0,0",          # no such date
+        "40,9999-12-31 06:51:03,0,711,70.91,24663,0,0,0",         # beyond what the streaming state can hold
         "5,2019-08-22 06:51:03,0,711,70.91,24663,2,0,0",          # days disagree with seconds
         "6,2019-08-22 06:51:04,0,711,70.91,24663,0,0,0",          # seconds disagree with the datetime
         "7,2019-08-22 06:51:03,0,711,70.91,24663,0",              # short line: labels missing
@@ -41,18 +42,19 @@ def test_each_defect_fails_the_rules_it_should(spark):
         {"n": 2, "failed_rules": ["customer_id_range"]},
         {"n": 3, "failed_rules": ["terminal_id_range"]},
         {"n": 4, "failed_rules": ["tx_datetime_not_null"]},
-        {"n": 5, "failed_rules": ["tx_time_days_consistent"]},
-        {"n": 6, "failed_rules": ["tx_time_seconds_consistent"]},
-        {"n": 7, "failed_rules": ["field_count", "tx_fraud_not_null", "tx_fraud_scenario_not_null"]},
-        {"n": 8, "failed_rules": ["tx_amount_positive"]},
+        {"n": 5, "failed_rules": ["tx_datetime_not_null"]},
+        {"n": 6, "failed_rules": ["tx_time_days_consistent"]},
+        {"n": 7, "failed_rules": ["tx_time_seconds_consistent"]},
+        {"n": 8, "failed_rules": ["field_count", "tx_fraud_not_null", "tx_fraud_scenario_not_null"]},
         {"n": 9, "failed_rules": ["tx_amount_positive"]},
-        {"n": 10, "failed_rules": []},
-        {"n": 11, "failed_rules": ["tx_fraud_in_set"]},
-        {"n": 12, "failed_rules": ["tx_fraud_consistent"]},
-        {"n": 13, "failed_rules": ["tx_amount_not_null"]},
-        {"n": 14, "failed_rules": ["transaction_id_unique"]},
+        {"n": 10, "failed_rules": ["tx_amount_positive"]},
+        {"n": 11, "failed_rules": []},
+        {"n": 12, "failed_rules": ["tx_fraud_in_set"]},
+        {"n": 13, "failed_rules": ["tx_fraud_consistent"]},
+        {"n": 14, "failed_rules": ["tx_amount_not_null"]},
         {"n": 15, "failed_rules": ["transaction_id_unique"]},
-        {"n": 16, "failed_rules": ["field_count", *[f"{c}_not_null" for c in (
+        {"n": 16, "failed_rules": ["transaction_id_unique"]},
+        {"n": 17, "failed_rules": ["field_count", *[f"{c}_not_null" for c in (
             "transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_time_seconds",
             "tx_time_days", "tx_fraud", "tx_fraud_scenario")]]},
     ])

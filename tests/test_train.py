@@ -3,7 +3,6 @@ parameters, metrics and plots, the registered model and its signature, and the p
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 
