@@ -133,3 +133,36 @@ def parse_json_transactions(messages: DataFrame, value_col: str = "value") -> Da
         F.col("_not_json"), F.array(F.lit("payload: expected a JSON object, found malformed JSON"))
     ).otherwise(F.col("errors"))
     return typed.withColumn("errors", not_json).drop("_not_json")
+
+
+LABEL_SCHEMA = StructType([StructField("transaction_id", LongType(), False), StructField("tx_fraud", IntegerType(), False)])
+
+
+def parse_json_labels(messages: DataFrame, value_col: str = "value") -> DataFrame:
+    """Parse the fraud team's label messages, ``{"transaction_id": 123, "tx_fraud": 1}``, with an `errors`
+    column like `parse_json_transactions`: not JSON, a missing field, an id that is not an integer, or a
+    `tx_fraud` other than 0 or 1.
+
+    Returns:
+        The input's other columns, `transaction_id` (long), `tx_fraud` (int), `payload` and `errors`.
+    """
+    payload = F.col(value_col).cast("string")
+    fields = StructType([StructField(f.name, StringType(), True) for f in LABEL_SCHEMA.fields])
+    parsed = F.from_json(payload, fields, {"mode": "PERMISSIVE", "allowNumericLeadingZeros": "false"})
+    is_object = F.regexp_like(F.trim(payload), F.lit(r"^\{.*\}$"))
+    not_json = payload.isNull() | F.try_parse_json(payload).isNull() | ~is_object
+    keep = [c for c in messages.columns if c != value_col]
+    raw_id, raw_label = F.trim(parsed["transaction_id"]), F.trim(parsed["tx_fraud"])
+    transaction_id = _convert(raw_id, LongType())
+    label = _convert(raw_label, IntegerType())
+    label = F.when(label.isin(0, 1), label)
+
+    def problem(raw: Column, value: Column, name: str, expected: str) -> Column:
+        return F.when(raw.isNull() | (raw == ""), F.lit(f"{name}: missing")).when(
+            value.isNull(), F.concat(F.lit(f"{name}: expected {expected}, found '"), F.substring(raw, 1, 60), F.lit("'")))
+
+    errors = F.when(not_json, F.array(F.lit("payload: expected a JSON object, found malformed JSON"))).otherwise(
+        F.filter(F.array(problem(raw_id, transaction_id, "transaction_id", "bigint"),
+                         problem(raw_label, label, "tx_fraud", "0 or 1")), lambda e: e.isNotNull()))
+    return messages.select(*keep, payload.alias("payload"), transaction_id.alias("transaction_id"),
+                           label.alias("tx_fraud"), errors.alias("errors"))

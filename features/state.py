@@ -67,7 +67,9 @@ def update(state: EntityState, batch: pd.DataFrame, label_delay_hours: int) -> t
     Args:
         state: the entity's buckets before this batch.
         batch: transactions with transaction_id, tx_datetime, tx_amount, tx_fraud (0 when unknown) and the
-            entity's key column.
+            entity's key column; optionally `label_row`, true for a label increment (it adds `tx_fraud` to
+            the labelled transaction's hour and counts as no transaction), whose
+            aggregates in the output mean nothing.
         label_delay_hours: the label delay of the delayed windows.
 
     Returns:
@@ -79,7 +81,10 @@ def update(state: EntityState, batch: pd.DataFrame, label_delay_hours: int) -> t
     seconds = pd.to_datetime(batch["tx_datetime"]).to_numpy("datetime64[s]").astype(np.int64)
     tx_key = batch[key_col].to_numpy(np.int64)
     tx_hour = seconds // HOUR
-    tx_sums = np.column_stack([np.ones(n), batch["tx_amount"].to_numpy(np.float64),
+    # a label row (`label_row` true) is a fraud label arriving late: it adds its `tx_fraud` (+1, or -1 for a
+    # correction) to the labelled transaction's hour, and neither a transaction nor an amount
+    counted = ~batch["label_row"].to_numpy(bool) if "label_row" in batch.columns else np.ones(n, bool)
+    tx_sums = np.column_stack([counted.astype(np.float64), np.where(counted, batch["tx_amount"].to_numpy(np.float64), 0.0),
                                batch["tx_fraud"].fillna(0).to_numpy(np.float64)])
     # all events: the state's buckets first within their hour, then the batch's transactions in event order
     key = np.concatenate([state.key, tx_key])

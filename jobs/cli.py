@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("jobs.evaluate", "score raw files with a registered model and print its metrics"),
     "stream": ("jobs.score_stream", "the main job: Kafka -> stateful features -> CatBoost -> scores, alerts"),
     "alerts": ("jobs.alerts_cmd", "print the alerts topic readably as alerts arrive"),
+    "label": ("jobs.label_cmd", "send the fraud team's confirmed labels to the labels topic"),
     "produce": ("jobs.produce", "replay raw files into the transactions topic"),
     "ingest": ("jobs.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
 }

@@ -40,10 +40,11 @@ def execute(args: argparse.Namespace) -> int:
     spec = kafka_broker.spec_from_config(cfg)
     print(f"demo: 1/7 starting the Kafka broker on {spec.bootstrap_servers}")
     kafka_broker.start(spec)
-    queries = []
+    query = None
     try:
         kafka_broker.reset_topics(spec.bootstrap_servers, [str(cfg.get("kafka.topics.transactions")),
-                                                           str(cfg.get("kafka.topics.alerts"))], spec.partitions)
+                                                           str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.topics.labels"))],
+                                   spec.partitions)
         # a fresh story each time: earlier demos' tables, checkpoints and models would mix in
         for location in (cfg.path("paths.lake"), cfg.path("paths.checkpoint"), cfg.path("mlflow.artifact_location")):
             if "://" not in location:
@@ -73,7 +74,7 @@ def execute(args: argparse.Namespace) -> int:
         print("demo: 5/7 starting the streaming job")
         metrics = StreamMetrics()
         port = metrics.serve(int(cfg.get("stream.metrics_port")))
-        queries = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
+        query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
         print(f"demo: 6/7 producing {expected['rows_read']} raw lines to Kafka at {args.rate:.0f}/s")
         sent = produce(cfg, raw_lines(raw), rate=args.rate)
         print("      " + json.dumps(sent))
@@ -99,8 +100,8 @@ def execute(args: argparse.Namespace) -> int:
                                 "fraud_processed_rows_per_second")):
                 print("        " + line)
     finally:
-        for q in queries:
-            q.stop()
+        if query is not None:
+            query.stop()
         if not args.keep_broker:
             kafka_broker.stop(spec)
     return 0

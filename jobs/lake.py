@@ -25,12 +25,12 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
     writer.save(path)
 
 
-def read_topic_stream(spark: SparkSession, cfg: Config, role: str) -> DataFrame:
-    """Subscribe to the topic of `kafka.topics.<role>` with the configured Kafka options."""
+def read_topic_stream(spark: SparkSession, cfg: Config, *roles: str) -> DataFrame:
+    """Subscribe to the topics of `kafka.topics.<role>` (one or more) with the configured Kafka options."""
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", str(cfg.get("kafka.bootstrap_servers")))
-        .option("subscribe", str(cfg.get(f"kafka.topics.{role}")))
+        .option("subscribe", ",".join(str(cfg.get(f"kafka.topics.{role}")) for role in roles))
         .option("startingOffsets", str(cfg.get("kafka.starting_offsets")))
         .option("maxOffsetsPerTrigger", str(cfg.get("kafka.max_offsets_per_trigger")))
         .load()

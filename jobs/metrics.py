@@ -21,6 +21,7 @@ class StreamMetrics:
         r = self.registry
         self.scored = Counter("fraud_transactions_scored", "transactions scored", registry=r)
         self.alerts = Counter("fraud_alerts", "transactions flagged as fraud", registry=r)
+        self.labels = Counter("fraud_labels", "labels of scored transactions applied to the fraud state", registry=r)
         self.dead_letters = Counter("fraud_dead_letters", "malformed messages sent to dead_letters", registry=r)
         self.batch_seconds = Histogram("fraud_batch_duration_seconds", "scoring micro-batch duration",
                                        buckets=LATENCY_BUCKETS, registry=r)

@@ -1,16 +1,23 @@
-"""`fraud stream`: the main job. Kafka `transactions` -> per-card and per-terminal features in Spark's
-stateful operators -> CatBoost -> Delta `scores` and `alerts`, and the `alerts` topic.
+"""`fraud stream`: the main job. Kafka `transactions` and `labels` -> per-card and per-terminal features in
+Spark's stateful operators -> CatBoost -> Delta `scores` and `alerts`, and the `alerts` topic.
 
     fraud stream [--available-now] [--model champion]
     spark-submit/submit.sh --master yarn --deploy-mode cluster jobs/score_stream.py --env cluster
 
-Two queries share the topic: `dead_letters` (malformed messages, with the error and topic/partition/offset)
-and `score_transactions`:
-  parse (features/schema.py) -> hash bucket of the card -> transformWithStateInPandas (card aggregates)
-  -> hash bucket of the terminal -> transformWithStateInPandas (terminal aggregates)
-  -> foreachBatch: derive_features + CatBoost (broadcast, reloaded when the registry alias moves)
-  -> append to `scores` and `alerts` idempotently (batch id = Delta txnVersion: exactly once across
-     restarts) -> alerts to Kafka (at least once; deduplicate by `alert_id`).
+One query, `score_transactions`, reads both topics (one Kafka source) and the Delta table `labels`:
+  transactions: parse (features/schema.py) -> hash bucket of the card -> transformWithStateInPandas (card
+    aggregates) -> hash bucket of the terminal -> transformWithStateInPandas (terminal aggregates)
+  label increments (from the `labels` table) go through the same two operators: they add their +1 or -1
+    to the fraud count of the labelled transaction's card and terminal at its hour
+  malformed transactions and label messages bypass the state
+  -> foreachBatch (once per micro-batch):
+     - derive_features + CatBoost (broadcast, reloaded when the registry alias moves) -> `scores`, `alerts`
+       and the alerts topic;
+     - label messages: looked up in `scores` (card, terminal, hour), compared with the transaction's last
+       known label, appended to `labels` (read back by the next micro-batch as state increments);
+     - malformed messages, and labels of transactions never scored -> `dead_letters`.
+  Every Delta append is idempotent (batch id = Delta txnVersion): exactly once across restarts. The alerts
+  topic is at least once: deduplicate by `alert_id`.
 The state keeps each entity's hourly buckets for the longest window plus the label delay (bounded).
 Messages must be keyed by card (as `fraud produce` does): a card's transactions then stay in order in one
 partition, which the card windows need; terminal windows end at the label delay, so a terminal's
@@ -26,26 +33,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, LongType, StringType, StructField,
                                StructType, TimestampType)
 
 from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features
-from features.schema import TRANSACTION_COLUMNS, TRANSACTION_SCHEMA
+from features.schema import TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels
 from features.stream_processor import EntityStateProcessor
 from jobs import registry
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.ingest_stream import split_messages
-from jobs.lake import append_idempotent, read_topic_stream
+from jobs.lake import append_idempotent, read_topic_stream, table_exists
 from jobs.metrics import StreamMetrics
 from jobs.session import get_spark
 
 QUERY = "score_transactions"
-DEAD_LETTER_QUERY = "dead_letters"
 ALERT_NAMESPACE = uuid.UUID("6f1c2a9e-3b7d-4c55-9a0e-2f4b8c1d7e60")
 INPUT_COLUMNS = [*TRANSACTION_COLUMNS, "kafka_timestamp", "partition", "offset"]
 
@@ -86,6 +92,9 @@ def _schema_with(base: StructType, extra: list[str]) -> StructType:
 
 INPUT_SCHEMA = StructType([*TRANSACTION_SCHEMA.fields, StructField("kafka_timestamp", TimestampType(), True),
                            StructField("partition", IntegerType(), True), StructField("offset", LongType(), True)])
+# what the stateful operators take: transactions, and label increments (`label_row` true)
+STATE_INPUT_SCHEMA = StructType([*INPUT_SCHEMA.fields, StructField("label_row", BooleanType(), True)])
+STATE_INPUT_COLUMNS = STATE_INPUT_SCHEMA.fieldNames()
 CARD_AGGS = [a.name for a in AGGREGATES if a.entity == "card"]
 TERMINAL_AGGS = [a.name for a in AGGREGATES if a.entity == "terminal"]
 # model inputs that are not input columns already (tx_amount is both)
@@ -96,12 +105,23 @@ SCORES_SCHEMA = StructType([
     StructField("model_version", StringType()), StructField("top_features", ArrayType(StringType())),
     StructField("scored_at", TimestampType()),
 ])
+# the Delta table `labels`: every well-formed label of a scored transaction, with its effect on the state
+LABELS_SCHEMA = StructType([
+    StructField("transaction_id", LongType()), StructField("tx_fraud", IntegerType()),
+    StructField("previous_tx_fraud", IntegerType()), StructField("fraud_increment", IntegerType()),
+    StructField("customer_id", IntegerType()), StructField("terminal_id", IntegerType()),
+    StructField("tx_datetime", TimestampType()), StructField("labelled_at", TimestampType()),
+    StructField("topic", StringType()), StructField("partition", IntegerType()), StructField("offset", LongType()),
+    StructField("batch_id", LongType()),
+])
+DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors"]
 
 
-def stateful_features(parsed: DataFrame, label_delay_hours: int, buckets: int, watermark: str) -> DataFrame:
-    """Well-formed transactions -> the same rows with every AGGREGATES column, from Spark's state."""
-    card_schema = _schema_with(INPUT_SCHEMA, CARD_AGGS)
-    cards = (parsed.select(*INPUT_COLUMNS).withWatermark("tx_datetime", watermark)
+def stateful_features(rows: DataFrame, label_delay_hours: int, buckets: int, watermark: str) -> DataFrame:
+    """Well-formed transactions and label increments (STATE_INPUT_COLUMNS) -> the same rows with every
+    AGGREGATES column, from Spark's state."""
+    card_schema = _schema_with(STATE_INPUT_SCHEMA, CARD_AGGS)
+    cards = (rows.select(*STATE_INPUT_COLUMNS).withWatermark("tx_datetime", watermark)
              .withColumn("_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(buckets)))
              .groupBy("_bucket")
              .transformWithStateInPandas(EntityStateProcessor("card", label_delay_hours, drop=("_bucket",)),
@@ -136,81 +156,169 @@ def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
     return score
 
 
+def label_increments(labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What each label changes in the fraud state, deduplicated by transaction id.
+
+    Args:
+        labels: label messages in arrival order (`transaction_id`, `tx_fraud`, any other columns).
+        scored: the labelled transactions found in `scores`: `transaction_id`, `customer_id`, `terminal_id`,
+            `tx_datetime`, and `carried_tx_fraud` (the label the transaction message carried, null if none).
+        previous: the last label already applied per transaction id (`transaction_id`, `tx_fraud`).
+
+    Returns:
+        (the labels of scored transactions with `previous_tx_fraud` and `fraud_increment` = label minus what
+        the state counts already: a repeated label adds 0, a correction 1 -> 0 adds -1;
+        the labels of transactions never scored, unchanged).
+    """
+    known = labels["transaction_id"].isin(scored["transaction_id"])
+    applied = labels[known].merge(scored, on="transaction_id", how="left")
+    current = dict(zip(scored["transaction_id"], scored["carried_tx_fraud"].fillna(0).astype(int)))
+    current.update(zip(previous["transaction_id"], previous["tx_fraud"].astype(int)))
+    before, increment = [], []
+    for tx, label in zip(applied["transaction_id"], applied["tx_fraud"]):
+        before.append(current[tx])
+        increment.append(int(label) - current[tx])
+        current[tx] = int(label)
+    applied["previous_tx_fraud"] = pd.Series(before, index=applied.index, dtype="int32")
+    applied["fraud_increment"] = pd.Series(increment, index=applied.index, dtype="int32")
+    return applied, labels[~known]
+
+
 def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
-          metrics: StreamMetrics | None = None) -> list[StreamingQuery]:
-    """Start the dead-letter and the scoring queries."""
+          metrics: StreamMetrics | None = None) -> StreamingQuery:
+    """Start the scoring query (see the module's docstring)."""
     import time
 
     metrics = metrics or StreamMetrics()
     holder = ModelHolder(cfg, spark, str(model or cfg.get("stream.model")))
     holder.refresh()
     metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
-    messages = read_topic_stream(spark, cfg, "transactions")
     scores_path, alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
+    labels_path, dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
     alerts_topic, bootstrap = str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.bootstrap_servers"))
+    tx_topic, labels_topic = str(cfg.get("kafka.topics.transactions")), str(cfg.get("kafka.topics.labels"))
+    if not table_exists(spark, labels_path):  # the query reads it as a stream: it must exist
+        spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").save(labels_path)
 
-    def dead_letters(batch: DataFrame, batch_id: int) -> None:
-        bad = split_messages(batch)[1].persist()
-        try:
-            append_idempotent(bad, cfg.table_path("dead_letters"), DEAD_LETTER_QUERY, batch_id)
-            metrics.dead_letters.inc(bad.count())
-        finally:
-            bad.unpersist()
+    messages = read_topic_stream(spark, cfg, "transactions", "labels")
+    transactions, bad = split_messages(messages.where(F.col("topic") == tx_topic))
+    label_messages = parse_json_labels(messages.where(F.col("topic") == labels_topic).select(
+        "topic", "partition", "offset", F.col("timestamp").alias("kafka_timestamp"),
+        F.col("key").cast("string").alias("key"), "value"))
+    increments = (spark.readStream.format("delta").load(labels_path).where("fraud_increment != 0")
+                  .select("transaction_id", "tx_datetime", "customer_id", "terminal_id", F.lit(0.0).alias("tx_amount"),
+                          F.lit(0).cast("long").alias("tx_time_seconds"), F.lit(0).cast("long").alias("tx_time_days"),
+                          F.col("fraud_increment").alias("tx_fraud"), F.lit(None).cast("int").alias("tx_fraud_scenario"),
+                          F.col("labelled_at").alias("kafka_timestamp"), "partition", "offset",
+                          F.lit(True).alias("label_row")))
+    featured = stateful_features(
+        transactions.select(*INPUT_COLUMNS, F.lit(False).alias("label_row")).unionByName(increments),
+        holder.label_delay_hours, int(cfg.get("stream.state_buckets")), str(cfg.get("stream.watermark")))
+    # one frame per micro-batch: featured rows (`_kind` "tx" or "increment"), malformed messages ("dead")
+    # and label messages ("label"); the last two never enter the state
+    combined = (featured.withColumn("_kind", F.when(F.col("label_row"), "increment").otherwise("tx"))
+                .unionByName(bad.drop("dead_at").withColumn("_kind", F.lit("dead")), allowMissingColumns=True)
+                .unionByName(label_messages.withColumn("_kind", F.lit("label")), allowMissingColumns=True))
+    featured_columns = featured.columns
 
-    def score_batch(batch: DataFrame, batch_id: int) -> None:
-        started = time.perf_counter()
+    def score(batch: DataFrame, batch_id: int) -> None:
         holder.refresh()
         metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
-        scored = batch.select(*batch.columns).mapInPandas(
-            _scorer(holder.broadcast, holder.version, holder.threshold), SCORES_SCHEMA)
-        scored = scored.withColumn("tx_date", F.to_date("tx_datetime")).persist()
+        scored = (batch.where("_kind = 'tx'").select(*featured_columns)
+                  .mapInPandas(_scorer(holder.broadcast, holder.version, holder.threshold), SCORES_SCHEMA)
+                  .withColumn("tx_date", F.to_date("tx_datetime")).persist())
         try:
-            append_idempotent(scored, scores_path, QUERY, batch_id, partition_by=["tx_date"])
-            alert_id = F.udf(lambda t: str(uuid.uuid5(ALERT_NAMESPACE, str(t))), StringType())
-            alerts = scored.where("decision").select(
-                alert_id("transaction_id").alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
-                "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features",
-                F.current_timestamp().alias("alerted_at"), "tx_date")
-            append_idempotent(alerts, alerts_path, QUERY, batch_id, partition_by=["tx_date"])
-            (alerts.select(F.col("customer_id").cast("string").alias("key"),
-                           F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
-             .write.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("topic", alerts_topic).save())
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select("score", "decision", latency.alias("latency")).toPandas()
+            append_idempotent(scored, scores_path, QUERY, batch_id, partition_by=["tx_date"])
+            if observed["decision"].any():
+                alert_id = F.udf(lambda t: str(uuid.uuid5(ALERT_NAMESPACE, str(t))), StringType())
+                alerts = scored.where("decision").select(
+                    alert_id("transaction_id").alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
+                    "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features",
+                    F.current_timestamp().alias("alerted_at"), "tx_date").persist()
+                append_idempotent(alerts, alerts_path, QUERY, batch_id, partition_by=["tx_date"])
+                (alerts.select(F.col("customer_id").cast("string").alias("key"),
+                               F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
+                 .write.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("topic", alerts_topic).save())
+                alerts.unpersist()
             metrics.scored.inc(len(observed))
             metrics.alerts.inc(int(observed["decision"].sum()))
             for value in observed["score"]:
                 metrics.score.observe(value)
             for value in observed["latency"]:
                 metrics.latency.observe(max(value, 0.0))
-            metrics.batch_seconds.observe(time.perf_counter() - started)
-            metrics.observe_progress(scoring.lastProgress if scoring is not None else None)
         finally:
             scored.unpersist()
 
+    def apply_labels(batch: DataFrame, batch_id: int) -> DataFrame | None:
+        """Append the batch's well-formed labels to `labels`; return the labels of unknown transactions as
+        dead letters (None if there are none)."""
+        columns = ["transaction_id", "tx_fraud", "kafka_timestamp", "topic", "partition", "offset", "key", "payload"]
+        labels: pd.DataFrame = batch.where("_kind = 'label' AND size(errors) = 0").select(*columns).toPandas()
+        labels = labels.sort_values(["kafka_timestamp", "partition", "offset"], kind="mergesort")
+        if labels.empty:
+            return None
+        ids = spark.createDataFrame(labels[["transaction_id"]].drop_duplicates())
+        scored = (spark.read.format("delta").load(scores_path)
+                  .join(F.broadcast(ids), "transaction_id")
+                  .select("transaction_id", "customer_id", "terminal_id", "tx_datetime",
+                          F.col("tx_fraud").alias("carried_tx_fraud")).toPandas()
+                  if table_exists(spark, scores_path) else
+                  pd.DataFrame(columns=["transaction_id", "customer_id", "terminal_id", "tx_datetime", "carried_tx_fraud"]))
+        window = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
+        previous = (spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id")
+                    .withColumn("_n", F.row_number().over(window)).where("_n = 1")
+                    .select("transaction_id", "tx_fraud").toPandas())
+        applied, unknown = label_increments(labels, scored.drop_duplicates("transaction_id"), previous)
+        rows = applied.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id)
+        append_idempotent(spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
+                          labels_path, QUERY, batch_id)
+        metrics.labels.inc(len(applied))
+        if unknown.empty:
+            return None
+        unknown = unknown.assign(errors=[[f"transaction_id: expected a scored transaction, found {t} in no row of "
+                                          "`scores` (is the label early, or the id wrong?)"] for t in unknown["transaction_id"]])
+        return spark.createDataFrame(unknown[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
+
+    def process(batch: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        batch.persist()
+        try:
+            malformed = (F.col("_kind") == "dead") | ((F.col("_kind") == "label") & (F.size("errors") > 0))
+            kind = F.when(malformed, "dead").otherwise(F.col("_kind")).alias("kind")
+            kinds = {r["kind"]: r["count"] for r in batch.groupBy(kind).count().collect()}  # runs the state steps
+            if kinds.get("tx"):
+                score(batch, batch_id)
+            dead = batch.where(malformed).select(*DEAD_LETTER_COLUMNS)
+            count = kinds.get("dead", 0)
+            if kinds.get("label"):
+                unknown = apply_labels(batch, batch_id)
+                if unknown is not None:
+                    dead, count = dead.unionByName(unknown), count + unknown.count()
+            if count:
+                append_idempotent(dead.withColumn("dead_at", F.current_timestamp()), dead_path, QUERY, batch_id)
+                metrics.dead_letters.inc(count)
+        finally:
+            batch.unpersist()
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        metrics.observe_progress(query.lastProgress if query is not None else None)
+
+    query: StreamingQuery | None = None
     trigger = {"availableNow": True} if available_now else {"processingTime": str(cfg.get("stream.trigger_interval"))}
-    # the dead-letter query reads the raw messages and splits each batch itself
-    dead = (messages.writeStream.queryName(DEAD_LETTER_QUERY).foreachBatch(dead_letters)
-            .option("checkpointLocation", cfg.checkpoint_path(DEAD_LETTER_QUERY)).trigger(**trigger).start())
-    scoring: StreamingQuery | None = None
-    good, _ = split_messages(messages)
-    featured = stateful_features(good, holder.label_delay_hours, int(cfg.get("stream.state_buckets")),
-                                 str(cfg.get("stream.watermark")))
-    scoring = (featured.writeStream.queryName(QUERY).foreachBatch(score_batch)
-               .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
-    return [dead, scoring]
+    query = (combined.writeStream.queryName(QUERY).foreachBatch(process)
+             .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
+    return query
 
 
 def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
         metrics: StreamMetrics | None = None) -> StreamMetrics:
-    """Run both queries until they stop (at once with `available_now`); serve metrics meanwhile."""
+    """Run the query until it stops (at once with `available_now`); serve metrics meanwhile."""
     metrics = metrics or StreamMetrics()
     if metrics.port is None:
         port = metrics.serve(int(cfg.get("stream.metrics_port")))
         print(f"stream: Prometheus metrics on http://127.0.0.1:{port}/metrics")
-    queries = start(spark, cfg, available_now, model, metrics)
-    for q in queries:
-        q.awaitTermination()
+    start(spark, cfg, available_now, model, metrics).awaitTermination()
     return metrics
 
 

@@ -44,6 +44,7 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
     cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
                    kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
+                   kafka__topics__labels=topic_names["labels"],
                    kafka__max_offsets_per_trigger=4000, stream__state_buckets=4, stream__metrics_port=0,
                    mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
                    mlflow__artifact_location=str(tmp_path / "artifacts"))

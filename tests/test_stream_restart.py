@@ -74,7 +74,8 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(spark, broker, make_cfg
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     register_model(tracking, tmp_path / "artifacts")
     cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
-                   kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"])
+                   kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
+                   kafka__topics__labels=topic_names["labels"])
     lines = list(raw_lines(raw))
     produce(cfg, iter(lines))
 
@@ -83,6 +84,7 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(spark, broker, make_cfg
                "--mlflow-uri", tracking,
                "--set", f"kafka.topics.transactions={topic_names['transactions']}",
                "--set", f"kafka.topics.alerts={topic_names['alerts']}",
+               "--set", f"kafka.topics.labels={topic_names['labels']}",
                "--set", "kafka.max_offsets_per_trigger=400", "--set", "stream.state_buckets=2",
                "--set", "stream.metrics_port=0", "--set", "spark.ui_enabled=false",
                "--set", "spark.extra.spark.driver.memory=1g"]
