@@ -117,15 +117,15 @@ LABELS_SCHEMA = StructType([
 DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors"]
 
 
-def stateful_features(rows: DataFrame, label_delay_hours: int, buckets: int, watermark: str) -> DataFrame:
+def stateful_features(rows: DataFrame, label_delay_hours: int, buckets: int) -> DataFrame:
     """Well-formed transactions and label increments (STATE_INPUT_COLUMNS) -> the same rows with every
     AGGREGATES column, from Spark's state."""
     card_schema = _schema_with(STATE_INPUT_SCHEMA, CARD_AGGS)
-    cards = (rows.select(*STATE_INPUT_COLUMNS).withWatermark("tx_datetime", watermark)
+    cards = (rows.select(*STATE_INPUT_COLUMNS)
              .withColumn("_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(buckets)))
              .groupBy("_bucket")
              .transformWithStateInPandas(EntityStateProcessor("card", label_delay_hours, drop=("_bucket",)),
-                                         card_schema, "Append", "None", eventTimeColumnName="tx_datetime"))
+                                         card_schema, "Append", "None"))
     return (cards.withColumn("_bucket", F.pmod(F.xxhash64("terminal_id"), F.lit(buckets)))
             .groupBy("_bucket")
             .transformWithStateInPandas(EntityStateProcessor("terminal", label_delay_hours, drop=("_bucket",)),
@@ -213,7 +213,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                           F.lit(True).alias("label_row")))
     featured = stateful_features(
         transactions.select(*INPUT_COLUMNS, F.lit(False).alias("label_row")).unionByName(increments),
-        holder.label_delay_hours, int(cfg.get("stream.state_buckets")), str(cfg.get("stream.watermark")))
+        holder.label_delay_hours, int(cfg.get("stream.state_buckets")))
     # one frame per micro-batch: featured rows (`_kind` "tx" or "increment"), malformed messages ("dead")
     # and label messages ("label"); the last two never enter the state
     combined = (featured.withColumn("_kind", F.when(F.col("label_row"), "increment").otherwise("tx"))
