@@ -1,8 +1,9 @@
-"""`fraud produce`: replay raw files (the bank's format) into the `transactions` topic as JSON, keyed by
-card, at a target rate or as fast as possible. Lines are sent as they are: a defective line becomes a
-malformed message (a dead letter downstream), never a crash here.
+"""`fraud produce`: replay raw files (the bank's format), or the simulator directly, into the `transactions`
+topic as JSON, keyed by card, at a target rate or as fast as possible. Lines are sent as they are: a
+defective line becomes a malformed message (a dead letter downstream), never a crash here.
 
     fraud produce --input data/raw [--rate 400] [--limit 10000]
+    fraud produce --simulate --preset otus --customers 20000 --days 30 --rate 5000 [--without-labels]
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from features.schema import TRANSACTION_COLUMNS
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
+from jobs.rawfiles import format_day
+from jobs.simulate import add_spec_arguments, spec_from_args
+from jobs.simulator import SimulationSpec, Simulator
 
 
 def _value(text: str) -> Any:
@@ -51,6 +55,19 @@ def raw_lines(source: Path) -> Iterator[str]:
                 if line.startswith("#") or not line.strip():
                     continue
                 yield line
+
+
+def simulated_lines(spec: SimulationSpec) -> Iterator[str]:
+    """The simulator's transactions as raw lines, day by day (nothing written to disk)."""
+    for batch in Simulator(spec).days():
+        for row in format_day(batch, spec.start_date).itertuples(index=False):
+            yield ",".join(row) + "\n"
+
+
+def without_labels(lines: Iterator[str]) -> Iterator[str]:
+    """Lines as production sends them: the first seven fields, no tx_fraud / tx_fraud_scenario."""
+    for line in lines:
+        yield ",".join(line.rstrip("\n").split(",")[:7]) + "\n"
 
 
 def produce(cfg: Config, lines: Iterator[str], rate: float | None = None, limit: int | None = None,
@@ -86,7 +103,12 @@ def produce(cfg: Config, lines: Iterator[str], rate: float | None = None, limit:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, type=Path, help="a raw file or a folder of raw files")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, help="a raw file or a folder of raw files")
+    source.add_argument("--simulate", action="store_true", help="generate transactions with the simulator's options")
+    add_spec_arguments(parser)
+    parser.add_argument("--without-labels", action="store_true",
+                        help="leave tx_fraud and tx_fraud_scenario out, as production messages do")
     parser.add_argument("--rate", type=float, help="messages a second (default: as fast as possible)")
     parser.add_argument("--limit", type=int, help="stop after this many messages")
     parser.add_argument("--no-progress", action="store_true")
@@ -94,7 +116,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    result = produce(config_from_args(args), raw_lines(args.input), args.rate, args.limit, not args.no_progress)
+    lines = simulated_lines(spec_from_args(args)) if args.simulate else raw_lines(args.input)
+    if args.without_labels:
+        lines = without_labels(lines)
+    result = produce(config_from_args(args), lines, args.rate, args.limit, not args.no_progress)
     print(json.dumps(result))
     return 0
 

@@ -121,15 +121,28 @@ def simulate(spec: SimulationSpec, out: str, defects: DefectRates | None = None,
     return manifest
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulation's options (also used by `fraud produce --simulate`)."""
     parser.add_argument("--preset", choices=sorted(PRESETS), default="handbook", help="sizes to start from")
-    parser.add_argument("--out", required=True, help="output folder: a local path, file://, s3a:// or hdfs://")
     parser.add_argument("--start-date", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD")
     parser.add_argument("--days", type=int)
     parser.add_argument("--customers", type=int)
     parser.add_argument("--terminals", type=int)
     parser.add_argument("--radius", type=float, help="a customer uses terminals closer than this (default 5)")
     parser.add_argument("--seed", type=int)
+
+
+def spec_from_args(args: argparse.Namespace) -> SimulationSpec:
+    try:
+        return make_spec(args.preset, start_date=args.start_date, days=args.days, customers=args.customers,
+                         terminals=args.terminals, radius=args.radius, seed=args.seed)
+    except ValueError as exc:
+        raise FraudError(str(exc)) from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output folder: a local path, file://, s3a:// or hdfs://")
+    add_spec_arguments(parser)
     parser.add_argument("--defects", nargs="?", type=float, const=1.0, default=None, metavar="FACTOR",
                         help="inject the bank's defects at the default rates (times FACTOR, default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -137,9 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
     try:
-        spec = make_spec(args.preset, start_date=args.start_date, days=args.days, customers=args.customers,
-                         terminals=args.terminals, radius=args.radius, seed=args.seed)
         defects = DefectRates.scaled(args.defects) if args.defects is not None else None
     except ValueError as exc:
         raise FraudError(str(exc)) from exc

@@ -13,7 +13,7 @@ from features.definitions import FEATURE_NAMES
 from features.schema import TRANSACTION_SCHEMA
 from jobs import kafka_broker, score_stream
 from jobs.label_cmd import read_label_file, send_labels
-from jobs.produce import line_to_message, produce, raw_lines
+from jobs.produce import line_to_message, produce, raw_lines, without_labels
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
 from tests.test_ingest_stream import produce as produce_values
@@ -24,11 +24,6 @@ DELAY = 24
 BAD_LABELS = [b"nope", b'{"transaction_id": "x", "tx_fraud": 1}', b'{"transaction_id": 5, "tx_fraud": 2}',
               b'{"tx_fraud": 1}']
 UNKNOWN_ID = 10**12
-
-
-def without_labels(line: str) -> str:
-    """A raw line as production sends it: the first seven fields, no tx_fraud / tx_fraud_scenario."""
-    return ",".join(line.rstrip("\n").split(",")[:7]) + "\n"
 
 
 def test_labels_update_the_fraud_state(spark, broker, make_cfg, topic_names, tmp_path):
@@ -45,7 +40,7 @@ def test_labels_update_the_fraud_state(spark, broker, make_cfg, topic_names, tmp
     tx["tx_datetime"] = pd.to_datetime(tx["tx_datetime"])
     day = tx["tx_time_days"]
     first, later = tx[day < 6], tx[day >= 6]
-    lines = [without_labels(line) for line in raw_lines(raw)]
+    lines = list(without_labels(raw_lines(raw)))
 
     # 1. the first six days, without labels (as in production)
     produce(cfg, iter(lines[: len(first)]))
