@@ -26,8 +26,10 @@ def event_hour(ts: Column) -> Column:
 
 
 def _measure(name: str) -> Column:
-    column = MEASURES[name]
-    return F.lit(1).cast("double") if column is None else F.col(column).cast("double")
+    """The value a transaction adds to an aggregate of MEASURES `name`."""
+    amount = F.col("tx_amount").cast("double")
+    values = {"count": F.lit(1.0), "amount": amount, "fraud": F.col("tx_fraud").cast("double"), "amount_sq": amount * amount}
+    return values[name]
 
 
 def compute_aggregates(tx: DataFrame, label_delay_hours: int) -> DataFrame:

@@ -22,7 +22,9 @@ HOUR = 3_600
 WINDOWS_DAYS = (1, 7, 30)
 DEFAULT_LABEL_DELAY_HOURS = 7 * 24
 ENTITY_KEYS = {"card": "customer_id", "terminal": "terminal_id"}
-MEASURES = {"count": None, "amount": "tx_amount", "fraud": "tx_fraud"}  # what an aggregate sums
+# what an aggregate sums, per transaction: 1, its amount, its fraud label, its amount squared (for the
+# card's amount variance); features/batch.py and features/state.py each compute these four
+MEASURES = ("count", "amount", "fraud", "amount_sq")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ def _aggregates() -> tuple[Aggregate, ...]:
                              f"transactions of the card in the last {w} day(s), this one included"))
         out.append(Aggregate(f"card_amount_sum_{w}d", "card", "amount", w, False,
                              f"amount spent by the card in the last {w} day(s), this one included"))
+        out.append(Aggregate(f"card_amount_sq_sum_{w}d", "card", "amount_sq", w, False,
+                             f"sum of squared amounts of the card in the last {w} day(s), this one included"))
     for w in WINDOWS_DAYS:
         out.append(Aggregate(f"terminal_tx_count_{w}d", "terminal", "count", w, True,
                              f"transactions at the terminal in the {w} day(s) ending at the label delay"))
@@ -91,6 +95,10 @@ def _features() -> tuple[Feature, ...]:
                          f"transactions of the card in the last {w} day(s), this one included"))
         f.append(Feature(f"card_amount_mean_{w}d", "double", "card", w, False,
                          f"mean amount of the card in the last {w} day(s), this one included"))
+    for w in WINDOWS_DAYS:
+        f.append(Feature(f"card_amount_zscore_{w}d", "double", "card", w, False,
+                         f"(amount - the card's mean amount) / sqrt(variance + 1) over the last {w} day(s), this one "
+                         "included: how unusual the amount is for this card"))
     f.append(Feature("card_amount_ratio_30d", "double", "card", 30, False,
                      "amount / mean amount of the card's other transactions in the last 30 days "
                      "(null/NaN without any): compromised cards spend five times their usual amounts"))
@@ -148,6 +156,11 @@ def derive_features(frame: pd.DataFrame) -> pd.DataFrame:
         count = frame[f"card_tx_count_{w}d"].astype("float64")
         out[f"card_tx_count_{w}d"] = count
         out[f"card_amount_mean_{w}d"] = np.where(count > 0, frame[f"card_amount_sum_{w}d"] / count.where(count > 0, 1), 0.0)
+    for w in WINDOWS_DAYS:
+        count = frame[f"card_tx_count_{w}d"].astype("float64").where(lambda c: c > 0, 1.0)
+        mean = frame[f"card_amount_sum_{w}d"] / count
+        variance = (frame[f"card_amount_sq_sum_{w}d"] / count - mean**2).clip(lower=0.0)
+        out[f"card_amount_zscore_{w}d"] = (amount - mean) / np.sqrt(variance + 1.0)
     others = frame["card_tx_count_30d"].astype("float64") - 1
     other_mean = (frame["card_amount_sum_30d"] - amount) / others.where(others > 0, np.nan)
     out["card_amount_ratio_30d"] = amount / other_mean.where(other_mean > 0, np.nan)

@@ -57,10 +57,11 @@ def _convert(value: Column, dtype: DataType) -> Column:
         return F.when(ts.between(F.lit(DATETIME_RANGE[0]).cast("timestamp"),
                                  F.lit(DATETIME_RANGE[1]).cast("timestamp") - F.expr("INTERVAL 1 SECOND")), ts)
     if isinstance(dtype, (IntegerType, LongType)):
-        # "12" and "12.0" are integers; "12.5", "None", "" are not
+        # "12" and "12.0" are integers; "12.5", "None", "" are not. The plain cast is the common case, and
+        # coalesce stops at it: the decimal path runs only for the rest
         as_decimal = trimmed.try_cast("decimal(38,6)")
         whole = F.when(as_decimal == F.floor(as_decimal), as_decimal)
-        return whole.try_cast(dtype)
+        return F.coalesce(trimmed.try_cast(dtype), whole.try_cast(dtype))
     if isinstance(dtype, DoubleType):
         number = trimmed.try_cast(dtype)
         return F.when(~F.isnan(number) & (F.abs(number) != F.lit(float("inf"))), number)

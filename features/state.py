@@ -21,7 +21,7 @@ import pandas as pd
 from features.definitions import AGGREGATES, ENTITY_KEYS, HOUR, MEASURES, Aggregate
 
 _HOUR_BITS = 20  # hours since 1970 stay below 2**20 until the year 2089
-_MEASURE_COLUMNS = list(MEASURES)  # count, amount, fraud
+_MEASURE_COLUMNS = list(MEASURES)  # count, amount, fraud, amount_sq
 
 
 def _composite(key: np.ndarray, hour: np.ndarray) -> np.ndarray:
@@ -35,25 +35,25 @@ class EntityState:
     entity: str
     key: np.ndarray
     hour: np.ndarray
-    sums: np.ndarray  # shape (buckets, 3): count, amount, fraud
+    sums: np.ndarray  # shape (buckets, len(MEASURES)): count, amount, fraud, amount_sq
 
     @staticmethod
     def empty(entity: str) -> EntityState:
-        return EntityState(entity, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)))
+        return EntityState(entity, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(MEASURES))))
 
     def __len__(self) -> int:
         return len(self.key)
 
     def to_frame(self) -> pd.DataFrame:
         """The buckets as a DataFrame (what a state store keeps)."""
-        return pd.DataFrame({"key": self.key, "hour": self.hour, "count": self.sums[:, 0],
-                             "amount": self.sums[:, 1], "fraud": self.sums[:, 2]})
+        return pd.DataFrame({"key": self.key, "hour": self.hour,
+                             **{m: self.sums[:, i] for i, m in enumerate(_MEASURE_COLUMNS)}})
 
     @staticmethod
     def from_frame(entity: str, frame: pd.DataFrame) -> EntityState:
         frame = frame.sort_values(["key", "hour"], kind="mergesort")
         return EntityState(entity, frame["key"].to_numpy(np.int64), frame["hour"].to_numpy(np.int64),
-                           frame[["count", "amount", "fraud"]].to_numpy(np.float64))
+                           frame[_MEASURE_COLUMNS].to_numpy(np.float64))
 
 
 def lookback_hours(entity: str, label_delay_hours: int) -> int:
@@ -84,8 +84,9 @@ def update(state: EntityState, batch: pd.DataFrame, label_delay_hours: int) -> t
     # a label row (`label_row` true) is a fraud label arriving late: it adds its `tx_fraud` (+1, or -1 for a
     # correction) to the labelled transaction's hour, and neither a transaction nor an amount
     counted = ~batch["label_row"].to_numpy(bool) if "label_row" in batch.columns else np.ones(n, bool)
-    tx_sums = np.column_stack([counted.astype(np.float64), np.where(counted, batch["tx_amount"].to_numpy(np.float64), 0.0),
-                               batch["tx_fraud"].fillna(0).to_numpy(np.float64)])
+    amount = np.where(counted, batch["tx_amount"].to_numpy(np.float64), 0.0)
+    tx_sums = np.column_stack([counted.astype(np.float64), amount, batch["tx_fraud"].fillna(0).to_numpy(np.float64),
+                               amount * amount])  # in the order of MEASURES
     # all events: the state's buckets first within their hour, then the batch's transactions in event order
     key = np.concatenate([state.key, tx_key])
     hour = np.concatenate([state.hour, tx_hour])
@@ -94,7 +95,7 @@ def update(state: EntityState, batch: pd.DataFrame, label_delay_hours: int) -> t
     tie = np.concatenate([np.full(len(state), -1, np.int64), batch["transaction_id"].to_numpy(np.int64)])
     order = np.lexsort((tie, within, hour, key))
     composite = _composite(key, hour)[order]
-    cumulative = np.vstack([np.zeros((1, 3)), np.cumsum(sums[order], axis=0)])  # cumulative[i] = sum of first i
+    cumulative = np.vstack([np.zeros((1, len(MEASURES))), np.cumsum(sums[order], axis=0)])  # cumulative[i] = sum of first i
     position = np.empty(len(order), np.int64)
     position[order] = np.arange(len(order))
     tx_position = position[len(state):]
@@ -113,7 +114,7 @@ def update(state: EntityState, batch: pd.DataFrame, label_delay_hours: int) -> t
     # fold into buckets and forget what no window can reach any more
     composite_all = _composite(key, hour)
     unique, inverse = np.unique(composite_all, return_inverse=True)
-    bucket_sums = np.zeros((len(unique), 3))
+    bucket_sums = np.zeros((len(unique), len(MEASURES)))
     np.add.at(bucket_sums, inverse, sums)
     bucket_key, bucket_hour = unique >> _HOUR_BITS, unique & ((1 << _HOUR_BITS) - 1)
     newest = int(hour.max()) if len(hour) else 0

@@ -26,6 +26,7 @@ transactions may arrive out of order by up to that delay.
 from __future__ import annotations
 
 import argparse
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -184,11 +185,22 @@ def label_increments(labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.Da
     return applied, labels[~known]
 
 
-def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
-          metrics: StreamMetrics | None = None) -> StreamingQuery:
-    """Start the scoring query (see the module's docstring)."""
-    import time
+class Stages:
+    """Seconds per stage of one micro-batch, for the `fraud_batch_stage_seconds` gauge and the log."""
 
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
+        self.last = now
+
+
+def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
+          metrics: StreamMetrics | None = None, log_stages: bool = False) -> StreamingQuery:
+    """Start the scoring query (see the module's docstring)."""
     metrics = metrics or StreamMetrics()
     holder = ModelHolder(cfg, spark, str(model or cfg.get("stream.model")))
     holder.refresh()
@@ -221,7 +233,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                 .unionByName(label_messages.withColumn("_kind", F.lit("label")), allowMissingColumns=True))
     featured_columns = featured.columns
 
-    def score(batch: DataFrame, batch_id: int) -> None:
+    def score(batch: DataFrame, batch_id: int, stages: Stages) -> None:
         holder.refresh()
         metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
         scored = (batch.where("_kind = 'tx'").select(*featured_columns)
@@ -230,7 +242,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         try:
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select("score", "decision", latency.alias("latency")).toPandas()
+            stages.done("score")
             append_idempotent(scored, scores_path, QUERY, batch_id, partition_by=["tx_date"])
+            stages.done("scores_sink")
             if observed["decision"].any():
                 alert_id = F.udf(lambda t: str(uuid.uuid5(ALERT_NAMESPACE, str(t))), StringType())
                 alerts = scored.where("decision").select(
@@ -242,6 +256,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                                F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
                  .write.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("topic", alerts_topic).save())
                 alerts.unpersist()
+                stages.done("alerts_sink")
             metrics.scored.inc(len(observed))
             metrics.alerts.inc(int(observed["decision"].sum()))
             for value in observed["score"]:
@@ -283,25 +298,34 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
 
     def process(batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
+        stages = Stages()
         batch.persist()
         try:
             malformed = (F.col("_kind") == "dead") | ((F.col("_kind") == "label") & (F.size("errors") > 0))
             kind = F.when(malformed, "dead").otherwise(F.col("_kind")).alias("kind")
             kinds = {r["kind"]: r["count"] for r in batch.groupBy(kind).count().collect()}  # runs the state steps
+            stages.done("state")
             if kinds.get("tx"):
-                score(batch, batch_id)
+                score(batch, batch_id, stages)
             dead = batch.where(malformed).select(*DEAD_LETTER_COLUMNS)
             count = kinds.get("dead", 0)
             if kinds.get("label"):
                 unknown = apply_labels(batch, batch_id)
                 if unknown is not None:
                     dead, count = dead.unionByName(unknown), count + unknown.count()
+                stages.done("labels")
             if count:
                 append_idempotent(dead.withColumn("dead_at", F.current_timestamp()), dead_path, QUERY, batch_id)
                 metrics.dead_letters.inc(count)
+                stages.done("dead_letters")
         finally:
             batch.unpersist()
         metrics.batch_seconds.observe(time.perf_counter() - started)
+        for stage, seconds in stages.seconds.items():
+            metrics.stage_seconds.labels(stage).set(seconds)
+        if log_stages:
+            print(f"stream: batch {batch_id}: {kinds} in {time.perf_counter() - started:.2f} s: "
+                  + ", ".join(f"{k} {v:.2f} s" for k, v in stages.seconds.items()), flush=True)
         metrics.observe_progress(query.lastProgress if query is not None else None)
 
     query: StreamingQuery | None = None

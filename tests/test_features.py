@@ -65,6 +65,10 @@ def test_derived_features_by_hand(spark):
     assert got[3].card_amount_mean_1d == pytest.approx(140 / 3)
     assert got[3].card_amount_ratio_30d == pytest.approx(100 / 20)   # 100 against the mean of 10 and 30
     assert got[1].card_amount_ratio_30d is None                      # no other transaction yet: null
+    # amounts 10, 30, 100: mean 140/3, variance (100 + 900 + 10000)/3 - (140/3)**2
+    variance = 11_000 / 3 - (140 / 3) ** 2
+    assert got[3].card_amount_zscore_1d == pytest.approx((100 - 140 / 3) / (variance + 1) ** 0.5)
+    assert got[1].card_amount_zscore_30d == pytest.approx(0.0)       # alone: its own mean
     # hour 200, 1-hour delay: the 7-day window is hours [31, 198], the 30-day one [-521, 198]
     assert (got[4].terminal_tx_count_7d, got[4].terminal_tx_count_30d, got[4].terminal_risk_30d) == (0.0, 3.0, 0.0)
     assert (got[1].tx_is_weekend, got[1].tx_is_night) == (0.0, 0.0)  # Monday 10:00 UTC

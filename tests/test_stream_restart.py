@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def register_model(tracking_uri: str, artifacts: Path, label_delay_hours: int = 24) -> str:
-    """A small CatBoost model on random features, registered as champion with the tags the stream reads."""
+    """A small CatBoost model on random features that flags amounts above 220 (the simulator's scenario 1, a
+    realistic share of alerts), registered as champion with the tags the stream reads."""
     import mlflow
     from catboost import CatBoostClassifier
     from mlflow import MlflowClient
@@ -31,8 +32,9 @@ def register_model(tracking_uri: str, artifacts: Path, label_delay_hours: int = 
     found = mlflow.get_experiment_by_name("restart")
     experiment = found.experiment_id if found else mlflow.create_experiment("restart", artifact_location=artifacts.as_uri())
     rng = np.random.default_rng(0)
-    x = pd.DataFrame(rng.random((200, len(FEATURE_NAMES))), columns=FEATURE_NAMES)
-    model = CatBoostClassifier(iterations=5, verbose=False, allow_writing_files=False).fit(x, x["tx_amount"] > 0.9)
+    x = pd.DataFrame(rng.random((400, len(FEATURE_NAMES))), columns=FEATURE_NAMES)
+    x["tx_amount"] *= 300
+    model = CatBoostClassifier(iterations=5, verbose=False, allow_writing_files=False).fit(x, x["tx_amount"] > 220)
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.catboost.log_model(model, name="model", registered_model_name="fraud-detector")
     client = MlflowClient()
