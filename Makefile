@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 JARS := .jars
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-stream clean clean-state
+.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -56,8 +56,14 @@ bench-simulate: setup
 bench-model: setup
 	$(BIN)/python benchmarks/model_figures.py
 
+bench-model-selection: setup
+	$(BIN)/python benchmarks/model_selection.py
+
 bench-stream: setup
 	$(BIN)/python benchmarks/stream.py
+
+bench-stream-profile: setup
+	$(BIN)/python benchmarks/stream_profile.py
 
 lint: setup
 	$(BIN)/mypy

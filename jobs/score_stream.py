@@ -186,7 +186,7 @@ def label_increments(labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.Da
 
 
 class Stages:
-    """Seconds per stage of one micro-batch, for the `fraud_batch_stage_seconds` gauge and the log."""
+    """Seconds per stage of one micro-batch, for the `fraud_batch_stage_seconds_total` counter and the log."""
 
     def __init__(self) -> None:
         self.last = time.perf_counter()
@@ -322,7 +322,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             batch.unpersist()
         metrics.batch_seconds.observe(time.perf_counter() - started)
         for stage, seconds in stages.seconds.items():
-            metrics.stage_seconds.labels(stage).set(seconds)
+            metrics.stage_seconds.labels(stage).inc(seconds)
         if log_stages:
             print(f"stream: batch {batch_id}: {kinds} in {time.perf_counter() - started:.2f} s: "
                   + ", ".join(f"{k} {v:.2f} s" for k, v in stages.seconds.items()), flush=True)

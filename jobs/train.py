@@ -7,9 +7,9 @@ and register it as `fraud-detector` (alias `champion` only if it beats the champ
     spark-submit/submit.sh jobs/train.py --env cluster --train-start 2019-09-01
 
 Protocol (the handbook's, see ../shared/SIMULATOR.md): fit on the training window minus its last
---val-days, which choose the number of trees (early stopping on PR AUC) and the threshold; refit on the
-whole training window; skip --delay-days; test on --test-days. On validation and test days, cards with a
-fraud known by the start of the day are left out. The threshold is the lowest FPR that reaches
+--val-days, which choose the threshold; refit on the whole training window; skip --delay-days; test on
+--test-days. The CatBoost parameters were selected by prequential validation (models/catboost_model.py).
+On validation and test days, cards with a fraud known by the start of the day are left out. The threshold is the lowest FPR that reaches
 --target-recall on validation, or with --max-fpr the highest recall within that FPR.
 """
 from __future__ import annotations
@@ -68,9 +68,8 @@ def train(rows: pd.DataFrame, frauds: pd.DataFrame, split: Split, label_delay_ho
             raise ModelError(f"the {name} window of {split.as_params()} holds {len(part)} rows and "
                              f"{int(part['tx_fraud'].sum()) if len(part) else 0} frauds: it needs both classes; "
                              "check --train-start against the data's dates")
-    first = catboost_model.fit(fit_rows[FEATURE_NAMES], fit_rows["tx_fraud"], val_rows[FEATURE_NAMES],
-                               val_rows["tx_fraud"], params)
-    trees = first.get_best_iteration() + 1
+    first = catboost_model.fit(fit_rows[FEATURE_NAMES], fit_rows["tx_fraud"], params)
+    trees = int(first.tree_count_)
     val_eval = drop_known_fraud_cards(frauds, val_rows, label_delay_hours).copy()
     val_eval["score"] = catboost_model.score(first, val_eval[FEATURE_NAMES])
     threshold, how = choose_threshold(val_eval["tx_fraud"].to_numpy(), val_eval["score"].to_numpy(),

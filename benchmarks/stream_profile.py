@@ -1,0 +1,118 @@
+"""Where the streaming job's time goes: the same backlog drained by three variants of the job, in one run.
+
+    .venv/bin/python benchmarks/stream_profile.py [--transactions 200000]
+
+A. the full job;
+B. the same two transformWithStateInPandas steps, but each passes its rows through with zero aggregates and
+   never touches its state: the cost of the operators themselves (Arrow transfer, grouping, state commit);
+C. no stateful step at all (zero aggregates): Kafka read, parsing, scoring and the sinks.
+A - B is our state work (numpy update, state get/put); B - C is the operators' own cost. Each variant gets
+fresh tables and checkpoints; the stage seconds come from the job's own per-batch timings, summed over
+batches. Prints one JSON object and keeps it in benchmarks/results/stream_profile.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+from pyspark.sql import DataFrame  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from features.definitions import AGGREGATES  # noqa: E402
+from features.stream_processor import EntityStateProcessor  # noqa: E402
+from jobs import kafka_broker, score_stream  # noqa: E402
+from jobs.config import load_config  # noqa: E402
+from jobs.metrics import StreamMetrics  # noqa: E402
+from jobs.produce import produce, simulated_lines  # noqa: E402
+from jobs.session import get_spark  # noqa: E402
+from jobs.simulator import make_spec  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.test_stream_restart import register_model  # noqa: E402
+
+
+class PassThrough(EntityStateProcessor):
+    """Variant B: the operator's rows go through with zero aggregates; the state is never read or written.
+    Defined here (in __main__) so that Spark pickles it by value."""
+
+    def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:
+        names = [a.name for a in AGGREGATES if a.entity == self.entity]
+        for frame in rows:
+            out = frame.drop(columns=[c for c in self.drop if c in frame.columns])
+            yield out.assign(**{n: 0.0 for n in names})
+
+
+def no_state(rows: DataFrame, label_delay_hours: int, buckets: int) -> DataFrame:
+    """Variant C: the aggregates as zero columns, without any stateful step."""
+    return rows.select(*score_stream.STATE_INPUT_COLUMNS).select(
+        "*", *[F.lit(0.0).alias(a.name) for a in AGGREGATES if a.entity == "card"],
+        *[F.lit(0.0).alias(a.name) for a in AGGREGATES if a.entity == "terminal"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transactions", type=int, default=200_000)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    port = free_port()
+    base = {"spark.ui_enabled": False, "kafka.broker.state_dir": str(work / "kafka"), "kafka.broker.port": port,
+            "kafka.broker.controller_port": free_port(), "kafka.bootstrap_servers": f"127.0.0.1:{port}",
+            "kafka.max_offsets_per_trigger": 100_000, "stream.metrics_port": 0,
+            "mlflow.tracking_uri": f"sqlite:///{work}/mlflow.db", "mlflow.artifact_location": str(work / "artifacts")}
+    cfg = load_config("local", {**base, "paths.lake": str(work / "lake")})
+    spec = kafka_broker.spec_from_config(cfg)
+    kafka_broker.start(spec)
+    result: dict[str, Any] = {"benchmark": "stream_profile", "machine": "2 cores, local[2]",
+                              "transactions": args.transactions, "max_offsets_per_trigger": 100_000}
+    original_processor, original_features = score_stream.EntityStateProcessor, score_stream.stateful_features
+    try:
+        register_model(cfg.path("mlflow.tracking_uri"), work / "artifacts", label_delay_hours=168)
+        lines = simulated_lines(make_spec("otus", customers=20_000, days=args.transactions // 39_000 + 2))
+        produce(cfg, lines, limit=args.transactions)
+        spark = get_spark(cfg, "bench-profile")
+        variants = {"A_full_job": (original_processor, original_features),
+                    "B_operators_pass_through": (PassThrough, original_features),
+                    "C_no_stateful_step": (original_processor, no_state)}
+        for name, (processor, features) in variants.items():
+            score_stream.EntityStateProcessor, score_stream.stateful_features = processor, features  # type: ignore[misc]
+            run_cfg = load_config("local", {**base, "paths.lake": str(work / name / "lake"),
+                                            "paths.checkpoint": str(work / name / "chk")})
+            metrics = StreamMetrics()
+            stages: dict[str, float] = {}
+            started = time.perf_counter()
+            query = score_stream.start(spark, run_cfg, available_now=True, metrics=metrics, log_stages=True)
+            query.awaitTermination()
+            wall = time.perf_counter() - started
+            for metric in metrics.stage_seconds.collect():
+                for sample in metric.samples:
+                    if sample.name.endswith("_total"):
+                        stages[sample.labels["stage"]] = sample.value
+            progress = [p for p in query.recentProgress if p["numInputRows"]]
+            busy = sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
+            scored = int(metrics.scored._value.get())
+            result[name] = {"scored": scored, "batches": len(progress), "batch_seconds": round(busy, 1),
+                            "tx_per_second": round(scored / busy), "wall_seconds": round(wall, 1),
+                            "stage_seconds": {k: round(v, 2) for k, v in stages.items()}}
+            print(json.dumps({name: result[name]}), flush=True)
+    finally:
+        score_stream.EntityStateProcessor, score_stream.stateful_features = original_processor, original_features  # type: ignore[misc]
+        kafka_broker.stop(spec)
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    if not args.no_save:
+        (ROOT / "benchmarks/results/stream_profile.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
