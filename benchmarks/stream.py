@@ -72,8 +72,12 @@ def main() -> None:
         busy = sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
         result["throughput"] = {"transactions": rows, "batches": len(progress), "batch_seconds": round(busy, 1),
                                 "processed_tx_per_second": round(rows / busy), "wall_seconds_incl_start": round(wall, 1),
-                                "max_batch_rows": max(p["numInputRows"] for p in progress),
+                                # Spark counts each message once per branch of the query that reads it (3)
+                                "max_batch_source_rows": max(p["numInputRows"] for p in progress),
                                 "batch_durations_ms": [p["durationMs"] for p in progress],
+                                "batch_stage_seconds": {s.labels["stage"]: round(s.value, 2)
+                                                        for m in metrics.stage_seconds.collect() for s in m.samples
+                                                        if s.name.endswith("_total")},
                                 "target_tx_per_second": 20_000}
         # phase 2: a live load of 400 tx/s
         query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
