@@ -96,15 +96,17 @@ def execute(args: argparse.Namespace) -> int:
         for alert in list(read_alerts(cfg, from_beginning=True, max_alerts=None, idle_ms=3000))[-5:]:
             print("      " + format_alert(alert))
         flagged = scores.where("decision").orderBy("transaction_id").select("transaction_id", "tx_fraud").limit(20).collect()
-        print(f"demo: 8/8 the fraud team confirms {len(flagged)} alerts (fraud label): true frauds 1, false alarms 0")
+        print(f"demo: 8/8 the fraud team confirms {len(flagged)} alerts (fraud label): 1 for a true fraud, 0 for a false alarm")
         send_labels(cfg, [(r.transaction_id, int(r.tx_fraud or 0)) for r in flagged])
         labels_path = cfg.table_path("labels")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and spark.read.format("delta").load(labels_path).count() < len(flagged):
             time.sleep(2)
         labels = spark.read.format("delta").load(labels_path)
-        print(f"      labels: {labels.count()} applied to the card and terminal state, increments "
-              + ", ".join(f"{r.fraud_increment:+d}: {r['count']}" for r in labels.groupBy("fraud_increment").count().collect()))
+        print(f"      labels: {labels.count()} applied to the card and terminal state, by increment: "
+              + ", ".join(f"{r.fraud_increment:+d}: {r['count']}" for r in labels.groupBy("fraud_increment").count().collect())
+              + " (the simulated transactions carry their labels, which the state counted already: a label that"
+              " repeats one adds 0; in production, transactions carry none)")
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         print(f"      metrics: http://127.0.0.1:{port}/metrics, e.g.")
         for line in text.splitlines():
