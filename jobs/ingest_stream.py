@@ -23,12 +23,25 @@ from jobs.session import get_spark
 QUERY_NAME = "ingest_transactions"
 
 
+# A transaction cannot happen long after the message that carries it was written: one that claims to (a
+# clock or typing error, e.g. the year 2080) would make the stream's state forget every older hour of its
+# bucket, so it is a dead letter. The margin allows for clock skew between the bank's systems and Kafka.
+MAX_HOURS_AFTER_KAFKA_TIMESTAMP = 24
+
+
 def split_messages(messages: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Split Kafka messages into (transactions, dead letters), both ready to append."""
     parsed = parse_json_transactions(
         messages.select("topic", "partition", "offset", F.col("timestamp").alias("kafka_timestamp"),
                         F.col("key").cast("string").alias("key"), "value")
     )
+    latest = F.col("kafka_timestamp") + F.make_dt_interval(F.lit(0), F.lit(MAX_HOURS_AFTER_KAFKA_TIMESTAMP))
+    future = F.when(F.col("tx_datetime") > latest, F.concat(
+        F.lit(f"tx_datetime: expected at most {MAX_HOURS_AFTER_KAFKA_TIMESTAMP} hours after the message's Kafka "
+              "timestamp "), F.date_format("kafka_timestamp", "yyyy-MM-dd HH:mm:ss"), F.lit(", found '"),
+        F.date_format("tx_datetime", "yyyy-MM-dd HH:mm:ss"), F.lit("'")))
+    parsed = parsed.withColumn("errors", F.when(future.isNull(), F.col("errors"))
+                               .otherwise(F.array_append("errors", future)))
     good = parsed.where(F.size("errors") == 0).select(
         *TRANSACTION_COLUMNS, "kafka_timestamp", "partition", "offset", F.to_date("tx_datetime").alias("tx_date")
     )

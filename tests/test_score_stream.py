@@ -21,7 +21,10 @@ from tests.test_ingest_stream import produce
 pytestmark = pytest.mark.integration
 DELAY = 24
 MALFORMED = [b"not json", b'{"transaction_id": 1}', json.dumps({"transaction_id": 5, "tx_datetime": "2018-04-02 10:00:00",
-             "customer_id": 1, "terminal_id": "Err", "tx_amount": 3.0, "tx_time_seconds": 1, "tx_time_days": 0}).encode()]
+             "customer_id": 1, "terminal_id": "Err", "tx_amount": 3.0, "tx_time_seconds": 1, "tx_time_days": 0}).encode(),
+             # well formed, but from the future: it would make its state bucket forget everything older
+             json.dumps({"transaction_id": 6, "tx_datetime": "2080-01-01 00:00:00", "customer_id": 1, "terminal_id": 2,
+                         "tx_amount": 3.0, "tx_time_seconds": 1, "tx_time_days": 0}).encode()]
 
 
 def consume_all(bootstrap: str, topic: str) -> list[dict]:
@@ -70,6 +73,9 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
 
     dead = spark.read.format("delta").load(cfg.table_path("dead_letters"))
     assert sorted(r.payload for r in dead.collect()) == sorted(m.decode() for m in MALFORMED)
+    future = [r.errors for r in dead.collect() if "2080" in r.payload][0]
+    assert future[0].startswith("tx_datetime: expected at most 24 hours after the message's Kafka timestamp ")
+    assert future[0].endswith(", found '2080-01-01 00:00:00'")
 
     alerts = spark.read.format("delta").load(cfg.table_path("alerts"))
     flagged = {r.transaction_id for r in scores.where("decision").collect()}
