@@ -4,6 +4,7 @@ letters."""
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pandas as pd
 import pytest
@@ -91,5 +92,5 @@ def test_labels_update_the_fraud_state(spark, broker, make_cfg, topic_names, tmp
         diff = (merged[name] - merged[f"{name}_batch"]).abs().fillna(0)
         assert diff.max() < 1e-6, (name, merged.loc[diff.idxmax(), ["transaction_id", name, f"{name}_batch"]].tolist())
     assert (merged["terminal_risk_7d"] > 0).sum() > 10 and (merged["card_fraud_count_30d"] > 0).sum() > 5
-    text = __import__("urllib.request").request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10).read()
-    assert f"fraud_labels_total {float(len(sent) - 1)}" in text.decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10).read().decode()
+    assert f"fraud_labels_total {float(len(sent) - 1)}" in text
