@@ -1,7 +1,8 @@
 """`fraud label`: send the fraud team's confirmations to the `labels` topic, as JSON
 ``{"transaction_id": 1234, "tx_fraud": 1}`` keyed by transaction id. The streaming job adds each confirmed
-fraud to its card's and terminal's fraud history at once (a repeated label changes nothing; a genuine label
-after a fraud one corrects it), and records every label in the Delta table `labels`.
+fraud to its card's and terminal's fraud state in the next micro-batch (a repeated label changes nothing; a
+genuine label after a fraud one corrects it; features see it once the fraud's hour is inside the label
+windows, which end at the model's label delay), and records every label in the Delta table `labels`.
 
     fraud label 1234 5678                  # confirmed frauds
     fraud label --genuine 1234             # confirmed genuine (corrects an earlier fraud label)
