@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import report  # noqa: E402
 from jobs import build_features, clean, train  # noqa: E402
 from jobs.config import load_config  # noqa: E402
 from jobs.session import get_spark  # noqa: E402
@@ -87,9 +87,7 @@ def main() -> None:
         result["seconds"] = round(time.perf_counter() - started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    if not args.no_save:
-        (ROOT / "benchmarks/results/model_figures.json").write_text(json.dumps(result, indent=2) + "\n")
+    report(result, "model_figures", not args.no_save)
 
 
 if __name__ == "__main__":

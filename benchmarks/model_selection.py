@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks.common import report  # noqa: E402
 from features.definitions import FEATURE_NAMES  # noqa: E402
 from jobs import build_features, clean  # noqa: E402
 from jobs.config import load_config  # noqa: E402
@@ -93,9 +94,7 @@ def main() -> None:
            "selected": best, "published_prequential_tuned": {"roc_auc": 0.879, "average_precision": 0.694,
                                                             "card_precision_at_100": 0.305},
            "grid": results, "seconds": round(time.perf_counter() - started)}
-    print(json.dumps({k: v for k, v in out.items() if k != "grid"}, indent=2))
-    if not args.no_save:
-        (ROOT / "benchmarks/results/model_selection.json").write_text(json.dumps(out, indent=2) + "\n")
+    report(out, "model_selection", not args.no_save, shown={k: v for k, v in out.items() if k != "grid"})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ prints one JSON object (also kept in benchmarks/results/simulate.json). Memory m
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import report  # noqa: E402
 from jobs.rawfiles import DefectRates  # noqa: E402
 from jobs.simulate import simulate_to_folder  # noqa: E402
 from jobs.simulator import Simulator, make_spec  # noqa: E402
@@ -63,9 +63,7 @@ def main() -> None:
         "single_core": True, "target_tx_per_minute": 1_000_000, "runs": runs,
         "memory_ratio_2n_over_n_days": round(runs[1]["peak_rss_mib_so_far"] / runs[0]["peak_rss_mib_so_far"], 2),
     }
-    print(json.dumps(result, indent=2))
-    if not args.no_save:
-        (ROOT / "benchmarks/results/simulate.json").write_text(json.dumps(result, indent=2) + "\n")
+    report(result, "simulate", not args.no_save)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Prints one JSON object and keeps it in benchmarks/results/stream.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -28,11 +27,10 @@ import numpy as np  # noqa: E402
 from jobs import kafka_broker, score_stream  # noqa: E402
 from jobs.config import load_config  # noqa: E402
 from jobs.metrics import StreamMetrics  # noqa: E402
-from jobs.produce import produce, raw_lines  # noqa: E402
+from benchmarks.common import own_broker_overrides, report  # noqa: E402
+from jobs.produce import produce, simulated_lines  # noqa: E402
 from jobs.session import get_spark  # noqa: E402
-from jobs.simulate import simulate_to_folder  # noqa: E402
 from jobs.simulator import make_spec  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 from tests.test_stream_restart import register_model  # noqa: E402
 
 
@@ -43,21 +41,15 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    port = free_port()
-    cfg = load_config("local", {
-        "paths.lake": str(work / "lake"), "paths.checkpoint": str(work / "chk"), "spark.ui_enabled": False,
-        "kafka.broker.state_dir": str(work / "kafka"), "kafka.broker.port": port,
-        "kafka.broker.controller_port": free_port(), "kafka.bootstrap_servers": f"127.0.0.1:{port}",
-        "kafka.max_offsets_per_trigger": 100_000, "stream.metrics_port": 0, "stream.trigger_interval": "1 second",
-        "mlflow.tracking_uri": f"sqlite:///{work}/mlflow.db", "mlflow.artifact_location": str(work / "artifacts")})
+    cfg = load_config("local", {**own_broker_overrides(work), "paths.lake": str(work / "lake"),
+                                "paths.checkpoint": str(work / "chk"), "stream.trigger_interval": "1 second"})
     spec = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(spec)
     result: dict[str, object] = {"benchmark": "stream", "machine": "2 cores, local[2]", "state_buckets": cfg.get("stream.state_buckets")}
     try:
         register_model(cfg.path("mlflow.tracking_uri"), work / "artifacts", label_delay_hours=168)
         days = max(1, args.transactions // 39_000 + 1)
-        simulate_to_folder(make_spec("otus", customers=20_000, days=days + 1), work / "raw")
-        lines = list(raw_lines(work / "raw"))
+        lines = list(simulated_lines(make_spec("otus", customers=20_000, days=days + 1)))
         backlog, live = lines[: args.transactions], lines[args.transactions:]
         sent = produce(cfg, iter(backlog))
         result["produce_tx_per_second"] = sent["rate"]
@@ -99,9 +91,7 @@ def main() -> None:
     finally:
         kafka_broker.stop(spec)
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    if not args.no_save:
-        (ROOT / "benchmarks/results/stream.json").write_text(json.dumps(result, indent=2) + "\n")
+    report(result, "stream", not args.no_save)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import pandas as pd  # noqa: E402
 from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from features.definitions import AGGREGATES  # noqa: E402
 from features.stream_processor import EntityStateProcessor  # noqa: E402
 from jobs import kafka_broker, score_stream  # noqa: E402
@@ -37,7 +38,6 @@ from jobs.metrics import StreamMetrics  # noqa: E402
 from jobs.produce import produce, simulated_lines  # noqa: E402
 from jobs.session import get_spark  # noqa: E402
 from jobs.simulator import make_spec  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 from tests.test_stream_restart import register_model  # noqa: E402
 
 
@@ -65,11 +65,7 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    port = free_port()
-    base = {"spark.ui_enabled": False, "kafka.broker.state_dir": str(work / "kafka"), "kafka.broker.port": port,
-            "kafka.broker.controller_port": free_port(), "kafka.bootstrap_servers": f"127.0.0.1:{port}",
-            "kafka.max_offsets_per_trigger": 100_000, "stream.metrics_port": 0,
-            "mlflow.tracking_uri": f"sqlite:///{work}/mlflow.db", "mlflow.artifact_location": str(work / "artifacts")}
+    base = own_broker_overrides(work)
     cfg = load_config("local", {**base, "paths.lake": str(work / "lake")})
     spec = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(spec)
@@ -109,9 +105,7 @@ def main() -> None:
         score_stream.EntityStateProcessor, score_stream.stateful_features = original_processor, original_features  # type: ignore[misc]
         kafka_broker.stop(spec)
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    if not args.no_save:
-        (ROOT / "benchmarks/results/stream_profile.json").write_text(json.dumps(result, indent=2) + "\n")
+    report(result, "stream_profile", not args.no_save)
 
 
 if __name__ == "__main__":
