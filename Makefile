@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 JARS := .jars
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile clean clean-state
+.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile bench-state-layout clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -64,6 +64,9 @@ bench-stream: setup
 
 bench-stream-profile: setup
 	$(BIN)/python benchmarks/stream_profile.py
+
+bench-state-layout: setup
+	$(BIN)/python benchmarks/state_layout.py
 
 lint: setup
 	$(BIN)/mypy

@@ -52,7 +52,7 @@ class PassThrough(EntityStateProcessor):
             yield out.assign(**{n: 0.0 for n in names})
 
 
-def no_state(rows: DataFrame, label_delay_hours: int, buckets: int) -> DataFrame:
+def no_state(rows: DataFrame, label_delay_hours: int, layout: Any) -> DataFrame:
     """Variant C: the aggregates as zero columns, without any stateful step."""
     return rows.select(*score_stream.STATE_INPUT_COLUMNS).select(
         "*", *[F.lit(0.0).alias(a.name) for a in AGGREGATES if a.entity == "card"],

@@ -42,6 +42,7 @@ from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, 
 
 from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features
 from features.schema import TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels
+from features.state import lookback_hours
 from features.stream_processor import EntityStateProcessor
 from jobs import registry
 from jobs.common import add_common_options, config_from_args, job_main
@@ -118,19 +119,47 @@ LABELS_SCHEMA = StructType([
 DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors"]
 
 
-def stateful_features(rows: DataFrame, label_delay_hours: int, buckets: int) -> DataFrame:
+@dataclass(frozen=True)
+class StateLayout:
+    """How the stateful operators keep their state (conf `stream.state_*`)."""
+
+    buckets: int = 32
+    groups: int = 0
+    ttl_days: int | None = 45
+
+    @staticmethod
+    def from_config(cfg: Config, label_delay_hours: int) -> StateLayout:
+        ttl = cfg.get("stream.state_ttl_days")
+        layout = StateLayout(int(cfg.get("stream.state_buckets")), int(cfg.get("stream.state_groups")),
+                             None if ttl is None else int(ttl))
+        needed = max(lookback_hours(e, label_delay_hours) for e in ("card", "terminal"))
+        if layout.ttl_days is not None and layout.ttl_days * 24 <= needed:
+            raise FraudError(f"stream.state_ttl_days: expected more than the longest window plus the label delay "
+                             f"({needed / 24:g} days), found {layout.ttl_days}")
+        return layout
+
+    @property
+    def time_mode(self) -> str:
+        """Spark allows TTL in processing-time mode only; no timers are used either way."""
+        return "None" if self.ttl_days is None else "ProcessingTime"
+
+    def processor(self, entity: str, label_delay_hours: int) -> EntityStateProcessor:
+        ttl_ms = None if self.ttl_days is None else self.ttl_days * 86_400_000
+        return EntityStateProcessor(entity, label_delay_hours, drop=("_bucket",), groups=self.groups, ttl_ms=ttl_ms)
+
+
+def stateful_features(rows: DataFrame, label_delay_hours: int, layout: StateLayout) -> DataFrame:
     """Well-formed transactions and label increments (STATE_INPUT_COLUMNS) -> the same rows with every
     AGGREGATES column, from Spark's state."""
     card_schema = _schema_with(STATE_INPUT_SCHEMA, CARD_AGGS)
     cards = (rows.select(*STATE_INPUT_COLUMNS)
-             .withColumn("_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(buckets)))
+             .withColumn("_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(layout.buckets)))
              .groupBy("_bucket")
-             .transformWithStateInPandas(EntityStateProcessor("card", label_delay_hours, drop=("_bucket",)),
-                                         card_schema, "Append", "None"))
-    return (cards.withColumn("_bucket", F.pmod(F.xxhash64("terminal_id"), F.lit(buckets)))
+             .transformWithStateInPandas(layout.processor("card", label_delay_hours), card_schema, "Append", layout.time_mode))
+    return (cards.withColumn("_bucket", F.pmod(F.xxhash64("terminal_id"), F.lit(layout.buckets)))
             .groupBy("_bucket")
-            .transformWithStateInPandas(EntityStateProcessor("terminal", label_delay_hours, drop=("_bucket",)),
-                                        _schema_with(card_schema, TERMINAL_AGGS), "Append", "None"))
+            .transformWithStateInPandas(layout.processor("terminal", label_delay_hours),
+                                        _schema_with(card_schema, TERMINAL_AGGS), "Append", layout.time_mode))
 
 
 def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
@@ -225,7 +254,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                           F.lit(True).alias("label_row")))
     featured = stateful_features(
         transactions.select(*INPUT_COLUMNS, F.lit(False).alias("label_row")).unionByName(increments),
-        holder.label_delay_hours, int(cfg.get("stream.state_buckets")))
+        holder.label_delay_hours, StateLayout.from_config(cfg, holder.label_delay_hours))
     # one frame per micro-batch: featured rows (`_kind` "tx" or "increment"), malformed messages ("dead")
     # and label messages ("label"); the last two never enter the state
     combined = (featured.withColumn("_kind", F.when(F.col("label_row"), "increment").otherwise("tx"))

@@ -46,6 +46,10 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.shuffle.partitions": str(cfg.get("spark.shuffle_partitions")),
         "spark.ui.enabled": str(bool(cfg.get("spark.ui_enabled"))).lower(),
+        # The stateful operators run in processing-time mode (for state TTL), in which Spark would run an
+        # empty micro-batch at every trigger, forever under availableNow. Nothing here uses a watermark,
+        # so empty batches have no work to do; TTL is enforced in the batches that have data.
+        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
     }
     master = cfg.get("spark.master")
     if master and str(master).startswith("local"):

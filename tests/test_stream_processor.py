@@ -1,0 +1,58 @@
+"""The stateful processor of the stream (features/stream_processor.py), run by Spark's own TwsTester: each
+card's buckets are one MapState value, a micro-batch reads and writes only the cards it touches, and the
+aggregates equal features/state.py's on one in-memory state, whatever the layout."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql.streaming.tws_tester import TwsTester
+
+from features.state import EntityState, update
+from features.stream_processor import EntityStateProcessor, group_of, pack, unpack
+from tests.test_state import DELAY, transactions
+
+
+def test_values_round_trip_exactly():
+    state = EntityState("card", np.array([3, 3, 9], np.int64), np.array([430_000, 430_005, 1], np.int64),
+                        np.array([[1, 12.5, 0, 156.25], [2, 30.01, 1, 450.1], [1, 0.07, 0, 0.0049]]))
+    back = unpack("card", [pack(state)])
+    assert back.key.tolist() == [3, 3, 9] and back.hour.tolist() == [430_000, 430_005, 1]
+    assert np.array_equal(back.sums, state.sums)
+    assert len(unpack("card", [])) == 0
+    assert group_of(np.array([5, 17]), 0).tolist() == [5, 17] and group_of(np.array([5, 17]), 4).tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("groups", [0, 1, 7])
+def test_processor_equals_one_in_memory_state(groups):
+    frame = transactions(days=12)
+    tester = TwsTester(EntityStateProcessor("card", DELAY, groups=groups), timeMode="ProcessingTime")
+    reference = EntityState.empty("card")
+    for start in range(0, len(frame), len(frame) // 9 + 1):  # one grouping key (bucket) holds every card here
+        batch = frame.iloc[start:start + len(frame) // 9 + 1]
+        out = tester.testInPandas(0, batch.reset_index(drop=True))
+        expected, reference = update(reference, batch.reset_index(drop=True), DELAY)
+        pd.testing.assert_frame_equal(out[expected.columns].reset_index(drop=True), expected.reset_index(drop=True))
+        assert out["transaction_id"].tolist() == batch["transaction_id"].tolist()
+    values = tester.peekMapState("buckets", 0)
+    stored = unpack("card", [v[0] for v in values.values()])
+    assert sorted(zip(stored.key, stored.hour)) == sorted(zip(reference.key, reference.hour))
+    expected_keys = set(group_of(np.unique(reference.key), groups).tolist())
+    assert {k[0] for k in values} == expected_keys  # per card (groups=0): one value per card
+
+
+def test_a_batch_touches_only_its_cards_and_drops_what_expired():
+    tester = TwsTester(EntityStateProcessor("card", DELAY), timeMode="ProcessingTime")
+    def tx(ids, cards, when):
+        return pd.DataFrame({"transaction_id": ids, "customer_id": cards, "tx_datetime": pd.to_datetime(when),
+                             "tx_amount": 10.0, "tx_fraud": 0})
+    tester.testInPandas(0, tx([1, 2], [100, 200], ["2026-01-01 10:00", "2026-01-01 11:00"]))
+    before = tester.peekMapState("buckets", 0)
+    assert {k[0] for k in before} == {100, 200}
+    # 40 days later card 100 pays again: its old hour is past every window (30 days + 1-day delay) and goes;
+    # card 200 is not touched, so its value stays as it was (state TTL forgets it in a real query)
+    out = tester.testInPandas(0, tx([3], [100], ["2026-02-10 10:00"]))
+    assert out["card_tx_count_30d"].tolist() == [1.0]
+    after = tester.peekMapState("buckets", 0)
+    assert after[(200,)] == before[(200,)]
+    assert unpack("card", [after[(100,)][0]]).hour.tolist() == [int(pd.Timestamp("2026-02-10 10:00").value // 3_600_000_000_000)]
