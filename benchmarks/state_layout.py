@@ -4,7 +4,9 @@ value per hash bucket (the layout before session 3), in one run.
     .venv/bin/python benchmarks/state_layout.py [--cards 1000000] [--hours-per-card 8] [--batch 20000]
 
 The real card operator (features/stream_processor.py, transformWithStateInPandas, RocksDB), without
-Kafka or scoring. For each layout, fresh checkpoint:
+Kafka or scoring, in four set-ups: one value per card (the default); the same without state TTL; the same
+with RocksDB snapshot commits instead of changelog checkpointing (Spark's default, which this project turns
+off); one value per hash bucket. For each, a fresh checkpoint:
 1. fill: every card gets `--hours-per-card` transactions in distinct hours of the last 30 days (one
    micro-batch), so every card has state;
 2. then `--batches` micro-batches of `--batch` transactions of random cards, an hour later each.
@@ -43,7 +45,11 @@ from jobs.session import get_spark  # noqa: E402
 BUCKETS = 32
 DELAY_HOURS = 168
 START = pd.Timestamp("2026-01-01")
-LAYOUTS = {"per_card": 0, "per_bucket": 1}  # stream.state_groups: 0 = one value per card; 1 = one per bucket
+CHANGELOG = "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"
+# name: (stream.state_groups: 0 = one value per card, 1 = one per bucket; RocksDB changelog checkpointing;
+# state TTL in days)
+LAYOUTS = {"per_card": (0, True, 45), "per_card_no_ttl": (0, True, None), "per_card_snapshot_commits": (0, False, 45),
+           "per_bucket": (1, True, 45)}
 
 
 def tree_rss_bytes() -> int:
@@ -98,13 +104,17 @@ def write_batches(folder: Path, cards: int, hours_per_card: int, batch: int, bat
         frame.sort_values("tx_datetime").to_parquet(folder / f"{i:03d}.parquet", index=False)
 
 
-def run_layout(spark: Any, source: Path, checkpoint: Path, groups: int) -> dict[str, Any]:
+def run_layout(spark: Any, source: Path, checkpoint: Path, groups: int, changelog: bool,
+               ttl_days: int | None) -> dict[str, Any]:
+    spark.conf.set(CHANGELOG, str(changelog).lower())
     schema = spark.read.parquet(str(source)).schema
     rows = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
     out_schema = ", ".join([f"{f.name} {f.dataType.simpleString()}" for f in schema.fields] + [f"{n} double" for n in CARD_AGGS])
-    processor = EntityStateProcessor("card", DELAY_HOURS, drop=("_bucket",), groups=groups, ttl_ms=45 * 86_400_000)
-    featured = (rows.withColumn("_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(BUCKETS))).groupBy("_bucket")
-                .transformWithStateInPandas(processor, out_schema, "Append", "ProcessingTime"))
+    processor = EntityStateProcessor("card", DELAY_HOURS, drop=("state_bucket",), groups=groups,
+                                     ttl_ms=None if ttl_days is None else ttl_days * 86_400_000)
+    featured = (rows.withColumn("state_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(BUCKETS))).groupBy("state_bucket")
+                .transformWithStateInPandas(processor, out_schema, "Append",
+                                            "None" if ttl_days is None else "ProcessingTime"))
     seconds: list[float] = []
 
     def sink(batch: Any, batch_id: int) -> None:
@@ -145,11 +155,12 @@ def main() -> None:
         result: dict[str, Any] = {"benchmark": "state_layout", "machine": "2 cores, local[2]", "cards": ARGS.cards,
                                   "hours_per_card": ARGS.hours_per_card, "batch": ARGS.batch, "buckets": BUCKETS}
         for name in ARGS.layouts.split(","):
-            result[name] = run_layout(spark, work / "input", work / name, LAYOUTS[name])
+            result[name] = run_layout(spark, work / "input", work / name, *LAYOUTS[name])
             print({name: result[name]}, flush=True)
-        if "per_card" in result and "per_bucket" in result:
-            result["per_bucket_over_per_card_batch_seconds"] = round(
-                result["per_bucket"]["median_batch_seconds"] / result["per_card"]["median_batch_seconds"], 1)
+        for name in LAYOUTS:
+            if name != "per_card" and name in result and "per_card" in result:
+                result[f"{name}_over_per_card_batch_seconds"] = round(
+                    result[name]["median_batch_seconds"] / result["per_card"]["median_batch_seconds"], 2)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(result, "state_layout", not ARGS.no_save)

@@ -22,7 +22,7 @@ import pandas as pd
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.types import BinaryType, LongType, StructField, StructType
 
-from features.definitions import ENTITY_KEYS, MEASURES
+from features.definitions import AGGREGATES, ENTITY_KEYS, MEASURES
 from features.state import EntityState, update
 
 GROUP_SCHEMA = StructType([StructField("group", LongType(), False)])
@@ -53,12 +53,15 @@ class EntityStateProcessor(StatefulProcessor):
     """Adds the entity's aggregates to every transaction, in event order, and keeps the touched keys' state."""
 
     def __init__(self, entity: str, label_delay_hours: int, drop: tuple[str, ...] = (), groups: int = 0,
-                 ttl_ms: int | None = None) -> None:
+                 ttl_ms: int | None = None, bypass: str | None = None) -> None:
+        """`bypass`: a boolean column; its true rows go out unchanged, with null aggregates, and never touch
+        the state (the stream's malformed and label messages travel with the transactions this way)."""
         self.entity = entity
         self.label_delay_hours = label_delay_hours
         self.drop = drop
         self.groups = groups
         self.ttl_ms = ttl_ms
+        self.bypass = bypass
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.state = handle.getMapState("buckets", GROUP_SCHEMA, VALUE_SCHEMA, self.ttl_ms)
@@ -68,6 +71,15 @@ class EntityStateProcessor(StatefulProcessor):
         if not frames:
             return
         batch = pd.concat(frames, ignore_index=True)
+        if self.bypass is not None:
+            passing = batch[self.bypass].to_numpy(bool)
+            if passing.any():
+                names = [a.name for a in AGGREGATES if a.entity == self.entity]
+                yield batch[passing].drop(columns=[c for c in self.drop if c in batch.columns]).assign(
+                    **{n: np.nan for n in names})
+                batch = batch[~passing].reset_index(drop=True)
+                if batch.empty:
+                    return
         touched = np.unique(group_of(batch[ENTITY_KEYS[self.entity]].to_numpy(np.int64), self.groups)).tolist()
         blobs = []
         for group in touched:

@@ -29,19 +29,26 @@ QUERY_NAME = "ingest_transactions"
 MAX_HOURS_AFTER_KAFKA_TIMESTAMP = 24
 
 
-def split_messages(messages: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Split Kafka messages into (transactions, dead letters), both ready to append."""
-    parsed = parse_json_transactions(
-        messages.select("topic", "partition", "offset", F.col("timestamp").alias("kafka_timestamp"),
-                        F.col("key").cast("string").alias("key"), "value")
-    )
+def kafka_columns(messages: DataFrame) -> DataFrame:
+    """A Kafka source's rows as topic, partition, offset, kafka_timestamp, key (string) and value."""
+    return messages.select("topic", "partition", "offset", F.col("timestamp").alias("kafka_timestamp"),
+                           F.col("key").cast("string").alias("key"), "value")
+
+
+def reject_future(parsed: DataFrame) -> DataFrame:
+    """Add an error to each parsed transaction dated more than MAX_HOURS_AFTER_KAFKA_TIMESTAMP after its
+    message's Kafka timestamp."""
     latest = F.col("kafka_timestamp") + F.make_dt_interval(F.lit(0), F.lit(MAX_HOURS_AFTER_KAFKA_TIMESTAMP))
     future = F.when(F.col("tx_datetime") > latest, F.concat(
         F.lit(f"tx_datetime: expected at most {MAX_HOURS_AFTER_KAFKA_TIMESTAMP} hours after the message's Kafka "
               "timestamp "), F.date_format("kafka_timestamp", "yyyy-MM-dd HH:mm:ss"), F.lit(", found '"),
         F.date_format("tx_datetime", "yyyy-MM-dd HH:mm:ss"), F.lit("'")))
-    parsed = parsed.withColumn("errors", F.when(future.isNull(), F.col("errors"))
-                               .otherwise(F.array_append("errors", future)))
+    return parsed.withColumn("errors", F.when(future.isNull(), F.col("errors")).otherwise(F.array_append("errors", future)))
+
+
+def split_messages(messages: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Split Kafka messages into (transactions, dead letters), both ready to append."""
+    parsed = reject_future(parse_json_transactions(kafka_columns(messages)))
     good = parsed.where(F.size("errors") == 0).select(
         *TRANSACTION_COLUMNS, "kafka_timestamp", "partition", "offset", F.to_date("tx_datetime").alias("tx_date")
     )

@@ -4,12 +4,14 @@ Spark's stateful operators -> CatBoost -> Delta `scores` and `alerts`, and the `
     fraud stream [--available-now] [--model champion]
     spark-submit/submit.sh --master yarn --deploy-mode cluster jobs/score_stream.py --env cluster
 
-One query, `score_transactions`, reads both topics (one Kafka source) and the Delta table `labels`:
-  transactions: parse (features/schema.py) -> hash bucket of the card -> transformWithStateInPandas (card
-    aggregates) -> hash bucket of the terminal -> transformWithStateInPandas (terminal aggregates)
+One query, `score_transactions`, reads both topics (one Kafka source, read once per micro-batch) and the
+Delta table `labels`:
+  messages: parsed in one projection (features/schema.py) -> hash bucket of the card ->
+    transformWithStateInPandas (card aggregates) -> hash bucket of the terminal -> transformWithStateInPandas
+    (terminal aggregates); within a bucket the state is kept per card (per terminal)
   label increments (from the `labels` table) go through the same two operators: they add their +1 or -1
     to the fraud count of the labelled transaction's card and terminal at its hour
-  malformed transactions and label messages bypass the state
+  malformed transactions and label messages travel through the operators without touching the state
   -> foreachBatch (once per micro-batch):
      - derive_features + CatBoost (broadcast, reloaded when the registry alias moves) -> `scores`, `alerts`
        and the alerts topic;
@@ -18,7 +20,8 @@ One query, `score_transactions`, reads both topics (one Kafka source) and the De
      - malformed messages, and labels of transactions never scored -> `dead_letters`.
   Every Delta append is idempotent (batch id = Delta txnVersion): exactly once across restarts. The alerts
   topic is at least once: deduplicate by `alert_id`.
-The state keeps each entity's hourly buckets for the longest window plus the label delay (bounded).
+The state keeps each entity's hourly buckets for the longest window plus the label delay; a card (terminal)
+idle for `stream.state_ttl_days` expires: bounded.
 Messages must be keyed by card (as `fraud produce` does): a card's transactions then stay in order in one
 partition, which the card windows need; terminal windows end at the label delay, so a terminal's
 transactions may arrive out of order by up to that delay.
@@ -41,14 +44,14 @@ from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, 
                                StructType, TimestampType)
 
 from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features
-from features.schema import TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels
+from features.schema import TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels, parse_json_transactions
 from features.state import lookback_hours
 from features.stream_processor import EntityStateProcessor
 from jobs import registry
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
-from jobs.ingest_stream import split_messages
+from jobs.ingest_stream import kafka_columns, reject_future
 from jobs.lake import append_idempotent, read_topic_stream, table_exists
 from jobs.metrics import StreamMetrics
 from jobs.session import get_spark
@@ -94,8 +97,16 @@ def _schema_with(base: StructType, extra: list[str]) -> StructType:
 
 INPUT_SCHEMA = StructType([*TRANSACTION_SCHEMA.fields, StructField("kafka_timestamp", TimestampType(), True),
                            StructField("partition", IntegerType(), True), StructField("offset", LongType(), True)])
-# what the stateful operators take: transactions, and label increments (`label_row` true)
-STATE_INPUT_SCHEMA = StructType([*INPUT_SCHEMA.fields, StructField("label_row", BooleanType(), True)])
+# what the stateful operators take: every row of a micro-batch, `row_kind` saying what it is:
+#   "tx" a transaction, "increment" a label increment (`label_row` true): both update the state;
+#   "label" a label message, "dead" a malformed message: both go through unchanged (`bypass_state` true), so the
+#   Kafka source is read once per micro-batch; for those two, `topic`, `key`, `payload`, `errors` are set.
+# No name starts with "_": the operators' pandas frames would get such a column as "_13" (its position).
+STATE_INPUT_SCHEMA = StructType([  # every field nullable: a message's row has no card, terminal or time
+    *[StructField(f.name, f.dataType, True) for f in INPUT_SCHEMA.fields], StructField("label_row", BooleanType(), True), StructField("row_kind", StringType(), True),
+    StructField("bypass_state", BooleanType(), True), StructField("topic", StringType(), True),
+    StructField("key", StringType(), True), StructField("payload", StringType(), True),
+    StructField("errors", ArrayType(StringType()), True)])
 STATE_INPUT_COLUMNS = STATE_INPUT_SCHEMA.fieldNames()
 CARD_AGGS = [a.name for a in AGGREGATES if a.entity == "card"]
 TERMINAL_AGGS = [a.name for a in AGGREGATES if a.entity == "terminal"]
@@ -145,19 +156,48 @@ class StateLayout:
 
     def processor(self, entity: str, label_delay_hours: int) -> EntityStateProcessor:
         ttl_ms = None if self.ttl_days is None else self.ttl_days * 86_400_000
-        return EntityStateProcessor(entity, label_delay_hours, drop=("_bucket",), groups=self.groups, ttl_ms=ttl_ms)
+        return EntityStateProcessor(entity, label_delay_hours, drop=("state_bucket",), groups=self.groups,
+                                    ttl_ms=ttl_ms, bypass="bypass_state")
+
+
+def parse_messages(messages: DataFrame, tx_topic: str) -> DataFrame:
+    """Kafka messages of both topics -> STATE_INPUT_COLUMNS, in one projection: a message of `tx_topic` is
+    parsed as a transaction (`row_kind` "tx", or "dead" with its errors), any other as a label ("label", or
+    "dead")."""
+    is_tx = F.col("topic") == tx_topic
+    base = kafka_columns(messages)
+    base = base.select(*[c for c in base.columns if c != "value"], F.when(is_tx, F.col("value")).alias("_tx_value"),
+                       F.when(~is_tx, F.col("value")).alias("_label_value"))
+    renamed = {"payload": "_tx_payload", "errors": "_tx_errors", "transaction_id": "_tx_id", "tx_fraud": "_tx_fraud"}
+    transactions = reject_future(parse_json_transactions(base, "_tx_value"))
+    both = parse_json_labels(transactions.select(*[F.col(c).alias(renamed.get(c, c)) for c in transactions.columns]),
+                             "_label_value")
+    tx_errors = F.size("_tx_errors") > 0
+    kind = (F.when(is_tx, F.when(tx_errors, "dead").otherwise("tx"))
+            .otherwise(F.when(F.size("errors") > 0, "dead").otherwise("label")))
+    message = F.col("row_kind") != "tx"  # what only a dead letter or a label needs
+    return (both.withColumn("row_kind", kind).select(
+        F.when(is_tx, F.col("_tx_id")).otherwise(F.col("transaction_id")).alias("transaction_id"),
+        *[F.col(c) for c in TRANSACTION_COLUMNS[1:] if c != "tx_fraud"],
+        F.when(is_tx, F.col("_tx_fraud")).otherwise(F.col("tx_fraud")).alias("tx_fraud"),
+        "kafka_timestamp", "partition", "offset", F.lit(False).alias("label_row"), "row_kind",
+        message.alias("bypass_state"), F.when(message, F.col("topic")).alias("topic"),
+        F.when(message, F.col("key")).alias("key"),
+        F.when(message, F.when(is_tx, F.col("_tx_payload")).otherwise(F.col("payload"))).alias("payload"),
+        F.when(message, F.when(is_tx, F.col("_tx_errors")).otherwise(F.col("errors"))).alias("errors"))
+        .select(*STATE_INPUT_COLUMNS))
 
 
 def stateful_features(rows: DataFrame, label_delay_hours: int, layout: StateLayout) -> DataFrame:
-    """Well-formed transactions and label increments (STATE_INPUT_COLUMNS) -> the same rows with every
-    AGGREGATES column, from Spark's state."""
+    """The rows of a micro-batch (STATE_INPUT_COLUMNS) -> the same rows with every AGGREGATES column, from
+    Spark's state for transactions and label increments, null for the rest (`bypass_state`)."""
     card_schema = _schema_with(STATE_INPUT_SCHEMA, CARD_AGGS)
     cards = (rows.select(*STATE_INPUT_COLUMNS)
-             .withColumn("_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(layout.buckets)))
-             .groupBy("_bucket")
+             .withColumn("state_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(layout.buckets)))
+             .groupBy("state_bucket")
              .transformWithStateInPandas(layout.processor("card", label_delay_hours), card_schema, "Append", layout.time_mode))
-    return (cards.withColumn("_bucket", F.pmod(F.xxhash64("terminal_id"), F.lit(layout.buckets)))
-            .groupBy("_bucket")
+    return (cards.withColumn("state_bucket", F.pmod(F.xxhash64("terminal_id"), F.lit(layout.buckets)))
+            .groupBy("state_bucket")
             .transformWithStateInPandas(layout.processor("terminal", label_delay_hours),
                                         _schema_with(card_schema, TERMINAL_AGGS), "Append", layout.time_mode))
 
@@ -237,35 +277,30 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     scores_path, alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
     labels_path, dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
     alerts_topic, bootstrap = str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.bootstrap_servers"))
-    tx_topic, labels_topic = str(cfg.get("kafka.topics.transactions")), str(cfg.get("kafka.topics.labels"))
+    tx_topic = str(cfg.get("kafka.topics.transactions"))
     if not table_exists(spark, labels_path):  # the query reads it as a stream: it must exist
         spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").save(labels_path)
 
     messages = read_topic_stream(spark, cfg, "transactions", "labels")
-    transactions, bad = split_messages(messages.where(F.col("topic") == tx_topic))
-    label_messages = parse_json_labels(messages.where(F.col("topic") == labels_topic).select(
-        "topic", "partition", "offset", F.col("timestamp").alias("kafka_timestamp"),
-        F.col("key").cast("string").alias("key"), "value"))
     increments = (spark.readStream.format("delta").load(labels_path).where("fraud_increment != 0")
                   .select("transaction_id", "tx_datetime", "customer_id", "terminal_id", F.lit(0.0).alias("tx_amount"),
                           F.lit(0).cast("long").alias("tx_time_seconds"), F.lit(0).cast("long").alias("tx_time_days"),
                           F.col("fraud_increment").alias("tx_fraud"), F.lit(None).cast("int").alias("tx_fraud_scenario"),
                           F.col("labelled_at").alias("kafka_timestamp"), "partition", "offset",
-                          F.lit(True).alias("label_row")))
-    featured = stateful_features(
-        transactions.select(*INPUT_COLUMNS, F.lit(False).alias("label_row")).unionByName(increments),
-        holder.label_delay_hours, StateLayout.from_config(cfg, holder.label_delay_hours))
-    # one frame per micro-batch: featured rows (`_kind` "tx" or "increment"), malformed messages ("dead")
-    # and label messages ("label"); the last two never enter the state
-    combined = (featured.withColumn("_kind", F.when(F.col("label_row"), "increment").otherwise("tx"))
-                .unionByName(bad.drop("dead_at").withColumn("_kind", F.lit("dead")), allowMissingColumns=True)
-                .unionByName(label_messages.withColumn("_kind", F.lit("label")), allowMissingColumns=True))
-    featured_columns = featured.columns
+                          F.lit(True).alias("label_row"), F.lit("increment").alias("row_kind"),
+                          F.lit(False).alias("bypass_state"),
+                          *[F.lit(None).cast(STATE_INPUT_SCHEMA[c].dataType).alias(c)
+                            for c in ("topic", "key", "payload", "errors")]))
+    # one frame per micro-batch, whose `row_kind` says what each row is (see STATE_INPUT_SCHEMA)
+    combined = stateful_features(parse_messages(messages, tx_topic).unionByName(increments),
+                                 holder.label_delay_hours, StateLayout.from_config(cfg, holder.label_delay_hours))
+    message_columns = ("row_kind", "bypass_state", "topic", "key", "payload", "errors")
+    featured_columns = [c for c in combined.columns if c not in message_columns]
 
     def score(batch: DataFrame, batch_id: int, stages: Stages) -> None:
         holder.refresh()
         metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
-        scored = (batch.where("_kind = 'tx'").select(*featured_columns)
+        scored = (batch.where("row_kind = 'tx'").select(*featured_columns)
                   .mapInPandas(_scorer(holder.broadcast, holder.version, holder.threshold), SCORES_SCHEMA)
                   .withColumn("tx_date", F.to_date("tx_datetime")).persist())
         try:
@@ -299,7 +334,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         """Append the batch's well-formed labels to `labels`; return the labels of unknown transactions as
         dead letters (None if there are none)."""
         columns = ["transaction_id", "tx_fraud", "kafka_timestamp", "topic", "partition", "offset", "key", "payload"]
-        labels: pd.DataFrame = batch.where("_kind = 'label' AND size(errors) = 0").select(*columns).toPandas()
+        labels: pd.DataFrame = batch.where("row_kind = 'label'").select(*columns).toPandas()
         labels = labels.sort_values(["kafka_timestamp", "partition", "offset"], kind="mergesort")
         if labels.empty:
             return None
@@ -330,13 +365,11 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         stages = Stages()
         batch.persist()
         try:
-            malformed = (F.col("_kind") == "dead") | ((F.col("_kind") == "label") & (F.size("errors") > 0))
-            kind = F.when(malformed, "dead").otherwise(F.col("_kind")).alias("kind")
-            kinds = {r["kind"]: r["count"] for r in batch.groupBy(kind).count().collect()}  # runs the state steps
+            kinds = {r["row_kind"]: r["count"] for r in batch.groupBy("row_kind").count().collect()}  # runs the state steps
             stages.done("state")
             if kinds.get("tx"):
                 score(batch, batch_id, stages)
-            dead = batch.where(malformed).select(*DEAD_LETTER_COLUMNS)
+            dead = batch.where("row_kind = 'dead'").select(*DEAD_LETTER_COLUMNS)
             count = kinds.get("dead", 0)
             if kinds.get("label"):
                 unknown = apply_labels(batch, batch_id)

@@ -56,3 +56,18 @@ def test_a_batch_touches_only_its_cards_and_drops_what_expired():
     after = tester.peekMapState("buckets", 0)
     assert after[(200,)] == before[(200,)]
     assert unpack("card", [after[(100,)][0]]).hour.tolist() == [int(pd.Timestamp("2026-02-10 10:00").value // 3_600_000_000_000)]
+
+
+def test_bypass_rows_go_through_without_touching_the_state():
+    tester = TwsTester(EntityStateProcessor("card", DELAY, bypass="bypass_state"), timeMode="ProcessingTime")
+    rows = pd.DataFrame({"transaction_id": [1, 2, 3], "customer_id": [100, None, 100],
+                         "tx_datetime": pd.to_datetime(["2026-01-01 10:00", None, "2026-01-01 10:30"]),
+                         "tx_amount": [10.0, None, 20.0], "tx_fraud": [0, 1, 0], "bypass_state": [False, True, False],
+                         "payload": [None, '{"transaction_id": 2, "tx_fraud": 1}', None]})
+    out = tester.testInPandas(0, rows).set_index("transaction_id")
+    assert out.loc[2, "payload"] == '{"transaction_id": 2, "tx_fraud": 1}' and np.isnan(out.loc[2, "card_tx_count_30d"])
+    assert out.loc[[1, 3], "card_tx_count_30d"].tolist() == [1.0, 2.0]
+    assert set(tester.peekMapState("buckets", 0)) == {(100,)}
+    only_bypass = tester.testInPandas(0, rows[rows["bypass_state"]])
+    assert only_bypass["transaction_id"].tolist() == [2]
+    assert set(tester.peekMapState("buckets", 0)) == {(100,)}
