@@ -45,7 +45,8 @@ def main() -> None:
                                 "paths.checkpoint": str(work / "chk"), "stream.trigger_interval": "1 second"})
     spec = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(spec)
-    result: dict[str, object] = {"benchmark": "stream", "machine": "2 cores, local[2]", "state_buckets": cfg.get("stream.state_buckets")}
+    result: dict[str, object] = {"benchmark": "stream", "machine": "2 cores, local[2]", "state_buckets": cfg.get("stream.state_buckets"),
+                                 "state_groups": cfg.get("stream.state_groups")}
     try:
         register_model(cfg.path("mlflow.tracking_uri"), work / "artifacts", label_delay_hours=168)
         days = max(1, args.transactions // 39_000 + 1)
