@@ -38,15 +38,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transactions", type=int, default=200_000)
     parser.add_argument("--latency-seconds", type=int, default=30)
+    parser.add_argument("--state-groups", type=int, default=None, help="stream.state_groups (default: conf's)")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    groups = {} if args.state_groups is None else {"stream.state_groups": args.state_groups}
     cfg = load_config("local", {**own_broker_overrides(work), "paths.lake": str(work / "lake"),
-                                "paths.checkpoint": str(work / "chk"), "stream.trigger_interval": "1 second"})
+                                "paths.checkpoint": str(work / "chk"), "stream.trigger_interval": "1 second", **groups})
     spec = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(spec)
-    result: dict[str, object] = {"benchmark": "stream", "machine": "2 cores, local[2]", "state_buckets": cfg.get("stream.state_buckets"),
-                                 "state_groups": cfg.get("stream.state_groups")}
+    result: dict[str, object] = {"benchmark": "stream", "machine": "2 cores, local[2]",
+                                 "state_buckets": cfg.get("stream.state_buckets"), "state_groups": cfg.get("stream.state_groups")}
     try:
         register_model(cfg.path("mlflow.tracking_uri"), work / "artifacts", label_delay_hours=168)
         days = max(1, args.transactions // 39_000 + 1)
@@ -92,7 +94,8 @@ def main() -> None:
     finally:
         kafka_broker.stop(spec)
         shutil.rmtree(work, ignore_errors=True)
-    report(result, "stream", not args.no_save)
+    name = "stream" if args.state_groups is None else f"stream_state_groups_{args.state_groups}"
+    report(result, name, not args.no_save)
 
 
 if __name__ == "__main__":

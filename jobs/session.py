@@ -93,4 +93,18 @@ def get_spark(cfg: Config, app: str) -> SparkSession:
 
     spark = configure_spark(SparkSession.builder.appName(f"{cfg.get('spark.app_name')}-{app}"), cfg).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    quiet_state_server(spark)
     return spark
+
+
+# The stream's state server logs a WARN at each lookup of a key not in state yet, i.e. once per new card
+# (a million lines for a million cards); a new card is expected. spark-submit/log4j2.properties does the
+# same for the executors of a cluster.
+STATE_SERVER_LOGGER = "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer"
+
+
+def quiet_state_server(spark: SparkSession) -> None:
+    """Log only errors of the state server, in this JVM (the driver, and in local mode the executors)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(STATE_SERVER_LOGGER, jvm.org.apache.logging.log4j.Level.ERROR)

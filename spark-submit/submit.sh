@@ -11,7 +11,8 @@
 # What it ships: the jars of .jars/spark (make jars) with --jars; the packages jobs/, features/, models/
 # as one zip with --py-files; the conf/ folder as an archive unpacked as ./conf next to the driver and
 # executors (FRAUD_CONF_DIR points there). Python dependencies (setup.cfg) must be installed on the nodes
-# (or in the image on Kubernetes). Secrets come from the environment, never from conf/.
+# (or in the image on Kubernetes); spark-submit/log4j2.properties is the driver's and executors' logging
+# configuration. Secrets come from the environment, never from conf/.
 # Extra spark-submit options: SPARK_SUBMIT_OPTS_EXTRA="--conf spark.executor.memory=8g ..."
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
     --master) master=$2; shift 2 ;;
     --deploy-mode) deploy_mode=$2; shift 2 ;;
     --image) image=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
@@ -44,7 +45,14 @@ python=${PYTHON:-$(command -v python3 || echo "$root/.venv/bin/python")}
 
 args=(--master "$master" --deploy-mode "$deploy_mode" --name "fraud-$(basename "$job" .py)"
       --jars "$jars" --py-files "$dist/fraud_pkgs.zip" --archives "$dist/conf.zip#confpkg"
-      --conf spark.executorEnv.FRAUD_CONF_DIR=confpkg/conf)
+      --conf spark.executorEnv.FRAUD_CONF_DIR=confpkg/conf
+      --files "$root/spark-submit/log4j2.properties"
+      --conf spark.executor.extraJavaOptions=-Dlog4j2.configurationFile=log4j2.properties)
+if [ "$deploy_mode" = client ]; then
+  args+=(--driver-java-options "-Dlog4j2.configurationFile=$root/spark-submit/log4j2.properties")
+else
+  args+=(--conf spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=log4j2.properties)
+fi
 case "$master" in
   yarn) args+=(--conf spark.yarn.appMasterEnv.FRAUD_CONF_DIR=confpkg/conf) ;;
   k8s://*)

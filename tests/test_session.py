@@ -1,11 +1,15 @@
 """The one session factory: its settings, and the error when the jars are missing."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jobs.config import load_config
 from jobs.errors import SetupError
 from jobs.session import spark_settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_settings_of_the_local_session():
@@ -25,6 +29,8 @@ def test_settings_of_the_local_session():
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.shuffle.partitions": "2",
         "spark.ui.enabled": "true",
+        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": "4g",
         "spark.databricks.delta.snapshotPartitions": "2",
@@ -46,3 +52,16 @@ def test_the_running_session_has_them(spark):
     # Delta's SQL works: the extension and catalog are loaded from the jar folder
     assert spark.sql("SELECT 1 AS x").collect()[0].x == 1
     assert spark.sparkContext._jvm.io.delta.tables.DeltaTable is not None
+    assert conf.get("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled") == "true"
+    assert conf.get("spark.sql.streaming.noDataMicroBatches.enabled") == "false"
+
+
+def test_the_state_server_logs_only_errors(spark):
+    from jobs.session import STATE_SERVER_LOGGER, quiet_state_server
+
+    quiet_state_server(spark)
+    jvm = spark.sparkContext._jvm
+    level = jvm.org.apache.logging.log4j.LogManager.getLogger(STATE_SERVER_LOGGER).getLevel()
+    assert level.toString() == "ERROR"
+    properties = (ROOT / "spark-submit/log4j2.properties").read_text()
+    assert f"logger.twsstate.name = {STATE_SERVER_LOGGER}" in properties and "logger.twsstate.level = error" in properties
