@@ -97,16 +97,18 @@ def _schema_with(base: StructType, extra: list[str]) -> StructType:
 
 INPUT_SCHEMA = StructType([*TRANSACTION_SCHEMA.fields, StructField("kafka_timestamp", TimestampType(), True),
                            StructField("partition", IntegerType(), True), StructField("offset", LongType(), True)])
-# what the stateful operators take: every row of a micro-batch, `row_kind` saying what it is:
-#   "tx" a transaction, "increment" a label increment (`label_row` true): both update the state;
-#   "label" a label message, "dead" a malformed message: both go through unchanged (`bypass_state` true), so the
-#   Kafka source is read once per micro-batch; for those two, `topic`, `key`, `payload`, `errors` are set.
+# what the stateful operators take: every row of a micro-batch. Transactions and label increments
+# (`label_row` true) update the state; label messages and malformed messages go through unchanged
+# (`bypass_state` true), so that the Kafka source is read once per micro-batch. Such a message carries its
+# topic, key, payload and errors as one JSON string, `message` (MESSAGE_SCHEMA): one narrow column through
+# the operators rather than four, null for every transaction. `unpack_messages` gives them back after.
 # No name starts with "_": the operators' pandas frames would get such a column as "_13" (its position).
+MESSAGE_SCHEMA = StructType([StructField("topic", StringType()), StructField("key", StringType()),
+                             StructField("payload", StringType()), StructField("errors", ArrayType(StringType()))])
+MESSAGE_COLUMNS = MESSAGE_SCHEMA.fieldNames()
 STATE_INPUT_SCHEMA = StructType([  # every field nullable: a message's row has no card, terminal or time
-    *[StructField(f.name, f.dataType, True) for f in INPUT_SCHEMA.fields], StructField("label_row", BooleanType(), True), StructField("row_kind", StringType(), True),
-    StructField("bypass_state", BooleanType(), True), StructField("topic", StringType(), True),
-    StructField("key", StringType(), True), StructField("payload", StringType(), True),
-    StructField("errors", ArrayType(StringType()), True)])
+    *[StructField(f.name, f.dataType, True) for f in INPUT_SCHEMA.fields], StructField("label_row", BooleanType(), True),
+    StructField("bypass_state", BooleanType(), True), StructField("message", StringType(), True)])
 STATE_INPUT_COLUMNS = STATE_INPUT_SCHEMA.fieldNames()
 CARD_AGGS = [a.name for a in AGGREGATES if a.entity == "card"]
 TERMINAL_AGGS = [a.name for a in AGGREGATES if a.entity == "terminal"]
@@ -162,8 +164,7 @@ class StateLayout:
 
 def parse_messages(messages: DataFrame, tx_topic: str) -> DataFrame:
     """Kafka messages of both topics -> STATE_INPUT_COLUMNS, in one projection: a message of `tx_topic` is
-    parsed as a transaction (`row_kind` "tx", or "dead" with its errors), any other as a label ("label", or
-    "dead")."""
+    parsed as a transaction (a malformed one gets `message`), any other as a label (always a `message`)."""
     is_tx = F.col("topic") == tx_topic
     base = kafka_columns(messages)
     base = base.select(*[c for c in base.columns if c != "value"], F.when(is_tx, F.col("value")).alias("_tx_value"),
@@ -172,20 +173,27 @@ def parse_messages(messages: DataFrame, tx_topic: str) -> DataFrame:
     transactions = reject_future(parse_json_transactions(base, "_tx_value"))
     both = parse_json_labels(transactions.select(*[F.col(c).alias(renamed.get(c, c)) for c in transactions.columns]),
                              "_label_value")
-    tx_errors = F.size("_tx_errors") > 0
-    kind = (F.when(is_tx, F.when(tx_errors, "dead").otherwise("tx"))
-            .otherwise(F.when(F.size("errors") > 0, "dead").otherwise("label")))
-    message = F.col("row_kind") != "tx"  # what only a dead letter or a label needs
-    return (both.withColumn("row_kind", kind).select(
+    bypass = ~is_tx | (F.size("_tx_errors") > 0)
+    message = F.to_json(F.struct(
+        "topic", "key", F.when(is_tx, F.col("_tx_payload")).otherwise(F.col("payload")).alias("payload"),
+        F.when(is_tx, F.col("_tx_errors")).otherwise(F.col("errors")).alias("errors")))
+    return both.select(
         F.when(is_tx, F.col("_tx_id")).otherwise(F.col("transaction_id")).alias("transaction_id"),
         *[F.col(c) for c in TRANSACTION_COLUMNS[1:] if c != "tx_fraud"],
         F.when(is_tx, F.col("_tx_fraud")).otherwise(F.col("tx_fraud")).alias("tx_fraud"),
-        "kafka_timestamp", "partition", "offset", F.lit(False).alias("label_row"), "row_kind",
-        message.alias("bypass_state"), F.when(message, F.col("topic")).alias("topic"),
-        F.when(message, F.col("key")).alias("key"),
-        F.when(message, F.when(is_tx, F.col("_tx_payload")).otherwise(F.col("payload"))).alias("payload"),
-        F.when(message, F.when(is_tx, F.col("_tx_errors")).otherwise(F.col("errors"))).alias("errors"))
-        .select(*STATE_INPUT_COLUMNS))
+        "kafka_timestamp", "partition", "offset", F.lit(False).alias("label_row"), bypass.alias("bypass_state"),
+        F.when(bypass, message).alias("message")).select(*STATE_INPUT_COLUMNS)
+
+
+def unpack_messages(featured: DataFrame) -> DataFrame:
+    """The operators' output with `message` unpacked into MESSAGE_COLUMNS, and `row_kind`: "tx" (a
+    transaction), "increment" (a label increment), "label" (a well-formed label message) or "dead" (a
+    malformed message of either topic)."""
+    message = F.from_json("message", MESSAGE_SCHEMA)
+    kind = (F.when(F.col("label_row"), "increment").when(~F.col("bypass_state"), "tx")
+            .when(F.size(message["errors"]) > 0, "dead").otherwise("label"))
+    return featured.select(*[c for c in featured.columns if c != "message"], kind.alias("row_kind"),
+                           *[message[c].alias(c) for c in MESSAGE_COLUMNS])
 
 
 def stateful_features(rows: DataFrame, label_delay_hours: int, layout: StateLayout) -> DataFrame:
@@ -195,7 +203,8 @@ def stateful_features(rows: DataFrame, label_delay_hours: int, layout: StateLayo
     cards = (rows.select(*STATE_INPUT_COLUMNS)
              .withColumn("state_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(layout.buckets)))
              .groupBy("state_bucket")
-             .transformWithStateInPandas(layout.processor("card", label_delay_hours), card_schema, "Append", layout.time_mode))
+             .transformWithStateInPandas(layout.processor("card", label_delay_hours), card_schema, "Append",
+                                         layout.time_mode))
     return (cards.withColumn("state_bucket", F.pmod(F.xxhash64("terminal_id"), F.lit(layout.buckets)))
             .groupBy("state_bucket")
             .transformWithStateInPandas(layout.processor("terminal", label_delay_hours),
@@ -287,15 +296,13 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                           F.lit(0).cast("long").alias("tx_time_seconds"), F.lit(0).cast("long").alias("tx_time_days"),
                           F.col("fraud_increment").alias("tx_fraud"), F.lit(None).cast("int").alias("tx_fraud_scenario"),
                           F.col("labelled_at").alias("kafka_timestamp"), "partition", "offset",
-                          F.lit(True).alias("label_row"), F.lit("increment").alias("row_kind"),
-                          F.lit(False).alias("bypass_state"),
-                          *[F.lit(None).cast(STATE_INPUT_SCHEMA[c].dataType).alias(c)
-                            for c in ("topic", "key", "payload", "errors")]))
-    # one frame per micro-batch, whose `row_kind` says what each row is (see STATE_INPUT_SCHEMA)
-    combined = stateful_features(parse_messages(messages, tx_topic).unionByName(increments),
-                                 holder.label_delay_hours, StateLayout.from_config(cfg, holder.label_delay_hours))
-    message_columns = ("row_kind", "bypass_state", "topic", "key", "payload", "errors")
-    featured_columns = [c for c in combined.columns if c not in message_columns]
+                          F.lit(True).alias("label_row"), F.lit(False).alias("bypass_state"),
+                          F.lit(None).cast("string").alias("message")))
+    # one frame per micro-batch, whose `row_kind` says what each row is
+    combined = unpack_messages(stateful_features(parse_messages(messages, tx_topic).unionByName(increments),
+                                                 holder.label_delay_hours,
+                                                 StateLayout.from_config(cfg, holder.label_delay_hours)))
+    featured_columns = [c for c in combined.columns if c not in ("row_kind", "bypass_state", *MESSAGE_COLUMNS)]
 
     def score(batch: DataFrame, batch_id: int, stages: Stages) -> None:
         holder.refresh()

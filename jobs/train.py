@@ -69,7 +69,7 @@ def train(rows: pd.DataFrame, frauds: pd.DataFrame, split: Split, label_delay_ho
                              f"{int(part['tx_fraud'].sum()) if len(part) else 0} frauds: it needs both classes; "
                              "check --train-start against the data's dates")
     first = catboost_model.fit(fit_rows[FEATURE_NAMES], fit_rows["tx_fraud"], params)
-    trees = catboost_model.trees_per_model(first, params)
+    trees = int(first.tree_count_)
     val_eval = drop_known_fraud_cards(frauds, val_rows, label_delay_hours).copy()
     val_eval["score"] = catboost_model.score(first, val_eval[FEATURE_NAMES])
     threshold, how = choose_threshold(val_eval["tx_fraud"].to_numpy(), val_eval["score"].to_numpy(),
