@@ -6,11 +6,12 @@ features/state.py then covers all the bucket's cards (or terminals) at once.
 
 Within a bucket the state is a MapState keyed by the entity's key (a card, or a terminal): each key's
 hourly buckets are one value. A micro-batch reads and writes only the keys it touches, so its cost
-follows the batch, not the number of cards in state: with a million cards, a batch of 20,000
-transactions moves 20,000 small values (benchmarks/state_layout.py measured one 3-KB value per card
-45 ms... see the README). `stream.state_groups` > 0 packs keys into that many groups per value instead
-(`key % groups`): fewer state calls, more bytes, which pays when nearly every key is in every batch.
-A value unchanged for `stream.state_ttl` (processing time) expires: a card that stops paying is forgotten.
+follows the batch, not the number of cards in state (benchmarks/state_layout.py: with a million cards, a
+micro-batch of 20,000 transactions took 1.7 times longer with one value per hash bucket). The price is two
+state calls (Python to the JVM's state server) per touched key. `stream.state_groups` > 0 packs keys into
+that many groups per value instead (`key % groups`): fewer state calls, more bytes, which pays when nearly
+every key is in every micro-batch. A value not updated for `stream.state_ttl_days` (processing time)
+expires: a card that stops paying is forgotten.
 """
 from __future__ import annotations
 

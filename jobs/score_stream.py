@@ -58,7 +58,6 @@ from jobs.session import get_spark
 
 QUERY = "score_transactions"
 ALERT_NAMESPACE = uuid.UUID("6f1c2a9e-3b7d-4c55-9a0e-2f4b8c1d7e60")
-INPUT_COLUMNS = [*TRANSACTION_COLUMNS, "kafka_timestamp", "partition", "offset"]
 
 
 @dataclass
