@@ -104,7 +104,7 @@ def write_batches(folder: Path, cards: int, hours_per_card: int, batch: int, bat
         frame.sort_values("tx_datetime").to_parquet(folder / f"{i:03d}.parquet", index=False)
 
 
-def run_layout(spark: Any, source: Path, checkpoint: Path, groups: int, changelog: bool,
+def run_layout(spark: Any, source: Path, checkpoint: Path, batch_rows: int, groups: int, changelog: bool,
                ttl_days: int | None) -> dict[str, Any]:
     spark.conf.set(CHANGELOG, str(changelog).lower())
     schema = spark.read.parquet(str(source)).schema
@@ -133,7 +133,7 @@ def run_layout(spark: Any, source: Path, checkpoint: Path, groups: int, changelo
     measured = seconds[1:]
     return {"fill_seconds": round(seconds[0], 1), "batch_seconds": [round(s, 2) for s in measured],
             "median_batch_seconds": round(statistics.median(measured), 2),
-            "tx_per_second": round(len(measured) * ARGS.batch / sum(measured)),
+            "tx_per_second": round(len(measured) * batch_rows / sum(measured)),
             "state_rows": state.get("numRowsTotal"), "checkpoint_mb": round(disk / 2**20),
             "peak_rss_gb": round(memory.peak / 2**30, 2)}
 
@@ -146,16 +146,15 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--no-save", action="store_true")
-    global ARGS
-    ARGS = parser.parse_args()
+    args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-state-"))
     try:
-        write_batches(work / "input", ARGS.cards, ARGS.hours_per_card, ARGS.batch, ARGS.batches)
+        write_batches(work / "input", args.cards, args.hours_per_card, args.batch, args.batches)
         spark = get_spark(load_config("local", {"spark.ui_enabled": False}), "bench-state-layout")
-        result: dict[str, Any] = {"benchmark": "state_layout", "machine": "2 cores, local[2]", "cards": ARGS.cards,
-                                  "hours_per_card": ARGS.hours_per_card, "batch": ARGS.batch, "buckets": BUCKETS}
-        for name in ARGS.layouts.split(","):
-            result[name] = run_layout(spark, work / "input", work / name, *LAYOUTS[name])
+        result: dict[str, Any] = {"benchmark": "state_layout", "machine": "2 cores, local[2]", "cards": args.cards,
+                                  "hours_per_card": args.hours_per_card, "batch": args.batch, "buckets": BUCKETS}
+        for name in args.layouts.split(","):
+            result[name] = run_layout(spark, work / "input", work / name, args.batch, *LAYOUTS[name])
             print({name: result[name]}, flush=True)
         for name in LAYOUTS:
             if name != "per_card" and name in result and "per_card" in result:
@@ -163,9 +162,8 @@ def main() -> None:
                     result[name]["median_batch_seconds"] / result["per_card"]["median_batch_seconds"], 2)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report(result, "state_layout", not ARGS.no_save)
+    report(result, "state_layout", not args.no_save)
 
 
-ARGS: argparse.Namespace
 if __name__ == "__main__":
     main()

@@ -9,7 +9,8 @@ transaction id), and returns the new state. Transactions must arrive in event-ti
 between the transactions it preceded.
 
 Vectorised: one sort and a few searchsorted calls per batch, whatever the number of keys. This is the
-state the streaming job keeps in Spark's state store (one per hash bucket of keys).
+state the streaming job keeps in Spark's state store, one value per card or terminal
+(features/stream_processor.py).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class EntityState:
         return len(self.key)
 
     def to_frame(self) -> pd.DataFrame:
-        """The buckets as a DataFrame (what a state store keeps)."""
+        """The buckets as a DataFrame."""
         return pd.DataFrame({"key": self.key, "hour": self.hour,
                              **{m: self.sums[:, i] for i, m in enumerate(_MEASURE_COLUMNS)}})
 

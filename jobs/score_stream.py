@@ -135,9 +135,9 @@ DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key",
 class StateLayout:
     """How the stateful operators keep their state (conf `stream.state_*`)."""
 
-    buckets: int = 32
-    groups: int = 0
-    ttl_days: int | None = 45
+    buckets: int
+    groups: int
+    ttl_days: int | None
 
     @staticmethod
     def from_config(cfg: Config, label_delay_hours: int) -> StateLayout:

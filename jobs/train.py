@@ -69,13 +69,12 @@ def train(rows: pd.DataFrame, frauds: pd.DataFrame, split: Split, label_delay_ho
                              f"{int(part['tx_fraud'].sum()) if len(part) else 0} frauds: it needs both classes; "
                              "check --train-start against the data's dates")
     first = catboost_model.fit(fit_rows[FEATURE_NAMES], fit_rows["tx_fraud"], params)
-    trees = int(first.tree_count_)
     val_eval = drop_known_fraud_cards(frauds, val_rows, label_delay_hours).copy()
     val_eval["score"] = catboost_model.score(first, val_eval[FEATURE_NAMES])
     threshold, how = choose_threshold(val_eval["tx_fraud"].to_numpy(), val_eval["score"].to_numpy(),
                                       target_recall, max_fpr)
-    final = catboost_model.fit(train_rows[FEATURE_NAMES], train_rows["tx_fraud"],
-                               params={**(params or {}), "iterations": trees})
+    final = catboost_model.fit(train_rows[FEATURE_NAMES], train_rows["tx_fraud"], params)
+    trees = int(final.tree_count_)
     test_eval = test_rows.copy()
     test_eval["score"] = catboost_model.score(final, test_eval[FEATURE_NAMES])
     return {"model": final, "trees": trees, "threshold": threshold, "threshold_rule": how,
