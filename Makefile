@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 JARS := .jars
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile bench-state-layout clean clean-state
+.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile bench-state-layout bench-delta-append clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -67,6 +67,9 @@ bench-stream-profile: setup
 
 bench-state-layout: setup
 	$(BIN)/python benchmarks/state_layout.py
+
+bench-delta-append: setup
+	$(BIN)/python benchmarks/delta_append.py
 
 lint: setup
 	$(BIN)/mypy

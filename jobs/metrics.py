@@ -26,8 +26,8 @@ class StreamMetrics:
         self.batch_seconds = Histogram("fraud_batch_duration_seconds", "scoring micro-batch duration",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.stage_seconds = Counter("fraud_batch_stage_seconds", "seconds spent per stage of the micro-batches: state "
-                                     "(Kafka read, parse, stateful steps), score, scores_sink, alerts_sink, labels, "
-                                     "dead_letters", ["stage"], registry=r)
+                                     "(Kafka read, parse, stateful steps), score, sinks (scores, alerts and the "
+                                     "alerts topic, written concurrently), labels, dead_letters", ["stage"], registry=r)
         self.latency = Histogram("fraud_end_to_end_latency_seconds", "Kafka timestamp to scored", buckets=LATENCY_BUCKETS,
                                  registry=r)
         self.score = Histogram("fraud_score", "model scores", buckets=SCORE_BUCKETS, registry=r)

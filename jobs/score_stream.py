@@ -18,7 +18,7 @@ Delta table `labels`:
      - label messages: looked up in `scores` (card, terminal, hour), compared with the transaction's last
        known label, appended to `labels` (read back by the next micro-batch as state increments);
      - malformed messages, and labels of transactions never scored -> `dead_letters`.
-  Every Delta append is idempotent (batch id = Delta txnVersion): exactly once across restarts. The alerts
+  Every Delta append is idempotent (by batch id, jobs/lake.py): exactly once across restarts. The alerts
   topic is at least once: deduplicate by `alert_id`.
 The state keeps each entity's hourly buckets for the longest window plus the label delay; a card (terminal)
 idle for `stream.state_ttl_days` expires: bounded.
@@ -31,7 +31,8 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -313,20 +314,27 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select("score", "decision", latency.alias("latency")).toPandas()
             stages.done("score")
-            append_idempotent(scored, scores_path, QUERY, batch_id, partition_by=["tx_date"])
-            stages.done("scores_sink")
+            sinks: list[Callable[[], object]] = [lambda: append_idempotent(scored, scores_path, QUERY, batch_id, partition_by=["tx_date"])]
+            alerts: DataFrame | None = None
             if observed["decision"].any():
                 alert_id = F.udf(lambda t: str(uuid.uuid5(ALERT_NAMESPACE, str(t))), StringType())
                 alerts = scored.where("decision").select(
                     alert_id("transaction_id").alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
                     "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features",
                     F.current_timestamp().alias("alerted_at"), "tx_date").persist()
-                append_idempotent(alerts, alerts_path, QUERY, batch_id, partition_by=["tx_date"])
-                (alerts.select(F.col("customer_id").cast("string").alias("key"),
-                               F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
-                 .write.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("topic", alerts_topic).save())
+                alerts.count()  # once, so that the table and the topic get the same `alerted_at`
+                kafka = alerts.select(F.col("customer_id").cast("string").alias("key"),
+                                      F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
+                sinks += [lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, partition_by=["tx_date"]),
+                          lambda: kafka.write.format("kafka").option("kafka.bootstrap.servers", bootstrap)
+                          .option("topic", alerts_topic).save()]
+            # the sinks overlap: each is mostly the driver waiting on a commit, not the cores working
+            with ThreadPoolExecutor(len(sinks)) as pool:
+                for future in [pool.submit(sink) for sink in sinks]:
+                    future.result()
+            if alerts is not None:
                 alerts.unpersist()
-                stages.done("alerts_sink")
+            stages.done("sinks")
             metrics.scored.inc(len(observed))
             metrics.alerts.inc(int(observed["decision"].sum()))
             for value in observed["score"]:

@@ -1,0 +1,85 @@
+"""Benchmark of the idempotent Delta append every micro-batch makes (`jobs/lake.append_idempotent`).
+
+    .venv/bin/python benchmarks/delta_append.py [--appends 40] [--rows 2000]
+
+Two designs in one run, each appending the same micro-batch (a persisted frame of the `scores` table's
+width, partitioned by date) `--appends` times to a table of its own:
+- `txn`: Delta's txnAppId / txnVersion options, whose check rebuilds the table's state at each commit;
+- `history`: the batch id in the commit's `userMetadata`, checked against the newest commits' history
+  (what `append_idempotent` does).
+A plain append (no idempotency) is the floor. Seconds per append, median and max (every 10th commit also
+writes a Delta checkpoint), and the ratio txn / history. Prints JSON; keeps benchmarks/results/delta_append.json.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from pyspark.sql import DataFrame  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from benchmarks.common import report  # noqa: E402
+from jobs.config import load_config  # noqa: E402
+from jobs.lake import append_idempotent  # noqa: E402
+from jobs.session import get_spark  # noqa: E402
+
+
+def txn_append(df: DataFrame, path: str, version: int) -> None:
+    """The previous design: Delta's own idempotent writes."""
+    (df.write.format("delta").mode("append").option("txnAppId", "bench").option("txnVersion", str(version))
+     .partitionBy("tx_date").save(path))
+
+
+def plain_append(df: DataFrame, path: str, version: int) -> None:
+    df.write.format("delta").mode("append").partitionBy("tx_date").save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--appends", type=int, default=40)
+    parser.add_argument("--rows", type=int, default=2000, help="rows per micro-batch (400 tx/s, 5-s batches)")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-delta-"))
+    spark = get_spark(load_config("local", {"spark.ui_enabled": False}), "bench-delta-append")
+    batch = spark.range(args.rows).select(
+        F.col("id").alias("transaction_id"), F.lit("2018-04-01").cast("date").alias("tx_date"),
+        *[F.rand(i).alias(f"feature_{i}") for i in range(40)]).persist()
+    batch.count()
+    designs = {"txn": txn_append, "history": lambda df, path, v: append_idempotent(df, path, "bench", v),
+               "plain": plain_append}
+    seconds: dict[str, list[float]] = {name: [] for name in designs}
+    try:
+        for version in range(args.appends):  # interleaved, so that a noisy moment hits every design alike
+            for name, append in designs.items():
+                started = time.perf_counter()
+                append(batch, str(work / name), version)
+                seconds[name].append(time.perf_counter() - started)
+        replay = time.perf_counter()
+        skipped = not append_idempotent(batch, str(work / "history"), "bench", args.appends - 1)
+        replay_seconds = time.perf_counter() - replay
+        rows = spark.read.format("delta").load(str(work / "history")).count()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    warm = {name: np.array(values[3:]) for name, values in seconds.items()}  # the first appends warm the JVM up
+    result = {
+        "benchmark": "delta_append", "machine": "2 cores, local[2]", "appends": args.appends, "rows": args.rows,
+        "seconds_per_append": {name: {"median": round(float(np.median(v)), 3), "mean": round(float(v.mean()), 3),
+                                      "max": round(float(v.max()), 3)} for name, v in warm.items()},
+        "median_ratio_txn_to_history": round(float(np.median(warm["txn"]) / np.median(warm["history"])), 2),
+        "replay_skipped": skipped, "replay_check_seconds": round(replay_seconds, 3),
+        "rows_after_replay": rows, "rows_expected": args.rows * args.appends,
+    }
+    report(result, "delta_append", not args.no_save)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Idempotent Delta appends (jobs/lake.py): a replayed batch is written once, whoever else writes the table."""
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+
+from jobs import lake
+
+
+def frame(spark, ids):
+    return spark.createDataFrame([(i, "2018-04-01") for i in ids], "transaction_id long, day string")
+
+
+def ids(spark, path):
+    return sorted(r.transaction_id for r in spark.read.format("delta").load(path).collect())
+
+
+def test_a_replayed_version_is_skipped(spark, tmp_path):
+    path = str(tmp_path / "scores")
+    assert lake.last_written(spark, path, "q") is None  # no table yet
+    assert lake.append_idempotent(frame(spark, [1, 2]), path, "q", 0, partition_by=["day"])
+    assert lake.append_idempotent(frame(spark, [3]), path, "q", 1, partition_by=["day"])
+    assert not lake.append_idempotent(frame(spark, [3]), path, "q", 1, partition_by=["day"])  # the replay
+    assert not lake.append_idempotent(frame(spark, [9]), path, "q", 0)  # older than the last one written
+    assert ids(spark, path) == [1, 2, 3]
+    assert lake.last_written(spark, path, "q") == 1
+    notes = [r.userMetadata for r in DeltaTable.forPath(spark, path).history().orderBy("version").collect()]
+    assert notes == ["q/0", "q/1"]
+
+
+def test_writers_of_one_table_do_not_skip_each_other(spark, tmp_path):
+    path = str(tmp_path / "dead_letters")  # fraud ingest and fraud stream both append dead letters
+    assert lake.append_idempotent(frame(spark, [1]), path, "ingest", 5)
+    assert lake.append_idempotent(frame(spark, [2]), path, "stream", 0)
+    assert lake.append_idempotent(frame(spark, [3]), path, "ingest", 6)
+    assert not lake.append_idempotent(frame(spark, [2]), path, "stream", 0)
+    assert ids(spark, path) == [1, 2, 3]
+
+
+def test_the_last_commit_is_found_beyond_the_first_page_of_history(spark, tmp_path, monkeypatch):
+    path = str(tmp_path / "t")
+    monkeypatch.setattr(lake, "HISTORY_PAGES", (2, 3, None))
+    lake.append_idempotent(frame(spark, [1]), path, "stream", 7)
+    for version in range(4):  # another writer's commits push it past the first two pages
+        lake.append_idempotent(frame(spark, [10 + version]), path, "ingest", version)
+    frame(spark, [99]).write.format("delta").mode("append").save(path)  # a commit without userMetadata
+    assert lake.last_written(spark, path, "stream") == 7
+    assert not lake.append_idempotent(frame(spark, [1]), path, "stream", 7)
+    assert lake.last_written(spark, path, "nobody") is None
+    assert ids(spark, path) == [1, 10, 11, 12, 13, 99]
