@@ -1,7 +1,7 @@
 """The streaming form of AGGREGATES: per-entity hourly buckets, updated micro-batch by micro-batch with numpy.
 
 One `EntityState` per entity ("card", "terminal") holds columnar buckets (key, hour, count, amount, fraud)
-sorted by (key, hour), kept for the longest look-back of its aggregates. `update` takes a micro-batch of
+sorted by (key, hour), kept for the longest look-back of its aggregates (rounded to whole days). `update` takes a micro-batch of
 transactions, computes every aggregate of that entity for each of them, exactly as features/batch.py
 defines them (windows of whole hours; within the current hour, earlier transactions in event order, then
 transaction id), and returns the new state. Transactions must arrive in event-time order across batches
@@ -21,6 +21,7 @@ import pandas as pd
 
 from features.definitions import AGGREGATES, ENTITY_KEYS, HOUR, MEASURES, Aggregate
 
+DAY_HOURS = 24
 _HOUR_BITS = 20  # hours since 1970 stay below 2**20 until the year 2089
 _MEASURE_COLUMNS = list(MEASURES)  # count, amount, fraud, amount_sq
 
@@ -60,6 +61,12 @@ class EntityState:
 def lookback_hours(entity: str, label_delay_hours: int) -> int:
     """How many hours of buckets an entity's aggregates need before the newest hour."""
     return max(-a.hour_range(label_delay_hours)[0] for a in AGGREGATES if a.entity == entity)
+
+
+def expiry_hour(newest: int, lookback: int) -> int:
+    """Buckets before this hour are past every window. Rounded down to a whole day (UTC): the oldest buckets
+    leave a day at a time, so that a settled value (features/stream_processor.py) changes once a day."""
+    return (newest - lookback) // DAY_HOURS * DAY_HOURS
 
 
 def update(state: EntityState, batch: pd.DataFrame, label_delay_hours: int) -> tuple[pd.DataFrame, EntityState]:
@@ -119,5 +126,5 @@ def update(state: EntityState, batch: pd.DataFrame, label_delay_hours: int) -> t
     np.add.at(bucket_sums, inverse, sums)
     bucket_key, bucket_hour = unique >> _HOUR_BITS, unique & ((1 << _HOUR_BITS) - 1)
     newest = int(hour.max()) if len(hour) else 0
-    keep = bucket_hour >= newest - lookback_hours(state.entity, label_delay_hours)
+    keep = bucket_hour >= expiry_hour(newest, lookback_hours(state.entity, label_delay_hours))
     return out, EntityState(state.entity, bucket_key[keep], bucket_hour[keep], bucket_sums[keep])

@@ -46,7 +46,7 @@ from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, 
 
 from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features
 from features.schema import TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels, parse_json_transactions
-from features.state import lookback_hours
+from features.state import DAY_HOURS, lookback_hours
 from features.stream_processor import EntityStateProcessor
 from jobs import registry
 from jobs.common import add_common_options, config_from_args, job_main
@@ -139,16 +139,21 @@ class StateLayout:
     buckets: int
     groups: int
     ttl_days: int | None
+    settle: tuple[str, ...]  # entities whose old buckets are a value of their own (EntityStateProcessor)
 
     @staticmethod
     def from_config(cfg: Config, label_delay_hours: int) -> StateLayout:
-        ttl = cfg.get("stream.state_ttl_days")
+        ttl, settle = cfg.get("stream.state_ttl_days"), tuple(cfg.get("stream.state_settle") or ())
         layout = StateLayout(int(cfg.get("stream.state_buckets")), int(cfg.get("stream.state_groups")),
-                             None if ttl is None else int(ttl))
-        needed = max(lookback_hours(e, label_delay_hours) for e in ("card", "terminal"))
+                             None if ttl is None else int(ttl), settle)
+        # a settled value may go unwritten for two days (whole-day expiry, then the turn of the day)
+        needed = max(lookback_hours(e, label_delay_hours) for e in ("card", "terminal")) + 2 * DAY_HOURS
         if layout.ttl_days is not None and layout.ttl_days * 24 <= needed:
             raise FraudError(f"stream.state_ttl_days: expected more than the longest window plus the label delay "
-                             f"({needed / 24:g} days), found {layout.ttl_days}")
+                             f"plus 2 days ({needed / 24:g} days), found {layout.ttl_days}")
+        unknown = sorted(set(settle) - {"card", "terminal"})
+        if unknown:
+            raise FraudError(f"stream.state_settle: expected entities among card, terminal, found {unknown}")
         return layout
 
     @property
@@ -159,7 +164,7 @@ class StateLayout:
     def processor(self, entity: str, label_delay_hours: int) -> EntityStateProcessor:
         ttl_ms = None if self.ttl_days is None else self.ttl_days * 86_400_000
         return EntityStateProcessor(entity, label_delay_hours, drop=("state_bucket",), groups=self.groups,
-                                    ttl_ms=ttl_ms, bypass="bypass_state")
+                                    ttl_ms=ttl_ms, bypass="bypass_state", settle=entity in self.settle)
 
 
 def parse_messages(messages: DataFrame, tx_topic: str) -> DataFrame:

@@ -8,7 +8,7 @@ import pytest
 
 from features.batch import compute_aggregates
 from features.definitions import AGGREGATES, derive_features
-from features.state import EntityState, lookback_hours, update
+from features.state import EntityState, expiry_hour, lookback_hours, update
 from jobs.simulator import Simulator, make_spec
 
 DELAY = 24
@@ -66,7 +66,8 @@ def test_state_is_bounded_by_the_longest_window():
     _, states = stream(frame, np.full(len(frame) // 5_000 + 1, 5_000))
     newest = int(pd.to_datetime(frame["tx_datetime"]).max().value // 10**9 // 3600)
     for entity, state in states.items():
-        assert state.hour.min() >= newest - lookback_hours(entity, DELAY)
+        oldest = expiry_hour(newest, lookback_hours(entity, DELAY))  # whole days: at most 23 hours more
+        assert state.hour.min() >= oldest > newest - lookback_hours(entity, DELAY) - 24 and oldest % 24 == 0
         assert len(state) < len(frame)
     assert lookback_hours("card", DELAY) == 30 * 24 + DELAY and lookback_hours("terminal", DELAY) == 30 * 24 + DELAY
 
