@@ -1,12 +1,12 @@
 """The streaming form of AGGREGATES: per-entity hourly buckets, updated micro-batch by micro-batch with numpy.
 
 One `EntityState` per entity ("card", "terminal") holds columnar buckets (key, hour, count, amount, fraud)
-sorted by (key, hour), kept for the longest look-back of its aggregates (rounded to whole days). `update` takes a micro-batch of
-transactions, computes every aggregate of that entity for each of them, exactly as features/batch.py
-defines them (windows of whole hours; within the current hour, earlier transactions in event order, then
-transaction id), and returns the new state. Transactions must arrive in event-time order across batches
-(within a batch, any order): a transaction older than the state's buckets of its hour is not placed
-between the transactions it preceded.
+sorted by (key, hour), kept for the longest look-back of its aggregates (rounded to whole days). `update`
+takes a micro-batch of transactions, computes every aggregate of that entity for each of them, exactly as
+features/batch.py defines them (windows of whole hours; within the current hour, earlier transactions in
+event order, then transaction id), and returns the new state. Transactions must arrive in event-time order
+across batches (within a batch, any order): a transaction older than the state's buckets of its hour is not
+placed between the transactions it preceded.
 
 Vectorised: one sort and a few searchsorted calls per batch, whatever the number of keys. This is the
 state the streaming job keeps in Spark's state store, one value per card or terminal

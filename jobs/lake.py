@@ -26,7 +26,8 @@ def last_written(spark: SparkSession, path: str, app_id: str) -> int | None:
     for limit in HISTORY_PAGES:
         notes = [r.userMetadata or "" for r in (table.history(limit) if limit else table.history())
                  .select("userMetadata").collect()]
-        versions = [int(n.rsplit("/", 1)[1]) for n in notes if n.startswith(f"{app_id}/")]
+        prefix = f"{app_id}/"
+        versions = [int(n[len(prefix):]) for n in notes if n.startswith(prefix) and n[len(prefix):].isdigit()]
         if versions:
             return max(versions)
         if limit is None or len(notes) < limit:  # the whole history was read

@@ -31,8 +31,8 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +146,7 @@ class StateLayout:
         ttl, settle = cfg.get("stream.state_ttl_days"), tuple(cfg.get("stream.state_settle") or ())
         layout = StateLayout(int(cfg.get("stream.state_buckets")), int(cfg.get("stream.state_groups")),
                              None if ttl is None else int(ttl), settle)
-        # a settled value may go unwritten for two days (whole-day expiry, then the turn of the day)
+        # whole-day expiry keeps buckets up to a day longer, and a settled value waits up to a day for its turn
         needed = max(lookback_hours(e, label_delay_hours) for e in ("card", "terminal")) + 2 * DAY_HOURS
         if layout.ttl_days is not None and layout.ttl_days * 24 <= needed:
             raise FraudError(f"stream.state_ttl_days: expected more than the longest window plus the label delay "

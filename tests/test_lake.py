@@ -43,7 +43,8 @@ def test_the_last_commit_is_found_beyond_the_first_page_of_history(spark, tmp_pa
     for version in range(4):  # another writer's commits push it past the first two pages
         lake.append_idempotent(frame(spark, [10 + version]), path, "ingest", version)
     frame(spark, [99]).write.format("delta").mode("append").save(path)  # a commit without userMetadata
+    frame(spark, [98]).write.format("delta").mode("append").option("userMetadata", "stream/by hand").save(path)
     assert lake.last_written(spark, path, "stream") == 7
     assert not lake.append_idempotent(frame(spark, [1]), path, "stream", 7)
     assert lake.last_written(spark, path, "nobody") is None
-    assert ids(spark, path) == [1, 10, 11, 12, 13, 99]
+    assert ids(spark, path) == [1, 10, 11, 12, 13, 98, 99]
