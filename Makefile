@@ -6,16 +6,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 JARS := .jars
+PROMETHEUS := .tools/prometheus
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test check-tools jars venv kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile bench-state-layout bench-delta-append clean clean-state
+.PHONY: help setup demo test check-tools jars venv prometheus kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile bench-state-layout bench-delta-append clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
 	@echo "make test   set up if needed, then run the whole test suite"
-	@echo "make setup  only set up: .venv (Python deps) and .jars (JVM jars via Maven)"
+	@echo "make setup  only set up: .venv (Python deps), .jars (JVM jars via Maven), .tools/prometheus (Debian's package)"
 
-setup: check-tools $(VENV)/.installed $(JARS)/.fetched
+setup: check-tools $(VENV)/.installed $(JARS)/.fetched $(PROMETHEUS)/.fetched
 
 check-tools:
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; Python 3.10-3.13 is required" >&2; exit 1; }
@@ -34,6 +35,17 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 jars: $(JARS)/.fetched
 $(JARS)/.fetched: spark-submit/pom.xml spark-submit/fetch-jars.sh | $(VENV)/.installed
 	spark-submit/fetch-jars.sh $(JARS) "$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+	@touch $@
+
+# prometheus and promtool for the monitoring tests: Debian's package, unpacked here (no service, no root
+# needed once apt's lists exist; run as root, `apt-get update` fetches them on a fresh machine)
+prometheus: $(PROMETHEUS)/.fetched
+$(PROMETHEUS)/.fetched:
+	@rm -rf $(PROMETHEUS) && mkdir -p $(PROMETHEUS)/deb
+	cd $(PROMETHEUS)/deb && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; } \
+		|| { echo "setup: could not fetch Debian's prometheus package (apt-get download prometheus)" >&2; exit 1; }
+	dpkg -x $(PROMETHEUS)/deb/prometheus_*.deb $(PROMETHEUS) && rm -rf $(PROMETHEUS)/deb
+	$(PROMETHEUS)/usr/bin/promtool --version | head -1
 	@touch $@
 
 demo: setup
@@ -79,4 +91,4 @@ clean-state:
 	rm -rf .state
 
 clean: clean-state
-	rm -rf $(VENV) $(JARS) build *.egg-info
+	rm -rf $(VENV) $(JARS) .tools build *.egg-info

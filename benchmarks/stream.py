@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from pyspark.sql import SparkSession  # noqa: E402
 
 from jobs import kafka_broker, score_stream  # noqa: E402
-from jobs.config import Config, load_config  # noqa: E402
+from jobs.config import Config, load_config, parse_override  # noqa: E402
 from jobs.metrics import StreamMetrics  # noqa: E402
 from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from jobs.produce import produce, simulated_lines  # noqa: E402
@@ -44,12 +44,15 @@ def main() -> None:
     parser.add_argument("--state-settle", default=None, help="stream.state_settle, comma-separated ('' for none)")
     parser.add_argument("--trigger", default="1 second", help="stream.trigger_interval of the latency phase")
     parser.add_argument("--latency-only", action="store_true", help="skip phase 1 (implies --no-save)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration key, as the jobs' --set (repeatable)")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     groups: dict[str, object] = {} if args.state_groups is None else {"stream.state_groups": args.state_groups}
     if args.state_settle is not None:
         groups["stream.state_settle"] = [e for e in args.state_settle.split(",") if e]
+    groups.update(parse_override(o) for o in args.set)
     cfg = load_config("local", {**own_broker_overrides(work), "paths.lake": str(work / "lake"),
                                 "paths.checkpoint": str(work / "chk"), "stream.trigger_interval": args.trigger, **groups})
     spec = kafka_broker.spec_from_config(cfg)

@@ -16,6 +16,8 @@ from jobs.produce import raw_lines
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
 from models.split import Split
+from tests.conftest import free_port
+from tests.monitoring import dashboard_queries, prometheus
 from tests.test_ingest_stream import produce
 
 pytestmark = pytest.mark.integration
@@ -97,6 +99,19 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert values["fraud_score_count"] == len(lines)
     assert 'fraud_model_info{alias="champion",threshold=' in text and 'version="1"' in text
     assert any(k.startswith("fraud_state_rows{") for k in values)
+
+    # a real Prometheus scrapes the endpoint with the project's rules and answers every dashboard query
+    with prometheus(tmp_path / "prometheus", free_port(), [f"127.0.0.1:{metrics.port}"]) as server:
+        scraped = server.wait_for("fraud_transactions_scored_total")
+        assert [float(s["value"][1]) for s in scraped] == [len(lines)]
+        assert server.wait_for("count_over_time(fraud_alerts_total[1m]) >= 2")  # two scrapes: rates have data
+        assert [float(s["value"][1]) for s in server.query("fraud_dead_letters_total")] == [len(MALFORMED)]
+        assert [s["metric"]["version"] for s in server.query('fraud_model_info{job="fraud-stream"}')] == ["1"]
+        for title, expr in dashboard_queries():
+            assert server.query(expr), f"dashboard panel {title!r}: no data for {expr}"
+        groups = server.get("/api/v1/rules")["groups"]
+        assert sorted(g["name"] for g in groups) == ["fraud-stream-alerts", "fraud-stream-recording"]
+        assert [r["name"] for g in groups for r in g["rules"] if r["health"] == "err"] == []
 
 
 def F_abs_diff(name: str):

@@ -1,0 +1,57 @@
+"""The Prometheus rules and the Grafana dashboard (conf/prometheus, conf/grafana), checked with the real
+promtool. The end-to-end stream test (test_score_stream.py) has a real Prometheus scrape the job and
+answer every query of the dashboard."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import yaml
+
+from jobs.metrics import StreamMetrics
+from tests.monitoring import DASHBOARD, ROOT, RULES, dashboard_queries, metric_names, tool
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("promtool"), *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_the_rules_and_the_example_config_are_valid():
+    checked = promtool("check", "config", str(ROOT / "conf" / "prometheus" / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 11 rules found" in checked.stdout  # the config loads the rules file beside it
+
+
+def test_the_alerting_rules_pass_their_unit_tests():
+    tested = promtool("test", "rules", "tests/prometheus/fraud-rules.test.yml")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout
+
+
+def test_every_alert_is_unit_tested():
+    rules = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r]
+    tests = (ROOT / "tests" / "prometheus" / "fraud-rules.test.yml").read_text()
+    assert [a for a in rules if f"alertname: {a}\n" not in tests] == []
+
+
+def test_the_dashboard_shows_every_metric_of_the_job_and_no_other():
+    metrics = StreamMetrics()
+    metrics.stage_seconds.labels("score").inc(1)  # labelled families export samples once a label is used
+    metrics.state_rows.labels("0:transformWithStateInPandasExec").set(1)
+    metrics.model.info({"alias": "champion", "version": "1", "threshold": "0.5"})
+    exported = {s.name for family in metrics.registry.collect() for s in family.samples}
+    read = set().union(*(metric_names(expr) for _, expr in dashboard_queries()))
+    assert read - exported == set()  # no query reads a name the job does not export
+    families = {family.name for family in metrics.registry.collect()}
+    shown = {f for f in families if any(name.startswith(f) for name in read)}
+    assert families - shown == set()  # no metric of the job is left off the dashboard
+
+
+def test_the_dashboard_is_importable():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "fraud-stream"
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:  # every panel reads the chosen Prometheus data source
+        assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]
