@@ -29,6 +29,8 @@ DEFAULT_ENV = "local"
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|access_key|api_key|private_key)", re.IGNORECASE)
 # A YAML mapping with children whose own keys are free (any spark.* setting): not checked against base.
 _OPEN_SECTIONS = ("spark.extra",)
+# folders of conf/ that are not environment layers: the base layer, and monitoring files for other tools
+_NOT_ENVIRONMENTS = ("base", "grafana", "prometheus")
 
 
 @dataclass(frozen=True)
@@ -212,8 +214,8 @@ def load_config(
     base_dir, env_dir = conf / "base", conf / env
     if not base_dir.is_dir():
         raise ConfigError(f"configuration folder {base_dir} does not exist; pass --conf-dir or set ${ENV_VAR_CONF_DIR}")
-    if env == "base" or not env_dir.is_dir():
-        layers = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "base")
+    if env in _NOT_ENVIRONMENTS or not env_dir.is_dir():
+        layers = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name not in _NOT_ENVIRONMENTS)
         raise ConfigError(f"unknown environment {env!r}: expected one of {layers} (folders of {conf})")
     flat, _ = _read_layer(base_dir)
     env_flat, env_origin = _read_layer(env_dir)

@@ -76,6 +76,9 @@ def test_secrets_are_refused_in_files(conf: Path):
 def test_unknown_environment_lists_the_known_ones(conf: Path):
     with pytest.raises(ConfigError, match=r"unknown environment 'prod': expected one of \['cluster', 'local'\]"):
         load_config("prod", conf_dir=conf)
+    # the project's conf/ also holds monitoring files, which are no environment
+    with pytest.raises(ConfigError, match=r"unknown environment 'prometheus': expected one of \['cluster', 'local'\]"):
+        load_config("prometheus")
 
 
 def test_parse_override_reads_yaml_values():
