@@ -1,7 +1,7 @@
 """Reading and writing the Delta tables and Kafka topics of the lake; the one place that knows the options."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -36,7 +36,7 @@ def last_written(spark: SparkSession, path: str, app_id: str) -> int | None:
 
 
 def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
-                      partition_by: Sequence[str] = ()) -> bool:
+                      partition_by: Sequence[str] = (), properties: Mapping[str, str] | None = None) -> bool:
     """Append `df` to the Delta table at `path` once per (app_id, version); return False if skipped.
 
     Versions of an app_id increase (a streaming batch id, a run number): an append whose version is not
@@ -44,6 +44,8 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
     duplicated. The commit records "app_id/version" as its `userMetadata` (DESCRIBE HISTORY shows it).
     Delta's own txnAppId/txnVersion would do the same, but its check rebuilds the table's whole state at
     every commit: ~0.5 s per micro-batch and table on this machine (benchmarks/results/delta_append.json).
+    `properties` (delta.* table properties) are set when the append creates the table; see
+    `set_properties` for an existing one.
     """
     last = last_written(df.sparkSession, path, app_id)
     if last is not None and version <= last:
@@ -53,11 +55,25 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
         .mode("append")
         .option("userMetadata", f"{app_id}/{version}")
         .option("mergeSchema", "false")
+        .options(**dict(properties or {}))  # Delta keeps delta.* options as table properties on creation only
     )
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
     return True
+
+
+def set_properties(spark: SparkSession, path: str, properties: Mapping[str, str]) -> dict[str, str]:
+    """Give the Delta table at `path`, if it exists, these table properties (ALTER TABLE, one commit, only
+    for those that differ); return the ones changed."""
+    if not table_exists(spark, path) or not properties:
+        return {}
+    current = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]["properties"] or {}
+    changed = {k: str(v) for k, v in properties.items() if current.get(k) != str(v)}
+    if changed:
+        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+    return changed
 
 
 def read_topic_stream(spark: SparkSession, cfg: Config, *roles: str) -> DataFrame:

@@ -53,7 +53,7 @@ from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.ingest_stream import kafka_columns, reject_future
-from jobs.lake import append_idempotent, read_topic_stream, table_exists
+from jobs.lake import append_idempotent, read_topic_stream, set_properties, table_exists
 from jobs.metrics import StreamMetrics
 from jobs.session import get_spark
 
@@ -281,6 +281,15 @@ class Stages:
         self.last = now
 
 
+def table_properties(cfg: Config) -> dict[str, str]:
+    """The Delta table properties of the tables the stream writes (stream.delta_checkpoint_interval)."""
+    interval = cfg.get("stream.delta_checkpoint_interval")
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise FraudError(f"stream.delta_checkpoint_interval: expected a whole number of commits of 1 or more, "
+                         f"found {interval!r}")
+    return {"delta.checkpointInterval": str(interval)}
+
+
 def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
           metrics: StreamMetrics | None = None, log_stages: bool = False) -> StreamingQuery:
     """Start the scoring query (see the module's docstring)."""
@@ -292,8 +301,11 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     labels_path, dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
     alerts_topic, bootstrap = str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.bootstrap_servers"))
     tx_topic = str(cfg.get("kafka.topics.transactions"))
+    properties = table_properties(cfg)
     if not table_exists(spark, labels_path):  # the query reads it as a stream: it must exist
-        spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").save(labels_path)
+        spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(labels_path)
+    for path in (scores_path, alerts_path, labels_path, dead_path):  # tables made by an earlier run, or by hand
+        set_properties(spark, path, properties)
 
     messages = read_topic_stream(spark, cfg, "transactions", "labels")
     increments = (spark.readStream.format("delta").load(labels_path).where("fraud_increment != 0")
@@ -319,7 +331,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select("score", "decision", latency.alias("latency")).toPandas()
             stages.done("score")
-            sinks: list[Callable[[], object]] = [lambda: append_idempotent(scored, scores_path, QUERY, batch_id, partition_by=["tx_date"])]
+            sinks: list[Callable[[], object]] = [lambda: append_idempotent(scored, scores_path, QUERY, batch_id, ["tx_date"], properties)]
             alerts: DataFrame | None = None
             if observed["decision"].any():
                 alert_id = F.udf(lambda t: str(uuid.uuid5(ALERT_NAMESPACE, str(t))), StringType())
@@ -330,7 +342,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                 alerts.count()  # once, so that the table and the topic get the same `alerted_at`
                 kafka = alerts.select(F.col("customer_id").cast("string").alias("key"),
                                       F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
-                sinks += [lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, partition_by=["tx_date"]),
+                sinks += [lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, ["tx_date"], properties),
                           lambda: kafka.write.format("kafka").option("kafka.bootstrap.servers", bootstrap)
                           .option("topic", alerts_topic).save()]
             # the sinks overlap: each is mostly the driver waiting on a commit, not the cores working
@@ -396,7 +408,8 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                     dead, count = dead.unionByName(unknown), count + unknown.count()
                 stages.done("labels")
             if count:
-                append_idempotent(dead.withColumn("dead_at", F.current_timestamp()), dead_path, QUERY, batch_id)
+                append_idempotent(dead.withColumn("dead_at", F.current_timestamp()), dead_path, QUERY, batch_id,
+                                  properties=properties)
                 metrics.dead_letters.inc(count)
                 stages.done("dead_letters")
         finally:

@@ -48,3 +48,24 @@ def test_the_last_commit_is_found_beyond_the_first_page_of_history(spark, tmp_pa
     assert not lake.append_idempotent(frame(spark, [1]), path, "stream", 7)
     assert lake.last_written(spark, path, "nobody") is None
     assert ids(spark, path) == [1, 10, 11, 12, 13, 98, 99]
+
+
+def properties(spark, path):
+    return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]["properties"]
+
+
+def test_table_properties_are_set_on_creation_and_on_an_existing_table(spark, tmp_path):
+    made, old = str(tmp_path / "made"), str(tmp_path / "old")
+    every_100 = {"delta.checkpointInterval": "100"}
+    assert lake.append_idempotent(frame(spark, [1]), made, "q", 0, properties=every_100)
+    assert properties(spark, made) == every_100
+    assert lake.append_idempotent(frame(spark, [2]), made, "q", 1, properties={"delta.checkpointInterval": "7"})
+    assert properties(spark, made) == every_100  # an append does not change them
+
+    assert lake.set_properties(spark, str(tmp_path / "missing"), every_100) == {}
+    frame(spark, [1]).write.format("delta").save(old)  # made before the setting
+    assert properties(spark, old) == {}
+    assert lake.set_properties(spark, old, every_100) == every_100
+    assert properties(spark, old) == every_100
+    assert lake.set_properties(spark, old, every_100) == {}  # nothing to change, no commit
+    assert DeltaTable.forPath(spark, old).history().count() == 2

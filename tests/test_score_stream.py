@@ -66,6 +66,9 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     scores = spark.read.format("delta").load(cfg.table_path("scores"))
     ids = [r.transaction_id for r in scores.select("transaction_id").collect()]
     assert sorted(ids) == list(range(len(lines)))  # every valid transaction, exactly once
+    for table in ("scores", "alerts", "dead_letters", "labels"):  # stream.delta_checkpoint_interval
+        detail = spark.sql(f"DESCRIBE DETAIL delta.`{cfg.table_path(table)}`").collect()[0]
+        assert detail["properties"] == {"delta.checkpointInterval": "100"}, table
     assert {r.model_version for r in scores.select("model_version").distinct().collect()} == {"1"}
 
     batch = build_features.read_features(spark, cfg, DELAY)

@@ -11,7 +11,7 @@ from pyspark.sql.streaming.tws_tester import TwsTester
 from features.state import EntityState, update
 from features.stream_processor import EntityStateProcessor, group_of, pack, settle_hour, unpack
 from jobs.errors import FraudError
-from jobs.score_stream import StateLayout
+from jobs.score_stream import StateLayout, table_properties
 from tests.test_state import DELAY, transactions
 
 
@@ -129,3 +129,11 @@ def test_the_state_layout_is_checked(make_cfg):
     with pytest.raises(FraudError, match=r"stream.state_settle: expected entities among card, terminal, found \['merchant'\]"):
         StateLayout.from_config(make_cfg(stream__state_settle=["merchant"]), DELAY)
     assert StateLayout.from_config(make_cfg(stream__state_ttl_days=None), DELAY).time_mode == "None"
+
+
+def test_the_delta_checkpoint_interval_is_checked(make_cfg):
+    assert table_properties(make_cfg()) == {"delta.checkpointInterval": "100"}
+    for wrong in (0, "often", 2.5):
+        with pytest.raises(FraudError, match=r"stream.delta_checkpoint_interval: expected a whole number of commits "
+                                             rf"of 1 or more, found {wrong!r}"):
+            table_properties(make_cfg(stream__delta_checkpoint_interval=wrong))
