@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "label": ("jobs.label_cmd", "send the fraud team's confirmed labels to the labels topic"),
     "produce": ("jobs.produce", "replay raw files into the transactions topic"),
     "ingest": ("jobs.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
+    "maintain": ("jobs.maintain", "compact the lake's small files and vacuum old ones (OPTIMIZE, VACUUM), on a schedule"),
 }
 
 

@@ -4,6 +4,7 @@ and register it as `fraud-detector` (alias `champion` only if it beats the champ
     fraud train --input data/raw                       # clean + features + train in one go
     fraud train [--lake PATH]                          # from the tables already under --lake
     fraud train --train-start 2018-07-25 --train-days 7 --delay-days 7 --test-days 7 --label-delay 7d
+    fraud train --latest                               # the split whose test days end with the newest data
     spark-submit/submit.sh jobs/train.py --env cluster --train-start 2019-09-01
 
 Protocol (the handbook's, see ../shared/SIMULATOR.md): fit on the training window minus its last
@@ -15,6 +16,7 @@ On validation and test days, cards with a fraud known by the start of the day ar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -30,6 +32,7 @@ from jobs import build_features, clean, registry
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
+from jobs.lake import table_exists
 from jobs.session import get_spark
 from models import catboost_model, metrics
 from models.errors import ModelError
@@ -37,6 +40,20 @@ from models.split import Split, drop_known_fraud_cards, in_days
 from models.threshold import choose_threshold
 
 HANDBOOK_TRAIN_START = dt.date(2018, 7, 25)
+
+
+def latest_split(spark: SparkSession, cfg: Config, shape: Split) -> Split:
+    """`shape` moved so that its test days end with the newest day of `clean_transactions`: what a scheduled
+    retraining fits on (the newest training week whose test week is complete). `run` rebuilds the features
+    if they end before that day."""
+    path = cfg.table_path("clean_transactions")
+    newest = (spark.read.format("delta").load(path).agg(F.max("tx_date")).collect()[0][0]
+              if table_exists(spark, path) else None)
+    if newest is None:
+        raise FraudError(f"--latest: expected transactions in clean_transactions ({path}), found none: "
+                         "run `fraud clean --input RAW` first, or pass --input")
+    span = shape.train_days + shape.delay_days + shape.test_days
+    return dataclasses.replace(shape, train_start=newest + dt.timedelta(days=1 - span))
 
 
 def load_window(spark: SparkSession, cfg: Config, split: Split, label_delay_hours: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -190,10 +207,17 @@ def _promote(cfg: Config, client: Any, name: str, version: str, test: pd.DataFra
 
 
 def run(spark: SparkSession, cfg: Config, split: Split, label_delay_hours: int, input_path: str | None = None,
-        target_recall: float | None = 0.98, max_fpr: float | None = None, register: bool = True) -> dict[str, Any]:
+        target_recall: float | None = 0.98, max_fpr: float | None = None, register: bool = True,
+        latest: bool = False) -> dict[str, Any]:
+    """Train on `split` (with `latest`, `split` moved to end with the newest data, see `latest_split`)."""
     if input_path:
         clean.run(spark, cfg, input_path)
         build_features.run(spark, cfg, label_delay_hours)
+    if latest:
+        split = latest_split(spark, cfg, split)
+        features = build_features.read_features(spark, cfg, label_delay_hours)
+        if features is None or features.agg(F.max("tx_date")).collect()[0][0] < split.test_end - dt.timedelta(days=1):
+            build_features.run(spark, cfg, label_delay_hours)  # built before the newest files were cleaned
     rows, frauds = load_window(spark, cfg, split, label_delay_hours)
     try:
         result = train(rows, frauds, split, label_delay_hours, target_recall, max_fpr)
@@ -210,8 +234,12 @@ def run(spark: SparkSession, cfg: Config, split: Split, label_delay_hours: int, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", help="raw files to clean first (else the tables under --lake are used)")
-    parser.add_argument("--train-start", type=dt.date.fromisoformat, default=HANDBOOK_TRAIN_START,
-                        help="first training day (default 2018-07-25, the handbook's)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--train-start", type=dt.date.fromisoformat, default=HANDBOOK_TRAIN_START,
+                       help="first training day (default 2018-07-25, the handbook's)")
+    start.add_argument("--latest", action="store_true",
+                       help="instead: start training so that the test days end with the newest day of clean_transactions "
+                            "(for scheduled retraining)")
     parser.add_argument("--train-days", type=int, default=7)
     parser.add_argument("--delay-days", type=int, default=7, help="days between training and test (default 7)")
     parser.add_argument("--test-days", type=int, default=7)
@@ -231,7 +259,7 @@ def execute(args: argparse.Namespace) -> int:
     except (ValueError, ModelError) as exc:
         raise FraudError(str(exc)) from exc
     summary = run(get_spark(cfg, "train"), cfg, split, delay, args.input, args.target_recall, args.max_fpr,
-                  register=not args.no_register)
+                  register=not args.no_register, latest=args.latest)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

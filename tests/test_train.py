@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from features.definitions import FEATURE_NAMES
-from jobs import clean, evaluate, train
+from jobs import build_features, clean, evaluate, train
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
 from models.split import Split
@@ -67,8 +67,17 @@ def test_train_logs_registers_and_promotes(spark, cfg, raw):
 
 
 def test_evaluate_reproduces_the_test_metrics_and_writes_scores(spark, cfg, raw, tmp_path):
-    summary = train.run(spark, cfg, SPLIT, 168, input_path=str(raw))
-    out = evaluate.run(spark, cfg, str(raw), "champion", SPLIT.test_start, 7, str(tmp_path / "scores"))
+    # features built when only the first 30-day file was cleaned; then the next file arrives
+    clean.run(spark, cfg, str(sorted(raw.glob("*.txt"))[0]))
+    build_features.run(spark, cfg, 168)
+    clean.run(spark, cfg, str(raw))
+    # --latest: the test week ends with the data's last day, 2018-05-30 (60 days from 2018-04-01), and the
+    # features, which ended on 2018-04-30, are rebuilt first
+    summary = train.run(spark, cfg, SPLIT, 168, latest=True)
+    assert summary["split"] | {"delay_days": "7"} == {
+        "train_start": "2018-05-10", "val_start": "2018-05-15", "train_end": "2018-05-17", "test_start": "2018-05-24",
+        "test_end": "2018-05-31", "delay_days": "7"}
+    out = evaluate.run(spark, cfg, str(raw), "champion", dt.date(2018, 5, 24), 7, str(tmp_path / "scores"))
     for key in ("roc_auc", "average_precision", "card_precision_at_100", "recall", "fpr", "recall_at_fpr_5pct"):
         assert out[key] == pytest.approx(summary["test"][key]), key
     scores = spark.read.format("delta").load(str(tmp_path / "scores"))
@@ -85,5 +94,8 @@ def test_cli_errors_are_clear(spark, cfg, raw, capsys, tmp_path):
     assert "--model champion: no such version or alias of registered model 'fraud-detector'" in capsys.readouterr().err
     assert main(["train", "--train-start", "2017-01-01", "--no-register", "--input", str(raw), *common]) == 2
     assert "the training window of" in capsys.readouterr().err
+    empty = ["--lake", str(tmp_path / "empty-lake"), "--mlflow-uri", cfg.path("mlflow.tracking_uri")]
+    assert main(["train", "--latest", "--no-register", *empty]) == 2
+    assert "--latest: expected transactions in clean_transactions (" in capsys.readouterr().err
     assert main(["train", "--label-delay", "soon", *common]) == 2
     assert "label delay must look like 7d, 1d or 1h, found 'soon'" in capsys.readouterr().err
