@@ -66,7 +66,7 @@ bench-simulate: setup
 	$(BIN)/python benchmarks/simulate.py
 
 bench-model: setup
-	$(BIN)/python benchmarks/model_figures.py
+	$(BIN)/python benchmarks/model_figures.py --extra-seeds 1,2,3
 
 bench-model-selection: setup
 	$(BIN)/python benchmarks/model_selection.py

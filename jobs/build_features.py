@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.batch import build_features
-from features.definitions import parse_delay
+from features.definitions import FEATURE_NAMES, parse_delay
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
@@ -23,11 +23,15 @@ from jobs.session import get_spark
 
 
 def read_features(spark: SparkSession, cfg: Config, label_delay_hours: int) -> DataFrame | None:
-    """The features of one label delay, or None if they were never built."""
+    """The features of one label delay, or None if they were never built, or built by a version of
+    features/definitions.py with other inputs (the table lacks some of FEATURE_NAMES)."""
     path = cfg.table_path("features_transactions")
     if not table_exists(spark, path):
         return None
-    df = spark.read.format("delta").load(path).where(F.col("label_delay_hours") == label_delay_hours)
+    df = spark.read.format("delta").load(path)
+    if set(FEATURE_NAMES) - set(df.columns):
+        return None
+    df = df.where(F.col("label_delay_hours") == label_delay_hours)
     return df if df.limit(1).count() else None
 
 
@@ -40,11 +44,21 @@ def run(spark: SparkSession, cfg: Config, label_delay_hours: int) -> dict[str, o
         .withColumn("label_delay_hours", F.lit(label_delay_hours))
     path = cfg.table_path("features_transactions")
     writer = features.write.format("delta").mode("overwrite").partitionBy("label_delay_hours", "tx_date")
+    report: dict[str, object] = {"table": path, "label_delay_hours": label_delay_hours}
     if table_exists(spark, path):
-        writer = writer.option("replaceWhere", f"label_delay_hours = {label_delay_hours}")
+        old = spark.read.format("delta").load(path).columns
+        if set(old) == set(features.columns):
+            writer = writer.option("replaceWhere", f"label_delay_hours = {label_delay_hours}")
+        else:  # built by other feature definitions: every label delay's rows are stale
+            writer = writer.option("overwriteSchema", "true")
+            report["replaced_stale_table"] = (f"the table's columns differed from features/definitions.py (missing "
+                                              f"{sorted(set(features.columns) - set(old))}, extra "
+                                              f"{sorted(set(old) - set(features.columns))}): replaced whole; "
+                                              "rebuild any other label delay you use")
+            print(f"fraud features: {report['replaced_stale_table']}", flush=True)
     writer.save(path)
-    rows = spark.read.format("delta").load(path).where(F.col("label_delay_hours") == label_delay_hours).count()
-    return {"table": path, "label_delay_hours": label_delay_hours, "rows": rows}
+    report["rows"] = spark.read.format("delta").load(path).where(F.col("label_delay_hours") == label_delay_hours).count()
+    return report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

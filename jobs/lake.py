@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from jobs.config import Config
 
@@ -74,6 +75,20 @@ def set_properties(spark: SparkSession, path: str, properties: Mapping[str, str]
         assignments = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
     return changed
+
+
+def add_columns(spark: SparkSession, path: str, schema: StructType) -> list[str]:
+    """Give the Delta table at `path`, if it exists, the columns of `schema` it lacks (nullable, at the end,
+    one ALTER TABLE); return their names. Appends resolve columns by name, so they then fit; rows written
+    before hold null there."""
+    if not table_exists(spark, path):
+        return []
+    have = set(spark.read.format("delta").load(path).columns)
+    missing = [f for f in schema.fields if f.name not in have]
+    if missing:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
+    return [f.name for f in missing]
 
 
 def read_topic_stream(spark: SparkSession, cfg: Config, *roles: str) -> DataFrame:

@@ -29,6 +29,7 @@ transactions may arrive out of order by up to that delay.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -53,7 +54,7 @@ from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.ingest_stream import kafka_columns, reject_future
-from jobs.lake import append_idempotent, read_topic_stream, set_properties, table_exists
+from jobs.lake import add_columns, append_idempotent, read_topic_stream, set_properties, table_exists
 from jobs.metrics import StreamMetrics
 from jobs.session import get_spark
 
@@ -306,6 +307,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(labels_path)
     for path in (scores_path, alerts_path, labels_path, dead_path):  # tables made by an earlier run, or by hand
         set_properties(spark, path, properties)
+    added = add_columns(spark, scores_path, SCORES_SCHEMA)  # a `scores` table written before new features
+    if added:
+        print(f"stream: added the columns {added} to {scores_path} (earlier rows hold null there)", flush=True)
 
     messages = read_topic_stream(spark, cfg, "transactions", "labels")
     increments = (spark.readStream.format("delta").load(labels_path).where("fraud_increment != 0")
@@ -338,8 +342,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                 alerts = scored.where("decision").select(
                     alert_id("transaction_id").alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
                     "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features",
-                    F.current_timestamp().alias("alerted_at"), "tx_date").persist()
-                alerts.count()  # once, so that the table and the topic get the same `alerted_at`
+                    # one instant, taken here: the table and the topic get the same `alerted_at` even if Spark
+                    # recomputes the frame for the second sink
+                    F.lit(dt.datetime.now(dt.timezone.utc)).alias("alerted_at"), "tx_date").persist()
                 kafka = alerts.select(F.col("customer_id").cast("string").alias("key"),
                                       F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
                 sinks += [lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, ["tx_date"], properties),

@@ -58,7 +58,8 @@ def test_terminal_label_windows_end_at_the_delay(spark):
 
 
 def test_derived_features_by_hand(spark):
-    rows = [(1, 0.0, 7, 1, 10.0, 0), (2, 1.0, 7, 1, 30.0, 0), (3, 2.0, 7, 1, 100.0, 0), (4, 200.0, 9, 1, 5.0, 0)]
+    rows = [(1, 0.0, 7, 1, 10.0, 0), (2, 1.0, 7, 1, 30.0, 0), (3, 2.0, 7, 1, 100.0, 0), (4, 200.0, 9, 1, 5.0, 0),
+            (5, 150.0, 7, 2, 60.0, 0), (6, 200.0, 7, 2, 90.0, 0)]
     out = build_features(tx(spark, rows), 1)
     got = {r.transaction_id: r for r in out.collect()}
     assert out.columns[-len(FEATURE_NAMES):] == FEATURE_NAMES
@@ -69,6 +70,10 @@ def test_derived_features_by_hand(spark):
     variance = 11_000 / 3 - (140 / 3) ** 2
     assert got[3].card_amount_zscore_1d == pytest.approx((100 - 140 / 3) / (variance + 1) ** 0.5)
     assert got[1].card_amount_zscore_30d == pytest.approx(0.0)       # alone: its own mean
+    # card 7 at hour 200: 1 day [177, 200] holds 90; 7 days [33, 200] hold 60 and 90; 30 days all five (mean 58)
+    assert got[6].card_mean_ratio_1d_30d == pytest.approx(90 / 58)
+    assert got[6].card_mean_ratio_7d_30d == pytest.approx(75 / 58)
+    assert (got[3].card_mean_ratio_1d_30d, got[3].card_mean_ratio_7d_30d) == (pytest.approx(1.0), pytest.approx(1.0))
     # hour 200, 1-hour delay: the 7-day window is hours [31, 198], the 30-day one [-521, 198]
     assert (got[4].terminal_tx_count_7d, got[4].terminal_tx_count_30d, got[4].terminal_risk_30d) == (0.0, 3.0, 0.0)
     assert (got[1].tx_is_weekend, got[1].tx_is_night) == (0.0, 0.0)  # Monday 10:00 UTC
@@ -90,3 +95,30 @@ def test_parse_delay():
     assert [parse_delay(x) for x in ("7d", "1d", "1h", "36h", 5)] == [168, 24, 1, 36, 5]
     with pytest.raises(ValueError, match=r"label delay must look like 7d, 1d or 1h, found 'soon'"):
         parse_delay("soon")
+
+
+def test_a_table_built_by_other_definitions_is_replaced_not_read(spark, make_cfg):
+    from pyspark.sql import functions as F
+
+    from jobs import build_features as job
+
+    cfg = make_cfg()
+    rows = [(1, 0.0, 7, 1, 10.0, 0), (2, 1.0, 7, 1, 30.0, 0), (3, 30.0, 8, 2, 5.0, 1)]
+    tx(spark, rows).withColumn("tx_date", F.to_date("tx_datetime")).write.format("delta").save(
+        cfg.table_path("clean_transactions"))
+    assert job.run(spark, cfg, 1)["rows"] == 3
+    path = cfg.table_path("features_transactions")
+    # what an earlier version wrote: one input fewer, and a second label delay built with it
+    old = spark.read.format("delta").load(path).drop("card_mean_ratio_7d_30d")
+    (old.unionByName(old.withColumn("label_delay_hours", F.lit(24))).write.format("delta").mode("overwrite")
+     .option("overwriteSchema", "true").partitionBy("label_delay_hours", "tx_date").save(path))
+    assert job.read_features(spark, cfg, 1) is None and job.read_features(spark, cfg, 24) is None
+
+    report = job.run(spark, cfg, 1)
+    assert report["rows"] == 3
+    assert "missing ['card_mean_ratio_7d_30d'], extra []" in report["replaced_stale_table"]
+    table = spark.read.format("delta").load(path)
+    assert set(FEATURE_NAMES) <= set(table.columns)
+    assert {r.label_delay_hours for r in table.select("label_delay_hours").distinct().collect()} == {1}
+    assert job.run(spark, cfg, 24)["rows"] == 3 and "replaced_stale_table" not in job.run(spark, cfg, 1)
+    assert table.where("transaction_id = 2").first().card_mean_ratio_1d_30d == pytest.approx(1.0)

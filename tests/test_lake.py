@@ -69,3 +69,20 @@ def test_table_properties_are_set_on_creation_and_on_an_existing_table(spark, tm
     assert properties(spark, old) == every_100
     assert lake.set_properties(spark, old, every_100) == {}  # nothing to change, no commit
     assert DeltaTable.forPath(spark, old).history().count() == 2
+
+
+def test_columns_a_new_version_writes_are_added_to_an_older_table(spark, tmp_path):
+    path = str(tmp_path / "scores")
+    wider = "transaction_id long, day string, card_mean_ratio_1d_30d double, top_features array<string>"
+    assert lake.add_columns(spark, path, spark.createDataFrame([], wider).schema) == []  # no table yet
+    lake.append_idempotent(frame(spark, [1]), path, "stream", 0)
+    assert lake.add_columns(spark, path, spark.createDataFrame([], wider).schema) == ["card_mean_ratio_1d_30d",
+                                                                                      "top_features"]
+    assert lake.add_columns(spark, path, spark.createDataFrame([], wider).schema) == []
+    # the new writer's frame, its columns in another order, appends without schema merging
+    new = spark.createDataFrame([(["a=1"], 2, "2018-04-02", 1.5)],
+                                "top_features array<string>, transaction_id long, day string, card_mean_ratio_1d_30d double")
+    assert lake.append_idempotent(new, path, "stream", 1)
+    rows = sorted(spark.read.format("delta").load(path).collect(), key=lambda r: r.transaction_id)
+    assert [(r.transaction_id, r.card_mean_ratio_1d_30d, r.top_features) for r in rows] == [(1, None, None),
+                                                                                           (2, 1.5, ["a=1"])]

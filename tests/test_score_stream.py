@@ -8,6 +8,7 @@ import json
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from pyspark.sql import functions as F
 
 from features.definitions import FEATURE_NAMES
 from jobs import build_features, kafka_broker, score_stream, train
@@ -90,6 +91,10 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert {m["transaction_id"] for m in topic} == flagged
     assert {m["alert_id"] for m in topic} == {r.alert_id for r in alerts.collect()}
     assert all(len(m["top_features"]) == 3 for m in topic)
+    # one `alerted_at` per alert, the same in the table and the topic
+    in_table = {r.alert_id: json.loads(r.at)["alerted_at"]
+                for r in alerts.select("alert_id", F.to_json(F.struct("alerted_at")).alias("at")).collect()}
+    assert {m["alert_id"]: m["alerted_at"] for m in topic} == in_table
 
     import urllib.request
 
