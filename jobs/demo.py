@@ -20,6 +20,8 @@ from pathlib import Path
 from jobs import clean, kafka_broker, score_stream, train
 from jobs.alerts_cmd import format_alert, read_alerts
 from jobs.common import add_common_options, config_from_args
+from jobs.errors import FraudError
+from jobs.lake import table_exists
 from jobs.label_cmd import send_labels
 from jobs.metrics import StreamMetrics
 from jobs.produce import produce, raw_lines
@@ -83,7 +85,9 @@ def execute(args: argparse.Namespace) -> int:
         scores_path, dead_path = cfg.table_path("scores"), cfg.table_path("dead_letters")
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:  # until every message is scored or dead-lettered
-            done = sum(spark.read.format("delta").load(p).count() for p in (scores_path, dead_path) if Path(p).exists())
+            if not query.isActive:
+                raise FraudError(f"demo: the streaming query stopped before scoring everything: {query.exception()}")
+            done = sum(spark.read.format("delta").load(p).count() for p in (scores_path, dead_path) if table_exists(spark, p))
             if done >= sent["sent"]:
                 break
             time.sleep(2)

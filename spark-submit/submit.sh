@@ -48,10 +48,12 @@ args=(--master "$master" --deploy-mode "$deploy_mode" --name "fraud-$(basename "
       --conf spark.executorEnv.FRAUD_CONF_DIR=confpkg/conf
       --files "$root/spark-submit/log4j2.properties"
       --conf spark.executor.extraJavaOptions=-Dlog4j2.configurationFile=log4j2.properties)
+# -Xss64m: the streaming query's thread overflowed the default 1 MB stack in a regular expression (see
+# conf/local/spark.yaml)
 if [ "$deploy_mode" = client ]; then
-  args+=(--driver-java-options "-Dlog4j2.configurationFile=$root/spark-submit/log4j2.properties")
+  args+=(--driver-java-options "-Xss64m -Dlog4j2.configurationFile=$root/spark-submit/log4j2.properties")
 else
-  args+=(--conf spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=log4j2.properties)
+  args+=(--conf "spark.driver.extraJavaOptions=-Xss64m -Dlog4j2.configurationFile=log4j2.properties")
 fi
 case "$master" in
   yarn) args+=(--conf spark.yarn.appMasterEnv.FRAUD_CONF_DIR=confpkg/conf) ;;

@@ -33,6 +33,7 @@ def test_settings_of_the_local_session():
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": "4g",
+        "spark.driver.extraJavaOptions": "-Xss64m",
         "spark.databricks.delta.snapshotPartitions": "2",
     }
 
@@ -54,6 +55,10 @@ def test_the_running_session_has_them(spark):
     assert spark.sparkContext._jvm.io.delta.tables.DeltaTable is not None
     assert conf.get("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled") == "true"
     assert conf.get("spark.sql.streaming.noDataMicroBatches.enabled") == "false"
+    # the driver JVM was started with the larger thread stack (conf/local/spark.yaml): the streaming query's
+    # thread overflowed the default one
+    jvm_args = list(spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert "-Xss64m" in jvm_args
 
 
 def test_the_state_server_logs_only_errors(spark):
