@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
@@ -69,7 +70,7 @@ def set_properties(spark: SparkSession, path: str, properties: Mapping[str, str]
     for those that differ); return the ones changed."""
     if not table_exists(spark, path) or not properties:
         return {}
-    current = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]["properties"] or {}
+    current = describe_detail(spark, path)["properties"] or {}
     changed = {k: str(v) for k, v in properties.items() if current.get(k) != str(v)}
     if changed:
         assignments = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
@@ -113,9 +114,10 @@ def copy_to_hadoop(spark: SparkSession, local: Path, dest: str) -> None:
     fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(str(local)), target)
 
 
-def list_files(spark: SparkSession, location: str, suffix: str = ".txt") -> list[str]:
-    """The files ending in `suffix` at a location (a file, or a folder's direct children), on any Hadoop
-    file system, as fully qualified URIs sorted by name."""
+def list_files(spark: SparkSession, location: str, suffix: str = ".txt", recursive: bool = False) -> list[str]:
+    """The files ending in `suffix` at a location (a file, or a folder's direct children; with `recursive`,
+    everything under it), on any Hadoop file system, as fully qualified URIs sorted by name. Files and folders
+    whose name starts with `_` or `.` (a Delta log, Spark's markers) are left out."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     path = jvm.org.apache.hadoop.fs.Path(location)
@@ -123,9 +125,23 @@ def list_files(spark: SparkSession, location: str, suffix: str = ".txt") -> list
     if not fs.exists(path):
         return []
     status = fs.getFileStatus(path)
-    entries = [status] if status.isFile() else list(fs.listStatus(path))
-    names = (e.getPath() for e in entries if e.isFile())
-    return sorted(str(p) for p in names if p.getName().endswith(suffix) and not p.getName().startswith(("_", ".")))
+    if status.isFile():
+        entries = [status.getPath()]
+    elif recursive:
+        found, entries = fs.listFiles(path, True), []
+        while found.hasNext():
+            entries.append(found.next().getPath())
+    else:
+        entries = [e.getPath() for e in fs.listStatus(path) if e.isFile()]
+    root = str(path.toUri().getPath()).rstrip("/")
+    return sorted(str(p) for p in entries if p.getName().endswith(suffix) and not any(
+        part.startswith(("_", ".")) for part in str(p.toUri().getPath())[len(root):].split("/") if part)
+        and not p.getName().startswith(("_", ".")))
+
+
+def describe_detail(spark: SparkSession, path: str) -> Any:
+    """DESCRIBE DETAIL of the Delta table at `path`: one row (numFiles, partitionColumns, properties, ...)."""
+    return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:

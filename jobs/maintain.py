@@ -32,14 +32,10 @@ from pyspark.sql import SparkSession
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
-from jobs.lake import table_exists
+from jobs.lake import describe_detail, list_files, table_exists
 from jobs.session import get_spark
 
 PARTITION_DATE = "tx_date"
-
-
-def _detail(spark: SparkSession, path: str) -> Any:
-    return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]
 
 
 def _retention_hours(properties: dict[str, str]) -> float:
@@ -64,7 +60,7 @@ def maintain_table(spark: SparkSession, path: str, settled_before: dt.date | Non
     """
     from delta.tables import DeltaTable
 
-    detail = _detail(spark, path)
+    detail = describe_detail(spark, path)
     table_retention = _retention_hours(dict(detail["properties"] or {}))
     if vacuum and vacuum_hours is not None and vacuum_hours < table_retention:
         raise FraudError(f"--vacuum-hours: expected at least {table_retention:g} hours, the "
@@ -79,33 +75,18 @@ def maintain_table(spark: SparkSession, path: str, settled_before: dt.date | Non
     compaction = optimize.executeCompaction().collect()[0]["metrics"]
     out: dict[str, Any] = {
         "files_before": int(detail["numFiles"]),
-        "files_after": int(_detail(spark, path)["numFiles"]),
+        "files_after": int(describe_detail(spark, path)["numFiles"]),
         "compacted": {"where": where, "files_removed": int(compaction["numFilesRemoved"]),
                       "files_added": int(compaction["numFilesAdded"]),
                       "partitions": int(compaction["partitionsOptimized"])},
     }
     if vacuum:
         hours = table_retention if vacuum_hours is None else vacuum_hours
-        on_disk = _data_files(spark, path)
+        on_disk = len(list_files(spark, path, ".parquet", recursive=True))  # referenced or not: what VACUUM may delete
         table.vacuum(hours)
-        out["vacuumed"] = {"retention_hours": hours, "files_deleted": on_disk - _data_files(spark, path)}
+        out["vacuumed"] = {"retention_hours": hours,
+                           "files_deleted": on_disk - len(list_files(spark, path, ".parquet", recursive=True))}
     return out
-
-
-def _data_files(spark: SparkSession, path: str) -> int:
-    """Data files under the table's folder, referenced or not (what VACUUM may delete), on any Hadoop FS."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    root = jvm.org.apache.hadoop.fs.Path(path)
-    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    files = fs.listFiles(root, True)
-    count = 0
-    while files.hasNext():
-        p = files.next().getPath()
-        relative = str(p.toUri().getPath())[len(str(root.toUri().getPath())):]
-        if p.getName().endswith(".parquet") and not any(part.startswith(("_", ".")) for part in relative.split("/")):
-            count += 1
-    return count
 
 
 def check_options(cfg: Config, tables: list[str] | None, settled_days: int) -> list[str]:

@@ -351,11 +351,13 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                           lambda: kafka.write.format("kafka").option("kafka.bootstrap.servers", bootstrap)
                           .option("topic", alerts_topic).save()]
             # the sinks overlap: each is mostly the driver waiting on a commit, not the cores working
-            with ThreadPoolExecutor(len(sinks)) as pool:
-                for future in [pool.submit(sink) for sink in sinks]:
-                    future.result()
-            if alerts is not None:
-                alerts.unpersist()
+            try:
+                with ThreadPoolExecutor(len(sinks)) as pool:
+                    for future in [pool.submit(sink) for sink in sinks]:
+                        future.result()
+            finally:
+                if alerts is not None:
+                    alerts.unpersist()
             stages.done("sinks")
             metrics.scored.inc(len(observed))
             metrics.alerts.inc(int(observed["decision"].sum()))
