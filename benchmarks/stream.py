@@ -4,7 +4,8 @@
 
 A broker of its own (free ports), a registered model, and simulated transactions (the bank's 1,000
 terminals). Phase 1, throughput: N transactions are produced first, then the full job (features in state,
-CatBoost, both Delta sinks, alerts topic) drains them in micro-batches of up to 100,000: processed tx/s =
+CatBoost, both Delta sinks, alerts topic) drains them in micro-batches of up to kafka.max_offsets_per_trigger
+(100,000 unless --set): processed tx/s =
 rows / summed batch durations. Phase 2, latency: the job runs with a 1-second trigger while transactions
 arrive at 400 tx/s; after a warm-up, latency = Kafka timestamp -> scored, p50 / p99 over the rows.
 Prints one JSON object and keeps it in benchmarks/results/stream.json.
