@@ -1,6 +1,8 @@
 """Reading and writing the Delta tables and Kafka topics of the lake; the one place that knows the options."""
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,9 @@ from jobs.config import Config
 # repeats the writer's last batch, whose commit is nearly always among the newest few; the last page (None)
 # is the whole history, so the answer is exact either way.
 HISTORY_PAGES = (20, 1000, None)
+# How often an append refused for a concurrent change of its table (another writer's ALTER TABLE, or the
+# table created by two writers at once) is tried again from the new snapshot. A refused commit writes nothing.
+CONFLICT_RETRIES = 3
 
 
 def last_written(spark: SparkSession, path: str, app_id: str) -> int | None:
@@ -47,22 +52,39 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
     Delta's own txnAppId/txnVersion would do the same, but its check rebuilds the table's whole state at
     every commit: ~0.5 s per micro-batch and table on this machine (benchmarks/results/delta_append.json).
     `properties` (delta.* table properties) are set when the append creates the table; see
-    `set_properties` for an existing one.
+    `set_properties` for an existing one. A commit refused because another writer changed the table
+    meanwhile (e.g. `fraud stream` setting properties at start while `fraud ingest` appends dead letters)
+    is tried again, up to CONFLICT_RETRIES times.
     """
-    last = last_written(df.sparkSession, path, app_id)
-    if last is not None and version <= last:
-        return False
-    writer = (
-        df.write.format("delta")
-        .mode("append")
-        .option("userMetadata", f"{app_id}/{version}")
-        .option("mergeSchema", "false")
-        .options(**dict(properties or {}))  # Delta keeps delta.* options as table properties on creation only
-    )
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
-    return True
+    from delta.exceptions import (ConcurrentAppendException, ConcurrentTransactionException, ConcurrentWriteException,
+                                  DeltaConcurrentModificationException, MetadataChangedException,
+                                  ProtocolChangedException)
+
+    conflicts = (ConcurrentAppendException, ConcurrentTransactionException, ConcurrentWriteException,
+                 DeltaConcurrentModificationException, MetadataChangedException, ProtocolChangedException)
+    for attempt in range(CONFLICT_RETRIES + 1):
+        last = last_written(df.sparkSession, path, app_id)
+        if last is not None and version <= last:
+            return False
+        writer = (
+            df.write.format("delta")
+            .mode("append")
+            .option("userMetadata", f"{app_id}/{version}")
+            .option("mergeSchema", "false")
+            .options(**dict(properties or {}))  # Delta keeps delta.* options as table properties on creation only
+        )
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        try:
+            writer.save(path)
+            return True
+        except conflicts as error:
+            if attempt == CONFLICT_RETRIES:
+                raise
+            print(f"lake: the append {app_id}/{version} to {path} met a concurrent change of the table "
+                  f"({type(error).__name__}); trying again ({attempt + 1} of {CONFLICT_RETRIES})", file=sys.stderr)
+            time.sleep(0.5 * (attempt + 1))
+    return False  # not reached: the last attempt returns or raises
 
 
 def set_properties(spark: SparkSession, path: str, properties: Mapping[str, str]) -> dict[str, str]:

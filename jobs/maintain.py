@@ -102,17 +102,23 @@ def check_options(cfg: Config, tables: list[str] | None, settled_days: int) -> l
 
 def run(spark: SparkSession, cfg: Config, tables: list[str] | None = None, settled_days: int = 1,
         vacuum_hours: float | None = None, vacuum: bool = True, today: dt.date | None = None) -> dict[str, Any]:
-    """Maintain the named tables of `tables:` (all by default); tables that do not exist yet are listed as such."""
+    """Maintain the named tables of `tables:` (all by default); tables that do not exist yet are listed as such.
+    A table that fails (e.g. a `--vacuum-hours` below its retention) gets `failed` with the reason in the
+    report, and the others are still maintained; `failed` lists those tables."""
     names = check_options(cfg, tables, settled_days)
     today = today or dt.datetime.now(dt.timezone.utc).date()
     settled_before = today - dt.timedelta(days=settled_days)
-    report: dict[str, Any] = {"settled_before": settled_before.isoformat(), "tables": {}}
+    report: dict[str, Any] = {"settled_before": settled_before.isoformat(), "tables": {}, "failed": []}
     for name in names:
         path = cfg.table_path(name)
-        if not table_exists(spark, path):
-            report["tables"][name] = {"skipped": "no table yet"}
-            continue
-        report["tables"][name] = maintain_table(spark, path, settled_before, vacuum_hours, vacuum)
+        try:
+            if not table_exists(spark, path):
+                report["tables"][name] = {"skipped": "no table yet"}
+                continue
+            report["tables"][name] = maintain_table(spark, path, settled_before, vacuum_hours, vacuum)
+        except Exception as error:  # noqa: BLE001 - recorded and reported: one table's trouble must not stop the rest
+            report["tables"][name] = {"failed": (str(error).strip() or repr(error)).splitlines()[0]}
+            report["failed"].append(name)
         print(f"maintain: {name}: {json.dumps(report['tables'][name])}", flush=True)
     return report
 
@@ -135,6 +141,9 @@ def execute(args: argparse.Namespace) -> int:
     check_options(cfg, tables, args.settled_days)  # before Spark starts
     report = run(get_spark(cfg, "maintain"), cfg, tables, args.settled_days, args.vacuum_hours, not args.no_vacuum)
     print(json.dumps(report, indent=2))
+    if report["failed"]:
+        raise FraudError("maintenance failed for " + "; for ".join(f"{t}: {report['tables'][t]['failed']}"
+                                                                  for t in report["failed"]))
     return 0
 
 

@@ -86,3 +86,45 @@ def test_columns_a_new_version_writes_are_added_to_an_older_table(spark, tmp_pat
     rows = sorted(spark.read.format("delta").load(path).collect(), key=lambda r: r.transaction_id)
     assert [(r.transaction_id, r.card_mean_ratio_1d_30d, r.top_features) for r in rows] == [(1, None, None),
                                                                                            (2, 1.5, ["a=1"])]
+
+
+def test_an_append_that_meets_a_concurrent_alter_table_is_retried(spark, tmp_path):
+    """`fraud stream` sets table properties (ALTER TABLE) at start, while `fraud ingest` may be appending to
+    the same `dead_letters`: Delta then refuses the append's commit (MetadataChangedException). The append
+    is retried from the new snapshot, once, and its rows land exactly once."""
+    import threading
+    import time
+
+    from pyspark.sql import functions as F
+
+    path = str(tmp_path / "dead_letters")
+    assert lake.append_idempotent(frame(spark, [1]), path, "stream", 0)
+    started, altered = tmp_path / "append-started", tmp_path / "altered"
+
+    @F.udf("long")
+    def after_the_alter(value):  # the append's job waits here, inside its transaction, for the ALTER TABLE
+        if not altered.exists():
+            started.touch()
+            deadline = time.time() + 60
+            while not altered.exists() and time.time() < deadline:
+                time.sleep(0.05)
+        return value
+
+    def alter() -> None:
+        deadline = time.time() + 60
+        while not started.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.checkpointInterval' = '100')")
+        altered.touch()
+
+    other = threading.Thread(target=alter)
+    other.start()
+    try:
+        rows = frame(spark, [2, 3]).withColumn("transaction_id", after_the_alter("transaction_id"))
+        assert lake.append_idempotent(rows, path, "ingest", 7)
+    finally:
+        other.join()
+    assert ids(spark, path) == [1, 2, 3]
+    history = DeltaTable.forPath(spark, path).history().orderBy("version").collect()
+    assert [(r.operation, r.userMetadata) for r in history] == [
+        ("WRITE", "stream/0"), ("SET TBLPROPERTIES", None), ("WRITE", "ingest/7")]

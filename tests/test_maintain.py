@@ -3,6 +3,7 @@ and the data read back is the same."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -56,14 +57,25 @@ def test_settled_partitions_are_compacted_and_vacuumed_the_rest_untouched(spark,
     assert contents(spark, path) == before
 
 
-def test_a_retention_shorter_than_the_tables_is_refused_before_anything_is_deleted(spark, make_cfg):
+def test_a_retention_shorter_than_the_tables_is_refused_before_anything_is_deleted(spark, make_cfg, capsys):
     cfg = make_cfg()
     path = cfg.table_path("labels")
     for batch in range(3):
         append_idempotent(scores_like(spark, batch, ["2026-11-01"]), path, "stream", batch)
-    with pytest.raises(FraudError, match=r"--vacuum-hours: expected at least 168 hours.*found 1"):
-        maintain.run(spark, cfg, ["labels"], vacuum_hours=1, today=TODAY)
+    other = cfg.table_path("alerts")  # a table whose retention allows it: maintained all the same
+    spark.createDataFrame([(1,)], "transaction_id long").write.format("delta").option(
+        "delta.deletedFileRetentionDuration", "interval 0 hours").save(other)
+    report = maintain.run(spark, cfg, ["labels", "alerts"], vacuum_hours=1, today=TODAY)
+    assert report["failed"] == ["labels"]
+    assert re.fullmatch(r"--vacuum-hours: expected at least 168 hours, the delta.deletedFileRetentionDuration of "
+                        r"\S+/labels, found 1: .*", report["tables"]["labels"]["failed"])
     assert files_per_day(spark, path) == {"2026-11-01": 3}
+    assert report["tables"]["alerts"]["vacuumed"]["retention_hours"] == 1
+    # the command reports every table, then fails naming the ones that failed
+    assert cli.main(["maintain", "--tables", "labels,alerts", "--vacuum-hours", "1", "--lake", cfg.get("paths.lake")]) == 2
+    out, err = capsys.readouterr()
+    assert '"failed": [\n    "labels"\n  ]' in out
+    assert "error: maintenance failed for labels: --vacuum-hours: expected at least 168 hours" in err
     # within the retention: the unpartitioned table is compacted whole; the removed files are kept 7 days
     report = maintain.run(spark, cfg, ["labels"], vacuum_hours=200, today=TODAY)["tables"]["labels"]
     assert report["compacted"]["files_removed"] == 3 and report["files_after"] == 1
