@@ -42,11 +42,8 @@ def run(spark: SparkSession, cfg: Config, input_path: str, model: str, test_star
     delay = int(tags["label_delay_hours"])
     threshold = float(tags["threshold"])
     clean.run(spark, cfg, input_path)
+    build_features.run(spark, cfg, delay)  # the days the input added or changed, if any
     features = build_features.read_features(spark, cfg, delay)
-    clean_rows = spark.read.format("delta").load(cfg.table_path("clean_transactions")).count()
-    if features is None or features.count() != clean_rows:  # clean_transactions only grows: rebuild if it did
-        build_features.run(spark, cfg, delay)
-        features = build_features.read_features(spark, cfg, delay)
     assert features is not None
     test_end = test_start + dt.timedelta(days=test_days)
     window: pd.DataFrame = features.where(

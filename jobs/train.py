@@ -44,8 +44,8 @@ HANDBOOK_TRAIN_START = dt.date(2018, 7, 25)
 
 def latest_split(spark: SparkSession, cfg: Config, shape: Split) -> Split:
     """`shape` moved so that its test days end with the newest day of `clean_transactions`: what a scheduled
-    retraining fits on (the newest training week whose test week is complete). `run` rebuilds the features
-    if they end before that day."""
+    retraining fits on (the newest training week whose test week is complete). `run` then builds the
+    features of the days cleaned since the last build."""
     path = cfg.table_path("clean_transactions")
     newest = (spark.read.format("delta").load(path).agg(F.max("tx_date")).collect()[0][0]
               if table_exists(spark, path) else None)
@@ -212,12 +212,9 @@ def run(spark: SparkSession, cfg: Config, split: Split, label_delay_hours: int, 
     """Train on `split` (with `latest`, `split` moved to end with the newest data, see `latest_split`)."""
     if input_path:
         clean.run(spark, cfg, input_path)
-        build_features.run(spark, cfg, label_delay_hours)
     if latest:
         split = latest_split(spark, cfg, split)
-        features = build_features.read_features(spark, cfg, label_delay_hours)
-        if features is None or features.agg(F.max("tx_date")).collect()[0][0] < split.test_end - dt.timedelta(days=1):
-            build_features.run(spark, cfg, label_delay_hours)  # built before the newest files were cleaned
+    build_features.run(spark, cfg, label_delay_hours)  # the days clean_transactions added or changed, if any
     rows, frauds = load_window(spark, cfg, split, label_delay_hours)
     try:
         result = train(rows, frauds, split, label_delay_hours, target_recall, max_fpr)

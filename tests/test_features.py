@@ -122,3 +122,59 @@ def test_a_table_built_by_other_definitions_is_replaced_not_read(spark, make_cfg
     assert {r.label_delay_hours for r in table.select("label_delay_hours").distinct().collect()} == {1}
     assert job.run(spark, cfg, 24)["rows"] == 3 and "replaced_stale_table" not in job.run(spark, cfg, 1)
     assert table.where("transaction_id = 2").first().card_mean_ratio_1d_30d == pytest.approx(1.0)
+
+
+def test_a_rebuild_computes_only_the_changed_days_and_equals_a_full_build(spark, make_cfg):
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from jobs import build_features as job
+
+    cfg = make_cfg()
+    rng = np.random.default_rng(7)
+    hours = np.sort(rng.uniform(0, 50 * 24, 600))  # 50 days, 5 cards, 3 terminals, some frauds
+    rows = [(i, float(h), int(rng.integers(1, 6)), int(rng.integers(1, 4)), float(rng.integers(1, 200)),
+             int(rng.random() < 0.1)) for i, h in enumerate(hours)]
+    every = tx(spark, rows).withColumn("tx_date", F.to_date("tx_datetime"))
+    clean_path, cut = cfg.table_path("clean_transactions"), T0 + dt.timedelta(days=40)  # 2018-05-12 10:00
+
+    def append(df):
+        df.write.format("delta").mode("append").partitionBy("tx_date").save(clean_path)
+
+    def table():
+        return (spark.read.format("delta").load(cfg.table_path("features_transactions"))
+                .where("label_delay_hours = 24").toPandas().sort_values("transaction_id").reset_index(drop=True))
+
+    def assert_equals_a_full_build(clean):
+        expected = build_features(clean, 24).toPandas().sort_values("transaction_id").reset_index(drop=True)
+        got = table()
+        assert got["transaction_id"].tolist() == expected["transaction_id"].tolist()
+        for name in FEATURE_NAMES:
+            assert np.allclose(got[name], expected[name], equal_nan=True), name
+
+    def files_before(day):
+        return {r.f for r in spark.read.format("delta").load(cfg.table_path("features_transactions"))
+                .where(f"tx_date < DATE'{day}'").select(F.col("_metadata.file_path").alias("f")).distinct().collect()}
+
+    append(every.where(F.col("tx_datetime") < cut))
+    assert job.run(spark, cfg, 24)["mode"] == "full"
+    kept = files_before("2018-05-12")
+    # the next file: the rest of 2018-05-12, and 8 more days. The history read starts 32 days before
+    append(every.where(F.col("tx_datetime") >= cut))
+    report = job.run(spark, cfg, 24)
+    assert report["mode"] == "changed days" and report["first_day_built"] == "2018-05-12"
+    assert files_before("2018-05-12") == kept  # the days before were not rewritten
+    assert report["days_built"] == every.where("tx_date >= DATE'2018-05-12'").select("tx_date").distinct().count()
+    assert report["rows"] == 600
+    assert_equals_a_full_build(every)
+    assert job.run(spark, cfg, 24) | {"table": None} == {
+        "table": None, "label_delay_hours": 24, "mode": "up to date", "days_built": 0, "first_day_built": None,
+        "rows": 600}
+    # a late file adds a fraud to an old day: that day and every later one are rebuilt
+    late = tx(spark, [(10_000, 20 * 24 + 5.5, 1, 2, 99.0, 1)]).withColumn("tx_date", F.to_date("tx_datetime"))
+    append(late)
+    report = job.run(spark, cfg, 24)
+    assert report["first_day_built"] == "2018-04-22" and report["rows"] == 601
+    assert_equals_a_full_build(every.unionByName(late))
+    assert job.run(spark, cfg, 24, full=True)["mode"] == "full"
+    assert_equals_a_full_build(every.unionByName(late))

@@ -72,7 +72,7 @@ def test_evaluate_reproduces_the_test_metrics_and_writes_scores(spark, cfg, raw,
     build_features.run(spark, cfg, 168)
     clean.run(spark, cfg, str(raw))
     # --latest: the test week ends with the data's last day, 2018-05-30 (60 days from 2018-04-01), and the
-    # features, which ended on 2018-04-30, are rebuilt first
+    # features, which ended on 2018-04-30, get the days from 2018-05-01 first (fraud features, incremental)
     summary = train.run(spark, cfg, SPLIT, 168, latest=True)
     assert summary["split"] | {"delay_days": "7"} == {
         "train_start": "2018-05-10", "val_start": "2018-05-15", "train_end": "2018-05-17", "test_start": "2018-05-24",
