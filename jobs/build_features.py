@@ -6,8 +6,9 @@ features/definitions.py for one label delay (a partition per delay).
 
 Incremental: the days whose clean transactions changed since the last build (new days, or a late file that
 added rows to an older day) are rebuilt from the first such day on, reading only the look-back before it
-(the longest window plus the label delay). A day "changed" if its fingerprint (row count, sums of the ids,
-labels and time) differs between clean_transactions and the features. `--full` rebuilds the delay whole.
+(the longest window plus the label delay). A day "changed" if its fingerprint (row count, exact sums of the
+ids, labels, times, cards, terminals and amounts in cents) differs between clean_transactions and the
+features. `--full` rebuilds the delay whole.
 """
 from __future__ import annotations
 
@@ -49,14 +50,17 @@ def _fingerprints(df: DataFrame) -> DataFrame:
         F.count(F.lit(1)).alias("rows"), F.sum("transaction_id").alias("ids"),
         F.sum(F.coalesce(F.col("tx_fraud"), F.lit(0))).alias("frauds"),
         F.sum(F.unix_timestamp("tx_datetime")).alias("seconds"),
-        F.sum(F.col("customer_id").cast("long") * 1_000_003 + F.col("terminal_id")).alias("entities"))
+        F.sum(F.col("customer_id").cast("long") * 1_000_003 + F.col("terminal_id")).alias("entities"),
+        # integer cents per row: a sum that does not depend on the order of the rows, unlike a float sum
+        F.sum(F.round(F.col("tx_amount") * 100).cast("long")).alias("cents"))
 
 
 def first_changed_day(clean: DataFrame, built: DataFrame) -> dt.date | None:
     """The first tx_date whose transactions differ between clean_transactions and the built features (a day
     on one side only counts), or None if none does."""
     a, b = _fingerprints(clean).alias("a"), _fingerprints(built).alias("b")
-    differs = [~F.col(f"a.{c}").eqNullSafe(F.col(f"b.{c}")) for c in ("rows", "ids", "frauds", "seconds", "entities")]
+    differs = [~F.col(f"a.{c}").eqNullSafe(F.col(f"b.{c}"))
+               for c in ("rows", "ids", "frauds", "seconds", "entities", "cents")]
     condition = differs[0]
     for d in differs[1:]:
         condition = condition | d

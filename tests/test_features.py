@@ -176,5 +176,10 @@ def test_a_rebuild_computes_only_the_changed_days_and_equals_a_full_build(spark,
     report = job.run(spark, cfg, 24)
     assert report["first_day_built"] == "2018-04-22" and report["rows"] == 601
     assert_equals_a_full_build(every.unionByName(late))
+    # an amount corrected in place: same rows, same ids
+    spark.sql(f"UPDATE delta.`{clean_path}` SET tx_amount = tx_amount + 0.01 WHERE transaction_id = 450")
+    day = str(spark.read.format("delta").load(clean_path).where("transaction_id = 450").first().tx_date)
+    assert job.run(spark, cfg, 24)["first_day_built"] == day
+    assert_equals_a_full_build(spark.read.format("delta").load(clean_path))
     assert job.run(spark, cfg, 24, full=True)["mode"] == "full"
-    assert_equals_a_full_build(every.unionByName(late))
+    assert_equals_a_full_build(spark.read.format("delta").load(clean_path))
