@@ -18,7 +18,7 @@ import json
 import math
 import sys
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.batch import build_features
@@ -44,23 +44,28 @@ def read_features(spark: SparkSession, cfg: Config, label_delay_hours: int) -> D
     return df if df.limit(1).count() else None
 
 
+FINGERPRINT = ("rows", "ids", "frauds", "seconds", "cards", "terminals", "cents")
+
+
 def _fingerprints(df: DataFrame) -> DataFrame:
-    """One row per tx_date: what identifies the day's transactions and labels (exact integer sums)."""
+    """One row per tx_date: what identifies the day's transactions and labels. Every sum is of integers, as
+    decimal(38,0): exact whatever the order of the rows (unlike a float sum), and never overflowing (a long
+    sum could, which ANSI mode makes an error). Amounts count as whole cents."""
+    def total(column: Column) -> Column:
+        return F.sum(column.cast("decimal(38,0)"))
+
     return df.groupBy("tx_date").agg(
-        F.count(F.lit(1)).alias("rows"), F.sum("transaction_id").alias("ids"),
-        F.sum(F.coalesce(F.col("tx_fraud"), F.lit(0))).alias("frauds"),
-        F.sum(F.unix_timestamp("tx_datetime")).alias("seconds"),
-        F.sum(F.col("customer_id").cast("long") * 1_000_003 + F.col("terminal_id")).alias("entities"),
-        # integer cents per row: a sum that does not depend on the order of the rows, unlike a float sum
-        F.sum(F.round(F.col("tx_amount") * 100).cast("long")).alias("cents"))
+        F.count(F.lit(1)).alias("rows"), total(F.col("transaction_id")).alias("ids"),
+        total(F.coalesce(F.col("tx_fraud"), F.lit(0))).alias("frauds"),
+        total(F.unix_timestamp("tx_datetime")).alias("seconds"), total(F.col("customer_id")).alias("cards"),
+        total(F.col("terminal_id")).alias("terminals"), total(F.round(F.col("tx_amount") * 100)).alias("cents"))
 
 
 def first_changed_day(clean: DataFrame, built: DataFrame) -> dt.date | None:
     """The first tx_date whose transactions differ between clean_transactions and the built features (a day
     on one side only counts), or None if none does."""
     a, b = _fingerprints(clean).alias("a"), _fingerprints(built).alias("b")
-    differs = [~F.col(f"a.{c}").eqNullSafe(F.col(f"b.{c}"))
-               for c in ("rows", "ids", "frauds", "seconds", "entities", "cents")]
+    differs = [~F.col(f"a.{c}").eqNullSafe(F.col(f"b.{c}")) for c in FINGERPRINT]
     condition = differs[0]
     for d in differs[1:]:
         condition = condition | d
