@@ -44,9 +44,6 @@ def read_features(spark: SparkSession, cfg: Config, label_delay_hours: int) -> D
     return df if df.limit(1).count() else None
 
 
-FINGERPRINT = ("rows", "ids", "frauds", "seconds", "cards", "terminals", "cents")
-
-
 def _fingerprints(df: DataFrame) -> DataFrame:
     """One row per tx_date: what identifies the day's transactions and labels. Every sum is of integers, as
     decimal(38,0): exact whatever the order of the rows (unlike a float sum), and never overflowing (a long
@@ -65,7 +62,7 @@ def first_changed_day(clean: DataFrame, built: DataFrame) -> dt.date | None:
     """The first tx_date whose transactions differ between clean_transactions and the built features (a day
     on one side only counts), or None if none does."""
     a, b = _fingerprints(clean).alias("a"), _fingerprints(built).alias("b")
-    differs = [~F.col(f"a.{c}").eqNullSafe(F.col(f"b.{c}")) for c in FINGERPRINT]
+    differs = [~F.col(f"a.{c}").eqNullSafe(F.col(f"b.{c}")) for c in a.columns if c != "tx_date"]
     condition = differs[0]
     for d in differs[1:]:
         condition = condition | d
@@ -101,11 +98,10 @@ def run(spark: SparkSession, cfg: Config, label_delay_hours: int, full: bool = F
                                               f"{sorted(set(old.columns) - set(columns))}): replaced whole; "
                                               "rebuild any other label delay you use")
             print(f"fraud features: {report['replaced_stale_table']}", flush=True)
-        elif not full and old.where(F.col("label_delay_hours") == label_delay_hours).limit(1).count():
-            start = first_changed_day(clean, old.where(F.col("label_delay_hours") == label_delay_hours))
+        elif not full and (mine := old.where(F.col("label_delay_hours") == label_delay_hours)).limit(1).count():
+            start = first_changed_day(clean, mine)
             if start is None:
-                report.update(mode="up to date", days_built=0, first_day_built=None,
-                              rows=old.where(F.col("label_delay_hours") == label_delay_hours).count())
+                report.update(mode="up to date", days_built=0, first_day_built=None, rows=mine.count())
                 return report
     source = clean
     if start is not None:
@@ -117,11 +113,11 @@ def run(spark: SparkSession, cfg: Config, label_delay_hours: int, full: bool = F
     writer = features.write.format("delta").mode("overwrite").partitionBy("label_delay_hours", "tx_date")
     writer = writer.option("overwriteSchema", "true") if overwrite_schema else writer.option("replaceWhere", replace)
     writer.save(path)
-    built = spark.read.format("delta").load(path).where(F.col("label_delay_hours") == label_delay_hours)
-    days = (built.where(F.col("tx_date") >= F.lit(start)) if start else built).agg(
-        F.countDistinct("tx_date"), F.min("tx_date")).collect()[0]
-    report.update(mode="full" if start is None else "changed days", days_built=days[0],
-                  first_day_built=days[1].isoformat() if days[1] else None, rows=built.count())
+    built_day = F.col("tx_date") if start is None else F.when(F.col("tx_date") >= F.lit(start), F.col("tx_date"))
+    rows, days, first = (spark.read.format("delta").load(path).where(F.col("label_delay_hours") == label_delay_hours)
+                         .agg(F.count(F.lit(1)), F.countDistinct(built_day), F.min(built_day)).collect()[0])
+    report.update(mode="full" if start is None else "changed days", days_built=days,
+                  first_day_built=first.isoformat() if first else None, rows=rows)
     return report
 
 
