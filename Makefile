@@ -6,17 +6,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 JARS := .jars
+OPERATOR_SOURCES := $(shell find features/jvm -name '*.java' -o -name pom.xml) spark-submit/pom.xml
 PROMETHEUS := .tools/prometheus
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test check-tools jars venv prometheus kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile bench-state-layout bench-delta-append clean clean-state
+.PHONY: help setup demo test check-tools jars operators venv prometheus kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile bench-state-layout bench-delta-append clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
 	@echo "make test   set up if needed, then run the whole test suite"
-	@echo "make setup  only set up: .venv (Python deps), .jars (JVM jars via Maven), .tools/prometheus (Debian's package)"
+	@echo "make setup  only set up: .venv (Python deps), .jars (JVM jars via Maven, the stream's operators built from features/jvm), .tools/prometheus (Debian's package)"
 
-setup: check-tools $(VENV)/.installed $(JARS)/.fetched $(PROMETHEUS)/.fetched
+setup: check-tools $(VENV)/.installed $(JARS)/.fetched $(JARS)/operators/.built $(PROMETHEUS)/.fetched
 
 check-tools:
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; Python 3.10-3.13 is required" >&2; exit 1; }
@@ -35,6 +36,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 jars: $(JARS)/.fetched
 $(JARS)/.fetched: spark-submit/pom.xml spark-submit/fetch-jars.sh | $(VENV)/.installed
 	spark-submit/fetch-jars.sh $(JARS) "$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+	@touch $@
+
+# the stream's stateful operators (Java, features/jvm), built by Maven against the parent pom's Spark; the
+# digest of their sources is kept beside the jar, and jobs/session.py refuses a jar built from other sources
+operators: $(JARS)/operators/.built
+$(JARS)/operators/.built: $(OPERATOR_SOURCES) | $(VENV)/.installed
+	mvn -B -q -f spark-submit/pom.xml -P operators package
+	@rm -rf $(JARS)/operators && mkdir -p $(JARS)/operators
+	cp $(JARS)/operators-build/fraud-operators.jar $(JARS)/operators/
+	$(BIN)/python -c 'from jobs.session import operator_sources_digest; print(operator_sources_digest())' > $(JARS)/operators/sources.sha256
 	@touch $@
 
 # prometheus and promtool for the monitoring tests: Debian's package, unpacked here (no service, no root

@@ -25,8 +25,8 @@ def event_hour(ts: Column) -> Column:
     return F.floor(F.unix_timestamp(ts) / HOUR).cast("long")
 
 
-def _measure(name: str) -> Column:
-    """The value a transaction adds to an aggregate of MEASURES `name`."""
+def measure_value(name: str) -> Column:
+    """The value a transaction adds to an aggregate of MEASURES `name` (the stream's operators sum the same)."""
     amount = F.col("tx_amount").cast("double")
     values = {"count": F.lit(1.0), "amount": amount, "fraud": F.col("tx_fraud").cast("double"), "amount_sq": amount * amount}
     return values[name]
@@ -47,7 +47,7 @@ def compute_aggregates(tx: DataFrame, label_delay_hours: int) -> DataFrame:
     for entity in ("card", "terminal"):
         aggs = [a for a in AGGREGATES if a.entity == entity]
         key = aggs[0].key
-        hourly = out.groupBy(key, "hour").agg(*[F.sum(_measure(m)).alias(f"_h_{m}") for m in MEASURES])
+        hourly = out.groupBy(key, "hour").agg(*[F.sum(measure_value(m)).alias(f"_h_{m}") for m in MEASURES])
         by_hour = Window.partitionBy(key).orderBy("hour")
         sums = []
         for a in aggs:
@@ -60,7 +60,7 @@ def compute_aggregates(tx: DataFrame, label_delay_hours: int) -> DataFrame:
                    .rowsBetween(Window.unboundedPreceding, Window.currentRow))
         for a in aggs:
             if a.hour_range(label_delay_hours)[1] == 0:
-                out = out.withColumn(a.name, F.col(a.name) + F.sum(_measure(a.measure)).over(in_hour))
+                out = out.withColumn(a.name, F.col(a.name) + F.sum(measure_value(a.measure)).over(in_hour))
     return out
 
 

@@ -27,8 +27,11 @@ TERMINAL_WINDOWS_DAYS = (1, 7, 14, 21, 30)
 DEFAULT_LABEL_DELAY_HOURS = 7 * 24
 ENTITY_KEYS = {"card": "customer_id", "terminal": "terminal_id"}
 # what an aggregate sums, per transaction: 1, its amount, its fraud label, its amount squared (for the
-# card's amount variance); features/batch.py and features/state.py each compute these four
+# card's amount variance); features/batch.py says how each is computed, for the batch job and the stream
 MEASURES = ("count", "amount", "fraud", "amount_sq")
+# the measures a late label changes: a label increment (+1 when a transaction is confirmed fraud, -1 when
+# a label is withdrawn) adds to these at the labelled transaction's hour, and to no other measure
+LABEL_MEASURES = ("fraud",)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ def _aggregates() -> tuple[Aggregate, ...]:
 
 
 AGGREGATES: tuple[Aggregate, ...] = _aggregates()
+
+
+def lookback_hours(entity: str, label_delay_hours: int) -> int:
+    """How many hours before a transaction's hour the entity's aggregates reach: what its state keeps."""
+    return max(-a.hour_range(label_delay_hours)[0] for a in AGGREGATES if a.entity == entity)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 `configure_spark(builder, cfg)` takes a builder and returns it with this project's settings (the style of
 Delta's `configure_spark_with_delta_pip`), so a caller can still add its own before `getOrCreate()`.
-The JVM jars come from the folder `make jars` filled from `spark-submit/pom.xml`: nothing is downloaded
-when Spark starts (no spark.jars.packages).
+The JVM jars come from the folders `make jars` filled from `spark-submit/pom.xml` and `make operators` built
+from `features/jvm`: nothing is downloaded when Spark starts (no spark.jars.packages).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -23,22 +24,55 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
-def list_jars(folder: str | Path, what: str = "paths.spark_jars") -> list[str]:
-    """Return the jar files of a folder filled by `make jars`, or raise SetupError saying how to fetch them."""
+def list_jars(folder: str | Path, what: str = "paths.spark_jars", target: str = "make jars") -> list[str]:
+    """Return the jar files of a folder filled by `target`, or raise SetupError saying how to fill it."""
     path = Path(folder)
     jars = sorted(str(p) for p in path.glob("*.jar")) if path.is_dir() else []
     if not jars:
         raise SetupError(
-            f"no JVM jars in {path} ({what}): run `make jars` (part of `make setup`), which fetches them "
-            "with Maven from spark-submit/pom.xml"
+            f"no JVM jars in {path} ({what}): run `{target}` (part of `make setup`), which fetches or builds "
+            "them with Maven from spark-submit/pom.xml"
         )
+    return jars
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# what the operators' jar is built from (make operators): its digest is kept beside the jar
+OPERATOR_SOURCES = ("features/jvm", "spark-submit/pom.xml")
+OPERATOR_DIGEST = "sources.sha256"
+
+
+def operator_sources_digest(root: Path = ROOT) -> str | None:
+    """The SHA-256 of the operators' sources (OPERATOR_SOURCES: the Java files and both poms), or None where
+    they are not there (a cluster's driver, which gets the jar alone)."""
+    files: list[Path] = []
+    for name in OPERATOR_SOURCES:
+        path = root / name
+        files += sorted(p for p in path.rglob("*") if p.suffix in (".java", ".xml")) if path.is_dir() else \
+            [path] if path.is_file() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def operator_jars(folder: str | Path, root: Path = ROOT) -> list[str]:
+    """The operators' jar (`make operators`), or SetupError if it is missing or older than its sources."""
+    jars = list_jars(folder, "paths.operator_jars", "make operators")
+    expected = operator_sources_digest(root)
+    recorded = Path(folder) / OPERATOR_DIGEST
+    if expected is not None and (not recorded.is_file() or recorded.read_text().strip() != expected):
+        raise SetupError(f"the stream's operators in {folder} (paths.operator_jars) were built from other sources "
+                         "than features/jvm holds now: run `make operators` (part of `make setup`) to rebuild them")
     return jars
 
 
 def spark_settings(cfg: Config) -> dict[str, str]:
     """Return the Spark settings this project sets on every session (jars, Delta, RocksDB, UTC, Arrow)."""
     settings = {
-        "spark.jars": ",".join(list_jars(cfg.path("paths.spark_jars"))),
+        "spark.jars": ",".join(list_jars(cfg.path("paths.spark_jars")) + operator_jars(cfg.path("paths.operator_jars"))),
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,

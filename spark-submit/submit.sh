@@ -8,7 +8,7 @@
 #   Kubernetes:  spark-submit/submit.sh --master k8s://https://API:6443 --deploy-mode cluster \
 #                    --image registry/fraud:0.1.0 jobs/ingest_stream.py --env cluster
 #
-# What it ships: the jars of .jars/spark (make jars) with --jars; the packages jobs/, features/, models/
+# What it ships: the jars of .jars/spark (make jars) and .jars/operators (make operators) with --jars; the packages jobs/, features/, models/
 # as one zip with --py-files; the conf/ folder as an archive unpacked as ./conf next to the driver and
 # executors (FRAUD_CONF_DIR points there). Python dependencies (setup.cfg) must be installed on the nodes
 # (or in the image on Kubernetes); spark-submit/log4j2.properties is the driver's and executors' logging
@@ -32,8 +32,10 @@ job=${1:?"usage: spark-submit/submit.sh [--master M] [--deploy-mode D] [--image 
 shift
 [ -f "$root/$job" ] || [ -f "$job" ] || { echo "submit: job file $job not found (expected e.g. jobs/ingest_stream.py)" >&2; exit 2; }
 jar_dir="$root/.jars/spark"
+operator_dir="$root/.jars/operators"
 ls "$jar_dir"/*.jar >/dev/null 2>&1 || { echo "submit: no jars in $jar_dir: run \`make jars\` first" >&2; exit 2; }
-jars=$(ls "$jar_dir"/*.jar | paste -sd, -)
+ls "$operator_dir"/*.jar >/dev/null 2>&1 || { echo "submit: no jar in $operator_dir: run \`make operators\` first" >&2; exit 2; }
+jars=$(ls "$jar_dir"/*.jar "$operator_dir"/*.jar | paste -sd, -)
 spark_submit=${SPARK_SUBMIT:-$(command -v spark-submit || echo "$root/.venv/bin/spark-submit")}
 
 dist="$root/.state/dist"

@@ -1,0 +1,129 @@
+"""The stream's stateful step: AGGREGATES per card and per terminal, kept in Spark's state by a JVM operator.
+
+The operator (features/jvm, `io.frauddetect.features.WindowedSums`) holds only the arithmetic of hourly
+buckets; what it computes is handed to it here, as data, from features/definitions.py: the entity's key,
+the measures (features/batch.py's `measure_value`, the batch job's own), each aggregate's name, measure
+and hour range, and the look-back that bounds the state. It is Java because each state read or write of a
+Python operator is a round trip to the JVM (benchmarks/results/state_layout.json).
+
+Per key and micro-batch, the operator sorts the key's rows in event order (time, then transaction id),
+reads the key's buckets (one state value), computes each row's windows exactly as features/batch.py does,
+folds the rows into the buckets, drops the hours past the look-back (a day at a time) and writes the value
+back. A key not updated for `ttl_days` of processing time expires.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, LongType, StructField, StructType
+
+from features.batch import event_hour, measure_value
+from features.definitions import AGGREGATES, ENTITY_KEYS, LABEL_MEASURES, MEASURES, lookback_hours
+
+OPERATOR_CLASS = "io.frauddetect.features.WindowedSums"
+SECONDS = "event_seconds"
+# the initial state of an operator: one row per key, its hours ascending and their sums (hours x MEASURES)
+SEED_SCHEMA = StructType([StructField("key", LongType(), False), StructField("hours", ArrayType(IntegerType(), False), False),
+                          StructField("sums", ArrayType(DoubleType(), False), False)])
+DAY_HOURS = 24
+
+
+class OperatorMissingError(RuntimeError):
+    """The operator's class is not on Spark's classpath."""
+
+
+def _measure_column(measure: str) -> str:
+    return f"measure_{measure}"
+
+
+def spec(entity: str, label_delay_hours: int, ttl_days: int | None, bypass: Sequence[str] = (),
+         label_column: str | None = None, duplicate_column: str | None = None) -> dict[str, object]:
+    """The operator's spec for one entity, from AGGREGATES (see features/jvm's WindowSpec).
+
+    Args:
+        entity: "card" or "terminal".
+        label_delay_hours: the label delay of the delayed aggregates.
+        ttl_days: days of processing time after which an idle key's state expires (None: never).
+        bypass: boolean columns; a row with any of them true goes through untouched, with null aggregates.
+        label_column: the boolean column of label increments (they are never duplicates).
+        duplicate_column: with a name, a transaction id the key counted before is flagged in this column
+            and counted nowhere.
+    """
+    windows = []
+    for a in AGGREGATES:
+        if a.entity == entity:
+            first, last = a.hour_range(label_delay_hours)
+            windows.append({"name": a.name, "measure": _measure_column(a.measure), "first": first, "last": last})
+    measures = [_measure_column(m) for m in MEASURES]
+    return {"key": ENTITY_KEYS[entity], "seconds": SECONDS, "id": "transaction_id", "measures": measures,
+            "windows": windows, "lookback_hours": lookback_hours(entity, label_delay_hours), "ttl_days": ttl_days,
+            "bypass": list(bypass), "dedupe_exempt": label_column if duplicate_column else None,
+            "duplicate_column": duplicate_column, "drop": [SECONDS, *measures]}
+
+
+def _measures(label_column: str | None) -> list[Column]:
+    """Each MEASURES value of a row: a transaction's (features/batch.py), or a label increment's, which adds its
+    `tx_fraud` (+1 or -1) to the LABEL_MEASURES and nothing else."""
+    columns = []
+    for m in MEASURES:
+        value = measure_value(m)
+        if label_column is not None:
+            value = F.when(F.col(label_column), value if m in LABEL_MEASURES else F.lit(0.0)).otherwise(value)
+        columns.append(F.coalesce(value.cast("double"), F.lit(0.0)).alias(_measure_column(m)))
+    return columns
+
+
+def add_aggregates(rows: DataFrame, entity: str, label_delay_hours: int, ttl_days: int | None,
+                   initial: DataFrame | None = None, bypass: Sequence[str] = (), label_column: str | None = None,
+                   duplicate_column: str | None = None) -> DataFrame:
+    """A stream of transactions -> the same rows with the entity's AGGREGATES columns, from Spark's state.
+
+    Args:
+        rows: transactions with transaction_id, tx_datetime, tx_amount, tx_fraud (null: 0) and the entity's key.
+        entity, label_delay_hours, ttl_days, bypass, label_column, duplicate_column: see `spec`.
+        initial: the state to start a new query from (`seed_state`); None starts empty. Spark reads it in
+            the query's first micro-batch only.
+
+    Returns:
+        The rows (any order), their columns then one double per aggregate (null for a bypassing or duplicate
+        row), then `duplicate_column` if given.
+
+    Example:
+        >>> add_aggregates(transactions, "card", 24, ttl_days=45, duplicate_column="duplicate")
+    """
+    spark = rows.sparkSession
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    operator = jvm
+    for part in OPERATOR_CLASS.split("."):
+        operator = getattr(operator, part)
+    if not hasattr(operator, "apply") or "JavaPackage" in type(operator).__name__:
+        raise OperatorMissingError(f"the stream's stateful operator {OPERATOR_CLASS} is not on Spark's classpath: "
+                                   "run `make operators` (part of `make setup`) and start Spark with jobs/session.py")
+    prepared = rows.select("*", F.unix_timestamp("tx_datetime").alias(SECONDS), *_measures(label_column))
+    seed = initial if initial is not None else spark.createDataFrame([], SEED_SCHEMA)
+    text = json.dumps(spec(entity, label_delay_hours, ttl_days, bypass, label_column, duplicate_column))
+    return DataFrame(operator.apply(prepared._jdf, text, seed._jdf), spark)
+
+
+def seed_state(transactions: DataFrame, entity: str, label_delay_hours: int, newest_hour: int) -> DataFrame:
+    """The initial state of an entity's operator from history: the hourly buckets of the look-back before
+    `newest_hour` (whole days, as the operator keeps them), one SEED_SCHEMA row per key.
+
+    Args:
+        transactions: labelled history (clean_transactions): the entity's key, tx_datetime, tx_amount, tx_fraud.
+        newest_hour: the hour (since the epoch) of the newest transaction in it.
+    """
+    oldest = (newest_hour - lookback_hours(entity, label_delay_hours)) // DAY_HOURS * DAY_HOURS
+    key = ENTITY_KEYS[entity]
+    hourly = (transactions.withColumn("hour", event_hour(F.col("tx_datetime")))
+              .where(F.col("hour") >= oldest)
+              .groupBy(key, "hour").agg(*[F.sum(measure_value(m)).cast("double").alias(m) for m in MEASURES]))
+    buckets = F.array_sort(F.collect_list(F.struct(F.col("hour").cast("int").alias("hour"), *MEASURES)))
+    per_key = hourly.groupBy(F.col(key).cast("long").alias("key")).agg(buckets.alias("b"))
+    return per_key.select("key", F.transform("b", lambda b: b["hour"]).alias("hours"),
+                          F.flatten(F.transform("b", lambda b: F.array(*[b[m] for m in MEASURES]))).alias("sums"))
+
