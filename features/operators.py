@@ -25,9 +25,12 @@ from features.definitions import AGGREGATES, ENTITY_KEYS, LABEL_MEASURES, MEASUR
 
 OPERATOR_CLASS = "io.frauddetect.features.WindowedSums"
 SECONDS = "event_seconds"
-# the initial state of an operator: one row per key, its hours ascending and their sums (hours x MEASURES)
+# the initial state of an operator: one row per key, its hours ascending and their sums (hours x MEASURES),
+# and the transactions it counted (with their hours), so that one sent again is a duplicate
 SEED_SCHEMA = StructType([StructField("key", LongType(), False), StructField("hours", ArrayType(IntegerType(), False), False),
-                          StructField("sums", ArrayType(DoubleType(), False), False)])
+                          StructField("sums", ArrayType(DoubleType(), False), False),
+                          StructField("ids", ArrayType(LongType(), False), False),
+                          StructField("id_hours", ArrayType(IntegerType(), False), False)])
 DAY_HOURS = 24
 
 
@@ -48,7 +51,8 @@ def spec(entity: str, label_delay_hours: int, ttl_days: int | None, bypass: Sequ
         label_delay_hours: the label delay of the delayed aggregates.
         ttl_days: days of processing time after which an idle key's state expires (None: never).
         bypass: boolean columns; a row with any of them true goes through untouched, with null aggregates.
-        label_column: the boolean column of label increments (they are never duplicates).
+        label_column: the boolean column of label increments: they add to LABEL_MEASURES only, and are never
+            duplicates.
         duplicate_column: with a name, a transaction id the key counted before is flagged in this column
             and counted nowhere.
     """
@@ -109,21 +113,29 @@ def add_aggregates(rows: DataFrame, entity: str, label_delay_hours: int, ttl_day
     return DataFrame(operator.apply(prepared._jdf, text, seed._jdf), spark)
 
 
-def seed_state(transactions: DataFrame, entity: str, label_delay_hours: int, newest_hour: int) -> DataFrame:
+def seed_state(transactions: DataFrame, entity: str, label_delay_hours: int, newest_hour: int,
+               with_ids: bool = False) -> DataFrame:
     """The initial state of an entity's operator from history: the hourly buckets of the look-back before
     `newest_hour` (whole days, as the operator keeps them), one SEED_SCHEMA row per key.
 
     Args:
-        transactions: labelled history (clean_transactions): the entity's key, tx_datetime, tx_amount, tx_fraud.
+        transactions: labelled history (clean_transactions): transaction_id, the entity's key, tx_datetime,
+            tx_amount, tx_fraud.
         newest_hour: the hour (since the epoch) of the newest transaction in it.
+        with_ids: keep the transaction ids too (for an operator that detects duplicates).
     """
     oldest = (newest_hour - lookback_hours(entity, label_delay_hours)) // DAY_HOURS * DAY_HOURS
     key = ENTITY_KEYS[entity]
-    hourly = (transactions.withColumn("hour", event_hour(F.col("tx_datetime")))
-              .where(F.col("hour") >= oldest)
-              .groupBy(key, "hour").agg(*[F.sum(measure_value(m)).cast("double").alias(m) for m in MEASURES]))
-    buckets = F.array_sort(F.collect_list(F.struct(F.col("hour").cast("int").alias("hour"), *MEASURES)))
-    per_key = hourly.groupBy(F.col(key).cast("long").alias("key")).agg(buckets.alias("b"))
+    recent = transactions.withColumn("hour", event_hour(F.col("tx_datetime")).cast("int")).where(F.col("hour") >= oldest)
+    ids = F.collect_list(F.struct("hour", F.col("transaction_id").cast("long").alias("id"))) if with_ids else \
+        F.array().cast("array<struct<hour:int,id:bigint>>")
+    hourly = recent.groupBy(key, "hour").agg(*[F.sum(measure_value(m)).cast("double").alias(m) for m in MEASURES],
+                                             ids.alias("ids"))
+    buckets = F.array_sort(F.collect_list(F.struct("hour", *MEASURES)))
+    per_key = hourly.groupBy(F.col(key).cast("long").alias("key")).agg(buckets.alias("b"),
+                                                                       F.flatten(F.collect_list("ids")).alias("i"))
     return per_key.select("key", F.transform("b", lambda b: b["hour"]).alias("hours"),
-                          F.flatten(F.transform("b", lambda b: F.array(*[b[m] for m in MEASURES]))).alias("sums"))
+                          F.flatten(F.transform("b", lambda b: F.array(*[b[m] for m in MEASURES]))).alias("sums"),
+                          F.transform("i", lambda i: i["id"]).alias("ids"),
+                          F.transform("i", lambda i: i["hour"]).alias("id_hours"))
 

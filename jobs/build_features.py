@@ -22,8 +22,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.batch import build_features
-from features.definitions import FEATURE_NAMES, parse_delay
-from features.state import lookback_hours
+from features.definitions import FEATURE_NAMES, lookback_hours, parse_delay
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError

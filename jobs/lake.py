@@ -161,6 +161,14 @@ def list_files(spark: SparkSession, location: str, suffix: str = ".txt", recursi
         and not p.getName().startswith(("_", ".")))
 
 
+def path_exists(spark: SparkSession, location: str) -> bool:
+    """True if a file or folder exists at a location, on any Hadoop file system."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
+
+
 def describe_detail(spark: SparkSession, path: str) -> Any:
     """DESCRIBE DETAIL of the Delta table at `path`: one row (numFiles, partitionColumns, properties, ...)."""
     return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]

@@ -22,12 +22,16 @@ class StreamMetrics:
         self.scored = Counter("fraud_transactions_scored", "transactions scored", registry=r)
         self.alerts = Counter("fraud_alerts", "transactions flagged as fraud", registry=r)
         self.labels = Counter("fraud_labels", "labels of scored transactions applied to the fraud state", registry=r)
-        self.dead_letters = Counter("fraud_dead_letters", "malformed messages sent to dead_letters", registry=r)
+        self.dead_letters = Counter("fraud_dead_letters", "messages sent to dead_letters: malformed, breaking a "
+                                    "cleaning rule, duplicate, or a label of no scored transaction", registry=r)
+        self.duplicates = Counter("fraud_duplicates", "transactions whose id their card had counted already "
+                                  "(not scored again; in dead_letters)", registry=r)
         self.batch_seconds = Histogram("fraud_batch_duration_seconds", "scoring micro-batch duration",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.stage_seconds = Counter("fraud_batch_stage_seconds", "seconds spent per stage of the micro-batches: state "
-                                     "(Kafka read, parse, stateful steps), score, sinks (scores, alerts and the "
-                                     "alerts topic, written concurrently), labels, dead_letters", ["stage"], registry=r)
+                                     "(Kafka read, parse, stateful steps), alerts_topic (scoring and the alerts "
+                                     "topic), tables (scores and alerts, committed concurrently), labels, "
+                                     "dead_letters", ["stage"], registry=r)
         self.latency = Histogram("fraud_end_to_end_latency_seconds", "Kafka timestamp to scored", buckets=LATENCY_BUCKETS,
                                  registry=r)
         self.score = Histogram("fraud_score", "model scores", buckets=SCORE_BUCKETS, registry=r)

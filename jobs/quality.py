@@ -63,19 +63,24 @@ def prepare_lines(lines: DataFrame) -> DataFrame:
         *[F.when(F.size(parts) > i, parts[i]).alias(c) for i, c in enumerate(TRANSACTION_COLUMNS)],
     )
     typed = to_typed(strings, required=tuple(TRANSACTION_COLUMNS))
+    return typed.select("*", *derived_columns())
+
+
+def derived_columns() -> list[Column]:
+    """The columns the suite's pair rules compare, computed from a typed transaction's columns."""
     dt = F.col("tx_datetime")
     labels_in_range = F.col("tx_fraud").isin(0, 1) & F.col("tx_fraud_scenario").between(0, 3)
-    return typed.select(
-        "*",
+    return [
         F.floor(F.col("tx_time_seconds") / SECONDS_PER_DAY).cast("long").alias("tx_time_days_from_seconds"),
         F.pmod(F.col("tx_time_seconds"), F.lit(SECONDS_PER_DAY)).cast("long").alias("tx_seconds_of_day"),
         (F.hour(dt) * 3600 + F.minute(dt) * 60 + F.second(dt)).cast("long").alias("tx_seconds_of_day_from_datetime"),
         F.when(labels_in_range, (F.col("tx_fraud_scenario") > 0).cast("int")).alias("tx_fraud_from_scenario"),
-    )
+    ]
 
 
-VALIDATED_COLUMNS = ["field_count", *TRANSACTION_COLUMNS, "tx_time_days_from_seconds", "tx_seconds_of_day",
-                     "tx_seconds_of_day_from_datetime", "tx_fraud_from_scenario"]
+DERIVED_COLUMNS = ["tx_time_days_from_seconds", "tx_seconds_of_day", "tx_seconds_of_day_from_datetime",
+                   "tx_fraud_from_scenario"]
+VALIDATED_COLUMNS = ["field_count", *TRANSACTION_COLUMNS, *DERIVED_COLUMNS]
 
 
 def rule_fails(rule: Rule) -> Column:
@@ -103,6 +108,26 @@ def rule_fails(rule: Rule) -> Column:
         c = F.col(kw["column"])
         return c.isNotNull() & (F.count(F.lit(1)).over(Window.partitionBy(c)) > 1)
     raise ValueError(f"rule {rule.name}: expectation type {rule.type!r} has no row-level form in jobs/quality.py")
+
+
+def _columns_of(rule: Rule) -> list[str]:
+    return [v for k, v in rule.kwargs.items() if k in ("column", "column_A", "column_B")]
+
+
+def message_rules(rules: list[Rule]) -> list[Rule]:
+    """The rules that judge one transaction message on its own (the stream's): not uniqueness (a property of a
+    whole file; the stream finds duplicates in its state), not presence (parsing already requires the fields
+    and the labels are optional), not the raw line's field count."""
+    own = set(TRANSACTION_COLUMNS) | set(DERIVED_COLUMNS)
+    return [r for r in rules if r.type not in ("expect_column_values_to_be_unique", "expect_column_values_to_not_be_null")
+            and all(c in own for c in _columns_of(r))]
+
+
+def rule_errors(rules: list[Rule]) -> Column:
+    """An array column: for each rule a row fails, "rule NAME: DESCRIPTION" (empty for a clean row); the row
+    needs the columns of `derived_columns`."""
+    failed = F.array(*[F.when(rule_fails(r), F.lit(f"rule {r.name}: {r.description or r.type}")) for r in rules])
+    return F.filter(failed, lambda x: x.isNotNull())
 
 
 def flag_rules(prepared: DataFrame, rules: list[Rule]) -> DataFrame:

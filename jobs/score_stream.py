@@ -45,17 +45,17 @@ from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, LongType, StringType, StructField,
                                StructType, TimestampType)
 
-from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features
+from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features, lookback_hours
+from features.operators import DAY_HOURS, add_aggregates, seed_state
 from features.schema import TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels, parse_json_transactions
-from features.state import DAY_HOURS, lookback_hours
-from features.stream_processor import EntityStateProcessor
 from jobs import registry
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.ingest_stream import kafka_columns, reject_future
-from jobs.lake import add_columns, append_idempotent, read_topic_stream, set_properties, table_exists
+from jobs.lake import add_columns, append_idempotent, path_exists, read_topic_stream, set_properties, table_exists
 from jobs.metrics import StreamMetrics
+from jobs.quality import DERIVED_COLUMNS, Rule, derived_columns, load_rules, message_rules, rule_errors
 from jobs.session import get_spark
 
 QUERY = "score_transactions"
@@ -133,50 +133,32 @@ LABELS_SCHEMA = StructType([
 DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors"]
 
 
-@dataclass(frozen=True)
-class StateLayout:
-    """How the stateful operators keep their state (conf `stream.state_*`)."""
-
-    buckets: int
-    groups: int
-    ttl_days: int | None
-    settle: tuple[str, ...]  # entities whose old buckets are a value of their own (EntityStateProcessor)
-
-    @staticmethod
-    def from_config(cfg: Config, label_delay_hours: int) -> StateLayout:
-        ttl, settle = cfg.get("stream.state_ttl_days"), tuple(cfg.get("stream.state_settle") or ())
-        layout = StateLayout(int(cfg.get("stream.state_buckets")), int(cfg.get("stream.state_groups")),
-                             None if ttl is None else int(ttl), settle)
-        # whole-day expiry keeps buckets up to a day longer, and a settled value waits up to a day for its turn
-        needed = max(lookback_hours(e, label_delay_hours) for e in ("card", "terminal")) + 2 * DAY_HOURS
-        if layout.ttl_days is not None and layout.ttl_days * 24 <= needed:
-            raise FraudError(f"stream.state_ttl_days: expected more than the longest window plus the label delay "
-                             f"plus 2 days ({needed / 24:g} days), found {layout.ttl_days}")
-        unknown = sorted(set(settle) - {"card", "terminal"})
-        if unknown:
-            raise FraudError(f"stream.state_settle: expected entities among card, terminal, found {unknown}")
-        return layout
-
-    @property
-    def time_mode(self) -> str:
-        """Spark allows TTL in processing-time mode only; no timers are used either way."""
-        return "None" if self.ttl_days is None else "ProcessingTime"
-
-    def processor(self, entity: str, label_delay_hours: int) -> EntityStateProcessor:
-        ttl_ms = None if self.ttl_days is None else self.ttl_days * 86_400_000
-        return EntityStateProcessor(entity, label_delay_hours, drop=("state_bucket",), groups=self.groups,
-                                    ttl_ms=ttl_ms, bypass="bypass_state", settle=entity in self.settle)
+def state_ttl_days(cfg: Config, label_delay_hours: int) -> int | None:
+    """`stream.state_ttl_days`, checked: longer than every window plus the label delay and the whole-day expiry."""
+    ttl = cfg.get("stream.state_ttl_days")
+    if ttl is None:
+        return None
+    needed = max(lookback_hours(e, label_delay_hours) for e in ("card", "terminal")) + 2 * DAY_HOURS
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl * 24 <= needed:
+        raise FraudError(f"stream.state_ttl_days: expected more than the longest window plus the label delay "
+                         f"plus 2 days ({needed / 24:g} days), found {ttl!r}")
+    return ttl
 
 
-def parse_messages(messages: DataFrame, tx_topic: str) -> DataFrame:
+def parse_messages(messages: DataFrame, tx_topic: str, rules: list[Rule] | None = None) -> DataFrame:
     """Kafka messages of both topics -> STATE_INPUT_COLUMNS, in one projection: a message of `tx_topic` is
-    parsed as a transaction (a malformed one gets `message`), any other as a label (always a `message`)."""
+    parsed as a transaction (a malformed one, or one that fails any of `rules`, gets `message`), any other as
+    a label (always a `message`)."""
     is_tx = F.col("topic") == tx_topic
     base = kafka_columns(messages)
     base = base.select(*[c for c in base.columns if c != "value"], F.when(is_tx, F.col("value")).alias("_tx_value"),
                        F.when(~is_tx, F.col("value")).alias("_label_value"))
     renamed = {"payload": "_tx_payload", "errors": "_tx_errors", "transaction_id": "_tx_id", "tx_fraud": "_tx_fraud"}
     transactions = reject_future(parse_json_transactions(base, "_tx_value"))
+    if rules:  # the cleaning job's rules that judge one transaction (jobs/quality.py), on well-formed ones
+        transactions = (transactions.select("*", *derived_columns())
+                        .withColumn("errors", F.when(F.size("errors") == 0, rule_errors(rules)).otherwise(F.col("errors")))
+                        .drop(*DERIVED_COLUMNS))
     both = parse_json_labels(transactions.select(*[F.col(c).alias(renamed.get(c, c)) for c in transactions.columns]),
                              "_label_value")
     bypass = ~is_tx | (F.size("_tx_errors") > 0)
@@ -193,28 +175,26 @@ def parse_messages(messages: DataFrame, tx_topic: str) -> DataFrame:
 
 def unpack_messages(featured: DataFrame) -> DataFrame:
     """The operators' output with `message` unpacked into MESSAGE_COLUMNS, and `row_kind`: "tx" (a
-    transaction), "increment" (a label increment), "label" (a well-formed label message) or "dead" (a
-    malformed message of either topic)."""
+    transaction), "duplicate" (a transaction id counted before), "increment" (a label increment), "label" (a
+    well-formed label message) or "dead" (a malformed message of either topic)."""
     message = F.from_json("message", MESSAGE_SCHEMA)
-    kind = (F.when(F.col("label_row"), "increment").when(~F.col("bypass_state"), "tx")
-            .when(F.size(message["errors"]) > 0, "dead").otherwise("label"))
+    kind = (F.when(F.col("label_row"), "increment").when(F.col("duplicate"), "duplicate")
+            .when(~F.col("bypass_state"), "tx").when(F.size(message["errors"]) > 0, "dead").otherwise("label"))
     return featured.select(*[c for c in featured.columns if c != "message"], kind.alias("row_kind"),
                            *[message[c].alias(c) for c in MESSAGE_COLUMNS])
 
 
-def stateful_features(rows: DataFrame, label_delay_hours: int, layout: StateLayout) -> DataFrame:
+def stateful_features(rows: DataFrame, label_delay_hours: int, ttl_days: int | None,
+                      seeds: dict[str, DataFrame] | None = None) -> DataFrame:
     """The rows of a micro-batch (STATE_INPUT_COLUMNS) -> the same rows with every AGGREGATES column, from
-    Spark's state for transactions and label increments, null for the rest (`bypass_state`)."""
-    card_schema = _schema_with(STATE_INPUT_SCHEMA, CARD_AGGS)
-    cards = (rows.select(*STATE_INPUT_COLUMNS)
-             .withColumn("state_bucket", F.pmod(F.xxhash64("customer_id"), F.lit(layout.buckets)))
-             .groupBy("state_bucket")
-             .transformWithStateInPandas(layout.processor("card", label_delay_hours), card_schema, "Append",
-                                         layout.time_mode))
-    return (cards.withColumn("state_bucket", F.pmod(F.xxhash64("terminal_id"), F.lit(layout.buckets)))
-            .groupBy("state_bucket")
-            .transformWithStateInPandas(layout.processor("terminal", label_delay_hours),
-                                        _schema_with(card_schema, TERMINAL_AGGS), "Append", layout.time_mode))
+    Spark's state for transactions and label increments, null for the rest (`bypass_state`), and `duplicate`:
+    true for a transaction whose id its card counted before, which then counts nowhere. `seeds`: the initial
+    state per entity (features/operators.py's seed_state), for a query without a checkpoint."""
+    seeds = seeds or {}
+    cards = add_aggregates(rows.select(*STATE_INPUT_COLUMNS), "card", label_delay_hours, ttl_days, seeds.get("card"),
+                           bypass=["bypass_state"], label_column="label_row", duplicate_column="duplicate")
+    return add_aggregates(cards, "terminal", label_delay_hours, ttl_days, seeds.get("terminal"),
+                          bypass=["bypass_state", "duplicate"], label_column="label_row")
 
 
 def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
@@ -239,6 +219,20 @@ def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
             out["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
             yield out
     return score
+
+
+def duplicate_letters(batch: DataFrame, tx_topic: str) -> DataFrame:
+    """The micro-batch's duplicate transactions as dead letters (DEAD_LETTER_COLUMNS): the transaction as JSON,
+    and why it was not scored."""
+    reason = F.concat(F.lit("transaction_id: expected a transaction not seen before, found "),
+                      F.col("transaction_id").cast("string"),
+                      F.lit(" already counted for card "), F.col("customer_id").cast("string"),
+                      F.lit(": a duplicate (a producer's retry?), not scored again"))
+    return batch.where("row_kind = 'duplicate'").select(
+        F.lit(tx_topic).alias("topic"), "partition", "offset", "kafka_timestamp",
+        F.col("customer_id").cast("string").alias("key"),
+        F.to_json(F.struct(*[c for c in TRANSACTION_COLUMNS if c not in ("tx_fraud", "tx_fraud_scenario")])).alias("payload"),
+        F.array(reason).alias("errors"))
 
 
 def label_increments(labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -291,6 +285,26 @@ def table_properties(cfg: Config) -> dict[str, str]:
     return {"delta.checkpointInterval": str(interval)}
 
 
+def seed_states(spark: SparkSession, cfg: Config, label_delay_hours: int) -> dict[str, DataFrame]:
+    """The operators' initial state, for a query that has no checkpoint yet (`stream.seed_from_history`): the
+    look-back of `clean_transactions` before its newest transaction, so that the stream's first transactions
+    get the features the batch job gives them. The stream must then read the transactions after that history.
+    Empty (no seed) when the checkpoint has a committed micro-batch, the option is off or the table is absent."""
+    clean_path = cfg.table_path("clean_transactions")
+    if (not cfg.get("stream.seed_from_history") or path_exists(spark, cfg.checkpoint_path(QUERY) + "/commits/0")
+            or not table_exists(spark, clean_path)):
+        return {}
+    clean = spark.read.format("delta").load(clean_path)
+    newest = clean.select(F.max("tx_datetime")).collect()[0][0]
+    if newest is None:
+        return {}
+    hour = int(newest.replace(tzinfo=dt.timezone.utc).timestamp()) // 3600
+    print(f"stream: no checkpoint yet: the state starts from {clean_path} up to {newest:%Y-%m-%d %H:%M:%S} "
+          "(stream.seed_from_history)", flush=True)
+    return {entity: seed_state(clean, entity, label_delay_hours, hour, with_ids=entity == "card")
+            for entity in ("card", "terminal")}
+
+
 def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
           metrics: StreamMetrics | None = None, log_stages: bool = False) -> StreamingQuery:
     """Start the scoring query (see the module's docstring)."""
@@ -320,10 +334,13 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                           F.lit(True).alias("label_row"), F.lit(False).alias("bypass_state"),
                           F.lit(None).cast("string").alias("message")))
     # one frame per micro-batch, whose `row_kind` says what each row is
-    combined = unpack_messages(stateful_features(parse_messages(messages, tx_topic).unionByName(increments),
+    rules = message_rules(load_rules()[1])
+    seeds = seed_states(spark, cfg, holder.label_delay_hours)
+    combined = unpack_messages(stateful_features(parse_messages(messages, tx_topic, rules).unionByName(increments),
                                                  holder.label_delay_hours,
-                                                 StateLayout.from_config(cfg, holder.label_delay_hours)))
-    featured_columns = [c for c in combined.columns if c not in ("row_kind", "bypass_state", *MESSAGE_COLUMNS)]
+                                                 state_ttl_days(cfg, holder.label_delay_hours), seeds))
+    featured_columns = [c for c in combined.columns
+                        if c not in ("row_kind", "bypass_state", "duplicate", *MESSAGE_COLUMNS)]
 
     def score(batch: DataFrame, batch_id: int, stages: Stages) -> None:
         holder.refresh()
@@ -331,34 +348,31 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         scored = (batch.where("row_kind = 'tx'").select(*featured_columns)
                   .mapInPandas(_scorer(holder.broadcast, holder.version, holder.threshold), SCORES_SCHEMA)
                   .withColumn("tx_date", F.to_date("tx_datetime")).persist())
+        alerts: DataFrame | None = None
         try:
+            alert_id = F.udf(lambda t: str(uuid.uuid5(ALERT_NAMESPACE, str(t))), StringType())
+            alerts = scored.where("decision").select(
+                alert_id("transaction_id").alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
+                "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features",
+                # one instant, taken here: the table and the topic get the same `alerted_at`
+                F.lit(dt.datetime.now(dt.timezone.utc)).alias("alerted_at"), "tx_date").persist()
+            # the fraud team's topic first: an alert does not wait for the tables' commits. A replay after a
+            # crash between the two sends it again (at least once; `alert_id` tells the copies apart)
+            (alerts.select(F.col("customer_id").cast("string").alias("key"),
+                           F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
+             .write.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("topic", alerts_topic).save())
+            stages.done("alerts_topic")
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select("score", "decision", latency.alias("latency")).toPandas()
-            stages.done("score")
-            sinks: list[Callable[[], object]] = [lambda: append_idempotent(scored, scores_path, QUERY, batch_id, ["tx_date"], properties)]
-            alerts: DataFrame | None = None
+            sinks: list[Callable[[], object]] = [
+                lambda: append_idempotent(scored, scores_path, QUERY, batch_id, ["tx_date"], properties)]
             if observed["decision"].any():
-                alert_id = F.udf(lambda t: str(uuid.uuid5(ALERT_NAMESPACE, str(t))), StringType())
-                alerts = scored.where("decision").select(
-                    alert_id("transaction_id").alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
-                    "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features",
-                    # one instant, taken here: the table and the topic get the same `alerted_at` even if Spark
-                    # recomputes the frame for the second sink
-                    F.lit(dt.datetime.now(dt.timezone.utc)).alias("alerted_at"), "tx_date").persist()
-                kafka = alerts.select(F.col("customer_id").cast("string").alias("key"),
-                                      F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
-                sinks += [lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, ["tx_date"], properties),
-                          lambda: kafka.write.format("kafka").option("kafka.bootstrap.servers", bootstrap)
-                          .option("topic", alerts_topic).save()]
-            # the sinks overlap: each is mostly the driver waiting on a commit, not the cores working
-            try:
-                with ThreadPoolExecutor(len(sinks)) as pool:
-                    for future in [pool.submit(sink) for sink in sinks]:
-                        future.result()
-            finally:
-                if alerts is not None:
-                    alerts.unpersist()
-            stages.done("sinks")
+                sinks.append(lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, ["tx_date"], properties))
+            # the two commits overlap: each is mostly the driver waiting on Delta's log, not the cores working
+            with ThreadPoolExecutor(len(sinks)) as pool:
+                for future in [pool.submit(sink) for sink in sinks]:
+                    future.result()
+            stages.done("tables")
             metrics.scored.inc(len(observed))
             metrics.alerts.inc(int(observed["decision"].sum()))
             for value in observed["score"]:
@@ -366,6 +380,8 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             for value in observed["latency"]:
                 metrics.latency.observe(max(value, 0.0))
         finally:
+            if alerts is not None:
+                alerts.unpersist()
             scored.unpersist()
 
     def apply_labels(batch: DataFrame, batch_id: int) -> DataFrame | None:
@@ -409,6 +425,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                 score(batch, batch_id, stages)
             dead = batch.where("row_kind = 'dead'").select(*DEAD_LETTER_COLUMNS)
             count = kinds.get("dead", 0)
+            if kinds.get("duplicate"):
+                dead, count = dead.unionByName(duplicate_letters(batch, tx_topic)), count + kinds["duplicate"]
+                metrics.duplicates.inc(kinds["duplicate"])
             if kinds.get("label"):
                 unknown = apply_labels(batch, batch_id)
                 if unknown is not None:

@@ -148,6 +148,15 @@ final class HourlyBuckets {
     return new HourlyBuckets(outHours, outSums, null, null).withIds(allIds, allIdHours, expiry);
   }
 
+  /** These buckets with more counted ids (an initial state's), each with its hour. */
+  HourlyBuckets plusIds(long[] moreIds, int[] moreHours) {
+    long[] allIds = Arrays.copyOf(ids, ids.length + moreIds.length);
+    int[] allHours = Arrays.copyOf(idHours, idHours.length + moreIds.length);
+    System.arraycopy(moreIds, 0, allIds, ids.length, moreIds.length);
+    System.arraycopy(moreHours, 0, allHours, idHours.length, moreIds.length);
+    return withIds(allIds, allHours, Integer.MIN_VALUE);
+  }
+
   /** These buckets with the ids whose hour is not before `expiry`, sorted by id. */
   private HourlyBuckets withIds(long[] candidateIds, int[] candidateHours, int expiry) {
     Integer[] keep = new Integer[candidateIds.length];

@@ -27,8 +27,9 @@ public final class WindowedSums {
    *     unchanged, with null windows
    * @param specJson the operator's spec (see WindowSpec)
    * @param initial the state to start from when the query has no checkpoint yet: one row per key with columns
-   *     (key bigint, hours array&lt;int&gt; ascending, sums array&lt;double&gt; hours x measures); Spark reads
-   *     it in the query's first batch only
+   *     (key bigint, hours array&lt;int&gt; ascending, sums array&lt;double&gt; hours x measures, ids
+   *     array&lt;bigint&gt; of the transactions counted, id_hours array&lt;int&gt; their hours); Spark reads it
+   *     in the query's first batch only
    * @return the rows with the windows (and the duplicate flag)
    */
   public static Dataset<Row> apply(Dataset<Row> rows, String specJson, Dataset<Row> initial) {

@@ -66,8 +66,11 @@ final class WindowedSumsProcessor extends StatefulProcessorWithInitialState<Long
       throw new IllegalArgumentException("initial state of key " + key + ": expected " + h.length * measures
           + " sums (" + h.length + " hours x " + measures + " measures), found " + s.length);
     }
+    List<Long> ids = initial.getList(3);
+    List<Integer> idHours = initial.getList(4);
     HourlyBuckets current = HourlyBuckets.decode(buckets.exists() ? buckets.get() : null, measures);
-    buckets.update(current.plus(h, s, measures).encode());
+    buckets.update(current.plus(h, s, measures).plusIds(ids.stream().mapToLong(Long::longValue).toArray(),
+        idHours.stream().mapToInt(Integer::intValue).toArray()).encode());
   }
 
   @Override

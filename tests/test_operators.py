@@ -1,0 +1,168 @@
+"""The stream's stateful operators (features/operators.py, Java in features/jvm) run as Spark runs them: a
+streaming query over files, one file per micro-batch, cut at random sizes. Every aggregate equals the batch
+job's (features/batch.py) row by row, with labels that arrive late as increments, duplicates and bypassing
+rows mixed in, and from a state seeded with history; the state stays within the look-back."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import DataFrame
+
+from features.batch import compute_aggregates
+from features.definitions import AGGREGATES, ENTITY_KEYS, HOUR, MEASURES, lookback_hours
+from features.operators import DAY_HOURS, add_aggregates, seed_state, spec
+from jobs.simulator import Simulator, make_spec
+
+DELAY = 48
+COLUMNS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_fraud"]
+NAMES = [a.name for a in AGGREGATES]
+
+
+def transactions(days: int, customers: int = 300, terminals: int = 400) -> pd.DataFrame:
+    simulated = make_spec("handbook", days=days, customers=customers, terminals=terminals)
+    frame = pd.concat([b.frame for b in Simulator(simulated).days()], ignore_index=True)
+    frame["tx_datetime"] = pd.Timestamp(simulated.start_date) + pd.to_timedelta(frame["tx_time_seconds"], unit="s")
+    return frame[COLUMNS].astype({"tx_fraud": "int32", "customer_id": "int32", "terminal_id": "int32"})
+
+
+def as_rows(frame: pd.DataFrame, label_row: bool = False, bypass: bool = False) -> pd.DataFrame:
+    """Rows for the operators, of the same types in every file (a message has no card, a transaction no label)."""
+    return frame.assign(label_row=label_row, bypass_state=bypass).astype(
+        {"transaction_id": "int64", "customer_id": "Int32", "terminal_id": "Int32", "tx_fraud": "Int32"})
+
+
+def stream(spark, parts: list[pd.DataFrame], tmp: Path, seeds: dict[str, DataFrame] | None = None) -> pd.DataFrame:
+    """Run both operators (card, then terminal) over `parts`, one micro-batch each; return every output row."""
+    source = tmp / "source"
+    source.mkdir()
+    for i, part in enumerate(parts):  # one file a micro-batch, in this order (the file source goes by mtime)
+        path = source / f"{i:05d}.parquet"
+        utc = part.reset_index(drop=True).assign(tx_datetime=lambda f: f["tx_datetime"].dt.tz_localize("UTC"))
+        utc.to_parquet(path, coerce_timestamps="us")
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    schema = spark.read.parquet(str(source / "00000.parquet")).schema
+    rows = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
+    seeds = seeds or {}
+    cards = add_aggregates(rows, "card", DELAY, 45, seeds.get("card"), bypass=["bypass_state"], label_column="label_row",
+                           duplicate_column="duplicate")
+    both = add_aggregates(cards, "terminal", DELAY, 45, seeds.get("terminal"), bypass=["bypass_state", "duplicate"],
+                          label_column="label_row")
+    name = f"out_{tmp.name.replace('-', '_')}"
+    query = (both.writeStream.format("memory").queryName(name).option("checkpointLocation", str(tmp / "chk"))
+             .trigger(availableNow=True).start())
+    query.awaitTermination()
+    assert query.exception() is None
+    return spark.table(name).toPandas()
+
+
+def batch_aggregates(spark, frame: pd.DataFrame) -> pd.DataFrame:
+    return compute_aggregates(spark.createDataFrame(frame[COLUMNS]), DELAY).toPandas()[["transaction_id", *NAMES]]
+
+
+def assert_equal_aggregates(streamed: pd.DataFrame, expected: pd.DataFrame) -> None:
+    merged = expected.merge(streamed, on="transaction_id", suffixes=("_batch", "_stream"), validate="one_to_one")
+    assert len(merged) == len(expected) == len(streamed)
+    for name in NAMES:
+        diff = np.abs(merged[f"{name}_batch"] - merged[f"{name}_stream"])
+        worst = diff.idxmax()
+        assert (diff <= 1e-9 * np.maximum(1, np.abs(merged[f"{name}_batch"]))).all(), \
+            (name, merged.loc[worst, ["transaction_id", f"{name}_batch", f"{name}_stream"]].to_dict())
+
+
+@pytest.mark.integration
+def test_operators_equal_the_batch_job_with_late_labels_duplicates_and_messages(spark, tmp_path):
+    frame = transactions(days=20)
+    rng = np.random.default_rng(3)
+    parts, start, pending_labels, retries = [], 0, None, 0
+    while start < len(frame):
+        size = int(rng.integers(1, 1000))  # under 40 hours of transactions: labels come within the delay
+        cut = frame.iloc[start:start + size]
+        start += size
+        # production: transactions carry no label; the frauds of the previous cut are confirmed now (+1), one
+        # genuine transaction is labelled fraud by mistake and corrected in the same batch (+1, -1)
+        shown = as_rows(cut.assign(tx_fraud=None))
+        extra = [as_rows(pending_labels, label_row=True)] if pending_labels is not None else []
+        if len(cut) > 3:
+            mistake = cut[cut["tx_fraud"] == 0].head(1)
+            extra += [as_rows(mistake.assign(tx_fraud=1), label_row=True), as_rows(mistake.assign(tx_fraud=-1), label_row=True)]
+            # a producer's retry of an earlier transaction, and a malformed message with no card
+            extra += [as_rows(frame.iloc[[max(0, start - size - 5)]].assign(tx_fraud=None)),
+                      as_rows(cut.head(1).assign(customer_id=None, terminal_id=None, transaction_id=-start), bypass=True)]
+            retries += 1
+        parts.append(pd.concat([shown, *extra], ignore_index=True).sample(frac=1, random_state=start))
+        pending_labels = cut[cut["tx_fraud"] == 1]
+    out = stream(spark, parts, tmp_path)
+
+    transactions_out = out[~out["label_row"] & ~out["bypass_state"] & ~out["duplicate"]]
+    assert sorted(transactions_out["transaction_id"]) == sorted(frame["transaction_id"])  # each once
+    assert_equal_aggregates(transactions_out, batch_aggregates(spark, frame))
+    assert transactions_out["terminal_fraud_count_7d"].sum() > 0 and transactions_out["card_fraud_count_30d"].sum() > 0
+
+    duplicates = out[out["duplicate"].fillna(False).astype(bool)]
+    assert len(duplicates) == retries > 0 and duplicates[NAMES].isna().all().all()
+    assert set(duplicates["transaction_id"]) <= set(frame["transaction_id"])
+    bypassed = out[out["bypass_state"]]
+    assert len(bypassed) == len(duplicates) and bypassed[NAMES].isna().all().all()
+    assert (bypassed["transaction_id"] <= 0).all()
+
+
+@pytest.mark.integration
+def test_a_seeded_state_gives_the_first_streamed_transactions_their_history(spark, tmp_path):
+    frame = transactions(days=40, customers=200, terminals=300)
+    history, later = frame[frame["tx_datetime"] < "2018-05-05"], frame[frame["tx_datetime"] >= "2018-05-05"]
+    newest = int(history["tx_datetime"].max().value // 10**9 // HOUR)
+    clean = spark.createDataFrame(history)
+    seeds = {e: seed_state(clean, e, DELAY, newest, with_ids=e == "card") for e in ("card", "terminal")}
+    parts = [as_rows(chunk) for chunk in np.array_split(later, 4)]
+    parts[0] = pd.concat([parts[0], as_rows(history.tail(1))], ignore_index=True)  # a transaction of the history, again
+    out = stream(spark, parts, tmp_path, seeds)
+    flagged = out[out["duplicate"].fillna(False).astype(bool)]
+    assert flagged["transaction_id"].tolist() == history.tail(1)["transaction_id"].tolist()
+    streamed = out[~out["duplicate"].fillna(False).astype(bool)]
+    expected = batch_aggregates(spark, frame)
+    assert_equal_aggregates(streamed, expected[expected["transaction_id"].isin(later["transaction_id"])])
+    assert streamed["card_tx_count_30d"].min() > 1  # the first streamed day knows its cards' month
+
+
+def test_a_seed_holds_the_look_back_of_each_key(spark):
+    history = transactions(days=45, customers=50, terminals=60)
+    newest = int(history["tx_datetime"].max().value // 10**9 // HOUR)
+    seeds = seed_state(spark.createDataFrame(history), "card", DELAY, newest, with_ids=True).toPandas()
+    oldest = (newest - lookback_hours("card", DELAY)) // DAY_HOURS * DAY_HOURS
+    kept = history[history["tx_datetime"] >= pd.Timestamp(oldest * HOUR, unit="s")]
+    assert sorted(seeds["key"]) == sorted(kept["customer_id"].unique())
+    one = seeds.iloc[0]
+    mine = kept[kept["customer_id"] == one["key"]]
+    hours = (mine["tx_datetime"].astype("int64") // 10**9 // HOUR).astype(int)
+    assert list(one["hours"]) == sorted(hours.unique())
+    sums = np.array(one["sums"]).reshape(-1, len(MEASURES))
+    assert sums[:, MEASURES.index("count")].sum() == len(mine)
+    assert sums[:, MEASURES.index("amount")].sum() == pytest.approx(mine["tx_amount"].sum())
+    assert sorted(one["ids"]) == sorted(mine["transaction_id"])
+
+
+def test_the_spec_comes_from_the_definitions():
+    card = spec("card", DELAY, 45, bypass=["bypass_state"], label_column="label_row", duplicate_column="duplicate")
+    assert [w["name"] for w in card["windows"]] == [a.name for a in AGGREGATES if a.entity == "card"]
+    assert card["key"] == ENTITY_KEYS["card"] and card["lookback_hours"] == lookback_hours("card", DELAY)
+    first_7d = next(w for w in card["windows"] if w["name"] == "card_tx_count_7d")
+    assert (first_7d["first"], first_7d["last"]) == (-(7 * 24 - 1), 0)
+    fraud = next(w for w in card["windows"] if w["name"] == "card_fraud_count_30d")
+    assert (fraud["first"], fraud["last"]) == (-(DELAY + 30 * 24), -(DELAY + 1))
+    terminal = spec("terminal", DELAY, None)
+    assert terminal["dedupe_exempt"] is None and terminal["ttl_days"] is None
+
+
+def test_a_wrong_spec_is_refused_with_its_reason(spark):
+    from pyspark.errors import IllegalArgumentException
+
+    rows = spark.createDataFrame(as_rows(transactions(days=3, customers=20, terminals=20)))
+    jvm = spark.sparkContext._jvm
+    bad = ('{"key": "customer_id", "seconds": "s", "id": "transaction_id", "measures": ["m"], "lookback_hours": 1,'
+           '"windows": [{"name": "w", "measure": "nothing", "first": -1, "last": 0}], "bypass": [], "drop": []}')
+    with pytest.raises(IllegalArgumentException, match=r"window w: measure nothing is not among the measures \[m\]"):
+        jvm.io.frauddetect.features.WindowedSums.apply(rows._jdf, bad, rows._jdf)
