@@ -1,142 +1,226 @@
-"""Benchmark of the streaming job (`fraud stream`): throughput and end-to-end latency on this machine.
+"""Benchmark of the streaming job (`fraud stream`) on this machine: throughput against a pass-through of its
+stateful operators, and latency at the bank's rate, in one run.
 
-    .venv/bin/python benchmarks/stream.py [--transactions 200000] [--latency-seconds 60] [--warmup-seconds 30]
+    .venv/bin/python benchmarks/stream.py [--transactions 300000] [--latency-seconds 60] [--warmup-seconds 20]
 
-A broker of its own (free ports), a registered model, and simulated transactions (the bank's 1,000
-terminals). Phase 1, throughput: N transactions are produced first, then the full job (features in state,
-CatBoost, both Delta sinks, alerts topic) drains them in micro-batches of up to kafka.max_offsets_per_trigger
-(100,000 unless --set): processed tx/s =
-rows / summed batch durations. Phase 2, latency: the job runs with a 1-second trigger while transactions
-arrive at 400 tx/s; after a warm-up, latency = Kafka timestamp -> scored, p50 / p99 over the rows.
+A broker of its own (free ports), a registered model, and simulated transactions without labels (the
+`otus` preset: 20,000 cards, the bank's 1,000 terminals).
+1. Throughput: the backlog is produced first, then drained in micro-batches of up to
+   kafka.max_offsets_per_trigger (100,000) by the full job (Kafka -> parse -> card and terminal operators ->
+   CatBoost -> alerts topic, `scores`, `alerts`), then, on fresh tables and checkpoint, by the same job with
+   the stateful operators replaced by a pass-through (zero aggregates, no state). The first micro-batch
+   starts Python workers and plans the query: `warm` counts the others, which is what a running job pays.
+2. Latency: the full job goes on from its checkpoint with stream.trigger_interval while transactions arrive
+   at 400 tx/s; after a warm-up, for each transaction: Kafka timestamp -> the timestamp of its alert on the
+   alerts topic (alert_*), and -> the commit of the `scores` version that holds it (scores_*).
+Per micro-batch, the job's own stages (state, alerts_topic, tables, ...) and Spark's durationMs.
 Prints one JSON object and keeps it in benchmarks/results/stream.json.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import shutil
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from pyspark.sql import SparkSession  # noqa: E402
+import pandas as pd  # noqa: E402
+from kafka import KafkaConsumer, TopicPartition  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
 
+from benchmarks.common import own_broker_overrides, report  # noqa: E402
+from features.definitions import AGGREGATES  # noqa: E402
 from jobs import kafka_broker, score_stream  # noqa: E402
 from jobs.config import Config, load_config, parse_override  # noqa: E402
 from jobs.metrics import StreamMetrics  # noqa: E402
-from benchmarks.common import own_broker_overrides, report  # noqa: E402
-from jobs.produce import produce, simulated_lines  # noqa: E402
+from jobs.produce import produce, simulated_lines, without_labels  # noqa: E402
 from jobs.session import get_spark  # noqa: E402
 from jobs.simulator import make_spec  # noqa: E402
 from tests.test_stream_restart import register_model  # noqa: E402
 
 
+class RecordingStages(score_stream.Stages):
+    """The job's per-micro-batch stage timer, keeping every micro-batch's seconds (in order)."""
+
+    batches: list[dict[str, float]] = []
+
+    def done(self, stage: str) -> None:
+        super().done(stage)
+        if len(RecordingStages.batches) == 0 or RecordingStages.batches[-1] is not self.seconds:
+            RecordingStages.batches.append(self.seconds)
+
+
+def passthrough(rows: DataFrame, label_delay_hours: int, ttl_days: int | None,
+                seeds: dict[str, DataFrame] | None = None) -> DataFrame:
+    """The stateful step replaced: every aggregate 0, no duplicate, no state."""
+    return rows.select("*", *[F.lit(0.0).alias(a.name) for a in AGGREGATES], F.lit(False).alias("duplicate"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--transactions", type=int, default=200_000)
+    parser.add_argument("--transactions", type=int, default=300_000)
     parser.add_argument("--latency-seconds", type=int, default=60, help="measured seconds of the 400 tx/s load")
-    parser.add_argument("--warmup-seconds", type=int, default=30, help="seconds of it before measuring")
-    parser.add_argument("--state-groups", type=int, default=None, help="stream.state_groups (default: conf's)")
-    parser.add_argument("--state-settle", default=None, help="stream.state_settle, comma-separated ('' for none)")
-    parser.add_argument("--trigger", default="1 second", help="stream.trigger_interval of the latency phase")
-    parser.add_argument("--latency-only", action="store_true", help="skip phase 1 (implies --no-save)")
+    parser.add_argument("--warmup-seconds", type=int, default=20, help="seconds of it before measuring")
+    parser.add_argument("--rate", type=int, default=400, help="transactions a second in the latency phase")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a configuration key, as the jobs' --set (repeatable)")
+    parser.add_argument("--name", default="stream", help="the result's name under benchmarks/results/")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    groups: dict[str, object] = {} if args.state_groups is None else {"stream.state_groups": args.state_groups}
-    if args.state_settle is not None:
-        groups["stream.state_settle"] = [e for e in args.state_settle.split(",") if e]
-    groups.update(parse_override(o) for o in args.set)
-    cfg = load_config("local", {**own_broker_overrides(work), "paths.lake": str(work / "lake"),
-                                "paths.checkpoint": str(work / "chk"), "stream.trigger_interval": args.trigger, **groups})
+    overrides = dict(parse_override(o) for o in args.set)
+    cfg = load_config("local", {**own_broker_overrides(work), **overrides})
     spec = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(spec)
-    result: dict[str, object] = {"benchmark": "stream", "machine": "2 cores, local[2]",
-                                 "state_buckets": cfg.get("stream.state_buckets"), "state_groups": cfg.get("stream.state_groups"),
-                                 "state_settle": cfg.get("stream.state_settle")}
+    result: dict[str, Any] = {"benchmark": "stream", "machine": "2 cores, local[2]", "command": " ".join(sys.argv[1:]),
+                              "trigger_interval": str(cfg.get("stream.trigger_interval")),
+                              "max_offsets_per_trigger": cfg.get("kafka.max_offsets_per_trigger")}
     try:
         register_model(cfg.path("mlflow.tracking_uri"), work / "artifacts", label_delay_hours=168)
-        days = max(1, args.transactions // 39_000 + 1)
-        lines = list(simulated_lines(make_spec("otus", customers=20_000, days=days + 1)))
-        backlog, live = lines[: args.transactions], lines[args.transactions:]
+        live_count = args.rate * (args.warmup_seconds + args.latency_seconds)
+        days = (args.transactions + live_count) // 39_000 + 2
+        lines = list(without_labels(simulated_lines(make_spec("otus", customers=20_000, days=days))))
+        backlog, live = lines[: args.transactions], lines[args.transactions: args.transactions + live_count]
         spark = get_spark(cfg, "bench-stream")
-        if not args.latency_only:
-            result.update(throughput(spark, cfg, backlog))
-        result["latency_at_400_tx_per_second"] = latency(spark, cfg, live[: 400 * (args.warmup_seconds + args.latency_seconds)],
-                                                         args.warmup_seconds)
+        sent = produce(cfg, iter(backlog))
+        result["produce_tx_per_second"] = sent["rate"]
+        full_cfg = with_paths(cfg, work / "full")
+        full = throughput(spark, full_cfg)
+        original = score_stream.stateful_features
+        score_stream.stateful_features = passthrough  # type: ignore[assignment]
+        try:
+            bare = throughput(spark, with_paths(cfg, work / "passthrough"))
+        finally:
+            score_stream.stateful_features = original  # type: ignore[assignment]
+        result["throughput"] = {
+            "transactions": full["transactions"], "warm_tx_per_second": full["warm_tx_per_second"],
+            "passthrough_warm_tx_per_second": bare["warm_tx_per_second"],
+            "warm_over_passthrough": round(full["warm_tx_per_second"] / bare["warm_tx_per_second"], 3),
+            "target_warm_tx_per_second": 20_000, "target_warm_over_passthrough": 0.6,
+            "full": full, "passthrough": bare}
+        print(json.dumps(result["throughput"], indent=1)[:400], flush=True)
+        result["latency_at_400_tx_per_second"] = latency(spark, full_cfg, live, args.rate, args.warmup_seconds)
     finally:
         kafka_broker.stop(spec)
         shutil.rmtree(work, ignore_errors=True)
-    name = "stream" if args.state_groups is None else f"stream_state_groups_{args.state_groups}"
-    report(result, name, not (args.no_save or args.latency_only))
+    report(result, args.name, not args.no_save)
 
 
-def stage_seconds(metrics: StreamMetrics) -> dict[str, float]:
-    """The `fraud_batch_stage_seconds_total` counters, by stage."""
-    return {s.labels["stage"]: s.value for m in metrics.stage_seconds.collect() for s in m.samples
-            if s.name.endswith("_total")}
+def with_paths(cfg: Config, folder: Path) -> Config:
+    """The configuration with tables and checkpoints under `folder`."""
+    data = dict(cfg.data)
+    data["paths"] = {**data["paths"], "lake": str(folder / "lake"), "checkpoint": str(folder / "chk")}
+    return dataclasses.replace(cfg, data=data)
 
 
-def throughput(spark: SparkSession, cfg: Config, backlog: list[str]) -> dict[str, object]:
-    """Phase 1: produce the backlog, then drain it with availableNow."""
-    sent = produce(cfg, iter(backlog))
-    started = time.perf_counter()
-    metrics = StreamMetrics()
-    query = score_stream.start(spark, cfg, available_now=True, metrics=metrics, log_stages=True)
-    query.awaitTermination()
-    wall = time.perf_counter() - started
+def throughput(spark: SparkSession, cfg: Config) -> dict[str, Any]:
+    """Drain what the topic holds with availableNow; warm = every micro-batch but the first."""
+    RecordingStages.batches = []
+    original = score_stream.Stages
+    score_stream.Stages = RecordingStages  # type: ignore[misc]
+    try:
+        metrics = StreamMetrics()
+        started = time.perf_counter()
+        query = score_stream.start(spark, cfg, available_now=True, metrics=metrics)
+        query.awaitTermination()
+        wall = time.perf_counter() - started
+    finally:
+        score_stream.Stages = original  # type: ignore[misc]
     progress = [p for p in query.recentProgress if p["numInputRows"]]
-    rows = int(metrics.scored._value.get())  # numInputRows counts each message once per branch reading it
-    busy = sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
-    return {"produce_tx_per_second": sent["rate"],
-            "throughput": {"transactions": rows, "batches": len(progress), "batch_seconds": round(busy, 1),
-                           "processed_tx_per_second": round(rows / busy), "wall_seconds_incl_start": round(wall, 1),
-                           "max_batch_source_rows": max(p["numInputRows"] for p in progress),
-                           "batch_durations_ms": [p["durationMs"] for p in progress],
-                           "batch_stage_seconds": {k: round(v, 2) for k, v in stage_seconds(metrics).items()},
-                           "target_tx_per_second": 20_000}}
+    rows = [p["numInputRows"] for p in progress]
+    seconds = [p["durationMs"]["triggerExecution"] / 1000 for p in progress]
+    warm_rows, warm_seconds = sum(rows[1:]), sum(seconds[1:])
+    return {"transactions": int(metrics.scored._value.get()), "batches": len(progress),
+            "warm_tx_per_second": round(warm_rows / warm_seconds) if warm_seconds else None,
+            "all_tx_per_second": round(sum(rows) / sum(seconds)), "wall_seconds_incl_start": round(wall, 1),
+            "batch_rows": rows, "batch_seconds": [round(s, 2) for s in seconds],
+            "batch_stage_seconds": [{k: round(v, 2) for k, v in b.items()} for b in RecordingStages.batches],
+            "batch_duration_ms": [p["durationMs"] for p in progress]}
 
 
-def latency(spark: SparkSession, cfg: Config, live: list[str], warmup: int) -> dict[str, object]:
-    """Phase 2: the job runs with a 1-second trigger while `live` arrives at 400 tx/s. The first `warmup`
-    seconds of it are not measured (the query's first micro-batches start Python workers and load the
-    model). Latency per row, and where a micro-batch's time goes (mean per batch: Spark's durationMs, and
-    the job's own stages)."""
-    metrics = StreamMetrics()
-    query = score_stream.start(spark, cfg, available_now=False, metrics=metrics, log_stages=True)
-    feeder = threading.Thread(target=produce, args=(cfg, iter(live)), kwargs={"rate": 400})
+def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup: int) -> dict[str, Any]:
+    """The full job from its checkpoint while `live` arrives at `rate` tx/s; the first `warmup` seconds are
+    not measured."""
+    RecordingStages.batches = []
+    original = score_stream.Stages
+    score_stream.Stages = RecordingStages  # type: ignore[misc]
+    query = score_stream.start(spark, cfg, available_now=False, metrics=StreamMetrics())
+    feeder = threading.Thread(target=produce, args=(cfg, iter(live)), kwargs={"rate": rate})
     feeder.start()
     time.sleep(warmup)
-    done, stages_before = len(query.recentProgress), stage_seconds(metrics)
+    done, batches_before = len(query.recentProgress), len(RecordingStages.batches)
     t0 = time.time()
     feeder.join()
-    time.sleep(8)
+    time.sleep(5)
     progress = [p for p in query.recentProgress[done:] if p["numInputRows"]]
-    stages = {k: v - stages_before.get(k, 0.0) for k, v in stage_seconds(metrics).items()}
+    stages = RecordingStages.batches[batches_before:]
     query.stop()
-    scores = spark.read.format("delta").load(cfg.table_path("scores"))
-    lat = np.array([r.latency for r in scores.where(f"kafka_timestamp >= timestamp_seconds({int(t0) + 1})").selectExpr(
-        "(unix_micros(scored_at) - unix_micros(kafka_timestamp)) / 1e6 AS latency").collect()])
+    score_stream.Stages = original  # type: ignore[misc]
+    scores = (spark.read.format("delta").load(cfg.table_path("scores"))
+              .where(F.col("kafka_timestamp") >= F.lit(pd.Timestamp(t0, unit="s").to_pydatetime()))
+              .select("transaction_id", (F.unix_micros("kafka_timestamp") / 1e6).alias("sent"),
+                      F.col("_metadata.file_path").alias("file")).toPandas())
+    committed = commit_times(Path(cfg.table_path("scores")))
+    scores["committed"] = [committed[Path(f.removeprefix("file:")).name] for f in scores["file"]]
+    alerts = alert_times(str(cfg.get("kafka.bootstrap_servers")), str(cfg.get("kafka.topics.alerts")))
+    alerted = scores.merge(alerts, on="transaction_id")
+    scores_latency = (scores["committed"] - scores["sent"]).to_numpy()
+    alert_latency = (alerted["alerted"] - alerted["sent"]).to_numpy()
     keys = sorted({k for p in progress for k in p["durationMs"]})
-    return {"transactions": int(len(lat)), "p50_seconds": round(float(np.percentile(lat, 50)), 3),
-            "p99_seconds": round(float(np.percentile(lat, 99)), 3), "max_seconds": round(float(lat.max()), 3),
-            "trigger": str(cfg.get("stream.trigger_interval")), "target_p99_seconds": 2.0,
-            "warmup_seconds_not_measured": warmup,
+    return {"transactions": len(scores), "alerts": len(alerted), "rate": rate,
+            "trigger": str(cfg.get("stream.trigger_interval")), "warmup_seconds_not_measured": warmup,
+            **percentiles("alert", alert_latency), **percentiles("scores", scores_latency),
+            "target_alert_p99_seconds": 1.0, "target_scores_p99_seconds": 2.0,
             "batches": len(progress), "mean_batch_rows": round(float(np.mean([p["numInputRows"] for p in progress])), 1),
             "mean_batch_duration_ms": {k: round(float(np.mean([p["durationMs"].get(k, 0) for p in progress])))
                                        for k in keys},
-            "mean_batch_stage_seconds": {k: round(v / max(len(progress), 1), 3) for k, v in stages.items()},
-            # per stateful operator (card, terminal): ms per batch spent updating and committing the state
-            "mean_state_operator_ms": [{k: round(float(np.mean([p["stateOperators"][i][k] for p in progress])))
-                                        for k in ("allUpdatesTimeMs", "commitTimeMs", "allRemovalsTimeMs")}
-                                       for i in range(len(progress[0]["stateOperators"]) if progress else 0)]}
+            "mean_batch_stage_seconds": {k: round(float(np.mean([b.get(k, 0.0) for b in stages])), 3)
+                                         for k in sorted({k for b in stages for k in b})}}
+
+
+def percentiles(name: str, values: np.ndarray) -> dict[str, float | None]:
+    if not len(values):
+        return {f"{name}_p50_seconds": None, f"{name}_p99_seconds": None, f"{name}_max_seconds": None}
+    return {f"{name}_p50_seconds": round(float(np.percentile(values, 50)), 3),
+            f"{name}_p99_seconds": round(float(np.percentile(values, 99)), 3),
+            f"{name}_max_seconds": round(float(values.max()), 3)}
+
+
+def commit_times(table: Path) -> dict[str, float]:
+    """For each data file of a Delta table: the time (epoch seconds) of the commit that added it."""
+    added: dict[str, float] = {}
+    for log in sorted((table / "_delta_log").glob("*.json")):
+        actions = [json.loads(line) for line in log.read_text().splitlines() if line]
+        when = next(a["commitInfo"]["timestamp"] for a in actions if "commitInfo" in a) / 1000
+        for action in actions:
+            if "add" in action:
+                added[Path(action["add"]["path"]).name] = when
+    return added
+
+
+def alert_times(bootstrap: str, topic: str) -> pd.DataFrame:
+    """Every alert on the topic: its transaction id and the message's timestamp (epoch seconds)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    end = consumer.end_offsets(parts)
+    rows = []
+    while any(consumer.position(p) < end[p] for p in parts):
+        for records in consumer.poll(timeout_ms=2000).values():
+            rows.extend((json.loads(r.value)["transaction_id"], r.timestamp / 1000) for r in records)
+    consumer.close()
+    return pd.DataFrame(rows, columns=["transaction_id", "alerted"]).drop_duplicates("transaction_id")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def spec(entity: str, label_delay_hours: int, ttl_days: int | None, bypass: Sequ
     measures = [_measure_column(m) for m in MEASURES]
     return {"key": ENTITY_KEYS[entity], "seconds": SECONDS, "id": "transaction_id", "measures": measures,
             "windows": windows, "lookback_hours": lookback_hours(entity, label_delay_hours), "ttl_days": ttl_days,
-            "bypass": list(bypass), "dedupe_exempt": label_column if duplicate_column else None,
+            "bypass": list(bypass), "dedupe_exempt": label_column,
             "duplicate_column": duplicate_column, "drop": [SECONDS, *measures]}
 
 

@@ -1,50 +1,153 @@
-"""`fraud demo` (what `make demo` runs): the whole story on local defaults, in a few minutes.
+"""`fraud demo` (what `make demo` runs): the production loop on local defaults, in a few minutes.
 
-Starts the local Kafka broker; simulates 35 days of 2,000 cards in the bank's raw format with its defects;
-cleans them (great-expectations, quarantine); trains CatBoost and registers it as champion in MLflow
-(1-day label delay); starts the streaming job; replays the raw lines into the `transactions` topic at a
-rate; waits until every valid one is scored; prints the alerts; confirms some of them as the fraud team
-would (`labels` topic); prints the tables and the metrics URL; stops.
-Everything lives under .state/ (see conf/base/catalog.yaml); `make clean-state` starts afresh.
+1. starts the local Kafka broker;
+2. simulates 35 days of 2,000 cards in the bank's raw format, with its defects: a 30-day file (the history)
+   and a 5-day file (what happens next);
+3. cleans the history (great-expectations, quarantine);
+4. trains CatBoost on it and registers it as champion (1-day label delay, threshold within the bank's 5% FPR);
+5. starts the streaming job; with no checkpoint yet, its state begins with the history's last weeks;
+6. sends the next 5 days to the `transactions` topic without labels, as a bank does; meanwhile the fraud team
+   reviews each alert and confirms it (fraud or genuine, from the simulation's truth) on the `labels` topic
+   `--review-seconds` later: the only way the stream learns of frauds;
+7. waits until every message is scored or dead-lettered;
+8. reports, from the tables against the simulation's truth: frauds, frauds alerted, false alerts, alert
+   rate, alert latency, next to the bank's requirement.
+Only the demo's own lines are printed; Spark's, the workers' and the libraries' logs go to .state/demo.log
+(`--verbose` shows them). Everything lives under .state/ (conf/base/catalog.yaml); `make clean-state`
+starts afresh.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
+import sys
+import threading
 import time
-import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from jobs import clean, kafka_broker, score_stream, train
-from jobs.alerts_cmd import format_alert, read_alerts
-from jobs.common import add_common_options, config_from_args
+from jobs.common import add_common_options, config_from_args, job_main
+from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.lake import table_exists
 from jobs.label_cmd import send_labels
 from jobs.metrics import StreamMetrics
-from jobs.produce import produce, raw_lines
+from jobs.produce import produce, raw_lines, without_labels
 from jobs.rawfiles import DefectRates
 from jobs.session import get_spark
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
 from models.split import Split
 
+STEPS = 8
+REQUIRED_RECALL, MAX_FPR = 0.98, 0.05
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=int, default=2_000, help="cards to simulate (default 2,000)")
-    parser.add_argument("--rate", type=float, default=5_000, help="transactions a second into Kafka (default 5,000)")
+    parser.add_argument("--rate", type=float, default=1_000, help="transactions a second into Kafka (default 1,000)")
+    parser.add_argument("--review-seconds", type=float, default=2.0,
+                        help="how long after an alert the fraud team's label arrives (default 2)")
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running afterwards")
+    parser.add_argument("--verbose", action="store_true", help="show Spark's and the libraries' logs too")
     add_common_options(parser)
+
+
+def say(step: int | None, text: str) -> None:
+    print(f"demo: {step}/{STEPS} {text}" if step else f"      {text}", flush=True)
+
+
+@contextmanager
+def logs_to(path: Path | None) -> Iterator[None]:
+    """Send this process's stderr (file descriptor 2, which Spark's JVM and its Python workers inherit) to
+    `path`; nothing changes when it is None."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = os.dup(2)
+    with path.open("w") as log:
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class FraudTeam(threading.Thread):
+    """Reviews each alert on the alerts topic and sends its label (the simulation's truth) `delay` seconds later."""
+
+    def __init__(self, cfg: Config, truth: dict[int, int], delay: float) -> None:
+        super().__init__(daemon=True)
+        self.cfg, self.truth, self.delay = cfg, truth, delay
+        self.finish = threading.Event()
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from kafka import KafkaConsumer
+
+        try:
+            consumer = KafkaConsumer(str(self.cfg.get("kafka.topics.alerts")),
+                                     bootstrap_servers=str(self.cfg.get("kafka.bootstrap_servers")),
+                                     auto_offset_reset="earliest", enable_auto_commit=False)
+            seen: set[int] = set()
+            pending: list[tuple[float, int]] = []
+            while not (self.finish.is_set() and not pending):
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        tx = int(json.loads(record.value)["transaction_id"])
+                        if tx not in seen:  # the topic is at least once
+                            seen.add(tx)
+                            pending.append((time.monotonic() + self.delay, tx))
+                now = time.monotonic()
+                due = [tx for when, tx in pending if when <= now]
+                if due:
+                    send_labels(self.cfg, [(tx, self.truth.get(tx, 0)) for tx in due])
+                    self.sent += len(due)
+                    pending = [(when, tx) for when, tx in pending if when > now]
+            consumer.close()
+        except BaseException as error:  # reported by the demo, which then fails
+            self.error = error
+
+
+def truth_of(path: Path) -> dict[int, int]:
+    """transaction id -> fraud label, from a raw file's lines that carry both (the simulation's truth)."""
+    truth: dict[int, int] = {}
+    for line in raw_lines(path):
+        fields = line.rstrip("\n").split(",")
+        if len(fields) == 9 and fields[0].strip().isdigit() and fields[7].strip() in ("0", "1"):
+            truth[int(fields[0])] = int(fields[7])
+    return truth
 
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    state = Path(cfg.path("paths.lake")).parent
+    log = None if args.verbose else state / "demo.log"
+    if log is not None:
+        print(f"demo: Spark's and the libraries' logs go to {log} (--verbose shows them here)", flush=True)
+    with logs_to(log):
+        return run(cfg, args, state)
+
+
+def run(cfg: Config, args: argparse.Namespace, state: Path) -> int:
     spec = kafka_broker.spec_from_config(cfg)
-    print(f"demo: 1/8 starting the Kafka broker on {spec.bootstrap_servers}")
+    say(1, f"starting the Kafka broker on {spec.bootstrap_servers}")
     kafka_broker.start(spec)
-    query = None
+    query, team = None, None
     try:
         kafka_broker.reset_topics(spec.bootstrap_servers, [str(cfg.get("kafka.topics.transactions")),
                                                            str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.topics.labels"))],
@@ -56,70 +159,89 @@ def execute(args: argparse.Namespace) -> int:
         uri = cfg.path("mlflow.tracking_uri")
         if uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///"):]).unlink(missing_ok=True)
-        raw = Path(cfg.path("paths.lake")).parent / "demo-raw"
+        raw = state / "demo-raw"
         shutil.rmtree(raw, ignore_errors=True)
         sim = make_spec("handbook", days=35, customers=args.customers, terminals=3_000)
-        print(f"demo: 2/8 simulating 35 days of {args.customers} cards with the bank's defects into {raw}")
-        manifest = simulate_to_folder(sim, raw, DefectRates())
+        say(2, f"simulating 35 days of {args.customers:,} cards in the bank's format, with its defects, into {raw}")
+        simulate_to_folder(sim, raw, DefectRates())
+        history, live = sorted(raw.glob("*.txt"))  # the bank's 30-day files: 30 days, then 5
         spark = get_spark(cfg, "demo")
-        print("demo: 3/8 cleaning the raw files (great-expectations, quarantine)")
-        report = clean.run(spark, cfg, str(raw))
-        expected = manifest["expected_cleaning"]
-        print(f"      read {report['rows_read']}, clean {report['clean']}, quarantined {report['quarantined']}, "
-              f"duplicates removed {report['duplicates_removed']} (injected: {expected['quarantined']} bad rows, "
-              f"{expected['duplicates_removed']} duplicates); validation report in {report['validation']}")
-        print("demo: 4/8 training CatBoost (1-day label delay, threshold within the bank's 5% FPR) and registering it")
-        split = Split(sim.start_date + dt.timedelta(days=14), train_days=7, delay_days=3, test_days=7, val_days=2)
+        spark.sparkContext.setLogLevel("ERROR")
+        say(3, f"cleaning the 30 days of history ({history.name}): great-expectations, quarantine")
+        report = clean.run(spark, cfg, str(history))
+        say(None, f"read {report['rows_read']:,}: clean {report['clean']:,}, quarantined {report['quarantined']:,}, "
+                  f"duplicates removed {report['duplicates_removed']:,}")
+        say(4, "training CatBoost on the history (1-day label delay, threshold within the bank's 5% FPR)")
+        split = Split(sim.start_date + dt.timedelta(days=13), train_days=7, delay_days=3, test_days=7, val_days=2)
         summary = train.run(spark, cfg, split, 24, target_recall=None, max_fpr=0.05)
         t = summary["test"]
-        print(f"      test ROC AUC {t['roc_auc']:.3f}, AP {t['average_precision']:.3f}, recall at FPR 5% "
-              f"{t['recall_at_fpr_5pct']:.3f}; {summary['registry']['model']} v{summary['registry']['version']} "
-              f"is {summary['registry']['alias']}")
-        print("demo: 5/8 starting the streaming job")
+        say(None, f"test week: ROC AUC {t['roc_auc']:.3f}, recall at FPR 5% {t['recall_at_fpr_5pct']:.3f}; "
+                  f"version {summary['registry']['version']} is {summary['registry']['alias']}")
+        say(5, "starting the streaming job (its state begins with the history's last weeks)")
         metrics = StreamMetrics()
         port = metrics.serve(int(cfg.get("stream.metrics_port")))
         query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
-        print(f"demo: 6/8 producing {expected['rows_read']} raw lines to Kafka at {args.rate:.0f}/s")
-        sent = produce(cfg, raw_lines(raw), rate=args.rate)
-        print("      " + json.dumps(sent))
+        truth = truth_of(live)
+        team = FraudTeam(cfg, truth, args.review_seconds)
+        team.start()
+        say(6, f"sending the next 5 days ({live.name}) without labels at {args.rate:,.0f} tx/s; the fraud team "
+               f"labels each alert {args.review_seconds:g} s after it")
+        sent = produce(cfg, without_labels(raw_lines(live)), rate=args.rate)
+        say(7, f"waiting until the {sent['sent']:,} messages are scored or dead-lettered")
         scores_path, dead_path = cfg.table_path("scores"), cfg.table_path("dead_letters")
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:  # until every message is scored or dead-lettered
+        while True:
             if not query.isActive:
                 raise FraudError(f"demo: the streaming query stopped before scoring everything: {query.exception()}")
             done = sum(spark.read.format("delta").load(p).count() for p in (scores_path, dead_path) if table_exists(spark, p))
-            if done >= sent["sent"]:
+            if done >= sent["sent"] or time.monotonic() > deadline:
                 break
-            time.sleep(2)
-        print("demo: 7/8 results")
-        scores = spark.read.format("delta").load(scores_path)
-        dead = spark.read.format("delta").load(cfg.table_path("dead_letters"))
-        print(f"      scores: {scores.count()} transactions scored, {scores.where('decision').count()} flagged; "
-              f"dead_letters: {dead.count()} malformed messages")
-        print("      the last alerts on the alerts topic:")
-        for alert in list(read_alerts(cfg, from_beginning=True, max_alerts=None, idle_ms=3000))[-5:]:
-            print("      " + format_alert(alert))
-        flagged = scores.where("decision").orderBy("transaction_id").select("transaction_id", "tx_fraud").limit(20).collect()
-        print(f"demo: 8/8 the fraud team confirms {len(flagged)} alerts (fraud label): 1 for a true fraud, 0 for a false alarm")
-        send_labels(cfg, [(r.transaction_id, int(r.tx_fraud or 0)) for r in flagged])
-        labels_path = cfg.table_path("labels")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and spark.read.format("delta").load(labels_path).count() < len(flagged):
-            time.sleep(2)
-        labels = spark.read.format("delta").load(labels_path)
-        print(f"      labels: {labels.count()} applied to the card and terminal state, by increment: "
-              + ", ".join(f"{r.fraud_increment:+d}: {r['count']}" for r in labels.groupBy("fraud_increment").count().collect())
-              + " (the simulated transactions carry their labels, which the state counted already: a label that"
-              " repeats one adds 0; in production, transactions carry none)")
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        print(f"      metrics: http://127.0.0.1:{port}/metrics, e.g.")
-        for line in text.splitlines():
-            if line.startswith(("fraud_transactions_scored_total", "fraud_alerts_total", "fraud_dead_letters_total",
-                                "fraud_labels_total", "fraud_processed_rows_per_second")):
-                print("        " + line)
+            time.sleep(1)
+        time.sleep(args.review_seconds + 1)
+        team.finish.set()
+        team.join(60)
+        if team.error is not None:
+            raise FraudError(f"demo: the fraud team's reviewer failed: {team.error}")
+        say(8, "results, from the tables against the simulation's truth")
+        for line in results(spark, cfg, truth):
+            say(None, line)
+        say(None, f"labels sent by the fraud team: {team.sent:,}; metrics: http://127.0.0.1:{port}/metrics while "
+                  "running; the tables: .state/lake (Spark SQL: SELECT * FROM delta.`.state/lake/alerts`)")
     finally:
+        if team is not None:
+            team.finish.set()
         if query is not None:
             query.stop()
         if not args.keep_broker:
             kafka_broker.stop(spec)
     return 0
+
+
+def results(spark: Any, cfg: Config, truth: dict[int, int]) -> list[str]:
+    """What a user wants to know of the run, measured from `scores`, `alerts` and `dead_letters`."""
+    scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
+        "transaction_id", "decision", "kafka_timestamp").toPandas()
+    alerts = spark.read.format("delta").load(cfg.table_path("alerts")).select("transaction_id", "alerted_at").toPandas()
+    dead = spark.read.format("delta").load(cfg.table_path("dead_letters")).count() \
+        if table_exists(spark, cfg.table_path("dead_letters")) else 0
+    scores["fraud"] = scores["transaction_id"].map(truth).fillna(0).astype(bool)
+    frauds, genuine = int(scores["fraud"].sum()), int((~scores["fraud"]).sum())
+    caught = int((scores["decision"] & scores["fraud"]).sum())
+    false_alerts = int((scores["decision"] & ~scores["fraud"]).sum())
+    recall = caught / frauds if frauds else float("nan")
+    fpr = false_alerts / genuine if genuine else float("nan")
+    timed = alerts.merge(scores[["transaction_id", "kafka_timestamp"]], on="transaction_id")
+    seconds = (pd.to_datetime(timed["alerted_at"]) - pd.to_datetime(timed["kafka_timestamp"])).dt.total_seconds()
+    meets = recall > REQUIRED_RECALL and fpr <= MAX_FPR
+    return [f"scored {len(scores):,} transactions; {dead:,} messages in dead_letters (malformed, breaking a rule, "
+            "or duplicates)",
+            f"frauds in the stream: {frauds:,}; alerted: {caught:,}; missed: {frauds - caught:,}; "
+            f"false alerts: {false_alerts:,}",
+            f"alert rate {scores['decision'].mean():.2%}; recall {recall:.3f} (bank: > {REQUIRED_RECALL}); "
+            f"false-positive rate {fpr:.3f} (bank: <= {MAX_FPR}): the requirement is "
+            + ("met" if meets else "not met on this run"),
+            f"alert latency, Kafka timestamp -> alert: p50 {np.percentile(seconds, 50):.2f} s, "
+            f"p99 {np.percentile(seconds, 99):.2f} s" if len(seconds) else "no alerts"]
+
+
+main = job_main("fraud demo", __doc__, add_arguments, execute)

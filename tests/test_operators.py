@@ -154,7 +154,7 @@ def test_the_spec_comes_from_the_definitions():
     fraud = next(w for w in card["windows"] if w["name"] == "card_fraud_count_30d")
     assert (fraud["first"], fraud["last"]) == (-(DELAY + 30 * 24), -(DELAY + 1))
     terminal = spec("terminal", DELAY, None)
-    assert terminal["dedupe_exempt"] is None and terminal["ttl_days"] is None
+    assert terminal["duplicate_column"] is None and terminal["ttl_days"] is None
 
 
 def test_a_wrong_spec_is_refused_with_its_reason(spark):

@@ -1,6 +1,7 @@
-"""The streaming job end to end on the real broker: valid and malformed transactions in; `scores` holds every
-valid transaction exactly once with the batch job's features (parity, row by row); `dead_letters` holds
-the malformed ones; `alerts` and the alerts topic hold the flagged ones."""
+"""The streaming job end to end on the real broker: valid, malformed, rule-breaking and duplicate
+transactions in; `scores` holds every valid transaction exactly once with the batch job's features (parity,
+row by row); `dead_letters` holds the malformed, rule-breaking and duplicate ones, each with its reason;
+`alerts` and the alerts topic hold the flagged ones."""
 from __future__ import annotations
 
 import datetime as dt
@@ -30,6 +31,21 @@ MALFORMED = [b"not json", b'{"transaction_id": 1}', json.dumps({"transaction_id"
                          "tx_amount": 3.0, "tx_time_seconds": 1, "tx_time_days": 0}).encode()]
 
 
+def rule_breaking(transaction_id: int, **changes) -> bytes:
+    """A well-formed transaction that breaks a rule of the cleaning suite (jobs/expectations)."""
+    good = {"transaction_id": transaction_id, "tx_datetime": "2018-04-02 10:00:00", "customer_id": 1, "terminal_id": 2,
+            "tx_amount": 3.0, "tx_time_seconds": 122_400, "tx_time_days": 1}
+    return json.dumps({**good, **changes}).encode()
+
+
+# each breaks one rule, named in its dead letter
+RULE_BREAKING = {"customer_id_range": rule_breaking(10**9, customer_id=-999999),
+                 "tx_amount_positive": rule_breaking(10**9 + 1, tx_amount=0.0),
+                 "terminal_id_range": rule_breaking(10**9 + 2, terminal_id=2_000_000),
+                 "tx_time_days_consistent": rule_breaking(10**9 + 3, tx_time_days=5),
+                 "tx_fraud_in_set": rule_breaking(10**9 + 4, tx_fraud=2, tx_fraud_scenario=0)}
+
+
 def consume_all(bootstrap: str, topic: str) -> list[dict]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
@@ -51,9 +67,11 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
                    kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
                    kafka__topics__labels=topic_names["labels"],
-                   kafka__max_offsets_per_trigger=4000, stream__state_buckets=4, stream__metrics_port=0,
+                   kafka__max_offsets_per_trigger=4000, stream__metrics_port=0,
                    mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-                   mlflow__artifact_location=str(tmp_path / "artifacts"))
+                   mlflow__artifact_location=str(tmp_path / "artifacts"),
+                   # the stream replays the history the model was trained on: no state from it
+                   stream__seed_from_history=False)
     summary = train.run(spark, cfg, Split(dt.date(2018, 4, 8), train_days=4, delay_days=1, test_days=3, val_days=1),
                         DELAY, input_path=str(raw))
     assert summary["registry"]["alias"] == "champion"
@@ -61,7 +79,8 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     lines = list(raw_lines(raw))
     sent = produce_lines(cfg, iter(lines))  # keyed by card, as the job expects
     assert sent["sent"] == len(lines)
-    produce(broker.bootstrap_servers, topic_names["transactions"], MALFORMED)
+    produce(broker.bootstrap_servers, topic_names["transactions"], MALFORMED + list(RULE_BREAKING.values()))
+    produce_lines(cfg, iter(lines[:3]))  # a producer's retry: three transactions sent twice
     metrics = score_stream.run(spark, cfg, available_now=True)
 
     scores = spark.read.format("delta").load(cfg.table_path("scores"))
@@ -77,9 +96,18 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     worst = joined.select(*[F_abs_diff(n) for n in FEATURE_NAMES]).collect()[0].asDict()
     assert all(v is None or v < 1e-6 for v in worst.values()), worst  # stream features == batch features
 
-    dead = spark.read.format("delta").load(cfg.table_path("dead_letters"))
-    assert sorted(r.payload for r in dead.collect()) == sorted(m.decode() for m in MALFORMED)
-    future = [r.errors for r in dead.collect() if "2080" in r.payload][0]
+    dead = spark.read.format("delta").load(cfg.table_path("dead_letters")).collect()
+    duplicates = [r for r in dead if r.errors[0].startswith("transaction_id: expected a transaction not seen before")]
+    assert sorted(json.loads(r.payload)["transaction_id"] for r in duplicates) == [0, 1, 2]
+    first = next(r for r in duplicates if json.loads(r.payload)["transaction_id"] == 0)
+    assert first.errors == [f"transaction_id: expected a transaction not seen before, found 0 already counted for card "
+                            f"{lines[0].split(',')[2]}: a duplicate (a producer's retry?), not scored again"]
+    others = [r for r in dead if r not in duplicates]
+    assert sorted(r.payload for r in others) == sorted(m.decode() for m in MALFORMED + list(RULE_BREAKING.values()))
+    for rule, payload in RULE_BREAKING.items():
+        errors = next(r.errors for r in dead if r.payload == payload.decode())
+        assert len(errors) == 1 and errors[0].startswith(f"rule {rule}: "), (rule, errors)
+    future = [r.errors for r in dead if "2080" in (r.payload or "")][0]
     assert future[0].startswith("tx_datetime: expected at most 24 hours after the message's Kafka timestamp ")
     assert future[0].endswith(", found '2080-01-01 00:00:00'")
 
@@ -102,7 +130,8 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
     assert values["fraud_transactions_scored_total"] == len(lines)
     assert values["fraud_alerts_total"] == len(flagged)
-    assert values["fraud_dead_letters_total"] == len(MALFORMED)
+    assert values["fraud_dead_letters_total"] == len(MALFORMED) + len(RULE_BREAKING) + 3
+    assert values["fraud_duplicates_total"] == 3
     assert values["fraud_end_to_end_latency_seconds_count"] == len(lines)
     assert values["fraud_score_count"] == len(lines)
     assert 'fraud_model_info{alias="champion",threshold=' in text and 'version="1"' in text
@@ -113,7 +142,7 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
         scraped = server.wait_for("fraud_transactions_scored_total")
         assert [float(s["value"][1]) for s in scraped] == [len(lines)]
         assert server.wait_for("count_over_time(fraud_alerts_total[1m]) >= 2")  # two scrapes: rates have data
-        assert [float(s["value"][1]) for s in server.query("fraud_dead_letters_total")] == [len(MALFORMED)]
+        assert [float(s["value"][1]) for s in server.query("fraud_dead_letters_total")] == [len(MALFORMED) + len(RULE_BREAKING) + 3]
         assert [s["metric"]["version"] for s in server.query('fraud_model_info{job="fraud-stream"}')] == ["1"]
         for title, expr in dashboard_queries():
             assert server.query(expr), f"dashboard panel {title!r}: no data for {expr}"
@@ -126,3 +155,36 @@ def F_abs_diff(name: str):
     from pyspark.sql import functions as F
 
     return F.max(F.abs(F.col(f"s.{name}") - F.col(f"b.{name}"))).alias(name)
+
+
+def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, broker, make_cfg, topic_names, tmp_path):
+    """Cold start: the lake holds 30 cleaned days, the stream starts without a checkpoint on the 10 days after.
+    Its first transactions get the batch job's features over the whole 40 days, not those of empty state."""
+    from jobs import clean
+    from tests.test_stream_restart import register_model
+
+    raw = tmp_path / "raw"
+    simulate_to_folder(make_spec("handbook", days=40, customers=300, terminals=400), raw)
+    history, live = sorted(raw.glob("*.txt"))  # the bank's 30-day files: 30 days, then 10
+    kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    register_model(tracking, tmp_path / "artifacts", label_delay_hours=DELAY)
+    cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
+                   kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
+                   kafka__topics__labels=topic_names["labels"], kafka__max_offsets_per_trigger=4000,
+                   stream__metrics_port=0, mlflow__tracking_uri=tracking)
+    clean.run(spark, cfg, str(history))
+    produce_lines(cfg, raw_lines(live))
+    score_stream.run(spark, cfg, available_now=True)
+
+    whole = make_cfg(paths__lake=str(tmp_path / "whole-lake"))
+    clean.run(spark, whole, str(raw))
+    batch = build_features.read_features(spark, whole, DELAY)
+    scores = spark.read.format("delta").load(cfg.table_path("scores"))
+    assert scores.count() == sum(1 for _ in raw_lines(live))
+    joined = scores.alias("s").join(batch.alias("b"), "transaction_id")
+    assert joined.count() == scores.count()
+    worst = joined.select(*[F_abs_diff(n) for n in FEATURE_NAMES]).collect()[0].asDict()
+    assert all(v is None or v < 1e-6 for v in worst.values()), worst
+    first_day = scores.where(F.col("tx_datetime") < F.lit(dt.datetime(2018, 5, 2)))
+    assert first_day.count() > 0 and first_day.where("card_tx_count_30d <= 1").count() < first_day.count() / 10

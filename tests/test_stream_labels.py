@@ -36,7 +36,7 @@ def test_labels_update_the_fraud_state(spark, broker, make_cfg, topic_names, tmp
     cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
                    kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
                    kafka__topics__labels=topic_names["labels"], kafka__max_offsets_per_trigger=5000,
-                   stream__state_buckets=4, stream__metrics_port=0, mlflow__tracking_uri=tracking)
+                   stream__metrics_port=0, mlflow__tracking_uri=tracking)
     tx = pd.DataFrame([line_to_message(line) for line in raw_lines(raw)])
     tx["tx_datetime"] = pd.to_datetime(tx["tx_datetime"])
     day = tx["tx_time_days"]

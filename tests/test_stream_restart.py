@@ -87,7 +87,7 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(spark, broker, make_cfg
                "--set", f"kafka.topics.transactions={topic_names['transactions']}",
                "--set", f"kafka.topics.alerts={topic_names['alerts']}",
                "--set", f"kafka.topics.labels={topic_names['labels']}",
-               "--set", "kafka.max_offsets_per_trigger=400", "--set", "stream.state_buckets=2",
+               "--set", "kafka.max_offsets_per_trigger=400",
                "--set", "stream.metrics_port=0", "--set", "spark.ui_enabled=false",
                "--set", "spark.extra.spark.driver.memory=1g"]
     scores = Path(cfg.table_path("scores"))
@@ -108,3 +108,52 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(spark, broker, make_cfg
     assert len(ids) == len(lines) and sorted(ids) == list(range(len(lines)))
     alerts = spark.read.format("delta").load(cfg.table_path("alerts"))
     assert alerts.count() == alerts.select("alert_id").distinct().count()
+
+
+def test_a_broker_stopped_for_20_seconds_mid_stream_loses_and_duplicates_nothing(spark, make_cfg, tmp_path):
+    """The job keeps running through a broker outage (its consumer and the alerts producer wait and retry),
+    and every transaction sent before and after is scored exactly once."""
+    from jobs import score_stream
+    from jobs.metrics import StreamMetrics
+    from tests.conftest import free_port
+
+    spec = kafka_broker.BrokerSpec(state_dir=tmp_path / "own-broker", jars_dir=ROOT / ".jars/kafka", port=free_port(),
+                                   controller_port=free_port(), partitions=2, log_level="WARN")
+    kafka_broker.start(spec)
+    try:
+        kafka_broker.create_topics(spec.bootstrap_servers, ["transactions", "alerts", "labels"], partitions=2)
+        tracking = f"sqlite:///{tmp_path}/mlflow.db"
+        register_model(tracking, tmp_path / "artifacts")
+        cfg = make_cfg(kafka__bootstrap_servers=spec.bootstrap_servers, mlflow__tracking_uri=tracking,
+                       stream__trigger_interval="1 second", stream__metrics_port=0, kafka__max_offsets_per_trigger=500)
+        raw = tmp_path / "raw"
+        simulate_to_folder(make_spec("handbook", days=6, customers=200, terminals=300), raw)
+        lines = list(raw_lines(raw))
+        thirds = [lines[: len(lines) // 3], lines[len(lines) // 3: 2 * len(lines) // 3], lines[2 * len(lines) // 3:]]
+        query = score_stream.start(spark, cfg, available_now=False, metrics=StreamMetrics())
+        scores = Path(cfg.table_path("scores"))
+
+        def scored() -> int:
+            return spark.read.format("delta").load(str(scores)).count() if (scores / "_delta_log").is_dir() else 0
+
+        def wait_for(count: int, seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while scored() < count and query.isActive and time.monotonic() < deadline:
+                time.sleep(1)
+
+        produce(cfg, iter(thirds[0]))
+        wait_for(len(thirds[0]), 180)
+        produce(cfg, iter(thirds[1]))  # in flight when the broker goes
+        time.sleep(1)
+        kafka_broker.stop(spec)
+        time.sleep(20)
+        assert query.isActive, f"the query died while the broker was down: {query.exception()}"
+        kafka_broker.start(spec)
+        produce(cfg, iter(thirds[2]))
+        wait_for(len(lines), 240)
+        assert query.isActive, f"the query died after the broker came back: {query.exception()}"
+        query.stop()
+        ids = [r.transaction_id for r in spark.read.format("delta").load(str(scores)).select("transaction_id").collect()]
+        assert len(ids) == len(lines) and sorted(ids) == list(range(len(lines)))
+    finally:
+        kafka_broker.stop(spec)

@@ -28,8 +28,8 @@ final class WindowSpec implements Serializable {
   final int lookbackHours;
   final Integer ttlDays;
   final String[] bypass;
-  final String dedupeExempt; // null: no duplicate detection
-  final String duplicateColumn;
+  final String dedupeExempt;    // label increments: never duplicates (null: none)
+  final String duplicateColumn; // null: no duplicate detection
   final String[] drop;
 
   private WindowSpec(JsonNode json) {
@@ -62,7 +62,7 @@ final class WindowSpec implements Serializable {
     ttlDays = json.hasNonNull("ttl_days") ? json.get("ttl_days").asInt() : null;
     bypass = strings(json, "bypass");
     dedupeExempt = json.hasNonNull("dedupe_exempt") ? json.get("dedupe_exempt").asText() : null;
-    duplicateColumn = dedupeExempt == null ? null : text(json, "duplicate_column");
+    duplicateColumn = json.hasNonNull("duplicate_column") ? json.get("duplicate_column").asText() : null;
     drop = strings(json, "drop");
   }
 
@@ -75,7 +75,7 @@ final class WindowSpec implements Serializable {
   }
 
   boolean dedupe() {
-    return dedupeExempt != null;
+    return duplicateColumn != null;
   }
 
   /** The operator's output: the input's columns but `drop`, then one double per window, then the duplicate

@@ -30,7 +30,7 @@ final class WindowedSumsProcessor extends StatefulProcessorWithInitialState<Long
   private final int[] measureIndex;
   private final int secondsIndex;
   private final int idIndex;
-  private final int exemptIndex;     // -1 without duplicate detection
+  private final int exemptIndex;     // -1: no row is exempt from duplicate detection
   private final int outWidth;
   private transient ValueState<byte[]> buckets;
 
@@ -45,7 +45,7 @@ final class WindowedSumsProcessor extends StatefulProcessorWithInitialState<Long
     measureIndex = Arrays.stream(spec.measures).mapToInt(input::fieldIndex).toArray();
     secondsIndex = input.fieldIndex(spec.seconds);
     idIndex = input.fieldIndex(spec.id);
-    exemptIndex = spec.dedupe() ? input.fieldIndex(spec.dedupeExempt) : -1;
+    exemptIndex = spec.dedupeExempt != null ? input.fieldIndex(spec.dedupeExempt) : -1;
     outWidth = keep.length + spec.windowNames.length + (spec.dedupe() ? 1 : 0);
   }
 
@@ -109,7 +109,7 @@ final class WindowedSumsProcessor extends StatefulProcessorWithInitialState<Long
       List<Long> seen = new ArrayList<>();
       for (int i : order) {
         Row row = input.get(i);
-        if (!row.isNullAt(exemptIndex) && row.getBoolean(exemptIndex)) continue;
+        if (exemptIndex >= 0 && !row.isNullAt(exemptIndex) && row.getBoolean(exemptIndex)) continue;
         if (state.counted(ids[i]) || seen.contains(ids[i])) {
           duplicate[i] = true;
         } else {
