@@ -10,7 +10,7 @@ OPERATOR_SOURCES := $(shell find features/jvm -name '*.java' -o -name pom.xml) s
 PROMETHEUS := .tools/prometheus
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test check-tools jars operators venv prometheus kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-stream-profile bench-state-layout bench-delta-append clean clean-state
+.PHONY: help setup demo test check-tools jars operators venv prometheus kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -84,9 +84,6 @@ bench-model-selection: setup
 
 bench-stream: setup
 	$(BIN)/python benchmarks/stream.py
-
-bench-stream-profile: setup
-	$(BIN)/python benchmarks/stream_profile.py
 
 bench-state-layout: setup
 	$(BIN)/python benchmarks/state_layout.py

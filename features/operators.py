@@ -25,7 +25,8 @@ from features.definitions import AGGREGATES, ENTITY_KEYS, LABEL_MEASURES, MEASUR
 
 OPERATOR_CLASS = "io.frauddetect.features.WindowedSums"
 SECONDS = "event_seconds"
-# the initial state of an operator: one row per key, its hours ascending and their sums (hours x MEASURES),
+# the initial state of an operator: one row per key, its hours ascending and their sums (hours x the entity's
+# measures),
 # and the transactions it counted (with their hours), so that one sent again is a duplicate
 SEED_SCHEMA = StructType([StructField("key", LongType(), False), StructField("hours", ArrayType(IntegerType(), False), False),
                           StructField("sums", ArrayType(DoubleType(), False), False),
@@ -40,6 +41,13 @@ class OperatorMissingError(RuntimeError):
 
 def _measure_column(measure: str) -> str:
     return f"measure_{measure}"
+
+
+def entity_measures(entity: str) -> list[str]:
+    """The MEASURES the entity's aggregates sum: all that its state keeps per hour (a terminal sums no
+    amount, so its buckets are half a card's)."""
+    used = {a.measure for a in AGGREGATES if a.entity == entity}
+    return [m for m in MEASURES if m in used]
 
 
 def spec(entity: str, label_delay_hours: int, ttl_days: int | None, bypass: Sequence[str] = (),
@@ -61,18 +69,18 @@ def spec(entity: str, label_delay_hours: int, ttl_days: int | None, bypass: Sequ
         if a.entity == entity:
             first, last = a.hour_range(label_delay_hours)
             windows.append({"name": a.name, "measure": _measure_column(a.measure), "first": first, "last": last})
-    measures = [_measure_column(m) for m in MEASURES]
+    measures = [_measure_column(m) for m in entity_measures(entity)]
     return {"key": ENTITY_KEYS[entity], "seconds": SECONDS, "id": "transaction_id", "measures": measures,
             "windows": windows, "lookback_hours": lookback_hours(entity, label_delay_hours), "ttl_days": ttl_days,
             "bypass": list(bypass), "dedupe_exempt": label_column,
             "duplicate_column": duplicate_column, "drop": [SECONDS, *measures]}
 
 
-def _measures(label_column: str | None) -> list[Column]:
-    """Each MEASURES value of a row: a transaction's (features/batch.py), or a label increment's, which adds its
-    `tx_fraud` (+1 or -1) to the LABEL_MEASURES and nothing else."""
+def _measures(entity: str, label_column: str | None) -> list[Column]:
+    """Each of the entity's measures of a row: a transaction's (features/batch.py), or a label increment's, which
+    adds its `tx_fraud` (+1 or -1) to the LABEL_MEASURES and nothing else."""
     columns = []
-    for m in MEASURES:
+    for m in entity_measures(entity):
         value = measure_value(m)
         if label_column is not None:
             value = F.when(F.col(label_column), value if m in LABEL_MEASURES else F.lit(0.0)).otherwise(value)
@@ -107,7 +115,7 @@ def add_aggregates(rows: DataFrame, entity: str, label_delay_hours: int, ttl_day
     if not hasattr(operator, "apply") or "JavaPackage" in type(operator).__name__:
         raise OperatorMissingError(f"the stream's stateful operator {OPERATOR_CLASS} is not on Spark's classpath: "
                                    "run `make operators` (part of `make setup`) and start Spark with jobs/session.py")
-    prepared = rows.select("*", F.unix_timestamp("tx_datetime").alias(SECONDS), *_measures(label_column))
+    prepared = rows.select("*", F.unix_timestamp("tx_datetime").alias(SECONDS), *_measures(entity, label_column))
     seed = initial if initial is not None else spark.createDataFrame([], SEED_SCHEMA)
     text = json.dumps(spec(entity, label_delay_hours, ttl_days, bypass, label_column, duplicate_column))
     return DataFrame(operator.apply(prepared._jdf, text, seed._jdf), spark)
@@ -129,13 +137,14 @@ def seed_state(transactions: DataFrame, entity: str, label_delay_hours: int, new
     recent = transactions.withColumn("hour", event_hour(F.col("tx_datetime")).cast("int")).where(F.col("hour") >= oldest)
     ids = F.collect_list(F.struct("hour", F.col("transaction_id").cast("long").alias("id"))) if with_ids else \
         F.array().cast("array<struct<hour:int,id:bigint>>")
-    hourly = recent.groupBy(key, "hour").agg(*[F.sum(measure_value(m)).cast("double").alias(m) for m in MEASURES],
+    measures = entity_measures(entity)
+    hourly = recent.groupBy(key, "hour").agg(*[F.sum(measure_value(m)).cast("double").alias(m) for m in measures],
                                              ids.alias("ids"))
-    buckets = F.array_sort(F.collect_list(F.struct("hour", *MEASURES)))
+    buckets = F.array_sort(F.collect_list(F.struct("hour", *measures)))
     per_key = hourly.groupBy(F.col(key).cast("long").alias("key")).agg(buckets.alias("b"),
                                                                        F.flatten(F.collect_list("ids")).alias("i"))
     return per_key.select("key", F.transform("b", lambda b: b["hour"]).alias("hours"),
-                          F.flatten(F.transform("b", lambda b: F.array(*[b[m] for m in MEASURES]))).alias("sums"),
+                          F.flatten(F.transform("b", lambda b: F.array(*[b[m] for m in measures]))).alias("sums"),
                           F.transform("i", lambda i: i["id"]).alias("ids"),
                           F.transform("i", lambda i: i["hour"]).alias("id_hours"))
 

@@ -20,6 +20,10 @@ HISTORY_PAGES = (20, 1000, None)
 # How often an append refused for a concurrent change of its table (another writer's ALTER TABLE, or the
 # table created by two writers at once) is tried again from the new snapshot. A refused commit writes nothing.
 CONFLICT_RETRIES = 3
+# (table, app id) -> the last version this process appended. A streaming query is the only writer of its app id,
+# so once it has read a table's history it need not read it again at every micro-batch (a Spark job and a log
+# read per table and micro-batch). A new process starts empty and reads the history once.
+_LAST_APPENDED: dict[tuple[str, str], int] = {}
 
 
 def last_written(spark: SparkSession, path: str, app_id: str) -> int | None:
@@ -63,7 +67,9 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
     conflicts = (ConcurrentAppendException, ConcurrentTransactionException, ConcurrentWriteException,
                  DeltaConcurrentModificationException, MetadataChangedException, ProtocolChangedException)
     for attempt in range(CONFLICT_RETRIES + 1):
-        last = last_written(df.sparkSession, path, app_id)
+        last = _LAST_APPENDED.get((path, app_id)) if attempt == 0 else None
+        if last is None:
+            last = last_written(df.sparkSession, path, app_id)
         if last is not None and version <= last:
             return False
         writer = (
@@ -77,6 +83,7 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
             writer = writer.partitionBy(*partition_by)
         try:
             writer.save(path)
+            _LAST_APPENDED[(path, app_id)] = version
             return True
         except conflicts as error:
             if attempt == CONFLICT_RETRIES:

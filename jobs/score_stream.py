@@ -32,7 +32,7 @@ import argparse
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -342,7 +342,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     featured_columns = [c for c in combined.columns
                         if c not in ("row_kind", "bypass_state", "duplicate", *MESSAGE_COLUMNS)]
 
-    def score(batch: DataFrame, batch_id: int, stages: Stages) -> None:
+    def score(batch: DataFrame, batch_id: int, stages: Stages, more_sinks: Sequence[Callable[[], object]]) -> None:
+        """Score the batch's transactions; publish the alerts; then commit `scores`, `alerts` and `more_sinks`
+        together."""
         holder.refresh()
         metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
         scored = (batch.where("row_kind = 'tx'").select(*featured_columns)
@@ -368,7 +370,8 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                 lambda: append_idempotent(scored, scores_path, QUERY, batch_id, ["tx_date"], properties)]
             if observed["decision"].any():
                 sinks.append(lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, ["tx_date"], properties))
-            # the two commits overlap: each is mostly the driver waiting on Delta's log, not the cores working
+            sinks += more_sinks
+            # the commits overlap: each is mostly the driver waiting on Delta's log, not the cores working
             with ThreadPoolExecutor(len(sinks)) as pool:
                 for future in [pool.submit(sink) for sink in sinks]:
                     future.result()
@@ -421,23 +424,33 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         try:
             kinds = {r["row_kind"]: r["count"] for r in batch.groupBy("row_kind").count().collect()}  # runs the state steps
             stages.done("state")
-            if kinds.get("tx"):
-                score(batch, batch_id, stages)
             dead = batch.where("row_kind = 'dead'").select(*DEAD_LETTER_COLUMNS)
             count = kinds.get("dead", 0)
             if kinds.get("duplicate"):
                 dead, count = dead.unionByName(duplicate_letters(batch, tx_topic)), count + kinds["duplicate"]
                 metrics.duplicates.inc(kinds["duplicate"])
+
+            def append_dead(frame: DataFrame, n: int) -> None:  # one append a micro-batch: the batch id is its key
+                append_idempotent(frame.withColumn("dead_at", F.current_timestamp()), dead_path, QUERY, batch_id,
+                                  properties=properties)
+                metrics.dead_letters.inc(n)
+
+            # without labels, the dead letters are known now and commit with the tables; with labels, after
+            # them, since a label of no scored transaction is one too
+            now = [lambda: append_dead(dead, count)] if count and not kinds.get("label") else []
+            if kinds.get("tx"):
+                score(batch, batch_id, stages, now)
+            elif now:
+                now[0]()
+                stages.done("dead_letters")
             if kinds.get("label"):
                 unknown = apply_labels(batch, batch_id)
                 if unknown is not None:
                     dead, count = dead.unionByName(unknown), count + unknown.count()
                 stages.done("labels")
-            if count:
-                append_idempotent(dead.withColumn("dead_at", F.current_timestamp()), dead_path, QUERY, batch_id,
-                                  properties=properties)
-                metrics.dead_letters.inc(count)
-                stages.done("dead_letters")
+                if count:
+                    append_dead(dead, count)
+                    stages.done("dead_letters")
         finally:
             batch.unpersist()
         metrics.batch_seconds.observe(time.perf_counter() - started)

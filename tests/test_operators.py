@@ -13,8 +13,8 @@ import pytest
 from pyspark.sql import DataFrame
 
 from features.batch import compute_aggregates
-from features.definitions import AGGREGATES, ENTITY_KEYS, HOUR, MEASURES, lookback_hours
-from features.operators import DAY_HOURS, add_aggregates, seed_state, spec
+from features.definitions import AGGREGATES, ENTITY_KEYS, HOUR, lookback_hours
+from features.operators import DAY_HOURS, add_aggregates, entity_measures, seed_state, spec
 from jobs.simulator import Simulator, make_spec
 
 DELAY = 48
@@ -139,9 +139,10 @@ def test_a_seed_holds_the_look_back_of_each_key(spark):
     mine = kept[kept["customer_id"] == one["key"]]
     hours = (mine["tx_datetime"].astype("int64") // 10**9 // HOUR).astype(int)
     assert list(one["hours"]) == sorted(hours.unique())
-    sums = np.array(one["sums"]).reshape(-1, len(MEASURES))
-    assert sums[:, MEASURES.index("count")].sum() == len(mine)
-    assert sums[:, MEASURES.index("amount")].sum() == pytest.approx(mine["tx_amount"].sum())
+    measures = entity_measures("card")
+    sums = np.array(one["sums"]).reshape(-1, len(measures))
+    assert sums[:, measures.index("count")].sum() == len(mine)
+    assert sums[:, measures.index("amount")].sum() == pytest.approx(mine["tx_amount"].sum())
     assert sorted(one["ids"]) == sorted(mine["transaction_id"])
 
 
@@ -153,6 +154,7 @@ def test_the_spec_comes_from_the_definitions():
     assert (first_7d["first"], first_7d["last"]) == (-(7 * 24 - 1), 0)
     fraud = next(w for w in card["windows"] if w["name"] == "card_fraud_count_30d")
     assert (fraud["first"], fraud["last"]) == (-(DELAY + 30 * 24), -(DELAY + 1))
+    assert entity_measures("terminal") == ["count", "fraud"]  # a terminal sums no amount
     terminal = spec("terminal", DELAY, None)
     assert terminal["duplicate_column"] is None and terminal["ttl_days"] is None
 

@@ -40,7 +40,7 @@ def test_settings_of_the_local_session():
 
 def test_missing_jar_folder_says_which_command_fetches_it(tmp_path):
     cfg = load_config("local", {"paths.spark_jars": str(tmp_path / "nothing")})
-    with pytest.raises(SetupError, match=r"no JVM jars in .*nothing \(paths.spark_jars\): run `make jars`"):
+    with pytest.raises(SetupError, match=r"no JVM jars in .*nothing \(paths.spark_jars\): run `make jars` \(part of `make setup`\)"):
         spark_settings(cfg)
 
 
@@ -70,3 +70,32 @@ def test_the_state_server_logs_only_errors(spark):
     assert level.toString() == "ERROR"
     properties = (ROOT / "spark-submit/log4j2.properties").read_text()
     assert f"logger.twsstate.name = {STATE_SERVER_LOGGER}" in properties and "logger.twsstate.level = error" in properties
+
+
+def test_a_missing_or_stale_operator_jar_names_make_operators(tmp_path):
+    from jobs.session import OPERATOR_DIGEST, operator_jars, operator_sources_digest
+
+    with pytest.raises(SetupError, match=r"no JVM jars in .*operators \(paths.operator_jars\): run `make operators`"):
+        operator_jars(tmp_path / "operators")
+    built = tmp_path / "built"
+    built.mkdir()
+    (built / "fraud-operators.jar").write_bytes(b"jar")
+    (built / OPERATOR_DIGEST).write_text("0" * 64 + "\n")  # built from other sources
+    with pytest.raises(SetupError, match=r"built from other sources than features/jvm holds now: run `make operators`"):
+        operator_jars(built)
+    (built / OPERATOR_DIGEST).write_text(f"{operator_sources_digest()}\n")
+    assert operator_jars(built) == [str(built / "fraud-operators.jar")]
+
+
+def test_the_operator_digest_follows_the_java_sources(tmp_path):
+    from jobs.session import operator_sources_digest
+
+    source = tmp_path / "features/jvm/src/main/java/X.java"
+    source.parent.mkdir(parents=True)
+    source.write_text("class X {}")
+    (tmp_path / "spark-submit").mkdir()
+    (tmp_path / "spark-submit/pom.xml").write_text("<project/>")
+    before = operator_sources_digest(tmp_path)
+    source.write_text("class X { int y; }")
+    assert operator_sources_digest(tmp_path) != before
+    assert operator_sources_digest(tmp_path / "nothing") is None

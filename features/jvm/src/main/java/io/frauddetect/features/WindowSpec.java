@@ -63,7 +63,9 @@ final class WindowSpec implements Serializable {
     bypass = strings(json, "bypass");
     dedupeExempt = json.hasNonNull("dedupe_exempt") ? json.get("dedupe_exempt").asText() : null;
     duplicateColumn = json.hasNonNull("duplicate_column") ? json.get("duplicate_column").asText() : null;
-    drop = strings(json, "drop");
+    String[] dropped = strings(json, "drop");
+    drop = java.util.Arrays.copyOf(dropped, dropped.length + 1);
+    drop[dropped.length] = WindowedSums.GROUP;
   }
 
   static WindowSpec parse(String text) {

@@ -1,6 +1,11 @@
 package io.frauddetect.features;
 
-import org.apache.spark.api.java.function.MapFunction;
+import static org.apache.spark.sql.functions.coalesce;
+import static org.apache.spark.sql.functions.col;
+import static org.apache.spark.sql.functions.lit;
+import static org.apache.spark.sql.functions.when;
+
+import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.KeyValueGroupedDataset;
@@ -16,6 +21,8 @@ import org.apache.spark.sql.types.StructType;
 public final class WindowedSums {
   /** The group of the rows that bypass the state (a message, not a transaction). */
   static final long BYPASS_KEY = Long.MIN_VALUE;
+  /** The column that holds each row's group, dropped from the output. */
+  static final String GROUP = "operator_group";
 
   private WindowedSums() {}
 
@@ -34,19 +41,15 @@ public final class WindowedSums {
    */
   public static Dataset<Row> apply(Dataset<Row> rows, String specJson, Dataset<Row> initial) {
     WindowSpec spec = WindowSpec.parse(specJson);
-    StructType input = rows.schema();
-    int keyIndex = input.fieldIndex(spec.key);
-    int[] bypass = new int[spec.bypass.length];
-    for (int i = 0; i < bypass.length; i++) bypass[i] = input.fieldIndex(spec.bypass[i]);
-    MapFunction<Row, Long> keyOf = row -> {
-      for (int b : bypass) {
-        if (!row.isNullAt(b) && row.getBoolean(b)) return BYPASS_KEY;
-      }
-      return row.isNullAt(keyIndex) ? BYPASS_KEY : ((Number) row.get(keyIndex)).longValue();
-    };
-    KeyValueGroupedDataset<Long, Row> grouped = rows.groupByKey(keyOf, Encoders.LONG());
-    MapFunction<Row, Long> initialKey = row -> row.getLong(0);
-    KeyValueGroupedDataset<Long, Row> seed = initial.groupByKey(initialKey, Encoders.LONG());
+    // the group of each row as a column, so that grouping reads one column (a key function would
+    // deserialize every row once more just to compute it)
+    Column bypassed = lit(false);
+    for (String b : spec.bypass) bypassed = bypassed.or(coalesce(col(b), lit(false)));
+    Column group = when(bypassed.or(col(spec.key).isNull()), lit(BYPASS_KEY)).otherwise(col(spec.key).cast("long"));
+    Dataset<Row> keyed = rows.withColumn(GROUP, group);
+    StructType input = keyed.schema();
+    KeyValueGroupedDataset<Long, Row> grouped = keyed.groupBy(col(GROUP)).as(Encoders.LONG(), Encoders.row(input));
+    KeyValueGroupedDataset<Long, Row> seed = initial.groupBy(col("key")).as(Encoders.LONG(), Encoders.row(initial.schema()));
     TimeMode mode = spec.ttlDays == null ? TimeMode.None() : TimeMode.ProcessingTime();
     return grouped.transformWithState(new WindowedSumsProcessor(spec, input), mode, OutputMode.Append(), seed,
         Encoders.row(spec.outputSchema(input)), Encoders.row(initial.schema()));

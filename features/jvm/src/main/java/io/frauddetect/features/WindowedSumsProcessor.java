@@ -68,7 +68,7 @@ final class WindowedSumsProcessor extends StatefulProcessorWithInitialState<Long
     }
     List<Long> ids = initial.getList(3);
     List<Integer> idHours = initial.getList(4);
-    HourlyBuckets current = HourlyBuckets.decode(buckets.exists() ? buckets.get() : null, measures);
+    HourlyBuckets current = HourlyBuckets.decode(buckets.get(), measures);
     buckets.update(current.plus(h, s, measures).plusIds(ids.stream().mapToLong(Long::longValue).toArray(),
         idHours.stream().mapToInt(Integer::intValue).toArray()).encode());
   }
@@ -101,7 +101,7 @@ final class WindowedSumsProcessor extends StatefulProcessorWithInitialState<Long
     for (int i = 0; i < n; i++) order[i] = i;
     Arrays.sort(order, (a, b) -> seconds[a] != seconds[b] ? Long.compare(seconds[a], seconds[b]) : Long.compare(ids[a], ids[b]));
 
-    HourlyBuckets state = HourlyBuckets.decode(buckets.exists() ? buckets.get() : null, measures);
+    HourlyBuckets state = HourlyBuckets.decode(buckets.get(), measures); // null when the key has none
     boolean[] duplicate = new boolean[n];
     List<Long> newIds = new ArrayList<>();
     List<Integer> newIdHours = new ArrayList<>();
