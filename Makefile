@@ -10,7 +10,7 @@ OPERATOR_SOURCES := $(shell find features/jvm -name '*.java' -o -name pom.xml) s
 PROMETHEUS := .tools/prometheus
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test check-tools jars operators venv prometheus kafka-up kafka-down kafka-status lint bench-simulate bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append clean clean-state
+.PHONY: help setup demo test check-tools jars operators venv prometheus kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -75,6 +75,9 @@ kafka-status:
 
 bench-simulate: setup
 	$(BIN)/python benchmarks/simulate.py
+
+bench-simulate-handbook: setup
+	$(BIN)/python benchmarks/simulate.py --handbook
 
 bench-model: setup
 	$(BIN)/python benchmarks/model_figures.py --extra-seeds 1,2,3

@@ -1,6 +1,10 @@
 """Benchmark of `fraud simulate`: transactions a minute on one core, and peak memory, for the bank's sizes.
 
     .venv/bin/python benchmarks/simulate.py [--days 6] [--customers 810000]
+    .venv/bin/python benchmarks/simulate.py --handbook      # the handbook preset's counts, against the published
+
+With --handbook: the `handbook` preset (seed 0) generated once, its transactions, frauds and frauds per
+scenario next to the published figures (../shared/SIMULATOR.md), kept in benchmarks/results/simulate_handbook.json.
 
 Generates the `otus` preset (810,000 cards, 1,000 terminals: ~1.57 million transactions a day) twice in
 one process, for N and 2N days, generation only and generation + writing the raw files with defects, and
@@ -34,8 +38,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=6)
     parser.add_argument("--customers", type=int, default=810_000)
+    parser.add_argument("--handbook", action="store_true", help="the handbook preset's counts instead")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
+    if args.handbook:
+        report(handbook_counts(), "simulate_handbook", not args.no_save)
+        return
     runs = []
     for days in (args.days, 2 * args.days):
         spec = make_spec("otus", days=days, customers=args.customers)
@@ -64,6 +72,22 @@ def main() -> None:
         "memory_ratio_2n_over_n_days": round(runs[1]["peak_rss_mib_so_far"] / runs[0]["peak_rss_mib_so_far"], 2),
     }
     report(result, "simulate", not args.no_save)
+
+
+def handbook_counts() -> dict[str, object]:
+    """The handbook preset's transactions, frauds and frauds per scenario, against the published figures."""
+    spec = make_spec("handbook")
+    started = time.perf_counter()
+    frames = [b.frame for b in Simulator(spec).days()]
+    seconds = time.perf_counter() - started
+    n = sum(len(f) for f in frames)
+    frauds = sum(int(f["tx_fraud"].sum()) for f in frames)
+    scenarios = {str(s): sum(int((f["tx_fraud_scenario"] == s).sum()) for f in frames) for s in (1, 2, 3)}
+    return {"benchmark": "simulate_handbook", "preset": "handbook", "seed": 0, "days": spec.days,
+            "generate_seconds": round(seconds, 1), "transactions": n, "transactions_a_day": round(n / spec.days),
+            "frauds": frauds, "fraud_share": round(frauds / n, 5), "frauds_by_scenario": scenarios,
+            "published": {"transactions": 1_754_155, "frauds": 14_681, "fraud_share": 0.0084,
+                          "frauds_by_scenario": {"1": 973, "2": 9_077, "3": 4_631}}}
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Python operator is a round trip to the JVM (benchmarks/results/state_layout.json
 Per key and micro-batch, the operator sorts the key's rows in event order (time, then transaction id),
 reads the key's buckets (one state value), computes each row's windows exactly as features/batch.py does,
 folds the rows into the buckets, drops the hours past the look-back (a day at a time) and writes the value
-back. A key not updated for `ttl_days` of processing time expires.
+back. A key not updated for `ttl_days` of processing time expires (a processing-time timer per key checks it).
 """
 from __future__ import annotations
 
@@ -50,14 +50,15 @@ def entity_measures(entity: str) -> list[str]:
     return [m for m in MEASURES if m in used]
 
 
-def spec(entity: str, label_delay_hours: int, ttl_days: int | None, bypass: Sequence[str] = (),
+def spec(entity: str, label_delay_hours: int, ttl_days: float | None, bypass: Sequence[str] = (),
          label_column: str | None = None, duplicate_column: str | None = None) -> dict[str, object]:
     """The operator's spec for one entity, from AGGREGATES (see features/jvm's WindowSpec).
 
     Args:
         entity: "card" or "terminal".
         label_delay_hours: the label delay of the delayed aggregates.
-        ttl_days: days of processing time after which an idle key's state expires (None: never).
+        ttl_days: days of processing time after which an idle key's state expires (None: never); a timer per
+            key removes it.
         bypass: boolean columns; a row with any of them true goes through untouched, with null aggregates.
         label_column: the boolean column of label increments: they add to LABEL_MEASURES only, and are never
             duplicates.
@@ -71,7 +72,8 @@ def spec(entity: str, label_delay_hours: int, ttl_days: int | None, bypass: Sequ
             windows.append({"name": a.name, "measure": _measure_column(a.measure), "first": first, "last": last})
     measures = [_measure_column(m) for m in entity_measures(entity)]
     return {"key": ENTITY_KEYS[entity], "seconds": SECONDS, "id": "transaction_id", "measures": measures,
-            "windows": windows, "lookback_hours": lookback_hours(entity, label_delay_hours), "ttl_days": ttl_days,
+            "windows": windows, "lookback_hours": lookback_hours(entity, label_delay_hours),
+            "ttl_ms": None if ttl_days is None else round(ttl_days * 86_400_000),
             "bypass": list(bypass), "dedupe_exempt": label_column,
             "duplicate_column": duplicate_column, "drop": [SECONDS, *measures]}
 
@@ -88,7 +90,7 @@ def _measures(entity: str, label_column: str | None) -> list[Column]:
     return columns
 
 
-def add_aggregates(rows: DataFrame, entity: str, label_delay_hours: int, ttl_days: int | None,
+def add_aggregates(rows: DataFrame, entity: str, label_delay_hours: int, ttl_days: float | None,
                    initial: DataFrame | None = None, bypass: Sequence[str] = (), label_column: str | None = None,
                    duplicate_column: str | None = None) -> DataFrame:
     """A stream of transactions -> the same rows with the entity's AGGREGATES columns, from Spark's state.

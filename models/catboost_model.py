@@ -8,9 +8,8 @@ from catboost import CatBoostClassifier
 
 # selected by prequential validation on the handbook preset (benchmarks/model_selection.py): the best mean
 # validation average precision over four folds, among depth 4/6/8, learning rate 0.03/0.1, class weights
-# none/SqrtBalanced and 100-600 trees (session 6, with the inputs of features/definitions.py then: 0.6729;
-# depth 6 with 400 trees, the earlier choice, 0.6725). The number of trees is fixed: early stopping on two
-# validation days was noisy (24 trees on one split).
+# none/SqrtBalanced and 100-600 trees (validation AP 0.6729, benchmarks/results/model_selection.json). The
+# number of trees is fixed: early stopping on two validation days was noisy (24 trees on one split).
 DEFAULT_PARAMS: dict[str, Any] = {
     "iterations": 200,
     "learning_rate": 0.03,

@@ -5,6 +5,7 @@ rows mixed in, and from a state seeded with history; the state stays within the 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +157,8 @@ def test_the_spec_comes_from_the_definitions():
     assert (fraud["first"], fraud["last"]) == (-(DELAY + 30 * 24), -(DELAY + 1))
     assert entity_measures("terminal") == ["count", "fraud"]  # a terminal sums no amount
     terminal = spec("terminal", DELAY, None)
-    assert terminal["duplicate_column"] is None and terminal["ttl_days"] is None
+    assert terminal["duplicate_column"] is None and terminal["ttl_ms"] is None
+    assert card["ttl_ms"] == 45 * 86_400_000
 
 
 def test_a_wrong_spec_is_refused_with_its_reason(spark):
@@ -168,3 +170,40 @@ def test_a_wrong_spec_is_refused_with_its_reason(spark):
            '"windows": [{"name": "w", "measure": "nothing", "first": -1, "last": 0}], "bypass": [], "drop": []}')
     with pytest.raises(IllegalArgumentException, match=r"window w: measure nothing is not among the measures \[m\]"):
         jvm.io.frauddetect.features.WindowedSums.apply(rows._jdf, bad, rows._jdf)
+
+
+@pytest.mark.integration
+def test_a_key_idle_for_the_ttl_is_removed(spark, tmp_path):
+    """Card A pays, then nothing for longer than the TTL (2 s here; 45 days in the job): its state goes, and
+    its next transaction counts alone. Card B, within the TTL, keeps its history."""
+    frame = transactions(days=2, customers=20, terminals=20)
+    a, b = frame["customer_id"].unique()[:2]
+    source = tmp_path / "source"
+    source.mkdir()
+    out: list[pd.DataFrame] = []
+
+    def write(i: int, part: pd.DataFrame) -> None:
+        path = source / f"{i:05d}.parquet"
+        as_rows(part).assign(tx_datetime=lambda f: f["tx_datetime"].dt.tz_localize("UTC")).to_parquet(
+            path, coerce_timestamps="us")
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+
+    def run() -> None:
+        schema = spark.read.parquet(str(source / "00000.parquet")).schema
+        rows = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
+        counted = add_aggregates(rows, "card", DELAY, 2 / 86_400, bypass=["bypass_state"], label_column="label_row")
+        query = (counted.writeStream.foreachBatch(lambda batch, _: out.append(batch.toPandas()))
+                 .option("checkpointLocation", str(tmp_path / "chk")).trigger(availableNow=True).start())
+        query.awaitTermination()
+        assert query.exception() is None
+
+    first_a, first_b = frame[frame["customer_id"] == a].head(2), frame[frame["customer_id"] == b].head(1)
+    write(0, pd.concat([first_a, first_b]))
+    run()
+    time.sleep(3)  # longer than the TTL for both
+    write(1, frame[frame["customer_id"] == b].iloc[1:2])  # B pays again: its timer is set again; A's fires
+    write(2, pd.concat([frame[frame["customer_id"] == a].iloc[2:3], frame[frame["customer_id"] == b].iloc[2:3]]))
+    run()
+    last = out[-1].set_index("customer_id")["card_tx_count_30d"]
+    assert last[a] == 1  # A's two earlier transactions are forgotten
+    assert last[b] == 3  # B's are not: it was updated within the TTL before its timer fired

@@ -18,6 +18,7 @@ final class HourlyBuckets {
   final double[] sums; // hours.length x measures, row-major
   final long[] ids;    // ascending, distinct
   final int[] idHours; // the hour of each id, for expiry
+  long touchedMs;      // processing time of the key's last update, for the idle expiry
 
   HourlyBuckets(int[] hours, double[] sums, long[] ids, int[] idHours) {
     this.hours = hours;
@@ -30,10 +31,10 @@ final class HourlyBuckets {
     return new HourlyBuckets(new int[0], new double[0], new long[0], new int[0]);
   }
 
-  /** The state value: counts, then hours, sums, ids and id hours, big-endian. */
+  /** The state value: the last update's time, counts, then hours, sums, ids and id hours, big-endian. */
   byte[] encode() {
-    ByteBuffer out = ByteBuffer.allocate(8 + 4 * hours.length + 8 * sums.length + 12 * ids.length);
-    out.putInt(hours.length).putInt(ids.length);
+    ByteBuffer out = ByteBuffer.allocate(16 + 4 * hours.length + 8 * sums.length + 12 * ids.length);
+    out.putLong(touchedMs).putInt(hours.length).putInt(ids.length);
     for (int h : hours) out.putInt(h);
     for (double s : sums) out.putDouble(s);
     for (long id : ids) out.putLong(id);
@@ -44,6 +45,7 @@ final class HourlyBuckets {
   static HourlyBuckets decode(byte[] bytes, int measures) {
     if (bytes == null || bytes.length == 0) return empty();
     ByteBuffer in = ByteBuffer.wrap(bytes);
+    long touchedMs = in.getLong();
     int buckets = in.getInt();
     int idCount = in.getInt();
     int[] hours = new int[buckets];
@@ -54,7 +56,9 @@ final class HourlyBuckets {
     for (int i = 0; i < sums.length; i++) sums[i] = in.getDouble();
     for (int i = 0; i < idCount; i++) ids[i] = in.getLong();
     for (int i = 0; i < idCount; i++) idHours[i] = in.getInt();
-    return new HourlyBuckets(hours, sums, ids, idHours);
+    HourlyBuckets decoded = new HourlyBuckets(hours, sums, ids, idHours);
+    decoded.touchedMs = touchedMs;
+    return decoded;
   }
 
   boolean counted(long id) {

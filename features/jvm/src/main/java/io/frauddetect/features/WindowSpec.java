@@ -26,7 +26,7 @@ final class WindowSpec implements Serializable {
   final int[] windowFirst;
   final int[] windowLast;
   final int lookbackHours;
-  final Integer ttlDays;
+  final Long ttlMs; // an idle key's state expires after this long (processing time); null: never
   final String[] bypass;
   final String dedupeExempt;    // label increments: never duplicates (null: none)
   final String duplicateColumn; // null: no duplicate detection
@@ -59,7 +59,7 @@ final class WindowSpec implements Serializable {
       }
     }
     lookbackHours = required(json, "lookback_hours").asInt();
-    ttlDays = json.hasNonNull("ttl_days") ? json.get("ttl_days").asInt() : null;
+    ttlMs = json.hasNonNull("ttl_ms") ? json.get("ttl_ms").asLong() : null;
     bypass = strings(json, "bypass");
     dedupeExempt = json.hasNonNull("dedupe_exempt") ? json.get("dedupe_exempt").asText() : null;
     duplicateColumn = json.hasNonNull("duplicate_column") ? json.get("duplicate_column").asText() : null;

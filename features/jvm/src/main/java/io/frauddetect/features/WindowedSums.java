@@ -28,7 +28,7 @@ public final class WindowedSums {
 
   /**
    * Group the rows by the spec's key and add its windows to each, with Spark's {@code transformWithState}
-   * (Append mode; processing-time mode when the state has a TTL).
+   * (Append mode; processing-time mode, for the idle-expiry timers, when the spec has a TTL).
    *
    * @param rows the input; a row whose key is null or any of whose `bypass` columns is true goes out
    *     unchanged, with null windows
@@ -50,7 +50,7 @@ public final class WindowedSums {
     StructType input = keyed.schema();
     KeyValueGroupedDataset<Long, Row> grouped = keyed.groupBy(col(GROUP)).as(Encoders.LONG(), Encoders.row(input));
     KeyValueGroupedDataset<Long, Row> seed = initial.groupBy(col("key")).as(Encoders.LONG(), Encoders.row(initial.schema()));
-    TimeMode mode = spec.ttlDays == null ? TimeMode.None() : TimeMode.ProcessingTime();
+    TimeMode mode = spec.ttlMs == null ? TimeMode.None() : TimeMode.ProcessingTime();
     return grouped.transformWithState(new WindowedSumsProcessor(spec, input), mode, OutputMode.Append(), seed,
         Encoders.row(spec.outputSchema(input)), Encoders.row(initial.schema()));
   }
