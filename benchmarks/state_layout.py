@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/state_layout.py [--cards 1000000] [--hours-per-card 8] [--batch 20000]
 
 The real card operator (features/operators.py: Java, transformWithState, RocksDB, duplicate detection),
-without Kafka or scoring, in three set-ups: the job's (state TTL, RocksDB changelog checkpointing); without
-state TTL; with RocksDB snapshot commits (Spark's default, which this project turns off). For each, a fresh
-checkpoint:
+without Kafka or scoring, in three set-ups: the job's (idle keys expire after 45 days by a timer per key,
+RocksDB changelog checkpointing); without expiry; with RocksDB snapshot commits (Spark's default, which this
+project turns off). For each, a fresh checkpoint:
 1. fill: every card gets `--hours-per-card` transactions in distinct hours of the last 30 days (one
    micro-batch), so every card has state;
 2. then `--batches` micro-batches of `--batch` transactions of random cards, an hour later each.
@@ -41,7 +41,7 @@ from jobs.session import get_spark  # noqa: E402
 DELAY_HOURS = 168
 START = pd.Timestamp("2026-01-01")
 CHANGELOG = "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"
-# name: (RocksDB changelog checkpointing; state TTL in days)
+# name: (RocksDB changelog checkpointing; idle expiry in days)
 LAYOUTS = {"job": (True, 45), "no_ttl": (True, None), "snapshot_commits": (False, 45)}
 
 

@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from features.definitions import AGGREGATES  # noqa: E402
 from jobs import kafka_broker, score_stream  # noqa: E402
+from jobs.alerts_cmd import read_topic  # noqa: E402
 from jobs.config import Config, load_config, parse_override  # noqa: E402
 from jobs.metrics import StreamMetrics  # noqa: E402
 from jobs.produce import produce, simulated_lines, without_labels  # noqa: E402
@@ -210,16 +210,7 @@ def commit_times(table: Path) -> dict[str, float]:
 
 def alert_times(bootstrap: str, topic: str) -> pd.DataFrame:
     """Every alert on the topic: its transaction id and the message's timestamp (epoch seconds)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    end = consumer.end_offsets(parts)
-    rows = []
-    while any(consumer.position(p) < end[p] for p in parts):
-        for records in consumer.poll(timeout_ms=2000).values():
-            rows.extend((json.loads(r.value)["transaction_id"], r.timestamp / 1000) for r in records)
-    consumer.close()
+    rows = [(alert["transaction_id"], timestamp / 1000) for alert, timestamp in read_topic(bootstrap, topic)]
     return pd.DataFrame(rows, columns=["transaction_id", "alerted"]).drop_duplicates("transaction_id")
 
 

@@ -4,7 +4,7 @@ The operator (features/jvm, `io.frauddetect.features.WindowedSums`) holds only t
 buckets; what it computes is handed to it here, as data, from features/definitions.py: the entity's key,
 the measures (features/batch.py's `measure_value`, the batch job's own), each aggregate's name, measure
 and hour range, and the look-back that bounds the state. It is Java because each state read or write of a
-Python operator is a round trip to the JVM (benchmarks/results/state_layout.json).
+Python operator is a round trip between its Python worker and the JVM's state server.
 
 Per key and micro-batch, the operator sorts the key's rows in event order (time, then transaction id),
 reads the key's buckets (one state value), computes each row's windows exactly as features/batch.py does,

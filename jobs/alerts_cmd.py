@@ -38,6 +38,25 @@ def read_alerts(cfg: Config, from_beginning: bool, max_alerts: int | None, idle_
         consumer.close()
 
 
+def read_topic(bootstrap: str, topic: str) -> list[tuple[dict[str, Any], int]]:
+    """Every message of a topic of JSON messages, from its beginning to its end now: (value, timestamp in ms)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        out: list[tuple[dict[str, Any], int]] = []
+        while any(consumer.position(p) < end[p] for p in parts):
+            for records in consumer.poll(timeout_ms=2000).values():
+                out.extend((json.loads(r.value), int(r.timestamp)) for r in records)
+        return out
+    finally:
+        consumer.close()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-beginning", action="store_true", help="also the alerts already in the topic")
     parser.add_argument("--max", type=int, help="stop after this many alerts")

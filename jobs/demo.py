@@ -49,6 +49,7 @@ from jobs.simulator import make_spec
 from models.split import Split
 
 STEPS = 8
+WARM_UP = 200  # transactions sent before the others, for the query's first micro-batch
 REQUIRED_RECALL, MAX_FPR = 0.98, 0.05
 
 
@@ -184,26 +185,36 @@ def run(cfg: Config, args: argparse.Namespace, state: Path) -> int:
         truth = truth_of(live)
         team = FraudTeam(cfg, truth, args.review_seconds)
         team.start()
+        lines = list(without_labels(raw_lines(live)))
+        scores_path, dead_path = cfg.table_path("scores"), cfg.table_path("dead_letters")
+
+        def wait_until_done(count: int) -> None:  # every message sent so far scored or dead-lettered
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                if not query.isActive:
+                    raise FraudError(f"demo: the streaming query stopped before scoring everything: {query.exception()}")
+                if sum(spark.read.format("delta").load(p).count() for p in (scores_path, dead_path)
+                       if table_exists(spark, p)) >= count:
+                    return
+                time.sleep(1)
+
+        # the query's first micro-batch starts the Python workers, loads the model and reads the history into
+        # the state: a few transactions go first, so that the latency reported is the running job's
+        produce(cfg, iter(lines[:WARM_UP]))
+        wait_until_done(WARM_UP)
+        warm = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         say(6, f"sending the next 5 days ({live.name}) without labels at {args.rate:,.0f} tx/s; the fraud team "
                f"labels each alert {args.review_seconds:g} s after it")
-        sent = produce(cfg, without_labels(raw_lines(live)), rate=args.rate)
-        say(7, f"waiting until the {sent['sent']:,} messages are scored or dead-lettered")
-        scores_path, dead_path = cfg.table_path("scores"), cfg.table_path("dead_letters")
-        deadline = time.monotonic() + 600
-        while True:
-            if not query.isActive:
-                raise FraudError(f"demo: the streaming query stopped before scoring everything: {query.exception()}")
-            done = sum(spark.read.format("delta").load(p).count() for p in (scores_path, dead_path) if table_exists(spark, p))
-            if done >= sent["sent"] or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        sent = produce(cfg, iter(lines[WARM_UP:]), rate=args.rate)
+        say(7, f"waiting until the {sent['sent'] + WARM_UP:,} messages are scored or dead-lettered")
+        wait_until_done(sent["sent"] + WARM_UP)
         time.sleep(args.review_seconds + 1)
         team.finish.set()
         team.join(60)
         if team.error is not None:
             raise FraudError(f"demo: the fraud team's reviewer failed: {team.error}")
         say(8, "results, from the tables against the simulation's truth")
-        for line in results(spark, cfg, truth):
+        for line in results(spark, cfg, truth, warm):
             say(None, line)
         say(None, f"labels sent by the fraud team: {team.sent:,}; metrics: http://127.0.0.1:{port}/metrics while "
                   "running; the tables: .state/lake (Spark SQL: SELECT * FROM delta.`.state/lake/alerts`)")
@@ -217,8 +228,9 @@ def run(cfg: Config, args: argparse.Namespace, state: Path) -> int:
     return 0
 
 
-def results(spark: Any, cfg: Config, truth: dict[int, int]) -> list[str]:
-    """What a user wants to know of the run, measured from `scores`, `alerts` and `dead_letters`."""
+def results(spark: Any, cfg: Config, truth: dict[int, int], warm: dt.datetime) -> list[str]:
+    """What a user wants to know of the run, measured from `scores`, `alerts` and `dead_letters`; the latency
+    of the transactions sent after `warm` (UTC)."""
     scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
         "transaction_id", "decision", "kafka_timestamp").toPandas()
     alerts = spark.read.format("delta").load(cfg.table_path("alerts")).select("transaction_id", "alerted_at").toPandas()
@@ -231,6 +243,7 @@ def results(spark: Any, cfg: Config, truth: dict[int, int]) -> list[str]:
     recall = caught / frauds if frauds else float("nan")
     fpr = false_alerts / genuine if genuine else float("nan")
     timed = alerts.merge(scores[["transaction_id", "kafka_timestamp"]], on="transaction_id")
+    timed = timed[pd.to_datetime(timed["kafka_timestamp"]) >= pd.Timestamp(warm)]
     seconds = (pd.to_datetime(timed["alerted_at"]) - pd.to_datetime(timed["kafka_timestamp"])).dt.total_seconds()
     meets = recall > REQUIRED_RECALL and fpr <= MAX_FPR
     return [f"scored {len(scores):,} transactions; {dead:,} messages in dead_letters (malformed, breaking a rule, "
@@ -240,8 +253,8 @@ def results(spark: Any, cfg: Config, truth: dict[int, int]) -> list[str]:
             f"alert rate {scores['decision'].mean():.2%}; recall {recall:.3f} (bank: > {REQUIRED_RECALL}); "
             f"false-positive rate {fpr:.3f} (bank: <= {MAX_FPR}): the requirement is "
             + ("met" if meets else "not met on this run"),
-            f"alert latency, Kafka timestamp -> alert: p50 {np.percentile(seconds, 50):.2f} s, "
-            f"p99 {np.percentile(seconds, 99):.2f} s" if len(seconds) else "no alerts"]
+            f"alert latency, Kafka timestamp -> alert, after the first micro-batch: p50 "
+            f"{np.percentile(seconds, 50):.2f} s, p99 {np.percentile(seconds, 99):.2f} s" if len(seconds) else "no alerts"]
 
 
 main = job_main("fraud demo", __doc__, add_arguments, execute)

@@ -6,18 +6,22 @@ Spark's stateful operators -> CatBoost -> Delta `scores` and `alerts`, and the `
 
 One query, `score_transactions`, reads both topics (one Kafka source, read once per micro-batch) and the
 Delta table `labels`:
-  messages: parsed in one projection (features/schema.py) -> hash bucket of the card ->
-    transformWithStateInPandas (card aggregates) -> hash bucket of the terminal -> transformWithStateInPandas
-    (terminal aggregates); within a bucket the state is kept per card (per terminal)
+  messages: parsed in one projection (features/schema.py) and checked against the cleaning suite's
+    one-transaction rules (jobs/quality.py) -> the card operator (card aggregates; a transaction id the
+    card counted before is flagged a duplicate) -> the terminal operator (terminal aggregates); both are
+    Java `transformWithState` operators keeping one state value per card (terminal), fed their aggregates
+    by features/operators.py, and seeded from `clean_transactions` when the query has no checkpoint
   label increments (from the `labels` table) go through the same two operators: they add their +1 or -1
     to the fraud count of the labelled transaction's card and terminal at its hour
-  malformed transactions and label messages travel through the operators without touching the state
+  malformed and rule-breaking transactions, duplicates and label messages travel through the operators
+    without touching the state
   -> foreachBatch (once per micro-batch):
-     - derive_features + CatBoost (broadcast, reloaded when the registry alias moves) -> `scores`, `alerts`
-       and the alerts topic;
+     - derive_features + CatBoost (broadcast, reloaded when the registry alias moves) -> the alerts topic
+       first, then `scores` and `alerts` (and `dead_letters`) committed together;
      - label messages: looked up in `scores` (card, terminal, hour), compared with the transaction's last
        known label, appended to `labels` (read back by the next micro-batch as state increments);
-     - malformed messages, and labels of transactions never scored -> `dead_letters`.
+     - malformed, rule-breaking and duplicate messages, and labels of transactions never scored ->
+       `dead_letters`.
   Every Delta append is idempotent (by batch id, jobs/lake.py): exactly once across restarts. The alerts
   topic is at least once: deduplicate by `alert_id`.
 The state keeps each entity's hourly buckets for the longest window plus the label delay; a card (terminal)

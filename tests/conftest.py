@@ -69,6 +69,22 @@ def make_cfg(tmp_path: Path) -> Callable[..., Config]:
 
 
 @pytest.fixture
+def stream_cfg(make_cfg: Callable[..., Config], broker: kafka_broker.BrokerSpec, topic_names: dict[str, str],
+               tmp_path: Path) -> Callable[..., Config]:
+    """Build a Config for a streaming test: the shared broker with this test's topics (created here), MLflow in
+    tmp_path, metrics on any free port; keyword overrides as `make_cfg`'s."""
+    kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
+
+    def make(**overrides: Any) -> Config:
+        values: dict[str, Any] = {"kafka__bootstrap_servers": broker.bootstrap_servers, "stream__metrics_port": 0,
+                                  "mlflow__tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                                  **{f"kafka__topics__{role}": name for role, name in topic_names.items()}}
+        return make_cfg(**{**values, **overrides})
+
+    return make
+
+
+@pytest.fixture
 def topic_names() -> dict[str, str]:
     """Unique topic names for one test, so tests sharing the broker never see each other's messages."""
     suffix = uuid.uuid4().hex[:8]

@@ -8,11 +8,11 @@ import datetime as dt
 import json
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import functions as F
 
 from features.definitions import FEATURE_NAMES
 from jobs import build_features, kafka_broker, score_stream, train
+from jobs.alerts_cmd import read_topic
 from jobs.produce import produce as produce_lines
 from jobs.produce import raw_lines
 from jobs.simulate import simulate_to_folder
@@ -47,17 +47,7 @@ RULE_BREAKING = {"customer_id_range": rule_breaking(10**9, customer_id=-999999),
 
 
 def consume_all(bootstrap: str, topic: str) -> list[dict]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    end = consumer.end_offsets(parts)
-    out = []
-    while any(consumer.position(p) < end[p] for p in parts):
-        for records in consumer.poll(timeout_ms=2000).values():
-            out.extend(json.loads(r.value) for r in records)
-    consumer.close()
-    return out
+    return [message for message, _ in read_topic(bootstrap, topic)]
 
 
 def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
@@ -157,29 +147,26 @@ def F_abs_diff(name: str):
     return F.max(F.abs(F.col(f"s.{name}") - F.col(f"b.{name}"))).alias(name)
 
 
-def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, broker, make_cfg, topic_names, tmp_path):
-    """Cold start: the lake holds 30 cleaned days, the stream starts without a checkpoint on the 10 days after.
-    Its first transactions get the batch job's features over the whole 40 days, not those of empty state."""
+def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, stream_cfg, make_cfg, tmp_path):
+    """Cold start: the lake holds 30 cleaned days, the stream starts without a checkpoint on the 5 days after.
+    Its first transactions get the batch job's features over the whole 35 days, not those of empty state."""
     from jobs import clean
     from tests.test_stream_restart import register_model
 
     raw = tmp_path / "raw"
-    simulate_to_folder(make_spec("handbook", days=40, customers=300, terminals=400), raw)
-    history, live = sorted(raw.glob("*.txt"))  # the bank's 30-day files: 30 days, then 10
-    kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
-    tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    register_model(tracking, tmp_path / "artifacts", label_delay_hours=DELAY)
-    cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
-                   kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
-                   kafka__topics__labels=topic_names["labels"], kafka__max_offsets_per_trigger=4000,
-                   stream__metrics_port=0, mlflow__tracking_uri=tracking)
+    simulate_to_folder(make_spec("handbook", days=35, customers=200, terminals=300), raw)
+    history, live = sorted(raw.glob("*.txt"))  # the bank's 30-day files: 30 days, then 5
+    cfg = stream_cfg(kafka__max_offsets_per_trigger=4000)
+    register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts", label_delay_hours=DELAY)
     clean.run(spark, cfg, str(history))
     produce_lines(cfg, raw_lines(live))
     score_stream.run(spark, cfg, available_now=True)
 
     whole = make_cfg(paths__lake=str(tmp_path / "whole-lake"))
     clean.run(spark, whole, str(raw))
+    build_features.run(spark, whole, DELAY)
     batch = build_features.read_features(spark, whole, DELAY)
+    assert batch is not None
     scores = spark.read.format("delta").load(cfg.table_path("scores"))
     assert scores.count() == sum(1 for _ in raw_lines(live))
     joined = scores.alias("s").join(batch.alias("b"), "transaction_id")

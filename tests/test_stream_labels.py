@@ -12,7 +12,7 @@ import pytest
 from features.batch import build_features
 from features.definitions import FEATURE_NAMES
 from features.schema import TRANSACTION_SCHEMA
-from jobs import kafka_broker, score_stream
+from jobs import score_stream
 from jobs.label_cmd import read_label_file, send_labels
 from jobs.produce import line_to_message, produce, raw_lines, without_labels
 from jobs.simulate import simulate_to_folder
@@ -27,16 +27,11 @@ BAD_LABELS = [b"nope", b'{"transaction_id": "x", "tx_fraud": 1}', b'{"transactio
 UNKNOWN_ID = 10**12
 
 
-def test_labels_update_the_fraud_state(spark, broker, make_cfg, topic_names, tmp_path):
+def test_labels_update_the_fraud_state(spark, broker, stream_cfg, topic_names, tmp_path):
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=12, customers=300, terminals=150), raw)
-    kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
-    tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    register_model(tracking, tmp_path / "artifacts", label_delay_hours=DELAY)
-    cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
-                   kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
-                   kafka__topics__labels=topic_names["labels"], kafka__max_offsets_per_trigger=5000,
-                   stream__metrics_port=0, mlflow__tracking_uri=tracking)
+    cfg = stream_cfg(kafka__max_offsets_per_trigger=5000)
+    register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts", label_delay_hours=DELAY)
     tx = pd.DataFrame([line_to_message(line) for line in raw_lines(raw)])
     tx["tx_datetime"] = pd.to_datetime(tx["tx_datetime"])
     day = tx["tx_time_days"]
