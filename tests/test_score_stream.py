@@ -168,7 +168,11 @@ def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, strea
     batch = build_features.read_features(spark, whole, DELAY)
     assert batch is not None
     scores = spark.read.format("delta").load(cfg.table_path("scores"))
-    assert scores.count() == sum(1 for _ in raw_lines(live))
+    # a simulated amount can round to 0.00, which the cleaning rules refuse: a dead letter, in the stream too
+    dead = [r.errors for r in spark.read.format("delta").load(cfg.table_path("dead_letters")).collect()] \
+        if (tmp_path / "lake/dead_letters").is_dir() else []
+    assert all(e[0].startswith("rule tx_amount_positive: ") for e in dead), dead
+    assert scores.count() + len(dead) == sum(1 for _ in raw_lines(live))
     joined = scores.alias("s").join(batch.alias("b"), "transaction_id")
     assert joined.count() == scores.count()
     worst = joined.select(*[F_abs_diff(n) for n in FEATURE_NAMES]).collect()[0].asDict()
