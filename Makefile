@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 JARS := .jars
 OPERATOR_SOURCES := $(shell find features/jvm -name '*.java' -o -name pom.xml) spark-submit/pom.xml
 PROMETHEUS := .tools/prometheus
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=15
 
 .PHONY: help setup demo test check-tools jars operators venv prometheus kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append clean clean-state
 

@@ -6,7 +6,7 @@
 3. cleans the history (great-expectations, quarantine);
 4. trains CatBoost on it and registers it as champion (1-day label delay, threshold within the bank's 5% FPR);
 5. starts the streaming job; with no checkpoint yet, its state begins with the history's last weeks;
-6. sends the next 5 days to the `transactions` topic without labels, as a bank does; meanwhile the fraud team
+6. sends the next 5 days to the `transactions` topic without labels at the bank's 400 a second; meanwhile the fraud team
    reviews each alert and confirms it (fraud or genuine, from the simulation's truth) on the `labels` topic
    `--review-seconds` later: the only way the stream learns of frauds;
 7. waits until every message is scored or dead-lettered;
@@ -55,7 +55,7 @@ REQUIRED_RECALL, MAX_FPR = 0.98, 0.05
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=int, default=2_000, help="cards to simulate (default 2,000)")
-    parser.add_argument("--rate", type=float, default=1_000, help="transactions a second into Kafka (default 1,000)")
+    parser.add_argument("--rate", type=float, default=400, help="transactions a second into Kafka (default 400, the bank's rate)")
     parser.add_argument("--review-seconds", type=float, default=2.0,
                         help="how long after an alert the fraud team's label arrives (default 2)")
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running afterwards")
