@@ -30,8 +30,8 @@ public final class WindowedSums {
    * Group the rows by the spec's key and add its windows to each, with Spark's {@code transformWithState}
    * (Append mode; processing-time mode, for the idle-expiry timers, when the spec has a TTL).
    *
-   * @param rows the input; a row whose key is null or any of whose `bypass` columns is true goes out
-   *     unchanged, with null windows
+   * @param rows the input; a row whose key, time or id is null, or any of whose `bypass` columns is true,
+   *     goes out unchanged, with null windows
    * @param specJson the operator's spec (see WindowSpec)
    * @param initial the state to start from when the query has no checkpoint yet: one row per key with columns
    *     (key bigint, hours array&lt;int&gt; ascending, sums array&lt;double&gt; hours x measures, ids
@@ -45,7 +45,9 @@ public final class WindowedSums {
     // deserialize every row once more just to compute it)
     Column bypassed = lit(false);
     for (String b : spec.bypass) bypassed = bypassed.or(coalesce(col(b), lit(false)));
-    Column group = when(bypassed.or(col(spec.key).isNull()), lit(BYPASS_KEY)).otherwise(col(spec.key).cast("long"));
+    // a row without its key, time or id cannot be placed in any state: it goes through untouched
+    Column incomplete = col(spec.key).isNull().or(col(spec.seconds).isNull()).or(col(spec.id).isNull());
+    Column group = when(bypassed.or(incomplete), lit(BYPASS_KEY)).otherwise(col(spec.key).cast("long"));
     Dataset<Row> keyed = rows.withColumn(GROUP, group);
     StructType input = keyed.schema();
     KeyValueGroupedDataset<Long, Row> grouped = keyed.groupBy(col(GROUP)).as(Encoders.LONG(), Encoders.row(input));
