@@ -26,8 +26,7 @@ from features.definitions import AGGREGATES, ENTITY_KEYS, LABEL_MEASURES, MEASUR
 OPERATOR_CLASS = "io.frauddetect.features.WindowedSums"
 SECONDS = "event_seconds"
 # the initial state of an operator: one row per key, its hours ascending and their sums (hours x the entity's
-# measures),
-# and the transactions it counted (with their hours), so that one sent again is a duplicate
+# measures), and the transactions it counted (with their hours), so that one sent again is a duplicate
 SEED_SCHEMA = StructType([StructField("key", LongType(), False), StructField("hours", ArrayType(IntegerType(), False), False),
                           StructField("sums", ArrayType(DoubleType(), False), False),
                           StructField("ids", ArrayType(LongType(), False), False),
@@ -114,7 +113,7 @@ def add_aggregates(rows: DataFrame, entity: str, label_delay_hours: int, ttl_day
     operator = jvm
     for part in OPERATOR_CLASS.split("."):
         operator = getattr(operator, part)
-    if not hasattr(operator, "apply") or "JavaPackage" in type(operator).__name__:
+    if "JavaPackage" in type(operator).__name__:  # py4j's answer for a class it cannot find
         raise OperatorMissingError(f"the stream's stateful operator {OPERATOR_CLASS} is not on Spark's classpath: "
                                    "run `make operators` (part of `make setup`) and start Spark with jobs/session.py")
     prepared = rows.select("*", F.unix_timestamp("tx_datetime").alias(SECONDS), *_measures(entity, label_column))

@@ -2,7 +2,9 @@ package io.frauddetect.features;
 
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
@@ -137,7 +139,7 @@ final class WindowedSumsProcessor extends StatefulProcessorWithInitialState<Long
     List<Long> newIds = new ArrayList<>();
     List<Integer> newIdHours = new ArrayList<>();
     if (spec.dedupe()) {
-      List<Long> seen = new ArrayList<>();
+      Set<Long> seen = new HashSet<>(); // ids counted earlier in this batch
       for (int i : order) {
         Row row = input.get(i);
         if (exemptIndex >= 0 && !row.isNullAt(exemptIndex) && row.getBoolean(exemptIndex)) continue;
