@@ -13,7 +13,9 @@ A broker of its own (free ports), a registered model, and simulated transactions
 2. Latency: the full job goes on from its checkpoint with stream.trigger_interval while transactions arrive
    at 400 tx/s; after a warm-up, for each transaction: Kafka timestamp -> the timestamp of its alert on the
    alerts topic (alert_*), and -> the commit of the `scores` version that holds it (scores_*).
-Per micro-batch, the job's own stages (state, alerts_topic, tables, ...) and Spark's durationMs.
+Per micro-batch, the job's own stages (state, alerts_topic, tables, ...) and Spark's durationMs. With
+--profile, each throughput run is recorded by Java Flight Recorder and its JVM CPU samples are counted by
+what they were doing (`jvm_profile`, benchmarks/jfr.py).
 Prints one JSON object and keeps it in benchmarks/results/stream.json.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ import pandas as pd  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from benchmarks import jfr  # noqa: E402
 from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from features.definitions import AGGREGATES  # noqa: E402
 from jobs import kafka_broker, score_stream  # noqa: E402
@@ -76,6 +80,9 @@ def main() -> None:
                         help="override a configuration key, as the jobs' --set (repeatable)")
     parser.add_argument("--name", default="stream", help="the result's name under benchmarks/results/")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="record each throughput run with Java Flight Recorder; add its JVM CPU samples by "
+                             "category (benchmarks/jfr.py)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     overrides = dict(parse_override(o) for o in args.set)
@@ -95,11 +102,12 @@ def main() -> None:
         sent = produce(cfg, iter(backlog))
         result["produce_tx_per_second"] = sent["rate"]
         full_cfg = with_paths(cfg, work / "full")
-        full = throughput(spark, full_cfg)
+        full = profiled(spark, lambda: throughput(spark, full_cfg), work / "full.jfr", args.profile)
         original = score_stream.stateful_features
         score_stream.stateful_features = passthrough  # type: ignore[assignment]
         try:
-            bare = throughput(spark, with_paths(cfg, work / "passthrough"))
+            bare = profiled(spark, lambda: throughput(spark, with_paths(cfg, work / "passthrough")),
+                            work / "passthrough.jfr", args.profile)
         finally:
             score_stream.stateful_features = original  # type: ignore[assignment]
         result["throughput"] = {
@@ -114,6 +122,18 @@ def main() -> None:
         kafka_broker.stop(spec)
         shutil.rmtree(work, ignore_errors=True)
     report(result, args.name, not args.no_save)
+
+
+def profiled(spark: SparkSession, run: Callable[[], dict[str, Any]], recording: Path, profile: bool) -> dict[str, Any]:
+    """`run()`'s result, with `jvm_profile` (benchmarks/jfr.py) when `profile`."""
+    if not profile:
+        return run()
+    jfr.start(spark, recording.stem)
+    try:
+        result = run()
+    finally:
+        jfr.stop(spark, recording.stem, recording)
+    return {**result, "jvm_profile": jfr.cpu_shares(recording)}
 
 
 def with_paths(cfg: Config, folder: Path) -> Config:

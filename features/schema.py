@@ -107,6 +107,20 @@ def to_typed(strings: DataFrame, required: tuple[str, ...] | None = None) -> Dat
     return strings.select(*others, *[typed[c].alias(c) for c in TRANSACTION_COLUMNS], errors.alias("errors"))
 
 
+_CORRUPT = "_corrupt_record"
+
+
+def _parse_object(payload: Column, fields: StructType) -> tuple[Column, Column]:
+    """(the JSON object in `payload` read as `fields`, whether `payload` is not one JSON object). One parse:
+    the parser marks what it cannot read (truncated, NaN, a leading zero, a trailing comma) in a corrupt-record
+    field, and the text must be an object, not an array, a scalar or an object followed by more text."""
+    parsed = F.from_json(payload, StructType([*fields.fields, StructField(_CORRUPT, StringType(), True)]),
+                         {"mode": "PERMISSIVE", "allowNumericLeadingZeros": "false", "allowNonNumericNumbers": "false",
+                          "columnNameOfCorruptRecord": _CORRUPT})
+    is_object = F.regexp_like(F.trim(payload), F.lit(r"^\{.*\}$"))
+    return parsed, payload.isNull() | parsed.isNull() | parsed[_CORRUPT].isNotNull() | ~is_object
+
+
 def parse_json_transactions(messages: DataFrame, value_col: str = "value") -> DataFrame:
     """Parse Kafka JSON transactions (one object per message) into typed rows with an `errors` column.
 
@@ -119,15 +133,13 @@ def parse_json_transactions(messages: DataFrame, value_col: str = "value") -> Da
         `errors`: empty for a good message; otherwise why it is malformed (not JSON, missing field, type).
     """
     payload = F.col(value_col).cast("string")
-    parsed = F.from_json(payload, STRING_SCHEMA, {"mode": "PERMISSIVE", "allowNumericLeadingZeros": "false"})
-    is_object = F.regexp_like(F.trim(payload), F.lit(r"^\{.*\}$"))
-    probe = F.try_parse_json(payload)
+    parsed, not_json = _parse_object(payload, STRING_SCHEMA)
     keep = [c for c in messages.columns if c != value_col]
     strings = messages.select(
         *keep,
         payload.alias("payload"),
         *[parsed[c].alias(c) for c in TRANSACTION_COLUMNS],
-        (payload.isNull() | probe.isNull() | ~is_object).alias("_not_json"),
+        not_json.alias("_not_json"),
     )
     typed = to_typed(strings)
     not_json = F.when(
@@ -149,9 +161,7 @@ def parse_json_labels(messages: DataFrame, value_col: str = "value") -> DataFram
     """
     payload = F.col(value_col).cast("string")
     fields = StructType([StructField(f.name, StringType(), True) for f in LABEL_SCHEMA.fields])
-    parsed = F.from_json(payload, fields, {"mode": "PERMISSIVE", "allowNumericLeadingZeros": "false"})
-    is_object = F.regexp_like(F.trim(payload), F.lit(r"^\{.*\}$"))
-    not_json = payload.isNull() | F.try_parse_json(payload).isNull() | ~is_object
+    parsed, not_json = _parse_object(payload, fields)
     keep = [c for c in messages.columns if c != value_col]
     raw_id, raw_label = F.trim(parsed["transaction_id"]), F.trim(parsed["tx_fraud"])
     transaction_id = _convert(raw_id, LongType())

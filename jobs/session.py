@@ -86,6 +86,9 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.sql.streaming.noDataMicroBatches.enabled": "false",
         # A commit writes the changed state rows, not a snapshot of the RocksDB files (benchmarks/state_layout.py)
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # A cached frame is kept uncompressed: the stream caches each micro-batch only for the few seconds
+        # its sinks read it, and choosing an encoding per column costs CPU there (make bench-stream)
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }
     master = cfg.get("spark.master")
     if master and str(master).startswith("local"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from features.schema import STRING_SCHEMA, TRANSACTION_COLUMNS, parse_json_labels, to_typed
+from features.schema import STRING_SCHEMA, TRANSACTION_COLUMNS, parse_json_labels, parse_json_transactions, to_typed
 
 GOOD = {"transaction_id": "1", "tx_datetime": "2018-04-01 10:00:00", "customer_id": "7", "terminal_id": "3",
         "tx_amount": "12.50", "tx_time_seconds": "36000", "tx_time_days": "0", "tx_fraud": "0", "tx_fraud_scenario": "0"}
@@ -35,3 +35,15 @@ def test_labels_parse_with_errors(spark):
         (None, 1, ["transaction_id: missing"]),
         (None, None, ["payload: expected a JSON object, found malformed JSON"]),
     ]
+
+
+def test_a_transaction_message_is_one_json_object_or_malformed(spark):
+    good = json.dumps({**GOOD, "tx_amount": 12.5, "customer_id": 7})
+    malformed = [good[:-1], good + " x", "[" + good + "]", "nope", "", good.replace('"7"', "07").replace("7,", "07,"),
+                 good.replace("12.5", "NaN"), good[:-1] + ", }", "42", None]
+    frame = spark.createDataFrame([(v,) for v in [good, *malformed]], "value string")
+    rows = parse_json_transactions(frame).collect()
+    assert rows[0].errors == [] and (rows[0].customer_id, rows[0].tx_amount) == (7, 12.5)
+    for value, row in zip(malformed, rows[1:]):
+        assert row.errors == ["payload: expected a JSON object, found malformed JSON"], value
+        assert row.payload == value

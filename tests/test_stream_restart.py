@@ -45,10 +45,11 @@ def register_model(tracking_uri: str, artifacts: Path, label_delay_hours: int = 
     return str(info.registered_model_version)
 
 
-def test_the_stream_follows_the_champion_alias_between_batches(spark, make_cfg, tmp_path):
+def test_the_stream_follows_the_champion_alias_between_batches(spark, make_cfg, tmp_path, pg_database):
+    """On the production registry's database, PostgreSQL."""
     from jobs.score_stream import ModelHolder
 
-    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking = pg_database
     cfg = make_cfg(mlflow__tracking_uri=tracking)
     assert register_model(tracking, tmp_path / "artifacts") == "1"
     holder = ModelHolder(cfg, spark, "champion")
