@@ -8,16 +8,17 @@ BIN := $(VENV)/bin
 JARS := .jars
 OPERATOR_SOURCES := $(shell find features/jvm -name '*.java' -o -name pom.xml) spark-submit/pom.xml
 PROMETHEUS := .tools/prometheus
+AIRFLOW := .tools/airflow
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: help setup demo test check-tools jars operators venv prometheus kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append clean clean-state
+.PHONY: help setup demo test check-tools jars operators venv prometheus airflow postgresql kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
 	@echo "make test   set up if needed, then run the whole test suite"
-	@echo "make setup  only set up: .venv (Python deps), .jars (JVM jars via Maven, the stream's operators built from features/jvm), .tools/prometheus (Debian's package)"
+	@echo "make setup  only set up: .venv (Python deps), .jars (JVM jars via Maven, the stream's operators built from features/jvm), .tools/prometheus (Debian's package), .tools/airflow (Airflow's own venv), PostgreSQL's server (Debian's package, if missing)"
 
-setup: check-tools $(VENV)/.installed $(JARS)/.fetched $(JARS)/operators/.built $(PROMETHEUS)/.fetched
+setup: check-tools $(VENV)/.installed $(JARS)/.fetched $(JARS)/operators/.built $(PROMETHEUS)/.fetched $(AIRFLOW)/.installed postgresql
 
 check-tools:
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; Python 3.10-3.13 is required" >&2; exit 1; }
@@ -59,6 +60,24 @@ $(PROMETHEUS)/.fetched:
 	$(PROMETHEUS)/usr/bin/promtool --version | head -1
 	@touch $@
 
+# Airflow in a virtual environment of its own: its pins (SQLAlchemy, Flask, ...) stay out of the product's
+# .venv. The DAGs (spark-submit/schedules/dags) only call spark-submit/submit.sh, so they import nothing of it.
+airflow: $(AIRFLOW)/.installed
+$(AIRFLOW)/.installed: spark-submit/schedules/airflow-requirements.txt
+	@test -x $(AIRFLOW)/bin/python || $(PYTHON) -m venv $(AIRFLOW)
+	$(AIRFLOW)/bin/pip install -q --upgrade pip
+	$(AIRFLOW)/bin/pip install -q -r spark-submit/schedules/airflow-requirements.txt
+	@touch $@
+
+# PostgreSQL's server binaries (Debian's package) for the tests' throwaway clusters (tests/postgres.py): the
+# registry's and Airflow's database in production. Installed with apt when missing and this is root.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		[ "$$(id -u)" = 0 ] || { echo "setup: PostgreSQL's server is missing: sudo apt-get install -y postgresql-15" >&2; exit 1; }; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q postgresql-15 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -q postgresql-15 >/dev/null; } \
+			|| { echo "setup: could not install Debian's postgresql-15" >&2; exit 1; }; }
+
 demo: setup
 	$(BIN)/fraud demo
 
@@ -86,7 +105,7 @@ bench-model-selection: setup
 	$(BIN)/python benchmarks/model_selection.py
 
 bench-stream: setup
-	$(BIN)/python benchmarks/stream.py
+	$(BIN)/python benchmarks/stream.py --profile
 
 bench-state-layout: setup
 	$(BIN)/python benchmarks/state_layout.py

@@ -8,17 +8,22 @@ the same count per rule. Pure DataFrame -> DataFrame; no I/O but reading the sui
 """
 from __future__ import annotations
 
+import importlib.resources
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from features.schema import TRANSACTION_COLUMNS, to_typed
 
-SUITE_PATH = Path(__file__).resolve().parent / "expectations" / "raw_transactions.json"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+# read as package data: under spark-submit, `jobs` is imported from a zip (--py-files), not from a folder
+SUITE = importlib.resources.files("jobs") / "expectations" / "raw_transactions.json"
 N_FIELDS = len(TRANSACTION_COLUMNS)
 SECONDS_PER_DAY = 86_400
 
@@ -33,7 +38,7 @@ class Rule:
     description: str = ""
 
 
-def load_rules(path: Path = SUITE_PATH) -> tuple[str, list[Rule]]:
+def load_rules(path: Path | Traversable = SUITE) -> tuple[str, list[Rule]]:
     """Read the suite: its name and its rules, in order. Each expectation needs a unique `meta.rule`."""
     suite = json.loads(path.read_text())
     rules = [Rule(e["meta"]["rule"], e["type"], dict(e["kwargs"]), e["meta"].get("description", ""))

@@ -8,6 +8,29 @@ from jobs.config import Config
 from jobs.errors import FraudError
 
 
+_REACHED: set[str] = set()  # PostgreSQL tracking stores this process has logged in to
+
+
+def check_database(uri: str) -> None:
+    """Log in to a PostgreSQL tracking store once, with a 10-second limit, and fail with a clear error if that
+    fails: MLflow itself retries a refused login for minutes before it says why. The password comes from
+    PGPASSWORD (or ~/.pgpass), never from the URI in conf/."""
+    if not uri.startswith("postgresql") or uri in _REACHED:
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    try:
+        psycopg.connect(host=url.host, port=url.port or 5432, dbname=url.database, user=url.username,
+                        password=url.password, connect_timeout=10).close()
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split())
+        raise FraudError(f"mlflow.tracking_uri: could not log in to {url.render_as_string(hide_password=True)}: "
+                         f"{reason} (the password is read from PGPASSWORD or ~/.pgpass)") from None
+    _REACHED.add(uri)
+
+
 def connect(cfg: Config) -> str:
     """Point MLflow at the configured tracking store (creating a local SQLite folder); return the experiment id."""
     import mlflow
@@ -15,6 +38,7 @@ def connect(cfg: Config) -> str:
     uri = cfg.path("mlflow.tracking_uri")
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    check_database(uri)
     mlflow.set_tracking_uri(uri)
     name = str(cfg.get("mlflow.experiment"))
     experiment = mlflow.get_experiment_by_name(name)

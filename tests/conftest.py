@@ -55,6 +55,29 @@ def broker(tmp_path_factory: pytest.TempPathFactory, base_cfg: Config) -> Iterat
     kafka_broker.stop(spec)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL cluster (Debian's server, tests/postgres.py) on a free port, for the whole run."""
+    from tests import postgres as pg
+
+    cluster = pg.start(free_port())
+    yield cluster
+    pg.stop(cluster)
+
+
+@pytest.fixture
+def pg_database(postgres: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A database of its own on the `postgres` cluster, owned by a role of its own whose password reaches
+    libpq through PGPASSWORD, as in production; returns its SQLAlchemy URI (no password in it)."""
+    import secrets
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    password = secrets.token_urlsafe(12)
+    uri = postgres.create_database(name, owner=name, password=password)
+    monkeypatch.setenv("PGPASSWORD", password)
+    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., Config]:
     """Build a local Config whose lake and checkpoints live in this test's tmp_path."""

@@ -1,5 +1,6 @@
-"""`fraud train` and `fraud evaluate` with a real MLflow store (SQLite, local artifacts): the run's
-parameters, metrics and plots, the registered model and its signature, and the promotion rule."""
+"""`fraud train` and `fraud evaluate` with a real MLflow store (PostgreSQL, as in production, or SQLite, the
+local default; local artifacts): the run's parameters, metrics and plots, the registered model and its
+signature, and the promotion rule."""
 from __future__ import annotations
 
 import datetime as dt
@@ -29,7 +30,13 @@ def cfg(make_cfg, tmp_path):
                     mlflow__artifact_location=str(tmp_path / "artifacts"))
 
 
-def test_train_logs_registers_and_promotes(spark, cfg, raw):
+@pytest.fixture
+def pg_cfg(make_cfg, tmp_path, pg_database):
+    return make_cfg(mlflow__tracking_uri=pg_database, mlflow__artifact_location=str(tmp_path / "artifacts"))
+
+
+def test_train_logs_registers_and_promotes(spark, pg_cfg, raw):
+    cfg = pg_cfg
     import mlflow
     from mlflow import MlflowClient
 
@@ -64,6 +71,19 @@ def test_train_logs_registers_and_promotes(spark, cfg, raw):
     assert tags["features"].split(",") == FEATURE_NAMES and float(tags["threshold"]) == summary["threshold"]
     model = mlflow.pyfunc.load_model("models:/fraud-detector@champion")
     assert [c.name for c in model.metadata.get_input_schema().inputs] == FEATURE_NAMES
+
+
+def test_a_refused_login_to_the_tracking_database_is_a_clear_error(pg_cfg, monkeypatch):
+    from jobs import registry
+    from jobs.errors import FraudError
+
+    monkeypatch.setenv("PGPASSWORD", "not-the-password")
+    with pytest.raises(FraudError) as error:
+        registry.connect(pg_cfg)
+    message = str(error.value)
+    assert message.startswith("mlflow.tracking_uri: could not log in to postgresql+psycopg://t_")
+    assert "password authentication failed" in message and "PGPASSWORD" in message
+    assert "not-the-password" not in message
 
 
 def test_evaluate_reproduces_the_test_metrics_and_writes_scores(spark, cfg, raw, tmp_path):
