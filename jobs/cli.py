@@ -12,6 +12,8 @@ from jobs.common import run_main
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("jobs.demo", "run the system end to end on local defaults (what `make demo` runs)"),
+    "backtest": ("jobs.backtest", "replay simulated history through the stream with the fraud team's and the "
+                                  "cardholders' labels; recall and FPR per day against the bank's requirement"),
     "kafka": ("jobs.kafka_cmd", "start, stop or inspect the local Kafka broker"),
     "simulate": ("jobs.simulate", "generate transactions in the bank's raw format (optionally with its defects)"),
     "clean": ("jobs.clean", "clean raw files into clean_transactions, bad rows into quarantine_transactions"),

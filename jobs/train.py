@@ -10,8 +10,13 @@ and register it as `fraud-detector` (alias `champion` only if it beats the champ
 Protocol (the handbook's, see ../shared/SIMULATOR.md): fit on the training window minus its last
 --val-days, which choose the threshold; refit on the whole training window; skip --delay-days; test on
 --test-days. The CatBoost parameters were selected by prequential validation (models/catboost_model.py).
-On validation and test days, cards with a fraud known by the start of the day are left out. The threshold is the lowest FPR that reaches
---target-recall on validation, or with --max-fpr the highest recall within that FPR.
+On validation and test days, cards with a fraud known by the start of the day are left out.
+
+The threshold (which the stream scores with: it is a tag of the registered version) never exceeds the
+bank's false-positive budget, --max-fpr (default 0.05), on validation: it is the highest recall within
+that budget. With --target-recall R: the lowest FPR that reaches R within the budget (fewer alerts),
+or the highest recall within it when R is out of reach. The summary reports recall and FPR at that
+threshold on test. `--max-fpr 1` drops the budget.
 """
 from __future__ import annotations
 
@@ -207,7 +212,7 @@ def _promote(cfg: Config, client: Any, name: str, version: str, test: pd.DataFra
 
 
 def run(spark: SparkSession, cfg: Config, split: Split, label_delay_hours: int, input_path: str | None = None,
-        target_recall: float | None = 0.98, max_fpr: float | None = None, register: bool = True,
+        target_recall: float | None = None, max_fpr: float | None = 0.05, register: bool = True,
         latest: bool = False) -> dict[str, Any]:
     """Train on `split` (with `latest`, `split` moved to end with the newest data, see `latest_split`)."""
     if input_path:
@@ -242,8 +247,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-days", type=int, default=7)
     parser.add_argument("--val-days", type=int, default=2, help="last training days used for validation (default 2)")
     parser.add_argument("--label-delay", default="7d", help="how late fraud labels are known: 7d, 1d, 1h (default 7d)")
-    parser.add_argument("--target-recall", type=float, default=0.98)
-    parser.add_argument("--max-fpr", type=float, help="instead: the highest recall within this false-positive rate")
+    parser.add_argument("--max-fpr", type=float, default=0.05,
+                        help="the false-positive budget the threshold never exceeds on validation (default 0.05, the "
+                             "bank's): the highest recall within it")
+    parser.add_argument("--target-recall", type=float,
+                        help="instead: the lowest FPR reaching this recall within the budget (if it can)")
     parser.add_argument("--no-register", action="store_true", help="train and report, without MLflow")
     add_common_options(parser)
 
@@ -253,6 +261,9 @@ def execute(args: argparse.Namespace) -> int:
     try:
         split = Split(args.train_start, args.train_days, args.delay_days, args.test_days, args.val_days)
         delay = parse_delay(args.label_delay)
+        for option, value in (("--max-fpr", args.max_fpr), ("--target-recall", args.target_recall)):
+            if value is not None and not 0 < value <= 1:
+                raise ValueError(f"{option}: expected a rate above 0 and at most 1, found {value:g}")
     except (ValueError, ModelError) as exc:
         raise FraudError(str(exc)) from exc
     summary = run(get_spark(cfg, "train"), cfg, split, delay, args.input, args.target_recall, args.max_fpr,

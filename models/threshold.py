@@ -11,8 +11,11 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, target_recall: float | No
                      max_fpr: float | None = None) -> tuple[float, str]:
     """Return (threshold, how it was chosen); a transaction is flagged when its score >= threshold.
 
-    With `max_fpr`: the threshold of the highest recall whose false-positive rate stays within `max_fpr`.
-    Otherwise: the threshold with the lowest false-positive rate that still reaches `target_recall`.
+    With `max_fpr` (a budget of false positives, never exceeded on validation): the threshold with the
+    lowest false-positive rate that reaches `target_recall` within the budget; when no threshold does, or
+    without a target, the one of the highest recall within the budget.
+    Without `max_fpr`: the threshold with the lowest false-positive rate that reaches `target_recall`,
+    whatever that rate.
 
     Example:
         >>> choose_threshold(np.array([0, 0, 1, 1]), np.array([.1, .6, .5, .9]), target_recall=1.0)
@@ -24,10 +27,17 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, target_recall: float | No
     fpr, tpr, thr = roc_curve(y, score, drop_intermediate=False)
     thr = np.where(np.isinf(thr), np.nextafter(score.max(), np.inf), thr)
     if max_fpr is not None:
-        ok = np.flatnonzero(fpr <= max_fpr)
-        i = ok[np.argmax(tpr[ok])]
+        within = np.flatnonzero(fpr <= max_fpr)  # never empty: flagging nothing has FPR 0
+        if target_recall is not None:
+            reaching = within[tpr[within] >= target_recall]
+            if reaching.size:
+                i = reaching[np.argmin(fpr[reaching])]
+                return float(thr[i]), (f"lowest FPR ({fpr[i]:.4f}) reaching recall >= {target_recall} within FPR <= "
+                                       f"{max_fpr} on validation: recall {tpr[i]:.4f}")
+        i = within[np.argmax(tpr[within])]
+        out_of_reach = "" if target_recall is None else f" (recall {target_recall} is out of reach within that FPR)"
         return float(thr[i]), (f"highest recall ({tpr[i]:.4f}) with FPR <= {max_fpr} on validation: "
-                               f"FPR {fpr[i]:.4f}")
+                               f"FPR {fpr[i]:.4f}{out_of_reach}")
     target = 0.98 if target_recall is None else target_recall
     ok = np.flatnonzero(tpr >= target)
     i = ok[np.argmin(fpr[ok])]

@@ -76,6 +76,21 @@ def test_threshold_highest_recall_within_an_fpr_budget():
     assert "highest recall (0.5000) with FPR <= 0.0" in how
 
 
+def test_threshold_within_an_fpr_budget_reaches_the_recall_target_if_it_can_and_never_exceeds_the_budget():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    s = np.array([0.1, 0.2, 0.3, 0.6, 0.25, 0.5, 0.7, 0.9])
+    # recall 0.75 is reachable at FPR 0.25: the lowest FPR that reaches it, though a higher recall fits the budget
+    threshold, how = choose_threshold(y, s, target_recall=0.75, max_fpr=0.5)
+    assert threshold == 0.5 and at_threshold(y, s, threshold)["fpr"] == 0.25
+    assert how.startswith("lowest FPR (0.2500) reaching recall >= 0.75 within FPR <= 0.5")
+    # recall 1.0 would need FPR 0.5: out of budget, so the highest recall within it
+    threshold, how = choose_threshold(y, s, target_recall=1.0, max_fpr=0.3)
+    assert threshold == 0.5 and at_threshold(y, s, threshold)["recall"] == 0.75
+    assert how.endswith("(recall 1.0 is out of reach within that FPR)")
+    # without a budget, the same target flags half the genuine transactions
+    assert at_threshold(y, s, choose_threshold(y, s, target_recall=1.0)[0])["fpr"] == 0.5
+
+
 def test_threshold_needs_both_classes():
     with pytest.raises(ModelError, match=r"validation data needs both classes, found 0 frauds in 3 rows"):
         choose_threshold(np.array([0, 0, 0]), np.array([0.1, 0.2, 0.3]))

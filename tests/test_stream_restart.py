@@ -72,7 +72,7 @@ def commits(table: Path) -> int:
 
 def test_kill_9_and_restart_loses_and_duplicates_nothing(spark, broker, make_cfg, topic_names, tmp_path):
     raw = tmp_path / "raw"
-    simulate_to_folder(make_spec("handbook", days=10, customers=300, terminals=500), raw)
+    simulate_to_folder(make_spec("handbook", days=6, customers=300, terminals=500), raw)
     kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     register_model(tracking, tmp_path / "artifacts")
