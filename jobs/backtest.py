@@ -31,7 +31,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Sequence
@@ -120,20 +119,14 @@ def loop_from_args(args: argparse.Namespace) -> Loop:
     return Loop(review, dispute, step, hours)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def work_config(args: argparse.Namespace, work: Path) -> Config:
     """The configuration of the run: tables, checkpoints, MLflow and a broker of its own under `work`."""
-    port = _free_port()
+    port = kafka_broker.free_port()
     overrides: dict[str, Any] = {
         "paths.lake": str(work / "lake"), "paths.checkpoint": str(work / "checkpoints"),
         "mlflow.tracking_uri": f"sqlite:///{work}/mlflow.db", "mlflow.artifact_location": str(work / "artifacts"),
         "kafka.broker.state_dir": str(work / "kafka"), "kafka.broker.port": port,
-        "kafka.broker.controller_port": _free_port(), "kafka.bootstrap_servers": f"127.0.0.1:{port}",
+        "kafka.broker.controller_port": kafka_broker.free_port(), "kafka.bootstrap_servers": f"127.0.0.1:{port}",
         "stream.metrics_port": 0, "spark.ui_enabled": False}
     overrides.update(dict(parse_override(o) for o in args.overrides))
     return load_config(args.env, overrides, args.conf_dir)

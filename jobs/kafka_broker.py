@@ -76,6 +76,13 @@ class BrokerSpec:
         return self.state_dir / "logs"
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now: for a broker (or another server) of a test or a benchmark."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def spec_from_config(cfg: Config) -> BrokerSpec:
     """Build the BrokerSpec of `kafka.broker.*` and `kafka.topics.*`."""
     return BrokerSpec(

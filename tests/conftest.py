@@ -2,7 +2,6 @@
 tmp_path for tables and checkpoints, and its own topic names."""
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,13 +10,8 @@ from typing import Any
 import pytest
 
 from jobs import kafka_broker
+from jobs.kafka_broker import free_port
 from jobs.config import Config, load_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
