@@ -219,13 +219,13 @@ def replay_loop(spark: Any, cfg: Config, query: Any, replay: list[str], truth: d
 
     scores_path, dead_path = cfg.table_path("scores"), cfg.table_path("dead_letters")
     alerts_path, labels_path = cfg.table_path("alerts"), cfg.table_path("labels")
-    end = start + dt.timedelta(days=math.ceil((_time_of(replay[-1]) - start + dt.timedelta(seconds=1))
-                                              / dt.timedelta(days=1)))
+    tx_time = {int(line.split(",", 1)[0]): _time_of(line) for line in replay}
+    last = max(tx_time.values())
+    end = start + dt.timedelta(days=math.ceil((last - start + dt.timedelta(seconds=1)) / dt.timedelta(days=1)))
     steps = int((end - start) / loop.step)
     by_step: list[list[str]] = [[] for _ in range(steps)]
     for line in replay:
         by_step[int((_time_of(line) - start) / loop.step)].append(line)
-    tx_time = {int(line.split(",", 1)[0]): _time_of(line) for line in replay}
     sent = labels_sent = reviews = disputes = 0
     alerted: set[int] = set()
     pending: list[tuple[dt.datetime, int, int]] = []  # (due, transaction id, label)
