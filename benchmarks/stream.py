@@ -192,7 +192,7 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
                       F.col("_metadata.file_path").alias("file")).toPandas())
     committed = commit_times(Path(cfg.table_path("scores")))
     scores["committed"] = [committed[Path(f.removeprefix("file:")).name] for f in scores["file"]]
-    alerts = alert_times(str(cfg.get("kafka.bootstrap_servers")), str(cfg.get("kafka.topics.alerts")))
+    alerts = alert_times(cfg, str(cfg.get("kafka.topics.alerts")))
     alerted = scores.merge(alerts, on="transaction_id")
     scores_latency = (scores["committed"] - scores["sent"]).to_numpy()
     alert_latency = (alerted["alerted"] - alerted["sent"]).to_numpy()
@@ -228,9 +228,9 @@ def commit_times(table: Path) -> dict[str, float]:
     return added
 
 
-def alert_times(bootstrap: str, topic: str) -> pd.DataFrame:
+def alert_times(cfg: Config, topic: str) -> pd.DataFrame:
     """Every alert on the topic: its transaction id and the message's timestamp (epoch seconds)."""
-    rows = [(alert["transaction_id"], timestamp / 1000) for alert, timestamp in read_topic(bootstrap, topic)]
+    rows = [(alert["transaction_id"], timestamp / 1000) for alert, timestamp in read_topic(cfg, topic)]
     return pd.DataFrame(rows, columns=["transaction_id", "alerted"]).drop_duplicates("transaction_id")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
+from jobs.kafka_clients import KafkaConnection, check_login, connection
 
 
 def format_alert(alert: dict[str, Any]) -> str:
@@ -24,7 +25,9 @@ def format_alert(alert: dict[str, Any]) -> str:
 def read_alerts(cfg: Config, from_beginning: bool, max_alerts: int | None, idle_ms: int | None = None) -> Iterator[dict[str, Any]]:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(str(cfg.get("kafka.topics.alerts")), bootstrap_servers=str(cfg.get("kafka.bootstrap_servers")),
+    conn = KafkaConnection.from_config(cfg)
+    check_login(conn)
+    consumer = KafkaConsumer(str(cfg.get("kafka.topics.alerts")), **conn.python(),
                              auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=False,
                              consumer_timeout_ms=idle_ms if idle_ms is not None else float("inf"))
     seen = 0
@@ -38,11 +41,12 @@ def read_alerts(cfg: Config, from_beginning: bool, max_alerts: int | None, idle_
         consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str) -> list[tuple[dict[str, Any], int]]:
-    """Every message of a topic of JSON messages, from its beginning to its end now: (value, timestamp in ms)."""
+def read_topic(target: str | KafkaConnection | Config, topic: str) -> list[tuple[dict[str, Any], int]]:
+    """Every message of a topic of JSON messages, from its beginning to its end now: (value, timestamp in ms).
+    `target`: a Config, a KafkaConnection, or a PLAINTEXT `host:port`."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(**connection(target).python(), enable_auto_commit=False)
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         consumer.assign(parts)

@@ -38,6 +38,7 @@ from jobs import clean, kafka_broker, score_stream, train
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
+from jobs.kafka_clients import KafkaConnection
 from jobs.lake import table_exists
 from jobs.label_cmd import send_labels
 from jobs.metrics import StreamMetrics
@@ -102,7 +103,7 @@ class FraudTeam(threading.Thread):
 
         try:
             consumer = KafkaConsumer(str(self.cfg.get("kafka.topics.alerts")),
-                                     bootstrap_servers=str(self.cfg.get("kafka.bootstrap_servers")),
+                                     **KafkaConnection.from_config(self.cfg).python(),
                                      auto_offset_reset="earliest", enable_auto_commit=False)
             seen: set[int] = set()
             pending: list[tuple[float, int]] = []
@@ -150,7 +151,7 @@ def run(cfg: Config, args: argparse.Namespace, state: Path) -> int:
     kafka_broker.start(spec)
     query, team = None, None
     try:
-        kafka_broker.reset_topics(spec.bootstrap_servers, [str(cfg.get("kafka.topics.transactions")),
+        kafka_broker.reset_topics(spec.connection, [str(cfg.get("kafka.topics.transactions")),
                                                            str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.topics.labels"))],
                                    spec.partitions)
         # a fresh story each time: earlier demos' tables, checkpoints and models would mix in

@@ -19,6 +19,7 @@ from pathlib import Path
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
+from jobs.kafka_clients import KafkaConnection, check_login
 
 
 def read_label_file(path: Path) -> Iterator[tuple[int, int]]:
@@ -42,7 +43,9 @@ def send_labels(cfg: Config, labels: Iterable[tuple[int, int]]) -> dict[str, obj
     from kafka import KafkaProducer
 
     topic = str(cfg.get("kafka.topics.labels"))
-    producer = KafkaProducer(bootstrap_servers=str(cfg.get("kafka.bootstrap_servers")), acks="all", linger_ms=5)
+    conn = KafkaConnection.from_config(cfg)
+    check_login(conn)
+    producer = KafkaProducer(**conn.python(), acks="all", linger_ms=5)
     sent = 0
     try:
         for transaction_id, fraud in labels:

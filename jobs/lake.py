@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from jobs.config import Config
+from jobs.kafka_clients import KafkaConnection
 
 
 # The pages of history `last_written` reads, newest first, until it finds the writer's last commit. A replay
@@ -125,7 +126,7 @@ def read_topic_stream(spark: SparkSession, cfg: Config, *roles: str) -> DataFram
     """Subscribe to the topics of `kafka.topics.<role>` (one or more) with the configured Kafka options."""
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", str(cfg.get("kafka.bootstrap_servers")))
+        .options(**KafkaConnection.from_config(cfg).spark())
         .option("subscribe", ",".join(str(cfg.get(f"kafka.topics.{role}")) for role in roles))
         .option("startingOffsets", str(cfg.get("kafka.starting_offsets")))
         .option("maxOffsetsPerTrigger", str(cfg.get("kafka.max_offsets_per_trigger")))

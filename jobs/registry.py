@@ -1,6 +1,7 @@
 """MLflow: the experiment, logging a trained model, and the `fraud-detector` registry with its aliases."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ def connect(cfg: Config) -> str:
     import mlflow
 
     uri = cfg.path("mlflow.tracking_uri")
+    if cfg.get("s3.endpoint"):  # s3:// artifacts on a non-AWS S3 API: boto3 reads the endpoint from here
+        os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", str(cfg.get("s3.endpoint")))
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     check_database(uri)

@@ -57,6 +57,7 @@ from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.ingest_stream import kafka_columns, reject_future
+from jobs.kafka_clients import KafkaConnection, check_login
 from jobs.lake import add_columns, append_idempotent, path_exists, read_topic_stream, set_properties, table_exists
 from jobs.metrics import StreamMetrics
 from jobs.quality import DERIVED_COLUMNS, Rule, derived_columns, load_rules, message_rules, rule_errors
@@ -318,7 +319,8 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
     scores_path, alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
     labels_path, dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
-    alerts_topic, bootstrap = str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.bootstrap_servers"))
+    alerts_topic, kafka = str(cfg.get("kafka.topics.alerts")), KafkaConnection.from_config(cfg)
+    check_login(kafka)  # a refused login or an untrusted certificate: one clear line, before Spark starts
     tx_topic = str(cfg.get("kafka.topics.transactions"))
     properties = table_properties(cfg)
     if not table_exists(spark, labels_path):  # the query reads it as a stream: it must exist
@@ -366,7 +368,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             # crash between the two sends it again (at least once; `alert_id` tells the copies apart)
             (alerts.select(F.col("customer_id").cast("string").alias("key"),
                            F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
-             .write.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("topic", alerts_topic).save())
+             .write.format("kafka").options(**kafka.spark()).option("topic", alerts_topic).save())
             stages.done("alerts_topic")
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select("score", "decision", latency.alias("latency")).toPandas()
@@ -491,6 +493,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    check_login(KafkaConnection.from_config(cfg))  # before Spark starts: a wrong password fails in seconds
     run(get_spark(cfg, "stream"), cfg, args.available_now, args.model)
     return 0
 

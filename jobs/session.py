@@ -90,12 +90,23 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         # its sinks read it, and choosing an encoding per column costs CPU there (make bench-stream)
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }
+    settings.update(s3a_settings(cfg))
     master = cfg.get("spark.master")
     if master and str(master).startswith("local"):
         # Python workers must be this interpreter (the project's venv), whatever PATH says.
         settings["spark.pyspark.python"] = sys.executable
         settings["spark.pyspark.driver.python"] = sys.executable
     settings.update({str(k): str(v) for k, v in (cfg.get("spark.extra") or {}).items()})
+    return settings
+
+
+def s3a_settings(cfg: Config) -> dict[str, str]:
+    """Hadoop's S3A settings of `s3.*`: the endpoint, path-style access and region of a non-AWS S3 API."""
+    settings = {"spark.hadoop.fs.s3a.path.style.access": str(bool(cfg.get("s3.path_style_access"))).lower()}
+    if cfg.get("s3.endpoint"):
+        settings["spark.hadoop.fs.s3a.endpoint"] = str(cfg.get("s3.endpoint"))
+    if cfg.get("s3.region"):
+        settings["spark.hadoop.fs.s3a.endpoint.region"] = str(cfg.get("s3.region"))
     return settings
 
 

@@ -21,16 +21,18 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def register_model(tracking_uri: str, artifacts: Path, label_delay_hours: int = 24) -> str:
+def register_model(tracking_uri: str, artifacts: Path | str, label_delay_hours: int = 24) -> str:
     """A small CatBoost model on random features that flags amounts above 220 (the simulator's scenario 1, a
-    realistic share of alerts), registered as champion with the tags the stream reads."""
+    realistic share of alerts), registered as champion with the tags the stream reads. `artifacts`: a folder,
+    or a URI (s3://...)."""
     import mlflow
     from catboost import CatBoostClassifier
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
     found = mlflow.get_experiment_by_name("restart")
-    experiment = found.experiment_id if found else mlflow.create_experiment("restart", artifact_location=artifacts.as_uri())
+    location = artifacts.as_uri() if isinstance(artifacts, Path) else artifacts
+    experiment = found.experiment_id if found else mlflow.create_experiment("restart", artifact_location=location)
     rng = np.random.default_rng(0)
     x = pd.DataFrame(rng.random((400, len(FEATURE_NAMES))), columns=FEATURE_NAMES)
     x["tx_amount"] *= 300
