@@ -1,6 +1,6 @@
 """`--env cluster` against real servers standing in for the bank's: the lake, the checkpoints and MLflow's
-artifacts on S3 (S3Proxy, tests/s3.py), Kafka over SASL_SSL with a SCRAM login (the project's own broker,
-`kafka.security.*`), the registry on PostgreSQL. Every job runs as a user runs it, `fraud ... --env cluster`
+artifacts on S3 (S3Proxy, tests/s3.py), raw files on HDFS (tests/hdfs.py), Kafka over SASL_SSL with a SCRAM
+login (the project's own broker, `kafka.security.*`), the registry on PostgreSQL. Every job runs as a user runs it, `fraud ... --env cluster`
 in a process of its own, with its secrets in environment variables only; the tests then look for those
 secrets in every file the jobs wrote."""
 from __future__ import annotations
@@ -99,24 +99,36 @@ def files_holding(folders: list[Path], secret_values: list[str]) -> list[str]:
     return found
 
 
-def test_clean_reads_raw_files_on_s3_and_writes_its_tables_there(s3_server, secure_broker, tmp_path):
+def test_clean_reads_raw_files_from_hdfs_and_writes_its_tables_on_s3(spark, s3_server, secure_broker, tmp_path):
+    """The raw files land on a real HDFS (Hadoop's MiniDFSCluster), put there with Hadoop's client as a
+    bank's landing job would; `fraud clean --env cluster --input hdfs://...` writes its tables to S3."""
+    from jobs.lake import copy_to_hadoop
+    from tests import hdfs
+
     bucket = "lake-" + uuid.uuid4().hex[:8]
     s3_server.create_bucket(bucket)
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=3, customers=50, terminals=100), raw)
-    for path in sorted(raw.glob("*.txt")):
-        s3_server.client().upload_file(str(path), bucket, f"raw/{path.name}")
-    settings = cluster_settings(s3_server, secure_broker, bucket)
-    done = subprocess.run([FRAUD, "clean", "--env", "cluster", "--input", f"s3a://{bucket}/raw", *as_options(settings)],
-                          cwd=tmp_path, env=job_env(s3_server, secure_broker), capture_output=True, text=True, timeout=600)
+    (tmp_path / "hdfs").mkdir()
+    cluster = hdfs.start(tmp_path / "hdfs")
+    try:
+        for path in sorted(raw.glob("*.txt")):
+            copy_to_hadoop(spark, path, f"{cluster.uri}/landing/raw/{path.name}")
+        settings = cluster_settings(s3_server, secure_broker, bucket)
+        done = subprocess.run([FRAUD, "clean", "--env", "cluster", "--input", f"{cluster.uri}/landing/raw",
+                               *as_options(settings)], cwd=tmp_path, env=job_env(s3_server, secure_broker),
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        hdfs.stop(cluster)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout[done.stdout.index("{"):])
+    assert report["files"] and all(f.startswith(f"{cluster.uri}/landing/raw/") for f in report["files"])
     assert report["rows_read"] == sum(1 for _ in raw_lines(raw)) > 0
     assert report["clean"] + report["quarantined"] + report["duplicates_removed"] == report["rows_read"]
     keys = s3_server.keys(bucket, "delta/")
     assert any(k.startswith("delta/clean_transactions/_delta_log/") for k in keys)
     assert any(k.startswith("delta/clean_transactions/tx_date=") and k.endswith(".parquet") for k in keys)
-    assert any(k.startswith("delta/clean_runs/_delta_log/") for k in keys)
+    assert read_delta(spark, s3_server, bucket, "delta/clean_transactions").count() == report["clean"] > 0
 
 
 def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill_9(
@@ -139,7 +151,7 @@ def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill
     produce(cfg, iter(lines))
 
     command = [FRAUD, "stream", "--env", "cluster", "--available-now",
-               *as_options({**settings, "kafka.max_offsets_per_trigger": 400})]
+               *as_options({**settings, "kafka.max_offsets_per_trigger": 600})]
     env = job_env(s3_server, secure_broker, PGPASSWORD=os.environ["PGPASSWORD"])
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -198,26 +210,3 @@ def test_an_untrusted_broker_certificate_is_a_clear_error(s3_server, secure_brok
     last = done.stderr.strip().splitlines()[-1]
     assert "certificate is not trusted" in last and "kafka.security.truststore" in last, last
 
-
-def test_clean_reads_raw_files_from_hdfs(spark, make_cfg, tmp_path):
-    """A real HDFS (Hadoop's MiniDFSCluster): the raw files are put there with Hadoop's client, as a bank's
-    landing job would, and `fraud clean --input hdfs://...` takes them."""
-    from jobs import clean
-    from jobs.lake import copy_to_hadoop
-    from tests import hdfs
-
-    (tmp_path / "hdfs").mkdir()
-    cluster = hdfs.start(tmp_path / "hdfs")
-    try:
-        raw = tmp_path / "raw"
-        simulate_to_folder(make_spec("handbook", days=3, customers=50, terminals=100), raw)
-        for path in sorted(raw.glob("*.txt")):
-            copy_to_hadoop(spark, path, f"{cluster.uri}/landing/raw/{path.name}")
-        cfg = make_cfg()
-        report = clean.run(spark, cfg, f"{cluster.uri}/landing/raw")
-        assert report["rows_read"] == sum(1 for _ in raw_lines(raw)) > 0
-        assert report["files"] and all(f.startswith(f"{cluster.uri}/landing/raw/") for f in report["files"])
-        clean_rows = spark.read.format("delta").load(cfg.table_path("clean_transactions")).count()
-        assert clean_rows == report["clean"] > 0
-    finally:
-        hdfs.stop(cluster)
