@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.kafka_broker import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-JARS = ROOT / ".jars" / "s3proxy"
+from tests import servers
 
 
 @dataclass
@@ -57,9 +53,7 @@ class S3Server:
 
 
 def start(folder: Path) -> S3Server:
-    jars = sorted(JARS.glob("*.jar"))
-    if not jars:
-        raise RuntimeError(f"no S3Proxy jars in {JARS}: run `make jars`")
+    jars = servers.jars("s3proxy")
     server = S3Server(folder, free_port(), "test-" + secrets.token_hex(4), secrets.token_urlsafe(24))
     (folder / "data").mkdir(parents=True, exist_ok=True)
     properties = folder / "s3proxy.properties"
@@ -74,30 +68,18 @@ def start(folder: Path) -> S3Server:
     logback.write_text('<configuration><appender name="out" class="ch.qos.logback.core.ConsoleAppender"><encoder>'
                        '<pattern>%d %level %logger: %msg%n</pattern></encoder></appender>'
                        '<root level="WARN"><appender-ref ref="out"/></root></configuration>\n')
-    log = (folder / "s3proxy.log").open("ab")
-    server.process = subprocess.Popen(
+    server.process = servers.launch(
         ["java", "-Xmx256m", f"-Dlogback.configurationFile={logback}",
          f"-Ds3proxy.identity={server.access_key}", f"-Ds3proxy.credential={server.secret_key}",
-         "-cp", os.pathsep.join(map(str, jars)), "org.gaul.s3proxy.Main", "--properties", str(properties)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"S3Proxy exited with {server.process.returncode}: see {folder / 's3proxy.log'}")
+         "-cp", os.pathsep.join(jars), "org.gaul.s3proxy.Main", "--properties", str(properties)], folder, "s3proxy.log")
+
+    def listening() -> bool:
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", server.port)) == 0:
-                return server
-        time.sleep(0.2)
-    stop(server)
-    raise RuntimeError(f"S3Proxy did not listen on {server.endpoint} within 60 s: see {folder / 's3proxy.log'}")
+            return sock.connect_ex(("127.0.0.1", server.port)) == 0
+
+    servers.wait_ready(server.process, listening, "S3Proxy", folder / "s3proxy.log", 60)
+    return server
 
 
 def stop(server: S3Server) -> None:
-    if server.process is not None and server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
+    servers.stop(server.process)

@@ -1,0 +1,53 @@
+"""What the tests' Java servers (tests/s3.py: S3Proxy, tests/hdfs.py: MiniDFSCluster) share: their jars from
+`make jars`, a process group of their own logging to a file, and a stop that always ends it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def jars(profile: str) -> list[str]:
+    """The jars of one profile of spark-submit/pom.xml, in .jars/<profile>."""
+    found = sorted(str(p) for p in (ROOT / ".jars" / profile).glob("*.jar"))
+    if not found:
+        raise RuntimeError(f"no jars in {ROOT / '.jars' / profile}: run `make jars`")
+    return found
+
+
+def launch(command: list[str], folder: Path, log_name: str) -> subprocess.Popen:
+    """Start a server in `folder`, its output in `folder/log_name`, in a process group of its own."""
+    with (folder / log_name).open("ab") as log:
+        return subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def stop(process: subprocess.Popen | None, timeout_s: float = 30) -> None:
+    """SIGTERM to the server's process group, SIGKILL if it is still there after `timeout_s`."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_ready(process: subprocess.Popen, ready: Callable[[], bool], what: str, log: Path, timeout_s: float) -> None:
+    """Wait until `ready()`; if the server exits first, or `timeout_s` passes (then it is stopped), raise an
+    error that names its log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}: see {log}")
+        if ready():
+            return
+        time.sleep(0.3)
+    stop(process)
+    raise RuntimeError(f"{what} was not ready within {timeout_s:.0f} s: see {log}")
