@@ -5,6 +5,7 @@ in a process of its own, with its secrets in environment variables only; the tes
 secrets in every file the jobs wrote."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -42,11 +43,21 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3.S3Server]
 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_broker.BrokerSpec]:
-    """The project's broker as `fraud kafka up` runs it with kafka.security.protocol SASL_SSL."""
-    spec = kafka_broker.BrokerSpec(
-        state_dir=tmp_path_factory.mktemp("kafka-sasl"), jars_dir=ROOT / ".jars/kafka", port=free_port(),
-        controller_port=free_port(), partitions=2, log_level="WARN", sasl_mechanism="SCRAM-SHA-512",
-        username="fraud-detection", password=secrets.token_urlsafe(18))
+    """The project's broker as `fraud kafka up` runs it with conf/cluster's security settings (SASL_SSL,
+    SCRAM-SHA-512, user fraud-detection) and $FRAUD_KAFKA_PASSWORD, on free ports."""
+    port = free_port()
+    cfg = load_config("cluster", {"kafka.broker.state_dir": str(tmp_path_factory.mktemp("kafka-sasl")),
+                                  "kafka.broker.port": port, "kafka.broker.controller_port": free_port(),
+                                  "kafka.bootstrap_servers": f"127.0.0.1:{port}", "kafka.partitions": 2})
+    before = os.environ.get(PASSWORD_ENV)
+    os.environ[PASSWORD_ENV] = secrets.token_urlsafe(18)
+    try:
+        spec = dataclasses.replace(kafka_broker.spec_from_config(cfg), topics=(), log_level="WARN")
+    finally:
+        if before is None:
+            os.environ.pop(PASSWORD_ENV)
+        else:
+            os.environ[PASSWORD_ENV] = before
     kafka_broker.start(spec)
     yield spec
     kafka_broker.stop(spec)
@@ -79,12 +90,17 @@ def job_env(server: s3.S3Server, broker: kafka_broker.BrokerSpec, **more: str) -
     return {**env, **server.env, PASSWORD_ENV: str(broker.password), **more}
 
 
-def read_delta(spark: Any, server: s3.S3Server, bucket: str, path: str) -> Any:
-    """Read a Delta table of the bucket with the tests' session (its S3A settings for that bucket only)."""
+def use_bucket(spark: Any, server: s3.S3Server, bucket: str) -> None:
+    """Give the tests' session S3A settings for this bucket only."""
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     for key, value in {"endpoint": server.endpoint, "path.style.access": "true", "endpoint.region": "us-east-1",
                        "access.key": server.access_key, "secret.key": server.secret_key}.items():
         conf.set(f"fs.s3a.bucket.{bucket}.{key}", value)
+
+
+def read_delta(spark: Any, server: s3.S3Server, bucket: str, path: str) -> Any:
+    """Read a Delta table of the bucket with the tests' session."""
+    use_bucket(spark, server, bucket)
     return spark.read.format("delta").load(f"s3a://{bucket}/{path}")
 
 
@@ -99,21 +115,27 @@ def files_holding(folders: list[Path], secret_values: list[str]) -> list[str]:
     return found
 
 
-def test_clean_reads_raw_files_from_hdfs_and_writes_its_tables_on_s3(spark, s3_server, secure_broker, tmp_path):
-    """The raw files land on a real HDFS (Hadoop's MiniDFSCluster), put there with Hadoop's client as a
-    bank's landing job would; `fraud clean --env cluster --input hdfs://...` writes its tables to S3."""
+def test_clean_reads_raw_files_from_hdfs_and_s3_and_writes_its_tables_on_s3(spark, s3_server, secure_broker, tmp_path):
+    """Raw files land on a real HDFS (Hadoop's MiniDFSCluster), put there with Hadoop's client as a bank's
+    landing job would: `fraud clean --env cluster --input hdfs://...` writes its tables to S3. A later file
+    lands on S3 itself, and the next run takes it from there."""
+    from jobs import clean
     from jobs.lake import copy_to_hadoop
     from tests import hdfs
 
     bucket = "lake-" + uuid.uuid4().hex[:8]
     s3_server.create_bucket(bucket)
-    raw = tmp_path / "raw"
-    simulate_to_folder(make_spec("handbook", days=3, customers=50, terminals=100), raw)
+    simulated = tmp_path / "simulated"
+    simulate_to_folder(make_spec("handbook", days=3, customers=50, terminals=100), simulated)
+    header, *rows = next(simulated.glob("*.txt")).read_text().splitlines(keepends=True)
+    (tmp_path / "raw").mkdir()
+    files = [tmp_path / "raw" / "2018-04-01.txt", tmp_path / "raw" / "2018-04-03.txt"]  # two days, then the third
+    files[0].write_text(header + "".join(r for r in rows if ",2018-04-03 " not in r))
+    files[1].write_text(header + "".join(r for r in rows if ",2018-04-03 " in r))
     (tmp_path / "hdfs").mkdir()
     cluster = hdfs.start(tmp_path / "hdfs")
     try:
-        for path in sorted(raw.glob("*.txt")):
-            copy_to_hadoop(spark, path, f"{cluster.uri}/landing/raw/{path.name}")
+        copy_to_hadoop(spark, files[0], f"{cluster.uri}/landing/raw/{files[0].name}")
         settings = cluster_settings(s3_server, secure_broker, bucket)
         done = subprocess.run([FRAUD, "clean", "--env", "cluster", "--input", f"{cluster.uri}/landing/raw",
                                *as_options(settings)], cwd=tmp_path, env=job_env(s3_server, secure_broker),
@@ -122,13 +144,20 @@ def test_clean_reads_raw_files_from_hdfs_and_writes_its_tables_on_s3(spark, s3_s
         hdfs.stop(cluster)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout[done.stdout.index("{"):])
-    assert report["files"] and all(f.startswith(f"{cluster.uri}/landing/raw/") for f in report["files"])
-    assert report["rows_read"] == sum(1 for _ in raw_lines(raw)) > 0
+    assert report["files"] == [f"{cluster.uri}/landing/raw/{files[0].name}"]
+    assert report["rows_read"] == sum(1 for _ in raw_lines(files[0])) > 0
     assert report["clean"] + report["quarantined"] + report["duplicates_removed"] == report["rows_read"]
     keys = s3_server.keys(bucket, "delta/")
     assert any(k.startswith("delta/clean_transactions/_delta_log/") for k in keys)
     assert any(k.startswith("delta/clean_transactions/tx_date=") and k.endswith(".parquet") for k in keys)
     assert read_delta(spark, s3_server, bucket, "delta/clean_transactions").count() == report["clean"] > 0
+
+    s3_server.client().upload_file(str(files[1]), bucket, f"landing/{files[1].name}")
+    use_bucket(spark, s3_server, bucket)
+    later = clean.run(spark, load_config("cluster", settings), f"s3a://{bucket}/landing")
+    assert later["files"] == [f"s3a://{bucket}/landing/{files[1].name}"]
+    assert later["rows_read"] == sum(1 for _ in raw_lines(files[1])) > 0
+    assert read_delta(spark, s3_server, bucket, "delta/clean_transactions").count() == report["clean"] + later["clean"]
 
 
 def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill_9(
