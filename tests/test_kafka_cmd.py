@@ -30,7 +30,7 @@ def test_up_status_down(tmp_path, capsys):
         assert main(["kafka", "status", *common]) == 0
         state = json.loads(capsys.readouterr().out)
         assert state == {"running": True, "pid": pid, "answering": True,
-                         "bootstrap_servers": f"127.0.0.1:{port}",
+                         "bootstrap_servers": f"127.0.0.1:{port}", "security_protocol": "PLAINTEXT",
                          "topics": ["alerts", "labels", "transactions"], "state_dir": f"{tmp_path}/kafka"}
     finally:
         assert main(["kafka", "down", *common]) == 0
