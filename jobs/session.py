@@ -102,7 +102,9 @@ def spark_settings(cfg: Config) -> dict[str, str]:
 
 def s3a_settings(cfg: Config) -> dict[str, str]:
     """Hadoop's S3A settings of `s3.*`: the endpoint, path-style access and region of a non-AWS S3 API."""
-    settings = {"spark.hadoop.fs.s3a.path.style.access": str(bool(cfg.get("s3.path_style_access"))).lower()}
+    settings: dict[str, str] = {}
+    if cfg.get("s3.path_style_access"):
+        settings["spark.hadoop.fs.s3a.path.style.access"] = "true"
     if cfg.get("s3.endpoint"):
         settings["spark.hadoop.fs.s3a.endpoint"] = str(cfg.get("s3.endpoint"))
     if cfg.get("s3.region"):

@@ -7,7 +7,7 @@ import pytest
 
 from jobs.config import load_config
 from jobs.errors import SetupError
-from jobs.session import spark_settings
+from jobs.session import s3a_settings, spark_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +38,16 @@ def test_settings_of_the_local_session():
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
     }
+
+
+def test_a_store_other_than_aws_gets_its_s3a_settings():
+    cfg = load_config("local", {"s3.endpoint": "https://minio.bank:9000", "s3.path_style_access": True,
+                                "s3.region": "eu-west-1"})
+    assert s3a_settings(cfg) == {"spark.hadoop.fs.s3a.endpoint": "https://minio.bank:9000",
+                                 "spark.hadoop.fs.s3a.path.style.access": "true",
+                                 "spark.hadoop.fs.s3a.endpoint.region": "eu-west-1"}
+    assert s3a_settings(load_config("cluster")) == {}  # AWS: the SDK finds the endpoint and region itself
+    assert spark_settings(cfg)["spark.hadoop.fs.s3a.endpoint"] == "https://minio.bank:9000"
 
 
 def test_missing_jar_folder_says_which_command_fetches_it(tmp_path):
