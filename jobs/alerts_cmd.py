@@ -11,7 +11,7 @@ from typing import Any
 
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
-from jobs.kafka_clients import KafkaConnection, check_login, connection
+from jobs.kafka_clients import KafkaConnection, connection, logged_in
 
 
 def format_alert(alert: dict[str, Any]) -> str:
@@ -25,9 +25,7 @@ def format_alert(alert: dict[str, Any]) -> str:
 def read_alerts(cfg: Config, from_beginning: bool, max_alerts: int | None, idle_ms: int | None = None) -> Iterator[dict[str, Any]]:
     from kafka import KafkaConsumer
 
-    conn = KafkaConnection.from_config(cfg)
-    check_login(conn)
-    consumer = KafkaConsumer(str(cfg.get("kafka.topics.alerts")), **conn.python(),
+    consumer = KafkaConsumer(str(cfg.get("kafka.topics.alerts")), **logged_in(cfg).python(),
                              auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=False,
                              consumer_timeout_ms=idle_ms if idle_ms is not None else float("inf"))
     seen = 0

@@ -132,6 +132,13 @@ def connection(target: str | KafkaConnection | Config) -> KafkaConnection:
     return KafkaConnection(str(target))
 
 
+def logged_in(cfg: Config) -> KafkaConnection:
+    """The configured connection, once a login with it succeeded (`check_login`)."""
+    conn = KafkaConnection.from_config(cfg)
+    check_login(conn)
+    return conn
+
+
 def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
     """Ask the brokers for their topics once; a refused login or an untrusted certificate is a
     KafkaLoginError naming the settings to check (never the password). PLAINTEXT connections pass unchecked.
@@ -154,7 +161,7 @@ def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
             self.seen.append(record.getMessage())
 
         def reason(self) -> str | None:
-            """The broker's refusal or the TLS failure, if one was logged; else the last error. A broker
+            """The broker's refusal or the TLS failure, if one was logged; else the first error. A broker
             closes the socket of a failed SASL login, often before its error reaches the client: a connection
             lost after the TLS handshake and the version exchange (`broker_version=(4, 3)`) is that."""
             found = [m for m in self.seen if re.search(r"Sasl\w*Error|Authorization\w*Error|Handshake failed", m)]

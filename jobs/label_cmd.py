@@ -19,7 +19,7 @@ from pathlib import Path
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
-from jobs.kafka_clients import KafkaConnection, check_login
+from jobs.kafka_clients import logged_in
 
 
 def read_label_file(path: Path) -> Iterator[tuple[int, int]]:
@@ -43,8 +43,7 @@ def send_labels(cfg: Config, labels: Iterable[tuple[int, int]]) -> dict[str, obj
     from kafka import KafkaProducer
 
     topic = str(cfg.get("kafka.topics.labels"))
-    conn = KafkaConnection.from_config(cfg)
-    check_login(conn)
+    conn = logged_in(cfg)
     producer = KafkaProducer(**conn.python(), acks="all", linger_ms=5)
     sent = 0
     try:

@@ -21,7 +21,7 @@ from features.schema import TRANSACTION_COLUMNS
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
-from jobs.kafka_clients import KafkaConnection, check_login
+from jobs.kafka_clients import logged_in
 from jobs.rawfiles import format_day
 from jobs.simulate import add_spec_arguments, spec_from_args
 from jobs.simulator import SimulationSpec, Simulator
@@ -77,8 +77,7 @@ def produce(cfg: Config, lines: Iterator[str], rate: float | None = None, limit:
     from kafka import KafkaProducer
 
     topic = str(cfg.get("kafka.topics.transactions"))
-    conn = KafkaConnection.from_config(cfg)
-    check_login(conn)
+    conn = logged_in(cfg)
     producer = KafkaProducer(**conn.python(), acks="all",
                              linger_ms=20, batch_size=256 * 1024, compression_type=None)
     sent = 0

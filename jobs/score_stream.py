@@ -57,7 +57,7 @@ from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.ingest_stream import kafka_columns, reject_future
-from jobs.kafka_clients import KafkaConnection, check_login
+from jobs.kafka_clients import logged_in
 from jobs.lake import add_columns, append_idempotent, path_exists, read_topic_stream, set_properties, table_exists
 from jobs.metrics import StreamMetrics
 from jobs.quality import DERIVED_COLUMNS, Rule, derived_columns, load_rules, message_rules, rule_errors
@@ -319,8 +319,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
     scores_path, alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
     labels_path, dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
-    alerts_topic, kafka = str(cfg.get("kafka.topics.alerts")), KafkaConnection.from_config(cfg)
-    check_login(kafka)  # a refused login or an untrusted certificate: one clear line, before Spark starts
+    alerts_topic, kafka = str(cfg.get("kafka.topics.alerts")), logged_in(cfg)
     tx_topic = str(cfg.get("kafka.topics.transactions"))
     properties = table_properties(cfg)
     if not table_exists(spark, labels_path):  # the query reads it as a stream: it must exist
@@ -493,7 +492,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    check_login(KafkaConnection.from_config(cfg))  # before Spark starts: a wrong password fails in seconds
+    logged_in(cfg)  # before Spark starts: a wrong password or an untrusted certificate fails in seconds
     run(get_spark(cfg, "stream"), cfg, args.available_now, args.model)
     return 0
 
