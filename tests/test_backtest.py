@@ -22,34 +22,56 @@ def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
     args = ["--cards", "400", "--terminals", "200", "--history-days", "22", "--replay-days", "1", "--step", "12h",
             "--review-delay", "1h", "--dispute-delay", "6h", "--work", str(work), "--no-save", "--no-progress"]
     assert backtest.main(args) == 0
-    out = capsys.readouterr().out
-    report = json.loads(out[out.index("{\n"):])  # after the stream's own lines
+    report = json.loads(capsys.readouterr().out)  # stdout holds the report only
 
     spec = make_spec("otus", customers=400, terminals=200, days=23)
-    replay_start = dt.datetime(2019, 9, 13)  # the otus preset starts on 2019-08-22; 22 days of history
-    truth = {int(f[0]): int(f[7]) for f in (line.split(",") for line in simulated_lines(spec))
-             if dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S") >= replay_start}
+    replay_start, replay_end = dt.datetime(2019, 9, 13), dt.datetime(2019, 9, 14)  # otus starts on 2019-08-22
+    simulated = pd.DataFrame([(int(f[0]), dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S"), int(f[2]), f[7] == "1")
+                              for f in (line.split(",") for line in simulated_lines(spec))],
+                             columns=["transaction_id", "tx_datetime", "customer_id", "fraud"])
+    replayed = simulated[simulated["tx_datetime"] >= replay_start]
     scores = spark.read.format("delta").load(str(work / "lake/scores")).toPandas()
-    assert sorted(scores["transaction_id"]) == sorted(truth)  # every replayed transaction scored, once
-    fraud = scores["transaction_id"].map(truth).astype(bool)
-    caught, false_alerts = int((scores["decision"] & fraud).sum()), int((scores["decision"] & ~fraud).sum())
-    overall = report["overall"]
-    assert (overall["frauds"], overall["frauds_alerted"], overall["false_alerts"]) == (int(fraud.sum()), caught, false_alerts)
-    assert overall["recall"] == round(caught / fraud.sum(), 4)
-    assert overall["fpr"] == round(false_alerts / (~fraud).sum(), 4)
-    assert list(report["days"]) == ["2019-09-13"] and report["days"]["2019-09-13"]["recall"] == overall["recall"]
-    assert report["simulation"]["replayed_transactions"] == len(truth) and report["loop"]["steps"] == 2
+    assert sorted(scores["transaction_id"]) == sorted(replayed["transaction_id"])  # every transaction scored, once
+    frame = replayed.merge(scores[["transaction_id", "decision", "scored_at"]], on="transaction_id")
 
-    # every alert reviewed, every missed fraud disputed (6 h later: the second step's are due after the replay)
+    # a card is blocked once one of its frauds is confirmed: the history's 1 h after the transaction, the
+    # replay's alerted ones 1 h after it (the review), the others 6 h after it (the dispute), within the replay
+    history = simulated[(simulated["tx_datetime"] < replay_start) & simulated["fraud"]]
+    frauds = frame[frame["fraud"]]
+    confirmed = pd.concat([
+        pd.Series((history["tx_datetime"] + pd.Timedelta(hours=1)).to_numpy(), index=history["customer_id"]),
+        pd.Series((frauds["tx_datetime"] + pd.to_timedelta(frauds["decision"].map({True: 1, False: 6}), unit="h")).to_numpy(),
+                  index=frauds["customer_id"])])
+    first = confirmed[confirmed < replay_end].groupby(level=0).min()
+    blocked = frame["tx_datetime"] > frame["customer_id"].map(first)
+
+    def recomputed(part: pd.DataFrame) -> tuple[int, int, int, float | None, float]:
+        frauds, genuine = int(part["fraud"].sum()), int((~part["fraud"]).sum())
+        caught, false_alerts = int((part["decision"] & part["fraud"]).sum()), int((part["decision"] & ~part["fraud"]).sum())
+        return frauds, caught, false_alerts, round(caught / frauds, 4) if frauds else None, round(false_alerts / genuine, 4)
+
+    def reported(figures: dict) -> tuple[int, int, int, float, float]:
+        return tuple(figures[k] for k in ("frauds", "frauds_alerted", "false_alerts", "recall", "fpr"))
+
+    assert report["blocked_card_transactions"] == int(blocked.sum()) > 0
+    assert reported(report["overall"]) == recomputed(frame[~blocked])
+    assert reported(report["every_transaction"]) == recomputed(frame)
+    assert list(report["days"]) == ["2019-09-13"] and report["days"]["2019-09-13"] == report["overall"]
+    assert report["simulation"]["replayed_transactions"] == len(frame) and report["loop"]["steps"] == 2
+    offline = report["offline_same_days"]
+    assert offline["scored"] == len(frame) and offline["overall"]["transactions"] + offline["blocked_card_transactions"] == len(frame)
+
+    # every alert reviewed, every missed fraud disputed
     loop = report["loop"]
-    assert loop["alerts_reviewed"] == int(scores["decision"].sum())
-    assert loop["frauds_missed_and_disputed"] == int(fraud.sum()) - caught
+    assert loop["alerts_reviewed"] == int(frame["decision"].sum())
+    assert loop["frauds_missed_and_disputed"] == int((frame["fraud"] & ~frame["decision"]).sum())
     labels = spark.read.format("delta").load(str(work / "lake/labels")).toPandas()
-    assert len(labels) == loop["labels_sent"] and loop["labels_sent"] + loop["labels_due_after_the_replay"] == \
+    assert len(labels) == loop["labels_sent"] > 0 and loop["labels_sent"] + loop["labels_pending_at_the_end"] == \
         loop["alerts_reviewed"] + loop["frauds_missed_and_disputed"]
+    truth = dict(zip(frame["transaction_id"], frame["fraud"].astype(int)))
     assert (labels["tx_fraud"] == labels["transaction_id"].map(truth)).all()
-    # a label is sent after its transaction was scored, and records no earlier than its due time would allow
-    scored_at = labels["transaction_id"].map(dict(zip(scores["transaction_id"], scores["scored_at"])))
+    # a label is sent after its transaction was scored
+    scored_at = labels["transaction_id"].map(dict(zip(frame["transaction_id"], frame["scored_at"])))
     assert (pd.to_datetime(labels["labelled_at"]) >= pd.to_datetime(scored_at)).all()
     assert report["model"]["threshold_rule"].startswith("highest recall") and "FPR <= 0.05" in report["model"]["threshold_rule"]
 
