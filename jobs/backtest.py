@@ -341,15 +341,18 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
             pending = [p for p in pending if p[0] > step_start]
             review_hours += [(step_start - tx_time[t]).total_seconds() / 3600 for _, t, _ in due if t in alerted]
             confirmed.update((t, when) for when, t, label in due if label == 1)
+            # a label is recorded, or a dead letter if its transaction was one (a zero amount breaks a rule)
+            before = metrics_total(metrics, "fraud_labels", "fraud_dead_letters")
             labels_sent += channels.send_labels([(t, label) for _, t, label in due])
-            settle(query, lambda: metrics_total(metrics, "fraud_labels"), labels_sent,
+            settle(query, lambda: metrics_total(metrics, "fraud_labels", "fraud_dead_letters"), before + len(due),
                    f"step {k + 1}: its {len(due)} labels recorded")
         clock = _add(phases, "labels", clock)
         # 2. the step's transactions, scored
         if lines:
+            before = metrics_total(metrics, "fraud_transactions_scored", "fraud_dead_letters")
             sent += channels.send_transactions(lines)
-            settle(query, lambda: metrics_total(metrics, "fraud_transactions_scored", "fraud_dead_letters"), sent,
-                   f"step {k + 1}: its {len(lines)} transactions scored")
+            settle(query, lambda: metrics_total(metrics, "fraud_transactions_scored", "fraud_dead_letters"),
+                   before + len(lines), f"step {k + 1}: its {len(lines)} transactions scored or dead letters")
         clock = _add(phases, "transactions", clock)
         # 3. the fraud team reads the new alerts; the frauds that raised none will be disputed
         new = [t for t in channels.new_alerts() if t not in alerted]
@@ -454,9 +457,15 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     confirmed in the loop), and the alert latency (Kafka timestamp -> `alerted_at`)."""
     scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
         "transaction_id", "decision", "kafka_timestamp").toPandas()
-    if len(scores) != scores["transaction_id"].nunique() or set(scores["transaction_id"]) != set(frame["transaction_id"]):
-        raise FraudError(f"backtest: {cfg.table_path('scores')} holds {len(scores)} rows of "
-                         f"{scores['transaction_id'].nunique()} transactions; {len(frame)} were replayed")
+    dead_path = cfg.table_path("dead_letters")
+    dead = {int(json.loads(r.payload)["transaction_id"]) for r in
+            spark.read.format("delta").load(dead_path)
+            .where(F.col("topic") == str(cfg.get("kafka.topics.transactions"))).select("payload").collect()} \
+        if table_exists(spark, dead_path) else set()
+    scored = set(scores["transaction_id"])
+    if len(scores) != len(scored) or scored | dead != set(frame["transaction_id"]) or scored & dead:
+        raise FraudError(f"backtest: {cfg.table_path('scores')} holds {len(scores)} rows of {len(scored)} transactions "
+                         f"and {dead_path} {len(dead)} more; {len(frame)} were replayed, each expected once in one of them")
     merged = frame.merge(scores, on="transaction_id")
     alerts = spark.read.format("delta").load(cfg.table_path("alerts")).select("transaction_id", "alerted_at") \
         .toPandas() if table_exists(spark, cfg.table_path("alerts")) else pd.DataFrame(columns=["transaction_id", "alerted_at"])
@@ -464,7 +473,9 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     seconds = (pd.to_datetime(timed["alerted_at"]) - pd.to_datetime(timed["kafka_timestamp"])).dt.total_seconds()
     latency = {f"p{q}_seconds": round(float(np.percentile(seconds, q)), 2) for q in (50, 90, 99)} if len(seconds) else {}
     figures = judged(merged, confirmed, prior)
-    return {"overall": figures.pop("overall"), "alert_latency": latency, **figures}
+    # a transaction breaking a cleaning rule (a zero amount) is a dead letter, not scored; `fraud clean`
+    # quarantines it the same way
+    return {"overall": figures.pop("overall"), "alert_latency": latency, "dead_letters": len(dead), **figures}
 
 
 def offline_comparison(spark: Any, cfg: Config, replay_file: str, trained: dict[str, Any], frame: pd.DataFrame,

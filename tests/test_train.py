@@ -20,7 +20,7 @@ SPLIT = Split(dt.date(2018, 5, 6), train_days=7, delay_days=7, test_days=7, val_
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     out = tmp_path_factory.mktemp("raw")
-    simulate_to_folder(make_spec("handbook", days=60, customers=1_500, terminals=3_000), out)
+    simulate_to_folder(make_spec("handbook", days=60, customers=1_000, terminals=2_000), out)
     return out
 
 
@@ -113,7 +113,9 @@ def test_cli_errors_are_clear(spark, cfg, raw, capsys, tmp_path):
     assert main(["evaluate", "--input", str(raw), "--model", "champion", "--test-start", "2018-05-20",
                  "--scores-out", str(tmp_path / "s"), *common]) == 2
     assert "--model champion: no such version or alias of registered model 'fraud-detector'" in capsys.readouterr().err
-    assert main(["train", "--train-start", "2017-01-01", "--no-register", "--input", str(raw), *common]) == 2
+    small = tmp_path / "small"  # a window with no data is refused after cleaning: a small input will do
+    simulate_to_folder(make_spec("handbook", days=2, customers=20, terminals=30), small)
+    assert main(["train", "--train-start", "2017-01-01", "--no-register", "--input", str(small), *common]) == 2
     assert "the training window of" in capsys.readouterr().err
     empty = ["--lake", str(tmp_path / "empty-lake"), "--mlflow-uri", cfg.path("mlflow.tracking_uri")]
     assert main(["train", "--latest", "--no-register", *empty]) == 2
