@@ -175,12 +175,12 @@ def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill
     kafka_broker.create_topics(secure_broker.connection, [str(cfg.get(f"kafka.topics.{role}")) for role in
                                                          ("transactions", "alerts", "labels")], partitions=2)
     raw = tmp_path / "raw"
-    simulate_to_folder(make_spec("handbook", days=4, customers=300, terminals=500), raw)
+    simulate_to_folder(make_spec("handbook", days=3, customers=200, terminals=400), raw)
     lines = list(raw_lines(raw))
     produce(cfg, iter(lines))
 
     command = [FRAUD, "stream", "--env", "cluster", "--available-now",
-               *as_options({**settings, "kafka.max_offsets_per_trigger": 600})]
+               *as_options({**settings, "kafka.max_offsets_per_trigger": 400})]
     env = job_env(s3_server, secure_broker, PGPASSWORD=os.environ["PGPASSWORD"])
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -189,7 +189,7 @@ def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill
         return sum(k.endswith(".json") for k in s3_server.keys(bucket, "delta/scores/_delta_log/"))
 
     deadline = time.monotonic() + 300
-    while commits() < 3 and first.poll() is None and time.monotonic() < deadline:
+    while commits() < 1 and first.poll() is None and time.monotonic() < deadline:  # one batch committed, more to come
         time.sleep(0.5)
     assert first.poll() is None, f"the job ended before it could be killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
     os.killpg(first.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
