@@ -54,9 +54,10 @@ from jobs.common import add_common_options, job_main
 from jobs.config import PROJECT_ROOT, Config, load_config, parse_override
 from jobs.errors import FraudError
 from jobs.kafka_clients import logged_in
+from jobs.label_cmd import label_record
 from jobs.lake import table_exists
 from jobs.metrics import StreamMetrics
-from jobs.produce import line_to_message, simulated_lines, without_labels
+from jobs.produce import simulated_lines, transaction_record, without_labels
 from jobs.session import get_spark
 from jobs.simulator import make_spec
 from models import catboost_model
@@ -284,16 +285,15 @@ class Channels:
 
     def send_transactions(self, lines: Sequence[str]) -> int:
         for line in without_labels(iter(lines)):
-            message = line_to_message(line)
-            self.producer.send(self.topics["transactions"], key=str(message["customer_id"]).encode(),
-                               value=json.dumps(message, separators=(",", ":")).encode())
+            key, value = transaction_record(line)
+            self.producer.send(self.topics["transactions"], key=key, value=value)
         self.producer.flush()
         return len(lines)
 
     def send_labels(self, labels: Sequence[tuple[int, int]]) -> int:
         for transaction_id, fraud in labels:
-            self.producer.send(self.topics["labels"], key=str(transaction_id).encode(),
-                               value=json.dumps({"transaction_id": transaction_id, "tx_fraud": fraud}).encode())
+            key, value = label_record(transaction_id, fraud)
+            self.producer.send(self.topics["labels"], key=key, value=value)
         self.producer.flush()
         return len(labels)
 

@@ -38,6 +38,11 @@ def read_label_file(path: Path) -> Iterator[tuple[int, int]]:
             yield int(fields[0]), int(fields[1])
 
 
+def label_record(transaction_id: int, fraud: int) -> tuple[bytes, bytes]:
+    """A label as the (key, value) of its `labels` message: keyed by transaction, the value JSON."""
+    return str(transaction_id).encode(), json.dumps({"transaction_id": transaction_id, "tx_fraud": fraud}).encode()
+
+
 def send_labels(cfg: Config, labels: Iterable[tuple[int, int]]) -> dict[str, object]:
     """Send (transaction_id, tx_fraud) pairs to `kafka.topics.labels`; return the topic and the count."""
     from kafka import KafkaProducer
@@ -48,8 +53,8 @@ def send_labels(cfg: Config, labels: Iterable[tuple[int, int]]) -> dict[str, obj
     sent = 0
     try:
         for transaction_id, fraud in labels:
-            producer.send(topic, key=str(transaction_id).encode(),
-                          value=json.dumps({"transaction_id": transaction_id, "tx_fraud": fraud}).encode())
+            key, value = label_record(transaction_id, fraud)
+            producer.send(topic, key=key, value=value)
             sent += 1
         producer.flush()
     finally:

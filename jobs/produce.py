@@ -45,6 +45,12 @@ def line_to_message(line: str) -> dict[str, Any]:
     return {name: _value(v) for name, v in zip(TRANSACTION_COLUMNS, line.rstrip("\n").split(","))}
 
 
+def transaction_record(line: str) -> tuple[bytes, bytes]:
+    """One raw line as the (key, value) of its `transactions` message: keyed by card, the value JSON."""
+    message = line_to_message(line)
+    return str(message.get("customer_id", "")).encode(), json.dumps(message, separators=(",", ":")).encode()
+
+
 def raw_lines(source: Path) -> Iterator[str]:
     """The transaction lines of one raw file, or of every `*.txt` of a folder in name order (headers skipped)."""
     files = sorted(source.glob("*.txt")) if source.is_dir() else [source]
@@ -87,9 +93,8 @@ def produce(cfg: Config, lines: Iterator[str], rate: float | None = None, limit:
         for line in lines:
             if limit is not None and sent >= limit:
                 break
-            message = line_to_message(line)
-            key = str(message.get("customer_id", "")).encode()
-            producer.send(topic, key=key, value=json.dumps(message, separators=(",", ":")).encode())
+            key, value = transaction_record(line)
+            producer.send(topic, key=key, value=value)
             sent += 1
             bar.update(1)
             if rate:
