@@ -41,9 +41,17 @@ spark_submit=${SPARK_SUBMIT:-$(command -v spark-submit || echo "$root/.venv/bin/
 dist="$root/.state/dist"
 mkdir -p "$dist"
 python=${PYTHON:-$(command -v python3 || echo "$root/.venv/bin/python")}
-(cd "$root" && rm -f "$dist/fraud_pkgs.zip" "$dist/conf.zip" \
-  && "$python" -m zipfile -c "$dist/fraud_pkgs.zip" jobs features models \
-  && "$python" -m zipfile -c "$dist/conf.zip" conf)
+# submissions that run at once (a schedule's jobs) share these zips: each is built aside and replaces the
+# shared one in one rename, only when its content changed, so no job reads a zip another is writing
+stage=$(mktemp -d "$dist/.build-XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+(cd "$root" && "$python" -m zipfile -c "$stage/fraud_pkgs.zip" jobs features models \
+  && "$python" -m zipfile -c "$stage/conf.zip" conf)
+for zip in fraud_pkgs.zip conf.zip; do
+  cmp -s "$stage/$zip" "$dist/$zip" || mv -f "$stage/$zip" "$dist/$zip"
+done
+rm -rf "$stage"
+trap - EXIT
 
 args=(--master "$master" --deploy-mode "$deploy_mode" --name "fraud-$(basename "$job" .py)"
       --jars "$jars" --py-files "$dist/fraud_pkgs.zip" --archives "$dist/conf.zip#confpkg"
