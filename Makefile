@@ -10,8 +10,6 @@ OPERATOR_SOURCES := $(shell find features/jvm -name '*.java' -o -name pom.xml) s
 PROMETHEUS := .tools/prometheus
 AIRFLOW := .tools/airflow
 PYTEST_ARGS ?= --durations=15
-# the suite's tests wait on JVMs, brokers and micro-batches more than they compute: two workers share the 2 cores
-PYTEST_WORKERS ?= 2
 
 .PHONY: help setup demo test check-tools jars operators venv prometheus airflow postgresql kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append clean clean-state
 
@@ -85,7 +83,7 @@ demo: setup
 
 test: setup
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 kafka-up: setup
 	$(BIN)/fraud kafka up

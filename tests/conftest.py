@@ -1,8 +1,7 @@
-"""Shared fixtures: one SparkSession and one real Kafka broker for each pytest worker (`make test` runs two,
-pytest-xdist); every test gets its own tmp_path for tables and checkpoints, and its own topic names."""
+"""Shared fixtures: one SparkSession and one real Kafka broker for the whole run; every test gets its own
+tmp_path for tables and checkpoints, and its own topic names."""
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,11 +12,6 @@ import pytest
 from jobs import kafka_broker
 from jobs.kafka_broker import free_port
 from jobs.config import Config, load_config
-
-# a pytest-xdist worker's `__main__` has no file; pyspark.sql.connect (great-expectations imports it) takes
-# that for a doctest run and exits the worker when Spark Connect's extras are not installed
-if not hasattr(sys.modules["__main__"], "__file__"):
-    sys.modules["__main__"].__file__ = "pytest-xdist-worker"
 
 
 @pytest.fixture(scope="session")
