@@ -17,13 +17,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import report  # noqa: E402
-from jobs.backtest import blocked, parse_duration, replay_frame  # noqa: E402
+from jobs.backtest import blocked, blocked_before, parse_duration, replay_frame  # noqa: E402
 from jobs.config import load_config  # noqa: E402
 from jobs.session import get_spark  # noqa: E402
 
@@ -42,12 +41,7 @@ def main() -> None:
     work = Path(args.work)
     review = parse_duration(args.review_delay, "--review-delay")
     frame = replay_frame(raw_lines(work / "raw" / "replay"))
-    first_fraud: dict[int, dt.datetime] = {}
-    for line in raw_lines(work / "raw" / "history"):
-        fields = line.split(",", 8)
-        if fields[7] == "1":
-            first_fraud.setdefault(int(fields[2]), dt.datetime.strptime(fields[1], "%Y-%m-%d %H:%M:%S"))
-    prior = pd.Series({card: when + review for card, when in first_fraud.items()}, dtype="datetime64[ns]")
+    prior = blocked_before(raw_lines(work / "raw" / "history"), review)
     confirmed = {int(t): dt.datetime.fromisoformat(w) for t, w in json.loads((work / "confirmed.json").read_text()).items()}
 
     cfg = load_config("local", {"paths.lake": str(work / "lake"), "spark.ui_enabled": False})

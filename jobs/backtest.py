@@ -40,7 +40,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,17 @@ def _time_of(line: str) -> dt.datetime:
     return dt.datetime.strptime(line.split(",", 2)[1], "%Y-%m-%d %H:%M:%S")
 
 
+def blocked_before(history: Iterable[str], review: dt.timedelta) -> pd.Series:
+    """The cards the history's frauds blocked, and when: each card's first fraud was confirmed a review delay
+    after it (raw lines, in time order)."""
+    first: dict[int, dt.datetime] = {}
+    for line in history:
+        fields = line.split(",", 8)
+        if fields[7] == "1":
+            first.setdefault(int(fields[2]), _time_of(line))
+    return pd.Series({card: when + review for card, when in first.items()}, dtype="datetime64[ns]")
+
+
 def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[str, Any]:
     setup: dict[str, float] = {}
     clock = time.monotonic()
@@ -183,20 +194,17 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
     history_file.parent.mkdir(parents=True, exist_ok=True)
     replay_file.parent.mkdir(parents=True, exist_ok=True)
     replay: list[str] = []
-    history_frauds: dict[int, dt.datetime] = {}  # card -> its first fraud in the history
+    history_frauds: list[str] = []
     with history_file.open("w") as out:
         out.write(RAW_HEADER)
         for line in simulated_lines(spec):
-            when = _time_of(line)
-            if when < replay_start:
+            if _time_of(line) < replay_start:
                 out.write(line)
-                fields = line.split(",", 8)
-                if fields[7] == "1":
-                    history_frauds.setdefault(int(fields[2]), when)
+                if line.split(",", 8)[7] == "1":
+                    history_frauds.append(line)
             else:
                 replay.append(line)
-    # the history's frauds were confirmed a review delay after them: their cards are blocked in the replay
-    prior = pd.Series({card: when + loop.review for card, when in history_frauds.items()}, dtype="datetime64[ns]")
+    prior = blocked_before(history_frauds, loop.review)
     replay_file.write_text(RAW_HEADER + "".join(replay))
     frame = replay_frame(replay)
     truth = dict(zip(frame["transaction_id"], frame["fraud"].astype(int)))
