@@ -27,11 +27,12 @@ check-tools:
 	@java -version 2>&1 | grep -qE 'version "(17|21)' || { echo "setup: Java 17 (or 21) is required, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
 	@command -v mvn >/dev/null || { echo "setup: mvn not found; Maven fetches the JVM jars (apt-get install -y maven)" >&2; exit 1; }
 
+# uv (from PyPI) installs the dependencies: the versions pip would resolve, several times faster on a fresh machine
 venv: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q 'uv>=0.9,<1'
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
 	@touch $@
 
 jars: $(JARS)/.fetched
@@ -63,10 +64,9 @@ $(PROMETHEUS)/.fetched:
 # Airflow in a virtual environment of its own: its pins (SQLAlchemy, Flask, ...) stay out of the product's
 # .venv. The DAGs (spark-submit/schedules/dags) only call spark-submit/submit.sh, so they import nothing of it.
 airflow: $(AIRFLOW)/.installed
-$(AIRFLOW)/.installed: spark-submit/schedules/airflow-requirements.txt
+$(AIRFLOW)/.installed: spark-submit/schedules/airflow-requirements.txt | $(VENV)/.installed
 	@test -x $(AIRFLOW)/bin/python || $(PYTHON) -m venv $(AIRFLOW)
-	$(AIRFLOW)/bin/pip install -q --upgrade pip
-	$(AIRFLOW)/bin/pip install -q -r spark-submit/schedules/airflow-requirements.txt
+	$(BIN)/uv pip install -q --python $(AIRFLOW)/bin/python -r spark-submit/schedules/airflow-requirements.txt
 	@touch $@
 
 # PostgreSQL's server binaries (Debian's package) for the tests' throwaway clusters (tests/postgres.py): the
