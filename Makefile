@@ -11,7 +11,7 @@ PROMETHEUS := .tools/prometheus
 AIRFLOW := .tools/airflow
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: help setup demo test check-tools jars operators venv prometheus airflow postgresql kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append clean clean-state
+.PHONY: help setup demo test check-tools jars operators venv prometheus airflow postgresql kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-suite clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -112,6 +112,10 @@ bench-state-layout: setup
 
 bench-delta-append: setup
 	$(BIN)/python benchmarks/delta_append.py
+
+# CI's run timed by phase on a fresh clone of HEAD (needs nothing set up here)
+bench-suite:
+	$(PYTHON) benchmarks/suite.py --keep
 
 lint: setup
 	$(BIN)/mypy

@@ -111,7 +111,7 @@ def test_the_daily_dag_cleans_and_builds_features_and_skips_training_off_its_wee
     import psycopg
 
     raw, lake = tmp_path / "raw", tmp_path / "lake"
-    simulate_to_folder(make_spec("handbook", days=10, customers=200, terminals=300), raw)
+    simulate_to_folder(make_spec("handbook", days=4, customers=100, terminals=200), raw)
     env = airflow_env(tmp_path / "airflow", fraud_home=str(ROOT), fraud_master="local[2]", fraud_deploy_mode="client",
                       fraud_env="local", fraud_raw=str(raw), fraud_label_delay="1d",
                       fraud_job_options=f"--lake {lake} --set spark.ui_enabled=false")

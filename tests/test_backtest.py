@@ -19,12 +19,12 @@ pytestmark = pytest.mark.integration
 
 def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
     work = tmp_path / "work"
-    args = ["--cards", "400", "--terminals", "200", "--history-days", "22", "--replay-days", "1", "--step", "12h",
+    args = ["--cards", "200", "--terminals", "100", "--history-days", "22", "--replay-days", "1", "--step", "12h",
             "--review-delay", "1h", "--dispute-delay", "6h", "--work", str(work), "--no-save", "--no-progress"]
     assert backtest.main(args) == 0
     report = json.loads(capsys.readouterr().out)  # stdout holds the report only
 
-    spec = make_spec("otus", customers=400, terminals=200, days=23)
+    spec = make_spec("otus", customers=200, terminals=100, days=23)
     replay_start, replay_end = dt.datetime(2019, 9, 13), dt.datetime(2019, 9, 14)  # otus starts on 2019-08-22
     simulated = pd.DataFrame([(int(f[0]), dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S"), int(f[2]), f[7] == "1")
                               for f in (line.split(",") for line in simulated_lines(spec))],

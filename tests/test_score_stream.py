@@ -52,7 +52,7 @@ def consume_all(bootstrap: str, topic: str) -> list[dict]:
 
 def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     raw = tmp_path / "raw"
-    simulate_to_folder(make_spec("handbook", days=20, customers=600, terminals=800), raw)
+    simulate_to_folder(make_spec("handbook", days=20, customers=300, terminals=400), raw)
     kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
     cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
                    kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],

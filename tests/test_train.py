@@ -20,7 +20,7 @@ SPLIT = Split(dt.date(2018, 5, 6), train_days=7, delay_days=7, test_days=7, val_
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     out = tmp_path_factory.mktemp("raw")
-    simulate_to_folder(make_spec("handbook", days=60, customers=1_000, terminals=2_000), out)
+    simulate_to_folder(make_spec("handbook", days=60, customers=400, terminals=800), out)
     return out
 
 
