@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,12 +140,18 @@ def logged_in(cfg: Config) -> KafkaConnection:
     return conn
 
 
+# what kafka-python logs when a broker refused the login or the TLS handshake failed
+REFUSED = r"Sasl\w*Error|Authorization\w*Error|Handshake failed"
+ATTEMPT_MS = 2000  # one bootstrap attempt of the login check
+
+
 def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
     """Ask the brokers for their topics once; a refused login or an untrusted certificate is a
     KafkaLoginError naming the settings to check (never the password). PLAINTEXT connections pass unchecked.
 
     kafka-python retries a refused login until its timeout and then reports only that it could not
-    bootstrap: the broker's reason is taken from the error it logs on the way."""
+    bootstrap: the broker's reason is taken from the error it logs on the way, and the check stops at the
+    first attempt that logged a refusal rather than at `timeout_ms`."""
     if conn.protocol == "PLAINTEXT":
         return
     import logging
@@ -160,11 +167,15 @@ def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
         def emit(self, record: logging.LogRecord) -> None:
             self.seen.append(record.getMessage())
 
+        def refused(self) -> bool:
+            """The broker refused the login, or the TLS handshake failed: trying again cannot help."""
+            return any(re.search(REFUSED, m) for m in self.seen)
+
         def reason(self) -> str | None:
             """The broker's refusal or the TLS failure, if one was logged; else the first error. A broker
             closes the socket of a failed SASL login, often before its error reaches the client: a connection
             lost after the TLS handshake and the version exchange (`broker_version=(4, 3)`) is that."""
-            found = [m for m in self.seen if re.search(r"Sasl\w*Error|Authorization\w*Error|Handshake failed", m)]
+            found = [m for m in self.seen if re.search(REFUSED, m)]
             if not found and conn.sasl:
                 found = [m.replace("KafkaConnectionError: socket disconnected",
                                    "SaslLogin: the broker closed the connection during the SASL login")
@@ -176,9 +187,20 @@ def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
     logger = logging.getLogger("kafka")
     logger.addHandler(reasons)
     admin = None
+    deadline = time.monotonic() + timeout_ms / 1000
     try:
-        admin = KafkaAdminClient(**conn.python(), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
-        admin.list_topics()
+        while True:  # short attempts: a refusal ends the check at once, a slow broker gets the whole timeout
+            attempt_ms = max(100, min(ATTEMPT_MS, int((deadline - time.monotonic()) * 1000)))
+            try:
+                admin = KafkaAdminClient(**conn.python(), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=attempt_ms)
+                admin.list_topics()
+                break
+            except (KafkaError, OSError):
+                if reasons.refused() or time.monotonic() >= deadline:
+                    raise
+                if admin is not None:
+                    admin.close()
+                    admin = None
     except (KafkaError, OSError) as exc:  # a certificate that does not verify can surface as ssl.SSLError
         reason = reasons.reason() or f"{type(exc).__name__}: {exc}"
         login = f"kafka.security.username and ${PASSWORD_ENV}"
