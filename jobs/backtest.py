@@ -522,7 +522,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     top.plot(x, [days[d]["recall"] for d in days], marker="o", label="recall, the stream in the loop")
     if offline:
         top.plot(x, [offline.get(d, {}).get("recall") for d in days], color="gray", linestyle=":", marker=".",
-                 label="recall, offline (every label after the review delay)")
+                 label="recall, offline (every label after the model's label delay)")
     top.axhline(REQUIRED_RECALL, color="red", linestyle="--", label=f"required: above {REQUIRED_RECALL:.0%}")
     top.set_ylabel("recall")
     recalls = [r for r in [days[d]["recall"] for d in days] + [o.get("recall") for o in offline.values()] if r is not None]
