@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             break
     counts, tests = test_durations(junit) if junit.exists() else ({}, [])
     total = round(sum(phases.values()), 1)
-    summary = re.findall(r"^=+ (.* in [\d.]+s.*) =+$", log.read_text(), re.M)
+    summary = re.findall(r"^=*\s*(\d+ (?:passed|failed).* in [\d.]+s[^=]*?)\s*=*$", log.read_text(), re.M)
     result = {
         "benchmark": "suite", "command": "python3 benchmarks/suite.py", "commit": head,
         "machine": "2 cores, 24 GiB; a fresh clone, nothing set up", "seconds": {**phases, "total": total},
