@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobs import clean, lake
+from jobs.config import Config, load_config
 from jobs.rawfiles import DEFECT_KINDS, DefectRates
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
@@ -26,10 +27,16 @@ def raw(tmp_path_factory) -> tuple[Path, dict]:
     return out, manifest
 
 
-def test_counts_reproduce_the_manifest_exactly(spark, make_cfg, raw):
-    folder, manifest = raw
-    cfg = make_cfg()
-    report = clean.run(spark, cfg, str(folder))
+@pytest.fixture(scope="module")
+def cleaned(spark, raw, tmp_path_factory) -> tuple[Config, dict]:
+    """One run of `fraud clean` over the raw files, into a lake of its own: (its config, its report)."""
+    cfg = load_config("local", {"paths.lake": str(tmp_path_factory.mktemp("cleaned") / "lake")})
+    return cfg, clean.run(spark, cfg, str(raw[0]))
+
+
+def test_counts_reproduce_the_manifest_exactly(spark, cleaned, raw):
+    _, manifest = raw
+    cfg, report = cleaned
     expected = manifest["expected_cleaning"]
     assert {k: report[k] for k in ("rows_read", "clean", "quarantined", "duplicates_removed", "quarantined_by_rule")} \
         == {k: expected[k] for k in ("rows_read", "clean", "quarantined", "duplicates_removed", "quarantined_by_rule")}
@@ -51,10 +58,9 @@ def test_counts_reproduce_the_manifest_exactly(spark, make_cfg, raw):
     assert (validation / "data_docs" / "index.html").is_file()
 
 
-def test_quarantine_rows_point_at_their_line(spark, make_cfg, raw):
+def test_quarantine_rows_point_at_their_line(spark, cleaned, raw):
     folder, _ = raw
-    cfg = make_cfg()
-    clean.run(spark, cfg, str(folder))
+    cfg, _ = cleaned
     files = {f.name: f.read_text().split("\n") for f in folder.glob("*.txt")}
     rows = spark.read.format("delta").load(cfg.table_path("quarantine_transactions")).collect()
     assert rows

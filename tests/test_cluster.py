@@ -1,15 +1,14 @@
 """`--env cluster` against real servers standing in for the bank's: the lake, the checkpoints and MLflow's
 artifacts on S3 (S3Proxy, tests/s3.py), raw files on HDFS (tests/hdfs.py), Kafka over SASL_SSL with a SCRAM
-login (the project's own broker, `kafka.security.*`), the registry on PostgreSQL. Each job first runs as a
-user runs it, `fraud ... --env cluster` in a process of its own, with its secrets in environment variables
-only; its next run (the stream's restart, the next cleaning) runs in the tests' session. The tests then look
-for those secrets in every file the jobs wrote."""
+login (the project's own broker, `kafka.security.*`), the registry on PostgreSQL. The stream first runs as a
+user runs it, `fraud stream --env cluster` in a process of its own, with its secrets in environment variables
+only; its restart, and the cleaning job, run in the tests' session with conf/cluster (a Spark JVM's start
+costs a test about a minute). The tests then look for the secrets in every file the jobs wrote."""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import io
-import json
 import os
 import secrets
 import signal
@@ -120,8 +119,9 @@ def files_holding(folders: list[Path], secret_values: list[str]) -> list[str]:
 
 def test_clean_reads_raw_files_from_hdfs_and_s3_and_writes_its_tables_on_s3(spark, s3_server, secure_broker, tmp_path):
     """Raw files land on a real HDFS (Hadoop's MiniDFSCluster), put there with Hadoop's client as a bank's
-    landing job would: `fraud clean --env cluster --input hdfs://...` writes its tables to S3. A later file
-    lands on S3 itself, and the next run takes it from there."""
+    landing job would: the cleaning job with conf/cluster reads them from `hdfs://` and writes its tables to S3.
+    A later file lands on S3 itself, and the next run takes it from there. Both runs are in the tests' session
+    (the stream's kill -9 test below runs a job in a process of its own, with its keys in the environment)."""
     from jobs import clean
     from jobs.lake import copy_to_hadoop
     from tests import hdfs
@@ -135,18 +135,15 @@ def test_clean_reads_raw_files_from_hdfs_and_s3_and_writes_its_tables_on_s3(spar
     files = [tmp_path / "raw" / "2018-04-01.txt", tmp_path / "raw" / "2018-04-03.txt"]  # two days, then the third
     files[0].write_text(header + "".join(r for r in rows if ",2018-04-03 " not in r))
     files[1].write_text(header + "".join(r for r in rows if ",2018-04-03 " in r))
+    cfg = load_config("cluster", cluster_settings(s3_server, secure_broker, bucket))
+    use_bucket(spark, s3_server, bucket)
     (tmp_path / "hdfs").mkdir()
     cluster = hdfs.start(tmp_path / "hdfs")
     try:
         copy_to_hadoop(spark, files[0], f"{cluster.uri}/landing/raw/{files[0].name}")
-        settings = cluster_settings(s3_server, secure_broker, bucket)
-        done = subprocess.run([FRAUD, "clean", "--env", "cluster", "--input", f"{cluster.uri}/landing/raw",
-                               *as_options(settings)], cwd=tmp_path, env=job_env(s3_server, secure_broker),
-                              capture_output=True, text=True, timeout=600)
+        report = clean.run(spark, cfg, f"{cluster.uri}/landing/raw")
     finally:
         hdfs.stop(cluster)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    report = json.loads(done.stdout[done.stdout.index("{"):])
     assert report["files"] == [f"{cluster.uri}/landing/raw/{files[0].name}"]
     assert report["rows_read"] == sum(1 for _ in raw_lines(files[0])) > 0
     assert report["clean"] + report["quarantined"] + report["duplicates_removed"] == report["rows_read"]
@@ -156,8 +153,7 @@ def test_clean_reads_raw_files_from_hdfs_and_s3_and_writes_its_tables_on_s3(spar
     assert read_delta(spark, s3_server, bucket, "delta/clean_transactions").count() == report["clean"] > 0
 
     s3_server.client().upload_file(str(files[1]), bucket, f"landing/{files[1].name}")
-    use_bucket(spark, s3_server, bucket)
-    later = clean.run(spark, load_config("cluster", settings), f"s3a://{bucket}/landing")
+    later = clean.run(spark, cfg, f"s3a://{bucket}/landing")
     assert later["files"] == [f"s3a://{bucket}/landing/{files[1].name}"]
     assert later["rows_read"] == sum(1 for _ in raw_lines(files[1])) > 0
     assert read_delta(spark, s3_server, bucket, "delta/clean_transactions").count() == report["clean"] + later["clean"]

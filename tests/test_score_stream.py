@@ -147,7 +147,7 @@ def F_abs_diff(name: str):
     return F.max(F.abs(F.col(f"s.{name}") - F.col(f"b.{name}"))).alias(name)
 
 
-def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, stream_cfg, make_cfg, tmp_path):
+def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, stream_cfg, tmp_path):
     """Cold start: the lake holds 30 cleaned days, the stream starts without a checkpoint on the 5 days after.
     Its first transactions get the batch job's features over the whole 35 days, not those of empty state."""
     from jobs import clean
@@ -162,10 +162,10 @@ def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, strea
     produce_lines(cfg, raw_lines(live))
     score_stream.run(spark, cfg, available_now=True)
 
-    whole = make_cfg(paths__lake=str(tmp_path / "whole-lake"))
-    clean.run(spark, whole, str(raw))
-    build_features.run(spark, whole, DELAY)
-    batch = build_features.read_features(spark, whole, DELAY)
+    # the batch jobs on the same lake: the 5 days cleaned after the 30, then the features of all 35 days
+    clean.run(spark, cfg, str(live))
+    build_features.run(spark, cfg, DELAY)
+    batch = build_features.read_features(spark, cfg, DELAY)
     assert batch is not None
     scores = spark.read.format("delta").load(cfg.table_path("scores"))
     # a simulated amount can round to 0.00, which the cleaning rules refuse: a dead letter, in the stream too
