@@ -1,5 +1,6 @@
 """What the tests' Java servers (tests/s3.py: S3Proxy, tests/hdfs.py: MiniDFSCluster) share: their jars from
-`make jars`, a process group of their own logging to a file, and a stop that always ends it."""
+`make jars`, a process group of their own logging to a file, and a stop that always ends it. Also the
+environment of the jobs the tests start as processes of their own (`short_job_env`)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# The jobs the tests start as processes (the Airflow DAG's tasks, spark-submit/submit.sh, `fraud stream
+# --env cluster`) each live a minute or two in a JVM of their own, on a machine whose two cores they share
+# with the JIT's compiler threads. Their JVM compiles with the JIT's first tier only: the second tier's
+# compilations would not pay back within the job (docs/testing.md). The same bytecode runs; production jobs,
+# and the tests' own session, keep the JVM's default.
+SHORT_JOB_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+
+
+def short_job_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a Spark job started as a process of its own: SPARK_SUBMIT_OPTS (which spark-submit gives the
+    driver's JVM) with SHORT_JOB_JVM_OPTIONS added."""
+    options = f"{env.get('SPARK_SUBMIT_OPTS', '')} {SHORT_JOB_JVM_OPTIONS}".strip()
+    return {**env, "SPARK_SUBMIT_OPTS": options}
 
 
 def jars(profile: str) -> list[str]:

@@ -17,6 +17,7 @@ import pytest
 
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
+from tests import servers
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "spark-submit" / "schedules" / "dags"
@@ -42,7 +43,7 @@ def airflow_env(home: Path, **variables: str) -> dict[str, str]:
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}"}
     env.update({f"AIRFLOW_VAR_{k.upper()}": v for k, v in variables.items()})
-    return env
+    return servers.short_job_env(env)
 
 
 def job_invocation(command: str) -> tuple[list[str], str, list[str]]:

@@ -28,7 +28,7 @@ from jobs.kafka_clients import PASSWORD_ENV
 from jobs.produce import produce, raw_lines
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
-from tests import s3
+from tests import s3, servers
 from tests.test_stream_restart import register_model
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,7 @@ def as_options(settings: dict[str, Any]) -> list[str]:
 def job_env(server: s3.S3Server, broker: kafka_broker.BrokerSpec, **more: str) -> dict[str, str]:
     """The jobs' environment: the S3 keys and the Kafka password, as a Kubernetes secret would pass them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAUD_", "MLFLOW_S3"))}
-    return {**env, **server.env, PASSWORD_ENV: str(broker.password), **more}
+    return servers.short_job_env({**env, **server.env, PASSWORD_ENV: str(broker.password), **more})
 
 
 def use_bucket(spark: Any, server: s3.S3Server, bucket: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 from kafka import KafkaProducer
 
 from jobs import ingest_stream, kafka_broker
+from tests import servers
 from tests.frames import assert_frame_equal
 
 pytestmark = pytest.mark.integration
@@ -79,7 +80,7 @@ def test_spark_submit_script_runs_the_job(spark, broker, tmp_path, topic_names):
     kafka_broker.create_topics(broker.bootstrap_servers, [topic_names["transactions"]], partitions=1)
     produce(broker.bootstrap_servers, topic_names["transactions"], [json.dumps(t).encode() for t in TX])
     lake = tmp_path / "lake"
-    env = {**os.environ, "PATH": f"{root / '.venv/bin'}:{os.environ['PATH']}"}
+    env = servers.short_job_env({**os.environ, "PATH": f"{root / '.venv/bin'}:{os.environ['PATH']}"})
     done = subprocess.run(
         [str(root / "spark-submit/submit.sh"), "jobs/ingest_stream.py", "--env", "local", "--available-now",
          "--lake", str(lake), "--checkpoint", str(tmp_path / "chk"), "--bootstrap-servers", broker.bootstrap_servers,
