@@ -71,8 +71,14 @@ def operator_jars(folder: str | Path, root: Path = ROOT) -> list[str]:
 
 def spark_settings(cfg: Config) -> dict[str, str]:
     """Return the Spark settings this project sets on every session (jars, Delta, RocksDB, UTC, Arrow)."""
+    jars = list_jars(cfg.path("paths.spark_jars")) + operator_jars(cfg.path("paths.operator_jars"))
+    master = cfg.get("spark.master")
+    local = bool(master) and str(master).startswith("local")
     settings = {
-        "spark.jars": ",".join(list_jars(cfg.path("paths.spark_jars")) + operator_jars(cfg.path("paths.operator_jars"))),
+        # In local mode the executors are the driver's JVM: the jars go on its class path where they are.
+        # spark.jars would copy each of them (700 MB with the AWS SDK) into a temporary folder at every
+        # start, a folder a killed job leaves behind. A cluster's executors are sent them (spark.jars).
+        **({"spark.driver.extraClassPath": os.pathsep.join(jars)} if local else {"spark.jars": ",".join(jars)}),
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
@@ -91,12 +97,15 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }
     settings.update(s3a_settings(cfg))
-    master = cfg.get("spark.master")
-    if master and str(master).startswith("local"):
+    if local:
         # Python workers must be this interpreter (the project's venv), whatever PATH says.
         settings["spark.pyspark.python"] = sys.executable
         settings["spark.pyspark.driver.python"] = sys.executable
-    settings.update({str(k): str(v) for k, v in (cfg.get("spark.extra") or {}).items()})
+    extra = {str(k): str(v) for k, v in (cfg.get("spark.extra") or {}).items()}
+    if local and "spark.driver.extraClassPath" in extra:  # a class path of the user's comes after the jars
+        extra["spark.driver.extraClassPath"] = os.pathsep.join((settings["spark.driver.extraClassPath"],
+                                                                extra["spark.driver.extraClassPath"]))
+    settings.update(extra)
     return settings
 
 

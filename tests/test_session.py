@@ -1,6 +1,7 @@
 """The one session factory: its settings, and the error when the jars are missing."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_settings_of_the_local_session():
     settings = spark_settings(load_config("local"))
-    jars = settings.pop("spark.jars").split(",")
+    # local mode: on the driver's class path, where make jars put them (spark.jars would copy them)
+    jars = settings.pop("spark.driver.extraClassPath").split(os.pathsep)
     assert any("delta-spark_4.2_2.13-4.4.0.jar" in j for j in jars)
     assert any("spark-sql-kafka-0-10_2.13-4.2.0.jar" in j for j in jars)
     assert any("hadoop-aws-3.5.0.jar" in j for j in jars)
@@ -38,6 +40,19 @@ def test_settings_of_the_local_session():
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
     }
+
+
+def test_a_cluster_session_sends_the_jars_to_its_executors():
+    settings = spark_settings(load_config("cluster"))
+    assert "spark.driver.extraClassPath" not in settings
+    jars = settings["spark.jars"].split(",")
+    assert any("delta-spark_4.2_2.13-4.4.0.jar" in j for j in jars) and any("fraud-operators.jar" in j for j in jars)
+
+
+def test_a_class_path_of_the_users_is_kept_after_the_jars():
+    cfg = load_config("local", {"spark.extra": {"spark.driver.extraClassPath": "/opt/bank/ojdbc.jar"}})
+    path = spark_settings(cfg)["spark.driver.extraClassPath"].split(os.pathsep)
+    assert path[-1] == "/opt/bank/ojdbc.jar" and any("delta-spark" in p for p in path[:-1])
 
 
 def test_a_store_other_than_aws_gets_its_s3a_settings():
