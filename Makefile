@@ -11,14 +11,19 @@ PROMETHEUS := .tools/prometheus
 AIRFLOW := .tools/airflow
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: help setup demo test check-tools jars operators venv prometheus airflow postgresql kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-suite clean clean-state
+.PHONY: help setup setup-after-venv demo test check-tools jars operators venv prometheus airflow postgresql kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-suite clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
 	@echo "make test   set up if needed, then run the whole test suite"
 	@echo "make setup  only set up: .venv (Python deps), .jars (JVM jars via Maven, the stream's operators built from features/jvm), .tools/prometheus (Debian's package), .tools/airflow (Airflow's own venv), PostgreSQL's server (Debian's package, if missing)"
 
-setup: check-tools $(VENV)/.installed $(JARS)/.fetched $(JARS)/operators/.built $(PROMETHEUS)/.fetched $(AIRFLOW)/.installed postgresql
+# .venv first (the steps after it use its uv and pyspark), then the rest side by side: Maven's two steps one
+# after the other (one local repository), apt's two steps one after the other (one package database)
+setup: check-tools $(VENV)/.installed
+	@$(MAKE) --no-print-directory -j3 --output-sync=target setup-after-venv
+
+setup-after-venv: $(JARS)/.fetched $(JARS)/operators/.built $(PROMETHEUS)/.fetched $(AIRFLOW)/.installed postgresql
 
 check-tools:
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; Python 3.10-3.13 is required" >&2; exit 1; }
@@ -27,12 +32,16 @@ check-tools:
 	@java -version 2>&1 | grep -qE 'version "(17|21)' || { echo "setup: Java 17 (or 21) is required, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
 	@command -v mvn >/dev/null || { echo "setup: mvn not found; Maven fetches the JVM jars (apt-get install -y maven)" >&2; exit 1; }
 
-# uv (from PyPI) installs the dependencies: the versions pip would resolve, several times faster on a fresh machine
+# uv (from PyPI) installs the dependencies: the versions pip would resolve, several times faster on a fresh
+# machine. It tries its cache alone first (--offline) and the index when the cache lacks anything: PyPI has
+# pyspark only as source, and the index's answer for it revalidates as modified, so uv would build pyspark
+# again at every set-up (30 s, and 800 MB more in its cache each time).
+UV_INSTALL = $(BIN)/uv pip install -q --python
 venv: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q 'uv>=0.9,<1'
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
+	$(UV_INSTALL) $(BIN)/python --offline -e '.[dev]' 2>/dev/null || $(UV_INSTALL) $(BIN)/python -e '.[dev]'
 	@touch $@
 
 jars: $(JARS)/.fetched
@@ -43,7 +52,7 @@ $(JARS)/.fetched: spark-submit/pom.xml spark-submit/fetch-jars.sh | $(VENV)/.ins
 # the stream's stateful operators (Java, features/jvm), built by Maven against the parent pom's Spark; the
 # digest of their sources is kept beside the jar, and jobs/session.py refuses a jar built from other sources
 operators: $(JARS)/operators/.built
-$(JARS)/operators/.built: $(OPERATOR_SOURCES) | $(VENV)/.installed
+$(JARS)/operators/.built: $(OPERATOR_SOURCES) | $(VENV)/.installed $(JARS)/.fetched
 	mvn -B -q -f spark-submit/pom.xml -P operators package
 	@rm -rf $(JARS)/operators && mkdir -p $(JARS)/operators
 	cp $(JARS)/operators-build/fraud-operators.jar $(JARS)/operators/
@@ -66,12 +75,13 @@ $(PROMETHEUS)/.fetched:
 airflow: $(AIRFLOW)/.installed
 $(AIRFLOW)/.installed: spark-submit/schedules/airflow-requirements.txt | $(VENV)/.installed
 	@test -x $(AIRFLOW)/bin/python || $(PYTHON) -m venv $(AIRFLOW)
-	$(BIN)/uv pip install -q --python $(AIRFLOW)/bin/python -r spark-submit/schedules/airflow-requirements.txt
+	$(UV_INSTALL) $(AIRFLOW)/bin/python --offline -r spark-submit/schedules/airflow-requirements.txt 2>/dev/null \
+		|| $(UV_INSTALL) $(AIRFLOW)/bin/python -r spark-submit/schedules/airflow-requirements.txt
 	@touch $@
 
 # PostgreSQL's server binaries (Debian's package) for the tests' throwaway clusters (tests/postgres.py): the
 # registry's and Airflow's database in production. Installed with apt when missing and this is root.
-postgresql:
+postgresql: | $(PROMETHEUS)/.fetched
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		[ "$$(id -u)" = 0 ] || { echo "setup: PostgreSQL's server is missing: sudo apt-get install -y postgresql-15" >&2; exit 1; }; \
 		export DEBIAN_FRONTEND=noninteractive; \
