@@ -4,11 +4,14 @@ signature, and the promotion rule."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from pathlib import Path
 
 import pytest
 
 from features.definitions import FEATURE_NAMES
 from jobs import build_features, clean, evaluate, train
+from jobs.config import Config, load_config
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
 from models.split import Split
@@ -24,6 +27,25 @@ def raw(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def lakes(spark, raw, tmp_path_factory) -> dict[str, Path]:
+    """The raw files cleaned as a daily schedule leaves them, once for the module; a test copies one:
+    "stale", features built when only the first 30-day file was cleaned, then the next file cleaned; and
+    "built", the same with the features of the new days built too."""
+    stale, built = (tmp_path_factory.mktemp("lakes") / name for name in ("stale", "built"))
+    cfg = load_config("local", {"paths.lake": str(stale)})
+    clean.run(spark, cfg, str(sorted(raw.glob("*.txt"))[0]))
+    build_features.run(spark, cfg, 168)
+    clean.run(spark, cfg, str(raw))
+    shutil.copytree(stale, built)
+    build_features.run(spark, load_config("local", {"paths.lake": str(built)}), 168)
+    return {"stale": stale, "built": built}
+
+
+def copy_lake(source: Path, cfg: Config) -> None:
+    shutil.copytree(source, cfg.path("paths.lake"))
+
+
 @pytest.fixture
 def cfg(make_cfg, tmp_path):
     return make_cfg(mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
@@ -35,13 +57,13 @@ def pg_cfg(make_cfg, tmp_path, pg_database):
     return make_cfg(mlflow__tracking_uri=pg_database, mlflow__artifact_location=str(tmp_path / "artifacts"))
 
 
-def test_train_logs_registers_and_promotes(spark, pg_cfg, raw):
+def test_train_logs_registers_and_promotes(spark, pg_cfg, lakes):
     cfg = pg_cfg
     import mlflow
     from mlflow import MlflowClient
 
     # a deliberately weak first model: one shallow tree
-    clean.run(spark, cfg, str(raw))
+    copy_lake(lakes["built"], cfg)
     rows, frauds = train.load_window(spark, cfg, SPLIT, 168)
     weak = train.train(rows, frauds, SPLIT, 168, 0.98, None, params={"iterations": 1, "depth": 1})
     first = train.log_and_register(cfg, weak, SPLIT, 168, {})
@@ -87,11 +109,9 @@ def test_a_refused_login_to_the_tracking_database_is_a_clear_error(pg_cfg, monke
     assert "not-the-password" not in message
 
 
-def test_evaluate_reproduces_the_test_metrics_and_writes_scores(spark, cfg, raw, tmp_path):
-    # features built when only the first 30-day file was cleaned; then the next file arrives
-    clean.run(spark, cfg, str(sorted(raw.glob("*.txt"))[0]))
-    build_features.run(spark, cfg, 168)
-    clean.run(spark, cfg, str(raw))
+def test_evaluate_reproduces_the_test_metrics_and_writes_scores(spark, cfg, raw, lakes, tmp_path):
+    # features built when only the first 30-day file was cleaned; then the next file arrived
+    copy_lake(lakes["stale"], cfg)
     # --latest: the test week ends with the data's last day, 2018-05-30 (60 days from 2018-04-01), and the
     # features, which ended on 2018-04-30, get the days from 2018-05-01 first (fraud features, incremental)
     summary = train.run(spark, cfg, SPLIT, 168, latest=True)
@@ -106,16 +126,15 @@ def test_evaluate_reproduces_the_test_metrics_and_writes_scores(spark, cfg, raw,
     assert out["scored"] > out["evaluated"] > 0
 
 
-def test_cli_errors_are_clear(spark, cfg, raw, capsys, tmp_path):
+def test_cli_errors_are_clear(spark, cfg, raw, lakes, capsys, tmp_path):
     from jobs.cli import main
 
     common = ["--lake", cfg.path("paths.lake"), "--mlflow-uri", cfg.path("mlflow.tracking_uri")]
     assert main(["evaluate", "--input", str(raw), "--model", "champion", "--test-start", "2018-05-20",
                  "--scores-out", str(tmp_path / "s"), *common]) == 2
     assert "--model champion: no such version or alias of registered model 'fraud-detector'" in capsys.readouterr().err
-    small = tmp_path / "small"  # a window with no data is refused after cleaning: a small input will do
-    simulate_to_folder(make_spec("handbook", days=2, customers=20, terminals=30), small)
-    assert main(["train", "--train-start", "2017-01-01", "--no-register", "--input", str(small), *common]) == 2
+    copy_lake(lakes["built"], cfg)  # a window before the data's first day holds nothing to train on
+    assert main(["train", "--train-start", "2017-01-01", "--no-register", *common]) == 2
     assert "the training window of" in capsys.readouterr().err
     empty = ["--lake", str(tmp_path / "empty-lake"), "--mlflow-uri", cfg.path("mlflow.tracking_uri")]
     assert main(["train", "--latest", "--no-register", *empty]) == 2
