@@ -25,8 +25,12 @@ def spark(base_cfg: Config) -> Iterator[Any]:
 
     from jobs.session import configure_spark
 
+    # One JVM runs every job of the project, far more distinct queries than a job runs: Spark's cache of
+    # compiled query code (100 entries by default) would evict them, and compile each again, and the JIT
+    # then compiles those new classes again too (docs/testing.md)
     cfg = load_config("local", {"spark.ui_enabled": False, "spark.shuffle_partitions": 2,
-                                "spark.extra.spark.driver.memory": "2g"})
+                                "spark.extra.spark.driver.memory": "2g",
+                                "spark.extra.spark.sql.codegen.cache.maxEntries": 2000})
     session = configure_spark(SparkSession.builder.appName("fraud-tests"), cfg).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
