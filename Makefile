@@ -80,7 +80,8 @@ $(AIRFLOW)/.installed: spark-submit/schedules/airflow-requirements.txt | $(VENV)
 	@touch $@
 
 # PostgreSQL's server binaries (Debian's package) for the tests' throwaway clusters (tests/postgres.py): the
-# registry's and Airflow's database in production. Installed with apt when missing and this is root.
+# registry's and Airflow's database in production. Installed with apt when missing and this is root; after
+# Prometheus's package is fetched, so that two apt commands never run at once under `make setup`'s -j3.
 postgresql: | $(PROMETHEUS)/.fetched
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		[ "$$(id -u)" = 0 ] || { echo "setup: PostgreSQL's server is missing: sudo apt-get install -y postgresql-15" >&2; exit 1; }; \
