@@ -29,6 +29,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from features.schema import TRANSACTION_COLUMNS
+from jobs.checks import check_input
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config, join_location
 from jobs.errors import FraudError
@@ -162,6 +163,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    check_input(args.input)  # before the JVM starts
     report = run(get_spark(cfg, "clean"), cfg, args.input)
     print(json.dumps(report, indent=2))
     return 0

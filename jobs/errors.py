@@ -17,3 +17,7 @@ class SetupError(FraudError):
 
 class BrokerError(FraudError):
     """The local Kafka broker could not be started, reached or stopped."""
+
+
+class QueryFailed(FraudError):
+    """A streaming query terminated with an error: the job exits non-zero so that it is restarted."""

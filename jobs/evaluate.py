@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from features.definitions import FEATURE_NAMES
 from jobs import build_features, clean, registry
+from jobs.checks import check_input
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
@@ -81,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.input:
+        check_input(args.input)
     result = run(get_spark(cfg, "evaluate"), cfg, args.input, args.model, args.test_start, args.test_days,
                  args.scores_out, args.history_days)
     print(json.dumps(result))

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from features.schema import TRANSACTION_COLUMNS, parse_json_transactions
+from jobs.checks import check_stream_config
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.lake import append_idempotent, read_topic_stream
@@ -95,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    check_stream_config(cfg)
     run(get_spark(cfg, "ingest"), cfg, args.available_now)
     return 0
 

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, LongType, StringType, StructField,
                                StructType, TimestampType)
@@ -53,9 +54,10 @@ from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features, loo
 from features.operators import DAY_HOURS, add_aggregates, seed_state
 from features.schema import TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels, parse_json_transactions
 from jobs import registry
+from jobs.checks import check_stream_config
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
-from jobs.errors import FraudError
+from jobs.errors import FraudError, QueryFailed
 from jobs.ingest_stream import kafka_columns, reject_future
 from jobs.kafka_clients import logged_in
 from jobs.lake import add_columns, append_idempotent, path_exists, read_topic_stream, set_properties, table_exists
@@ -480,7 +482,14 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: st
     if metrics.port is None:
         port = metrics.serve(int(cfg.get("stream.metrics_port")))
         print(f"stream: Prometheus metrics on http://127.0.0.1:{port}/metrics")
-    start(spark, cfg, available_now, model, metrics).awaitTermination()
+    query = start(spark, cfg, available_now, model, metrics)
+    try:
+        query.awaitTermination()
+    except StreamingQueryException as error:
+        # a dead query must end the process, so that its scheduler (Kubernetes, YARN, Airflow) restarts it
+        # from the checkpoint; the CLI exits non-zero with this message
+        raise QueryFailed(f"query {QUERY} terminated with an error, so fraud stream stops; restart it to resume "
+                          f"from its checkpoint {cfg.checkpoint_path(QUERY)}: {str(error).splitlines()[0]}") from error
     return metrics
 
 
@@ -492,6 +501,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    check_stream_config(cfg)
     logged_in(cfg)  # before Spark starts: a wrong password or an untrusted certificate fails in seconds
     run(get_spark(cfg, "stream"), cfg, args.available_now, args.model)
     return 0

@@ -34,6 +34,7 @@ from pyspark.sql import functions as F
 
 from features.definitions import FEATURE_NAMES, FEATURES, parse_delay
 from jobs import build_features, clean, registry
+from jobs.checks import check_input
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError
@@ -266,6 +267,8 @@ def execute(args: argparse.Namespace) -> int:
                 raise ValueError(f"{option}: expected a rate above 0 and at most 1, found {value:g}")
     except (ValueError, ModelError) as exc:
         raise FraudError(str(exc)) from exc
+    if args.input:
+        check_input(args.input)
     summary = run(get_spark(cfg, "train"), cfg, split, delay, args.input, args.target_recall, args.max_fpr,
                   register=not args.no_register, latest=args.latest)
     print(json.dumps(summary, indent=2, default=str))

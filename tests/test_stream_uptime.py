@@ -1,0 +1,112 @@
+"""`fraud stream` as a long-running job on the real broker: it keeps scoring through idle triggers after a
+burst, and a query that dies ends `run` (so the CLI exits non-zero and its scheduler restarts it)."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs import score_stream
+from jobs.errors import QueryFailed
+from jobs.metrics import StreamMetrics
+from jobs.produce import produce, raw_lines, without_labels
+from jobs.simulate import simulate_to_folder
+from jobs.simulator import make_spec
+from tests.test_ingest_stream import produce as produce_values
+from tests.test_stream_restart import register_model
+
+pytestmark = pytest.mark.integration
+BAD = [b"not json", b'{"transaction_id": "x"}']
+
+
+def wait_until(condition, what: str, seconds: float, query=None) -> None:
+    """Poll `condition` once a second; raise with `what` if it is still false after `seconds`, or at once if
+    the query died meanwhile."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if query is not None and not query.isActive:
+            raise AssertionError(f"the query died while waiting for {what}: {query.exception()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds:g} s for {what}")
+        time.sleep(1)
+
+
+def scored_ids(spark, cfg) -> list[int]:
+    path = Path(cfg.table_path("scores"))
+    if not list((path / "_delta_log").glob("*.json")):
+        return []
+    return sorted(r.transaction_id for r in spark.read.format("delta").load(str(path)).select("transaction_id").collect())
+
+
+def dead_letters(spark, cfg) -> int:
+    path = Path(cfg.table_path("dead_letters"))
+    return spark.read.format("delta").load(str(path)).count() if list((path / "_delta_log").glob("*.json")) else 0
+
+
+def test_the_stream_keeps_scoring_after_a_burst_and_idle_triggers(spark, broker, stream_cfg, topic_names, tmp_path):
+    """A burst with malformed messages, then idle triggers (the query asks Kafka and the `labels` table for
+    new data every few milliseconds, finding none), then labels and more transactions: the query is still
+    active, and every transaction is scored once."""
+    raw = tmp_path / "raw"
+    simulate_to_folder(make_spec("handbook", days=3, customers=200, terminals=300), raw)
+    lines = list(without_labels(raw_lines(raw)))
+    burst, later = lines[: len(lines) // 2], lines[len(lines) // 2:]
+    cfg = stream_cfg(stream__trigger_interval="0 seconds")
+    register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts")
+    query = score_stream.start(spark, cfg, metrics=StreamMetrics())
+    try:
+        produce(cfg, iter(burst))
+        produce_values(broker.bootstrap_servers, topic_names["transactions"], BAD)
+        wait_until(lambda: len(scored_ids(spark, cfg)) == len(burst) and dead_letters(spark, cfg) == len(BAD),
+                   f"the burst's {len(burst)} transactions scored and {len(BAD)} dead letters", 240, query)
+        idle_until = time.monotonic() + 20  # idle triggers: the condition here is time itself
+        wait_until(lambda: time.monotonic() > idle_until, "20 s of idle triggers", 30, query)
+        from jobs.label_cmd import send_labels
+
+        send_labels(cfg, [(0, 1), (1, 0)])  # two labels of the burst's transactions
+        produce(cfg, iter(later))
+        wait_until(lambda: len(scored_ids(spark, cfg)) == len(lines), f"all {len(lines)} transactions scored",
+                   240, query)
+        wait_until(lambda: Path(cfg.table_path("labels")).joinpath("_delta_log").exists()
+                   and spark.read.format("delta").load(cfg.table_path("labels")).count() == 2, "the 2 labels applied",
+                   120, query)
+        assert query.isActive
+        assert scored_ids(spark, cfg) == list(range(len(lines)))
+    finally:
+        query.stop()
+
+
+def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(spark, broker, stream_cfg, topic_names,
+                                                                        tmp_path):
+    """The `labels` table the query reads disappears under it: the query terminates with an error, and `run`
+    raises QueryFailed at once (the CLI prints it and exits 2) instead of waiting on a query that is gone."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    simulate_to_folder(make_spec("handbook", days=1, customers=100, terminals=100), raw)
+    cfg = stream_cfg(stream__trigger_interval="1 second")
+    register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts")
+    outcome: dict[str, BaseException] = {}
+
+    def job() -> None:
+        try:
+            score_stream.run(spark, cfg, metrics=StreamMetrics())
+        except BaseException as error:  # noqa: BLE001 - the test reads it below
+            outcome["error"] = error
+
+    runner = threading.Thread(target=job, daemon=True)
+    runner.start()
+    produce(cfg, iter(list(without_labels(raw_lines(raw)))[:50]))
+    wait_until(lambda: len(scored_ids(spark, cfg)) == 50, "the first 50 transactions scored", 240)
+    shutil.rmtree(cfg.table_path("labels"))
+    produce(cfg, iter(list(without_labels(raw_lines(raw)))[50:60]))
+    runner.join(120)
+    assert not runner.is_alive(), "run() still waits on a query that died"
+    error = outcome.get("error")
+    assert isinstance(error, QueryFailed), repr(error)
+    assert str(error).startswith(f"query score_transactions terminated with an error, so fraud stream stops; restart "
+                                 f"it to resume from its checkpoint {cfg.checkpoint_path('score_transactions')}")
+    assert "labels/_delta_log" in str(error)
+    assert not [q for q in spark.streams.active if q.name == "score_transactions"]
