@@ -53,9 +53,13 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
 
     Versions of an app_id increase (a streaming batch id, a run number): an append whose version is not
     above the last one written for its app_id is a replay (after a restart) and is skipped, so nothing is
-    duplicated. The commit records "app_id/version" as its `userMetadata` (DESCRIBE HISTORY shows it).
-    Delta's own txnAppId/txnVersion would do the same, but its check rebuilds the table's whole state at
-    every commit: ~0.5 s per micro-batch and table on this machine (benchmarks/results/delta_append.json).
+    duplicated. Two checks, for two cases:
+    - a replay by the same process or a later one: found before writing, from the commit's `userMetadata`
+      "app_id/version" (DESCRIBE HISTORY shows it), read once per process and table, then remembered;
+    - two writers of one version at once (a driver thought dead and restarted while the old one still runs
+      on the same checkpoint): the commit also carries Delta's transaction id (txnAppId = app_id,
+      txnVersion = version), which Delta checks inside the commit. The second writer's commit is refused
+      as a conflict (then found by the first check when tried again) or skipped by Delta: never appended.
     `properties` (delta.* table properties) are set when the append creates the table; see
     `set_properties` for an existing one. A commit refused because another writer changed the table
     meanwhile (e.g. `fraud stream` setting properties at start while `fraud ingest` appends dead letters)
@@ -77,6 +81,8 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
             df.write.format("delta")
             .mode("append")
             .option("userMetadata", f"{app_id}/{version}")
+            .option("txnAppId", app_id)
+            .option("txnVersion", str(version))
             .option("mergeSchema", "false")
             .options(**dict(properties or {}))  # Delta keeps delta.* options as table properties on creation only
         )
