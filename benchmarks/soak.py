@@ -188,7 +188,7 @@ def main() -> None:
         job.stop()
         kafka_broker.stop(spec)
         logs = sorted(work.glob("stream-*.log"))
-        result["logs_tail"] = {p.name: p.read_text(errors="replace").splitlines()[-3:] for p in logs}
+        result["logs_last_line"] = {p.name: (p.read_text(errors="replace").splitlines() or [""])[-1] for p in logs}
         shutil.rmtree(work, ignore_errors=True)
     report(result, args.name, not args.no_save)
 
