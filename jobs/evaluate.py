@@ -82,8 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    if args.input:
-        check_input(args.input)
+    check_input(args.input)  # before the JVM starts
     result = run(get_spark(cfg, "evaluate"), cfg, args.input, args.model, args.test_start, args.test_days,
                  args.scores_out, args.history_days)
     print(json.dumps(result))

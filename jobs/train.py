@@ -268,7 +268,7 @@ def execute(args: argparse.Namespace) -> int:
     except (ValueError, ModelError) as exc:
         raise FraudError(str(exc)) from exc
     if args.input:
-        check_input(args.input)
+        check_input(args.input)  # before the JVM starts
     summary = run(get_spark(cfg, "train"), cfg, split, delay, args.input, args.target_recall, args.max_fpr,
                   register=not args.no_register, latest=args.latest)
     print(json.dumps(summary, indent=2, default=str))
