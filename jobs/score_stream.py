@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +47,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from py4j.protocol import Py4JError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, LongType, StringType, StructField,
@@ -475,21 +478,87 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     return query
 
 
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+
+
+STOP_GRACE_SECONDS = 20.0  # within Kubernetes' default 30 s between SIGTERM and SIGKILL
+
+
+def _stop_between_batches(query: StreamingQuery, grace_seconds: float) -> None:
+    """Stop `query` once the micro-batch in flight has ended (its commits done), or after `grace_seconds`."""
+    def in_flight() -> int | None:
+        progress = query.lastProgress
+        return progress["batchId"] + 1 if progress and query.status["isTriggerActive"] else None
+
+    batch, deadline = in_flight(), time.monotonic() + grace_seconds
+    while batch is not None and time.monotonic() < deadline:
+        progress = query.lastProgress
+        if progress and progress["batchId"] >= batch or not query.status["isTriggerActive"]:
+            break
+        time.sleep(0.05)
+    query.stop()
+
+
+def _driver_stopped(spark: SparkSession) -> bool:
+    """Whether Spark's driver has stopped (or its JVM is gone)."""
+    try:
+        return bool(spark.sparkContext._jsc.sc().isStopped())
+    except (Py4JError, ConnectionError):
+        return True
+
+
 def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
         metrics: StreamMetrics | None = None) -> StreamMetrics:
-    """Run the query until it stops (at once with `available_now`); serve metrics meanwhile."""
+    """Run the query until it stops (at once with `available_now`); serve metrics meanwhile.
+
+    SIGTERM (Kubernetes deleting the pod, YARN stopping the container, a scheduler killing the task), SIGINT
+    and SIGHUP stop the query, and `run` returns: the checkpoint holds every committed micro-batch, and the
+    one in flight is done again by the next start. Without this, the signal ends the process at once and the
+    JVM's shutdown stops Spark under the query, which then dies with Spark's `INTERNAL_ERROR` "No active or
+    default Spark session found". The handlers are set when `run` is called from the main thread."""
     metrics = metrics or StreamMetrics()
     if metrics.port is None:
         port = metrics.serve(int(cfg.get("stream.metrics_port")))
         print(f"stream: Prometheus metrics on http://127.0.0.1:{port}/metrics")
     query = start(spark, cfg, available_now, model, metrics)
+    asked: list[str] = []  # the signal that asked the job to stop
+
+    def ask_to_stop(number: int, frame: object) -> None:
+        asked.append(signal.Signals(number).name)
+
+    handled = threading.current_thread() is threading.main_thread()
+    previous = {name: signal.signal(getattr(signal, name), ask_to_stop) for name in STOP_SIGNALS} if handled else {}
+    checkpoint = cfg.checkpoint_path(QUERY)
     try:
-        query.awaitTermination()
-    except StreamingQueryException as error:
+        # a short wait at a time: the handler runs between two waits, in this thread
+        while not query.awaitTermination(1.0):
+            if asked:
+                print(f"stream: {asked[0]} received: stopping the query after the micro-batch in flight; a "
+                      f"restart resumes from {checkpoint}", flush=True)
+                try:
+                    _stop_between_batches(query, STOP_GRACE_SECONDS)
+                except (Py4JError, ConnectionError):  # the JVM is going too: the signal reached it as well
+                    print(f"stream: Spark's driver shut down meanwhile; a restart resumes from {checkpoint}",
+                          flush=True)
+                break
+    except (StreamingQueryException, Py4JError, ConnectionError) as error:
+        if asked:  # the signal reached the JVM too (sent to the process group): Spark stopped under the query
+            print(f"stream: {asked[0]} received, and Spark's driver shut down under the query; a restart resumes "
+                  f"from {checkpoint}", flush=True)
+            return metrics
+        if not isinstance(error, StreamingQueryException) or _driver_stopped(spark):
+            # the JVM was told to stop (cluster mode, where it runs this process; or a signal sent to it alone)
+            raise QueryFailed(f"Spark's driver shut down under query {QUERY} (was its JVM sent a signal?); a "
+                              f"restart resumes from its checkpoint {checkpoint}") from error
         # a dead query must end the process, so that its scheduler (Kubernetes, YARN, Airflow) restarts it
         # from the checkpoint; the CLI exits non-zero with this message
         raise QueryFailed(f"query {QUERY} terminated with an error, so fraud stream stops; restart it to resume "
-                          f"from its checkpoint {cfg.checkpoint_path(QUERY)}: {str(error).splitlines()[0]}") from error
+                          f"from its checkpoint {checkpoint}: {str(error).splitlines()[0]}") from error
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+    if asked:
+        print(f"stream: stopped on {asked[0]}", flush=True)
     return metrics
 
 

@@ -1,7 +1,11 @@
 """`fraud stream` as a long-running job on the real broker: it keeps scoring through idle triggers after a
-burst, and a query that dies ends `run` (so the CLI exits non-zero and its scheduler restarts it)."""
+burst, a query that dies ends `run` (so the CLI exits non-zero and its scheduler restarts it), and SIGTERM
+stops it cleanly between micro-batches."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,6 +19,7 @@ from jobs.produce import produce, raw_lines, without_labels
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
 from tests.test_ingest_stream import produce as produce_values
+from tests import servers
 from tests.test_stream_restart import register_model
 
 pytestmark = pytest.mark.integration
@@ -110,3 +115,45 @@ def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(spark, b
                                  f"it to resume from its checkpoint {cfg.checkpoint_path('score_transactions')}")
     assert "labels/_delta_log" in str(error)
     assert not [q for q in spark.streams.active if q.name == "score_transactions"]
+
+
+def test_sigterm_stops_fraud_stream_cleanly_and_a_restart_scores_the_rest_once(spark, broker, stream_cfg,
+                                                                                topic_names, tmp_path):
+    """SIGTERM (Kubernetes deleting the pod, YARN stopping the container) while `fraud stream` scores: the job
+    stops its query between micro-batches and exits 0, with no `INTERNAL_ERROR` from a Spark stopped under the
+    query; a restart from the checkpoint scores the rest, each transaction once."""
+
+    raw = tmp_path / "raw"
+    simulate_to_folder(make_spec("handbook", days=2, customers=200, terminals=300), raw)
+    lines = list(without_labels(raw_lines(raw)))
+    cfg = stream_cfg(stream__trigger_interval="0 seconds", kafka__max_offsets_per_trigger=200)
+    register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts")
+    produce(cfg, iter(lines))
+    settings = {"paths.lake": cfg.get("paths.lake"), "paths.checkpoint": cfg.get("paths.checkpoint"),
+                "mlflow.tracking_uri": cfg.get("mlflow.tracking_uri"), "stream.metrics_port": 0,
+                "kafka.bootstrap_servers": broker.bootstrap_servers, "kafka.max_offsets_per_trigger": 200,
+                **{f"kafka.topics.{role}": name for role, name in topic_names.items()}}
+    command = [str(Path(__file__).resolve().parent.parent / ".venv/bin/fraud"), "stream",
+               *[arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]]
+    log_path = tmp_path / "stream.log"
+    with log_path.open("w") as log:
+        job = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               env=servers.short_job_env(dict(os.environ)), start_new_session=True)
+        try:
+            wait_until(lambda: 0 < len(scored_ids(spark, cfg)) or job.poll() is not None,
+                       "the job's first micro-batch", 240)
+            assert job.poll() is None, log_path.read_text()[-3000:]
+            job.send_signal(signal.SIGTERM)  # to the job's process, as a container's runtime sends it
+            code = job.wait(60)
+        finally:
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGKILL)
+    output = log_path.read_text()
+    assert code == 0, output[-3000:]
+    assert "stream: SIGTERM received: stopping the query" in output and "stream: stopped on SIGTERM" in output
+    assert "INTERNAL_ERROR" not in output and "terminated with error" not in output, output[-3000:]
+    partial = len(scored_ids(spark, cfg))
+    assert 0 < partial < len(lines), "the test needs the job stopped mid-stream"
+
+    score_stream.run(spark, cfg, available_now=True, metrics=StreamMetrics())
+    assert scored_ids(spark, cfg) == list(range(len(lines)))
