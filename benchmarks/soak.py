@@ -10,9 +10,12 @@ of the `otus` preset (20,000 cards) arrive at `--rate` a second, with:
 - every 30 s, labels of 10 transactions sent at least 2 minutes before;
 - at a third of the run, the broker stopped for 20 s; at two thirds, `kill -9` of the job's process group.
 Every 5 s the script records whether the job's process is alive. At the end it waits until every transaction
-is scored (or `--drain-seconds` pass), stops the job, and checks the tables:
-- every transaction sent is in `scores` exactly once;
-- every malformed message and every re-sent transaction is in `dead_letters` exactly once;
+is in a table (or `--drain-seconds` pass), stops the job, and checks the tables against what the broker
+acknowledged (every send's result is kept):
+- every transaction is in `scores` exactly once, or in `dead_letters` for a rule of the cleaning suite it
+  breaks (the simulator makes a few), never both;
+- every malformed message, every re-send of a scored transaction (as a duplicate) and every re-send of a
+  rule-breaking one (for the rule again) is in `dead_letters` exactly once;
 - every label message is in `labels` or (a label of a transaction not scored when it came) in
   `dead_letters`, exactly once.
 Prints one JSON object and keeps it in benchmarks/results/soak.json.
@@ -113,6 +116,7 @@ def main() -> None:
     job = Job(cfg, work)
     job.start()
     counts = {"transactions": 0, "resent": 0, "malformed": 0, "labels": 0}
+    futures: dict[str, list[tuple[Any, int | None]]] = {kind: [] for kind in counts}  # (send's future, id)
     samples: list[bool] = []
     sent_at: list[float] = []  # time each transaction id was sent (ids are 0..n-1, in order)
     sent_values: list[tuple[bytes, bytes]] = []  # and its message, for the re-sends
@@ -123,6 +127,10 @@ def main() -> None:
         from kafka import KafkaProducer
 
         producer = KafkaProducer(bootstrap_servers=spec.bootstrap_servers, acks="all", linger_ms=5, retries=20)
+
+        def send(kind: str, topic: str, key: bytes, value: bytes, transaction_id: int | None = None) -> None:
+            futures[kind].append((producer.send(topic, key=key, value=value), transaction_id))
+            counts[kind] += 1
         started = time.monotonic()
         next_sample = started
         broker_down_at, kill_at = started + seconds / 3, started + 2 * seconds / 3
@@ -155,35 +163,33 @@ def main() -> None:
             if not broker_is_down and not idle:
                 for line in (next(lines) for _ in range(args.rate)):
                     key, value = transaction_record(line)
-                    producer.send(topics["transactions"], key=key, value=value)
+                    send("transactions", topics["transactions"], key, value, len(sent_values))
                     sent_at.append(time.monotonic())
                     sent_values.append((key, value))
-                counts["transactions"] += args.rate
                 if second % 10 == 0:
                     for i in range(max(0, counts["transactions"] - 2000), max(0, counts["transactions"] - 2000) + 5):
                         # a producer's retry of an old transaction: its exact message again
                         key, value = sent_values[i]
-                        producer.send(topics["transactions"], key=key, value=value)
-                        counts["resent"] += 1
+                        send("resent", topics["transactions"], key, value, i)
                     for value in MALFORMED:
-                        producer.send(topics["transactions"], key=b"bad", value=value)
-                        counts["malformed"] += 1
+                        send("malformed", topics["transactions"], b"bad", value)
                 if second % 30 == 0:
                     cut = bisect.bisect_left(sent_at, time.monotonic() - 120)  # sent 2 minutes ago
                     for transaction_id in range(max(0, cut - 10), cut):
                         key, value = label_record(transaction_id, transaction_id % 2)
-                        producer.send(topics["labels"], key=key, value=value)
-                        counts["labels"] += 1
+                        send("labels", topics["labels"], key, value, transaction_id)
             second += 1
         producer.flush()
         result["events"] = events
-        result["sent"] = counts
-        result["drain_seconds"] = drain(cfg, job, counts["transactions"], args.drain_seconds)
+        result["sent"] = counts  # what the producer was handed
+        acked = {kind: [i for future, i in sent if future.succeeded()] for kind, sent in futures.items()}
+        result["acknowledged"] = {kind: len(ids) for kind, ids in acked.items()}  # what the broker took
+        result["drain_seconds"] = drain(cfg, job, sum(len(ids) for ids in acked.values()), args.drain_seconds)
         samples.append(job.alive())
         job.stop()
         result["process"] = {"samples": len(samples), "alive_share": round(sum(samples) / len(samples), 4),
                              "starts": job.starts, "exits": job.exits}
-        result["tables"] = check_tables(cfg, counts)
+        result["tables"] = check_tables(cfg, acked, topics)
     finally:
         job.stop()
         kafka_broker.stop(spec)
@@ -193,23 +199,24 @@ def main() -> None:
     report(result, args.name, not args.no_save)
 
 
-def scored_count(cfg: Config) -> int:
-    """Rows of `scores` from the Delta log's add actions (no Spark session needed while the job runs)."""
+def rows_in(cfg: Config, table: str) -> int:
+    """Rows of a table from its Delta log's add actions (no Spark session needed while the job runs)."""
     rows = 0
-    log = Path(cfg.table_path("scores")) / "_delta_log"
+    log = Path(cfg.table_path(table)) / "_delta_log"
     for commit in sorted(log.glob("*.json")):
         for line in commit.read_text().splitlines():
             action = json.loads(line)
             if "add" in action and action["add"].get("stats"):
                 rows += json.loads(action["add"]["stats"])["numRecords"]
             if "remove" in action:
-                raise RuntimeError("scores was compacted during the soak: count with Spark instead")
+                raise RuntimeError(f"{table} was compacted during the soak: count with Spark instead")
     return rows
 
 
 def drain(cfg: Config, job: Job, expected: int, limit: int) -> float:
+    """Wait until every acknowledged message is a row of `scores`, `dead_letters` or `labels`."""
     started = time.monotonic()
-    while scored_count(cfg) < expected:
+    while sum(rows_in(cfg, t) for t in ("scores", "dead_letters", "labels")) < expected:
         job.alive()
         if time.monotonic() - started > limit:
             break
@@ -217,32 +224,52 @@ def drain(cfg: Config, job: Job, expected: int, limit: int) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def check_tables(cfg: Config, counts: dict[str, int]) -> dict[str, Any]:
+def check_tables(cfg: Config, acked: dict[str, list[int | None]], topics: dict[str, str]) -> dict[str, Any]:
+    """Every acknowledged message accounted for, once: each transaction scored, or dead-lettered for a rule it
+    breaks (with the rule named); each re-send of a scored transaction a duplicate; each malformed message a
+    dead letter; each label in `labels` or (a label of a transaction not scored) a dead letter."""
     from pyspark.sql import functions as F
 
     from jobs.session import get_spark
 
     spark = get_spark(cfg, "soak-check")
     scores = spark.read.format("delta").load(cfg.table_path("scores"))
-    ids = scores.groupBy("transaction_id").count()
+    scored = {r["transaction_id"]: r["count"] for r in scores.groupBy("transaction_id").count().collect()}
     dead = spark.read.format("delta").load(cfg.table_path("dead_letters"))
+    text = F.array_join("errors", " | ")
+    kind = (F.when(F.col("topic") == topics["labels"], "label")
+            .when(text.contains("already counted"), "duplicate")
+            .when(F.col("payload").isin([m.decode() for m in MALFORMED]), "malformed")
+            .otherwise("rule"))
+    letters = dead.select(kind.alias("kind"), F.get_json_object("payload", "$.transaction_id").cast("long")
+                          .alias("transaction_id"), text.alias("errors"), "topic", "partition", "offset").toPandas()
+    by_kind = letters.groupby("kind").size().to_dict()
+    rule = letters[letters["kind"] == "rule"]
+    rule_ids = set(rule["transaction_id"].dropna().astype(int))
+    # a re-send of a transaction dead-lettered for a rule breaks the rule again: a rule dead letter too
+    resent = acked["resent"]
+    resent_of_scored = [i for i in resent if i in scored]
+    expected_rule_rows = sum(1 for i in acked["transactions"] if i in rule_ids) + sum(1 for i in resent if i in rule_ids)
+    transactions = set(i for i in acked["transactions"] if i is not None)
     labels = spark.read.format("delta").load(cfg.table_path("labels"))
-    kinds = dead.select(F.when(F.array_join("errors", " ").contains("duplicate"), "duplicate")
-                        .when(F.col("topic") == str(cfg.get("kafka.topics.labels")), "label")
-                        .otherwise("malformed").alias("kind"), "topic", "partition", "offset")
-    by_kind = {r["kind"]: r["count"] for r in kinds.groupBy("kind").count().collect()}
+    labels_rows = labels.count()
     return {
-        "scored_rows": scores.count(), "scored_distinct": ids.count(),
-        "scored_twice": ids.where("count > 1").count(),
-        "missing": counts["transactions"] - ids.where(F.col("transaction_id") < counts["transactions"]).count(),
-        "dead_letters_by_kind": by_kind,
-        "dead_letters_repeated": dead.groupBy("topic", "partition", "offset").count().where("count > 1").count(),
-        "labels_rows": labels.count(),
+        "scored_rows": int(sum(scored.values())), "scored_distinct": len(scored),
+        "scored_twice": sum(1 for c in scored.values() if c > 1),
+        "dead_letters_by_kind": {k: int(v) for k, v in by_kind.items()},
+        "rule_dead_letters": {"transactions": len(rule_ids), "rows": len(rule),
+                              "reasons": sorted({e.split(":")[0] for e in rule["errors"]})},
+        "scored_and_rule_dead": len(rule_ids & set(scored)),
+        "missing": len(transactions - set(scored) - rule_ids),
+        "unexpected_scored": len(set(scored) - transactions),
+        "dead_letters_repeated": int(dead.groupBy("topic", "partition", "offset").count().where("count > 1").count()),
+        "labels_rows": labels_rows,
         "labels_repeated": labels.groupBy("topic", "partition", "offset").count().where("count > 1").count(),
-        "every_transaction_once": scores.count() == ids.count() == counts["transactions"],
-        "every_bad_message_dead_lettered": by_kind.get("duplicate", 0) == counts["resent"]
-        and by_kind.get("malformed", 0) == counts["malformed"],
-        "every_label_accounted": labels.count() + by_kind.get("label", 0) == counts["labels"],
+        "every_transaction_once": transactions == set(scored) | rule_ids and not rule_ids & set(scored)
+        and all(c == 1 for c in scored.values()),
+        "every_bad_message_dead_lettered": by_kind.get("duplicate", 0) == len(resent_of_scored)
+        and by_kind.get("malformed", 0) == len(acked["malformed"]) and len(rule) == expected_rule_rows,
+        "every_label_accounted": labels_rows + by_kind.get("label", 0) == len(acked["labels"]),
     }
 
 

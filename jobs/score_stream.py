@@ -531,7 +531,7 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: st
     checkpoint = cfg.checkpoint_path(QUERY)
     try:
         # a short wait at a time: the handler runs between two waits, in this thread
-        while not query.awaitTermination(1.0):
+        while not query.awaitTermination(1):
             if asked:
                 print(f"stream: {asked[0]} received: stopping the query after the micro-batch in flight; a "
                       f"restart resumes from {checkpoint}", flush=True)
