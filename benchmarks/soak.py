@@ -241,7 +241,7 @@ def check_tables(cfg: Config, acked: dict[str, list[int | None]], topics: dict[s
             .when(text.contains("already counted"), "duplicate")
             .when(F.col("payload").isin([m.decode() for m in MALFORMED]), "malformed")
             .otherwise("rule"))
-    letters = dead.select(kind.alias("kind"), F.get_json_object("payload", "$.transaction_id").cast("long")
+    letters = dead.select(kind.alias("kind"), F.get_json_object("payload", "$.transaction_id").try_cast("long")
                           .alias("transaction_id"), text.alias("errors"), "topic", "partition", "offset").toPandas()
     by_kind = letters.groupby("kind").size().to_dict()
     rule = letters[letters["kind"] == "rule"]

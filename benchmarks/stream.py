@@ -13,6 +13,10 @@ A broker of its own (free ports), a registered model, and simulated transactions
 2. Latency: the full job goes on from its checkpoint with stream.trigger_interval while transactions arrive
    at 400 tx/s; after a warm-up, for each transaction: Kafka timestamp -> the timestamp of its alert on the
    alerts topic (alert_*), and -> the commit of the `scores` version that holds it (scores_*).
+3. Floor: the same job goes on with --floor-rows (10) transactions at a time, each sent once the last is
+   scored: what a micro-batch costs whatever its size (`floor_batch_seconds`, the median after the first),
+   with the Spark jobs, tasks, state-store commits and Delta commits each one ran.
+   `--skip-throughput` runs phases 2 and 3 alone (the latency phase then starts without state).
 Per micro-batch, the job's own stages (state, alerts_topic, tables, ...) and Spark's durationMs. With
 --profile, each throughput run is recorded by Java Flight Recorder and its JVM CPU samples are counted by
 what they were doing (`jvm_profile`, benchmarks/jfr.py).
@@ -78,6 +82,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=400, help="transactions a second in the latency phase")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a configuration key, as the jobs' --set (repeatable)")
+    parser.add_argument("--floor-batches", type=int, default=15,
+                        help="micro-batches of --floor-rows transactions each, one at a time, after the latency phase")
+    parser.add_argument("--floor-rows", type=int, default=10)
+    parser.add_argument("--skip-throughput", action="store_true",
+                        help="only the latency and floor phases (the latency phase then starts without state)")
     parser.add_argument("--name", default="stream", help="the result's name under benchmarks/results/")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--profile", action="store_true",
@@ -95,29 +104,34 @@ def main() -> None:
     try:
         register_model(cfg.path("mlflow.tracking_uri"), work / "artifacts", label_delay_hours=168)
         live_count = args.rate * (args.warmup_seconds + args.latency_seconds)
-        days = (args.transactions + live_count) // 39_000 + 2
+        floor_count = args.floor_batches * args.floor_rows
+        days = (args.transactions + live_count + floor_count) // 39_000 + 2
         lines = list(without_labels(simulated_lines(make_spec("otus", customers=20_000, days=days))))
         backlog, live = lines[: args.transactions], lines[args.transactions: args.transactions + live_count]
+        floor_lines = lines[args.transactions + live_count: args.transactions + live_count + floor_count]
         spark = get_spark(cfg, "bench-stream")
-        sent = produce(cfg, iter(backlog))
-        result["produce_tx_per_second"] = sent["rate"]
         full_cfg = with_paths(cfg, work / "full")
-        full = profiled(spark, lambda: throughput(spark, full_cfg), work / "full.jfr", args.profile)
-        original = score_stream.stateful_features
-        score_stream.stateful_features = passthrough  # type: ignore[assignment]
-        try:
-            bare = profiled(spark, lambda: throughput(spark, with_paths(cfg, work / "passthrough")),
-                            work / "passthrough.jfr", args.profile)
-        finally:
-            score_stream.stateful_features = original  # type: ignore[assignment]
-        result["throughput"] = {
-            "transactions": full["transactions"], "warm_tx_per_second": full["warm_tx_per_second"],
-            "passthrough_warm_tx_per_second": bare["warm_tx_per_second"],
-            "warm_over_passthrough": round(full["warm_tx_per_second"] / bare["warm_tx_per_second"], 3),
-            "target_warm_tx_per_second": 20_000, "target_warm_over_passthrough": 0.6,
-            "full": full, "passthrough": bare}
-        print(json.dumps(result["throughput"], indent=1)[:400], flush=True)
+        if not args.skip_throughput:
+            sent = produce(cfg, iter(backlog))
+            result["produce_tx_per_second"] = sent["rate"]
+            full = profiled(spark, lambda: throughput(spark, full_cfg), work / "full.jfr", args.profile)
+            original = score_stream.stateful_features
+            score_stream.stateful_features = passthrough  # type: ignore[assignment]
+            try:
+                bare = profiled(spark, lambda: throughput(spark, with_paths(cfg, work / "passthrough")),
+                                work / "passthrough.jfr", args.profile)
+            finally:
+                score_stream.stateful_features = original  # type: ignore[assignment]
+            result["throughput"] = {
+                "transactions": full["transactions"], "warm_tx_per_second": full["warm_tx_per_second"],
+                "passthrough_warm_tx_per_second": bare["warm_tx_per_second"],
+                "warm_over_passthrough": round(full["warm_tx_per_second"] / bare["warm_tx_per_second"], 3),
+                "target_warm_tx_per_second": 20_000, "target_warm_over_passthrough": 0.6,
+                "full": full, "passthrough": bare}
+            print(json.dumps(result["throughput"], indent=1)[:400], flush=True)
         result["latency_at_400_tx_per_second"] = latency(spark, full_cfg, live, args.rate, args.warmup_seconds)
+        result["floor"] = floor(spark, full_cfg, floor_lines, args.floor_rows)
+        result["floor_batch_seconds"] = result["floor"]["median_batch_seconds"]
     finally:
         kafka_broker.stop(spec)
         shutil.rmtree(work, ignore_errors=True)
@@ -179,9 +193,11 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
     feeder.start()
     time.sleep(warmup)
     done, batches_before = len(query.recentProgress), len(RecordingStages.batches)
+    jobs_before = spark_jobs(spark)
     t0 = time.time()
     feeder.join()
     time.sleep(5)
+    jobs = spark_jobs(spark) - jobs_before
     progress = [p for p in query.recentProgress[done:] if p["numInputRows"]]
     stages = RecordingStages.batches[batches_before:]
     query.stop()
@@ -202,10 +218,88 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
             **percentiles("alert", alert_latency), **percentiles("scores", scores_latency),
             "target_alert_p99_seconds": 1.0, "target_scores_p99_seconds": 2.0,
             "batches": len(progress), "mean_batch_rows": round(float(np.mean([p["numInputRows"] for p in progress])), 1),
+            "mean_batch_seconds": round(float(np.mean([p["durationMs"]["triggerExecution"] for p in progress])) / 1000, 3),
+            "spark_jobs_per_batch": round(len(jobs) / max(len(progress), 1), 1),
+            "spark_tasks_per_batch": round(spark_tasks(spark, jobs) / max(len(progress), 1), 1),
             "mean_batch_duration_ms": {k: round(float(np.mean([p["durationMs"].get(k, 0) for p in progress])))
                                        for k in keys},
             "mean_batch_stage_seconds": {k: round(float(np.mean([b.get(k, 0.0) for b in stages])), 3)
                                          for k in sorted({k for b in stages for k in b})}}
+
+
+def spark_jobs(spark: SparkSession) -> set[int]:
+    """The ids of every Spark job the session's status tracker still knows: the query's (its job group is
+    its run id, for the jobs of its own thread) and those of no group (the sinks' threads)."""
+    tracker = spark.sparkContext.statusTracker()
+    ids = set(tracker.getJobIdsForGroup(None))
+    for query in spark.streams.active:
+        ids |= set(tracker.getJobIdsForGroup(str(query.runId)))
+    return ids
+
+
+def spark_tasks(spark: SparkSession, jobs: set[int]) -> int:
+    """The tasks of `jobs`' stages (stages skipped as already computed count none)."""
+    tracker = spark.sparkContext.statusTracker()
+    tasks = 0
+    for job in jobs:
+        info = tracker.getJobInfo(job)
+        for stage in info.stageIds if info else []:
+            stage_info = tracker.getStageInfo(stage)
+            tasks += stage_info.numCompletedTasks if stage_info else 0
+    return tasks
+
+
+def delta_commits(cfg: Config) -> int:
+    """Commits in the logs of the tables the stream writes."""
+    return sum(len(list((Path(cfg.table_path(t)) / "_delta_log").glob("*.json")))
+               for t in ("scores", "alerts", "dead_letters", "labels"))
+
+
+def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict[str, Any]:
+    """The fixed cost of a micro-batch: `rows` transactions at a time, each sent once the last is scored, so
+    that every micro-batch holds just them; per micro-batch its seconds and stages, and the Spark jobs,
+    tasks, state-store commits and Delta commits it ran."""
+    RecordingStages.batches = []
+    original = score_stream.Stages
+    score_stream.Stages = RecordingStages  # type: ignore[misc]
+    query = score_stream.start(spark, cfg, available_now=False, metrics=StreamMetrics())
+    batches: list[dict[str, Any]] = []
+    try:
+        for start in range(0, len(lines), rows):
+            seen, jobs_before, commits_before = len(query.recentProgress), spark_jobs(spark), delta_commits(cfg)
+            produce(cfg, iter(lines[start: start + rows]))
+            deadline = time.monotonic() + 120
+            while not [p for p in query.recentProgress[seen:] if p["numInputRows"]] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # the sinks' last jobs are listed by then
+            progress = [p for p in query.recentProgress[seen:] if p["numInputRows"]]
+            if not progress:
+                raise RuntimeError(f"floor: {rows} transactions not scored within 120 s")
+            jobs = spark_jobs(spark) - jobs_before
+            batches.append({"rows": sum(p["numInputRows"] for p in progress), "micro_batches": len(progress),
+                            "seconds": sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000,
+                            "duration_ms": progress[-1]["durationMs"],
+                            "stages": RecordingStages.batches[-1] if RecordingStages.batches else {},
+                            "spark_jobs": len(jobs), "spark_tasks": spark_tasks(spark, jobs),
+                            "state_store_commits": sum(o.get("numStateStoreInstances", 0)
+                                                       for p in progress for o in p["stateOperators"]),
+                            "delta_commits": delta_commits(cfg) - commits_before})
+    finally:
+        query.stop()
+        score_stream.Stages = original  # type: ignore[misc]
+    warm = batches[1:] or batches  # the first pays for the query's planning after a start
+    keys = sorted({k for b in warm for k in b["stages"]})
+    return {"rows_per_batch": rows, "batches": len(batches),
+            "median_batch_seconds": round(float(np.median([b["seconds"] for b in warm])), 3),
+            "target_batch_seconds": 0.5,
+            "median_stage_seconds": {k: round(float(np.median([b["stages"].get(k, 0.0) for b in warm])), 3) for k in keys},
+            "median_duration_ms": {k: float(np.median([b["duration_ms"].get(k, 0) for b in warm]))
+                                   for k in sorted({k for b in warm for k in b["duration_ms"]})},
+            "median_spark_jobs": float(np.median([b["spark_jobs"] for b in warm])),
+            "median_spark_tasks": float(np.median([b["spark_tasks"] for b in warm])),
+            "median_state_store_commits": float(np.median([b["state_store_commits"] for b in warm])),
+            "median_delta_commits": float(np.median([b["delta_commits"] for b in warm])),
+            "per_batch": batches}
 
 
 def percentiles(name: str, values: np.ndarray) -> dict[str, float | None]:
