@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from py4j.protocol import Py4JError
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from py4j.protocol import Py4JError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, LongType, StringType, StructField,
@@ -479,8 +479,6 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
 
 
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
-
-
 STOP_GRACE_SECONDS = 20.0  # within Kubernetes' default 30 s between SIGTERM and SIGKILL
 
 
@@ -493,7 +491,7 @@ def _stop_between_batches(query: StreamingQuery, grace_seconds: float) -> None:
     batch, deadline = in_flight(), time.monotonic() + grace_seconds
     while batch is not None and time.monotonic() < deadline:
         progress = query.lastProgress
-        if progress and progress["batchId"] >= batch or not query.status["isTriggerActive"]:
+        if (progress and progress["batchId"] >= batch) or not query.status["isTriggerActive"]:
             break
         time.sleep(0.05)
     query.stop()
