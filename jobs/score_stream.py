@@ -528,7 +528,8 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: st
     previous = {name: signal.signal(getattr(signal, name), ask_to_stop) for name in STOP_SIGNALS} if handled else {}
     checkpoint = cfg.checkpoint_path(QUERY)
     try:
-        # a short wait at a time: the handler runs between two waits, in this thread
+        # a short wait at a time: the handler runs between two waits, in this thread, and a query that died
+        # ends the job even if its thread hangs in its clean-up (then awaitTermination would never return)
         while not query.awaitTermination(1):
             if asked:
                 print(f"stream: {asked[0]} received: stopping the query after the micro-batch in flight; a "
@@ -539,6 +540,9 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: st
                     print(f"stream: Spark's driver shut down meanwhile; a restart resumes from {checkpoint}",
                           flush=True)
                 break
+            died = query.exception()  # set when the query died, even while its thread is still cleaning up
+            if died is not None:
+                raise died
     except (StreamingQueryException, Py4JError, ConnectionError) as error:
         if asked:  # the signal reached the JVM too (sent to the process group): Spark stopped under the query
             print(f"stream: {asked[0]} received, and Spark's driver shut down under the query; a restart resumes "
