@@ -18,8 +18,8 @@ from jobs.metrics import StreamMetrics
 from jobs.produce import produce, raw_lines, without_labels
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
-from tests.test_ingest_stream import produce as produce_values
 from tests import servers
+from tests.test_ingest_stream import produce as produce_values
 from tests.test_stream_restart import register_model
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,6 @@ def test_sigterm_stops_fraud_stream_cleanly_and_a_restart_scores_the_rest_once(s
     """SIGTERM (Kubernetes deleting the pod, YARN stopping the container) while `fraud stream` scores: the job
     stops its query between micro-batches and exits 0, with no `INTERNAL_ERROR` from a Spark stopped under the
     query; a restart from the checkpoint scores the rest, each transaction once."""
-
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=2, customers=200, terminals=300), raw)
     lines = list(without_labels(raw_lines(raw)))
