@@ -25,6 +25,7 @@ Prints one JSON object and keeps it in benchmarks/results/stream.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,19 +158,26 @@ def with_paths(cfg: Config, folder: Path) -> Config:
     return dataclasses.replace(cfg, data=data)
 
 
-def throughput(spark: SparkSession, cfg: Config) -> dict[str, Any]:
-    """Drain what the topic holds with availableNow; warm = every micro-batch but the first."""
+@contextlib.contextmanager
+def recording_stages() -> Iterator[None]:
+    """The job's stage timer replaced by RecordingStages (emptied) meanwhile."""
     RecordingStages.batches = []
     original = score_stream.Stages
     score_stream.Stages = RecordingStages  # type: ignore[misc]
     try:
+        yield
+    finally:
+        score_stream.Stages = original  # type: ignore[misc]
+
+
+def throughput(spark: SparkSession, cfg: Config) -> dict[str, Any]:
+    """Drain what the topic holds with availableNow; warm = every micro-batch but the first."""
+    with recording_stages():
         metrics = StreamMetrics()
         started = time.perf_counter()
         query = score_stream.start(spark, cfg, available_now=True, metrics=metrics)
         query.awaitTermination()
         wall = time.perf_counter() - started
-    finally:
-        score_stream.Stages = original  # type: ignore[misc]
     progress = [p for p in query.recentProgress if p["numInputRows"]]
     rows = [p["numInputRows"] for p in progress]
     seconds = [p["durationMs"]["triggerExecution"] / 1000 for p in progress]
@@ -185,23 +193,20 @@ def throughput(spark: SparkSession, cfg: Config) -> dict[str, Any]:
 def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup: int) -> dict[str, Any]:
     """The full job from its checkpoint while `live` arrives at `rate` tx/s; the first `warmup` seconds are
     not measured."""
-    RecordingStages.batches = []
-    original = score_stream.Stages
-    score_stream.Stages = RecordingStages  # type: ignore[misc]
-    query = score_stream.start(spark, cfg, available_now=False, metrics=StreamMetrics())
-    feeder = threading.Thread(target=produce, args=(cfg, iter(live)), kwargs={"rate": rate})
-    feeder.start()
-    time.sleep(warmup)
-    done, batches_before = len(query.recentProgress), len(RecordingStages.batches)
-    jobs_before = spark_jobs(spark)
-    t0 = time.time()
-    feeder.join()
-    time.sleep(5)
-    jobs = spark_jobs(spark) - jobs_before
-    progress = [p for p in query.recentProgress[done:] if p["numInputRows"]]
-    stages = RecordingStages.batches[batches_before:]
-    query.stop()
-    score_stream.Stages = original  # type: ignore[misc]
+    with recording_stages():
+        query = score_stream.start(spark, cfg, available_now=False, metrics=StreamMetrics())
+        feeder = threading.Thread(target=produce, args=(cfg, iter(live)), kwargs={"rate": rate})
+        feeder.start()
+        time.sleep(warmup)
+        done, batches_before = len(query.recentProgress), len(RecordingStages.batches)
+        jobs_before = spark_jobs(spark)
+        t0 = time.time()
+        feeder.join()
+        time.sleep(5)
+        jobs = spark_jobs(spark) - jobs_before
+        progress = [p for p in query.recentProgress[done:] if p["numInputRows"]]
+        stages = RecordingStages.batches[batches_before:]
+        query.stop()
     scores = (spark.read.format("delta").load(cfg.table_path("scores"))
               .where(F.col("kafka_timestamp") >= F.lit(pd.Timestamp(t0, unit="s").to_pydatetime()))
               .select("transaction_id", (F.unix_micros("kafka_timestamp") / 1e6).alias("sent"),
@@ -259,34 +264,31 @@ def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict
     """The fixed cost of a micro-batch: `rows` transactions at a time, each sent once the last is scored, so
     that every micro-batch holds just them; per micro-batch its seconds and stages, and the Spark jobs,
     tasks, state-store commits and Delta commits it ran."""
-    RecordingStages.batches = []
-    original = score_stream.Stages
-    score_stream.Stages = RecordingStages  # type: ignore[misc]
-    query = score_stream.start(spark, cfg, available_now=False, metrics=StreamMetrics())
     batches: list[dict[str, Any]] = []
-    try:
-        for start in range(0, len(lines), rows):
-            seen, jobs_before, commits_before = len(query.recentProgress), spark_jobs(spark), delta_commits(cfg)
-            produce(cfg, iter(lines[start: start + rows]))
-            deadline = time.monotonic() + 120
-            while not [p for p in query.recentProgress[seen:] if p["numInputRows"]] and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.5)  # the sinks' last jobs are listed by then
-            progress = [p for p in query.recentProgress[seen:] if p["numInputRows"]]
-            if not progress:
-                raise RuntimeError(f"floor: {rows} transactions not scored within 120 s")
-            jobs = spark_jobs(spark) - jobs_before
-            batches.append({"rows": sum(p["numInputRows"] for p in progress), "micro_batches": len(progress),
-                            "seconds": sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000,
-                            "duration_ms": progress[-1]["durationMs"],
-                            "stages": RecordingStages.batches[-1] if RecordingStages.batches else {},
-                            "spark_jobs": len(jobs), "spark_tasks": spark_tasks(spark, jobs),
-                            "state_store_commits": sum(o.get("numStateStoreInstances", 0)
-                                                       for p in progress for o in p["stateOperators"]),
-                            "delta_commits": delta_commits(cfg) - commits_before})
-    finally:
-        query.stop()
-        score_stream.Stages = original  # type: ignore[misc]
+    with recording_stages():
+        query = score_stream.start(spark, cfg, available_now=False, metrics=StreamMetrics())
+        try:
+            for start in range(0, len(lines), rows):
+                seen, jobs_before, commits_before = len(query.recentProgress), spark_jobs(spark), delta_commits(cfg)
+                produce(cfg, iter(lines[start: start + rows]))
+                deadline = time.monotonic() + 120
+                while not [p for p in query.recentProgress[seen:] if p["numInputRows"]] and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(0.5)  # the sinks' last jobs are listed by then
+                progress = [p for p in query.recentProgress[seen:] if p["numInputRows"]]
+                if not progress:
+                    raise RuntimeError(f"floor: {rows} transactions not scored within 120 s")
+                jobs = spark_jobs(spark) - jobs_before
+                batches.append({"rows": sum(p["numInputRows"] for p in progress), "micro_batches": len(progress),
+                                "seconds": sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000,
+                                "duration_ms": progress[-1]["durationMs"],
+                                "stages": RecordingStages.batches[-1] if RecordingStages.batches else {},
+                                "spark_jobs": len(jobs), "spark_tasks": spark_tasks(spark, jobs),
+                                "state_store_commits": sum(o.get("numStateStoreInstances", 0)
+                                                           for p in progress for o in p["stateOperators"]),
+                                "delta_commits": delta_commits(cfg) - commits_before})
+        finally:
+            query.stop()
     warm = batches[1:] or batches  # the first pays for the query's planning after a start
     keys = sorted({k for b in warm for k in b["stages"]})
     return {"rows_per_batch": rows, "batches": len(batches),
