@@ -480,6 +480,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
 
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 STOP_GRACE_SECONDS = 20.0  # within Kubernetes' default 30 s between SIGTERM and SIGKILL
+CLEANUP_WAIT_SECONDS = 10  # how long a query that died may take to end its thread before the job stops anyway
 
 
 def _stop_between_batches(query: StreamingQuery, grace_seconds: float) -> None:
@@ -495,6 +496,19 @@ def _stop_between_batches(query: StreamingQuery, grace_seconds: float) -> None:
             break
         time.sleep(0.05)
     query.stop()
+
+
+def _thread_stack(spark: SparkSession, query: StreamingQuery) -> str:
+    """The JVM stack of the query's execution thread (named after its run id), one frame a line."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    try:
+        for thread, frames in jvm.java.lang.Thread.getAllStackTraces().items():
+            if str(query.runId) in thread.getName():
+                return "\n".join(f"    at {frame.toString()}" for frame in frames) or "    (no frames)"
+    except (Py4JError, ConnectionError) as error:
+        return f"    (not available: {error})"
+    return f"    (no JVM thread named after run {query.runId})"
 
 
 def _driver_stopped(spark: SparkSession) -> bool:
@@ -526,7 +540,18 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: st
 
     handled = threading.current_thread() is threading.main_thread()
     previous = {name: signal.signal(getattr(signal, name), ask_to_stop) for name in STOP_SIGNALS} if handled else {}
-    checkpoint = cfg.checkpoint_path(QUERY)
+    try:
+        watch(spark, query, cfg.checkpoint_path(QUERY), asked)
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+    return metrics
+
+
+def watch(spark: SparkSession, query: StreamingQuery, checkpoint: str, asked: Sequence[str]) -> None:
+    """Wait on the running `query` until it ends; stop it between micro-batches once `asked` holds a signal's
+    name (filled by a signal handler). Raises QueryFailed if the query died, or if Spark's driver shut down
+    under it."""
     try:
         # a short wait at a time: the handler runs between two waits, in this thread, and a query that died
         # ends the job even if its thread hangs in its clean-up (then awaitTermination would never return)
@@ -542,12 +567,16 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: st
                 break
             died = query.exception()  # set when the query died, even while its thread is still cleaning up
             if died is not None:
+                if not query.awaitTermination(CLEANUP_WAIT_SECONDS):  # raises `died` once the clean-up ends
+                    print(f"stream: query {QUERY} died, and its thread is still in its clean-up after "
+                          f"{CLEANUP_WAIT_SECONDS:g} s; the job stops without it. The thread's stack:\n"
+                          f"{_thread_stack(spark, query)}", flush=True)
                 raise died
     except (StreamingQueryException, Py4JError, ConnectionError) as error:
         if asked:  # the signal reached the JVM too (sent to the process group): Spark stopped under the query
             print(f"stream: {asked[0]} received, and Spark's driver shut down under the query; a restart resumes "
                   f"from {checkpoint}", flush=True)
-            return metrics
+            return
         if not isinstance(error, StreamingQueryException) or _driver_stopped(spark):
             # the JVM was told to stop (cluster mode, where it runs this process; or a signal sent to it alone)
             raise QueryFailed(f"Spark's driver shut down under query {QUERY} (was its JVM sent a signal?); a "
@@ -556,12 +585,8 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: st
         # from the checkpoint; the CLI exits non-zero with this message
         raise QueryFailed(f"query {QUERY} terminated with an error, so fraud stream stops; restart it to resume "
                           f"from its checkpoint {checkpoint}: {str(error).splitlines()[0]}") from error
-    finally:
-        for name, handler in previous.items():
-            signal.signal(getattr(signal, name), handler)
     if asked:
         print(f"stream: stopped on {asked[0]}", flush=True)
-    return metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -156,3 +156,48 @@ def test_sigterm_stops_fraud_stream_cleanly_and_a_restart_scores_the_rest_once(s
 
     score_stream.run(spark, cfg, available_now=True, metrics=StreamMetrics())
     assert scored_ids(spark, cfg) == list(range(len(lines)))
+
+
+class DiedInItsCleanUp:
+    """A query that has died while its thread is still in its clean-up, so that `awaitTermination` never
+    returns (what the report saw: the process alive with no query). No real query can be put in that state on
+    demand; this one borrows the run id of a live query, whose JVM thread stands for the stuck one."""
+
+    def __init__(self, live, error: BaseException) -> None:
+        self.live, self.error = live, error
+
+    @property
+    def runId(self) -> str:
+        return self.live.runId
+
+    def awaitTermination(self, timeout: float | None = None) -> bool:
+        time.sleep(min(timeout or 0.0, 0.2))
+        return False
+
+    def exception(self) -> BaseException:
+        return self.error
+
+
+def test_a_query_that_died_ends_the_job_even_while_its_thread_hangs_in_its_clean_up(spark, monkeypatch, capsys):
+    """`watch` sees the query's error though `awaitTermination` does not return: it prints the query thread's
+    JVM stack (what a support engineer needs to find what it waits on) and raises QueryFailed, so that the job
+    exits and its scheduler restarts it."""
+    from pyspark.errors import StreamingQueryException
+
+    monkeypatch.setattr(score_stream, "CLEANUP_WAIT_SECONDS", 1)
+    live = spark.readStream.format("rate").load().writeStream.format("noop").start()
+    try:
+        stuck = DiedInItsCleanUp(live, StreamingQueryException("[STREAM_FAILED] the query died"))
+        started = time.monotonic()
+        with pytest.raises(QueryFailed, match=r"^query score_transactions terminated with an error, so fraud stream "
+                                              r"stops; restart it to resume from its checkpoint /cp: \[STREAM_FAILED\]"):
+            score_stream.watch(spark, stuck, "/cp", [])
+        assert time.monotonic() - started < 30
+    finally:
+        live.stop()
+    output = capsys.readouterr().out
+    assert "stream: query score_transactions died, and its thread is still in its clean-up after 1 s" in output
+    stack = output.split("The thread's stack:\n", 1)[1]
+    frames = stack.splitlines()
+    assert frames and all(f.startswith("    at ") for f in frames), stack
+    assert any("StreamExecution.runStream" in f or "StreamExecution$$runStream" in f for f in frames), stack
