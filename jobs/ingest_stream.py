@@ -68,8 +68,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False) -> Stre
         batch.persist()
         try:
             good, bad = split_messages(batch)
-            append_idempotent(good.drop("partition", "offset"), raw_path, QUERY_NAME, batch_id, partition_by=["tx_date"])
-            append_idempotent(bad, dead_path, QUERY_NAME, batch_id)
+            append_idempotent(good.drop("partition", "offset"), raw_path, QUERY_NAME, batch_id, partition_by=["tx_date"],
+                              keep_warm=True)
+            append_idempotent(bad, dead_path, QUERY_NAME, batch_id, keep_warm=True)
         finally:
             batch.unpersist()
 

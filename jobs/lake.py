@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ CONFLICT_RETRIES = 3
 # so once it has read a table's history it need not read it again at every micro-batch (a Spark job and a log
 # read per table and micro-batch). A new process starts empty and reads the history once.
 _LAST_APPENDED: dict[tuple[str, str], int] = {}
+# table path -> the thread computing its newest snapshot's transaction ids (see `warm_transaction_ids`)
+_WARMING: dict[str, threading.Thread] = {}
 
 
 def last_written(spark: SparkSession, path: str, app_id: str) -> int | None:
@@ -47,8 +50,36 @@ def last_written(spark: SparkSession, path: str, app_id: str) -> int | None:
     return None
 
 
+def warm_transaction_ids(spark: SparkSession, path: str) -> None:
+    """Have Delta compute, on a thread of its own, the transaction ids of the table's newest snapshot.
+
+    Delta checks an append's transaction id (`txnAppId`) against the ids of the snapshot it commits on, and
+    computes them with a reconstruction of the table's state: three Spark jobs, 1-1.5 s on this machine
+    (benchmarks/delta_append.py), at every append, since each commit makes a new snapshot. Computed right
+    after a commit, while the stream runs its next micro-batch, they are ready when the next append needs
+    them (Delta keeps them with the snapshot); the append then costs what one without the id does. If
+    another writer commits meanwhile, the next append computes them itself, as without this. Best effort:
+    the computation only fills Delta's own cache, so a failure of it (Spark stopping) changes nothing."""
+    running = _WARMING.get(path)
+    if running is not None and running.is_alive():
+        return
+
+    def compute() -> None:
+        try:
+            jvm = spark.sparkContext._jvm
+            assert jvm is not None
+            log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+            log.unsafeVolatileSnapshot().setTransactions()
+        except Exception:  # noqa: BLE001 - a cache left cold is computed by the next append itself
+            pass
+
+    _WARMING[path] = threading.Thread(target=compute, name=f"warm {path}", daemon=True)
+    _WARMING[path].start()
+
+
 def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
-                      partition_by: Sequence[str] = (), properties: Mapping[str, str] | None = None) -> bool:
+                      partition_by: Sequence[str] = (), properties: Mapping[str, str] | None = None,
+                      keep_warm: bool = False) -> bool:
     """Append `df` to the Delta table at `path` once per (app_id, version); return False if skipped.
 
     Versions of an app_id increase (a streaming batch id, a run number): an append whose version is not
@@ -63,7 +94,8 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
     `properties` (delta.* table properties) are set when the append creates the table; see
     `set_properties` for an existing one. A commit refused because another writer changed the table
     meanwhile (e.g. `fraud stream` setting properties at start while `fraud ingest` appends dead letters)
-    is tried again, up to CONFLICT_RETRIES times.
+    is tried again, up to CONFLICT_RETRIES times. `keep_warm` (for a writer that appends again soon, as
+    the stream does at every micro-batch): `warm_transaction_ids` after the commit.
     """
     from delta.exceptions import (ConcurrentAppendException, ConcurrentTransactionException, ConcurrentWriteException,
                                   DeltaConcurrentModificationException, MetadataChangedException,
@@ -91,6 +123,8 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
         try:
             writer.save(path)
             _LAST_APPENDED[(path, app_id)] = version
+            if keep_warm:
+                warm_transaction_ids(df.sparkSession, path)
             return True
         except conflicts as error:
             if attempt == CONFLICT_RETRIES:

@@ -377,9 +377,11 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select("score", "decision", latency.alias("latency")).toPandas()
             sinks: list[Callable[[], object]] = [
-                lambda: append_idempotent(scored, scores_path, QUERY, batch_id, ["tx_date"], properties)]
+                lambda: append_idempotent(scored, scores_path, QUERY, batch_id, ["tx_date"], properties,
+                                          keep_warm=True)]
             if observed["decision"].any():
-                sinks.append(lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, ["tx_date"], properties))
+                sinks.append(lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, ["tx_date"], properties,
+                                                           keep_warm=True))
             sinks += more_sinks
             # the commits overlap: each is mostly the driver waiting on Delta's log, not the cores working
             with ThreadPoolExecutor(len(sinks)) as pool:
@@ -419,7 +421,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         applied, unknown = label_increments(labels, scored.drop_duplicates("transaction_id"), previous)
         rows = applied.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id)
         append_idempotent(spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
-                          labels_path, QUERY, batch_id)
+                          labels_path, QUERY, batch_id, keep_warm=True)
         metrics.labels.inc(len(applied))
         if unknown.empty:
             return None
@@ -442,7 +444,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
 
             def append_dead(frame: DataFrame, n: int) -> None:  # one append a micro-batch: the batch id is its key
                 append_idempotent(frame.withColumn("dead_at", F.current_timestamp()), dead_path, QUERY, batch_id,
-                                  properties=properties)
+                                  properties=properties, keep_warm=True)
                 metrics.dead_letters.inc(n)
 
             # without labels, the dead letters are known now and commit with the tables; with labels, after
