@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from py4j.protocol import Py4JError
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery
@@ -62,7 +62,7 @@ from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
 from jobs.errors import FraudError, QueryFailed
 from jobs.ingest_stream import kafka_columns, reject_future
-from jobs.kafka_clients import logged_in
+from jobs.kafka_clients import KafkaConnection, logged_in
 from jobs.lake import add_columns, append_idempotent, path_exists, read_topic_stream, set_properties, table_exists
 from jobs.metrics import StreamMetrics
 from jobs.quality import DERIVED_COLUMNS, Rule, derived_columns, load_rules, message_rules, rule_errors
@@ -70,6 +70,7 @@ from jobs.session import get_spark
 
 QUERY = "score_transactions"
 ALERT_NAMESPACE = uuid.UUID("6f1c2a9e-3b7d-4c55-9a0e-2f4b8c1d7e60")
+ALERTS_DELIVERY_SECONDS = 120  # how long an alert waits for a broker that is down (Kafka's default delivery timeout)
 
 
 @dataclass
@@ -231,6 +232,53 @@ def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
     return score
 
 
+def alert_id(transaction_id: Column) -> Column:
+    """An alert's id: the UUID (version 5, SHA-1) of its transaction id's text in ALERT_NAMESPACE, as Python's
+    `uuid.uuid5(ALERT_NAMESPACE, str(transaction_id))` makes it, computed by Spark's own functions (a Python
+    UDF would cost a round trip to a Python worker)."""
+    digest = F.sha1(F.concat(F.unhex(F.lit(ALERT_NAMESPACE.hex)), F.encode(transaction_id.cast("string"), "UTF-8")))
+    variant = F.conv(F.substring(digest, 17, 1), 16, 10).cast("int").bitwiseAND(3).bitwiseOR(8)  # RFC 4122: 10xx
+    return F.concat_ws("-", F.substring(digest, 1, 8), F.substring(digest, 9, 4),
+                       F.concat(F.lit("5"), F.substring(digest, 14, 3)),
+                       F.concat(F.lower(F.conv(variant.cast("string"), 10, 16)), F.substring(digest, 18, 3)),
+                       F.substring(digest, 21, 12))
+
+
+def send_alerts(kafka: KafkaConnection, topic: str, messages: Sequence[tuple[str, str]]) -> None:
+    """Send (key, JSON value) messages to the alerts topic from the driver and wait until the broker has
+    every one (acks=all). Flagged transactions are a few in a hundred: a producer of the driver's sends them
+    in milliseconds, where a Spark write to Kafka is a job of its own.
+
+    A broker that is down is waited for, as Spark's Kafka writer does, for up to ALERTS_DELIVERY_SECONDS;
+    past that the micro-batch fails (and the query with it: a restart sends the alerts again)."""
+    if not messages:
+        return
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + ALERTS_DELIVERY_SECONDS
+    while True:
+        producer = None
+        try:
+            producer = KafkaProducer(**kafka.python(), acks="all", linger_ms=0,
+                                     max_block_ms=ALERTS_DELIVERY_SECONDS * 1000,
+                                     delivery_timeout_ms=ALERTS_DELIVERY_SECONDS * 1000)
+            futures = [producer.send(topic, key=key.encode(), value=value.encode()) for key, value in messages]
+            producer.flush()
+            for future in futures:
+                future.get()
+            return
+        except KafkaError as error:  # no broker answered (its bootstrap, or the messages' delivery)
+            if time.monotonic() > deadline:
+                raise FraudError(f"alerts topic {topic}: the brokers {kafka.bootstrap_servers} did not take the "
+                                 f"alerts within {ALERTS_DELIVERY_SECONDS} s ({type(error).__name__}: {error}); the "
+                                 "micro-batch fails, and a restart sends its alerts again") from error
+            time.sleep(1)  # and all again: a copy the broker already had is told apart by its `alert_id`
+        finally:
+            if producer is not None:
+                producer.close(timeout=5)
+
+
 def duplicate_letters(batch: DataFrame, tx_topic: str) -> DataFrame:
     """The micro-batch's duplicate transactions as dead letters (DEAD_LETTER_COLUMNS): the transaction as JSON,
     and why it was not scored."""
@@ -360,28 +408,30 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         scored = (batch.where("row_kind = 'tx'").select(*featured_columns)
                   .mapInPandas(_scorer(holder.broadcast, holder.version, holder.threshold), SCORES_SCHEMA)
                   .withColumn("tx_date", F.to_date("tx_datetime")).persist())
-        alerts: DataFrame | None = None
         try:
-            alert_id = F.udf(lambda t: str(uuid.uuid5(ALERT_NAMESPACE, str(t))), StringType())
-            alerts = scored.where("decision").select(
-                alert_id("transaction_id").alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
+            alert_columns: list[Column | str] = [
+                alert_id(F.col("transaction_id")).alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
                 "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features",
                 # one instant, taken here: the table and the topic get the same `alerted_at`
-                F.lit(dt.datetime.now(dt.timezone.utc)).alias("alerted_at"), "tx_date").persist()
+                F.lit(dt.datetime.now(dt.timezone.utc)).alias("alerted_at")]
+            alerts = scored.where("decision").select(*alert_columns, "tx_date")
+            # one Spark job brings the driver what the metrics need of every transaction, and the alerts' messages
+            latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
+            observed: pd.DataFrame = scored.select(
+                "score", "decision", latency.alias("latency"),
+                F.when(F.col("decision"), F.col("customer_id").cast("string")).alias("key"),
+                F.when(F.col("decision"), F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()
+            flagged = observed[observed["decision"]]
             # the fraud team's topic first: an alert does not wait for the tables' commits. A replay after a
             # crash between the two sends it again (at least once; `alert_id` tells the copies apart)
-            (alerts.select(F.col("customer_id").cast("string").alias("key"),
-                           F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("value"))
-             .write.format("kafka").options(**kafka.spark()).option("topic", alerts_topic).save())
+            send_alerts(kafka, alerts_topic, list(zip(flagged["key"], flagged["value"])))
             stages.done("alerts_topic")
-            latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
-            observed: pd.DataFrame = scored.select("score", "decision", latency.alias("latency")).toPandas()
             sinks: list[Callable[[], object]] = [
                 lambda: append_idempotent(scored, scores_path, QUERY, batch_id, ["tx_date"], properties,
                                           keep_warm=True)]
-            if observed["decision"].any():
+            if len(flagged):
                 sinks.append(lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, ["tx_date"], properties,
-                                                           keep_warm=True))
+                                                       keep_warm=True))
             sinks += more_sinks
             # the commits overlap: each is mostly the driver waiting on Delta's log, not the cores working
             with ThreadPoolExecutor(len(sinks)) as pool:
@@ -395,8 +445,6 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             for value in observed["latency"]:
                 metrics.latency.observe(max(value, 0.0))
         finally:
-            if alerts is not None:
-                alerts.unpersist()
             scored.unpersist()
 
     def apply_labels(batch: DataFrame, batch_id: int) -> DataFrame | None:

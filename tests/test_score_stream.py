@@ -179,3 +179,14 @@ def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, strea
     assert all(v is None or v < 1e-6 for v in worst.values()), worst
     first_day = scores.where(F.col("tx_datetime") < F.lit(dt.datetime(2018, 5, 2)))
     assert first_day.count() > 0 and first_day.where("card_tx_count_30d <= 1").count() < first_day.count() / 10
+
+
+def test_alert_ids_are_the_uuid5_of_the_transaction_id(spark):
+    """Spark's functions make the same alert ids as Python's uuid5, which the fraud team's tools can recompute."""
+    import uuid
+
+    ids = [0, 1, 7, 99, 123_456, 9_876_543_210, -5] + list(range(1000, 3000))
+    frame = spark.createDataFrame([(i,) for i in ids], "transaction_id long")
+    made = {r.transaction_id: r.alert_id
+            for r in frame.select("transaction_id", score_stream.alert_id(F.col("transaction_id")).alias("alert_id")).collect()}
+    assert made == {i: str(uuid.uuid5(score_stream.ALERT_NAMESPACE, str(i))) for i in ids}
