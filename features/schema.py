@@ -22,6 +22,7 @@ from pyspark.sql.types import (
 )
 
 DATETIME_FORMAT = "yyyy-MM-dd HH:mm:ss"
+ALERT_DATETIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSS][XXX]"  # Spark's JSON of a timestamp (the alerts topic's)
 # Transaction times must fall in [1970-01-01, 2089-01-01): the streaming state packs (key, hour since 1970)
 # into one integer with 20 bits of hours, and one far-future row would otherwise age out its bucket's state.
 DATETIME_RANGE = ("1970-01-01 00:00:00", "2089-01-01 00:00:00")
@@ -149,18 +150,24 @@ def parse_json_transactions(messages: DataFrame, value_col: str = "value") -> Da
 
 
 LABEL_SCHEMA = StructType([StructField("transaction_id", LongType(), False), StructField("tx_fraud", IntegerType(), False)])
+# what a label may add to find its transaction in the stream's state at once: the alert carries all three
+LABEL_PLACE = StructType([StructField("customer_id", IntegerType(), True), StructField("terminal_id", IntegerType(), True),
+                          StructField("tx_datetime", TimestampType(), True)])
 
 
 def parse_json_labels(messages: DataFrame, value_col: str = "value") -> DataFrame:
-    """Parse the fraud team's label messages, ``{"transaction_id": 123, "tx_fraud": 1}``, with an `errors`
-    column like `parse_json_transactions`: not JSON, a missing field, an id that is not an integer, or a
-    `tx_fraud` other than 0 or 1.
+    """Parse the fraud team's label messages, ``{"transaction_id": 123, "tx_fraud": 1}``, or with the
+    transaction's place too, ``{"transaction_id": 123, "tx_fraud": 1, "customer_id": 7, "terminal_id": 42,
+    "tx_datetime": "2018-04-01 10:00:05"}`` (LABEL_PLACE: all three or none), with an `errors` column like
+    `parse_json_transactions`: not JSON, a missing field, an id that is not an integer, a `tx_fraud` other
+    than 0 or 1, a place field of the wrong type, or a place given in part.
 
     Returns:
-        The input's other columns, `transaction_id` (long), `tx_fraud` (int), `payload` and `errors`.
+        The input's other columns, `transaction_id` (long), `tx_fraud` (int), the LABEL_PLACE columns (null
+        when not given), `payload` and `errors`.
     """
     payload = F.col(value_col).cast("string")
-    fields = StructType([StructField(f.name, StringType(), True) for f in LABEL_SCHEMA.fields])
+    fields = StructType([StructField(f.name, StringType(), True) for f in [*LABEL_SCHEMA.fields, *LABEL_PLACE.fields]])
     parsed, not_json = _parse_object(payload, fields)
     keep = [c for c in messages.columns if c != value_col]
     raw_id, raw_label = F.trim(parsed["transaction_id"]), F.trim(parsed["tx_fraud"])
@@ -168,12 +175,30 @@ def parse_json_labels(messages: DataFrame, value_col: str = "value") -> DataFram
     label = _convert(raw_label, IntegerType())
     label = F.when(label.isin(0, 1), label)
 
+    def absent(raw: Column) -> Column:
+        return raw.isNull() | (raw == "")
+
     def problem(raw: Column, value: Column, name: str, expected: str) -> Column:
-        return F.when(raw.isNull() | (raw == ""), F.lit(f"{name}: missing")).when(
+        return F.when(absent(raw), F.lit(f"{name}: missing")).when(
             value.isNull(), F.concat(F.lit(f"{name}: expected {expected}, found '"), F.substring(raw, 1, 60), F.lit("'")))
 
+    place_raw = {f.name: F.trim(parsed[f.name]) for f in LABEL_PLACE.fields}
+    place = {f.name: _convert(place_raw[f.name], f.dataType) for f in LABEL_PLACE.fields}
+    # the time as the raw files write it, or as the alerts topic's JSON does (2018-04-01T10:00:05.000Z)
+    place["tx_datetime"] = F.coalesce(place["tx_datetime"],
+                                      F.try_to_timestamp(place_raw["tx_datetime"], F.lit(ALERT_DATETIME_FORMAT)))
+    some_place = F.lit(False)
+    for raw in place_raw.values():
+        some_place = some_place | ~absent(raw)
+    given = ", ".join(place)
+    place_problems = [F.when(some_place, F.when(absent(place_raw[f.name]), F.lit(f"{f.name}: missing (a label gives "
+                                                                                 f"{given}: all or none)"))
+                             .when(place[f.name].isNull(),
+                                   F.concat(F.lit(f"{f.name}: expected {f.dataType.simpleString()}, found '"),
+                                            F.substring(place_raw[f.name], 1, 60), F.lit("'"))))
+                      for f in LABEL_PLACE.fields]
     errors = F.when(not_json, F.array(F.lit("payload: expected a JSON object, found malformed JSON"))).otherwise(
         F.filter(F.array(problem(raw_id, transaction_id, "transaction_id", "bigint"),
-                         problem(raw_label, label, "tx_fraud", "0 or 1")), lambda e: e.isNotNull()))
+                         problem(raw_label, label, "tx_fraud", "0 or 1"), *place_problems), lambda e: e.isNotNull()))
     return messages.select(*keep, payload.alias("payload"), transaction_id.alias("transaction_id"),
-                           label.alias("tx_fraud"), errors.alias("errors"))
+                           label.alias("tx_fraud"), *[place[n].alias(n) for n in place], errors.alias("errors"))

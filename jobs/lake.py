@@ -209,6 +209,18 @@ def list_files(spark: SparkSession, location: str, suffix: str = ".txt", recursi
         and not p.getName().startswith(("_", ".")))
 
 
+def read_text(spark: SparkSession, location: str) -> str:
+    """The text of a small file, on any Hadoop file system."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(path)
+    try:
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode()
+    finally:
+        stream.close()
+
+
 def path_exists(spark: SparkSession, location: str) -> bool:
     """True if a file or folder exists at a location, on any Hadoop file system."""
     jvm = spark.sparkContext._jvm

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import signal
 import threading
 import time
@@ -54,8 +55,10 @@ from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, 
                                StructType, TimestampType)
 
 from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features, lookback_hours
-from features.operators import DAY_HOURS, add_aggregates, seed_state
-from features.schema import TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels, parse_json_transactions
+from features.operators import (DAY_HOURS, LABEL_INCREMENT, LABEL_PREVIOUS, card_and_terminal_aggregates,
+                                seed_state)
+from features.schema import (LABEL_PLACE, TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels,
+                             parse_json_transactions)
 from jobs import registry
 from jobs.checks import check_stream_config
 from jobs.common import add_common_options, config_from_args, job_main
@@ -63,7 +66,8 @@ from jobs.config import Config
 from jobs.errors import FraudError, QueryFailed
 from jobs.ingest_stream import kafka_columns, reject_future
 from jobs.kafka_clients import KafkaConnection, logged_in
-from jobs.lake import add_columns, append_idempotent, path_exists, read_topic_stream, set_properties, table_exists
+from jobs.lake import (add_columns, append_idempotent, list_files, path_exists, read_text, read_topic_stream,
+                       set_properties, table_exists)
 from jobs.metrics import StreamMetrics
 from jobs.quality import DERIVED_COLUMNS, Rule, derived_columns, load_rules, message_rules, rule_errors
 from jobs.session import get_spark
@@ -159,12 +163,14 @@ def state_ttl_days(cfg: Config, label_delay_hours: int) -> int | None:
 def parse_messages(messages: DataFrame, tx_topic: str, rules: list[Rule] | None = None) -> DataFrame:
     """Kafka messages of both topics -> STATE_INPUT_COLUMNS, in one projection: a message of `tx_topic` is
     parsed as a transaction (a malformed one, or one that fails any of `rules`, gets `message`), any other as
-    a label (always a `message`)."""
+    a label (it always gets `message`). A well-formed label that gives its transaction's card, terminal and
+    time is a `label_row`, for the state; any other label or malformed message bypasses it."""
     is_tx = F.col("topic") == tx_topic
     base = kafka_columns(messages)
     base = base.select(*[c for c in base.columns if c != "value"], F.when(is_tx, F.col("value")).alias("_tx_value"),
                        F.when(~is_tx, F.col("value")).alias("_label_value"))
-    renamed = {"payload": "_tx_payload", "errors": "_tx_errors", "transaction_id": "_tx_id", "tx_fraud": "_tx_fraud"}
+    renamed = {"payload": "_tx_payload", "errors": "_tx_errors", "transaction_id": "_tx_id", "tx_fraud": "_tx_fraud",
+               **{c: f"_tx_{c}" for c in LABEL_PLACE.fieldNames()}}
     transactions = reject_future(parse_json_transactions(base, "_tx_value"))
     if rules:  # the cleaning job's rules that judge one transaction (jobs/quality.py), on well-formed ones
         transactions = (transactions.select("*", *derived_columns())
@@ -172,25 +178,26 @@ def parse_messages(messages: DataFrame, tx_topic: str, rules: list[Rule] | None 
                         .drop(*DERIVED_COLUMNS))
     both = parse_json_labels(transactions.select(*[F.col(c).alias(renamed.get(c, c)) for c in transactions.columns]),
                              "_label_value")
-    bypass = ~is_tx | (F.size("_tx_errors") > 0)
+    label_row = ~is_tx & (F.size("errors") == 0) & F.col("customer_id").isNotNull()
+    bypass = (~is_tx & ~label_row) | (is_tx & (F.size("_tx_errors") > 0))
     message = F.to_json(F.struct(
         "topic", "key", F.when(is_tx, F.col("_tx_payload")).otherwise(F.col("payload")).alias("payload"),
         F.when(is_tx, F.col("_tx_errors")).otherwise(F.col("errors")).alias("errors")))
     return both.select(
-        F.when(is_tx, F.col("_tx_id")).otherwise(F.col("transaction_id")).alias("transaction_id"),
-        *[F.col(c) for c in TRANSACTION_COLUMNS[1:] if c != "tx_fraud"],
-        F.when(is_tx, F.col("_tx_fraud")).otherwise(F.col("tx_fraud")).alias("tx_fraud"),
-        "kafka_timestamp", "partition", "offset", F.lit(False).alias("label_row"), bypass.alias("bypass_state"),
-        F.when(bypass, message).alias("message")).select(*STATE_INPUT_COLUMNS)
+        *[F.when(is_tx, F.col(renamed.get(c, c))).otherwise(F.col(c)).alias(c) if c in renamed else F.col(c)
+          for c in TRANSACTION_COLUMNS],
+        "kafka_timestamp", "partition", "offset", label_row.alias("label_row"), bypass.alias("bypass_state"),
+        F.when(bypass | label_row, message).alias("message")).select(*STATE_INPUT_COLUMNS)
 
 
 def unpack_messages(featured: DataFrame) -> DataFrame:
     """The operators' output with `message` unpacked into MESSAGE_COLUMNS, and `row_kind`: "tx" (a
-    transaction), "duplicate" (a transaction id counted before), "increment" (a label increment), "label" (a
-    well-formed label message) or "dead" (a malformed message of either topic)."""
+    transaction), "duplicate" (a transaction id counted before), "label" (a label that went through the
+    state: counted if its `label_increment` is not null), "label_by_id" (a well-formed label without its
+    transaction's place) or "dead" (a malformed message of either topic)."""
     message = F.from_json("message", MESSAGE_SCHEMA)
-    kind = (F.when(F.col("label_row"), "increment").when(F.col("duplicate"), "duplicate")
-            .when(~F.col("bypass_state"), "tx").when(F.size(message["errors"]) > 0, "dead").otherwise("label"))
+    kind = (F.when(F.col("label_row"), "label").when(F.col("duplicate"), "duplicate")
+            .when(~F.col("bypass_state"), "tx").when(F.size(message["errors"]) > 0, "dead").otherwise("label_by_id"))
     return featured.select(*[c for c in featured.columns if c != "message"], kind.alias("row_kind"),
                            *[message[c].alias(c) for c in MESSAGE_COLUMNS])
 
@@ -198,14 +205,13 @@ def unpack_messages(featured: DataFrame) -> DataFrame:
 def stateful_features(rows: DataFrame, label_delay_hours: int, ttl_days: int | None,
                       seeds: dict[str, DataFrame] | None = None) -> DataFrame:
     """The rows of a micro-batch (STATE_INPUT_COLUMNS) -> the same rows with every AGGREGATES column, from
-    Spark's state for transactions and label increments, null for the rest (`bypass_state`), and `duplicate`:
-    true for a transaction whose id its card counted before, which then counts nowhere. `seeds`: the initial
-    state per entity (features/operators.py's seed_state), for a query without a checkpoint."""
-    seeds = seeds or {}
-    cards = add_aggregates(rows.select(*STATE_INPUT_COLUMNS), "card", label_delay_hours, ttl_days, seeds.get("card"),
-                           bypass=["bypass_state"], label_column="label_row", duplicate_column="duplicate")
-    return add_aggregates(cards, "terminal", label_delay_hours, ttl_days, seeds.get("terminal"),
-                          bypass=["bypass_state", "duplicate"], label_column="label_row")
+    Spark's state for transactions, null for the rest; `duplicate`: true for a transaction whose id its card
+    counted before, which then counts nowhere; and, for a label row, `label_increment` and `label_previous`
+    (features/operators.py): what it changed in the card's and the terminal's fraud counts, null if its card
+    counted no such transaction. `seeds`: the initial state per entity (features/operators.py's
+    seed_state), for a query without a checkpoint."""
+    return card_and_terminal_aggregates(rows.select(*STATE_INPUT_COLUMNS), label_delay_hours, ttl_days, seeds,
+                                        bypass=["bypass_state"], label_order="kafka_timestamp")
 
 
 def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
@@ -244,13 +250,14 @@ def alert_id(transaction_id: Column) -> Column:
                        F.substring(digest, 21, 12))
 
 
-def send_alerts(kafka: KafkaConnection, topic: str, messages: Sequence[tuple[str, str]]) -> None:
-    """Send (key, JSON value) messages to the alerts topic from the driver and wait until the broker has
-    every one (acks=all). Flagged transactions are a few in a hundred: a producer of the driver's sends them
-    in milliseconds, where a Spark write to Kafka is a job of its own.
+def publish(kafka: KafkaConnection, topic: str, messages: Sequence[tuple[str, str]], what: str) -> None:
+    """Send (key, JSON value) messages to a topic from the driver and wait until the broker has every one
+    (acks=all): the alerts, and the labels sent again with their place. Flagged transactions are a few in a
+    hundred: a producer of the driver's sends them in milliseconds, where a Spark write to Kafka is a job of
+    its own.
 
     A broker that is down is waited for, as Spark's Kafka writer does, for up to ALERTS_DELIVERY_SECONDS;
-    past that the micro-batch fails (and the query with it: a restart sends the alerts again)."""
+    past that the micro-batch fails (and the query with it: a restart sends the messages again)."""
     if not messages:
         return
     from kafka import KafkaProducer
@@ -270,10 +277,12 @@ def send_alerts(kafka: KafkaConnection, topic: str, messages: Sequence[tuple[str
             return
         except KafkaError as error:  # no broker answered (its bootstrap, or the messages' delivery)
             if time.monotonic() > deadline:
-                raise FraudError(f"alerts topic {topic}: the brokers {kafka.bootstrap_servers} did not take the "
-                                 f"alerts within {ALERTS_DELIVERY_SECONDS} s ({type(error).__name__}: {error}); the "
-                                 "micro-batch fails, and a restart sends its alerts again") from error
-            time.sleep(1)  # and all again: a copy the broker already had is told apart by its `alert_id`
+                raise FraudError(f"{what} topic {topic}: the brokers {kafka.bootstrap_servers} did not take the "
+                                 f"{what} within {ALERTS_DELIVERY_SECONDS} s ({type(error).__name__}: {error}); the "
+                                 f"micro-batch fails, and a restart sends its {what} again") from error
+            # and all again: a copy the broker already had is an alert told apart by its `alert_id`, or a
+            # label repeated, which adds nothing
+            time.sleep(1)
         finally:
             if producer is not None:
                 producer.close(timeout=5)
@@ -319,6 +328,78 @@ def label_increments(labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.Da
     applied["previous_tx_fraud"] = pd.Series(before, index=applied.index, dtype="int32")
     applied["fraud_increment"] = pd.Series(increment, index=applied.index, dtype="int32")
     return applied, labels[~known]
+
+
+@dataclass
+class ResolvedLabels:
+    """What becomes of the labels the state did not count (`resolve_labels`)."""
+
+    past: pd.DataFrame        # labels of transactions past the state's look-back: recorded, changing no window
+    forward: list[tuple[str, str]]  # labels given by id alone, as (key, value) messages with their place
+    dead: pd.DataFrame        # dead letters (DEAD_LETTER_COLUMNS)
+
+
+def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, labels_path: str) -> ResolvedLabels:
+    """The labels of a micro-batch that its card's state did not count (`label_increment` null), looked up
+    in `scores`: a label of no scored transaction, or whose card, terminal or time is not its transaction's,
+    is a dead letter; one given by id alone is sent again with its transaction's place; one of a transaction
+    the state no longer holds (past its look-back, or its card expired) is recorded, with its change from the
+    transaction's last label in `labels` (or the one it carried)."""
+    none = pd.DataFrame(columns=DEAD_LETTER_COLUMNS)
+    if labels.empty:
+        return ResolvedLabels(labels.iloc[0:0], [], none)
+    ids = spark.createDataFrame(labels[["transaction_id"]].drop_duplicates())
+    place = LABEL_PLACE.fieldNames()
+    scored: pd.DataFrame = (spark.read.format("delta").load(scores_path).join(F.broadcast(ids), "transaction_id")
+                            .select("transaction_id", *place, F.col("tx_fraud").alias("carried_tx_fraud")).toPandas()
+                            if table_exists(spark, scores_path)
+                            else pd.DataFrame(columns=["transaction_id", *place, "carried_tx_fraud"]))
+    scored = scored.drop_duplicates("transaction_id")
+    found = labels.merge(scored, on="transaction_id", how="left", suffixes=("", "_scored"), indicator=True)
+    found.index = labels.index
+    errors: dict[int, list[str]] = {}
+    for i, row in found.iterrows():
+        if row["_merge"] != "both":
+            errors[i] = [f"transaction_id: expected a scored transaction, found {row['transaction_id']} in no row "
+                         "of `scores` (is the label early, or the id wrong?)"]
+        elif row["row_kind"] == "label":
+            wrong = [f"{c}: expected {row[c + '_scored']} (transaction {row['transaction_id']}'s in `scores`), found "
+                     f"{row[c]}" for c in place if row[c] != row[c + "_scored"]]
+            if wrong:
+                errors[i] = wrong
+    dead = found.loc[list(errors)].assign(errors=list(errors.values()))[DEAD_LETTER_COLUMNS] if errors else none
+    ok = found.drop(index=list(errors))
+    by_id = ok[ok["row_kind"] == "label_by_id"]
+    forward = [(str(int(r["customer_id_scored"])), json.dumps({
+        "transaction_id": int(r["transaction_id"]), "tx_fraud": int(r["tx_fraud"]),
+        "customer_id": int(r["customer_id_scored"]), "terminal_id": int(r["terminal_id_scored"]),
+        "tx_datetime": pd.Timestamp(r["tx_datetime_scored"]).strftime("%Y-%m-%d %H:%M:%S")}))
+        for _, r in by_id.iterrows()]
+    past = labels.loc[ok.index[ok["row_kind"] == "label"]].drop(columns=place)
+    if not past.empty:
+        window = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
+        previous = (spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id")
+                    .withColumn("_n", F.row_number().over(window)).where("_n = 1")
+                    .select("transaction_id", "tx_fraud").toPandas() if table_exists(spark, labels_path)
+                    else pd.DataFrame(columns=["transaction_id", "tx_fraud"]))
+        past, _ = label_increments(past, scored, previous)
+    return ResolvedLabels(past, forward, dead)
+
+
+def check_checkpoint_sources(spark: SparkSession, checkpoint: str) -> None:
+    """Refuse a checkpoint whose query read other sources than this one's (Kafka alone): Spark would stop at
+    its first micro-batch with an assertion about the number of sources."""
+    offsets = [f for f in list_files(spark, checkpoint + "/offsets", suffix="") if f.rsplit("/", 1)[-1].isdigit()]
+    if not offsets:
+        return
+    newest = max(offsets, key=lambda f: int(f.rsplit("/", 1)[-1]))
+    sources = [line for line in read_text(spark, newest).splitlines()[2:] if line.strip()]
+    if len(sources) != 1:
+        raise FraudError(f"stream: the checkpoint {checkpoint} holds the offsets of {len(sources)} sources ({newest}), "
+                         "expected 1 (the Kafka topics): it was written by a query that also read the `labels` table. "
+                         "Start from a new checkpoint (`--checkpoint`, or remove this one): the state then starts "
+                         "from `clean_transactions` (stream.seed_from_history) and Kafka from "
+                         "kafka.starting_offsets")
 
 
 class Stages:
@@ -373,9 +454,11 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     scores_path, alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
     labels_path, dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
     alerts_topic, kafka = str(cfg.get("kafka.topics.alerts")), logged_in(cfg)
+    labels_topic = str(cfg.get("kafka.topics.labels"))
     tx_topic = str(cfg.get("kafka.topics.transactions"))
     properties = table_properties(cfg)
-    if not table_exists(spark, labels_path):  # the query reads it as a stream: it must exist
+    check_checkpoint_sources(spark, cfg.checkpoint_path(QUERY))
+    if not table_exists(spark, labels_path):  # analysts' queries find it, empty, before the first label
         spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(labels_path)
     for path in (scores_path, alerts_path, labels_path, dead_path):  # tables made by an earlier run, or by hand
         set_properties(spark, path, properties)
@@ -384,21 +467,13 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         print(f"stream: added the columns {added} to {scores_path} (earlier rows hold null there)", flush=True)
 
     messages = read_topic_stream(spark, cfg, "transactions", "labels")
-    increments = (spark.readStream.format("delta").load(labels_path).where("fraud_increment != 0")
-                  .select("transaction_id", "tx_datetime", "customer_id", "terminal_id", F.lit(0.0).alias("tx_amount"),
-                          F.lit(0).cast("long").alias("tx_time_seconds"), F.lit(0).cast("long").alias("tx_time_days"),
-                          F.col("fraud_increment").alias("tx_fraud"), F.lit(None).cast("int").alias("tx_fraud_scenario"),
-                          F.col("labelled_at").alias("kafka_timestamp"), "partition", "offset",
-                          F.lit(True).alias("label_row"), F.lit(False).alias("bypass_state"),
-                          F.lit(None).cast("string").alias("message")))
     # one frame per micro-batch, whose `row_kind` says what each row is
     rules = message_rules(load_rules()[1])
     seeds = seed_states(spark, cfg, holder.label_delay_hours)
-    combined = unpack_messages(stateful_features(parse_messages(messages, tx_topic, rules).unionByName(increments),
-                                                 holder.label_delay_hours,
+    combined = unpack_messages(stateful_features(parse_messages(messages, tx_topic, rules), holder.label_delay_hours,
                                                  state_ttl_days(cfg, holder.label_delay_hours), seeds))
-    featured_columns = [c for c in combined.columns
-                        if c not in ("row_kind", "bypass_state", "duplicate", *MESSAGE_COLUMNS)]
+    featured_columns = [c for c in combined.columns if c not in (
+        "row_kind", "bypass_state", "duplicate", LABEL_INCREMENT, LABEL_PREVIOUS, *MESSAGE_COLUMNS)]
 
     def score(batch: DataFrame, batch_id: int, stages: Stages, more_sinks: Sequence[Callable[[], object]]) -> None:
         """Score the batch's transactions; publish the alerts; then commit `scores`, `alerts` and `more_sinks`
@@ -424,7 +499,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             flagged = observed[observed["decision"]]
             # the fraud team's topic first: an alert does not wait for the tables' commits. A replay after a
             # crash between the two sends it again (at least once; `alert_id` tells the copies apart)
-            send_alerts(kafka, alerts_topic, list(zip(flagged["key"], flagged["value"])))
+            publish(kafka, alerts_topic, list(zip(flagged["key"], flagged["value"])), "alerts")
             stages.done("alerts_topic")
             sinks: list[Callable[[], object]] = [
                 lambda: append_idempotent(scored, scores_path, QUERY, batch_id, ["tx_date"], properties,
@@ -448,34 +523,31 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             scored.unpersist()
 
     def apply_labels(batch: DataFrame, batch_id: int) -> DataFrame | None:
-        """Append the batch's well-formed labels to `labels`; return the labels of unknown transactions as
-        dead letters (None if there are none)."""
-        columns = ["transaction_id", "tx_fraud", "kafka_timestamp", "topic", "partition", "offset", "key", "payload"]
-        labels: pd.DataFrame = batch.where("row_kind = 'label'").select(*columns).toPandas()
+        """Record the batch's labels in `labels`: those the state counted, and those of transactions past its
+        look-back; send the labels given by id alone again with their transaction's place (they count in the
+        next micro-batch); return the rest as dead letters (None if there are none)."""
+        columns = ["row_kind", "transaction_id", "tx_fraud", *LABEL_PLACE.fieldNames(), LABEL_INCREMENT, LABEL_PREVIOUS,
+                   "kafka_timestamp", "topic", "partition", "offset", "key", "payload"]
+        labels: pd.DataFrame = batch.where("row_kind IN ('label', 'label_by_id')").select(*columns).toPandas()
         labels = labels.sort_values(["kafka_timestamp", "partition", "offset"], kind="mergesort")
         if labels.empty:
             return None
-        ids = spark.createDataFrame(labels[["transaction_id"]].drop_duplicates())
-        scored = (spark.read.format("delta").load(scores_path)
-                  .join(F.broadcast(ids), "transaction_id")
-                  .select("transaction_id", "customer_id", "terminal_id", "tx_datetime",
-                          F.col("tx_fraud").alias("carried_tx_fraud")).toPandas()
-                  if table_exists(spark, scores_path) else
-                  pd.DataFrame(columns=["transaction_id", "customer_id", "terminal_id", "tx_datetime", "carried_tx_fraud"]))
-        window = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
-        previous = (spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id")
-                    .withColumn("_n", F.row_number().over(window)).where("_n = 1")
-                    .select("transaction_id", "tx_fraud").toPandas())
-        applied, unknown = label_increments(labels, scored.drop_duplicates("transaction_id"), previous)
-        rows = applied.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id)
-        append_idempotent(spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
-                          labels_path, QUERY, batch_id, keep_warm=True)
-        metrics.labels.inc(len(applied))
-        if unknown.empty:
+        counted = labels[labels[LABEL_INCREMENT].notna()].rename(
+            columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"})
+        resolved = resolve_labels(spark, labels[labels[LABEL_INCREMENT].isna()], scores_path, labels_path)
+        if resolved.forward:
+            publish(kafka, labels_topic, resolved.forward, "labels")
+        recorded = pd.concat([counted, resolved.past], ignore_index=True)
+        if not recorded.empty:
+            rows = recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id)
+            for name in ("previous_tx_fraud", "fraud_increment", "customer_id", "terminal_id"):
+                rows[name] = rows[name].astype("int32")
+            append_idempotent(spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
+                              labels_path, QUERY, batch_id, properties=properties, keep_warm=True)
+        metrics.labels.inc(len(recorded))
+        if resolved.dead.empty:
             return None
-        unknown = unknown.assign(errors=[[f"transaction_id: expected a scored transaction, found {t} in no row of "
-                                          "`scores` (is the label early, or the id wrong?)"] for t in unknown["transaction_id"]])
-        return spark.createDataFrame(unknown[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
+        return spark.createDataFrame(resolved.dead[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
 
     def process(batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
@@ -497,13 +569,14 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
 
             # without labels, the dead letters are known now and commit with the tables; with labels, after
             # them, since a label of no scored transaction is one too
-            now = [lambda: append_dead(dead, count)] if count and not kinds.get("label") else []
+            labelled = kinds.get("label", 0) + kinds.get("label_by_id", 0)
+            now = [lambda: append_dead(dead, count)] if count and not labelled else []
             if kinds.get("tx"):
                 score(batch, batch_id, stages, now)
             elif now:
                 now[0]()
                 stages.done("dead_letters")
-            if kinds.get("label"):
+            if labelled:
                 unknown = apply_labels(batch, batch_id)
                 if unknown is not None:
                     dead, count = dead.unionByName(unknown), count + unknown.count()

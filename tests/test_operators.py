@@ -1,7 +1,8 @@
 """The stream's stateful operators (features/operators.py, Java in features/jvm) run as Spark runs them: a
 streaming query over files, one file per micro-batch, cut at random sizes. Every aggregate equals the batch
-job's (features/batch.py) row by row, with labels that arrive late as increments, duplicates and bypassing
-rows mixed in, and from a state seeded with history; the state stays within the look-back."""
+job's (features/batch.py) row by row, with labels that arrive late (repeated, corrected, of no counted
+transaction), duplicates and bypassing rows mixed in, and from a state seeded with history; the state stays
+within the look-back."""
 from __future__ import annotations
 
 import os
@@ -15,7 +16,8 @@ from pyspark.sql import DataFrame
 
 from features.batch import compute_aggregates
 from features.definitions import AGGREGATES, ENTITY_KEYS, HOUR, lookback_hours
-from features.operators import DAY_HOURS, add_aggregates, entity_measures, seed_state, spec
+from features.operators import (DAY_HOURS, LABEL_INCREMENT, LABEL_PREVIOUS, add_aggregates,
+                                card_and_terminal_aggregates, entity_measures, seed_state, spec)
 from jobs.simulator import Simulator, make_spec
 
 DELAY = 48
@@ -30,9 +32,11 @@ def transactions(days: int, customers: int = 300, terminals: int = 400) -> pd.Da
     return frame[COLUMNS].astype({"tx_fraud": "int32", "customer_id": "int32", "terminal_id": "int32"})
 
 
-def as_rows(frame: pd.DataFrame, label_row: bool = False, bypass: bool = False) -> pd.DataFrame:
-    """Rows for the operators, of the same types in every file (a message has no card, a transaction no label)."""
-    return frame.assign(label_row=label_row, bypass_state=bypass).astype(
+def as_rows(frame: pd.DataFrame, label_row: bool = False, bypass: bool = False, arrival: int = 0) -> pd.DataFrame:
+    """Rows for the operators, of the same types in every file (a message has no card, a transaction no label);
+    `arrival`: when a label came (seconds; labels of one transaction apply in this order)."""
+    return frame.assign(label_row=label_row, bypass_state=bypass,
+                        arrival=pd.Timestamp("2030-01-01", tz="UTC") + pd.Timedelta(seconds=arrival)).astype(
         {"transaction_id": "int64", "customer_id": "Int32", "terminal_id": "Int32", "tx_fraud": "Int32"})
 
 
@@ -47,11 +51,7 @@ def stream(spark, parts: list[pd.DataFrame], tmp: Path, seeds: dict[str, DataFra
         os.utime(path, (1_000_000 + i, 1_000_000 + i))
     schema = spark.read.parquet(str(source / "00000.parquet")).schema
     rows = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
-    seeds = seeds or {}
-    cards = add_aggregates(rows, "card", DELAY, 45, seeds.get("card"), bypass=["bypass_state"], label_column="label_row",
-                           duplicate_column="duplicate")
-    both = add_aggregates(cards, "terminal", DELAY, 45, seeds.get("terminal"), bypass=["bypass_state", "duplicate"],
-                          label_column="label_row")
+    both = card_and_terminal_aggregates(rows, DELAY, 45, seeds, bypass=["bypass_state"], label_order="arrival")
     name = f"out_{tmp.name.replace('-', '_')}"
     query = (both.writeStream.format("memory").queryName(name).option("checkpointLocation", str(tmp / "chk"))
              .trigger(availableNow=True).start())
@@ -78,18 +78,29 @@ def assert_equal_aggregates(streamed: pd.DataFrame, expected: pd.DataFrame) -> N
 def test_operators_equal_the_batch_job_with_late_labels_duplicates_and_messages(spark, tmp_path):
     frame = transactions(days=20)
     rng = np.random.default_rng(3)
-    parts, start, pending_labels, retries = [], 0, None, 0
+    parts, start, pending_labels, retries, unplaced = [], 0, None, 0, 0
+    expected_increments: list[int] = []
     while start < len(frame):
         size = int(rng.integers(1, 1000))  # under 40 hours of transactions: labels come within the delay
         cut = frame.iloc[start:start + size]
         start += size
         # production: transactions carry no label; the frauds of the previous cut are confirmed now (+1), one
-        # genuine transaction is labelled fraud by mistake and corrected in the same batch (+1, -1)
+        # of them twice (+0); one genuine transaction is labelled fraud by mistake and corrected in the same
+        # batch (+1, -1); a label names a wrong terminal, another a transaction no card counted (both: null)
         shown = as_rows(cut.assign(tx_fraud=None))
-        extra = [as_rows(pending_labels, label_row=True)] if pending_labels is not None else []
+        extra = []
+        if pending_labels is not None and len(pending_labels):
+            extra += [as_rows(pending_labels, label_row=True, arrival=1), as_rows(pending_labels.head(1), label_row=True,
+                                                                                  arrival=2)]
+            expected_increments += [1] * len(pending_labels) + [0]
         if len(cut) > 3:
             mistake = cut[cut["tx_fraud"] == 0].head(1)
-            extra += [as_rows(mistake.assign(tx_fraud=1), label_row=True), as_rows(mistake.assign(tx_fraud=-1), label_row=True)]
+            extra += [as_rows(mistake.assign(tx_fraud=1), label_row=True, arrival=3),
+                      as_rows(mistake.assign(tx_fraud=0), label_row=True, arrival=4),
+                      as_rows(mistake.assign(terminal_id=mistake["terminal_id"] + 1), label_row=True, arrival=5),
+                      as_rows(mistake.assign(transaction_id=10**12 + start), label_row=True, arrival=6)]
+            expected_increments += [1, -1]
+            unplaced += 2
             # a producer's retry of an earlier transaction, and a malformed message with no card
             extra += [as_rows(frame.iloc[[max(0, start - size - 5)]].assign(tx_fraud=None)),
                       as_rows(cut.head(1).assign(customer_id=None, terminal_id=None, transaction_id=-start), bypass=True)]
@@ -109,6 +120,12 @@ def test_operators_equal_the_batch_job_with_late_labels_duplicates_and_messages(
     bypassed = out[out["bypass_state"]]
     assert len(bypassed) == len(duplicates) and bypassed[NAMES].isna().all().all()
     assert (bypassed["transaction_id"] <= 0).all()
+    labels = out[out["label_row"]]
+    assert labels[[a.name for a in AGGREGATES if a.entity == "card"]].isna().all().all()  # a label is no transaction
+    assert sorted(labels[LABEL_INCREMENT].dropna().astype(int)) == sorted(expected_increments)
+    assert labels[LABEL_INCREMENT].isna().sum() == unplaced > 0
+    repeated = labels[labels[LABEL_INCREMENT] == 0]
+    assert (repeated[LABEL_PREVIOUS] == 1).all()  # a repeated confirmation: the card counted the fraud already
 
 
 @pytest.mark.integration
@@ -191,7 +208,7 @@ def test_a_key_idle_for_the_ttl_is_removed(spark, tmp_path):
     def run() -> None:
         schema = spark.read.parquet(str(source / "00000.parquet")).schema
         rows = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
-        counted = add_aggregates(rows, "card", DELAY, 2 / 86_400, bypass=["bypass_state"], label_column="label_row")
+        counted = add_aggregates(rows, "card", DELAY, 2 / 86_400, bypass=["bypass_state"])
         query = (counted.writeStream.foreachBatch(lambda batch, _: out.append(batch.toPandas()))
                  .option("checkpointLocation", str(tmp_path / "chk")).trigger(availableNow=True).start())
         query.awaitTermination()

@@ -5,7 +5,8 @@ import java.util.Arrays;
 
 /**
  * One key's hourly buckets: for each hour that holds events, the sum of each measure; and, when the
- * operator drops duplicates, the ids of the transactions it counted with their hours.
+ * operator drops duplicates, the ids of the transactions it counted, each with its hour, its tag (another
+ * key of the transaction, which a label of it must name) and the label the key counts for it.
  *
  * <p>The arithmetic knows no feature: a window is a measure index and a range of hours relative to an
  * event's hour (features/definitions.py, handed over as data). Windows of whole hours are what makes the
@@ -14,31 +15,41 @@ import java.util.Arrays;
 final class HourlyBuckets {
   static final int DAY_HOURS = 24;
 
+  /** The tag of an id whose tag is not known (a state value written without tags): any tag matches it. */
+  static final int ANY_TAG = Integer.MIN_VALUE;
+
   final int[] hours;   // ascending, distinct
   final double[] sums; // hours.length x measures, row-major
   final long[] ids;    // ascending, distinct
   final int[] idHours; // the hour of each id, for expiry
+  final int[] idTags;  // the tag of each id
+  final byte[] idLabels; // the label counted for each id (0 or 1)
   long touchedMs;      // processing time of the key's last update, for the idle expiry
 
-  HourlyBuckets(int[] hours, double[] sums, long[] ids, int[] idHours) {
+  HourlyBuckets(int[] hours, double[] sums, long[] ids, int[] idHours, int[] idTags, byte[] idLabels) {
     this.hours = hours;
     this.sums = sums;
     this.ids = ids;
     this.idHours = idHours;
+    this.idTags = idTags;
+    this.idLabels = idLabels;
   }
 
   static HourlyBuckets empty() {
-    return new HourlyBuckets(new int[0], new double[0], new long[0], new int[0]);
+    return new HourlyBuckets(new int[0], new double[0], new long[0], new int[0], new int[0], new byte[0]);
   }
 
-  /** The state value: the last update's time, counts, then hours, sums, ids and id hours, big-endian. */
+  /** The state value: the last update's time, counts, then hours, sums, ids, id hours, id tags and id labels,
+   *  big-endian. */
   byte[] encode() {
-    ByteBuffer out = ByteBuffer.allocate(16 + 4 * hours.length + 8 * sums.length + 12 * ids.length);
+    ByteBuffer out = ByteBuffer.allocate(16 + 4 * hours.length + 8 * sums.length + 17 * ids.length);
     out.putLong(touchedMs).putInt(hours.length).putInt(ids.length);
     for (int h : hours) out.putInt(h);
     for (double s : sums) out.putDouble(s);
     for (long id : ids) out.putLong(id);
     for (int h : idHours) out.putInt(h);
+    for (int t : idTags) out.putInt(t);
+    out.put(idLabels);
     return out.array();
   }
 
@@ -56,13 +67,33 @@ final class HourlyBuckets {
     for (int i = 0; i < sums.length; i++) sums[i] = in.getDouble();
     for (int i = 0; i < idCount; i++) ids[i] = in.getLong();
     for (int i = 0; i < idCount; i++) idHours[i] = in.getInt();
-    HourlyBuckets decoded = new HourlyBuckets(hours, sums, ids, idHours);
+    int[] idTags = new int[idCount];
+    byte[] idLabels = new byte[idCount];
+    if (in.remaining() >= 5 * idCount) { // a value written without tags and labels: any tag, no label counted
+      for (int i = 0; i < idCount; i++) idTags[i] = in.getInt();
+      in.get(idLabels);
+    } else {
+      Arrays.fill(idTags, ANY_TAG);
+    }
+    HourlyBuckets decoded = new HourlyBuckets(hours, sums, ids, idHours, idTags, idLabels);
     decoded.touchedMs = touchedMs;
     return decoded;
   }
 
   boolean counted(long id) {
     return Arrays.binarySearch(ids, id) >= 0;
+  }
+
+  /** The index of a counted id, or a negative number. */
+  int indexOf(long id) {
+    return Arrays.binarySearch(ids, id);
+  }
+
+  /** These buckets with other labels for their ids (one per id, in the ids' order). */
+  HourlyBuckets withLabels(byte[] labels) {
+    HourlyBuckets out = new HourlyBuckets(hours, sums, ids, idHours, idTags, labels);
+    out.touchedMs = touchedMs;
+    return out;
   }
 
   /** Buckets before this hour are past every window: the look-back before the newest hour, rounded down to a
@@ -80,12 +111,14 @@ final class HourlyBuckets {
    * @param windowMeasure, windowFirst, windowLast each window's measure and hour range: hours
    *     [hour + first, hour + last]; last == 0 means the event's own hour up to and including the event
    * @param lookbackHours how far back the windows reach: older buckets are dropped
-   * @param newIds ids to remember with this update (with their hours in newIdHours), or null
+   * @param newIds ids to remember with this update (with their hours, tags and labels in newIdHours,
+   *     newIdTags and newIdLabels), or null
    * @param out receives the windows, events x windows, row-major
    * @return the new buckets
    */
   HourlyBuckets update(int[] hour, double[] values, int measures, int[] windowMeasure, int[] windowFirst,
-                       int[] windowLast, int lookbackHours, long[] newIds, int[] newIdHours, double[] out) {
+                       int[] windowLast, int lookbackHours, long[] newIds, int[] newIdHours, int[] newIdTags,
+                       byte[] newIdLabels, double[] out) {
     int n = hour.length;
     int merged = hours.length + n;
     // the state's buckets and the events in one sequence: by hour, a bucket before the events of its hour
@@ -117,12 +150,12 @@ final class HourlyBuckets {
         out[j * windows + w] = to > from ? cumulative[to * measures + m] - cumulative[from * measures + m] : 0.0;
       }
     }
-    return fold(mergedHour, cumulative, measures, lookbackHours, newIds, newIdHours);
+    return fold(mergedHour, cumulative, measures, lookbackHours, newIds, newIdHours, newIdTags, newIdLabels);
   }
 
   /** The merged sequence summed per hour, without the hours past the look-back; the ids likewise. */
   private HourlyBuckets fold(int[] mergedHour, double[] cumulative, int measures, int lookbackHours, long[] newIds,
-                             int[] newIdHours) {
+                             int[] newIdHours, int[] newIdTags, byte[] newIdLabels) {
     int merged = mergedHour.length;
     if (merged == 0) return this;
     int newest = mergedHour[merged - 1];
@@ -141,42 +174,45 @@ final class HourlyBuckets {
         outSums[k * measures + m] += cumulative[(i + 1) * measures + m] - cumulative[i * measures + m];
       }
     }
-    long[] allIds = ids;
-    int[] allIdHours = idHours;
-    if (newIds != null && newIds.length > 0) {
-      allIds = Arrays.copyOf(ids, ids.length + newIds.length);
-      allIdHours = Arrays.copyOf(idHours, idHours.length + newIds.length);
-      System.arraycopy(newIds, 0, allIds, ids.length, newIds.length);
-      System.arraycopy(newIdHours, 0, allIdHours, idHours.length, newIds.length);
-    }
-    return new HourlyBuckets(outHours, outSums, null, null).withIds(allIds, allIdHours, expiry);
+    HourlyBuckets folded = new HourlyBuckets(outHours, outSums, ids, idHours, idTags, idLabels);
+    return newIds == null ? folded.withIds(new long[0], new int[0], new int[0], new byte[0], expiry)
+        : folded.withIds(newIds, newIdHours, newIdTags, newIdLabels, expiry);
   }
 
-  /** These buckets with more counted ids (an initial state's), each with its hour. */
-  HourlyBuckets plusIds(long[] moreIds, int[] moreHours) {
-    long[] allIds = Arrays.copyOf(ids, ids.length + moreIds.length);
-    int[] allHours = Arrays.copyOf(idHours, idHours.length + moreIds.length);
+  /** These buckets with more counted ids (an initial state's), each with its hour, tag and label. */
+  HourlyBuckets plusIds(long[] moreIds, int[] moreHours, int[] moreTags, byte[] moreLabels) {
+    return withIds(moreIds, moreHours, moreTags, moreLabels, Integer.MIN_VALUE);
+  }
+
+  /** These buckets with their ids and more, keeping those whose hour is not before `expiry`, sorted by id. */
+  private HourlyBuckets withIds(long[] moreIds, int[] moreHours, int[] moreTags, byte[] moreLabels, int expiry) {
+    int n = ids.length + moreIds.length;
+    long[] allIds = Arrays.copyOf(ids, n);
+    int[] allHours = Arrays.copyOf(idHours, n);
+    int[] allTags = Arrays.copyOf(idTags, n);
+    byte[] allLabels = Arrays.copyOf(idLabels, n);
     System.arraycopy(moreIds, 0, allIds, ids.length, moreIds.length);
-    System.arraycopy(moreHours, 0, allHours, idHours.length, moreIds.length);
-    return withIds(allIds, allHours, Integer.MIN_VALUE);
-  }
-
-  /** These buckets with the ids whose hour is not before `expiry`, sorted by id. */
-  private HourlyBuckets withIds(long[] candidateIds, int[] candidateHours, int expiry) {
-    Integer[] keep = new Integer[candidateIds.length];
+    System.arraycopy(moreHours, 0, allHours, ids.length, moreIds.length);
+    System.arraycopy(moreTags, 0, allTags, ids.length, moreIds.length);
+    System.arraycopy(moreLabels, 0, allLabels, ids.length, moreIds.length);
+    Integer[] keep = new Integer[n];
     int kept = 0;
-    for (int i = 0; i < candidateIds.length; i++) {
-      if (candidateHours[i] >= expiry) keep[kept++] = i;
+    for (int i = 0; i < n; i++) {
+      if (allHours[i] >= expiry) keep[kept++] = i;
     }
     Integer[] order = Arrays.copyOf(keep, kept);
-    Arrays.sort(order, (x, y) -> Long.compare(candidateIds[x], candidateIds[y]));
+    Arrays.sort(order, (x, y) -> Long.compare(allIds[x], allIds[y]));
     long[] outIds = new long[kept];
     int[] outHours = new int[kept];
+    int[] outTags = new int[kept];
+    byte[] outLabels = new byte[kept];
     for (int i = 0; i < kept; i++) {
-      outIds[i] = candidateIds[order[i]];
-      outHours[i] = candidateHours[order[i]];
+      outIds[i] = allIds[order[i]];
+      outHours[i] = allHours[order[i]];
+      outTags[i] = allTags[order[i]];
+      outLabels[i] = allLabels[order[i]];
     }
-    return new HourlyBuckets(hours, sums, outIds, outHours);
+    return new HourlyBuckets(hours, sums, outIds, outHours, outTags, outLabels);
   }
 
   /** These buckets plus others (an initial state), summed where the hours meet. */
@@ -195,7 +231,8 @@ final class HourlyBuckets {
       }
       if (mine) a++; else o++;
     }
-    return new HourlyBuckets(Arrays.copyOf(allHours, k + 1), Arrays.copyOf(allSums, (k + 1) * measures), ids, idHours);
+    return new HourlyBuckets(Arrays.copyOf(allHours, k + 1), Arrays.copyOf(allSums, (k + 1) * measures), ids, idHours,
+        idTags, idLabels);
   }
 
   /** The first index whose hour is at least `hour` (hours ascending). */

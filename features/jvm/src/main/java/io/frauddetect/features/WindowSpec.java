@@ -12,7 +12,8 @@ import org.apache.spark.sql.types.StructType;
 
 /**
  * What one operator computes, as handed over by features/operators.py (from features/definitions.py): which
- * columns hold the key, the event time, the id and the measures, and each window's name, measure and hours.
+ * columns hold the key, the event time, the id and the measures, and each window's name, measure and hours;
+ * and, for an operator that counts labels, which rows are labels and where they say what.
  */
 final class WindowSpec implements Serializable {
   private static final long serialVersionUID = 1L;
@@ -28,8 +29,17 @@ final class WindowSpec implements Serializable {
   final int lookbackHours;
   final Long ttlMs; // an idle key's state expires after this long (processing time); null: never
   final String[] bypass;
-  final String dedupeExempt;    // label increments: never duplicates (null: none)
   final String duplicateColumn; // null: no duplicate detection
+  // labels (all null when the operator takes none): a row whose `labelRow` is true labels the transaction of
+  // its id with `labelValue` (0 or 1; a transaction's own value is the label it carries, null 0); it must
+  // name the transaction's tag (`labelTag`, kept per id) and hour; labels of one id apply in `labelOrder`
+  final String labelRow;
+  final String labelValue;
+  final String labelTag;
+  final String labelOrder;
+  final int[] labelMeasures;    // the measures a label's change adds to
+  static final String INCREMENT = "label_increment"; // out: what the label changed (null: its transaction not found)
+  static final String PREVIOUS = "label_previous";   // out: the label counted before it
   final String[] drop;
 
   private WindowSpec(JsonNode json) {
@@ -61,8 +71,29 @@ final class WindowSpec implements Serializable {
     lookbackHours = required(json, "lookback_hours").asInt();
     ttlMs = json.hasNonNull("ttl_ms") ? json.get("ttl_ms").asLong() : null;
     bypass = strings(json, "bypass");
-    dedupeExempt = json.hasNonNull("dedupe_exempt") ? json.get("dedupe_exempt").asText() : null;
     duplicateColumn = json.hasNonNull("duplicate_column") ? json.get("duplicate_column").asText() : null;
+    JsonNode labels = json.get("labels");
+    if (labels != null && !labels.isNull()) {
+      if (duplicateColumn == null) {
+        throw new IllegalArgumentException("operator spec: labels need the transaction ids a key counted: expected a "
+            + "duplicate_column with them, found none");
+      }
+      labelRow = text(labels, "row");
+      labelValue = text(labels, "value");
+      labelTag = text(labels, "tag");
+      labelOrder = text(labels, "order");
+      String[] names = strings(labels, "measures");
+      labelMeasures = new int[names.length];
+      for (int i = 0; i < names.length; i++) {
+        labelMeasures[i] = List.of(measures).indexOf(names[i]);
+        if (labelMeasures[i] < 0) {
+          throw new IllegalArgumentException("labels: measure " + names[i] + " is not among the measures " + List.of(measures));
+        }
+      }
+    } else {
+      labelRow = labelValue = labelTag = labelOrder = null;
+      labelMeasures = new int[0];
+    }
     String[] dropped = strings(json, "drop");
     drop = java.util.Arrays.copyOf(dropped, dropped.length + 1);
     drop[dropped.length] = WindowedSums.GROUP;
@@ -80,8 +111,12 @@ final class WindowSpec implements Serializable {
     return duplicateColumn != null;
   }
 
+  boolean labels() {
+    return labelRow != null;
+  }
+
   /** The operator's output: the input's columns but `drop`, then one double per window, then the duplicate
-   *  flag when duplicates are detected. */
+   *  flag when duplicates are detected, then each label's increment and previous label when it takes labels. */
   StructType outputSchema(StructType input) {
     List<StructField> fields = new ArrayList<>();
     List<String> dropped = List.of(drop);
@@ -90,6 +125,10 @@ final class WindowSpec implements Serializable {
     }
     for (String name : windowNames) fields.add(DataTypes.createStructField(name, DataTypes.DoubleType, true));
     if (dedupe()) fields.add(DataTypes.createStructField(duplicateColumn, DataTypes.BooleanType, true));
+    if (labels()) {
+      fields.add(DataTypes.createStructField(INCREMENT, DataTypes.IntegerType, true));
+      fields.add(DataTypes.createStructField(PREVIOUS, DataTypes.IntegerType, true));
+    }
     return DataTypes.createStructType(fields);
   }
 
