@@ -7,7 +7,7 @@ of its own, restarted by this script whenever it exits (as a scheduler would). F
 of the `otus` preset (20,000 cards) arrive at `--rate` a second, with:
 - an idle gap of `--idle-seconds` every `--idle-every-minutes` minutes;
 - every 10 s, 5 transactions sent again (a producer's retries) and 2 malformed messages;
-- every 30 s, labels of 10 transactions sent at least 2 minutes before;
+- every 30 s, labels of 10 transactions sent at least 2 minutes before (with their card, terminal, time);
 - at a third of the run, the broker stopped for 20 s; at two thirds, `kill -9` of the job's process group.
 Every 5 s the script records whether the job's process is alive. At the end it waits until every transaction
 is in a table (or `--drain-seconds` pass), stops the job, and checks the tables against what the broker
@@ -176,7 +176,10 @@ def main() -> None:
                 if second % 30 == 0:
                     cut = bisect.bisect_left(sent_at, time.monotonic() - 120)  # sent 2 minutes ago
                     for transaction_id in range(max(0, cut - 10), cut):
-                        key, value = label_record(transaction_id, transaction_id % 2)
+                        # with its transaction's place, as the fraud team has it from the alert
+                        tx = json.loads(sent_values[transaction_id][1])
+                        key, value = label_record(transaction_id, transaction_id % 2, tx["customer_id"],
+                                                  tx["terminal_id"], tx["tx_datetime"])
                         send("labels", topics["labels"], key, value, transaction_id)
             second += 1
         producer.flush()

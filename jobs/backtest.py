@@ -11,12 +11,14 @@ days later, and those labels are the only way the stream learns of frauds.
    the frauds the stream learns of quickly are the ones it alerted on, confirmed after the review delay.
 3. Starts a broker of its own and `fraud stream`, whose state starts from the history.
 4. Replays the next days through the real path, in event time, `--step` at a time. At each step's start
-   the labels due by then go to the `labels` topic and the stream records them and adds them to its
-   state; then the step's transactions go to the `transactions` topic without labels and are scored;
-   then the fraud team's consumer reads the new alerts from the alerts topic. Each alert gets its label
-   (the simulation's truth) due `--review-delay` after its transaction; each fraud that raised no alert
-   gets one due `--dispute-delay` after it. A label reaches the state at most one step after it is due,
-   never before its transaction was scored.
+   the labels due by then go to the `labels` topic, with their transaction's card, terminal and time (as
+   the alert gives them), and the step's transactions to the `transactions` topic without labels; the
+   stream reads both in one micro-batch: it records the labels and adds them to its state, and scores the
+   transactions (a label's transaction is older than the step's: its change counts for them); then the
+   fraud team's consumer reads the new alerts from the alerts topic. Each alert gets its label (the
+   simulation's truth) due `--review-delay` after its transaction; each fraud that raised no alert gets one
+   due `--dispute-delay` after it. A label reaches the state at most one step after it is due, never
+   before its transaction was scored.
 5. Measures, from `scores` against the simulation's truth, per day and overall: recall, FPR, precision,
    alerts, alert latency (Kafka timestamp -> alert), against the bank's requirement (recall above 98%
    with FPR at most 5%). A card is blocked once a fraud of it is confirmed (the history's a review delay
@@ -57,7 +59,7 @@ from jobs.kafka_clients import logged_in
 from jobs.label_cmd import label_record
 from jobs.lake import table_exists
 from jobs.metrics import StreamMetrics
-from jobs.produce import simulated_lines, transaction_record, without_labels
+from jobs.produce import line_to_message, simulated_lines, transaction_record, without_labels
 from jobs.session import get_spark
 from jobs.simulator import make_spec
 from models import catboost_model
@@ -298,11 +300,11 @@ class Channels:
         self.producer.flush()
         return len(lines)
 
-    def send_labels(self, labels: Sequence[tuple[int, int]]) -> int:
-        for transaction_id, fraud in labels:
-            key, value = label_record(transaction_id, fraud)
+    def send_labels(self, labels: Sequence[tuple[int, int, int, int, str]]) -> int:
+        """Labels with their transaction's place, sent with the next `send_transactions` (one flush)."""
+        for label in labels:
+            key, value = label_record(*label)
             self.producer.send(self.topics["labels"], key=key, value=value)
-        self.producer.flush()
         return len(labels)
 
     def new_alerts(self) -> list[int]:
@@ -326,6 +328,9 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
     from tqdm import tqdm
 
     tx_time = {int(line.split(",", 1)[0]): _time_of(line) for line in replay}
+    messages = [line_to_message(line) for line in replay]  # a label names its transaction's card, terminal, time
+    tx_place = {int(m["transaction_id"]): (int(m["customer_id"]), int(m["terminal_id"]), str(m["tx_datetime"]))
+                for m in messages}
     last = max(tx_time.values())
     end = start + dt.timedelta(days=math.ceil((last - start + dt.timedelta(seconds=1)) / dt.timedelta(days=1)))
     steps = int((end - start) / loop.step)
@@ -338,30 +343,26 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
     confirmed: dict[int, dt.datetime] = {}  # fraud -> when its label was due
     review_hours: list[float] = []  # transaction -> the start of the step that delivered its review
     started = time.monotonic()
-    phases = dict.fromkeys(("labels", "transactions", "alerts"), 0.0)
+    phases = dict.fromkeys(("stream", "alerts"), 0.0)
     bar = tqdm(total=steps, desc="backtest", unit="step", disable=not progress)
     for k, lines in enumerate(by_step):
         step_start = start + k * loop.step
         clock = time.monotonic()
-        # 1. the labels due by the step's start; the stream records them, then adds them to its state
+        # 1. the labels due by the step's start and the step's transactions, in one micro-batch: the labels
+        #    recorded and in the state, the transactions scored
         due = [(when, t, label) for when, t, label in pending if when <= step_start]
-        if due:
-            pending = [p for p in pending if p[0] > step_start]
-            review_hours += [(step_start - tx_time[t]).total_seconds() / 3600 for _, t, _ in due if t in alerted]
-            confirmed.update((t, when) for when, t, label in due if label == 1)
+        pending = [p for p in pending if p[0] > step_start]
+        review_hours += [(step_start - tx_time[t]).total_seconds() / 3600 for _, t, _ in due if t in alerted]
+        confirmed.update((t, when) for when, t, label in due if label == 1)
+        if due or lines:
             # a label is recorded, or a dead letter if its transaction was one (a zero amount breaks a rule)
-            before = metrics_total(metrics, "fraud_labels", "fraud_dead_letters")
-            labels_sent += channels.send_labels([(t, label) for _, t, label in due])
-            settle(query, lambda: metrics_total(metrics, "fraud_labels", "fraud_dead_letters"), before + len(due),
-                   f"step {k + 1}: its {len(due)} labels recorded")
-        clock = _add(phases, "labels", clock)
-        # 2. the step's transactions, scored
-        if lines:
-            before = metrics_total(metrics, "fraud_transactions_scored", "fraud_dead_letters")
+            counters = ("fraud_labels", "fraud_transactions_scored", "fraud_dead_letters")
+            before = metrics_total(metrics, *counters)
+            labels_sent += channels.send_labels([(t, label, *tx_place[t]) for _, t, label in due])
             sent += channels.send_transactions(lines)
-            settle(query, lambda: metrics_total(metrics, "fraud_transactions_scored", "fraud_dead_letters"),
-                   before + len(lines), f"step {k + 1}: its {len(lines)} transactions scored or dead letters")
-        clock = _add(phases, "transactions", clock)
+            settle(query, lambda: metrics_total(metrics, *counters), before + len(due) + len(lines),
+                   f"step {k + 1}: its {len(due)} labels recorded and {len(lines)} transactions scored, or dead letters")
+        clock = _add(phases, "stream", clock)
         # 3. the fraud team reads the new alerts; the frauds that raised none will be disputed
         new = [t for t in channels.new_alerts() if t not in alerted]
         alerted.update(new)
@@ -382,6 +383,7 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
             if review_hours else {},
             "labels_pending_at_the_end": len(pending),
             "wall_seconds": round(time.monotonic() - started, 1),
+            "seconds_per_step": round((time.monotonic() - started) / max(steps, 1), 2),
             "wall_seconds_by_phase": {phase: round(seconds, 1) for phase, seconds in phases.items()}}, confirmed
 
 
@@ -398,8 +400,7 @@ def metrics_total(metrics: StreamMetrics, *counters: str) -> int:
 
 def settle(query: Any, committed: Callable[[], int], expected: int, what: str) -> None:
     """Let the query process everything its sources hold (Spark's `processAllAvailable`: the micro-batches
-    that read it are committed, and so are the ones that read the `labels` rows they wrote), then check that
-    its sinks committed `expected` rows."""
+    that read it are committed), then check that its sinks committed `expected` rows."""
     if not query.isActive:
         raise FraudError(f"backtest: the streaming query stopped: {query.exception()}")
     query.processAllAvailable()

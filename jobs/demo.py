@@ -40,7 +40,7 @@ from jobs.config import Config
 from jobs.errors import FraudError
 from jobs.kafka_clients import KafkaConnection
 from jobs.lake import table_exists
-from jobs.label_cmd import send_labels
+from jobs.label_cmd import label_of_alert, send_labels
 from jobs.metrics import StreamMetrics
 from jobs.produce import produce, raw_lines, without_labels
 from jobs.rawfiles import DefectRates
@@ -106,20 +106,20 @@ class FraudTeam(threading.Thread):
                                      **KafkaConnection.from_config(self.cfg).python(),
                                      auto_offset_reset="earliest", enable_auto_commit=False)
             seen: set[int] = set()
-            pending: list[tuple[float, int]] = []
+            pending: list[tuple[float, dict[str, Any]]] = []
             while not (self.finish.is_set() and not pending):
                 for records in consumer.poll(timeout_ms=200).values():
                     for record in records:
-                        tx = int(json.loads(record.value)["transaction_id"])
-                        if tx not in seen:  # the topic is at least once
-                            seen.add(tx)
-                            pending.append((time.monotonic() + self.delay, tx))
+                        alert = json.loads(record.value)
+                        if alert["transaction_id"] not in seen:  # the topic is at least once
+                            seen.add(alert["transaction_id"])
+                            pending.append((time.monotonic() + self.delay, alert))
                 now = time.monotonic()
-                due = [tx for when, tx in pending if when <= now]
-                if due:
-                    send_labels(self.cfg, [(tx, self.truth.get(tx, 0)) for tx in due])
+                due = [alert for when, alert in pending if when <= now]
+                if due:  # with the alert's card, terminal and time: counted in the micro-batch that reads them
+                    send_labels(self.cfg, [label_of_alert(a, self.truth.get(int(a["transaction_id"]), 0)) for a in due])
                     self.sent += len(due)
-                    pending = [(when, tx) for when, tx in pending if when > now]
+                    pending = [(when, alert) for when, alert in pending if when > now]
             consumer.close()
         except BaseException as error:  # reported by the demo, which then fails
             self.error = error

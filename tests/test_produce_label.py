@@ -7,7 +7,7 @@ import pytest
 
 from jobs import cli, kafka_broker
 from jobs.errors import FraudError
-from jobs.label_cmd import read_label_file
+from jobs.label_cmd import label_of_alert, label_record, read_label_file
 from jobs.produce import raw_lines, simulated_lines
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
@@ -22,11 +22,14 @@ def test_simulated_lines_are_the_raw_files_lines(tmp_path):
 
 def test_label_file_errors_name_the_file_and_line(tmp_path):
     good = tmp_path / "good.csv"
-    good.write_text("transaction_id,tx_fraud\n12,1\n\n13,0\n")
-    assert list(read_label_file(good)) == [(12, 1), (13, 0)]
+    good.write_text("transaction_id,tx_fraud\n12,1\n\n13,0\n14,1,7,42,2018-04-01 10:00:05\n")
+    assert list(read_label_file(good)) == [(12, 1), (13, 0), (14, 1, 7, 42, "2018-04-01 10:00:05")]
     bad = tmp_path / "bad.csv"
     bad.write_text("12,1\n13,yes\n")
     with pytest.raises(FraudError, match=r"bad.csv, line 2: expected 'transaction_id,tx_fraud'.*found '13,yes'"):
+        list(read_label_file(bad))
+    bad.write_text("12,1,7,42,yesterday\n")
+    with pytest.raises(FraudError, match=r"bad.csv, line 1: .*a time 'YYYY-MM-DD HH:MM:SS', found '12,1,7,42,yesterday'"):
         list(read_label_file(bad))
     with pytest.raises(FraudError, match="no such file"):
         list(read_label_file(tmp_path / "missing.csv"))
@@ -52,3 +55,13 @@ def test_produce_simulate_and_label_commands(broker, topic_names, tmp_path, caps
         {"transaction_id": 7, "tx_fraud": 1}, {"transaction_id": 8, "tx_fraud": 1}, {"transaction_id": 8, "tx_fraud": 0}])
     assert cli.main(["label", *common]) == 2
     assert "give transaction ids, or --file" in capsys.readouterr().err
+
+
+def test_a_label_of_an_alert_carries_its_transactions_place_as_the_raw_files_write_time():
+    alert = {"alert_id": "x", "transaction_id": 14, "customer_id": 7, "terminal_id": 42,
+             "tx_datetime": "2018-04-01T10:00:05.000Z", "score": 0.9}
+    assert label_of_alert(alert, 1) == (14, 1, 7, 42, "2018-04-01 10:00:05")
+    key, value = label_record(*label_of_alert(alert, 0))
+    assert key == b"7"
+    assert json.loads(value) == {"transaction_id": 14, "tx_fraud": 0, "customer_id": 7, "terminal_id": 42,
+                                 "tx_datetime": "2018-04-01 10:00:05"}

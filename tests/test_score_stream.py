@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from features.definitions import FEATURE_NAMES
 from jobs import build_features, kafka_broker, score_stream, train
 from jobs.alerts_cmd import read_topic
+from jobs.errors import FraudError
 from jobs.produce import produce as produce_lines
 from jobs.produce import raw_lines
 from jobs.simulate import simulate_to_folder
@@ -190,3 +191,15 @@ def test_alert_ids_are_the_uuid5_of_the_transaction_id(spark):
     made = {r.transaction_id: r.alert_id
             for r in frame.select("transaction_id", score_stream.alert_id(F.col("transaction_id")).alias("alert_id")).collect()}
     assert made == {i: str(uuid.uuid5(score_stream.ALERT_NAMESPACE, str(i))) for i in ids}
+
+
+def test_a_checkpoint_of_a_query_with_other_sources_is_refused_with_what_to_do(spark, tmp_path):
+    offsets = tmp_path / "chk" / "offsets"
+    offsets.mkdir(parents=True)
+    (offsets / "4").write_text('v1\n{"batchWatermarkMs":0}\n{"transactions":{"0":10}}\n{"reservoirVersion":3}\n')
+    (offsets / "3").write_text('v1\n{"batchWatermarkMs":0}\n{"transactions":{"0":5}}\n')
+    with pytest.raises(FraudError, match=r"holds the offsets of 2 sources .*/4\), expected 1 .*Start from a new checkpoint"):
+        score_stream.check_checkpoint_sources(spark, str(tmp_path / "chk"))
+    (offsets / "5").write_text('v1\n{"batchWatermarkMs":0}\n{"transactions":{"0":12}}\n')
+    score_stream.check_checkpoint_sources(spark, str(tmp_path / "chk"))  # the newest decides
+    score_stream.check_checkpoint_sources(spark, str(tmp_path / "none"))  # no checkpoint yet

@@ -1,6 +1,6 @@
 """Labels on the real broker: the fraud team's confirmations reach the card and terminal fraud state, exactly
-as if the batch job had known them; repeated labels count once, corrections undo, bad labels are dead
-letters."""
+as if the batch job had known them: a label with its transaction's place in the micro-batch that reads it, one
+by id alone a micro-batch later; repeated labels count once, corrections undo, bad labels are dead letters."""
 from __future__ import annotations
 
 import json
@@ -42,34 +42,63 @@ def test_labels_update_the_fraud_state(spark, broker, stream_cfg, topic_names, t
     produce(cfg, iter(lines[: len(first)]))
     metrics = score_stream.run(spark, cfg, available_now=True)
 
-    # 2. the fraud team confirms every fraud of those days; one twice; a genuine one is labelled fraud, then
-    #    corrected; one is confirmed genuine; plus four malformed labels and one of a transaction never seen
+    # 2. the fraud team confirms every fraud of those days, with the place its alert gives (a file), the last
+    #    three by id alone; one twice; a genuine one is labelled fraud, then corrected; one is confirmed
+    #    genuine; plus four malformed labels, one of a transaction never seen and one naming a wrong terminal
     frauds = first.loc[first["tx_fraud"] == 1, "transaction_id"].tolist()
     genuine = first.loc[first["tx_fraud"] == 0, "transaction_id"].tolist()
     assert len(frauds) > 20
+    place = first.set_index("transaction_id")
+
+    def placed(t: int, label: int, terminal_shift: int = 0) -> tuple[int, int, int, int, str]:
+        return (t, label, int(place.at[t, "customer_id"]), int(place.at[t, "terminal_id"]) + terminal_shift,
+                place.at[t, "tx_datetime"].strftime("%Y-%m-%d %H:%M:%S"))
+
     csv = tmp_path / "confirmed.csv"
-    csv.write_text("transaction_id,tx_fraud\n" + "".join(f"{t},1\n" for t in frauds))
-    sent = [*read_label_file(csv), (frauds[0], 1), (genuine[0], 1), (genuine[1], 0), (genuine[0], 0), (UNKNOWN_ID, 1)]
+    csv.write_text("transaction_id,tx_fraud,customer_id,terminal_id,tx_datetime\n"
+                   + "".join(",".join(map(str, placed(t, 1))) + "\n" for t in frauds[:-3])
+                   + "".join(f"{t},1\n" for t in frauds[-3:]))
+    wrong_terminal = placed(genuine[2], 1, terminal_shift=1)
+    sent = [*read_label_file(csv), placed(frauds[0], 1), placed(genuine[0], 1), placed(genuine[1], 0),
+            placed(genuine[0], 0), (UNKNOWN_ID, 1, 1, 1, "2018-04-02 00:00:00"), wrong_terminal]
     send_labels(cfg, sent)
     produce_values(broker.bootstrap_servers, topic_names["labels"], BAD_LABELS)
     score_stream.run(spark, cfg, available_now=True, metrics=metrics)
 
-    labels = spark.read.format("delta").load(cfg.table_path("labels")).toPandas().sort_values(["batch_id", "offset"])
-    increments = labels.groupby("transaction_id")["fraud_increment"].apply(list).to_dict()
+    def recorded() -> dict[int, list[int]]:
+        labels = spark.read.format("delta").load(cfg.table_path("labels")).toPandas().sort_values(["batch_id", "offset"])
+        return labels.groupby("transaction_id")["fraud_increment"].apply(list).to_dict()
+
+    increments = recorded()  # the labels with their place: counted in the micro-batch that read them
     assert increments[frauds[0]] == [1, 0]  # the repeated label adds nothing
     assert increments[genuine[0]] == [1, -1]  # a correction undoes
     assert increments[genuine[1]] == [0]
-    assert all(increments[t] == [1] for t in frauds[1:])
-    assert len(labels) == len(sent) - 1 and UNKNOWN_ID not in increments
-    row = labels[labels["transaction_id"] == frauds[1]].iloc[0]
-    expected = first[first["transaction_id"] == frauds[1]].iloc[0]
-    assert (row["customer_id"], row["terminal_id"], row["tx_datetime"]) == (
-        expected["customer_id"], expected["terminal_id"], expected["tx_datetime"])
+    assert all(increments[t] == [1] for t in frauds[1:-3])
+    assert not set(frauds[-3:]) & set(increments)  # by id alone: sent again with their place
+    assert len(increments) == len(frauds) - 3 + 2
+    # 2b. the micro-batch after: the labels by id alone, with the place `scores` gave them
+    score_stream.run(spark, cfg, available_now=True, metrics=metrics)
+    increments = recorded()
+    assert all(increments[t] == [1] for t in frauds[-3:])
+    assert UNKNOWN_ID not in increments and genuine[2] not in increments
+    labels = spark.read.format("delta").load(cfg.table_path("labels")).toPandas()
+    assert len(labels) == len(sent) - 2
+    for t in (frauds[1], frauds[-1]):
+        row = labels[labels["transaction_id"] == t].iloc[0]
+        expected = first[first["transaction_id"] == t].iloc[0]
+        assert (row["customer_id"], row["terminal_id"], row["tx_datetime"]) == (
+            expected["customer_id"], expected["terminal_id"], expected["tx_datetime"])
     dead = spark.read.format("delta").load(cfg.table_path("dead_letters")).toPandas()
-    assert sorted(dead["payload"]) == sorted([m.decode() for m in BAD_LABELS]
-                                             + [json.dumps({"transaction_id": UNKNOWN_ID, "tx_fraud": 1})])
-    unknown = dead[dead["payload"].str.contains(str(UNKNOWN_ID))].iloc[0]
+    unknown_payload = json.dumps({"transaction_id": UNKNOWN_ID, "tx_fraud": 1, "customer_id": 1, "terminal_id": 1,
+                                  "tx_datetime": "2018-04-02 00:00:00"})
+    wrong_payload = json.dumps(dict(zip(["transaction_id", "tx_fraud", "customer_id", "terminal_id", "tx_datetime"],
+                                        wrong_terminal)))
+    assert sorted(dead["payload"]) == sorted([m.decode() for m in BAD_LABELS] + [unknown_payload, wrong_payload])
+    unknown = dead[dead["payload"] == unknown_payload].iloc[0]
     assert f"found {UNKNOWN_ID} in no row of `scores`" in unknown["errors"][0]
+    wrong = dead[dead["payload"] == wrong_payload].iloc[0]
+    assert list(wrong["errors"]) == [f"terminal_id: expected {wrong_terminal[3] - 1} (transaction {genuine[2]}'s in "
+                                     f"`scores`), found {wrong_terminal[3]}"]
     assert "tx_fraud: expected 0 or 1, found '2'" in [e for errs in dead["errors"] for e in errs]
 
     # 3. the next six days: their features count the confirmed frauds, as the batch job does with those labels
@@ -88,4 +117,4 @@ def test_labels_update_the_fraud_state(spark, broker, stream_cfg, topic_names, t
         assert diff.max() < 1e-6, (name, merged.loc[diff.idxmax(), ["transaction_id", name, f"{name}_batch"]].tolist())
     assert (merged["terminal_risk_7d"] > 0).sum() > 10 and (merged["card_fraud_count_30d"] > 0).sum() > 5
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10).read().decode()
-    assert f"fraud_labels_total {float(len(sent) - 1)}" in text
+    assert f"fraud_labels_total {float(len(sent) - 2)}" in text
