@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import signal
 import threading
 import time
@@ -363,8 +364,8 @@ def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, 
             errors[i] = [f"transaction_id: expected a scored transaction, found {row['transaction_id']} in no row "
                          "of `scores` (is the label early, or the id wrong?)"]
         elif row["row_kind"] == "label":
-            wrong = [f"{c}: expected {row[c + '_scored']} (transaction {row['transaction_id']}'s in `scores`), found "
-                     f"{row[c]}" for c in place if row[c] != row[c + "_scored"]]
+            wrong = [f"{c}: expected {_shown(row[c + '_scored'])} (transaction {row['transaction_id']}'s in `scores`), "
+                     f"found {_shown(row[c])}" for c in place if row[c] != row[c + "_scored"]]
             if wrong:
                 errors[i] = wrong
     dead = found.loc[list(errors)].assign(errors=list(errors.values()))[DEAD_LETTER_COLUMNS] if errors else none
@@ -384,6 +385,13 @@ def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, 
                     else pd.DataFrame(columns=["transaction_id", "tx_fraud"]))
         past, _ = label_increments(past, scored, previous)
     return ResolvedLabels(past, forward, dead)
+
+
+def _shown(value: Any) -> str:
+    """A card, terminal or time of a label's, as the label's JSON gives it."""
+    if isinstance(value, (pd.Timestamp, dt.datetime)):
+        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+    return str(int(value)) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
 
 
 def check_checkpoint_sources(spark: SparkSession, checkpoint: str) -> None:
@@ -707,9 +715,25 @@ def watch(spark: SparkSession, query: StreamingQuery, checkpoint: str, asked: Se
         # a dead query must end the process, so that its scheduler (Kubernetes, YARN, Airflow) restarts it
         # from the checkpoint; the CLI exits non-zero with this message
         raise QueryFailed(f"query {QUERY} terminated with an error, so fraud stream stops; restart it to resume "
-                          f"from its checkpoint {checkpoint}: {str(error).splitlines()[0]}") from error
+                          f"from its checkpoint {checkpoint}: {error_summary(str(error))}") from error
     if asked:
         print(f"stream: stopped on {asked[0]}", flush=True)
+
+
+# exceptions that only carry another one: Spark's wrapper of a foreachBatch error, py4j's of a JVM call's
+WRAPPERS = ("ForeachBatchUserFuncException", "Py4JJavaError", "StreamingQueryException")
+EXCEPTION_LINE = re.compile(r"^(?:: )?(?:[\w$]+\.)*(\w*(?:Exception|Error)): (.+)$")
+
+
+def error_summary(text: str) -> str:
+    """A dead query's error in one line: its first, and the first exception it carries that is not a wrapper
+    (a foreachBatch error's first line ends in "Traceback (most recent call last):")."""
+    first = text.strip().splitlines()[0] if text.strip() else "(no message)"
+    for line in text.splitlines()[1:]:
+        found = EXCEPTION_LINE.match(line.strip())
+        if found and found.group(1) not in WRAPPERS:
+            return f"{first} ... {found.group(1)}: {found.group(2)}"
+    return first
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

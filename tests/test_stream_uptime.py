@@ -51,8 +51,8 @@ def dead_letters(spark, cfg) -> int:
 
 
 def test_the_stream_keeps_scoring_after_a_burst_and_idle_triggers(spark, broker, stream_cfg, topic_names, tmp_path):
-    """A burst with malformed messages, then idle triggers (the query asks Kafka and the `labels` table for
-    new data every few milliseconds, finding none), then labels and more transactions: the query is still
+    """A burst with malformed messages, then idle triggers (the query asks Kafka for new data every few
+    milliseconds, finding none), then labels and more transactions: the query is still
     active, and every transaction is scored once."""
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=3, customers=200, terminals=300), raw)
@@ -85,8 +85,9 @@ def test_the_stream_keeps_scoring_after_a_burst_and_idle_triggers(spark, broker,
 
 def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(spark, broker, stream_cfg, topic_names,
                                                                         tmp_path):
-    """The `labels` table the query reads disappears under it: the query terminates with an error, and `run`
-    raises QueryFailed at once (the CLI prints it and exits 2) instead of waiting on a query that is gone."""
+    """The `scores` table the query appends to is replaced by a file under it: the next micro-batch's append
+    fails, the query terminates with an error, and `run` raises QueryFailed at once (the CLI prints it and
+    exits 2) instead of waiting on a query that is gone."""
     import shutil
 
     raw = tmp_path / "raw"
@@ -105,7 +106,8 @@ def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(spark, b
     runner.start()
     produce(cfg, iter(list(without_labels(raw_lines(raw)))[:50]))
     wait_until(lambda: len(scored_ids(spark, cfg)) == 50, "the first 50 transactions scored", 240)
-    shutil.rmtree(cfg.table_path("labels"))
+    shutil.rmtree(cfg.table_path("scores"))
+    Path(cfg.table_path("scores")).write_text("not a table")
     produce(cfg, iter(list(without_labels(raw_lines(raw)))[50:60]))
     runner.join(120)
     assert not runner.is_alive(), "run() still waits on a query that died"
@@ -113,7 +115,7 @@ def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(spark, b
     assert isinstance(error, QueryFailed), repr(error)
     assert str(error).startswith(f"query score_transactions terminated with an error, so fraud stream stops; restart "
                                  f"it to resume from its checkpoint {cfg.checkpoint_path('score_transactions')}")
-    assert "labels/_delta_log" in str(error)
+    assert "DeltaIOException: [DELTA_CANNOT_CREATE_LOG_PATH]" in str(error) and "scores/_delta_log" in str(error)
     assert not [q for q in spark.streams.active if q.name == "score_transactions"]
 
 
