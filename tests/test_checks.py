@@ -29,6 +29,7 @@ def test_a_trigger_interval_spark_refuses_names_the_key_and_the_value(value):
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("stream.metrics_port", 70000, r"stream.metrics_port: expected a whole number from 0 to 65535, found 70000"),
     ("kafka.max_offsets_per_trigger", 0, r"kafka.max_offsets_per_trigger: expected a whole number of 1 or more, found 0"),
+    ("kafka.fetch_max_wait_ms", -1, r"kafka.fetch_max_wait_ms: expected a whole number from 0 to 60000, found -1"),
     ("stream.state_ttl_days", "x", r"stream.state_ttl_days: expected a whole number of 1 or more, found 'x'"),
     ("kafka.starting_offsets", "oldest", r"kafka.starting_offsets: expected 'earliest', 'latest' or .*, found 'oldest'"),
 ])
