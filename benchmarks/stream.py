@@ -15,7 +15,10 @@ A broker of its own (free ports), a registered model, and simulated transactions
    alerts topic (alert_*), and -> the commit of the `scores` version that holds it (scores_*).
 3. Floor: the same job goes on with --floor-rows (10) transactions at a time, each sent once the last is
    scored: what a micro-batch costs whatever its size (`floor_batch_seconds`, the median after the first),
-   with the Spark jobs, tasks, state-store commits and Delta commits each one ran.
+   with the Spark jobs, tasks, state-store commits and Delta commits each one ran, and its tasks' run and
+   CPU seconds (Spark's REST API: a task that runs much longer than it computes waits on something). Then
+   the same again with Kafka's default fetch.max.wait.ms (500 ms) instead of kafka.fetch_max_wait_ms
+   (`floor_kafka_default_fetch_wait`; --compare-fetch-wait 0 skips it).
    `--skip-throughput` runs phases 2 and 3 alone (the latency phase then starts without state).
 Per micro-batch, the job's own stages (state, alerts_topic, tables, ...) and Spark's durationMs. With
 --profile, each throughput run is recorded by Java Flight Recorder and its JVM CPU samples are counted by
@@ -88,6 +91,8 @@ def main() -> None:
     parser.add_argument("--floor-batches", type=int, default=15,
                         help="micro-batches of --floor-rows transactions each, one at a time, after the latency phase")
     parser.add_argument("--floor-rows", type=int, default=10)
+    parser.add_argument("--compare-fetch-wait", type=int, default=500, metavar="MS",
+                        help="run the floor again with this kafka.fetch_max_wait_ms (default 500, Kafka's own; 0: no)")
     parser.add_argument("--skip-throughput", action="store_true",
                         help="only the latency and floor phases (the latency phase then starts without state)")
     parser.add_argument("--name", default="stream", help="the result's name under benchmarks/results/")
@@ -98,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     overrides = dict(parse_override(o) for o in args.set)
-    cfg = load_config("local", {**own_broker_overrides(work), **overrides})
+    cfg = load_config("local", {**own_broker_overrides(work), "spark.ui_enabled": True, **overrides})
     spec = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(spec)
     result: dict[str, Any] = {"benchmark": "stream", "machine": "2 cores, local[2]", "command": " ".join(sys.argv[1:]),
@@ -107,7 +112,7 @@ def main() -> None:
     try:
         register_model(cfg.path("mlflow.tracking_uri"), work / "artifacts", label_delay_hours=168)
         live_count = args.rate * (args.warmup_seconds + args.latency_seconds)
-        floor_count = args.floor_batches * args.floor_rows
+        floor_count = args.floor_batches * args.floor_rows * (2 if args.compare_fetch_wait else 1)
         days = (args.transactions + live_count + floor_count) // 39_000 + 2
         lines = list(without_labels(simulated_lines(make_spec("otus", customers=20_000, days=days))))
         backlog, live = lines[: args.transactions], lines[args.transactions: args.transactions + live_count]
@@ -133,8 +138,18 @@ def main() -> None:
                 "full": full, "passthrough": bare}
             print(json.dumps(result["throughput"], indent=1)[:400], flush=True)
         result["latency_at_400_tx_per_second"] = latency(spark, full_cfg, live, args.rate, args.warmup_seconds)
-        result["floor"] = floor(spark, full_cfg, floor_lines, args.floor_rows)
+        half = args.floor_batches * args.floor_rows
+        result["floor"] = floor(spark, full_cfg, floor_lines[:half], args.floor_rows)
         result["floor_batch_seconds"] = result["floor"]["median_batch_seconds"]
+        if args.compare_fetch_wait:
+            waiting = dataclasses.replace(full_cfg, data={**full_cfg.data, "kafka": {
+                **full_cfg.data["kafka"], "fetch_max_wait_ms": args.compare_fetch_wait}})
+            result["floor_kafka_default_fetch_wait"] = {
+                "fetch_max_wait_ms": args.compare_fetch_wait,
+                **floor(spark, waiting, floor_lines[half:], args.floor_rows)}
+            result["floor_over_default_fetch_wait"] = round(
+                result["floor"]["median_batch_seconds"]
+                / result["floor_kafka_default_fetch_wait"]["median_batch_seconds"], 3)
     finally:
         kafka_broker.stop(spec)
         shutil.rmtree(work, ignore_errors=True)
@@ -256,6 +271,25 @@ def spark_tasks(spark: SparkSession, jobs: set[int]) -> int:
     return tasks
 
 
+def task_seconds(spark: SparkSession, jobs: set[int]) -> dict[str, float]:
+    """The run and CPU seconds of the tasks of `jobs`, from Spark's REST API (the UI must be on)."""
+    import urllib.request
+
+    base = spark.sparkContext.uiWebUrl
+    if not base or not jobs:
+        return {}
+    app = spark.sparkContext.applicationId
+    run = cpu = 0.0
+    for job in jobs:
+        info = json.load(urllib.request.urlopen(f"{base}/api/v1/applications/{app}/jobs/{job}", timeout=10))
+        for stage in info.get("stageIds", []):
+            for attempt in json.load(urllib.request.urlopen(f"{base}/api/v1/applications/{app}/stages/{stage}",
+                                                            timeout=10)):
+                run += attempt.get("executorRunTime", 0) / 1000
+                cpu += attempt.get("executorCpuTime", 0) / 1e9
+    return {"task_run_seconds": round(run, 3), "task_cpu_seconds": round(cpu, 3)}
+
+
 def delta_commits(cfg: Config) -> int:
     """Commits in the logs of the tables the stream writes."""
     return sum(len(list((Path(cfg.table_path(t)) / "_delta_log").glob("*.json")))
@@ -286,6 +320,7 @@ def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict
                                 "duration_ms": progress[-1]["durationMs"],
                                 "stages": RecordingStages.batches[-1] if RecordingStages.batches else {},
                                 "spark_jobs": len(jobs), "spark_tasks": spark_tasks(spark, jobs),
+                                **task_seconds(spark, jobs),
                                 "state_store_commits": sum(o.get("numStateStoreInstances", 0)
                                                            for p in progress for o in p["stateOperators"]),
                                 "delta_commits": delta_commits(cfg) - commits_before})
@@ -303,6 +338,8 @@ def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict
             "median_spark_tasks": float(np.median([b["spark_tasks"] for b in warm])),
             "median_state_store_commits": float(np.median([b["state_store_commits"] for b in warm])),
             "median_delta_commits": float(np.median([b["delta_commits"] for b in warm])),
+            **{f"median_{k}": round(float(np.median([b.get(k, 0.0) for b in warm])), 3)
+               for k in ("task_run_seconds", "task_cpu_seconds")},
             "per_batch": batches}
 
 
