@@ -3,7 +3,7 @@ has: the fraud team confirms alerts after a review delay, cardholders dispute th
 days later, and those labels are the only way the stream learns of frauds.
 
     fraud backtest [--cards 20000] [--terminals 1000] [--history-days 35] [--replay-days 5]
-                   [--review-delay 1h] [--dispute-delay 7d] [--step 2h] [--name backtest]
+                   [--review-delay 1h] [--dispute-delay 7d] [--step 2h] [--reissue-cards] [--name backtest]
 
 1. Simulates `--history-days` + `--replay-days` days of the `otus` preset (the bank's 1,000 terminals).
 2. Cleans the history and trains CatBoost on it with `fraud train`'s defaults (the threshold keeps the
@@ -23,8 +23,10 @@ days later, and those labels are the only way the stream learns of frauds.
    alerts, alert latency (Kafka timestamp -> alert), against the bank's requirement (recall above 98%
    with FPR at most 5%). A card is blocked once a fraud of it is confirmed (the history's a review delay
    after them, the replay's when their label is due): its later transactions are left out, as `fraud
-   train` leaves them out of its test days (`every_transaction` keeps them). The same days are also
-   scored the batch way, every label after the model's label delay (`offline_same_days`).
+   train` leaves them out of its test days (`every_transaction` keeps them). With `--reissue-cards` the bank
+   reissues a blocked card instead: from the next step on, its holder pays with a new card id (no history)
+   and the stolen card's frauds are declined (CardIssuer). The same days are also scored the batch way,
+   every label after the model's label delay (`offline_same_days`).
 6. Prints one JSON object on stdout, kept as benchmarks/results/NAME.json, with a chart of daily recall
    and FPR against the two lines, NAME.png.
 Everything lives under --work (default: a temporary folder, removed afterwards unless --keep).
@@ -93,6 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step", default="2h", help="event time replayed between two label deliveries (default 2h)")
     parser.add_argument("--label-delay", help="the model's label delay (default: the review delay rounded up to "
                         "whole hours, at least 1h)")
+    parser.add_argument("--reissue-cards", action="store_true", help="a confirmed fraud blocks its card and the "
+                        "bank reissues it: the cardholder's later payments come from a new card id with no history, "
+                        "and the stolen card's frauds are declined (default: the card's later payments go on and are "
+                        "left out of the figures)")
     parser.add_argument("--seed", type=int, default=0, help="the simulation's seed (default 0)")
     parser.add_argument("--name", default="backtest", help="result name under benchmarks/results/ (default backtest)")
     parser.add_argument("--no-save", action="store_true", help="print the report only")
@@ -163,6 +169,53 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
+class CardIssuer:
+    """The bank's answer to a confirmed fraud with `--reissue-cards`: the card is blocked and the cardholder
+    gets a new one. From the first step that starts after the block, the cardholder's payments carry the new
+    card's id (no history in the stream's state: scored as a new card), and the fraudster's payments with the
+    stolen card (the simulation's scenario 3, a compromised card) are declined: neither sent nor scored. A
+    new card can be blocked and reissued in turn. Without reissue every id stays the simulation's."""
+
+    def __init__(self, enabled: bool, first_new_id: int, prior: pd.Series) -> None:
+        self.enabled = enabled
+        self.next_id = first_new_id
+        self.card: dict[int, int] = {}    # cardholder (the simulation's customer id) -> the card id now
+        self.holder: dict[int, int] = {}  # a reissued card id -> its cardholder
+        # blocks not applied yet: (when, card id); the history's frauds block their cards too
+        self.blocks: list[tuple[dt.datetime, int]] = sorted((when.to_pydatetime(), int(card))
+                                                            for card, when in prior.items()) if enabled else []
+        self.reissued = 0
+        self.declined: list[int] = []
+
+    def block(self, card: int, when: dt.datetime) -> None:
+        if self.enabled:
+            self.blocks.append((when, card))
+
+    def apply(self, now: dt.datetime) -> None:
+        """Reissue every card blocked by `now` that is still its holder's card."""
+        due = sorted(b for b in self.blocks if b[0] <= now)
+        self.blocks = [b for b in self.blocks if b[0] > now]
+        for _, card in due:
+            holder = self.holder.get(card, card)
+            if self.card.get(holder, holder) == card:
+                self.card[holder], self.holder[self.next_id] = self.next_id, holder
+                self.next_id += 1
+                self.reissued += 1
+
+    def payment(self, line: str) -> str | None:
+        """The raw line as the bank sees it now: with its holder's card id, or None if it is declined."""
+        fields = line.split(",")
+        holder = int(fields[2])
+        card = self.card.get(holder, holder)
+        if card == holder:
+            return line
+        if fields[7] == "1" and fields[8].strip() == "3":  # the stolen card used by the fraudster: declined
+            self.declined.append(int(fields[0]))
+            return None
+        fields[2] = str(card)
+        return ",".join(fields)
+
+
 def _time_of(line: str) -> dt.datetime:
     return dt.datetime.strptime(line.split(",", 2)[1], "%Y-%m-%d %H:%M:%S")
 
@@ -197,9 +250,11 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
     replay_file.parent.mkdir(parents=True, exist_ok=True)
     replay: list[str] = []
     history_frauds: list[str] = []
+    highest_card = 0
     with history_file.open("w") as out:
         out.write(RAW_HEADER)
         for line in simulated_lines(spec):
+            highest_card = max(highest_card, int(line.split(",", 3)[2]))
             if _time_of(line) < replay_start:
                 out.write(line)
                 if line.split(",", 8)[7] == "1":
@@ -207,9 +262,9 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
             else:
                 replay.append(line)
     prior = blocked_before(history_frauds, loop.review)
-    replay_file.write_text(RAW_HEADER + "".join(replay))
     frame = replay_frame(replay)
     truth = dict(zip(frame["transaction_id"], frame["fraud"].astype(int)))
+    issuer = CardIssuer(args.reissue_cards, highest_card + 1, prior)
     done("simulate")
     broker = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(broker)
@@ -229,10 +284,13 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         done("stream_start")
         channels = Channels(cfg)
         try:
-            replayed, confirmed = replay_loop(query, metrics, channels, replay, truth, replay_start, loop,
-                                              not args.no_progress)
+            replayed, confirmed, sent_lines = replay_loop(query, metrics, channels, replay, truth, replay_start,
+                                                          loop, issuer, not args.no_progress)
         finally:
             channels.close()
+        # the replay as the bank saw it (reissued card ids, declined payments left out), for the figures
+        replay_file.write_text(RAW_HEADER + "".join(sent_lines))
+        frame = replay_frame(sent_lines)
         replayed["stream_batches"] = int(metrics.registry.get_sample_value("fraud_batch_duration_seconds_count") or 0)
         replayed["stream_seconds_by_stage"] = {
             stage: round(metrics.registry.get_sample_value("fraud_batch_stage_seconds_total", {"stage": stage}) or 0.0, 1)
@@ -253,14 +311,14 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         "command": "fraud backtest " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in (
             ("cards", args.cards), ("terminals", args.terminals), ("history_days", args.history_days),
             ("replay_days", args.replay_days), ("review_delay", args.review_delay),
-            ("dispute_delay", args.dispute_delay), ("step", args.step))),
+            ("dispute_delay", args.dispute_delay), ("step", args.step))) + (" --reissue-cards" if args.reissue_cards else ""),
         "requirement": {"recall_above": REQUIRED_RECALL, "fpr_at_most": MAX_FPR},
         "simulation": {"preset": "otus", "cards": args.cards, "terminals": args.terminals, "seed": args.seed,
                        "history": [spec.start_date.isoformat(), (replay_start.date() - dt.timedelta(days=1)).isoformat()],
                        "replay": [replay_start.date().isoformat(),
                                   (replay_start.date() + dt.timedelta(days=args.replay_days - 1)).isoformat()],
                        "history_clean_rows": cleaning["clean"], "replayed_transactions": len(replay),
-                       "replayed_frauds": int(sum(truth.values()))},
+                       "replayed_frauds": int(sum(truth.values())), "reissue_cards": args.reissue_cards},
         "loop": {"review_delay": args.review_delay, "dispute_delay": args.dispute_delay, "step": args.step,
                  "model_label_delay_hours": loop.label_delay_hours, **replayed, "setup_seconds": setup},
         "offline_same_days": offline,
@@ -322,15 +380,16 @@ class Channels:
 
 
 def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: list[str], truth: dict[int, int],
-                start: dt.datetime, loop: Loop, progress: bool) -> tuple[dict[str, Any], dict[int, dt.datetime]]:
-    """Replay a step at a time (see the module's doc); return the loop's figures and, for each fraud whose
-    label was due within the replay, when (the bank blocks the card then)."""
+                start: dt.datetime, loop: Loop, issuer: CardIssuer,
+                progress: bool) -> tuple[dict[str, Any], dict[int, dt.datetime], list[str]]:
+    """Replay a step at a time (see the module's doc); return the loop's figures, for each fraud whose label
+    was due within the replay when (the bank blocks the card then), and the lines as sent (`issuer`'s card
+    ids, without the declined payments)."""
     from tqdm import tqdm
 
     tx_time = {int(line.split(",", 1)[0]): _time_of(line) for line in replay}
-    messages = [line_to_message(line) for line in replay]  # a label names its transaction's card, terminal, time
-    tx_place = {int(m["transaction_id"]): (int(m["customer_id"]), int(m["terminal_id"]), str(m["tx_datetime"]))
-                for m in messages}
+    tx_place: dict[int, tuple[int, int, str]] = {}  # a label names its transaction's card, terminal and time
+    sent_lines: list[str] = []
     last = max(tx_time.values())
     end = start + dt.timedelta(days=math.ceil((last - start + dt.timedelta(seconds=1)) / dt.timedelta(days=1)))
     steps = int((end - start) / loop.step)
@@ -354,6 +413,15 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
         pending = [p for p in pending if p[0] > step_start]
         review_hours += [(step_start - tx_time[t]).total_seconds() / 3600 for _, t, _ in due if t in alerted]
         confirmed.update((t, when) for when, t, label in due if label == 1)
+        for when, t, label in due:
+            if label == 1:
+                issuer.block(tx_place[t][0], when)
+        issuer.apply(step_start)
+        lines = [paid for paid in map(issuer.payment, lines) if paid is not None]
+        for line in lines:
+            m = line_to_message(line)
+            tx_place[int(m["transaction_id"])] = (int(m["customer_id"]), int(m["terminal_id"]), str(m["tx_datetime"]))
+        sent_lines += lines
         if due or lines:
             # a label is recorded, or a dead letter if its transaction was one (a zero amount breaks a rule)
             counters = ("fraud_labels", "fraud_transactions_scored", "fraud_dead_letters")
@@ -382,9 +450,11 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
             "review_label_hours": {f"p{q}": round(float(np.percentile(review_hours, q)), 2) for q in (50, 90, 100)}
             if review_hours else {},
             "labels_pending_at_the_end": len(pending),
+            "cards_reissued": issuer.reissued, "declined_on_reissued_cards": len(issuer.declined),
             "wall_seconds": round(time.monotonic() - started, 1),
             "seconds_per_step": round((time.monotonic() - started) / max(steps, 1), 2),
-            "wall_seconds_by_phase": {phase: round(seconds, 1) for phase, seconds in phases.items()}}, confirmed
+            "wall_seconds_by_phase": {phase: round(seconds, 1) for phase, seconds in phases.items()}}, confirmed, \
+        sent_lines
 
 
 def _add(phases: dict[str, float], phase: str, then: float) -> float:

@@ -86,3 +86,48 @@ def test_wrong_options_are_clear_errors():
     loop = backtest.loop_from_args(parser.parse_args(["--review-delay", "15m"]))
     assert loop.label_delay_hours == 1 and loop.review == dt.timedelta(minutes=15)
     assert backtest.loop_from_args(parser.parse_args(["--review-delay", "1d"])).label_delay_hours == 24
+
+
+def test_reissued_cards_pay_with_new_ids_from_the_step_after_the_block(spark, tmp_path, capsys):
+    """--reissue-cards: once a fraud of a card is confirmed (the history's 1 h after it, the replay's when its
+    review or dispute is due), the cardholder pays with a new card id, with no history in the stream, from the
+    next step on; the stolen card's frauds (scenario 3) are declined; the figures count what was sent."""
+    work = tmp_path / "work"
+    args = ["--cards", "200", "--terminals", "100", "--history-days", "22", "--replay-days", "1", "--step", "6h",
+            "--review-delay", "1h", "--dispute-delay", "6h", "--reissue-cards", "--work", str(work), "--no-save",
+            "--no-progress"]
+    assert backtest.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    loop = report["loop"]
+
+    spec = make_spec("otus", customers=200, terminals=100, days=23)
+    replay_start = dt.datetime(2019, 9, 13)
+    simulated = pd.DataFrame([(int(f[0]), dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S"), int(f[2]), f[7] == "1",
+                               int(f[8])) for f in (line.split(",") for line in simulated_lines(spec))],
+                             columns=["transaction_id", "tx_datetime", "holder", "fraud", "scenario"])
+    replayed = simulated[simulated["tx_datetime"] >= replay_start]
+    scores = spark.read.format("delta").load(str(work / "lake/scores")).toPandas()
+    sent = replayed.merge(scores[["transaction_id", "customer_id", "decision", "card_tx_count_30d"]], on="transaction_id")
+    assert len(scores) + loop["declined_on_reissued_cards"] == len(replayed)  # every payment scored or declined
+    new = sent[sent["customer_id"] != sent["holder"]]
+    assert loop["cards_reissued"] > 0 and len(new) > 0 and (new["customer_id"] > 199).all()
+    # a holder's new card is used only after one of their frauds was confirmed: the history's 1 h after it
+    history = simulated[(simulated["tx_datetime"] < replay_start) & simulated["fraud"]]
+    frauds = sent[sent["fraud"]]
+    confirmed = pd.concat([
+        pd.Series((history["tx_datetime"] + pd.Timedelta(hours=1)).to_numpy(), index=history["holder"]),
+        pd.Series((frauds["tx_datetime"] + pd.to_timedelta(frauds["decision"].map({True: 1, False: 6}), unit="h")).to_numpy(),
+                  index=frauds["holder"])]).groupby(level=0).min()
+    assert (new["tx_datetime"] >= new["holder"].map(confirmed)).all()
+    # and from the first step after it on, every payment of theirs is with a new card (steps of 6 hours)
+    step_after = (new["holder"].map(confirmed) - replay_start).dt.total_seconds().floordiv(6 * 3600).add(1) * 6
+    old = sent[(sent["customer_id"] == sent["holder"]) & sent["holder"].isin(new["holder"])]
+    old_after = (old["tx_datetime"] - replay_start).dt.total_seconds() / 3600 >= \
+        old["holder"].map(dict(zip(new["holder"], step_after)))
+    assert not old_after.any()
+    # the stolen card's frauds after the block are declined, never scored on the new card
+    assert not ((new["fraud"]) & (new["scenario"] == 3)).any()
+    # a new card starts with no history: its first payment counts at most itself
+    first = new.sort_values("tx_datetime").groupby("customer_id").head(1)
+    assert (first["card_tx_count_30d"] <= 1).all()
+    assert report["every_transaction"]["transactions"] == len(sent)
