@@ -65,9 +65,9 @@ from jobs.produce import line_to_message, simulated_lines, transaction_record, w
 from jobs.session import get_spark
 from jobs.simulator import make_spec
 from models import catboost_model
+from models.metrics import MAX_FPR, REQUIRED_RECALL, requirement
 from models.split import Split
 
-REQUIRED_RECALL, MAX_FPR = 0.98, 0.05
 RAW_HEADER = ("# tranaction_id | tx_datetime | customer_id | terminal_id | tx_amount | tx_time_seconds | "
               "tx_time_days | tx_fraud | tx_fraud_scenario\n")
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
@@ -480,19 +480,10 @@ def settle(query: Any, committed: Callable[[], int], expected: int, what: str) -
 
 
 def rates(frame: pd.DataFrame) -> dict[str, Any]:
-    """Recall, FPR and precision of the `decision` column against `fraud`."""
-    frauds, genuine = int(frame["fraud"].sum()), int((~frame["fraud"]).sum())
-    caught = int((frame["decision"] & frame["fraud"]).sum())
-    false_alerts = int((frame["decision"] & ~frame["fraud"]).sum())
-    alerts = caught + false_alerts
-    recall = caught / frauds if frauds else None
-    fpr = false_alerts / genuine if genuine else None
-    return {"transactions": len(frame), "frauds": frauds, "alerts": alerts, "frauds_alerted": caught,
-            "false_alerts": false_alerts, "recall": None if recall is None else round(recall, 4),
-            "fpr": None if fpr is None else round(fpr, 4),
-            "precision": round(caught / alerts, 4) if alerts else None,
-            "meets_requirement": recall is not None and fpr is not None and recall > REQUIRED_RECALL
-            and fpr <= MAX_FPR}
+    """The requirement's figures (models/metrics.requirement) of the `decision` column against `fraud`, the
+    ratios to 4 decimals."""
+    counted = requirement(frame["fraud"], frame["decision"])
+    return {k: round(v, 4) if k in ("recall", "fpr", "precision") and v is not None else v for k, v in counted.items()}
 
 
 def replay_frame(replay: Sequence[str]) -> pd.DataFrame:

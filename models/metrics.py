@@ -36,18 +36,44 @@ def recall_at_fpr(y: np.ndarray, score: np.ndarray, max_fpr: float) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
+# the bank's requirement: recall above 98% with at most 5% of legitimate transactions flagged
+REQUIRED_RECALL, MAX_FPR = 0.98, 0.05
+
+
+def requirement(fraud: Any, flagged: Any) -> dict[str, Any]:
+    """The bank's requirement counted one way, for `fraud train`, `fraud backtest` and `fraud demo`: of
+    transactions with their truth (`fraud`) and decision (`flagged`), both boolean sequences of one length.
+
+    Returns:
+        transactions, frauds, alerts, frauds_alerted, false_alerts; recall (of the frauds), fpr (of the
+        legitimate) and precision (of the alerts), each None when nothing is there to count; and
+        meets_requirement (recall above REQUIRED_RECALL with fpr at most MAX_FPR).
+
+    Example:
+        >>> requirement([True, False, False], [True, True, False])["fpr"]
+        0.5
+    """
+    truth, decision = np.asarray(fraud, dtype=bool), np.asarray(flagged, dtype=bool)
+    frauds, genuine = int(truth.sum()), int((~truth).sum())
+    caught, false_alerts = int((decision & truth).sum()), int((decision & ~truth).sum())
+    recall = caught / frauds if frauds else None
+    fpr = false_alerts / genuine if genuine else None
+    return {"transactions": int(len(truth)), "frauds": frauds, "alerts": caught + false_alerts,
+            "frauds_alerted": caught, "false_alerts": false_alerts, "recall": recall, "fpr": fpr,
+            "precision": caught / (caught + false_alerts) if caught + false_alerts else None,
+            "meets_requirement": recall is not None and fpr is not None and recall > REQUIRED_RECALL and fpr <= MAX_FPR}
+
+
 def at_threshold(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
-    """Precision, recall, F1 and FPR when flagging score >= threshold."""
-    flagged = score >= threshold
-    tp = int((flagged & (y == 1)).sum())
-    fp = int((flagged & (y == 0)).sum())
-    fn = int((~flagged & (y == 1)).sum())
-    tn = int((~flagged & (y == 0)).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
+    """Precision, recall, F1 and FPR when flagging score >= threshold (`requirement`'s counts; 0.0 where it
+    has nothing to count, for MLflow's metrics)."""
+    counted = requirement(np.asarray(y) == 1, np.asarray(score) >= threshold)
+    precision, recall, fpr = (counted[k] or 0.0 for k in ("precision", "recall", "fpr"))
+    tp, fp = counted["frauds_alerted"], counted["false_alerts"]
+    fn, tn = counted["frauds"] - tp, counted["transactions"] - counted["frauds"] - fp
     return {"precision": precision, "recall": recall,
             "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "fpr": fp / (fp + tn) if fp + tn else 0.0, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+            "fpr": fpr, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
 def evaluate(frame: pd.DataFrame, threshold: float | None = None) -> dict[str, Any]:

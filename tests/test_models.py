@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from models.errors import ModelError
-from models.metrics import at_threshold, card_precision_at_k, recall_at_fpr
+from models.metrics import at_threshold, card_precision_at_k, recall_at_fpr, requirement
 from models.split import Split, drop_known_fraud_cards, in_days
 from models.threshold import choose_threshold
 
@@ -100,3 +100,17 @@ def test_recall_at_fpr():
     y = np.array([0, 0, 0, 0, 1, 1])
     s = np.array([0.1, 0.2, 0.3, 0.8, 0.4, 0.9])
     assert recall_at_fpr(y, s, 0.0) == 0.5 and recall_at_fpr(y, s, 0.25) == 1.0
+
+
+def test_the_requirement_is_counted_one_way_for_train_backtest_and_demo():
+    fraud = np.array([True] * 50 + [False] * 1000)
+    flagged = np.array([True] * 49 + [False] + [True] * 50 + [False] * 950)
+    counted = requirement(fraud, flagged)
+    assert (counted["frauds"], counted["frauds_alerted"], counted["false_alerts"], counted["alerts"]) == (50, 49, 50, 99)
+    assert (counted["recall"], counted["fpr"], counted["precision"]) == (0.98, 0.05, 49 / 99)
+    assert not counted["meets_requirement"]  # recall must be above 98%
+    flagged[49] = True
+    assert requirement(fraud, flagged)["meets_requirement"]
+    empty = requirement(np.zeros(3, dtype=bool), np.zeros(3, dtype=bool))
+    assert (empty["recall"], empty["fpr"], empty["precision"]) == (None, 0.0, None)
+    assert at_threshold(fraud.astype(int), flagged.astype(float), 0.5)["recall"] == 1.0
