@@ -487,10 +487,12 @@ def rates(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def replay_frame(replay: Sequence[str]) -> pd.DataFrame:
-    """The replayed transactions: transaction_id, customer_id, tx_datetime and the simulation's truth, fraud."""
+    """The replayed transactions: transaction_id, customer_id, terminal_id, tx_datetime and the simulation's
+    truth, fraud and scenario."""
     fields = [line.split(",", 8) for line in replay]
     return pd.DataFrame({"transaction_id": np.array([int(f[0]) for f in fields], dtype="int64"),
                          "customer_id": np.array([int(f[2]) for f in fields], dtype="int64"),
+                         "terminal_id": np.array([int(f[3]) for f in fields], dtype="int64"),
                          "tx_datetime": pd.to_datetime([f[1] for f in fields]),
                          "fraud": np.array([f[7] == "1" for f in fields]),
                          "scenario": np.array([int(f[8]) for f in fields], dtype="int64")})
@@ -509,12 +511,18 @@ def blocked(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series
 
 
 def judged(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series) -> dict[str, Any]:
-    """Overall and per-day rates of `frame` (`decision`, `fraud`, `tx_datetime`), leaving out the transactions
-    of blocked cards; the rates of every transaction too."""
-    out = frame.assign(blocked=blocked(frame, known, prior).to_numpy(), day=frame["tx_datetime"].dt.date.astype(str))
+    """Overall, per-day and per-week rates of `frame` (`decision`, `fraud`, `tx_datetime`), leaving out the
+    transactions of blocked cards; the rates of every transaction too. Weeks count from the first day of
+    `frame`; `settled_weeks` is the second week on (None before there is one), after the loop has had a week
+    to learn."""
+    first = frame["tx_datetime"].min().normalize()
+    out = frame.assign(blocked=blocked(frame, known, prior).to_numpy(), day=frame["tx_datetime"].dt.date.astype(str),
+                       week=(frame["tx_datetime"] - first).dt.days // 7 + 1)
     kept = out[~out["blocked"]]
     missed = kept[kept["fraud"] & ~kept["decision"]]
     return {"overall": rates(kept), "days": {day: rates(part) for day, part in kept.groupby("day")},
+            "weeks": {f"week_{int(w)}": rates(part) for w, part in kept.groupby("week")},
+            "settled_weeks": rates(kept[kept["week"] >= 2]) if (kept["week"] >= 2).any() else None,
             # the simulation's fraud scenarios: 1 large amount, 2 compromised terminal, 3 compromised card
             "frauds_by_scenario": {f"scenario_{k}": {"frauds": int(n), "missed": int((missed["scenario"] == k).sum())}
                                    for k, n in kept.loc[kept["fraud"], "scenario"].value_counts().sort_index().items()},
@@ -526,7 +534,7 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     """The stream's figures: its `scores` against the truth (a card is blocked once a fraud of it was
     confirmed in the loop), and the alert latency (Kafka timestamp -> `alerted_at`)."""
     scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
-        "transaction_id", "decision", "kafka_timestamp").toPandas()
+        "transaction_id", "decision", "kafka_timestamp", "terminal_risk_1d").toPandas()
     dead_path = cfg.table_path("dead_letters")
     dead = {int(json.loads(r.payload)["transaction_id"]) for r in
             spark.read.format("delta").load(dead_path)
@@ -545,7 +553,49 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     figures = judged(merged, confirmed, prior)
     # a transaction breaking a cleaning rule (a zero amount) is a dead letter, not scored; `fraud clean`
     # quarantines it the same way
-    return {"overall": figures.pop("overall"), "alert_latency": latency, "dead_letters": len(dead), **figures}
+    return {"overall": figures.pop("overall"), "alert_latency": latency, "dead_letters": len(dead), **figures,
+            "what_the_loop_knew": loop_knowledge(merged, confirmed, prior)}
+
+
+COMPROMISE_DAYS = 28  # how long the simulation keeps a terminal compromised (SIMULATOR.md)
+
+
+def loop_knowledge(frame: pd.DataFrame, confirmed: dict[int, dt.datetime], prior: pd.Series) -> dict[str, Any]:
+    """What the loop knew of a terminal when it missed a fraud there, per week (blocked cards left out).
+
+    A missed compromised-terminal fraud (scenario 2) is `unknown` when no fraud of that compromise (the
+    terminal's scenario-2 frauds of the COMPROMISE_DAYS before it, in the replay) had its label due yet,
+    `confirmed_low_risk` when one had but the terminal's 1-day risk feature was still below 0.5 when it was
+    scored, `confirmed_high_risk` otherwise. `first_confirmation_hours`: for each terminal compromised in
+    the replay, the hours from its first fraud to the first label of its frauds (median, p90), and how many
+    terminals had none by the end."""
+    first = frame["tx_datetime"].min().normalize()
+    kept = frame[~blocked(frame, confirmed, prior).to_numpy()].assign(week=(frame["tx_datetime"] - first).dt.days // 7 + 1)
+    at_terminals = frame[frame["fraud"] & (frame["scenario"] == 2)].assign(
+        due=lambda f: pd.to_datetime(f["transaction_id"].map(confirmed)))
+    window = pd.Timedelta(days=COMPROMISE_DAYS)
+
+    def knew(row: Any) -> str:
+        same = at_terminals[(at_terminals["terminal_id"] == row.terminal_id)
+                            & (at_terminals["tx_datetime"] >= row.tx_datetime - window)
+                            & (at_terminals["tx_datetime"] <= row.tx_datetime)]
+        if not (same["due"] <= row.tx_datetime).any():
+            return "unknown"
+        return "confirmed_low_risk" if row.terminal_risk_1d < 0.5 else "confirmed_high_risk"
+
+    missed = kept[kept["fraud"] & ~kept["decision"] & (kept["scenario"] == 2)]
+    kinds = pd.Series([knew(r) for r in missed.itertuples()], index=missed.index, dtype="object")
+    weeks = {f"week_{int(w)}": {k: int((kinds[part.index] == k).sum())
+                                for k in ("unknown", "confirmed_low_risk", "confirmed_high_risk")}
+             for w, part in missed.groupby("week")}
+    per_terminal = at_terminals.groupby("terminal_id").agg(first_fraud=("tx_datetime", "min"), first_due=("due", "min"))
+    hours = ((per_terminal["first_due"] - per_terminal["first_fraud"]).dt.total_seconds() / 3600).dropna()
+    days = max(1, (frame["tx_datetime"].max().normalize() - first).days + 1)
+    return {"missed_compromised_terminal_frauds_by_week": weeks,
+            "first_confirmation_hours": {"terminals": len(per_terminal), "never_confirmed": int(per_terminal["first_due"].isna().sum()),
+                                         **({"p50": round(float(hours.median()), 1),
+                                             "p90": round(float(hours.quantile(0.9)), 1)} if len(hours) else {})},
+            "alerts_a_day": round(float(frame["decision"].sum()) / days, 1)}
 
 
 def offline_comparison(spark: Any, cfg: Config, replay_file: str, trained: dict[str, Any], frame: pd.DataFrame,

@@ -26,9 +26,9 @@ def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
 
     spec = make_spec("otus", customers=200, terminals=100, days=23)
     replay_start, replay_end = dt.datetime(2019, 9, 13), dt.datetime(2019, 9, 14)  # otus starts on 2019-08-22
-    simulated = pd.DataFrame([(int(f[0]), dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S"), int(f[2]), f[7] == "1")
-                              for f in (line.split(",") for line in simulated_lines(spec))],
-                             columns=["transaction_id", "tx_datetime", "customer_id", "fraud"])
+    simulated = pd.DataFrame([(int(f[0]), dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S"), int(f[2]), f[7] == "1",
+                               int(f[3]), int(f[8])) for f in (line.split(",") for line in simulated_lines(spec))],
+                             columns=["transaction_id", "tx_datetime", "customer_id", "fraud", "terminal", "scenario"])
     replayed = simulated[simulated["tx_datetime"] >= replay_start]
     scores = spark.read.format("delta").load(str(work / "lake/scores")).toPandas()
     assert sorted(scores["transaction_id"]) == sorted(replayed["transaction_id"])  # every transaction scored, once
@@ -57,6 +57,15 @@ def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
     assert reported(report["overall"]) == recomputed(frame[~blocked])
     assert reported(report["every_transaction"]) == recomputed(frame)
     assert list(report["days"]) == ["2019-09-13"] and report["days"]["2019-09-13"] == report["overall"]
+    assert report["weeks"] == {"week_1": report["overall"]} and report["settled_weeks"] is None
+    knew = report["what_the_loop_knew"]
+    missed_at_terminals = report["frauds_by_scenario"].get("scenario_2", {}).get("missed", 0)
+    assert sum(sum(kinds.values()) for kinds in knew["missed_compromised_terminal_frauds_by_week"].values()) == \
+        missed_at_terminals
+    assert knew["first_confirmation_hours"]["terminals"] == frame.loc[frame["fraud"] & (
+        simulated.set_index("transaction_id").loc[frame["transaction_id"], "scenario"].to_numpy() == 2),
+        "transaction_id"].map(simulated.set_index("transaction_id")["terminal"]).nunique()
+    assert knew["alerts_a_day"] == round(float(frame["decision"].sum()), 1)
     assert report["simulation"]["replayed_transactions"] == len(frame) and report["loop"]["steps"] == 2
     offline = report["offline_same_days"]
     assert offline["scored"] == len(frame) and offline["overall"]["transactions"] + offline["blocked_card_transactions"] == len(frame)
