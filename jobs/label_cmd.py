@@ -17,6 +17,7 @@ later.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -53,7 +54,6 @@ def read_label_file(path: Path) -> Iterator[Label]:
 
 
 def _is_time(text: str) -> bool:
-    import datetime as dt
     try:
         dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
     except ValueError:
@@ -75,8 +75,6 @@ def label_record(transaction_id: int, fraud: int, customer_id: int | None = None
 def label_of_alert(alert: dict[str, object], fraud: int) -> Label:
     """The fraud team's decision on an alert (a message of the alerts topic) as a label with its transaction's
     place, which the stream counts in the micro-batch that reads it."""
-    import datetime as dt
-
     when = dt.datetime.fromisoformat(str(alert["tx_datetime"]).replace("Z", "+00:00"))
     if when.tzinfo is not None:
         when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
