@@ -299,7 +299,9 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         query.stop()
         query = None
         (work / "confirmed.json").write_text(json.dumps({str(t): w.isoformat() for t, w in confirmed.items()}))
-        report = measure(spark, cfg, frame, confirmed, prior)
+        # the history's frauds at compromised terminals: the stream's state starts knowing them
+        known_compromises = replay_frame(history_frauds).query("scenario == 2")[["terminal_id", "tx_datetime"]]
+        report = measure(spark, cfg, frame, confirmed, prior, known_compromises)
         offline = offline_comparison(spark, cfg, str(replay_file), trained, frame, loop, args.review_delay, prior)
         done("measure_and_offline")
     finally:
@@ -530,7 +532,7 @@ def judged(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series)
 
 
 def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, dt.datetime],
-            prior: pd.Series) -> dict[str, Any]:
+            prior: pd.Series, known_compromises: pd.DataFrame) -> dict[str, Any]:
     """The stream's figures: its `scores` against the truth (a card is blocked once a fraud of it was
     confirmed in the loop), and the alert latency (Kafka timestamp -> `alerted_at`)."""
     scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
@@ -554,25 +556,29 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     # a transaction breaking a cleaning rule (a zero amount) is a dead letter, not scored; `fraud clean`
     # quarantines it the same way
     return {"overall": figures.pop("overall"), "alert_latency": latency, "dead_letters": len(dead), **figures,
-            "what_the_loop_knew": loop_knowledge(merged, confirmed, prior)}
+            "what_the_loop_knew": loop_knowledge(merged, confirmed, prior, known_compromises)}
 
 
 COMPROMISE_DAYS = 28  # how long the simulation keeps a terminal compromised (SIMULATOR.md)
 
 
-def loop_knowledge(frame: pd.DataFrame, confirmed: dict[int, dt.datetime], prior: pd.Series) -> dict[str, Any]:
+def loop_knowledge(frame: pd.DataFrame, confirmed: dict[int, dt.datetime], prior: pd.Series,
+                   history: pd.DataFrame) -> dict[str, Any]:
     """What the loop knew of a terminal when it missed a fraud there, per week (blocked cards left out).
 
     A missed compromised-terminal fraud (scenario 2) is `unknown` when no fraud of that compromise (the
-    terminal's scenario-2 frauds of the COMPROMISE_DAYS before it, in the replay) had its label due yet,
-    `confirmed_low_risk` when one had but the terminal's 1-day risk feature was still below 0.5 when it was
-    scored, `confirmed_high_risk` otherwise. `first_confirmation_hours`: for each terminal compromised in
-    the replay, the hours from its first fraud to the first label of its frauds (median, p90), and how many
-    terminals had none by the end."""
+    terminal's scenario-2 frauds of the COMPROMISE_DAYS before it: the history's, which the stream's state
+    starts with, and the replay's whose label was due) was known yet, `confirmed_low_risk` when one was but
+    the terminal's 1-day risk feature was still below 0.5 when it was scored, `confirmed_high_risk`
+    otherwise. `first_confirmation_hours`: for each terminal compromised during the replay (no such fraud at
+    it in the COMPROMISE_DAYS before the replay), the hours from its first fraud to the first label of its
+    frauds (median, p90), and how many had none by the end. `history`: the history's scenario-2 frauds
+    (`terminal_id`, `tx_datetime`)."""
     first = frame["tx_datetime"].min().normalize()
     kept = frame[~blocked(frame, confirmed, prior).to_numpy()].assign(week=(frame["tx_datetime"] - first).dt.days // 7 + 1)
-    at_terminals = frame[frame["fraud"] & (frame["scenario"] == 2)].assign(
+    in_replay = frame[frame["fraud"] & (frame["scenario"] == 2)].assign(
         due=lambda f: pd.to_datetime(f["transaction_id"].map(confirmed)))
+    at_terminals = pd.concat([history[["terminal_id", "tx_datetime"]].assign(due=first), in_replay], ignore_index=True)
     window = pd.Timedelta(days=COMPROMISE_DAYS)
 
     def knew(row: Any) -> str:
@@ -588,7 +594,9 @@ def loop_knowledge(frame: pd.DataFrame, confirmed: dict[int, dt.datetime], prior
     weeks = {f"week_{int(w)}": {k: int((kinds[part.index] == k).sum())
                                 for k in ("unknown", "confirmed_low_risk", "confirmed_high_risk")}
              for w, part in missed.groupby("week")}
-    per_terminal = at_terminals.groupby("terminal_id").agg(first_fraud=("tx_datetime", "min"), first_due=("due", "min"))
+    per_terminal = in_replay.groupby("terminal_id").agg(first_fraud=("tx_datetime", "min"), first_due=("due", "min"))
+    recent = history[history["tx_datetime"] >= first - window]
+    per_terminal = per_terminal[~per_terminal.index.isin(recent["terminal_id"])]  # compromised before the replay
     hours = ((per_terminal["first_due"] - per_terminal["first_fraud"]).dt.total_seconds() / 3600).dropna()
     days = max(1, (frame["tx_datetime"].max().normalize() - first).days + 1)
     return {"missed_compromised_terminal_frauds_by_week": weeks,

@@ -62,9 +62,11 @@ def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
     missed_at_terminals = report["frauds_by_scenario"].get("scenario_2", {}).get("missed", 0)
     assert sum(sum(kinds.values()) for kinds in knew["missed_compromised_terminal_frauds_by_week"].values()) == \
         missed_at_terminals
-    assert knew["first_confirmation_hours"]["terminals"] == frame.loc[frame["fraud"] & (
-        simulated.set_index("transaction_id").loc[frame["transaction_id"], "scenario"].to_numpy() == 2),
-        "transaction_id"].map(simulated.set_index("transaction_id")["terminal"]).nunique()
+    at_terminals = simulated[simulated["fraud"] & (simulated["scenario"] == 2)]
+    before = at_terminals[(at_terminals["tx_datetime"] < replay_start)
+                          & (at_terminals["tx_datetime"] >= replay_start - dt.timedelta(days=28))]
+    compromised_in_replay = set(at_terminals.loc[at_terminals["tx_datetime"] >= replay_start, "terminal"]) - set(before["terminal"])
+    assert knew["first_confirmation_hours"]["terminals"] == len(compromised_in_replay)
     assert knew["alerts_a_day"] == round(float(frame["decision"].sum()), 1)
     assert report["simulation"]["replayed_transactions"] == len(frame) and report["loop"]["steps"] == 2
     offline = report["offline_same_days"]
