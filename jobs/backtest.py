@@ -433,7 +433,7 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
             settle(query, lambda: metrics_total(metrics, *counters), before + len(due) + len(lines),
                    f"step {k + 1}: its {len(due)} labels recorded and {len(lines)} transactions scored, or dead letters")
         clock = _add(phases, "stream", clock)
-        # 3. the fraud team reads the new alerts; the frauds that raised none will be disputed
+        # 2. the fraud team reads the new alerts; the frauds that raised none will be disputed
         new = [t for t in channels.new_alerts() if t not in alerted]
         alerted.update(new)
         reviews += len(new)
