@@ -16,7 +16,9 @@ A broker of its own (free ports), a registered model, and simulated transactions
 3. Floor: the same job goes on with --floor-rows (10) transactions at a time, each sent once the last is
    scored: what a micro-batch costs whatever its size (`floor_batch_seconds`, the median after the first),
    with the Spark jobs, tasks, state-store commits and Delta commits each one ran, and its tasks' run and
-   CPU seconds (Spark's REST API: a task that runs much longer than it computes waits on something). Then
+   CPU seconds (Spark's REST API: a task that runs much longer than it computes waits on something), and
+   each job's seconds and its stages' (`jobs`): `job_seconds` is when at least one ran, the rest of the
+   micro-batch the driver alone. Then
    the same again with Kafka's default fetch.max.wait.ms (500 ms) instead of kafka.fetch_max_wait_ms
    (`floor_kafka_default_fetch_wait`; --compare-fetch-wait 0 skips it).
    `--skip-throughput` runs phases 2 and 3 alone (the latency phase then starts without state).
@@ -290,6 +292,44 @@ def task_seconds(spark: SparkSession, jobs: set[int]) -> dict[str, float]:
     return {"task_run_seconds": round(run, 3), "task_cpu_seconds": round(cpu, 3)}
 
 
+def job_spans(spark: SparkSession, jobs: set[int]) -> dict[str, Any]:
+    """Where a micro-batch's wall time went: each of `jobs` with its call site, seconds (submission to
+    completion, Spark's REST API) and its stages' seconds and tasks; and `job_seconds`, the time when at least
+    one of them ran. The rest of the micro-batch is the driver alone (planning, Delta's log, Python, waits)."""
+    import urllib.request
+
+    base = spark.sparkContext.uiWebUrl
+    if not base or not jobs:
+        return {}
+    app = spark.sparkContext.applicationId
+
+    def get(what: str) -> Any:
+        return json.load(urllib.request.urlopen(f"{base}/api/v1/applications/{app}/{what}", timeout=10))
+
+    def span(info: dict[str, Any]) -> tuple[float, float] | None:
+        if "submissionTime" not in info or "completionTime" not in info:
+            return None
+        start, end = (pd.Timestamp(info[k].removesuffix("GMT")).timestamp() for k in ("submissionTime", "completionTime"))
+        return start, end
+
+    spans = []
+    for job in sorted(jobs):
+        info = get(f"jobs/{job}")
+        times = span(info)
+        if times is None:
+            continue
+        stages = [{"seconds": round(t[1] - t[0], 3), "tasks": a.get("numTasks", 0)}
+                  for stage in info.get("stageIds", []) for a in get(f"stages/{stage}") if (t := span(a))]
+        spans.append((*times, str(info.get("name", "")).split(" at ")[0], stages))
+    covered, reach = 0.0, float("-inf")
+    for start, end, _, _ in sorted(spans):  # the union of the spans
+        covered += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return {"job_seconds": round(covered, 3),
+            "jobs": [{"call": name, "seconds": round(end - start, 3), "stages": stages}
+                     for start, end, name, stages in sorted(spans)]}
+
+
 def delta_commits(cfg: Config) -> int:
     """Commits in the logs of the tables the stream writes."""
     return sum(len(list((Path(cfg.table_path(t)) / "_delta_log").glob("*.json")))
@@ -320,7 +360,7 @@ def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict
                                 "duration_ms": progress[-1]["durationMs"],
                                 "stages": RecordingStages.batches[-1] if RecordingStages.batches else {},
                                 "spark_jobs": len(jobs), "spark_tasks": spark_tasks(spark, jobs),
-                                **task_seconds(spark, jobs),
+                                **task_seconds(spark, jobs), **job_spans(spark, jobs),
                                 "state_store_commits": sum(o.get("numStateStoreInstances", 0)
                                                            for p in progress for o in p["stateOperators"]),
                                 "delta_commits": delta_commits(cfg) - commits_before})
@@ -339,7 +379,7 @@ def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict
             "median_state_store_commits": float(np.median([b["state_store_commits"] for b in warm])),
             "median_delta_commits": float(np.median([b["delta_commits"] for b in warm])),
             **{f"median_{k}": round(float(np.median([b.get(k, 0.0) for b in warm])), 3)
-               for k in ("task_run_seconds", "task_cpu_seconds")},
+               for k in ("task_run_seconds", "task_cpu_seconds", "job_seconds")},
             "per_batch": batches}
 
 
