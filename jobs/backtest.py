@@ -313,7 +313,8 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         "command": "fraud backtest " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in (
             ("cards", args.cards), ("terminals", args.terminals), ("history_days", args.history_days),
             ("replay_days", args.replay_days), ("review_delay", args.review_delay),
-            ("dispute_delay", args.dispute_delay), ("step", args.step))) + (" --reissue-cards" if args.reissue_cards else ""),
+            ("dispute_delay", args.dispute_delay), ("step", args.step))) + (" --reissue-cards" if args.reissue_cards else "")
+        + "".join(f" --set {o}" for o in args.overrides),
         "requirement": {"recall_above": REQUIRED_RECALL, "fpr_at_most": MAX_FPR},
         "simulation": {"preset": "otus", "cards": args.cards, "terminals": args.terminals, "seed": args.seed,
                        "history": [spec.start_date.isoformat(), (replay_start.date() - dt.timedelta(days=1)).isoformat()],
@@ -536,7 +537,7 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     """The stream's figures: its `scores` against the truth (a card is blocked once a fraud of it was
     confirmed in the loop), and the alert latency (Kafka timestamp -> `alerted_at`)."""
     scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
-        "transaction_id", "decision", "kafka_timestamp", "terminal_risk_1d").toPandas()
+        "transaction_id", "decision", "kafka_timestamp", "terminal_risk_1d", "threshold").toPandas()
     dead_path = cfg.table_path("dead_letters")
     dead = {int(json.loads(r.payload)["transaction_id"]) for r in
             spark.read.format("delta").load(dead_path)
@@ -555,7 +556,13 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     figures = judged(merged, confirmed, prior)
     # a transaction breaking a cleaning rule (a zero amount) is a dead letter, not scored; `fraud clean`
     # quarantines it the same way
+    # the threshold each day's transactions were scored with: the alert budget's (stream.alert_budget), or the
+    # model's until the budget's window held enough transactions
+    thresholds = merged.groupby(merged["tx_datetime"].dt.date)["threshold"]
+    by_day = {str(day): {"min": round(float(t.min()), 4), "median": round(float(t.median()), 4),
+                         "max": round(float(t.max()), 4)} for day, t in thresholds}
     return {"overall": figures.pop("overall"), "alert_latency": latency, "dead_letters": len(dead), **figures,
+            "alert_threshold_by_day": by_day,
             "what_the_loop_knew": loop_knowledge(merged, confirmed, prior, known_compromises)}
 
 

@@ -40,12 +40,28 @@ class StreamMetrics:
         self.state_rows = Gauge("fraud_state_rows", "rows in the stateful operators' state", ["operator"], registry=r)
         self.lag = Gauge("fraud_consumer_lag", "offsets behind the latest, max over partitions", registry=r)
         self.model = Info("fraud_model", "the model the stream scores with", registry=r)
+        self.threshold = Gauge("fraud_alert_threshold", "the score from which a transaction is flagged: the "
+                               "alert budget's (stream.alert_budget) or the model's", registry=r)
+        self.budget_spent = Gauge("fraud_alert_budget_spent", "share of the alert budget's window of legitimate "
+                                  "transactions (not confirmed as fraud) that were flagged: the live FPR", registry=r)
+        self.budget_target = Gauge("fraud_alert_budget_target", "the share of legitimate transactions the alert "
+                                   "budget flags at most (0: the budget is off)", registry=r)
+        self.budget_window = Gauge("fraud_alert_budget_window_transactions", "transactions in the alert budget's "
+                                   "window", registry=r)
 
     def serve(self, port: int) -> int:
         """Start the HTTP endpoint; return its port (a free one when `port` is 0)."""
         server, _ = start_http_server(port, registry=self.registry)
         self.port = int(server.server_port)
         return self.port
+
+    def observe_budget(self, budget: Any, model_threshold: float) -> None:
+        """The alert budget's gauges (jobs/alert_budget.py's AlertBudget)."""
+        self.threshold.set(budget.threshold(model_threshold))
+        spent = budget.spent()
+        self.budget_spent.set(spent if spent is not None else 0.0)
+        self.budget_target.set(budget.fpr if budget.enabled else 0.0)
+        self.budget_window.set(len(budget.ids))
 
     def observe_progress(self, progress: dict[str, Any] | None) -> None:
         """Rates, state rows and lag from a StreamingQuery's lastProgress."""

@@ -61,6 +61,7 @@ from features.operators import (DAY_HOURS, LABEL_INCREMENT, LABEL_PREVIOUS, card
 from features.schema import (LABEL_PLACE, TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels,
                              parse_json_transactions)
 from jobs import registry
+from jobs.alert_budget import AlertBudget
 from jobs.checks import check_stream_config
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
@@ -465,6 +466,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     labels_topic = str(cfg.get("kafka.topics.labels"))
     tx_topic = str(cfg.get("kafka.topics.transactions"))
     properties = table_properties(cfg)
+    budget = AlertBudget.from_config(cfg)
     check_checkpoint_sources(spark, cfg.checkpoint_path(QUERY))
     if not table_exists(spark, labels_path):  # analysts' queries find it, empty, before the first label
         spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(labels_path)
@@ -473,6 +475,11 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     added = add_columns(spark, scores_path, SCORES_SCHEMA)  # a `scores` table written before new features
     if added:
         print(f"stream: added the columns {added} to {scores_path} (earlier rows hold null there)", flush=True)
+    if budget.enabled:
+        budget.fill(spark, scores_path, labels_path)
+        print(f"stream: the alert budget flags at most {budget.fpr:.2%} of the last {budget.window} of legitimate "
+              f"transactions (stream.alert_budget): {budget.describe()}", flush=True)
+    metrics.observe_budget(budget, holder.threshold)
 
     messages = read_topic_stream(spark, cfg, "transactions", "labels")
     # one frame per micro-batch, whose `row_kind` says what each row is
@@ -488,8 +495,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         together."""
         holder.refresh()
         metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
+        threshold = budget.threshold(holder.threshold)
         scored = (batch.where("row_kind = 'tx'").select(*featured_columns)
-                  .mapInPandas(_scorer(holder.broadcast, holder.version, holder.threshold), SCORES_SCHEMA)
+                  .mapInPandas(_scorer(holder.broadcast, holder.version, threshold), SCORES_SCHEMA)
                   .withColumn("tx_date", F.to_date("tx_datetime")).persist())
         try:
             alert_columns: list[Column | str] = [
@@ -501,7 +509,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             # one Spark job brings the driver what the metrics need of every transaction, and the alerts' messages
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select(
-                "score", "decision", latency.alias("latency"),
+                "transaction_id", "tx_datetime", "score", "decision", latency.alias("latency"),
                 F.when(F.col("decision"), F.col("customer_id").cast("string")).alias("key"),
                 F.when(F.col("decision"), F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()
             flagged = observed[observed["decision"]]
@@ -527,6 +535,8 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                 metrics.score.observe(value)
             for value in observed["latency"]:
                 metrics.latency.observe(max(value, 0.0))
+            budget.observe(observed)
+            metrics.observe_budget(budget, holder.threshold)
         finally:
             scored.unpersist()
 
@@ -540,6 +550,8 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         labels = labels.sort_values(["kafka_timestamp", "partition", "offset"], kind="mergesort")
         if labels.empty:
             return None
+        budget.label(labels)
+        metrics.observe_budget(budget, holder.threshold)
         counted = labels[labels[LABEL_INCREMENT].notna()].rename(
             columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"})
         resolved = resolve_labels(spark, labels[labels[LABEL_INCREMENT].isna()], scores_path, labels_path)

@@ -42,3 +42,29 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, target_recall: float | No
     ok = np.flatnonzero(tpr >= target)
     i = ok[np.argmin(fpr[ok])]
     return float(thr[i]), f"lowest FPR ({fpr[i]:.4f}) reaching recall >= {target} on validation: recall {tpr[i]:.4f}"
+
+
+def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float) -> float | None:
+    """The lowest threshold that flags at most `share` of the legitimate transactions among `score` (None if
+    there are none): the alert threshold that spends a budget of false positives on recent traffic.
+
+    Args:
+        score: the scores of the transactions of a recent window.
+        legitimate: True for those counted as legitimate (not confirmed as fraud).
+        share: the share of legitimate transactions the bank accepts to flag (0 < share < 1).
+
+    Example:
+        >>> budget_threshold(np.array([.1, .2, .3, .4, .9]), np.array([True, True, True, True, False]), 0.25)
+        0.4
+    """
+    legit = np.sort(np.asarray(score, dtype=float)[np.asarray(legitimate, dtype=bool)])[::-1]
+    if not legit.size:
+        return None
+    allowed = int(np.floor(share * legit.size + 1e-9))  # how many legitimate transactions may be flagged
+    if allowed >= legit.size:
+        return float(legit[-1])
+    if allowed == 0:
+        return float(np.nextafter(legit[0], np.inf))
+    # flag the `allowed` highest; a tie at the boundary is not flagged (the budget is never exceeded)
+    above = legit[allowed - 1]
+    return float(above) if above > legit[allowed] else float(np.nextafter(legit[allowed], np.inf))

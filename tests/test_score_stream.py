@@ -7,11 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
 from features.definitions import FEATURE_NAMES
 from jobs import build_features, kafka_broker, score_stream, train
+from jobs.alert_budget import AlertBudget
 from jobs.alerts_cmd import read_topic
 from jobs.errors import FraudError
 from jobs.produce import produce as produce_lines
@@ -19,6 +22,7 @@ from jobs.produce import raw_lines
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
 from models.split import Split
+from models.threshold import budget_threshold
 from tests.conftest import free_port
 from tests.monitoring import dashboard_queries, prometheus
 from tests.test_ingest_stream import produce
@@ -62,7 +66,9 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
                    mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
                    mlflow__artifact_location=str(tmp_path / "artifacts"),
                    # the stream replays the history the model was trained on: no state from it
-                   stream__seed_from_history=False)
+                   stream__seed_from_history=False,
+                   # the alert budget sets the threshold once a day of event time holds 200 transactions
+                   stream__alert_budget__min_transactions=200)
     summary = train.run(spark, cfg, Split(dt.date(2018, 4, 8), train_days=4, delay_days=1, test_days=3, val_days=1),
                         DELAY, input_path=str(raw))
     assert summary["registry"]["alias"] == "champion"
@@ -115,6 +121,28 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
                 for r in alerts.select("alert_id", F.to_json(F.struct("alerted_at")).alias("at")).collect()}
     assert {m["alert_id"]: m["alerted_at"] for m in topic} == in_table
 
+    # each micro-batch scores with the threshold that flags at most stream.alert_budget.fpr of the transactions
+    # scored before it within a day of event time (no label says any was a fraud)
+    budget = AlertBudget.from_config(cfg)
+    versions = sorted(r.version for r in spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path('scores')}`")
+                      .where("operation = 'WRITE'").collect())
+    seen = pd.DataFrame(columns=["transaction_id", "tx_datetime", "score", "threshold"])
+    thresholds = []
+    for version in versions:
+        rows = (spark.read.format("delta").option("versionAsOf", version).load(cfg.table_path("scores"))
+                .select("transaction_id", "tx_datetime", "score", "threshold").toPandas())
+        batch_rows = rows[~rows["transaction_id"].isin(seen["transaction_id"])]
+        assert batch_rows["threshold"].nunique() == 1
+        window = seen[seen["tx_datetime"] > seen["tx_datetime"].max() - budget.window] if len(seen) else seen
+        if len(window) >= budget.min_transactions:
+            expected = budget_threshold(window["score"].to_numpy(), np.ones(len(window), dtype=bool), budget.fpr)
+        else:  # the model's threshold until the window first holds enough; then the budget's last
+            expected = thresholds[-1] if thresholds else summary["threshold"]
+        assert batch_rows["threshold"].iloc[0] == pytest.approx(expected), version
+        thresholds.append(batch_rows["threshold"].iloc[0])
+        seen = rows
+    assert thresholds[0] == pytest.approx(summary["threshold"]) and len(set(thresholds)) >= 2, thresholds
+
     import urllib.request
 
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10).read().decode()
@@ -127,6 +155,13 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert values["fraud_score_count"] == len(lines)
     assert 'fraud_model_info{alias="champion",threshold=' in text and 'version="1"' in text
     assert any(k.startswith("fraud_state_rows{") for k in values)
+    window = seen[seen["tx_datetime"] > seen["tx_datetime"].max() - budget.window]
+    assert values["fraud_alert_threshold"] == pytest.approx(
+        budget_threshold(window["score"].to_numpy(), np.ones(len(window), dtype=bool), budget.fpr))
+    assert values["fraud_alert_budget_window_transactions"] == len(window)
+    assert values["fraud_alert_budget_target"] == budget.fpr
+    flagged_in_window = scores.where(F.col("transaction_id").isin([int(t) for t in window["transaction_id"]]) & F.col("decision"))
+    assert values["fraud_alert_budget_spent"] == pytest.approx(flagged_in_window.count() / len(window))
 
     # a real Prometheus scrapes the endpoint with the project's rules and answers every dashboard query
     with prometheus(tmp_path / "prometheus", free_port(), [f"127.0.0.1:{metrics.port}"]) as server:

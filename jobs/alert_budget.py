@@ -1,0 +1,150 @@
+"""The alert threshold that spends the bank's budget of flagged legitimate transactions
+(`stream.alert_budget`), kept by `fraud stream`'s driver between micro-batches.
+
+The bank accepts to flag at most 5% of its legitimate transactions (models/metrics.MAX_FPR). The model's
+threshold keeps that on its validation days; live, the share it flags drifts with the traffic and the
+frauds of the day, and a threshold that flags fewer than the budget leaves recall unspent. So the stream
+keeps the last `window_hours` of event time: every scored transaction's score and decision, and the labels
+it read. Of those transactions, the ones not confirmed as fraud count as legitimate (a fraud nobody has
+confirmed yet counts as legitimate: the estimate errs towards flagging less). After each micro-batch:
+- the threshold becomes the lowest that would have flagged at most `fpr` of them (models/threshold.py's
+  budget_threshold); the next micro-batch scores with it;
+- the budget spent is the share of them that were flagged, at the thresholds then in force: the live
+  false-positive rate as the bank's reviews measure it.
+Until the window holds `min_transactions` the model's own threshold is used. The window lives in the
+driver's memory; a restart fills it again from `scores` and `labels`. Off (`enabled: false`): the model's
+threshold, as trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from jobs.config import Config
+from jobs.errors import ConfigError
+from jobs.lake import table_exists
+from models.metrics import MAX_FPR
+from models.threshold import budget_threshold
+
+
+@dataclasses.dataclass
+class AlertBudget:
+    """The recent window of scored transactions and the threshold that spends the budget on it."""
+
+    enabled: bool
+    fpr: float
+    window: dt.timedelta
+    min_transactions: int
+    ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
+    scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    flagged: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
+    frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
+    current: float | None = None  # the threshold the budget set last (None: the model's)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> AlertBudget:
+        """`stream.alert_budget`, checked (ConfigError naming the key)."""
+        enabled = cfg.get("stream.alert_budget.enabled")
+        fpr = cfg.get("stream.alert_budget.fpr")
+        hours = cfg.get("stream.alert_budget.window_hours")
+        least = cfg.get("stream.alert_budget.min_transactions")
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"stream.alert_budget.enabled: expected true or false, found {enabled!r}")
+        if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr <= MAX_FPR:
+            raise ConfigError(f"stream.alert_budget.fpr: expected a share above 0 and at most the bank's {MAX_FPR}, "
+                              f"found {fpr!r}")
+        if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
+            raise ConfigError(f"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, "
+                              f"found {hours!r}")
+        if isinstance(least, bool) or not isinstance(least, int) or least < 1:
+            raise ConfigError(f"stream.alert_budget.min_transactions: expected a whole number of 1 or more, "
+                              f"found {least!r}")
+        return cls(enabled, float(fpr), dt.timedelta(hours=hours), least)
+
+    def threshold(self, model_threshold: float) -> float:
+        """The threshold to score the next micro-batch with."""
+        return self.current if self.enabled and self.current is not None else model_threshold
+
+    def observe(self, scored: pd.DataFrame) -> None:
+        """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`),
+        drop those older than the window before the newest, and set the threshold anew."""
+        if scored.empty:
+            return
+        self.ids = np.concatenate([self.ids, scored["transaction_id"].to_numpy(dtype=np.int64)])
+        self.times = np.concatenate([self.times, scored["tx_datetime"].to_numpy(dtype="datetime64[us]")])
+        self.scores = np.concatenate([self.scores, scored["score"].to_numpy(dtype=float)])
+        self.flagged = np.concatenate([self.flagged, scored["decision"].to_numpy(dtype=bool)])
+        keep = self.times > self.times.max() - np.timedelta64(self.window)
+        if not keep.all():
+            self.ids, self.times, self.scores, self.flagged = (a[keep] for a in (self.ids, self.times, self.scores,
+                                                                                 self.flagged))
+            frauds = np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds))
+            self.frauds = set(frauds[np.isin(frauds, self.ids)].tolist())
+        self._update()
+
+    def label(self, labels: pd.DataFrame) -> None:
+        """Take a micro-batch's labels (`transaction_id`, `tx_fraud`, in arrival order): a fraud confirmed no
+        longer counts as legitimate; a label corrected to genuine counts again."""
+        if labels.empty:
+            return
+        ids = labels["transaction_id"].to_numpy(dtype=np.int64)
+        for tx, fraud, known in zip(ids, labels["tx_fraud"].astype(int), np.isin(ids, self.ids)):
+            if fraud == 1 and known:
+                self.frauds.add(int(tx))
+            else:
+                self.frauds.discard(int(tx))
+        self._update()
+
+    def legitimate(self) -> np.ndarray:
+        """True for the window's transactions not confirmed as fraud."""
+        return ~np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
+
+    def spent(self) -> float | None:
+        """The share of the window's legitimate transactions that were flagged (None if it has none)."""
+        legit = self.legitimate()
+        return float(self.flagged[legit].mean()) if legit.any() else None
+
+    def _update(self) -> None:
+        legit = self.legitimate()
+        if self.enabled and int(legit.sum()) >= self.min_transactions:
+            self.current = budget_threshold(self.scores, legit, self.fpr)
+
+    def fill(self, spark: SparkSession, scores_path: str, labels_path: str) -> int:
+        """Fill the window from `scores` (its newest `window` of event time) and the last label of each of
+        its transactions in `labels`, as a restart finds them; return the transactions it holds."""
+        if not self.enabled or not table_exists(spark, scores_path):
+            return 0
+        scores = spark.read.format("delta").load(scores_path)
+        newest = scores.select(F.max("tx_datetime")).collect()[0][0]
+        if newest is None:
+            return 0
+        since = newest - self.window
+        recent: pd.DataFrame = (scores.where(F.col("tx_date") >= F.lit(since.date()))
+                                .where(F.col("tx_datetime") > F.lit(since))
+                                .select("transaction_id", "tx_datetime", "score", "decision")
+                                .orderBy("tx_datetime").toPandas())
+        self.observe(recent)
+        if table_exists(spark, labels_path) and len(self.ids):
+            ids = spark.createDataFrame(pd.DataFrame({"transaction_id": self.ids}))
+            last = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"),
+                                                                F.desc("offset"))
+            labels: pd.DataFrame = (spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id")
+                                    .withColumn("_n", F.row_number().over(last)).where("_n = 1")
+                                    .select("transaction_id", "tx_fraud").toPandas())
+            self.label(labels)
+        return len(self.ids)
+
+    def describe(self) -> dict[str, Any]:
+        """What the budget holds now, for the log."""
+        spent = self.spent()
+        return {"transactions": int(len(self.ids)), "confirmed_frauds": len(self.frauds),
+                "threshold": None if self.current is None else round(self.current, 5),
+                "spent": None if spent is None else round(spent, 4)}

@@ -1,0 +1,79 @@
+"""The alert budget (jobs/alert_budget.py, models/threshold.py's budget_threshold): the threshold that flags
+at most a share of the recent legitimate transactions."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs.alert_budget import AlertBudget
+from jobs.config import load_config
+from jobs.errors import ConfigError
+from models.threshold import budget_threshold
+
+
+def test_the_budget_threshold_flags_at_most_the_share_of_legitimate_transactions():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    legit = np.array([True] * 9 + [False])  # 0.95 is a confirmed fraud: it spends nothing
+    threshold = budget_threshold(scores, legit, 0.25)  # 9 legitimate: 2 may be flagged
+    assert threshold == 0.8
+    assert int((scores[legit] >= threshold).sum()) == 2
+    # a tie at the boundary is left unflagged rather than spending more than the budget
+    tied = budget_threshold(np.array([0.1, 0.5, 0.5, 0.9]), np.ones(4, dtype=bool), 0.5)
+    assert tied is not None and tied > 0.5 and int((np.array([0.1, 0.5, 0.5, 0.9]) >= tied).sum()) == 1
+    # a budget smaller than one transaction flags none of them
+    assert budget_threshold(np.array([0.2, 0.4]), np.ones(2, dtype=bool), 0.01) > 0.4
+    assert budget_threshold(np.array([0.9]), np.array([False]), 0.05) is None
+
+
+def batch(first_id: int, hour: dt.datetime, scores: list[float], threshold: float) -> pd.DataFrame:
+    return pd.DataFrame({"transaction_id": np.arange(first_id, first_id + len(scores), dtype=np.int64),
+                         "tx_datetime": [hour + dt.timedelta(minutes=i) for i in range(len(scores))],
+                         "score": scores, "decision": [s >= threshold for s in scores]})
+
+
+def test_the_threshold_follows_the_window_and_the_confirmed_frauds():
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), min_transactions=10)
+    noon = dt.datetime(2026, 12, 1, 12)
+    budget.observe(batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5], threshold=0.5))
+    assert budget.threshold(0.5) == 0.5, "5 transactions, fewer than min_transactions: the model's threshold"
+    budget.observe(batch(6, noon + dt.timedelta(hours=1), [0.15, 0.25, 0.35, 0.6, 0.9], threshold=0.5))
+    # 10 legitimate, 2 may be flagged: 0.9 and 0.6
+    assert budget.threshold(0.5) == 0.6
+    assert budget.spent() == pytest.approx(3 / 10)  # 0.5, 0.6 and 0.9 were flagged when scored, at 0.5
+    # 0.9 confirmed as fraud: 9 legitimate, 1 may be flagged (0.6); the budget spent falls to 2 of 9
+    budget.label(pd.DataFrame({"transaction_id": [10], "tx_fraud": [1]}))
+    assert budget.threshold(0.5) == 0.6 and budget.spent() == pytest.approx(2 / 9)
+    # a correction back to genuine counts it again; a label of a transaction outside the window changes nothing
+    budget.label(pd.DataFrame({"transaction_id": [10, 999], "tx_fraud": [0, 1]}))
+    assert budget.frauds == set() and budget.spent() == pytest.approx(3 / 10)
+    # a day later the first hours leave the window: 5 + 2 transactions left, under min_transactions, so the
+    # threshold stays where the budget last set it
+    budget.observe(batch(11, noon + dt.timedelta(hours=24, minutes=30), [0.05, 0.05], threshold=0.6))
+    assert list(budget.ids) == [6, 7, 8, 9, 10, 11, 12]
+    assert budget.threshold(0.5) == 0.6
+
+
+def test_a_budget_that_is_off_keeps_the_model_threshold():
+    budget = AlertBudget(enabled=False, fpr=0.2, window=dt.timedelta(hours=1), min_transactions=1)
+    budget.observe(batch(1, dt.datetime(2026, 12, 1), [0.1, 0.2, 0.3], threshold=0.5))
+    assert budget.threshold(0.5) == 0.5 and budget.current is None
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("stream.alert_budget.fpr", 0.2, r"stream.alert_budget.fpr: expected a share above 0 and at most the bank's 0.05, found 0.2"),
+    ("stream.alert_budget.fpr", 0, r"stream.alert_budget.fpr: .* found 0"),
+    ("stream.alert_budget.window_hours", 0, r"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, found 0"),
+    ("stream.alert_budget.min_transactions", "many", r"stream.alert_budget.min_transactions: .* found 'many'"),
+    ("stream.alert_budget.enabled", "yes", r"stream.alert_budget.enabled: expected true or false, found 'yes'"),
+])
+def test_budget_options_are_checked(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        AlertBudget.from_config(load_config("local", {key: value}))
+
+
+def test_the_default_budget_is_on_within_the_bank_s_five_percent():
+    budget = AlertBudget.from_config(load_config("local"))
+    assert budget.enabled and 0 < budget.fpr <= 0.05 and budget.window == dt.timedelta(hours=24)
