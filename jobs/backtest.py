@@ -53,6 +53,7 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from features.definitions import FEATURE_NAMES
+from features.schema import RAW_HEADER as SCHEMA_RAW_HEADER
 from jobs import build_features, clean, kafka_broker, registry, score_stream, train
 from jobs.common import add_common_options, job_main
 from jobs.config import PROJECT_ROOT, Config, load_config, parse_override
@@ -68,8 +69,7 @@ from models import catboost_model
 from models.metrics import MAX_FPR, REQUIRED_RECALL, requirement
 from models.split import Split
 
-RAW_HEADER = ("# tranaction_id | tx_datetime | customer_id | terminal_id | tx_amount | tx_time_seconds | "
-              "tx_time_days | tx_fraud | tx_fraud_scenario\n")
+RAW_HEADER = SCHEMA_RAW_HEADER + "\n"  # the bank's raw files' first line (features/schema.py)
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 
 

@@ -47,10 +47,12 @@ from jobs.rawfiles import DefectRates
 from jobs.session import get_spark
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
+from jobs.waiting import wait_until
 from models.metrics import MAX_FPR, REQUIRED_RECALL, requirement
 from models.split import Split
 
 STEPS = 8
+DONE_SECONDS = 600  # how long the demo waits for its messages to be scored; past that it fails (exit 2)
 WARM_UP = 200  # transactions sent before the others, for the query's first micro-batch
 
 
@@ -195,15 +197,11 @@ def run(cfg: Config, args: argparse.Namespace, state: Path) -> int:
         lines = list(without_labels(raw_lines(live)))
         scores_path, dead_path = cfg.table_path("scores"), cfg.table_path("dead_letters")
 
-        def wait_until_done(count: int) -> None:  # every message sent so far scored or dead-lettered
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                if not query.isActive:
-                    raise FraudError(f"demo: the streaming query stopped before scoring everything: {query.exception()}")
-                if sum(spark.read.format("delta").load(p).count() for p in (scores_path, dead_path)
-                       if table_exists(spark, p)) >= count:
-                    return
-                time.sleep(1)
+        def wait_until_done(count: int) -> None:  # every message sent so far scored or dead-lettered, or exit 2
+            wait_until(lambda: sum(spark.read.format("delta").load(p).count() for p in (scores_path, dead_path)
+                                   if table_exists(spark, p)) >= count,
+                       f"the {count:,} messages sent to be scored or dead-lettered by fraud stream",
+                       DONE_SECONDS, query=query)
 
         # the query's first micro-batch starts the Python workers, loads the model and reads the history into
         # the state: a few transactions go first, so that the latency reported is the running job's

@@ -21,3 +21,7 @@ class BrokerError(FraudError):
 
 class QueryFailed(FraudError):
     """A streaming query terminated with an error: the job exits non-zero so that it is restarted."""
+
+
+class WaitTimeout(FraudError):
+    """Something waited for did not happen in time (jobs/waiting.py)."""

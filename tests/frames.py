@@ -29,3 +29,23 @@ def assert_frame_equal(actual: DataFrame, expected: DataFrame | list[dict[str, A
             f"frames differ ({len(actual_rows)} actual rows, {len(expected_rows)} expected)\n"
             f"  expected but not found: {missing[:10]}\n  found but not expected: {extra[:10]}"
         )
+
+
+def assert_features_match(actual: Any, expected: Any, key: str, columns: list[str], tolerance: float = 1e-6) -> None:
+    """Assert that two pandas frames give every `key` the same values of `columns`, within `tolerance`, with
+    null a value of its own: a null on one side only is a difference (a stream emitting a null feature must
+    fail a parity test, not vanish in a max of differences). Both sides must hold the same keys."""
+    import numpy as np
+
+    merged = actual.merge(expected, on=key, how="outer", suffixes=("", "_expected"), indicator=True)
+    one_sided = merged[merged["_merge"] != "both"]
+    assert one_sided.empty, f"{len(one_sided)} {key}s on one side only, e.g. {one_sided[[key, '_merge']].head(5).values.tolist()}"
+    wrong: list[str] = []
+    for name in columns:
+        a, e = merged[name].astype(float).to_numpy(), merged[f"{name}_expected"].astype(float).to_numpy()
+        differ = (np.isnan(a) != np.isnan(e)) | (~np.isnan(a) & ~np.isnan(e) & (np.abs(a - e) > tolerance))
+        if differ.any():
+            first = int(np.flatnonzero(differ)[0])
+            wrong.append(f"{name}: {int(differ.sum())} rows, e.g. {key} {merged[key].iloc[first]}: {a[first]} "
+                         f"against {e[first]} expected")
+    assert not wrong, "features differ:\n  " + "\n  ".join(wrong)

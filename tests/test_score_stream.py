@@ -24,6 +24,7 @@ from jobs.simulator import make_spec
 from models.split import Split
 from models.threshold import budget_threshold
 from tests.conftest import free_port
+from tests.frames import assert_features_match
 from tests.monitoring import dashboard_queries, prometheus
 from tests.test_ingest_stream import produce
 
@@ -89,9 +90,10 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert {r.model_version for r in scores.select("model_version").distinct().collect()} == {"1"}
 
     batch = build_features.read_features(spark, cfg, DELAY)
-    joined = scores.alias("s").join(batch.alias("b"), "transaction_id")
-    worst = joined.select(*[F_abs_diff(n) for n in FEATURE_NAMES]).collect()[0].asDict()
-    assert all(v is None or v < 1e-6 for v in worst.values()), worst  # stream features == batch features
+    # stream features == batch features, row by row, a null counting as a value
+    assert_features_match(scores.select("transaction_id", *FEATURE_NAMES).toPandas(),
+                          batch.join(scores.select("transaction_id"), "transaction_id", "left_semi")
+                          .select("transaction_id", *FEATURE_NAMES).toPandas(), "transaction_id", FEATURE_NAMES)
 
     dead = spark.read.format("delta").load(cfg.table_path("dead_letters")).collect()
     duplicates = [r for r in dead if r.errors[0].startswith("transaction_id: expected a transaction not seen before")]
@@ -177,12 +179,6 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
         assert [r["name"] for g in groups for r in g["rules"] if r["health"] == "err"] == []
 
 
-def F_abs_diff(name: str):
-    from pyspark.sql import functions as F
-
-    return F.max(F.abs(F.col(f"s.{name}") - F.col(f"b.{name}"))).alias(name)
-
-
 def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, stream_cfg, tmp_path):
     """Cold start: the lake holds 30 cleaned days, the stream starts without a checkpoint on the 5 days after.
     Its first transactions get the batch job's features over the whole 35 days, not those of empty state."""
@@ -209,10 +205,9 @@ def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, strea
         if (tmp_path / "lake/dead_letters").is_dir() else []
     assert all(e[0].startswith("rule tx_amount_positive: ") for e in dead), dead
     assert scores.count() + len(dead) == sum(1 for _ in raw_lines(live))
-    joined = scores.alias("s").join(batch.alias("b"), "transaction_id")
-    assert joined.count() == scores.count()
-    worst = joined.select(*[F_abs_diff(n) for n in FEATURE_NAMES]).collect()[0].asDict()
-    assert all(v is None or v < 1e-6 for v in worst.values()), worst
+    assert_features_match(scores.select("transaction_id", *FEATURE_NAMES).toPandas(),
+                          batch.join(scores.select("transaction_id"), "transaction_id", "left_semi")
+                          .select("transaction_id", *FEATURE_NAMES).toPandas(), "transaction_id", FEATURE_NAMES)
     first_day = scores.where(F.col("tx_datetime") < F.lit(dt.datetime(2018, 5, 2)))
     assert first_day.count() > 0 and first_day.where("card_tx_count_30d <= 1").count() < first_day.count() / 10
 

@@ -15,6 +15,7 @@ from jobs import kafka_broker
 from jobs.produce import produce, raw_lines
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
+from jobs.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,9 +100,7 @@ def test_a_broker_stopped_for_20_seconds_mid_stream_loses_and_duplicates_nothing
             return spark.read.format("delta").load(str(scores)).count() if commits(scores) else 0
 
         def wait_for(count: int, seconds: float) -> None:
-            deadline = time.monotonic() + seconds
-            while scored() < count and query.isActive and time.monotonic() < deadline:
-                time.sleep(1)
+            wait_until(lambda: scored() >= count, f"{count} transactions in `scores`", seconds, query=query)
 
         produce(cfg, iter(thirds[0]))
         wait_for(len(thirds[0]), 180)

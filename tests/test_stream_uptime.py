@@ -18,24 +18,13 @@ from jobs.metrics import StreamMetrics
 from jobs.produce import produce, raw_lines, without_labels
 from jobs.simulate import simulate_to_folder
 from jobs.simulator import make_spec
+from jobs.waiting import wait_until
 from tests import servers
 from tests.test_ingest_stream import produce as produce_values
 from tests.test_stream_restart import register_model
 
 pytestmark = pytest.mark.integration
 BAD = [b"not json", b'{"transaction_id": "x"}']
-
-
-def wait_until(condition, what: str, seconds: float, query=None) -> None:
-    """Poll `condition` once a second; raise with `what` if it is still false after `seconds`, or at once if
-    the query died meanwhile."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if query is not None and not query.isActive:
-            raise AssertionError(f"the query died while waiting for {what}: {query.exception()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {seconds:g} s for {what}")
-        time.sleep(1)
 
 
 def scored_ids(spark, cfg) -> list[int]:
@@ -65,18 +54,18 @@ def test_the_stream_keeps_scoring_after_a_burst_and_idle_triggers(spark, broker,
         produce(cfg, iter(burst))
         produce_values(broker.bootstrap_servers, topic_names["transactions"], BAD)
         wait_until(lambda: len(scored_ids(spark, cfg)) == len(burst) and dead_letters(spark, cfg) == len(BAD),
-                   f"the burst's {len(burst)} transactions scored and {len(BAD)} dead letters", 240, query)
+                   f"the burst's {len(burst)} transactions scored and {len(BAD)} dead letters", 240, query=query)
         idle_until = time.monotonic() + 20  # idle triggers: the condition here is time itself
-        wait_until(lambda: time.monotonic() > idle_until, "20 s of idle triggers", 30, query)
+        wait_until(lambda: time.monotonic() > idle_until, "20 s of idle triggers", 30, query=query)
         from jobs.label_cmd import send_labels
 
         send_labels(cfg, [(0, 1), (1, 0)])  # two labels of the burst's transactions
         produce(cfg, iter(later))
         wait_until(lambda: len(scored_ids(spark, cfg)) == len(lines), f"all {len(lines)} transactions scored",
-                   240, query)
+                   240, query=query)
         wait_until(lambda: Path(cfg.table_path("labels")).joinpath("_delta_log").exists()
                    and spark.read.format("delta").load(cfg.table_path("labels")).count() == 2, "the 2 labels applied",
-                   120, query)
+                   120, query=query)
         assert query.isActive
         assert scored_ids(spark, cfg) == list(range(len(lines)))
     finally:
