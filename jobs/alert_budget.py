@@ -8,7 +8,8 @@ keeps the last `window_hours` of event time: every scored transaction's score an
 it read. Of those transactions, the ones not confirmed as fraud count as legitimate (a fraud nobody has
 confirmed yet counts as legitimate: the estimate errs towards flagging less). After each micro-batch:
 - the threshold becomes the lowest that would have flagged at most `fpr` of them (models/threshold.py's
-  budget_threshold); the next micro-batch scores with it;
+  budget_threshold), less the share flagged for another reason (jobs/terminal_checks.py), and at least
+  half of `fpr`; the next micro-batch scores with it;
 - the budget spent is the share of them that were flagged, at the thresholds then in force: the live
   false-positive rate as the bank's reviews measure it.
 Until the window holds `min_transactions` the model's own threshold is used. The window lives in the
@@ -46,6 +47,7 @@ class AlertBudget:
     times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
     scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     flagged: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
+    by_score: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))  # flagged by the score
     frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
     current: float | None = None  # the threshold the budget set last (None: the model's)
 
@@ -74,18 +76,22 @@ class AlertBudget:
         return self.current if self.enabled and self.current is not None else model_threshold
 
     def observe(self, scored: pd.DataFrame) -> None:
-        """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`),
-        drop those older than the window before the newest, and set the threshold anew."""
+        """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`, and
+        `alert_reason` if some were flagged for another reason than their score), drop those older than the
+        window before the newest, and set the threshold anew."""
         if scored.empty:
             return
+        by_score = (scored["alert_reason"] == "score").to_numpy(dtype=bool) if "alert_reason" in scored \
+            else scored["decision"].to_numpy(dtype=bool)
         self.ids = np.concatenate([self.ids, scored["transaction_id"].to_numpy(dtype=np.int64)])
         self.times = np.concatenate([self.times, scored["tx_datetime"].to_numpy(dtype="datetime64[us]")])
         self.scores = np.concatenate([self.scores, scored["score"].to_numpy(dtype=float)])
         self.flagged = np.concatenate([self.flagged, scored["decision"].to_numpy(dtype=bool)])
+        self.by_score = np.concatenate([self.by_score, by_score])
         keep = self.times > self.times.max() - np.timedelta64(self.window)
         if not keep.all():
-            self.ids, self.times, self.scores, self.flagged = (a[keep] for a in (self.ids, self.times, self.scores,
-                                                                                 self.flagged))
+            self.ids, self.times, self.scores, self.flagged, self.by_score = (
+                a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score))
             frauds = np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds))
             self.frauds = set(frauds[np.isin(frauds, self.ids)].tolist())
         self._update()
@@ -115,7 +121,11 @@ class AlertBudget:
     def _update(self) -> None:
         legit = self.legitimate()
         if self.enabled and int(legit.sum()) >= self.min_transactions:
-            self.current = budget_threshold(self.scores, legit, self.fpr)
+            # payments sent for review for another reason (a terminal's check) spend the budget too: the score
+            # gets the rest, and at least half of it (more checks than that overspend it, and the
+            # FraudAlertBudgetOverspent rule says so)
+            others = float((self.flagged & ~self.by_score)[legit].mean())
+            self.current = budget_threshold(self.scores, legit, max(self.fpr - others, self.fpr / 2))
 
     def fill(self, spark: SparkSession, scores_path: str, labels_path: str) -> int:
         """Fill the window from `scores` (its newest `window` of event time) and the last label of each of

@@ -15,11 +15,14 @@ from jobs.kafka_clients import KafkaConnection, connection, logged_in
 
 
 def format_alert(alert: dict[str, Any]) -> str:
-    """One alert as one readable line."""
+    """One alert as one readable line: why it was raised (its score, or a check of its terminal), and the
+    features that pushed its score up most."""
+    reason = alert.get("alert_reason") or "score"
+    why = (f"score {alert['score']:.3f} >= {alert['threshold']:.3f}" if reason == "score"
+           else f"review asked by a {reason.replace('_', ' ')} (score {alert['score']:.3f})")
     return (f"ALERT {alert['alert_id'][:8]} tx {alert['transaction_id']} card {alert['customer_id']} "
             f"terminal {alert['terminal_id']} at {alert['tx_datetime']} amount {alert['tx_amount']:.2f}: "
-            f"score {alert['score']:.3f} >= {alert['threshold']:.3f} (model v{alert['model_version']}); "
-            f"because {', '.join(alert.get('top_features') or [])}")
+            f"{why} (model v{alert['model_version']}); because {', '.join(alert.get('top_features') or [])}")
 
 
 def read_alerts(cfg: Config, from_beginning: bool, max_alerts: int | None, idle_ms: int | None = None) -> Iterator[dict[str, Any]]:

@@ -537,7 +537,7 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     """The stream's figures: its `scores` against the truth (a card is blocked once a fraud of it was
     confirmed in the loop), and the alert latency (Kafka timestamp -> `alerted_at`)."""
     scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
-        "transaction_id", "decision", "kafka_timestamp", "terminal_risk_1d", "threshold").toPandas()
+        "transaction_id", "decision", "kafka_timestamp", "terminal_risk_1d", "threshold", "alert_reason").toPandas()
     dead_path = cfg.table_path("dead_letters")
     dead = {int(json.loads(r.payload)["transaction_id"]) for r in
             spark.read.format("delta").load(dead_path)
@@ -561,8 +561,15 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     thresholds = merged.groupby(merged["tx_datetime"].dt.date)["threshold"]
     by_day = {str(day): {"min": round(float(t.min()), 4), "median": round(float(t.median()), 4),
                          "max": round(float(t.max()), 4)} for day, t in thresholds}
+    # the reviews the stream asked for, by reason (its score, or a check of its terminal), blocked cards left
+    # out as in the figures; and the frauds each reason caught
+    kept = merged[~blocked(merged, confirmed, prior).to_numpy()]
+    days = max(1, kept["tx_datetime"].dt.date.nunique())
+    reasons = kept[kept["decision"]].groupby("alert_reason")
+    by_reason = {str(r): {"reviews_a_day": round(len(part) / days, 1), "frauds": int(part["fraud"].sum())}
+                 for r, part in reasons}
     return {"overall": figures.pop("overall"), "alert_latency": latency, "dead_letters": len(dead), **figures,
-            "alert_threshold_by_day": by_day,
+            "alert_threshold_by_day": by_day, "reviews_by_reason": by_reason,
             "what_the_loop_knew": loop_knowledge(merged, confirmed, prior, known_compromises)}
 
 

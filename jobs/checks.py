@@ -41,8 +41,10 @@ def check_stream_config(cfg: Config) -> None:
     check_whole_number(cfg, "kafka.max_offsets_per_trigger", 1)
     check_whole_number(cfg, "kafka.fetch_max_wait_ms", 0, 60_000)
     from jobs.alert_budget import AlertBudget
+    from jobs.terminal_checks import TerminalChecks
 
     AlertBudget.from_config(cfg)
+    TerminalChecks.from_config(cfg)
     ttl = cfg.get("stream.state_ttl_days")
     if ttl is not None:
         check_whole_number(cfg, "stream.state_ttl_days", 1)

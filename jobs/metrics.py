@@ -46,6 +46,14 @@ class StreamMetrics:
                                   "transactions (not confirmed as fraud) that were flagged: the live FPR", registry=r)
         self.budget_target = Gauge("fraud_alert_budget_target", "the share of legitimate transactions the alert "
                                    "budget flags at most (0: the budget is off)", registry=r)
+        self.reviews = Counter("fraud_reviews_requested", "transactions sent to the fraud team for review, by "
+                               "reason: score (the alert threshold), terminal_probe, terminal_case", ["reason"],
+                               registry=r)
+        self.checks_open = Gauge("fraud_terminal_checks_open", "terminals under a probe or a case now "
+                                 "(stream.terminal_checks)", ["kind"], registry=r)
+        self.checks_opened = Counter("fraud_terminal_checks_opened", "probes and cases opened at terminals "
+                                     "(stream.terminal_checks)", ["kind"], registry=r)
+        self._opened: dict[str, int] = {}
         self.budget_window = Gauge("fraud_alert_budget_window_transactions", "transactions in the alert budget's "
                                    "window", registry=r)
 
@@ -62,6 +70,19 @@ class StreamMetrics:
         self.budget_spent.set(spent if spent is not None else 0.0)
         self.budget_target.set(budget.fpr if budget.enabled else 0.0)
         self.budget_window.set(len(budget.ids))
+
+    def observe_checks(self, checks: Any, scored: Any = None) -> None:
+        """The terminal checks' metrics (jobs/terminal_checks.py's TerminalChecks), and the reviews a
+        micro-batch's scored transactions (`alert_reason`) requested."""
+        if scored is not None and len(scored):
+            for reason, count in scored["alert_reason"].value_counts().items():
+                self.reviews.labels(str(reason)).inc(int(count))
+        open_now = {"terminal_probe": sum(1 for left in checks.probes.values() if left > 0),
+                    "terminal_case": len(checks.cases)}
+        for kind, count in open_now.items():
+            self.checks_open.labels(kind).set(count)
+            self.checks_opened.labels(kind).inc(checks.opened[kind] - self._opened.get(kind, 0))
+            self._opened[kind] = checks.opened[kind]
 
     def observe_progress(self, progress: dict[str, Any] | None) -> None:
         """Rates, state rows and lag from a StreamingQuery's lastProgress."""

@@ -62,6 +62,7 @@ from features.schema import (LABEL_PLACE, TRANSACTION_COLUMNS, TRANSACTION_SCHEM
                              parse_json_transactions)
 from jobs import registry
 from jobs.alert_budget import AlertBudget
+from jobs.terminal_checks import TerminalChecks
 from jobs.checks import check_stream_config
 from jobs.common import add_common_options, config_from_args, job_main
 from jobs.config import Config
@@ -137,7 +138,12 @@ SCORES_SCHEMA = StructType([
     StructField("score", DoubleType()), StructField("decision", BooleanType()), StructField("threshold", DoubleType()),
     StructField("model_version", StringType()), StructField("top_features", ArrayType(StringType())),
     StructField("scored_at", TimestampType()),
+    # why a flagged transaction was: "score" (at or above the threshold), or a check of its terminal
+    # (jobs/terminal_checks.py: "terminal_probe", "terminal_case"); null when not flagged
+    StructField("alert_reason", StringType()),
 ])
+# the column of `alerts` added after its first version (`add_columns` gives it to an older table)
+ALERT_REASON = StructType([StructField("alert_reason", StringType())])
 # the Delta table `labels`: every well-formed label of a scored transaction, with its effect on the state
 LABELS_SCHEMA = StructType([
     StructField("transaction_id", LongType()), StructField("tx_fraud", IntegerType()),
@@ -216,7 +222,9 @@ def stateful_features(rows: DataFrame, label_delay_hours: int, ttl_days: int | N
                                         bypass=["bypass_state"], label_order="kafka_timestamp")
 
 
-def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
+def _scorer(booster_bc: Any, version: str, threshold: float, reviews: dict[int, str], top: int = 3):
+    """The pandas function that scores a micro-batch's transactions: flagged at `threshold`, or sent for review
+    because their terminal is checked (`reviews`: terminal -> reason, jobs/terminal_checks.py)."""
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from catboost import Pool
 
@@ -224,7 +232,10 @@ def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
         for frame in frames:
             features = derive_features(frame)
             scores = booster.predict_proba(features)[:, 1] if len(frame) else np.zeros(0)
-            decision = scores >= threshold
+            by_score = scores >= threshold
+            checked = frame["terminal_id"].map(reviews).to_numpy(dtype=object) if reviews else np.full(len(frame), None)
+            reason = np.where(by_score, "score", checked)
+            decision = by_score | pd.notna(checked)
             top_features: list[list[str]] = [[] for _ in range(len(frame))]
             if decision.any():
                 shap = booster.get_feature_importance(Pool(features[decision]), type="ShapValues")[:, :-1]
@@ -236,6 +247,7 @@ def _scorer(booster_bc: Any, version: str, threshold: float, top: int = 3):
             out["score"], out["decision"], out["threshold"] = scores, decision, threshold
             out["model_version"], out["top_features"] = version, top_features
             out["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+            out["alert_reason"] = reason
             yield out
     return score
 
@@ -467,14 +479,16 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     tx_topic = str(cfg.get("kafka.topics.transactions"))
     properties = table_properties(cfg)
     budget = AlertBudget.from_config(cfg)
+    checks = TerminalChecks.from_config(cfg)
     check_checkpoint_sources(spark, cfg.checkpoint_path(QUERY))
     if not table_exists(spark, labels_path):  # analysts' queries find it, empty, before the first label
         spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(labels_path)
     for path in (scores_path, alerts_path, labels_path, dead_path):  # tables made by an earlier run, or by hand
         set_properties(spark, path, properties)
-    added = add_columns(spark, scores_path, SCORES_SCHEMA)  # a `scores` table written before new features
-    if added:
-        print(f"stream: added the columns {added} to {scores_path} (earlier rows hold null there)", flush=True)
+    for path, schema in ((scores_path, SCORES_SCHEMA), (alerts_path, ALERT_REASON)):  # tables of an older version
+        added = add_columns(spark, path, schema)
+        if added:
+            print(f"stream: added the columns {added} to {path} (earlier rows hold null there)", flush=True)
     if budget.enabled:
         budget.fill(spark, scores_path, labels_path)
         print(f"stream: the alert budget flags at most {budget.fpr:.2%} of the last {budget.window} of legitimate "
@@ -497,19 +511,20 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
         threshold = budget.threshold(holder.threshold)
         scored = (batch.where("row_kind = 'tx'").select(*featured_columns)
-                  .mapInPandas(_scorer(holder.broadcast, holder.version, threshold), SCORES_SCHEMA)
+                  .mapInPandas(_scorer(holder.broadcast, holder.version, threshold, checks.reviews()), SCORES_SCHEMA)
                   .withColumn("tx_date", F.to_date("tx_datetime")).persist())
         try:
             alert_columns: list[Column | str] = [
                 alert_id(F.col("transaction_id")).alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
-                "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features",
+                "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features", "alert_reason",
                 # one instant, taken here: the table and the topic get the same `alerted_at`
                 F.lit(dt.datetime.now(dt.timezone.utc)).alias("alerted_at")]
             alerts = scored.where("decision").select(*alert_columns, "tx_date")
             # one Spark job brings the driver what the metrics need of every transaction, and the alerts' messages
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select(
-                "transaction_id", "tx_datetime", "score", "decision", latency.alias("latency"),
+                "transaction_id", "terminal_id", "tx_datetime", "score", "decision", "alert_reason",
+                latency.alias("latency"),
                 F.when(F.col("decision"), F.col("customer_id").cast("string")).alias("key"),
                 F.when(F.col("decision"), F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()
             flagged = observed[observed["decision"]]
@@ -536,7 +551,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             for value in observed["latency"]:
                 metrics.latency.observe(max(value, 0.0))
             budget.observe(observed)
+            checks.observe(observed)
             metrics.observe_budget(budget, holder.threshold)
+            metrics.observe_checks(checks, observed)
         finally:
             scored.unpersist()
 
@@ -551,7 +568,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
         if labels.empty:
             return None
         budget.label(labels)
+        checks.label(labels[labels["row_kind"] == "label"])  # those with their place
         metrics.observe_budget(budget, holder.threshold)
+        metrics.observe_checks(checks)
         counted = labels[labels[LABEL_INCREMENT].notna()].rename(
             columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"})
         resolved = resolve_labels(spark, labels[labels[LABEL_INCREMENT].isna()], scores_path, labels_path)

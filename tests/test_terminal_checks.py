@@ -1,0 +1,80 @@
+"""Checks of the terminals where a fraud is confirmed (jobs/terminal_checks.py): a probe, then a case."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from jobs.alert_budget import AlertBudget
+from jobs.config import load_config
+from jobs.errors import ConfigError
+from jobs.terminal_checks import CASE, PROBE, TerminalChecks
+
+NOON = dt.datetime(2026, 12, 1, 12)
+
+
+def scored(rows: list[tuple[int, int, int, str | None]]) -> pd.DataFrame:
+    """(transaction id, terminal, minutes after noon, alert_reason) -> a micro-batch's scored transactions."""
+    return pd.DataFrame([{"transaction_id": t, "terminal_id": terminal, "tx_datetime": NOON + dt.timedelta(minutes=m),
+                          "alert_reason": reason} for t, terminal, m, reason in rows])
+
+
+def labels(rows: list[tuple[int, int, int, int]]) -> pd.DataFrame:
+    """(transaction id, label, card, terminal) -> labels with their place."""
+    return pd.DataFrame(rows, columns=["transaction_id", "tx_fraud", "customer_id", "terminal_id"])
+
+
+def test_a_confirmed_fraud_probes_its_terminal_and_a_fraudulent_probe_opens_a_case():
+    checks = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12)
+    checks.observe(scored([(1, 7, 0, "score")]))
+    checks.label(labels([(1, 1, 100, 7)]))  # card 100's first confirmed fraud, at terminal 7
+    assert checks.reviews() == {7: PROBE}
+    checks.observe(scored([(2, 7, 10, PROBE), (3, 8, 11, None)]))
+    assert checks.reviews() == {7: PROBE}, "one of the two probe payments sent"
+    checks.observe(scored([(4, 7, 20, PROBE)]))
+    assert checks.reviews() == {}, "both sent: the probe waits for their reviews"
+    checks.label(labels([(2, 0, 101, 7), (4, 1, 102, 7)]))  # the second probe was a fraud: a case
+    assert checks.reviews() == {7: CASE} and checks.opened == {PROBE: 1, CASE: 1}
+    checks.observe(scored([(5, 7, 60 * 24, CASE)]))
+    assert checks.reviews() == {7: CASE}, "the case runs 24 h from its opening (at 12:20)"
+    checks.observe(scored([(6, 9, 60 * 24 + 30, None)]))
+    assert checks.reviews() == {}, "the case is over"
+
+
+def test_a_card_s_later_frauds_and_a_terminal_in_its_cool_down_probe_nothing():
+    checks = TerminalChecks(enabled=True, probe_payments=1, case_hours=24, cooldown_hours=12)
+    checks.observe(scored([(1, 7, 0, "score")]))
+    checks.label(labels([(1, 1, 100, 7)]))
+    checks.observe(scored([(2, 7, 5, PROBE)]))
+    checks.label(labels([(2, 0, 101, 7)]))  # the probe found nothing
+    checks.label(labels([(3, 1, 100, 8), (4, 1, 102, 7)]))  # card 100 again; terminal 7 within its cool-down
+    assert checks.reviews() == {} and checks.opened == {PROBE: 1, CASE: 0}
+    checks.observe(scored([(5, 9, 13 * 60, None)]))  # 13 h later: terminal 7 may be probed again
+    checks.label(labels([(6, 1, 103, 7)]))
+    assert checks.reviews() == {7: PROBE}
+
+
+def test_checks_that_are_off_ask_for_no_review():
+    checks = TerminalChecks(enabled=False, probe_payments=2, case_hours=24, cooldown_hours=12)
+    checks.label(labels([(1, 1, 100, 7)]))
+    assert checks.reviews() == {}
+
+
+def test_reviews_for_a_terminal_check_leave_the_score_the_rest_of_the_budget():
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), min_transactions=10)
+    frame = scored([(i, 1, i, None) for i in range(10)]).assign(score=[i / 10 for i in range(10)])
+    frame["decision"] = frame["score"] >= 0.8
+    frame.loc[frame["score"] >= 0.8, "alert_reason"] = "score"
+    frame.loc[0, ["decision", "alert_reason"]] = [True, PROBE]  # a probe of the lowest score
+    budget.observe(frame)
+    # 10 legitimate, 1 flagged by a probe (10%): the score gets the other 10%, 1 transaction (0.9)
+    assert budget.threshold(0.5) == 0.9 and budget.spent() == pytest.approx(3 / 10)
+
+
+@pytest.mark.parametrize("key, value", [("stream.terminal_checks.probe_payments", 0),
+                                        ("stream.terminal_checks.case_hours", "2d"),
+                                        ("stream.terminal_checks.enabled", 1)])
+def test_check_options_are_checked(key, value):
+    with pytest.raises(ConfigError, match=rf"{key}: expected .*, found {value!r}"):
+        TerminalChecks.from_config(load_config("local", {key: value}))
