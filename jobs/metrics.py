@@ -47,7 +47,7 @@ class StreamMetrics:
         self.budget_target = Gauge("fraud_alert_budget_target", "the share of legitimate transactions the alert "
                                    "budget flags at most (0: the budget is off)", registry=r)
         self.reviews = Counter("fraud_reviews_requested", "transactions sent to the fraud team for review, by "
-                               "reason: score (the alert threshold), terminal_probe, terminal_case", ["reason"],
+                               "reason: score (the alert threshold), terminal_probe, terminal_case, terminal_explore", ["reason"],
                                registry=r)
         self.checks_open = Gauge("fraud_terminal_checks_open", "terminals under a probe or a case now "
                                  "(stream.terminal_checks)", ["kind"], registry=r)
@@ -81,7 +81,9 @@ class StreamMetrics:
                     "terminal_case": len(checks.cases)}
         for kind, count in open_now.items():
             self.checks_open.labels(kind).set(count)
-            self.checks_opened.labels(kind).inc(checks.opened[kind] - self._opened.get(kind, 0))
+            # the counter adds what was opened since the last call; a new start's checks count from 0 again
+            last = self._opened.get(kind, 0) if checks.opened[kind] >= self._opened.get(kind, 0) else 0
+            self.checks_opened.labels(kind).inc(checks.opened[kind] - last)
             self._opened[kind] = checks.opened[kind]
 
     def observe_progress(self, progress: dict[str, Any] | None) -> None:

@@ -139,7 +139,7 @@ SCORES_SCHEMA = StructType([
     StructField("model_version", StringType()), StructField("top_features", ArrayType(StringType())),
     StructField("scored_at", TimestampType()),
     # why a flagged transaction was: "score" (at or above the threshold), or a check of its terminal
-    # (jobs/terminal_checks.py: "terminal_probe", "terminal_case"); null when not flagged
+    # (jobs/terminal_checks.py: "terminal_probe", "terminal_case", "terminal_explore"); null when not flagged
     StructField("alert_reason", StringType()),
 ])
 # the column of `alerts` added after its first version (`add_columns` gives it to an older table)
@@ -491,8 +491,9 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             print(f"stream: added the columns {added} to {path} (earlier rows hold null there)", flush=True)
     if budget.enabled:
         budget.fill(spark, scores_path, labels_path)
-        print(f"stream: the alert budget flags at most {budget.fpr:.2%} of the last {budget.window} of legitimate "
-              f"transactions (stream.alert_budget): {budget.describe()}", flush=True)
+        print(f"stream: the alert budget flags at most {budget.fpr:.2%} of the last "
+              f"{budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
+              f"{budget.describe()}", flush=True)
     metrics.observe_budget(budget, holder.threshold)
 
     messages = read_topic_stream(spark, cfg, "transactions", "labels")

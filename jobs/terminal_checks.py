@@ -7,9 +7,12 @@ is the first fraud confirmed of its card (a card's later frauds are those of the
 the terminal is **probed**: its next `probe_payments` payments are sent to the fraud team for review,
 whatever their score. If a probed payment is confirmed as fraud, a **case** opens: every payment at the
 terminal for the next `case_hours` of event time is sent for review. A terminal probed or under a case is
-not probed again until `cooldown_hours` after its probe began. A payment sent for review is flagged like
+not probed again until `cooldown_hours` after its probe began. And the fraud team **explores**: a terminal
+none of whose payments was reviewed for `explore_hours` has its next payment sent for review, so that a
+compromise whose frauds nobody flagged is found within about that time (null: no exploration). The
+terminals' clocks start spread over that time, so that they do not come due together. A payment sent for review is flagged like
 an alert (on the alerts topic and in `alerts`, `decision` true in `scores`) with `alert_reason`
-`terminal_probe` or `terminal_case`, and spends the alert budget like one (jobs/alert_budget.py).
+`terminal_probe`, `terminal_case` or `terminal_explore`, and spends the alert budget like one (jobs/alert_budget.py).
 The probes and cases live in the driver's memory: a restart starts without them.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pandas as pd
 from jobs.config import Config
 from jobs.errors import ConfigError
 
-PROBE, CASE = "terminal_probe", "terminal_case"
+PROBE, CASE, EXPLORE = "terminal_probe", "terminal_case", "terminal_explore"
 
 
 @dataclasses.dataclass
@@ -34,11 +37,13 @@ class TerminalChecks:
     probe_payments: int
     case_hours: int
     cooldown_hours: int
+    explore_hours: int | None = None
     probes: dict[int, int] = dataclasses.field(default_factory=dict)       # terminal -> payments left to send
     probed_since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> probe's start
     cases: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> the case's end
     probe_ids: dict[int, int] = dataclasses.field(default_factory=dict)    # a probed transaction -> its terminal
     fraud_cards: set[int] = dataclasses.field(default_factory=set)
+    last_review: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> its last review
     now: np.datetime64 | None = None  # the newest transaction time scored (the event clock)
     opened: dict[str, int] = dataclasses.field(default_factory=lambda: {PROBE: 0, CASE: 0})
 
@@ -54,13 +59,22 @@ class TerminalChecks:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"stream.terminal_checks.{key}: expected a whole number of 1 or more, found {value!r}")
             numbers.append(value)
-        return cls(enabled, *numbers)
+        explore = cfg.get("stream.terminal_checks.explore_hours")
+        if explore is not None and (isinstance(explore, bool) or not isinstance(explore, int) or explore < 1):
+            raise ConfigError(f"stream.terminal_checks.explore_hours: expected a whole number of 1 or more, or null "
+                              f"(no exploration), found {explore!r}")
+        probe, case, cooldown = numbers
+        return cls(enabled, probe, case, cooldown, explore_hours=explore)
 
     def reviews(self) -> dict[int, str]:
         """The terminals whose payments the next micro-batch sends for review, with the reason."""
         if not self.enabled:
             return {}
-        return {**{t: PROBE for t, left in self.probes.items() if left > 0}, **{t: CASE for t in self.cases}}
+        stale: dict[int, str] = {}
+        if self.explore_hours is not None and self.now is not None:
+            due = self.now - np.timedelta64(dt.timedelta(hours=self.explore_hours))
+            stale = {t: EXPLORE for t, last in self.last_review.items() if last <= due}
+        return {**stale, **{t: PROBE for t, left in self.probes.items() if left > 0}, **{t: CASE for t in self.cases}}
 
     def observe(self, scored: pd.DataFrame) -> None:
         """Take a micro-batch's scored transactions (`transaction_id`, `terminal_id`, `tx_datetime`,
@@ -69,6 +83,15 @@ class TerminalChecks:
             return
         newest = scored["tx_datetime"].to_numpy(dtype="datetime64[us]").max()
         self.now = newest if self.now is None else max(self.now, newest)
+        if self.explore_hours is not None:
+            span = dt.timedelta(hours=self.explore_hours).total_seconds()
+            for terminal in scored["terminal_id"].dropna().astype("int64").unique():
+                if int(terminal) not in self.last_review:  # a clock that starts somewhere in the last span
+                    offset = (int(terminal) * 2654435761) % int(span)
+                    self.last_review[int(terminal)] = self.now - np.timedelta64(offset, "s")
+            reviewed = scored[scored["alert_reason"].notna()]
+            for terminal, when in reviewed.groupby("terminal_id")["tx_datetime"].max().items():
+                self.last_review[int(terminal)] = max(self.last_review[int(terminal)], np.datetime64(when, "us"))
         probed = scored[scored["alert_reason"] == PROBE]
         for tx, terminal in zip(probed["transaction_id"].astype("int64"), probed["terminal_id"].astype("int64")):
             self.probe_ids[int(tx)] = int(terminal)

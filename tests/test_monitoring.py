@@ -39,6 +39,9 @@ def test_the_dashboard_shows_every_metric_of_the_job_and_no_other():
     metrics.stage_seconds.labels("score").inc(1)  # labelled families export samples once a label is used
     metrics.state_rows.labels("0:transformWithStateInPandasExec").set(1)
     metrics.model.info({"alias": "champion", "version": "1", "threshold": "0.5"})
+    metrics.reviews.labels("score").inc(1)
+    metrics.checks_open.labels("terminal_probe").set(1)
+    metrics.checks_opened.labels("terminal_probe").inc(1)
     exported = {s.name for family in metrics.registry.collect() for s in family.samples}
     read = set().union(*(metric_names(expr) for _, expr in dashboard_queries()))
     assert read - exported == set()  # no query reads a name the job does not export

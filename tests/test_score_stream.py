@@ -113,7 +113,12 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     alerts = spark.read.format("delta").load(cfg.table_path("alerts"))
     flagged = {r.transaction_id for r in scores.where("decision").collect()}
     assert {r.transaction_id for r in alerts.collect()} == flagged and flagged
-    assert scores.where("decision and score < threshold").count() == 0
+    # flagged by its score at the threshold, or sent for review by a check of its terminal (exploration here:
+    # no label confirms a fraud, so no probe or case)
+    assert scores.where("decision and score < threshold and alert_reason = 'score'").count() == 0
+    assert scores.where("decision <> (alert_reason IS NOT NULL)").count() == 0
+    reasons = {r.alert_reason: r["count"] for r in scores.groupBy("alert_reason").count().collect()}
+    assert set(reasons) == {None, "score", "terminal_explore"}, reasons
     topic = consume_all(broker.bootstrap_servers, topic_names["alerts"])
     assert {m["transaction_id"] for m in topic} == flagged
     assert {m["alert_id"] for m in topic} == {r.alert_id for r in alerts.collect()}
@@ -124,20 +129,22 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert {m["alert_id"]: m["alerted_at"] for m in topic} == in_table
 
     # each micro-batch scores with the threshold that flags at most stream.alert_budget.fpr of the transactions
-    # scored before it within a day of event time (no label says any was a fraud)
+    # scored before it within a day of event time (no label says any was a fraud), less the share sent for
+    # review by terminal checks
     budget = AlertBudget.from_config(cfg)
     versions = sorted(r.version for r in spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path('scores')}`")
                       .where("operation = 'WRITE'").collect())
-    seen = pd.DataFrame(columns=["transaction_id", "tx_datetime", "score", "threshold"])
+    seen = pd.DataFrame(columns=["transaction_id", "tx_datetime", "score", "threshold", "decision", "alert_reason"])
     thresholds = []
     for version in versions:
         rows = (spark.read.format("delta").option("versionAsOf", version).load(cfg.table_path("scores"))
-                .select("transaction_id", "tx_datetime", "score", "threshold").toPandas())
+                .select("transaction_id", "tx_datetime", "score", "threshold", "decision", "alert_reason").toPandas())
         batch_rows = rows[~rows["transaction_id"].isin(seen["transaction_id"])]
         assert batch_rows["threshold"].nunique() == 1
         window = seen[seen["tx_datetime"] > seen["tx_datetime"].max() - budget.window] if len(seen) else seen
         if len(window) >= budget.min_transactions:
-            expected = budget_threshold(window["score"].to_numpy(), np.ones(len(window), dtype=bool), budget.fpr)
+            expected = budget_threshold(window["score"].to_numpy(), np.ones(len(window), dtype=bool),
+                                        share_for_the_score(window, budget.fpr))
         else:  # the model's threshold until the window first holds enough; then the budget's last
             expected = thresholds[-1] if thresholds else summary["threshold"]
         assert batch_rows["threshold"].iloc[0] == pytest.approx(expected), version
@@ -159,7 +166,9 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert any(k.startswith("fraud_state_rows{") for k in values)
     window = seen[seen["tx_datetime"] > seen["tx_datetime"].max() - budget.window]
     assert values["fraud_alert_threshold"] == pytest.approx(
-        budget_threshold(window["score"].to_numpy(), np.ones(len(window), dtype=bool), budget.fpr))
+        budget_threshold(window["score"].to_numpy(), np.ones(len(window), dtype=bool), share_for_the_score(window, budget.fpr)))
+    assert values['fraud_reviews_requested_total{reason="terminal_explore"}'] == reasons["terminal_explore"]
+    assert values['fraud_reviews_requested_total{reason="score"}'] == reasons["score"]
     assert values["fraud_alert_budget_window_transactions"] == len(window)
     assert values["fraud_alert_budget_target"] == budget.fpr
     flagged_in_window = scores.where(F.col("transaction_id").isin([int(t) for t in window["transaction_id"]]) & F.col("decision"))
@@ -177,6 +186,12 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
         groups = server.get("/api/v1/rules")["groups"]
         assert sorted(g["name"] for g in groups) == ["fraud-stream-alerts", "fraud-stream-recording"]
         assert [r["name"] for g in groups for r in g["rules"] if r["health"] == "err"] == []
+
+
+def share_for_the_score(window: pd.DataFrame, fpr: float) -> float:
+    """The alert budget's share left to the score: `fpr` less the share flagged by terminal checks, at least half."""
+    others = float((window["decision"].astype(bool) & (window["alert_reason"] != "score")).mean())
+    return max(fpr - others, fpr / 2)
 
 
 def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, stream_cfg, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from jobs.alert_budget import AlertBudget
 from jobs.config import load_config
 from jobs.errors import ConfigError
-from jobs.terminal_checks import CASE, PROBE, TerminalChecks
+from jobs.terminal_checks import CASE, EXPLORE, PROBE, TerminalChecks
 
 NOON = dt.datetime(2026, 12, 1, 12)
 
@@ -78,3 +78,19 @@ def test_reviews_for_a_terminal_check_leave_the_score_the_rest_of_the_budget():
 def test_check_options_are_checked(key, value):
     with pytest.raises(ConfigError, match=rf"{key}: expected .*, found {value!r}"):
         TerminalChecks.from_config(load_config("local", {key: value}))
+
+
+def test_a_terminal_without_a_review_for_explore_hours_gets_its_next_payment_reviewed():
+    checks = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12, explore_hours=6)
+    checks.observe(scored([(1, 7, 0, None), (2, 8, 0, "score")]))
+    # the clocks start spread over the last 6 hours: none is due yet
+    assert checks.reviews() == {}
+    assert all(NOON - dt.timedelta(hours=6) <= pd.Timestamp(t).to_pydatetime() <= NOON
+               for t in checks.last_review.values())
+    checks.observe(scored([(3, 9, 7 * 60, "score"), (4, 8, 7 * 60 + 1, "score")]))  # 8 and 9 reviewed at 19:00
+    checks.observe(scored([(5, 9, 12 * 60, None)]))  # at midnight 7 has had no review for over 6 hours
+    assert checks.reviews() == {7: EXPLORE}
+    checks.observe(scored([(6, 7, 12 * 60 + 5, EXPLORE)]))
+    assert checks.reviews() == {}
+    checks.observe(scored([(7, 7, 14 * 60, None)]))  # 02:00: 8 and 9 are 7 hours without a review
+    assert checks.reviews() == {8: EXPLORE, 9: EXPLORE}
