@@ -6,7 +6,10 @@ threshold keeps that on its validation days; live, the share it flags drifts wit
 frauds of the day, and a threshold that flags fewer than the budget leaves recall unspent. So the stream
 keeps the last `window_hours` of event time: every scored transaction's score and decision, and the labels
 it read. Of those transactions, the ones not confirmed as fraud count as legitimate (a fraud nobody has
-confirmed yet counts as legitimate: the estimate errs towards flagging less). After each micro-batch:
+confirmed yet counts as legitimate: the estimate errs towards flagging less). A card's payments after one
+of its frauds was confirmed count for neither: the bank blocks such a card, so its payments are not the
+legitimate traffic the budget is about (`fraud backtest` leaves them out of its figures the same way).
+After each micro-batch:
 - the threshold becomes the lowest that would have flagged at most `fpr` of them (models/threshold.py's
   budget_threshold), less the share flagged for another reason (jobs/terminal_checks.py), and at least
   half of `fpr`; the next micro-batch scores with it;
@@ -48,6 +51,8 @@ class AlertBudget:
     scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     flagged: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
     by_score: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))  # flagged by the score
+    cards: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    blocked: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # card -> when a fraud of it was confirmed
     frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
     current: float | None = None  # the threshold the budget set last (None: the model's)
 
@@ -76,9 +81,9 @@ class AlertBudget:
         return self.current if self.enabled and self.current is not None else model_threshold
 
     def observe(self, scored: pd.DataFrame) -> None:
-        """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`, and
-        `alert_reason` if some were flagged for another reason than their score), drop those older than the
-        window before the newest, and set the threshold anew."""
+        """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`, and if
+        known `customer_id` and `alert_reason`, the latter when some were flagged for another reason than their
+        score), drop those older than the window before the newest, and set the threshold anew."""
         if scored.empty:
             return
         by_score = (scored["alert_reason"] == "score").to_numpy(dtype=bool) if "alert_reason" in scored \
@@ -88,30 +93,42 @@ class AlertBudget:
         self.scores = np.concatenate([self.scores, scored["score"].to_numpy(dtype=float)])
         self.flagged = np.concatenate([self.flagged, scored["decision"].to_numpy(dtype=bool)])
         self.by_score = np.concatenate([self.by_score, by_score])
+        cards = scored["customer_id"].to_numpy(dtype=np.int64) if "customer_id" in scored \
+            else np.full(len(scored), -1, dtype=np.int64)
+        self.cards = np.concatenate([self.cards, cards])
         keep = self.times > self.times.max() - np.timedelta64(self.window)
         if not keep.all():
-            self.ids, self.times, self.scores, self.flagged, self.by_score = (
-                a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score))
+            self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards = (
+                a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards))
             frauds = np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds))
             self.frauds = set(frauds[np.isin(frauds, self.ids)].tolist())
         self._update()
 
     def label(self, labels: pd.DataFrame) -> None:
-        """Take a micro-batch's labels (`transaction_id`, `tx_fraud`, in arrival order): a fraud confirmed no
-        longer counts as legitimate; a label corrected to genuine counts again."""
+        """Take a micro-batch's labels (`transaction_id`, `tx_fraud`, and `customer_id` where known, in arrival
+        order): a fraud confirmed no longer counts as legitimate, nor do its card's payments from now on; a
+        label corrected to genuine counts its transaction again."""
         if labels.empty:
             return
         ids = labels["transaction_id"].to_numpy(dtype=np.int64)
-        for tx, fraud, known in zip(ids, labels["tx_fraud"].astype(int), np.isin(ids, self.ids)):
+        cards = labels["customer_id"] if "customer_id" in labels else pd.Series(np.nan, index=labels.index)
+        now = self.times.max() if len(self.times) else np.datetime64("1970-01-01", "us")
+        for tx, fraud, card, known in zip(ids, labels["tx_fraud"].astype(int), cards, np.isin(ids, self.ids)):
             if fraud == 1 and known:
                 self.frauds.add(int(tx))
             else:
                 self.frauds.discard(int(tx))
+            if fraud == 1 and pd.notna(card):
+                self.blocked.setdefault(int(card), now)
         self._update()
 
     def legitimate(self) -> np.ndarray:
-        """True for the window's transactions not confirmed as fraud."""
-        return ~np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
+        """True for the window's transactions not confirmed as fraud and not made on a card blocked before."""
+        fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
+        if not self.blocked:
+            return ~fraud
+        since = pd.Series(self.cards).map(self.blocked).to_numpy(dtype="datetime64[us]")  # NaT: not blocked
+        return ~fraud & ~(self.times >= since)
 
     def spent(self) -> float | None:
         """The share of the window's legitimate transactions that were flagged (None if it has none)."""
@@ -139,7 +156,7 @@ class AlertBudget:
         since = newest - self.window
         recent: pd.DataFrame = (scores.where(F.col("tx_date") >= F.lit(since.date()))
                                 .where(F.col("tx_datetime") > F.lit(since))
-                                .select("transaction_id", "tx_datetime", "score", "decision")
+                                .select("transaction_id", "customer_id", "tx_datetime", "score", "decision", "alert_reason")
                                 .orderBy("tx_datetime").toPandas())
         self.observe(recent)
         if table_exists(spark, labels_path) and len(self.ids):
@@ -148,13 +165,13 @@ class AlertBudget:
                                                                 F.desc("offset"))
             labels: pd.DataFrame = (spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id")
                                     .withColumn("_n", F.row_number().over(last)).where("_n = 1")
-                                    .select("transaction_id", "tx_fraud").toPandas())
+                                    .select("transaction_id", "tx_fraud", "customer_id").toPandas())
             self.label(labels)
         return len(self.ids)
 
     def describe(self) -> dict[str, Any]:
         """What the budget holds now, for the log."""
         spent = self.spent()
-        return {"transactions": int(len(self.ids)), "confirmed_frauds": len(self.frauds),
+        return {"transactions": int(len(self.ids)), "confirmed_frauds": len(self.frauds), "blocked_cards": len(self.blocked),
                 "threshold": None if self.current is None else round(self.current, 5),
                 "spent": None if spent is None else round(spent, 4)}

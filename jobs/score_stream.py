@@ -524,7 +524,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
             # one Spark job brings the driver what the metrics need of every transaction, and the alerts' messages
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select(
-                "transaction_id", "terminal_id", "tx_datetime", "score", "decision", "alert_reason",
+                "transaction_id", "customer_id", "terminal_id", "tx_datetime", "score", "decision", "alert_reason",
                 latency.alias("latency"),
                 F.when(F.col("decision"), F.col("customer_id").cast("string")).alias("key"),
                 F.when(F.col("decision"), F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()

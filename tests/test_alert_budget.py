@@ -77,3 +77,19 @@ def test_budget_options_are_checked(key, value, message):
 def test_the_default_budget_is_on_within_the_bank_s_five_percent():
     budget = AlertBudget.from_config(load_config("local"))
     assert budget.enabled and 0 < budget.fpr <= 0.05 and budget.window == dt.timedelta(hours=24)
+
+
+def test_a_card_s_payments_after_a_confirmed_fraud_leave_the_budget():
+    budget = AlertBudget(enabled=True, fpr=0.25, window=dt.timedelta(hours=24), min_transactions=4)
+    noon = dt.datetime(2026, 12, 1, 12)
+    first = batch(1, noon, [0.1, 0.2, 0.3, 0.4], threshold=0.9).assign(customer_id=[7, 8, 9, 10])
+    budget.observe(first)
+    budget.label(pd.DataFrame({"transaction_id": [4], "tx_fraud": [1], "customer_id": [10]}))  # card 10 blocked
+    assert budget.blocked == {10: np.datetime64(noon + dt.timedelta(minutes=3), "us")}
+    # card 10 goes on paying (without reissue, as a replay may send it): high scores, flagged, but not the
+    # legitimate traffic of the budget; card 7's payment is
+    later = batch(5, noon + dt.timedelta(hours=1), [0.95, 0.97, 0.5], threshold=0.9).assign(customer_id=[10, 10, 7])
+    budget.observe(later)
+    assert list(budget.legitimate()) == [True, True, True, False, False, False, True]
+    assert budget.spent() == pytest.approx(0.0)  # of 4 legitimate, none flagged
+    assert budget.threshold(0.9) == 0.5  # 1 of the 4 (0.1, 0.2, 0.3, 0.5) may be flagged
