@@ -84,6 +84,7 @@ class AlertBudget:
         """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`, and if
         known `customer_id` and `alert_reason`, the latter when some were flagged for another reason than their
         score), drop those older than the window before the newest, and set the threshold anew."""
+        scored = scored[~scored["transaction_id"].isin(self.ids)]  # a micro-batch done again after a restart
         if scored.empty:
             return
         by_score = (scored["alert_reason"] == "score").to_numpy(dtype=bool) if "alert_reason" in scored \

@@ -4,22 +4,24 @@ Spark's stateful operators -> CatBoost -> Delta `scores` and `alerts`, and the `
     fraud stream [--available-now] [--model champion]
     spark-submit/submit.sh --master yarn --deploy-mode cluster jobs/score_stream.py --env cluster
 
-One query, `score_transactions`, reads both topics (one Kafka source, read once per micro-batch) and the
-Delta table `labels`:
+One query, `score_transactions`, reads both topics (one Kafka source, read once per micro-batch):
   messages: parsed in one projection (features/schema.py) and checked against the cleaning suite's
     one-transaction rules (jobs/quality.py) -> the card operator (card aggregates; a transaction id the
     card counted before is flagged a duplicate) -> the terminal operator (terminal aggregates); both are
     Java `transformWithState` operators keeping one state value per card (terminal), fed their aggregates
     by features/operators.py, and seeded from `clean_transactions` when the query has no checkpoint
-  label increments (from the `labels` table) go through the same two operators: they add their +1 or -1
-    to the fraud count of the labelled transaction's card and terminal at its hour
-  malformed and rule-breaking transactions, duplicates and label messages travel through the operators
-    without touching the state
-  -> foreachBatch (once per micro-batch):
-     - derive_features + CatBoost (broadcast, reloaded when the registry alias moves) -> the alerts topic
-       first, then `scores` and `alerts` (and `dead_letters`) committed together;
-     - label messages: looked up in `scores` (card, terminal, hour), compared with the transaction's last
-       known label, appended to `labels` (read back by the next micro-batch as state increments);
+    (build_input)
+  a label that gives its transaction's card, terminal and time goes through the same two operators in the
+    micro-batch that reads it: it adds its +1 or -1 to the fraud count of its card and terminal at its hour
+  malformed and rule-breaking transactions, duplicates and other label messages travel through the
+    operators without touching the state
+  -> BatchWriter, once per micro-batch:
+     - derive_features + CatBoost (broadcast, reloaded when the registry alias moves), flagged at the alert
+       budget's threshold (jobs/alert_budget.py) or sent for review by a terminal check
+       (jobs/terminal_checks.py) -> the alerts topic first, then `scores` and `alerts` (and `dead_letters`)
+       committed together;
+     - labels: recorded in `labels`; one given by transaction id alone is looked up in `scores` and sent
+       again with its place (it counts in the next micro-batch); they tell the budget and the checks;
      - malformed, rule-breaking and duplicate messages, and labels of transactions never scored ->
        `dead_letters`.
   Every Delta append is idempotent (by batch id, jobs/lake.py): exactly once across restarts. The alerts
@@ -465,54 +467,114 @@ def seed_states(spark: SparkSession, cfg: Config, label_delay_hours: int) -> dic
             for entity in ("card", "terminal")}
 
 
-def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
-          metrics: StreamMetrics | None = None, log_stages: bool = False) -> StreamingQuery:
-    """Start the scoring query (see the module's docstring)."""
-    metrics = metrics or StreamMetrics()
-    holder = ModelHolder(cfg, spark, str(model or cfg.get("stream.model")))
-    holder.refresh()
-    metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
+def prepare_tables(spark: SparkSession, cfg: Config, properties: dict[str, str]) -> None:
+    """Before the query starts: an empty `labels` table for analysts' queries, the tables' properties
+    (`stream.delta_checkpoint_interval`), and the columns an older version's `scores` and `alerts` lack."""
     scores_path, alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
     labels_path, dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
-    alerts_topic, kafka = str(cfg.get("kafka.topics.alerts")), logged_in(cfg)
-    labels_topic = str(cfg.get("kafka.topics.labels"))
-    tx_topic = str(cfg.get("kafka.topics.transactions"))
-    properties = table_properties(cfg)
-    budget = AlertBudget.from_config(cfg)
-    checks = TerminalChecks.from_config(cfg)
-    check_checkpoint_sources(spark, cfg.checkpoint_path(QUERY))
     if not table_exists(spark, labels_path):  # analysts' queries find it, empty, before the first label
         spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(labels_path)
     for path in (scores_path, alerts_path, labels_path, dead_path):  # tables made by an earlier run, or by hand
         set_properties(spark, path, properties)
-    for path, schema in ((scores_path, SCORES_SCHEMA), (alerts_path, ALERT_REASON)):  # tables of an older version
+    for path, schema in ((scores_path, SCORES_SCHEMA), (alerts_path, ALERT_REASON)):
         added = add_columns(spark, path, schema)
         if added:
             print(f"stream: added the columns {added} to {path} (earlier rows hold null there)", flush=True)
-    if budget.enabled:
-        budget.fill(spark, scores_path, labels_path)
-        print(f"stream: the alert budget flags at most {budget.fpr:.2%} of the last "
-              f"{budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
-              f"{budget.describe()}", flush=True)
-    metrics.observe_budget(budget, holder.threshold)
 
+
+def build_input(spark: SparkSession, cfg: Config, label_delay_hours: int) -> DataFrame:
+    """The query's input: both topics' messages parsed and checked, through the two stateful operators,
+    one row per message with its `row_kind` (`unpack_messages`)."""
     messages = read_topic_stream(spark, cfg, "transactions", "labels")
-    # one frame per micro-batch, whose `row_kind` says what each row is
     rules = message_rules(load_rules()[1])
-    seeds = seed_states(spark, cfg, holder.label_delay_hours)
-    combined = unpack_messages(stateful_features(parse_messages(messages, tx_topic, rules), holder.label_delay_hours,
-                                                 state_ttl_days(cfg, holder.label_delay_hours), seeds))
-    featured_columns = [c for c in combined.columns if c not in (
-        "row_kind", "bypass_state", "duplicate", LABEL_INCREMENT, LABEL_PREVIOUS, *MESSAGE_COLUMNS)]
+    seeds = seed_states(spark, cfg, label_delay_hours)
+    parsed = parse_messages(messages, str(cfg.get("kafka.topics.transactions")), rules)
+    return unpack_messages(stateful_features(parsed, label_delay_hours, state_ttl_days(cfg, label_delay_hours), seeds))
 
-    def score(batch: DataFrame, batch_id: int, stages: Stages, more_sinks: Sequence[Callable[[], object]]) -> None:
+
+class BatchWriter:
+    """What `fraud stream` does with each micro-batch (its foreachBatch function): score the transactions,
+    publish the alerts, commit the tables, record the labels, dead-letter the rest; and keep the alert budget
+    and the terminal checks between micro-batches."""
+
+    def __init__(self, spark: SparkSession, cfg: Config, holder: ModelHolder, metrics: StreamMetrics,
+                 featured_columns: list[str], log_stages: bool = False) -> None:
+        self.spark, self.holder, self.metrics, self.log_stages = spark, holder, metrics, log_stages
+        self.featured_columns = featured_columns
+        self.scores_path, self.alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
+        self.labels_path, self.dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
+        self.topics = {role: str(cfg.get(f"kafka.topics.{role}")) for role in ("transactions", "labels", "alerts")}
+        self.kafka = logged_in(cfg)
+        self.properties = table_properties(cfg)
+        self.budget = AlertBudget.from_config(cfg)
+        self.checks = TerminalChecks.from_config(cfg)
+        self.query: StreamingQuery | None = None
+
+    def fill_budget(self) -> None:
+        """The alert budget's window from the tables, as a restart finds them."""
+        if self.budget.enabled:
+            self.budget.fill(self.spark, self.scores_path, self.labels_path)
+            print(f"stream: the alert budget flags at most {self.budget.fpr:.2%} of the last "
+                  f"{self.budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
+                  f"{self.budget.describe()}", flush=True)
+        self.metrics.observe_budget(self.budget, self.holder.threshold)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started, stages = time.perf_counter(), Stages()
+        batch.persist()
+        try:
+            kinds = {r["row_kind"]: r["count"] for r in batch.groupBy("row_kind").count().collect()}  # runs the state steps
+            stages.done("state")
+            self.write(batch, batch_id, kinds, stages)
+        finally:
+            batch.unpersist()
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        for stage, seconds in stages.seconds.items():
+            self.metrics.stage_seconds.labels(stage).inc(seconds)
+        if self.log_stages:
+            print(f"stream: batch {batch_id}: {kinds} in {time.perf_counter() - started:.2f} s: "
+                  + ", ".join(f"{k} {v:.2f} s" for k, v in stages.seconds.items()), flush=True)
+        self.metrics.observe_progress(self.query.lastProgress if self.query is not None else None)
+
+    def write(self, batch: DataFrame, batch_id: int, kinds: dict[str, int], stages: Stages) -> None:
+        """The sinks of a micro-batch whose rows are counted by kind (`kinds`). Without labels, the dead
+        letters are known at once and commit with the tables; with labels, after them, since a label of no
+        scored transaction is one too."""
+        dead = batch.where("row_kind = 'dead'").select(*DEAD_LETTER_COLUMNS)
+        count = kinds.get("dead", 0)
+        if kinds.get("duplicate"):
+            dead, count = dead.unionByName(duplicate_letters(batch, self.topics["transactions"])), count + kinds["duplicate"]
+            self.metrics.duplicates.inc(kinds["duplicate"])
+        labelled = kinds.get("label", 0) + kinds.get("label_by_id", 0)
+        now = [lambda: self.append_dead(dead, count, batch_id)] if count and not labelled else []
+        if kinds.get("tx"):
+            self.score(batch, batch_id, stages, now)
+        elif now:
+            now[0]()
+            stages.done("dead_letters")
+        if labelled:
+            unknown = self.apply_labels(batch, batch_id)
+            if unknown is not None:
+                dead, count = dead.unionByName(unknown), count + unknown.count()
+            stages.done("labels")
+            if count:
+                self.append_dead(dead, count, batch_id)
+                stages.done("dead_letters")
+
+    def append_dead(self, frame: DataFrame, count: int, batch_id: int) -> None:
+        """The micro-batch's dead letters, in one append (the batch id is its key)."""
+        append_idempotent(frame.withColumn("dead_at", F.current_timestamp()), self.dead_path, QUERY, batch_id,
+                          properties=self.properties, keep_warm=True)
+        self.metrics.dead_letters.inc(count)
+
+    def score(self, batch: DataFrame, batch_id: int, stages: Stages, more_sinks: Sequence[Callable[[], object]]) -> None:
         """Score the batch's transactions; publish the alerts; then commit `scores`, `alerts` and `more_sinks`
-        together."""
+        together; then the metrics, the alert budget and the terminal checks take the scores."""
+        holder = self.holder
         holder.refresh()
-        metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
-        threshold = budget.threshold(holder.threshold)
-        scored = (batch.where("row_kind = 'tx'").select(*featured_columns)
-                  .mapInPandas(_scorer(holder.broadcast, holder.version, threshold, checks.reviews()), SCORES_SCHEMA)
+        self.metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
+        scorer = _scorer(holder.broadcast, holder.version, self.budget.threshold(holder.threshold), self.checks.reviews())
+        scored = (batch.where("row_kind = 'tx'").select(*self.featured_columns).mapInPandas(scorer, SCORES_SCHEMA)
                   .withColumn("tx_date", F.to_date("tx_datetime")).persist())
         try:
             alert_columns: list[Column | str] = [
@@ -520,125 +582,107 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                 "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features", "alert_reason",
                 # one instant, taken here: the table and the topic get the same `alerted_at`
                 F.lit(dt.datetime.now(dt.timezone.utc)).alias("alerted_at")]
-            alerts = scored.where("decision").select(*alert_columns, "tx_date")
             # one Spark job brings the driver what the metrics need of every transaction, and the alerts' messages
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             observed: pd.DataFrame = scored.select(
                 "transaction_id", "customer_id", "terminal_id", "tx_datetime", "score", "decision", "alert_reason",
-                latency.alias("latency"),
-                F.when(F.col("decision"), F.col("customer_id").cast("string")).alias("key"),
+                latency.alias("latency"), F.when(F.col("decision"), F.col("customer_id").cast("string")).alias("key"),
                 F.when(F.col("decision"), F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()
             flagged = observed[observed["decision"]]
             # the fraud team's topic first: an alert does not wait for the tables' commits. A replay after a
             # crash between the two sends it again (at least once; `alert_id` tells the copies apart)
-            publish(kafka, alerts_topic, list(zip(flagged["key"], flagged["value"])), "alerts")
+            publish(self.kafka, self.topics["alerts"], list(zip(flagged["key"], flagged["value"])), "alerts")
             stages.done("alerts_topic")
-            sinks: list[Callable[[], object]] = [
-                lambda: append_idempotent(scored, scores_path, QUERY, batch_id, ["tx_date"], properties,
-                                          keep_warm=True)]
-            if len(flagged):
-                sinks.append(lambda: append_idempotent(alerts, alerts_path, QUERY, batch_id, ["tx_date"], properties,
-                                                       keep_warm=True))
-            sinks += more_sinks
-            # the commits overlap: each is mostly the driver waiting on Delta's log, not the cores working
-            with ThreadPoolExecutor(len(sinks)) as pool:
-                for future in [pool.submit(sink) for sink in sinks]:
-                    future.result()
+            alerts = scored.where("decision").select(*alert_columns, "tx_date")
+            self.commit(scored, alerts if len(flagged) else None, batch_id, more_sinks)
             stages.done("tables")
-            metrics.scored.inc(len(observed))
-            metrics.alerts.inc(int(observed["decision"].sum()))
-            for value in observed["score"]:
-                metrics.score.observe(value)
-            for value in observed["latency"]:
-                metrics.latency.observe(max(value, 0.0))
-            budget.observe(observed)
-            checks.observe(observed)
-            metrics.observe_budget(budget, holder.threshold)
-            metrics.observe_checks(checks, observed)
+            self.observe(observed)
         finally:
             scored.unpersist()
 
-    def apply_labels(batch: DataFrame, batch_id: int) -> DataFrame | None:
+    def commit(self, scored: DataFrame, alerts: DataFrame | None, batch_id: int,
+               more_sinks: Sequence[Callable[[], object]]) -> None:
+        """Append `scores`, `alerts` (if any) and `more_sinks` at once: each commit is mostly the driver
+        waiting on Delta's log, not the cores working."""
+        sinks: list[Callable[[], object]] = [lambda: append_idempotent(
+            scored, self.scores_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True)]
+        if alerts is not None:
+            sinks.append(lambda: append_idempotent(alerts, self.alerts_path, QUERY, batch_id, ["tx_date"],
+                                                   self.properties, keep_warm=True))
+        sinks += more_sinks
+        with ThreadPoolExecutor(len(sinks)) as pool:
+            for future in [pool.submit(sink) for sink in sinks]:
+                future.result()
+
+    def observe(self, observed: pd.DataFrame) -> None:
+        """A micro-batch's committed scores into the metrics, the alert budget and the terminal checks."""
+        metrics = self.metrics
+        metrics.scored.inc(len(observed))
+        metrics.alerts.inc(int(observed["decision"].sum()))
+        for value in observed["score"]:
+            metrics.score.observe(value)
+        for value in observed["latency"]:
+            metrics.latency.observe(max(value, 0.0))
+        self.budget.observe(observed)
+        self.checks.observe(observed)
+        metrics.observe_budget(self.budget, self.holder.threshold)
+        metrics.observe_checks(self.checks, observed)
+
+    def apply_labels(self, batch: DataFrame, batch_id: int) -> DataFrame | None:
         """Record the batch's labels in `labels`: those the state counted, and those of transactions past its
         look-back; send the labels given by id alone again with their transaction's place (they count in the
-        next micro-batch); return the rest as dead letters (None if there are none)."""
+        next micro-batch); tell the alert budget and the terminal checks; return the rest as dead letters
+        (None if there are none)."""
         columns = ["row_kind", "transaction_id", "tx_fraud", *LABEL_PLACE.fieldNames(), LABEL_INCREMENT, LABEL_PREVIOUS,
                    "kafka_timestamp", "topic", "partition", "offset", "key", "payload"]
         labels: pd.DataFrame = batch.where("row_kind IN ('label', 'label_by_id')").select(*columns).toPandas()
         labels = labels.sort_values(["kafka_timestamp", "partition", "offset"], kind="mergesort")
         if labels.empty:
             return None
-        budget.label(labels)
-        checks.label(labels[labels["row_kind"] == "label"])  # those with their place
-        metrics.observe_budget(budget, holder.threshold)
-        metrics.observe_checks(checks)
+        self.budget.label(labels)
+        self.checks.label(labels[labels["row_kind"] == "label"])  # those with their place
+        self.metrics.observe_budget(self.budget, self.holder.threshold)
+        self.metrics.observe_checks(self.checks)
         counted = labels[labels[LABEL_INCREMENT].notna()].rename(
             columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"})
-        resolved = resolve_labels(spark, labels[labels[LABEL_INCREMENT].isna()], scores_path, labels_path)
+        resolved = resolve_labels(self.spark, labels[labels[LABEL_INCREMENT].isna()], self.scores_path, self.labels_path)
         if resolved.forward:
-            publish(kafka, labels_topic, resolved.forward, "labels")
+            publish(self.kafka, self.topics["labels"], resolved.forward, "labels")
         recorded = pd.concat([counted, resolved.past], ignore_index=True)
         if not recorded.empty:
             rows = recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id)
             for name in ("previous_tx_fraud", "fraud_increment", "customer_id", "terminal_id"):
                 rows[name] = rows[name].astype("int32")
-            append_idempotent(spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
-                              labels_path, QUERY, batch_id, properties=properties, keep_warm=True)
-        metrics.labels.inc(len(recorded))
+            append_idempotent(self.spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
+                              self.labels_path, QUERY, batch_id, properties=self.properties, keep_warm=True)
+        self.metrics.labels.inc(len(recorded))
         if resolved.dead.empty:
             return None
-        return spark.createDataFrame(resolved.dead[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
+        return self.spark.createDataFrame(resolved.dead[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
 
-    def process(batch: DataFrame, batch_id: int) -> None:
-        started = time.perf_counter()
-        stages = Stages()
-        batch.persist()
-        try:
-            kinds = {r["row_kind"]: r["count"] for r in batch.groupBy("row_kind").count().collect()}  # runs the state steps
-            stages.done("state")
-            dead = batch.where("row_kind = 'dead'").select(*DEAD_LETTER_COLUMNS)
-            count = kinds.get("dead", 0)
-            if kinds.get("duplicate"):
-                dead, count = dead.unionByName(duplicate_letters(batch, tx_topic)), count + kinds["duplicate"]
-                metrics.duplicates.inc(kinds["duplicate"])
 
-            def append_dead(frame: DataFrame, n: int) -> None:  # one append a micro-batch: the batch id is its key
-                append_idempotent(frame.withColumn("dead_at", F.current_timestamp()), dead_path, QUERY, batch_id,
-                                  properties=properties, keep_warm=True)
-                metrics.dead_letters.inc(n)
-
-            # without labels, the dead letters are known now and commit with the tables; with labels, after
-            # them, since a label of no scored transaction is one too
-            labelled = kinds.get("label", 0) + kinds.get("label_by_id", 0)
-            now = [lambda: append_dead(dead, count)] if count and not labelled else []
-            if kinds.get("tx"):
-                score(batch, batch_id, stages, now)
-            elif now:
-                now[0]()
-                stages.done("dead_letters")
-            if labelled:
-                unknown = apply_labels(batch, batch_id)
-                if unknown is not None:
-                    dead, count = dead.unionByName(unknown), count + unknown.count()
-                stages.done("labels")
-                if count:
-                    append_dead(dead, count)
-                    stages.done("dead_letters")
-        finally:
-            batch.unpersist()
-        metrics.batch_seconds.observe(time.perf_counter() - started)
-        for stage, seconds in stages.seconds.items():
-            metrics.stage_seconds.labels(stage).inc(seconds)
-        if log_stages:
-            print(f"stream: batch {batch_id}: {kinds} in {time.perf_counter() - started:.2f} s: "
-                  + ", ".join(f"{k} {v:.2f} s" for k, v in stages.seconds.items()), flush=True)
-        metrics.observe_progress(query.lastProgress if query is not None else None)
-
-    query: StreamingQuery | None = None
+def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
+          metrics: StreamMetrics | None = None, log_stages: bool = False) -> StreamingQuery:
+    """Start the scoring query (see the module's docstring): the model, the tables, the input, and a
+    BatchWriter for each micro-batch."""
+    metrics = metrics or StreamMetrics()
+    holder = ModelHolder(cfg, spark, str(model or cfg.get("stream.model")))
+    holder.refresh()
+    metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
+    properties = table_properties(cfg)
+    for options in (AlertBudget, TerminalChecks):  # their options checked before anything is written
+        options.from_config(cfg)
+    check_checkpoint_sources(spark, cfg.checkpoint_path(QUERY))
+    prepare_tables(spark, cfg, properties)
+    combined = build_input(spark, cfg, holder.label_delay_hours)
+    featured_columns = [c for c in combined.columns if c not in (
+        "row_kind", "bypass_state", "duplicate", LABEL_INCREMENT, LABEL_PREVIOUS, *MESSAGE_COLUMNS)]
+    writer = BatchWriter(spark, cfg, holder, metrics, featured_columns, log_stages)
+    writer.fill_budget()
     trigger = {"availableNow": True} if available_now else {"processingTime": str(cfg.get("stream.trigger_interval"))}
-    query = (combined.writeStream.queryName(QUERY).foreachBatch(process)
-             .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
-    return query
+    writer.query = (combined.writeStream.queryName(QUERY).foreachBatch(writer)
+                    .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
+    return writer.query
 
 
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
