@@ -225,8 +225,10 @@ def stateful_features(rows: DataFrame, label_delay_hours: int, ttl_days: int | N
 
 
 def _scorer(booster_bc: Any, version: str, threshold: float, reviews: dict[int, str], top: int = 3):
-    """The pandas function that scores a micro-batch's transactions: flagged at `threshold`, or sent for review
-    because their terminal is checked (`reviews`: terminal -> reason, jobs/terminal_checks.py)."""
+    """The pandas function that scores a micro-batch's transactions: flagged (`decision`) at `threshold`, with
+    `alert_reason` "score"; a transaction at a terminal under a check (`reviews`: terminal -> reason,
+    jobs/terminal_checks.py) not flagged by its score gets the check's reason as a candidate for review, which
+    the driver picks from (TerminalChecks.pick). SHAP explains both."""
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from catboost import Pool
 
@@ -237,11 +239,12 @@ def _scorer(booster_bc: Any, version: str, threshold: float, reviews: dict[int, 
             by_score = scores >= threshold
             checked = frame["terminal_id"].map(reviews).to_numpy(dtype=object) if reviews else np.full(len(frame), None)
             reason = np.where(by_score, "score", checked)
-            decision = by_score | pd.notna(checked)
+            decision = by_score
             top_features: list[list[str]] = [[] for _ in range(len(frame))]
-            if decision.any():
-                shap = booster.get_feature_importance(Pool(features[decision]), type="ShapValues")[:, :-1]
-                for row, values in zip(np.flatnonzero(decision), shap):
+            explained = pd.notna(reason)
+            if explained.any():
+                shap = booster.get_feature_importance(Pool(features[explained]), type="ShapValues")[:, :-1]
+                for row, values in zip(np.flatnonzero(explained), shap):
                     best = np.argsort(-values)[:top]
                     top_features[row] = [f"{FEATURE_NAMES[i]}={features.iloc[row, i]:.4g} (+{values[i]:.3f})" for i in best]
             out = frame[[f.name for f in INPUT_SCHEMA.fields]].reset_index(drop=True)
@@ -574,8 +577,9 @@ class BatchWriter:
         holder.refresh()
         self.metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
         scorer = _scorer(holder.broadcast, holder.version, self.budget.threshold(holder.threshold), self.checks.reviews())
-        scored = (batch.where("row_kind = 'tx'").select(*self.featured_columns).mapInPandas(scorer, SCORES_SCHEMA)
+        cached = (batch.where("row_kind = 'tx'").select(*self.featured_columns).mapInPandas(scorer, SCORES_SCHEMA)
                   .withColumn("tx_date", F.to_date("tx_datetime")).persist())
+        scored = cached
         try:
             alert_columns: list[Column | str] = [
                 alert_id(F.col("transaction_id")).alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
@@ -584,10 +588,18 @@ class BatchWriter:
                 F.lit(dt.datetime.now(dt.timezone.utc)).alias("alerted_at")]
             # one Spark job brings the driver what the metrics need of every transaction, and the alerts' messages
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
+            candidate = F.col("alert_reason").isNotNull()  # flagged by its score, or a candidate of a check
             observed: pd.DataFrame = scored.select(
                 "transaction_id", "customer_id", "terminal_id", "tx_datetime", "score", "decision", "alert_reason",
-                latency.alias("latency"), F.when(F.col("decision"), F.col("customer_id").cast("string")).alias("key"),
-                F.when(F.col("decision"), F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()
+                latency.alias("latency"), F.when(candidate, F.col("customer_id").cast("string")).alias("key"),
+                F.when(candidate, F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()
+            # the checks' candidates: the driver picks the payments each check sends for review
+            picked = self.checks.pick(observed[~observed["decision"] & observed["alert_reason"].notna()])
+            observed["decision"] |= observed["transaction_id"].isin(picked)
+            observed.loc[~observed["decision"], "alert_reason"] = None
+            chosen = F.col("transaction_id").isin(sorted(picked)) if picked else F.lit(False)
+            scored = scored.withColumn("decision", F.col("decision") | chosen).withColumn(
+                "alert_reason", F.when(F.col("decision"), F.col("alert_reason")))
             flagged = observed[observed["decision"]]
             # the fraud team's topic first: an alert does not wait for the tables' commits. A replay after a
             # crash between the two sends it again (at least once; `alert_id` tells the copies apart)
@@ -598,7 +610,7 @@ class BatchWriter:
             stages.done("tables")
             self.observe(observed)
         finally:
-            scored.unpersist()
+            cached.unpersist()
 
     def commit(self, scored: DataFrame, alerts: DataFrame | None, batch_id: int,
                more_sinks: Sequence[Callable[[], object]]) -> None:

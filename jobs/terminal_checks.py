@@ -76,6 +76,19 @@ class TerminalChecks:
             stale = {t: EXPLORE for t, last in self.last_review.items() if last <= due}
         return {**stale, **{t: PROBE for t, left in self.probes.items() if left > 0}, **{t: CASE for t in self.cases}}
 
+    def pick(self, candidates: pd.DataFrame) -> set[int]:
+        """The transaction ids to send for review among a micro-batch's candidates (`transaction_id`,
+        `terminal_id`, `tx_datetime`, `alert_reason`: its payments at the terminals of `reviews`), a terminal's
+        earliest first: for a probe the payments it has left, for an exploration one, for a case all."""
+        if candidates.empty:
+            return set()
+        picked: set[int] = set()
+        ordered = candidates.sort_values(["tx_datetime", "transaction_id"], kind="mergesort")
+        for (terminal, reason), rows in ordered.groupby(["terminal_id", "alert_reason"], sort=False):
+            quota = self.probes.get(int(terminal), 0) if reason == PROBE else 1 if reason == EXPLORE else len(rows)
+            picked.update(int(t) for t in rows["transaction_id"].iloc[:quota])
+        return picked
+
     def observe(self, scored: pd.DataFrame) -> None:
         """Take a micro-batch's scored transactions (`transaction_id`, `terminal_id`, `tx_datetime`,
         `alert_reason`): count the probed payments sent, move the event clock, close the cases past their end."""

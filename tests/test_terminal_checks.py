@@ -94,3 +94,12 @@ def test_a_terminal_without_a_review_for_explore_hours_gets_its_next_payment_rev
     assert checks.reviews() == {}
     checks.observe(scored([(7, 7, 14 * 60, None)]))  # 02:00: 8 and 9 are 7 hours without a review
     assert checks.reviews() == {8: EXPLORE, 9: EXPLORE}
+
+
+def test_a_check_picks_its_terminal_s_earliest_payments_among_the_candidates():
+    checks = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12, explore_hours=6)
+    checks.probes = {7: 1}  # one probe payment left at terminal 7
+    candidates = scored([(1, 7, 30, PROBE), (2, 7, 10, PROBE), (3, 8, 5, EXPLORE), (4, 8, 1, EXPLORE),
+                         (5, 9, 3, CASE), (6, 9, 4, CASE)])
+    assert checks.pick(candidates) == {2, 4, 5, 6}
+    assert checks.pick(candidates.iloc[0:0]) == set()
