@@ -55,6 +55,10 @@ class AlertBudget:
     blocked: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # card -> when a fraud of it was confirmed
     frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
     current: float | None = None  # the threshold the budget set last (None: the model's)
+    # what the window changed since the threshold and the share spent were computed; they are computed when
+    # asked for, once a micro-batch (the sort of the window's scores is the costly part)
+    stale: bool = False
+    _spent: float | None = None
 
     @classmethod
     def from_config(cls, cfg: Config) -> AlertBudget:
@@ -78,6 +82,7 @@ class AlertBudget:
 
     def threshold(self, model_threshold: float) -> float:
         """The threshold to score the next micro-batch with."""
+        self._refresh()
         return self.current if self.enabled and self.current is not None else model_threshold
 
     def observe(self, scored: pd.DataFrame) -> None:
@@ -103,7 +108,7 @@ class AlertBudget:
                 a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards))
             frauds = np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds))
             self.frauds = set(frauds[np.isin(frauds, self.ids)].tolist())
-        self._update()
+        self.stale = True
 
     def label(self, labels: pd.DataFrame) -> None:
         """Take a micro-batch's labels (`transaction_id`, `tx_fraud`, and `customer_id` where known, in arrival
@@ -121,7 +126,7 @@ class AlertBudget:
                 self.frauds.discard(int(tx))
             if fraud == 1 and pd.notna(card):
                 self.blocked.setdefault(int(card), now)
-        self._update()
+        self.stale = True
 
     def legitimate(self) -> np.ndarray:
         """True for the window's transactions not confirmed as fraud and not made on a card blocked before."""
@@ -133,11 +138,15 @@ class AlertBudget:
 
     def spent(self) -> float | None:
         """The share of the window's legitimate transactions that were flagged (None if it has none)."""
-        legit = self.legitimate()
-        return float(self.flagged[legit].mean()) if legit.any() else None
+        self._refresh()
+        return self._spent
 
-    def _update(self) -> None:
+    def _refresh(self) -> None:
+        if not self.stale:
+            return
+        self.stale = False
         legit = self.legitimate()
+        self._spent = float(self.flagged[legit].mean()) if legit.any() else None
         if self.enabled and int(legit.sum()) >= self.min_transactions:
             # payments sent for review for another reason (a terminal's check) spend the budget too: the score
             # gets the rest, and at least half of it (more checks than that overspend it, and the
@@ -172,7 +181,7 @@ class AlertBudget:
 
     def describe(self) -> dict[str, Any]:
         """What the budget holds now, for the log."""
-        spent = self.spent()
+        spent = self.spent()  # and the threshold, up to date
         return {"transactions": int(len(self.ids)), "confirmed_frauds": len(self.frauds), "blocked_cards": len(self.blocked),
                 "threshold": None if self.current is None else round(self.current, 5),
                 "spent": None if spent is None else round(spent, 4)}

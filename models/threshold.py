@@ -57,14 +57,17 @@ def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float) ->
         >>> budget_threshold(np.array([.1, .2, .3, .4, .9]), np.array([True, True, True, True, False]), 0.25)
         0.4
     """
-    legit = np.sort(np.asarray(score, dtype=float)[np.asarray(legitimate, dtype=bool)])[::-1]
-    if not legit.size:
+    legit = np.asarray(score, dtype=float)[np.asarray(legitimate, dtype=bool)]
+    n = legit.size
+    if not n:
         return None
-    allowed = int(np.floor(share * legit.size + 1e-9))  # how many legitimate transactions may be flagged
-    if allowed >= legit.size:
-        return float(legit[-1])
+    allowed = int(np.floor(share * n + 1e-9))  # how many legitimate transactions may be flagged
+    if allowed >= n:
+        return float(legit.min())
     if allowed == 0:
-        return float(np.nextafter(legit[0], np.inf))
-    # flag the `allowed` highest; a tie at the boundary is not flagged (the budget is never exceeded)
-    above = legit[allowed - 1]
-    return float(above) if above > legit[allowed] else float(np.nextafter(legit[allowed], np.inf))
+        return float(np.nextafter(legit.max(), np.inf))
+    # the `allowed` highest are flagged: a partition, not a sort (a day of traffic is millions of scores);
+    # a tie at the boundary is not flagged (the budget is never exceeded)
+    part = np.partition(legit, n - allowed - 1)
+    first_left_out, last_flagged = part[n - allowed - 1], part[n - allowed:].min()
+    return float(last_flagged) if last_flagged > first_left_out else float(np.nextafter(first_left_out, np.inf))
