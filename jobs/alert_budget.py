@@ -15,7 +15,10 @@ After each micro-batch:
   half of `fpr`; the next micro-batch scores with it;
 - the budget spent is the share of them that were flagged, at the thresholds then in force: the live
   false-positive rate as the bank's reviews measure it.
-Until the window holds `min_transactions` the model's own threshold is used. The window lives in the
+Until the window holds `min_transactions` scored by the model now in use, that model's own threshold is
+used: scores of two models are not on one scale, so when the registry's champion changes (a retraining)
+the threshold is chosen again from the new model's scores alone, while the share spent keeps counting
+every decision. The window lives in the
 driver's memory; a restart fills it again from `scores` and `labels`. Off (`enabled: false`): the model's
 threshold, as trained.
 """
@@ -52,9 +55,11 @@ class AlertBudget:
     flagged: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
     by_score: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))  # flagged by the score
     cards: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    models: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=object))  # the model version
     blocked: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # card -> when a fraud of it was confirmed
     frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
     current: float | None = None  # the threshold the budget set last (None: the model's)
+    current_model: Any = None  # the model version whose scores set it
     # what the window changed since the threshold and the share spent were computed; they are computed when
     # asked for, once a micro-batch (the sort of the window's scores is the costly part)
     stale: bool = False
@@ -87,8 +92,9 @@ class AlertBudget:
 
     def observe(self, scored: pd.DataFrame) -> None:
         """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`, and if
-        known `customer_id` and `alert_reason`, the latter when some were flagged for another reason than their
-        score), drop those older than the window before the newest, and set the threshold anew."""
+        known `customer_id`, `model_version` and `alert_reason`, the latter when some were flagged for another
+        reason than their score), drop those older than the window before the newest, and set the threshold
+        anew."""
         scored = scored[~scored["transaction_id"].isin(self.ids)]  # a micro-batch done again after a restart
         if scored.empty:
             return
@@ -102,10 +108,14 @@ class AlertBudget:
         cards = scored["customer_id"].to_numpy(dtype=np.int64) if "customer_id" in scored \
             else np.full(len(scored), -1, dtype=np.int64)
         self.cards = np.concatenate([self.cards, cards])
+        models = scored["model_version"].to_numpy(dtype=object) if "model_version" in scored \
+            else np.full(len(scored), "", dtype=object)
+        self.models = np.concatenate([self.models, models])
         keep = self.times > self.times.max() - np.timedelta64(self.window)
         if not keep.all():
-            self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards = (
-                a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards))
+            self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards, self.models = (
+                a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards,
+                                  self.models))
             frauds = np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds))
             self.frauds = set(frauds[np.isin(frauds, self.ids)].tolist())
         self.stale = True
@@ -147,12 +157,20 @@ class AlertBudget:
         self.stale = False
         legit = self.legitimate()
         self._spent = float(self.flagged[legit].mean()) if legit.any() else None
-        if self.enabled and int(legit.sum()) >= self.min_transactions:
+        if not self.enabled or not len(self.ids):
+            return
+        # the newest model's scores only: another model's are on another scale
+        same_model = legit & (self.models == self.models[-1])
+        if int(same_model.sum()) >= self.min_transactions:
             # payments sent for review for another reason (a terminal's check) spend the budget too: the score
             # gets the rest, and at least half of it (more checks than that overspend it, and the
             # FraudAlertBudgetOverspent rule says so)
             others = float((self.flagged & ~self.by_score)[legit].mean())
-            self.current = budget_threshold(self.scores, legit, max(self.fpr - others, self.fpr / 2))
+            self.current = budget_threshold(self.scores, same_model, max(self.fpr - others, self.fpr / 2))
+            self.current_model = self.models[-1]
+        elif self.current_model != self.models[-1]:
+            self.current = None  # a new model: its own threshold until its scores fill the window
+        # else the threshold stays where the budget last set it
 
     def fill(self, spark: SparkSession, scores_path: str, labels_path: str) -> int:
         """Fill the window from `scores` (its newest `window` of event time) and the last label of each of
@@ -166,7 +184,8 @@ class AlertBudget:
         since = newest - self.window
         recent: pd.DataFrame = (scores.where(F.col("tx_date") >= F.lit(since.date()))
                                 .where(F.col("tx_datetime") > F.lit(since))
-                                .select("transaction_id", "customer_id", "tx_datetime", "score", "decision", "alert_reason")
+                                .select("transaction_id", "customer_id", "tx_datetime", "score", "decision", "alert_reason",
+                                        "model_version")
                                 .orderBy("tx_datetime").toPandas())
         self.observe(recent)
         if table_exists(spark, labels_path) and len(self.ids):

@@ -62,7 +62,7 @@ from jobs.kafka_clients import logged_in
 from jobs.label_cmd import label_record
 from jobs.lake import table_exists
 from jobs.metrics import StreamMetrics
-from jobs.produce import line_to_message, simulated_lines, transaction_record, without_labels
+from jobs.produce import line_to_message, raw_lines, simulated_lines, transaction_record, without_labels
 from jobs.session import get_spark
 from jobs.simulator import make_spec
 from models import catboost_model
@@ -99,7 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "bank reissues it: the cardholder's later payments come from a new card id with no history, "
                         "and the stolen card's frauds are declined (default: the card's later payments go on and are "
                         "left out of the figures)")
+    parser.add_argument("--retrain-every", default="7d", help="the scheduled retraining inside the replay: `fraud "
+                        "train --latest` on the labels the loop produced by then, promoted only if better, every so "
+                        "much replayed time (default 7d, the Airflow DAG's weekly run; `off` for none)")
     parser.add_argument("--seed", type=int, default=0, help="the simulation's seed (default 0)")
+    parser.add_argument("--input", help="replay the bank's raw files instead of simulating: a file or a folder of "
+                        "them, as `fraud clean` reads them; their last --replay-days days are replayed, the days "
+                        "before are the history (at least 21), labels from their tx_fraud (--cards, --terminals, "
+                        "--history-days and --seed are the simulation's and then unused)")
     parser.add_argument("--name", default="backtest", help="result name under benchmarks/results/ (default backtest)")
     parser.add_argument("--no-save", action="store_true", help="print the report only")
     parser.add_argument("--work", help="the folder of the run's broker, tables and model (default: a temporary one)")
@@ -116,6 +123,7 @@ class Loop:
     dispute: dt.timedelta
     step: dt.timedelta
     label_delay_hours: int
+    retrain_every: dt.timedelta | None = None  # None: no retraining inside the replay
 
 
 def loop_from_args(args: argparse.Namespace) -> Loop:
@@ -129,13 +137,19 @@ def loop_from_args(args: argparse.Namespace) -> Loop:
                                    "--label-delay").total_seconds() // 3600)
     else:
         hours = max(1, math.ceil(review.total_seconds() / 3600))
+    retrain = None
+    if str(args.retrain_every).strip().lower() != "off":
+        retrain = parse_duration(args.retrain_every, "--retrain-every")
+        if retrain < step or retrain % step:
+            raise FraudError(f"--retrain-every: expected `off` or a whole number of --step ({args.step}), "
+                             f"found {args.retrain_every!r}")
     for option, value in (("--cards", args.cards), ("--terminals", args.terminals), ("--replay-days", args.replay_days)):
         if value < 1:
             raise FraudError(f"{option}: expected 1 or more, found {value}")
     if args.history_days < 21:
         raise FraudError(f"--history-days: expected at least 21 (training, validation, a gap and test days), "
                          f"found {args.history_days}")
-    return Loop(review, dispute, step, hours)
+    return Loop(review, dispute, step, hours, retrain)
 
 
 def work_config(args: argparse.Namespace, work: Path) -> Config:
@@ -203,7 +217,10 @@ class CardIssuer:
                 self.reissued += 1
 
     def payment(self, line: str) -> str | None:
-        """The raw line as the bank sees it now: with its holder's card id, or None if it is declined."""
+        """The raw line as the bank sees it now: with its holder's card id, or None if it is declined (a line the
+        backtest cannot read goes as it is)."""
+        if not readable(line):
+            return line
         fields = line.split(",")
         holder = int(fields[2])
         card = self.card.get(holder, holder)
@@ -214,6 +231,66 @@ class CardIssuer:
             return None
         fields[2] = str(card)
         return ",".join(fields)
+
+
+class Retrainer:
+    """The weekly retraining of the Airflow DAG (`fraud train --latest`) inside the replay.
+
+    Every `--retrain-every` of replayed time, the bank's data as it stands then: the history, and the
+    transactions replayed so far as the bank saw them (reissued card ids, no declined payments) with the
+    labels the loop produced by then: a fraud is 1 once its review or dispute was due, every other payment 0
+    (a fraud nobody has confirmed yet counts as genuine, as it does for the bank). They are cleaned into a
+    lake of its own (a copy of the history's cleaned and featured tables: the stream's tables and the
+    offline comparison stay untouched) and trained with the start's split, moved so that its test days end
+    with the newest day. The version is registered in the run's registry and becomes `champion` only if it
+    beats the champion on those test days (labelled by the loop too); the running stream switches to it at
+    its next micro-batch."""
+
+    def __init__(self, spark: Any, cfg: Config, work: Path, loop: Loop, shape: Split) -> None:
+        self.spark, self.cfg, self.loop, self.shape = spark, cfg, loop, shape
+        self.folder = work / "retraining"
+        self.runs: list[dict[str, Any]] = []
+
+    def keep_history(self) -> None:
+        """Copy the history's tables, as cleaned and featured before the replay: each retraining starts there."""
+        shutil.copytree(Path(self.cfg.path("paths.lake")), self.folder / "history_lake")
+
+    def due(self, elapsed: dt.timedelta) -> bool:
+        every = self.loop.retrain_every
+        return every is not None and elapsed > dt.timedelta(0) and elapsed % every == dt.timedelta(0)
+
+    def __call__(self, now: dt.datetime, sent_lines: Sequence[str], confirmed: dict[int, dt.datetime]) -> None:
+        started = time.monotonic()
+        folder = self.folder / now.strftime("%Y-%m-%dT%H%M")
+        shutil.copytree(self.folder / "history_lake", folder / "lake")
+        raw = folder / "raw" / f"{now.date().isoformat()}.txt"
+        raw.parent.mkdir(parents=True)
+        frauds = known = 0
+        with raw.open("w") as out:
+            out.write(RAW_HEADER)
+            for line in filter(readable, sent_lines):
+                if _time_of(line) >= now:
+                    continue
+                fields = line.rstrip("\n").split(",")
+                frauds += fields[7] == "1"
+                if int(fields[0]) in confirmed:
+                    known += 1
+                else:
+                    fields[7:9] = ["0", "0"]
+                out.write(",".join(fields) + "\n")
+        cfg = dataclasses.replace(self.cfg, data={**self.cfg.data, "paths": {**self.cfg.data["paths"],
+                                                                           "lake": str(folder / "lake")}})
+        clean.run(self.spark, cfg, str(raw))
+        trained = train.run(self.spark, cfg, self.shape, self.loop.label_delay_hours, latest=True)
+        self.runs.append({
+            "at": now.isoformat(sep=" "), "version": trained["registry"]["version"],
+            "alias": trained["registry"]["alias"], "reason": trained["registry"]["reason"],
+            "split": trained["split"], "threshold": trained["threshold"],
+            "replayed_frauds_known": known, "replayed_frauds": frauds,
+            "test_on_loop_labels": {k: trained["test"][k] for k in ("recall", "fpr", "precision", "average_precision")},
+            "seconds": round(time.monotonic() - started, 1)})
+        print(f"backtest: retrained at {now}: version {trained['registry']['version']} -> "
+              f"{trained['registry']['alias']} ({trained['registry']['reason']})", file=sys.stderr, flush=True)
 
 
 def _time_of(line: str) -> dt.datetime:
@@ -231,6 +308,89 @@ def blocked_before(history: Iterable[str], review: dt.timedelta) -> pd.Series:
     return pd.Series({card: when + review for card, when in first.items()}, dtype="datetime64[ns]")
 
 
+@dataclasses.dataclass
+class Days:
+    """The history (a raw file, cleaned and trained on before the replay) and the replayed lines."""
+
+    history_file: Path
+    history_start: dt.date
+    replay_start: dt.datetime
+    replay: list[str]  # every line of the replayed days, in the files' order, unreadable ones included
+    history_frauds: list[str]
+    highest_card: int
+    described: dict[str, Any]
+
+
+def readable(line: str) -> bool:
+    """Whether the backtest can place a raw line in time and judge it: nine fields, integer ids, a time, labels
+    0/1 and 0..3. Others (the bank's defects) are still sent where they stand in the files: the stream makes
+    them dead letters, as `fraud clean` quarantines them in the history."""
+    fields = line.rstrip("\n").split(",")
+    if len(fields) != 9 or fields[7] not in ("0", "1") or fields[8] not in ("0", "1", "2", "3"):
+        return False
+    try:
+        int(fields[0]), int(fields[2]), int(fields[3]), _time_of(line)
+    except ValueError:
+        return False
+    return True
+
+
+def split_lines(lines: Iterable[str], replay_start: dt.datetime, history_file: Path) -> Days:
+    """Write the lines before `replay_start` to `history_file` (a raw file); keep the others to replay. A line
+    the backtest cannot read stays with the readable line before it."""
+    history_file.parent.mkdir(parents=True, exist_ok=True)
+    replay: list[str] = []
+    history_frauds: list[str] = []
+    highest_card, in_replay, first = 0, False, None
+    with history_file.open("w") as out:
+        out.write(RAW_HEADER)
+        for line in lines:
+            if readable(line):
+                when = _time_of(line)
+                first = first or when.date()
+                in_replay = when >= replay_start
+                highest_card = max(highest_card, int(line.split(",", 3)[2]))
+                if not in_replay and line.split(",", 8)[7] == "1":
+                    history_frauds.append(line)
+            if in_replay:
+                replay.append(line)
+            else:
+                out.write(line if line.endswith("\n") else line + "\n")
+    return Days(history_file, first or replay_start.date(), replay_start, replay, history_frauds, highest_card, {})
+
+
+def simulated_days(args: argparse.Namespace, work: Path) -> Days:
+    """`--history-days` + `--replay-days` days of the `otus` preset."""
+    spec = make_spec("otus", customers=args.cards, terminals=args.terminals,
+                     days=args.history_days + args.replay_days, seed=args.seed)
+    replay_start = dt.datetime.combine(spec.start_date + dt.timedelta(days=args.history_days), dt.time())
+    days = split_lines(simulated_lines(spec), replay_start,
+                       work / "raw" / "history" / f"{spec.start_date.isoformat()}.txt")
+    days.described = {"preset": "otus", "cards": args.cards, "terminals": args.terminals, "seed": args.seed}
+    return days
+
+
+def raw_days(args: argparse.Namespace, work: Path) -> Days:
+    """The bank's raw files (`--input`, as `fraud clean` reads them): their last `--replay-days` days are
+    replayed, the days before are the history. Labels come from the files' `tx_fraud`."""
+    source = Path(args.input)
+    if not source.exists():
+        raise FraudError(f"--input: expected a raw file or a folder of them, found nothing at {source}")
+    newest = max((_time_of(line) for line in raw_lines(source) if readable(line)), default=None)
+    if newest is None:
+        raise FraudError(f"--input {source}: expected lines in the bank's raw format, found none readable")
+    replay_start = dt.datetime.combine(newest.date() - dt.timedelta(days=args.replay_days - 1), dt.time())
+    days = split_lines(raw_lines(source), replay_start, work / "raw" / "history" / "history.txt")
+    history = (replay_start.date() - days.history_start).days
+    if history < 21:
+        raise FraudError(f"--input {source}: expected at least 21 days before the {args.replay_days} replayed days "
+                         f"(training, validation, a gap and test days), found {history} "
+                         f"({days.history_start} to {replay_start.date() - dt.timedelta(days=1)})")
+    days.described = {"input": str(source.resolve()), "replayed_lines": len(days.replay),
+                      "unreadable_replayed_lines": sum(not readable(line) for line in days.replay)}
+    return days
+
+
 def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[str, Any]:
     setup: dict[str, float] = {}
     clock = time.monotonic()
@@ -241,28 +401,13 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         setup[stage] = round(now - clock, 1)
         clock = now
 
-    spec = make_spec("otus", customers=args.cards, terminals=args.terminals,
-                     days=args.history_days + args.replay_days, seed=args.seed)
-    replay_start = dt.datetime.combine(spec.start_date + dt.timedelta(days=args.history_days), dt.time())
-    history_file = work / "raw" / "history" / f"{spec.start_date.isoformat()}.txt"
+    days = simulated_days(args, work) if args.input is None else raw_days(args, work)
+    replay, replay_start, history_file = days.replay, days.replay_start, days.history_file
     replay_file = work / "raw" / "replay" / f"{replay_start.date().isoformat()}.txt"
-    history_file.parent.mkdir(parents=True, exist_ok=True)
     replay_file.parent.mkdir(parents=True, exist_ok=True)
-    replay: list[str] = []
-    history_frauds: list[str] = []
-    highest_card = 0
-    with history_file.open("w") as out:
-        out.write(RAW_HEADER)
-        for line in simulated_lines(spec):
-            highest_card = max(highest_card, int(line.split(",", 3)[2]))
-            if _time_of(line) < replay_start:
-                out.write(line)
-                if line.split(",", 8)[7] == "1":
-                    history_frauds.append(line)
-            else:
-                replay.append(line)
+    history_frauds, highest_card = days.history_frauds, days.highest_card
     prior = blocked_before(history_frauds, loop.review)
-    frame = replay_frame(replay)
+    frame = replay_frame([line for line in replay if readable(line)])
     truth = dict(zip(frame["transaction_id"], frame["fraud"].astype(int)))
     issuer = CardIssuer(args.reissue_cards, highest_card + 1, prior)
     done("simulate")
@@ -276,8 +421,11 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         cleaning = clean.run(spark, cfg, str(history_file))
         done("clean")
         # the test week ends with the history; seven days between training and test
-        split = Split(spec.start_date, train_days=7, delay_days=7, test_days=7, val_days=2)
+        split = Split(days.history_start, train_days=7, delay_days=7, test_days=7, val_days=2)
         trained = train.run(spark, cfg, split, loop.label_delay_hours, latest=True)
+        retrainer = Retrainer(spark, cfg, work, loop, split)
+        if loop.retrain_every is not None and loop.retrain_every < dt.timedelta(days=args.replay_days):
+            retrainer.keep_history()
         done("train")
         metrics = StreamMetrics()
         query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
@@ -285,7 +433,7 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         channels = Channels(cfg)
         try:
             replayed, confirmed, sent_lines = replay_loop(query, metrics, channels, replay, truth, replay_start,
-                                                          loop, issuer, not args.no_progress)
+                                                          loop, issuer, retrainer, not args.no_progress)
         finally:
             channels.close()
         # the replay as the bank saw it (reissued card ids, declined payments left out), for the figures
@@ -301,7 +449,9 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         (work / "confirmed.json").write_text(json.dumps({str(t): w.isoformat() for t, w in confirmed.items()}))
         # the history's frauds at compromised terminals: the stream's state starts knowing them
         known_compromises = replay_frame(history_frauds).query("scenario == 2")[["terminal_id", "tx_datetime"]]
-        report = measure(spark, cfg, frame, confirmed, prior, known_compromises)
+        unreadable = {i for i in (line_to_message(line).get("transaction_id") for line in sent_lines
+                                  if not readable(line)) if isinstance(i, int)}
+        report = measure(spark, cfg, frame, unreadable, confirmed, prior, known_compromises)
         offline = offline_comparison(spark, cfg, str(replay_file), trained, frame, loop, args.review_delay, prior)
         done("measure_and_offline")
     finally:
@@ -310,18 +460,16 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         kafka_broker.stop(broker)
     return {
         "benchmark": "backtest", "machine": "2 cores, local[2]",
-        "command": "fraud backtest " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in (
-            ("cards", args.cards), ("terminals", args.terminals), ("history_days", args.history_days),
-            ("replay_days", args.replay_days), ("review_delay", args.review_delay),
-            ("dispute_delay", args.dispute_delay), ("step", args.step))) + (" --reissue-cards" if args.reissue_cards else "")
-        + "".join(f" --set {o}" for o in args.overrides),
+        "command": command(args),
         "requirement": {"recall_above": REQUIRED_RECALL, "fpr_at_most": MAX_FPR},
-        "simulation": {"preset": "otus", "cards": args.cards, "terminals": args.terminals, "seed": args.seed,
-                       "history": [spec.start_date.isoformat(), (replay_start.date() - dt.timedelta(days=1)).isoformat()],
-                       "replay": [replay_start.date().isoformat(),
-                                  (replay_start.date() + dt.timedelta(days=args.replay_days - 1)).isoformat()],
-                       "history_clean_rows": cleaning["clean"], "replayed_transactions": len(replay),
-                       "replayed_frauds": int(sum(truth.values())), "reissue_cards": args.reissue_cards},
+        "simulation" if args.input is None else "input": {
+            **days.described,
+            "history": [days.history_start.isoformat(), (replay_start.date() - dt.timedelta(days=1)).isoformat()],
+            "replay": [replay_start.date().isoformat(),
+                       (replay_start.date() + dt.timedelta(days=args.replay_days - 1)).isoformat()],
+            "history_clean_rows": cleaning["clean"], "history_quarantined_rows": cleaning["quarantined"],
+            "replayed_transactions": len(truth), "replayed_frauds": int(sum(truth.values())),
+            "reissue_cards": args.reissue_cards},
         "loop": {"review_delay": args.review_delay, "dispute_delay": args.dispute_delay, "step": args.step,
                  "model_label_delay_hours": loop.label_delay_hours, **replayed, "setup_seconds": setup},
         "offline_same_days": offline,
@@ -331,6 +479,15 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
                                                                    "average_precision", "recall_at_fpr_5pct")}},
         **report,
     }
+
+
+def command(args: argparse.Namespace) -> str:
+    """The command line that makes the report again."""
+    source = (f"--input {args.input}" if args.input is not None else
+              f"--cards {args.cards} --terminals {args.terminals} --history-days {args.history_days} --seed {args.seed}")
+    return (f"fraud backtest {source} --replay-days {args.replay_days} --review-delay {args.review_delay} "
+            f"--dispute-delay {args.dispute_delay} --step {args.step} --retrain-every {args.retrain_every}"
+            + (" --reissue-cards" if args.reissue_cards else "") + "".join(f" --set {o}" for o in args.overrides))
 
 
 class Channels:
@@ -383,29 +540,32 @@ class Channels:
 
 
 def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: list[str], truth: dict[int, int],
-                start: dt.datetime, loop: Loop, issuer: CardIssuer,
+                start: dt.datetime, loop: Loop, issuer: CardIssuer, retrainer: Retrainer,
                 progress: bool) -> tuple[dict[str, Any], dict[int, dt.datetime], list[str]]:
     """Replay a step at a time (see the module's doc); return the loop's figures, for each fraud whose label
     was due within the replay when (the bank blocks the card then), and the lines as sent (`issuer`'s card
     ids, without the declined payments)."""
     from tqdm import tqdm
 
-    tx_time = {int(line.split(",", 1)[0]): _time_of(line) for line in replay}
+    tx_time = {int(line.split(",", 1)[0]): _time_of(line) for line in replay if readable(line)}
     tx_place: dict[int, tuple[int, int, str]] = {}  # a label names its transaction's card, terminal and time
     sent_lines: list[str] = []
     last = max(tx_time.values())
     end = start + dt.timedelta(days=math.ceil((last - start + dt.timedelta(seconds=1)) / dt.timedelta(days=1)))
     steps = int((end - start) / loop.step)
     by_step: list[list[str]] = [[] for _ in range(steps)]
-    for line in replay:
-        by_step[int((_time_of(line) - start) / loop.step)].append(line)
+    k = 0
+    for line in replay:  # a line the backtest cannot read goes with the line before it
+        k = int((_time_of(line) - start) / loop.step) if readable(line) else k
+        by_step[k].append(line)
     sent = labels_sent = reviews = disputes = 0
     alerted: set[int] = set()
+    disputed: set[int] = set()  # a transaction id sent twice (the bank's duplicate lines) is disputed once
     pending: list[tuple[dt.datetime, int, int]] = []  # (due, transaction id, label)
     confirmed: dict[int, dt.datetime] = {}  # fraud -> when its label was due
     review_hours: list[float] = []  # transaction -> the start of the step that delivered its review
     started = time.monotonic()
-    phases = dict.fromkeys(("stream", "alerts"), 0.0)
+    phases = dict.fromkeys(("stream", "alerts", "retraining"), 0.0)
     bar = tqdm(total=steps, desc="backtest", unit="step", disable=not progress)
     for k, lines in enumerate(by_step):
         step_start = start + k * loop.step
@@ -420,8 +580,11 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
             if label == 1:
                 issuer.block(tx_place[t][0], when)
         issuer.apply(step_start)
+        if retrainer.due(step_start - start):  # before the step: its micro-batch scores with the champion then
+            retrainer(step_start, sent_lines, confirmed)
+            clock = _add(phases, "retraining", clock)
         lines = [paid for paid in map(issuer.payment, lines) if paid is not None]
-        for line in lines:
+        for line in filter(readable, lines):
             m = line_to_message(line)
             tx_place[int(m["transaction_id"])] = (int(m["customer_id"]), int(m["terminal_id"]), str(m["tx_datetime"]))
         sent_lines += lines
@@ -438,8 +601,11 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
         new = [t for t in channels.new_alerts() if t not in alerted]
         alerted.update(new)
         reviews += len(new)
-        pending += [(tx_time[t] + loop.review, t, truth[t]) for t in new]
-        missed = [t for t in (int(line.split(",", 1)[0]) for line in lines) if truth[t] == 1 and t not in alerted]
+        # the review of an alert gives its truth (an alert of a line the backtest cannot read has none to give)
+        pending += [(tx_time[t] + loop.review, t, truth[t]) for t in new if t in truth]
+        missed = [t for t in dict.fromkeys(int(line.split(",", 1)[0]) for line in filter(readable, lines))
+                  if truth[t] == 1 and t not in alerted and t not in disputed]
+        disputed.update(missed)
         disputes += len(missed)
         pending += [(tx_time[t] + loop.dispute, t, 1) for t in missed]
         _add(phases, "alerts", clock)
@@ -454,6 +620,7 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
             if review_hours else {},
             "labels_pending_at_the_end": len(pending),
             "cards_reissued": issuer.reissued, "declined_on_reissued_cards": len(issuer.declined),
+            "retrainings": retrainer.runs,
             "wall_seconds": round(time.monotonic() - started, 1),
             "seconds_per_step": round((time.monotonic() - started) / max(steps, 1), 2),
             "wall_seconds_by_phase": {phase: round(seconds, 1) for phase, seconds in phases.items()}}, confirmed, \
@@ -490,9 +657,13 @@ def rates(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def replay_frame(replay: Sequence[str]) -> pd.DataFrame:
-    """The replayed transactions: transaction_id, customer_id, terminal_id, tx_datetime and the simulation's
-    truth, fraud and scenario."""
-    fields = [line.split(",", 8) for line in replay]
+    """The replayed transactions: transaction_id, customer_id, terminal_id, tx_datetime and the truth, fraud and
+    scenario; the lines the backtest cannot read and the second copy of a transaction id are left out."""
+    first: dict[str, list[str]] = {}
+    for line in filter(readable, replay):
+        split = line.rstrip("\n").split(",")
+        first.setdefault(split[0], split)
+    fields = list(first.values())
     return pd.DataFrame({"transaction_id": np.array([int(f[0]) for f in fields], dtype="int64"),
                          "customer_id": np.array([int(f[2]) for f in fields], dtype="int64"),
                          "terminal_id": np.array([int(f[3]) for f in fields], dtype="int64"),
@@ -532,19 +703,24 @@ def judged(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series)
             "blocked_card_transactions": int(out["blocked"].sum()), "every_transaction": rates(out)}
 
 
-def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, dt.datetime],
+def measure(spark: Any, cfg: Config, frame: pd.DataFrame, unreadable: set[int], confirmed: dict[int, dt.datetime],
             prior: pd.Series, known_compromises: pd.DataFrame) -> dict[str, Any]:
     """The stream's figures: its `scores` against the truth (a card is blocked once a fraud of it was
-    confirmed in the loop), and the alert latency (Kafka timestamp -> `alerted_at`)."""
+    confirmed in the loop), and the alert latency (Kafka timestamp -> `alerted_at`). `frame`: the replayed
+    transactions the backtest can judge; `unreadable`: the ids of the other lines sent (the stream may score
+    one whose labels alone are broken; it is left out of the figures)."""
     scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
-        "transaction_id", "decision", "kafka_timestamp", "terminal_risk_1d", "threshold", "alert_reason").toPandas()
+        "transaction_id", "decision", "kafka_timestamp", "terminal_risk_1d", "threshold", "alert_reason",
+        "model_version").toPandas()
     dead_path = cfg.table_path("dead_letters")
-    dead = {int(json.loads(r.payload)["transaction_id"]) for r in
-            spark.read.format("delta").load(dead_path)
-            .where(F.col("topic") == str(cfg.get("kafka.topics.transactions"))).select("payload").collect()} \
-        if table_exists(spark, dead_path) else set()
+    letters = (spark.read.format("delta").load(dead_path).where(F.col("topic") == str(cfg.get("kafka.topics.transactions")))
+               .select("payload", F.array_join("errors", " ").alias("errors")).collect()
+               if table_exists(spark, dead_path) else [])
+    duplicates = sum("a duplicate (" in r.errors for r in letters)
+    dead = {_id_of(r.payload) for r in letters if "a duplicate (" not in r.errors}
     scored = set(scores["transaction_id"])
-    if len(scores) != len(scored) or scored | dead != set(frame["transaction_id"]) or scored & dead:
+    replayed = set(frame["transaction_id"])
+    if len(scores) != len(scored) or not replayed <= scored | dead or scored & dead or not scored <= replayed | unreadable:
         raise FraudError(f"backtest: {cfg.table_path('scores')} holds {len(scores)} rows of {len(scored)} transactions "
                          f"and {dead_path} {len(dead)} more; {len(frame)} were replayed, each expected once in one of them")
     merged = frame.merge(scores, on="transaction_id")
@@ -568,9 +744,23 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, confirmed: dict[int, d
     reasons = kept[kept["decision"]].groupby("alert_reason")
     by_reason = {str(r): {"reviews_a_day": round(len(part) / days, 1), "frauds": int(part["fraud"].sum())}
                  for r, part in reasons}
-    return {"overall": figures.pop("overall"), "alert_latency": latency, "dead_letters": len(dead), **figures,
-            "alert_threshold_by_day": by_day, "reviews_by_reason": by_reason,
+    # the model versions that scored each day (a retraining inside the replay moves the champion)
+    versions = {str(day): {str(v): int(n) for v, n in part.value_counts().sort_index().items()}
+                for day, part in merged.groupby(merged["tx_datetime"].dt.date)["model_version"]}
+    return {"overall": figures.pop("overall"), "alert_latency": latency,
+            "dead_letters": {"refused_by_rules": len(dead & replayed), "unreadable": len(letters) - duplicates - len(dead & replayed),
+                             "duplicates": duplicates},
+            "unreadable_lines_scored": len(scored & unreadable - replayed), **figures,
+            "alert_threshold_by_day": by_day, "model_versions_by_day": versions, "reviews_by_reason": by_reason,
             "what_the_loop_knew": loop_knowledge(merged, confirmed, prior, known_compromises)}
+
+
+def _id_of(payload: str) -> int | None:
+    """The transaction id of a dead letter's message, if it has one."""
+    try:
+        return int(json.loads(payload)["transaction_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 COMPROMISE_DAYS = 28  # how long the simulation keeps a terminal compromised (SIMULATOR.md)

@@ -591,7 +591,7 @@ class BatchWriter:
             candidate = F.col("alert_reason").isNotNull()  # flagged by its score, or a candidate of a check
             observed: pd.DataFrame = scored.select(
                 "transaction_id", "customer_id", "terminal_id", "tx_datetime", "score", "decision", "alert_reason",
-                latency.alias("latency"), F.when(candidate, F.col("customer_id").cast("string")).alias("key"),
+                "model_version", latency.alias("latency"), F.when(candidate, F.col("customer_id").cast("string")).alias("key"),
                 F.when(candidate, F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()
             # the checks' candidates: the driver picks the payments each check sends for review
             picked = self.checks.pick(observed[~observed["decision"] & observed["alert_reason"].notna()])

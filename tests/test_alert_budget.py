@@ -93,3 +93,17 @@ def test_a_card_s_payments_after_a_confirmed_fraud_leave_the_budget():
     assert list(budget.legitimate()) == [True, True, True, False, False, False, True]
     assert budget.spent() == pytest.approx(0.0)  # of 4 legitimate, none flagged
     assert budget.threshold(0.9) == 0.5  # 1 of the 4 (0.1, 0.2, 0.3, 0.5) may be flagged
+
+
+def test_a_new_model_gets_a_threshold_from_its_own_scores():
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), min_transactions=5)
+    noon = dt.datetime(2026, 12, 1, 12)
+    budget.observe(batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5], threshold=0.5).assign(model_version="1"))
+    assert budget.threshold(0.5) == 0.5  # 5 legitimate of model 1: one may be flagged
+    # the retrained model scores on another scale: until it has scored min_transactions, its own threshold
+    second = batch(6, noon + dt.timedelta(hours=1), [0.01, 0.02, 0.03], threshold=0.04).assign(model_version="2")
+    budget.observe(second)
+    assert budget.threshold(0.04) == 0.04
+    assert budget.spent() == pytest.approx(1 / 8)  # the share spent counts every decision of the window
+    budget.observe(batch(9, noon + dt.timedelta(hours=2), [0.04, 0.05], threshold=0.04).assign(model_version="2"))
+    assert budget.threshold(0.04) == 0.05  # from model 2's five scores alone

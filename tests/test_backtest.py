@@ -142,3 +142,73 @@ def test_reissued_cards_pay_with_new_ids_from_the_step_after_the_block(spark, tm
     first = new.sort_values("tx_datetime").groupby("customer_id").head(1)
     assert (first["card_tx_count_30d"] <= 1).all()
     assert report["every_transaction"]["transactions"] == len(sent)
+
+
+def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_path, capsys):
+    """--input: the bank's raw files (here simulated, with the bank's defects) instead of a simulation; their
+    last day is replayed, the 22 before are the history. --retrain-every 12h: halfway through the replayed
+    day, `fraud train --latest` on the loop's labels, and the stream scores with the champion from then on."""
+    from jobs.simulate import simulate_to_folder
+    from jobs.rawfiles import DefectRates
+
+    raw = tmp_path / "raw"
+    simulate_to_folder(make_spec("otus", customers=200, terminals=100, days=23, seed=3), raw, DefectRates())
+    work = tmp_path / "work"
+    args = ["--input", str(raw), "--replay-days", "1", "--step", "6h", "--retrain-every", "12h",
+            "--review-delay", "1h", "--dispute-delay", "6h", "--work", str(work), "--no-save", "--no-progress"]
+    assert backtest.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    # the replayed day as the files hold it: lines the backtest reads (9 fields, integer ids, a time, labels
+    # 0/1 and 0..3), the first copy of each transaction id
+    replay_start = dt.datetime(2019, 9, 13)
+    lines = [line.rstrip("\n").split(",") for line in (raw / "2019-08-22.txt").read_text().splitlines()[1:]]
+    when = pd.to_datetime([f[1] if len(f) > 1 else "" for f in lines], format="%Y-%m-%d %H:%M:%S", errors="coerce")
+    frame = pd.DataFrame({"fields": lines, "tx_datetime": when})
+    frame["tx_datetime"] = frame["tx_datetime"].ffill()  # an unreadable line stays with the one before it
+    day = frame[frame["tx_datetime"] >= replay_start]
+
+    def readable(f: list[str]) -> bool:
+        return (len(f) == 9 and f[7] in ("0", "1") and f[8] in "0123" and len(f[8]) == 1
+                and all(f[i].lstrip("-").isdigit() for i in (0, 2, 3))
+                and not pd.isna(pd.to_datetime(f[1], format="%Y-%m-%d %H:%M:%S", errors="coerce")))
+
+    ok = day[day["fields"].map(readable)]
+    truth = pd.DataFrame({"transaction_id": [int(f[0]) for f in ok["fields"]], "fraud": [f[7] == "1" for f in ok["fields"]],
+                          "tx_datetime": ok["tx_datetime"].to_numpy()}).drop_duplicates("transaction_id")
+    assert len(day) > len(ok) > 0, "the day holds some of the bank's defects"
+    assert report["input"]["replayed_transactions"] == len(truth)
+    assert report["loop"]["transactions_sent"] == len(day)  # the unreadable lines and the duplicates too
+    assert report["input"]["unreadable_replayed_lines"] == len(day) - len(ok)
+    assert report["input"]["history"] == ["2019-08-22", "2019-09-12"] and report["input"]["replay"] == ["2019-09-13"] * 2
+
+    # every readable transaction scored or a dead letter, once; the figures are the scores' against the files' labels
+    scores = spark.read.format("delta").load(str(work / "lake/scores")).toPandas()
+    judged = truth.merge(scores[["transaction_id", "decision", "model_version"]], on="transaction_id")
+    dead = report["dead_letters"]
+    assert len(judged) + dead["refused_by_rules"] == len(truth)
+    assert dead["duplicates"] == len(ok) - len(truth)
+    assert len(scores) == len(judged) + report["unreadable_lines_scored"]
+    caught = int((judged["decision"] & judged["fraud"]).sum())
+    assert report["every_transaction"]["frauds"] == int(judged["fraud"].sum()) > 0
+    assert report["every_transaction"]["frauds_alerted"] == caught
+    assert report["every_transaction"]["false_alerts"] == int((judged["decision"] & ~judged["fraud"]).sum())
+
+    # one retraining, at noon, on the labels the loop had by then: a fraud alerted before 11:00 (its review is
+    # due an hour later) or missed before 06:00 (its dispute is due six hours later)
+    (retrained,) = report["loop"]["retrainings"]
+    noon = replay_start + dt.timedelta(hours=12)
+    assert retrained["at"] == str(noon) and retrained["split"]["test_end"] == "2019-09-14"
+    frauds = judged[judged["fraud"]]
+    due = frauds["tx_datetime"] + pd.to_timedelta(frauds["decision"].map({True: 1, False: 6}), unit="h")
+    assert retrained["replayed_frauds_known"] == int((due <= noon).sum())
+    assert retrained["replayed_frauds"] == int((frauds["tx_datetime"] < noon).sum())
+    lake = spark.read.format("delta").load(str(next((work / "retraining").glob("2019-09-13T1200")) / "lake/clean_transactions"))
+    known = lake.where("tx_date = '2019-09-13' AND tx_fraud = 1").select("transaction_id").toPandas()
+    assert set(known["transaction_id"]) == set(frauds.loc[(due <= noon).to_numpy(), "transaction_id"])
+    # the stream scored with version 1 before noon and with the champion after it
+    after = "2" if retrained["alias"] == "champion" else "1"
+    assert retrained["version"] == "2"
+    assert set(judged.loc[judged["tx_datetime"] < noon, "model_version"]) == {"1"}
+    assert set(judged.loc[judged["tx_datetime"] >= noon, "model_version"]) == {after}
+    assert report["model_versions_by_day"]["2019-09-13"] == judged["model_version"].value_counts().sort_index().to_dict()
