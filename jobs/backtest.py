@@ -86,6 +86,10 @@ def parse_duration(text: str, option: str) -> dt.timedelta:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cards", type=int, default=20_000, help="cards (customers) to simulate (default 20,000)")
     parser.add_argument("--terminals", type=int, default=1_000, help="terminals (default 1,000, the bank's)")
+    parser.add_argument("--radius", type=float, default=5.0, help="a card uses the terminals closer than this on the "
+                        "simulation's 100 x 100 map (default 5: about 8 terminals a card with 1,000)")
+    parser.add_argument("--terminals-compromised-per-day", type=float, default=2.0, help="compromises drawn a day "
+                        "(default 2, the bank's 0.2%% of 1,000 terminals); a fraction is a chance")
     parser.add_argument("--history-days", type=int, default=35, help="days before the replay: cleaning, training "
                         "and the stream's starting state (default 35)")
     parser.add_argument("--replay-days", type=int, default=5, help="days replayed through the stream (default 5)")
@@ -361,12 +365,17 @@ def split_lines(lines: Iterable[str], replay_start: dt.datetime, history_file: P
 
 def simulated_days(args: argparse.Namespace, work: Path) -> Days:
     """`--history-days` + `--replay-days` days of the `otus` preset."""
-    spec = make_spec("otus", customers=args.cards, terminals=args.terminals,
-                     days=args.history_days + args.replay_days, seed=args.seed)
+    try:
+        spec = make_spec("otus", customers=args.cards, terminals=args.terminals, radius=args.radius,
+                         terminals_compromised_per_day=args.terminals_compromised_per_day,
+                         days=args.history_days + args.replay_days, seed=args.seed)
+    except ValueError as exc:
+        raise FraudError(f"fraud backtest: {exc}") from exc
     replay_start = dt.datetime.combine(spec.start_date + dt.timedelta(days=args.history_days), dt.time())
     days = split_lines(simulated_lines(spec), replay_start,
                        work / "raw" / "history" / f"{spec.start_date.isoformat()}.txt")
-    days.described = {"preset": "otus", "cards": args.cards, "terminals": args.terminals, "seed": args.seed}
+    days.described = {"preset": "otus", "cards": args.cards, "terminals": args.terminals, "radius": args.radius,
+                      "terminals_compromised_per_day": args.terminals_compromised_per_day, "seed": args.seed}
     return days
 
 
@@ -484,7 +493,8 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
 def command(args: argparse.Namespace) -> str:
     """The command line that makes the report again."""
     source = (f"--input {args.input}" if args.input is not None else
-              f"--cards {args.cards} --terminals {args.terminals} --history-days {args.history_days} --seed {args.seed}")
+              f"--cards {args.cards} --terminals {args.terminals} --radius {args.radius:g} --terminals-compromised-per-day "
+              f"{args.terminals_compromised_per_day:g} --history-days {args.history_days} --seed {args.seed}")
     return (f"fraud backtest {source} --replay-days {args.replay_days} --review-delay {args.review_delay} "
             f"--dispute-delay {args.dispute_delay} --step {args.step} --retrain-every {args.retrain_every}"
             + (" --reissue-cards" if args.reissue_cards else "") + "".join(f" --set {o}" for o in args.overrides))

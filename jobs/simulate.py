@@ -130,12 +130,15 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--terminals", type=int)
     parser.add_argument("--radius", type=float, help="a customer uses terminals closer than this (default 5)")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--terminals-compromised-per-day", type=float, help="terminals drawn for a compromise each "
+                        "day (default 2); a fraction is a chance: 0.25 is one every fourth day on average")
 
 
 def spec_from_args(args: argparse.Namespace) -> SimulationSpec:
     try:
         return make_spec(args.preset, start_date=args.start_date, days=args.days, customers=args.customers,
-                         terminals=args.terminals, radius=args.radius, seed=args.seed)
+                         terminals=args.terminals, radius=args.radius, seed=args.seed,
+                         terminals_compromised_per_day=args.terminals_compromised_per_day)
     except ValueError as exc:
         raise FraudError(str(exc)) from exc
 
