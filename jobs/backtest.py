@@ -694,6 +694,15 @@ def blocked(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series
     return (frame["tx_datetime"] > frame["customer_id"].map(first)).fillna(False).astype(bool)
 
 
+def by_scenario(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """The frauds of `frame` and those missed, by the simulation's scenario: 1 a large amount, 2 a compromised
+    terminal, 3 a compromised card."""
+    frauds = frame[frame["fraud"]]
+    missed = frauds[~frauds["decision"]]
+    return {f"scenario_{k}": {"frauds": int(n), "missed": int((missed["scenario"] == k).sum())}
+            for k, n in frauds["scenario"].value_counts().sort_index().items()}
+
+
 def judged(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series) -> dict[str, Any]:
     """Overall, per-day and per-week rates of `frame` (`decision`, `fraud`, `tx_datetime`), leaving out the
     transactions of blocked cards; the rates of every transaction too. Weeks count from the first day of
@@ -703,13 +712,12 @@ def judged(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series)
     out = frame.assign(blocked=blocked(frame, known, prior).to_numpy(), day=frame["tx_datetime"].dt.date.astype(str),
                        week=(frame["tx_datetime"] - first).dt.days // 7 + 1)
     kept = out[~out["blocked"]]
-    missed = kept[kept["fraud"] & ~kept["decision"]]
     return {"overall": rates(kept), "days": {day: rates(part) for day, part in kept.groupby("day")},
             "weeks": {f"week_{int(w)}": rates(part) for w, part in kept.groupby("week")},
             "settled_weeks": rates(kept[kept["week"] >= 2]) if (kept["week"] >= 2).any() else None,
             # the simulation's fraud scenarios: 1 large amount, 2 compromised terminal, 3 compromised card
-            "frauds_by_scenario": {f"scenario_{k}": {"frauds": int(n), "missed": int((missed["scenario"] == k).sum())}
-                                   for k, n in kept.loc[kept["fraud"], "scenario"].value_counts().sort_index().items()},
+            "frauds_by_scenario": by_scenario(kept),
+            "frauds_by_scenario_by_week": {f"week_{int(w)}": by_scenario(part) for w, part in kept.groupby("week")},
             "blocked_card_transactions": int(out["blocked"].sum()), "every_transaction": rates(out)}
 
 
@@ -750,10 +758,10 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, unreadable: set[int], 
     # the reviews the stream asked for, by reason (its score, or a check of its terminal), blocked cards left
     # out as in the figures; and the frauds each reason caught
     kept = merged[~blocked(merged, confirmed, prior).to_numpy()]
-    days = max(1, kept["tx_datetime"].dt.date.nunique())
-    reasons = kept[kept["decision"]].groupby("alert_reason")
-    by_reason = {str(r): {"reviews_a_day": round(len(part) / days, 1), "frauds": int(part["fraud"].sum())}
-                 for r, part in reasons}
+    by_reason = reviews_by_reason(kept)
+    first = kept["tx_datetime"].min().normalize()
+    by_reason_by_week = {f"week_{int(w)}": reviews_by_reason(part)
+                         for w, part in kept.groupby((kept["tx_datetime"] - first).dt.days // 7 + 1)}
     # the model versions that scored each day (a retraining inside the replay moves the champion)
     versions = {str(day): {str(v): int(n) for v, n in part.value_counts().sort_index().items()}
                 for day, part in merged.groupby(merged["tx_datetime"].dt.date)["model_version"]}
@@ -762,7 +770,16 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, unreadable: set[int], 
                              "duplicates": duplicates},
             "unreadable_lines_scored": len(scored & unreadable - replayed), **figures,
             "alert_threshold_by_day": by_day, "model_versions_by_day": versions, "reviews_by_reason": by_reason,
+            "reviews_by_reason_by_week": by_reason_by_week,
             "what_the_loop_knew": loop_knowledge(merged, confirmed, prior, known_compromises)}
+
+
+def reviews_by_reason(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The reviews the stream asked for a day, by reason (its score, or a check of its terminal), and the frauds
+    each reason caught."""
+    days = max(1, frame["tx_datetime"].dt.date.nunique())
+    return {str(r): {"reviews_a_day": round(len(part) / days, 1), "frauds": int(part["fraud"].sum())}
+            for r, part in frame[frame["decision"]].groupby("alert_reason")}
 
 
 def _id_of(payload: str) -> int | None:
@@ -811,13 +828,26 @@ def loop_knowledge(frame: pd.DataFrame, confirmed: dict[int, dt.datetime], prior
     per_terminal = in_replay.groupby("terminal_id").agg(first_fraud=("tx_datetime", "min"), first_due=("due", "min"))
     recent = history[history["tx_datetime"] >= first - window]
     per_terminal = per_terminal[~per_terminal.index.isin(recent["terminal_id"])]  # compromised before the replay
-    hours = ((per_terminal["first_due"] - per_terminal["first_fraud"]).dt.total_seconds() / 3600).dropna()
     days = max(1, (frame["tx_datetime"].max().normalize() - first).days + 1)
+    compromised_in = (per_terminal["first_fraud"] - first).dt.days // 7 + 1
+    week = (frame["tx_datetime"] - first).dt.days // 7 + 1
+    days_by_week = frame["tx_datetime"].dt.date.groupby(week).nunique()
     return {"missed_compromised_terminal_frauds_by_week": weeks,
-            "first_confirmation_hours": {"terminals": len(per_terminal), "never_confirmed": int(per_terminal["first_due"].isna().sum()),
-                                         **({"p50": round(float(hours.median()), 1),
-                                             "p90": round(float(hours.quantile(0.9)), 1)} if len(hours) else {})},
-            "alerts_a_day": round(float(frame["decision"].sum()) / days, 1)}
+            "first_confirmation_hours": first_confirmation(per_terminal),
+            # by the week of the compromise's first fraud
+            "first_confirmation_hours_by_week": {f"week_{int(w)}": first_confirmation(part)
+                                                 for w, part in per_terminal.groupby(compromised_in)},
+            "alerts_a_day": round(float(frame["decision"].sum()) / days, 1),
+            "alerts_a_day_by_week": {f"week_{int(w)}": round(float(n) / days_by_week[w], 1)
+                                     for w, n in frame["decision"].groupby(week).sum().items()}}
+
+
+def first_confirmation(per_terminal: pd.DataFrame) -> dict[str, Any]:
+    """Of terminals compromised during the replay (`first_fraud`, `first_due`: the first label of their frauds,
+    NaT if none), how many, how many never confirmed, and the hours to the first label (median, p90)."""
+    hours = ((per_terminal["first_due"] - per_terminal["first_fraud"]).dt.total_seconds() / 3600).dropna()
+    return {"terminals": len(per_terminal), "never_confirmed": int(per_terminal["first_due"].isna().sum()),
+            **({"p50": round(float(hours.median()), 1), "p90": round(float(hours.quantile(0.9)), 1)} if len(hours) else {})}
 
 
 def offline_comparison(spark: Any, cfg: Config, replay_file: str, trained: dict[str, Any], frame: pd.DataFrame,
