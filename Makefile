@@ -50,13 +50,13 @@ $(JARS)/.fetched: spark-submit/pom.xml spark-submit/fetch-jars.sh | $(VENV)/.ins
 	@touch $@
 
 # the stream's stateful operators (Java, features/jvm), built by Maven against the parent pom's Spark; the
-# digest of their sources is kept beside the jar, and jobs/session.py refuses a jar built from other sources
+# digest of their sources is kept beside the jar, and jobs/core/session.py refuses a jar built from other sources
 operators: $(JARS)/operators/.built
 $(JARS)/operators/.built: $(OPERATOR_SOURCES) | $(VENV)/.installed $(JARS)/.fetched
 	mvn -B -q -f spark-submit/pom.xml -P operators package
 	@rm -rf $(JARS)/operators && mkdir -p $(JARS)/operators
 	cp $(JARS)/operators-build/fraud-operators.jar $(JARS)/operators/
-	$(BIN)/python -c 'from jobs.session import operator_sources_digest; print(operator_sources_digest())' > $(JARS)/operators/sources.sha256
+	$(BIN)/python -c 'from jobs.core.session import operator_sources_digest; print(operator_sources_digest())' > $(JARS)/operators/sources.sha256
 	@touch $@
 
 # prometheus and promtool for the monitoring tests: Debian's package, unpacked here (no service, no root

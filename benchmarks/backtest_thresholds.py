@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import report  # noqa: E402
-from jobs.backtest import blocked, blocked_before, parse_duration, replay_frame  # noqa: E402
-from jobs.config import load_config  # noqa: E402
-from jobs.session import get_spark  # noqa: E402
+from jobs.core.config import load_config  # noqa: E402
+from jobs.core.session import get_spark  # noqa: E402
+from jobs.replay.backtest import blocked, blocked_before, parse_duration, replay_frame  # noqa: E402
 
 
 def raw_lines(folder: Path) -> list[str]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jobs.kafka_broker import free_port
+from jobs.dev.kafka_broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,9 +35,9 @@ from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from benchmarks.common import report  # noqa: E402
-from jobs.config import load_config  # noqa: E402
-from jobs.lake import append_idempotent  # noqa: E402
-from jobs.session import get_spark  # noqa: E402
+from jobs.core.config import load_config  # noqa: E402
+from jobs.core.lake import append_idempotent  # noqa: E402
+from jobs.core.session import get_spark  # noqa: E402
 
 
 PROPERTIES = {"delta.checkpointInterval": "100"}

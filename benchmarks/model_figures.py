@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import report  # noqa: E402
 from jobs import build_features, clean, train  # noqa: E402
-from jobs.config import Config, load_config  # noqa: E402
-from jobs.session import get_spark  # noqa: E402
-from jobs.simulate import simulate_to_folder  # noqa: E402
-from jobs.simulator import make_spec  # noqa: E402
+from jobs.core.config import Config, load_config  # noqa: E402
+from jobs.core.session import get_spark  # noqa: E402
+from jobs.simulation.simulate import simulate_to_folder  # noqa: E402
+from jobs.simulation.simulator import make_spec  # noqa: E402
 from models.split import Split  # noqa: E402
 
 PUBLISHED = {"single_split_best_baselines": {"roc_auc": 0.871, "average_precision": 0.658, "card_precision_at_100": 0.291},

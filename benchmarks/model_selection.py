@@ -31,10 +31,10 @@ import pandas as pd  # noqa: E402
 from benchmarks.common import report  # noqa: E402
 from features.definitions import FEATURE_NAMES  # noqa: E402
 from jobs import build_features, clean  # noqa: E402
-from jobs.config import load_config  # noqa: E402
-from jobs.session import get_spark  # noqa: E402
-from jobs.simulate import simulate_to_folder  # noqa: E402
-from jobs.simulator import make_spec  # noqa: E402
+from jobs.core.config import load_config  # noqa: E402
+from jobs.core.session import get_spark  # noqa: E402
+from jobs.simulation.simulate import simulate_to_folder  # noqa: E402
+from jobs.simulation.simulator import make_spec  # noqa: E402
 from models import catboost_model, metrics  # noqa: E402
 from models.split import drop_known_fraud_cards, in_days  # noqa: E402
 

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import report  # noqa: E402
-from jobs.rawfiles import DefectRates  # noqa: E402
-from jobs.simulate import simulate_to_folder  # noqa: E402
-from jobs.simulator import Simulator, make_spec  # noqa: E402
+from jobs.simulation.rawfiles import DefectRates  # noqa: E402
+from jobs.simulation.simulate import simulate_to_folder  # noqa: E402
+from jobs.simulation.simulator import Simulator, make_spec  # noqa: E402
 
 
 def peak_rss_mib() -> float:

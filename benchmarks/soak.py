@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from jobs import kafka_broker  # noqa: E402
-from jobs.config import Config, load_config  # noqa: E402
-from jobs.label_cmd import label_record  # noqa: E402
-from jobs.produce import simulated_lines, transaction_record, without_labels  # noqa: E402
-from jobs.simulator import make_spec  # noqa: E402
+from jobs.core.config import Config, load_config  # noqa: E402
+from jobs.kafka_tools.label_cmd import label_record  # noqa: E402
+from jobs.kafka_tools.produce import simulated_lines, transaction_record, without_labels  # noqa: E402
+from jobs.simulation.simulator import make_spec  # noqa: E402
 from tests.test_stream_restart import register_model  # noqa: E402
 
 MALFORMED = [b"not json", b'{"transaction_id": "x", "customer_id": 1}']
@@ -233,7 +233,7 @@ def check_tables(cfg: Config, acked: dict[str, list[int | None]], topics: dict[s
     dead letter; each label in `labels` or (a label of a transaction not scored) a dead letter."""
     from pyspark.sql import functions as F
 
-    from jobs.session import get_spark
+    from jobs.core.session import get_spark
 
     spark = get_spark(cfg, "soak-check")
     scores = spark.read.format("delta").load(cfg.table_path("scores"))

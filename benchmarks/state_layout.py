@@ -35,8 +35,8 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from benchmarks.common import report  # noqa: E402
 from features.operators import add_aggregates  # noqa: E402
-from jobs.config import load_config  # noqa: E402
-from jobs.session import get_spark  # noqa: E402
+from jobs.core.config import load_config  # noqa: E402
+from jobs.core.session import get_spark  # noqa: E402
 
 DELAY_HOURS = 168
 START = pd.Timestamp("2026-01-01")

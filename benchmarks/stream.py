@@ -55,12 +55,12 @@ from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from features.definitions import AGGREGATES  # noqa: E402
 from features.operators import LABEL_INCREMENT, LABEL_PREVIOUS  # noqa: E402
 from jobs import kafka_broker, score_stream  # noqa: E402
-from jobs.alerts_cmd import read_topic  # noqa: E402
-from jobs.config import Config, load_config, parse_override  # noqa: E402
-from jobs.metrics import StreamMetrics  # noqa: E402
-from jobs.produce import produce, simulated_lines, without_labels  # noqa: E402
-from jobs.session import get_spark  # noqa: E402
-from jobs.simulator import make_spec  # noqa: E402
+from jobs.core.config import Config, load_config, parse_override  # noqa: E402
+from jobs.core.metrics import StreamMetrics  # noqa: E402
+from jobs.core.session import get_spark  # noqa: E402
+from jobs.kafka_tools.alerts_cmd import read_topic  # noqa: E402
+from jobs.kafka_tools.produce import produce, simulated_lines, without_labels  # noqa: E402
+from jobs.simulation.simulator import make_spec  # noqa: E402
 from tests.test_stream_restart import register_model  # noqa: E402
 
 

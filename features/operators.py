@@ -139,7 +139,7 @@ def add_aggregates(rows: DataFrame, entity: str, label_delay_hours: int, ttl_day
         operator = getattr(operator, part)
     if "JavaPackage" in type(operator).__name__:  # py4j's answer for a class it cannot find
         raise OperatorMissingError(f"the stream's stateful operator {OPERATOR_CLASS} is not on Spark's classpath: "
-                                   "run `make operators` (part of `make setup`) and start Spark with jobs/session.py")
+                                   "run `make operators` (part of `make setup`) and start Spark with jobs/core/session.py")
     resolves = label_column is not None and duplicate_column is not None
     order = F.unix_micros(F.col(label_order)) if label_order else F.lit(0).cast("long")
     prepared = rows.select("*", F.unix_timestamp("tx_datetime").alias(SECONDS), order.alias(LABEL_ORDER),

@@ -7,25 +7,25 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from jobs.common import run_main
+from jobs.core.common import run_main
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("jobs.demo", "run the system end to end on local defaults (what `make demo` runs)"),
-    "backtest": ("jobs.backtest", "replay simulated history through the stream with the fraud team's and the "
+    "demo": ("jobs.replay.demo", "run the system end to end on local defaults (what `make demo` runs)"),
+    "backtest": ("jobs.replay.backtest", "replay simulated history through the stream with the fraud team's and the "
                                   "cardholders' labels; recall and FPR per day against the bank's requirement"),
-    "kafka": ("jobs.kafka_cmd", "start, stop or inspect the local Kafka broker"),
-    "simulate": ("jobs.simulate", "generate transactions in the bank's raw format (optionally with its defects)"),
-    "clean": ("jobs.clean", "clean raw files into clean_transactions, bad rows into quarantine_transactions"),
-    "features": ("jobs.build_features", "build features_transactions from clean_transactions"),
-    "train": ("jobs.train", "train the CatBoost model, log it to MLflow, register it"),
-    "evaluate": ("jobs.evaluate", "score raw files with a registered model and print its metrics"),
-    "stream": ("jobs.score_stream", "the main job: Kafka -> stateful features -> CatBoost -> scores, alerts"),
-    "alerts": ("jobs.alerts_cmd", "print the alerts topic readably as alerts arrive"),
-    "label": ("jobs.label_cmd", "send the fraud team's confirmed labels to the labels topic"),
-    "produce": ("jobs.produce", "replay raw files into the transactions topic"),
-    "ingest": ("jobs.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
-    "maintain": ("jobs.maintain", "compact the lake's small files and vacuum old ones (OPTIMIZE, VACUUM), on a schedule"),
+    "kafka": ("jobs.dev.kafka_cmd", "start, stop or inspect the local Kafka broker"),
+    "simulate": ("jobs.simulation.simulate", "generate transactions in the bank's raw format (optionally with its defects)"),
+    "clean": ("jobs.batch.clean", "clean raw files into clean_transactions, bad rows into quarantine_transactions"),
+    "features": ("jobs.batch.build_features", "build features_transactions from clean_transactions"),
+    "train": ("jobs.batch.train", "train the CatBoost model, log it to MLflow, register it"),
+    "evaluate": ("jobs.batch.evaluate", "score raw files with a registered model and print its metrics"),
+    "stream": ("jobs.stream.score_stream", "the main job: Kafka -> stateful features -> CatBoost -> scores, alerts"),
+    "alerts": ("jobs.kafka_tools.alerts_cmd", "print the alerts topic readably as alerts arrive"),
+    "label": ("jobs.kafka_tools.label_cmd", "send the fraud team's confirmed labels to the labels topic"),
+    "produce": ("jobs.kafka_tools.produce", "replay raw files into the transactions topic"),
+    "ingest": ("jobs.stream.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
+    "maintain": ("jobs.batch.maintain", "compact the lake's small files and vacuum old ones (OPTIMIZE, VACUUM), on a schedule"),
 }
 
 

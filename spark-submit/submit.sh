@@ -3,10 +3,10 @@
 #
 #   spark-submit/submit.sh [--master M] [--deploy-mode client|cluster] [--image IMAGE] JOB.py [job options]
 #
-#   local:       spark-submit/submit.sh jobs/ingest_stream.py --env local --available-now
-#   YARN:        spark-submit/submit.sh --master yarn --deploy-mode cluster jobs/ingest_stream.py --env cluster
+#   local:       spark-submit/submit.sh jobs/stream/ingest_stream.py --env local --available-now
+#   YARN:        spark-submit/submit.sh --master yarn --deploy-mode cluster jobs/stream/ingest_stream.py --env cluster
 #   Kubernetes:  spark-submit/submit.sh --master k8s://https://API:6443 --deploy-mode cluster \
-#                    --image registry/fraud:0.1.0 jobs/ingest_stream.py --env cluster
+#                    --image registry/fraud:0.1.0 jobs/stream/ingest_stream.py --env cluster
 #
 # What it ships: the jars of .jars/spark (make jars) and .jars/operators (make operators) with --jars; the packages jobs/, features/, models/
 # as one zip with --py-files; the conf/ folder as an archive unpacked as ./conf next to the driver and
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
 done
 job=${1:?"usage: spark-submit/submit.sh [--master M] [--deploy-mode D] [--image I] JOB.py [options] (see --help)"}
 shift
-[ -f "$root/$job" ] || [ -f "$job" ] || { echo "submit: job file $job not found (expected e.g. jobs/ingest_stream.py)" >&2; exit 2; }
+[ -f "$root/$job" ] || [ -f "$job" ] || { echo "submit: job file $job not found (expected e.g. jobs/stream/ingest_stream.py)" >&2; exit 2; }
 jar_dir="$root/.jars/spark"
 operator_dir="$root/.jars/operators"
 ls "$jar_dir"/*.jar >/dev/null 2>&1 || { echo "submit: no jars in $jar_dir: run \`make jars\` first" >&2; exit 2; }

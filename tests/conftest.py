@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from jobs import kafka_broker
-from jobs.kafka_broker import free_port
-from jobs.config import Config, load_config
+from jobs.core.config import Config, load_config
+from jobs.dev import kafka_broker
+from jobs.dev.kafka_broker import free_port
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def base_cfg() -> Config:
 def spark(base_cfg: Config) -> Iterator[Any]:
     from pyspark.sql import SparkSession
 
-    from jobs.session import configure_spark
+    from jobs.core.session import configure_spark
 
     # One JVM runs every job of the project, far more distinct queries than a job runs: Spark's cache of
     # compiled query code (100 entries by default) would evict them, and compile each again, and the JIT

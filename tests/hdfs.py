@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.kafka_broker import free_port
+from jobs.dev.kafka_broker import free_port
 from tests import servers
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from jobs.simulate import simulate_to_folder
-from jobs.simulator import make_spec
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
 from tests import servers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,16 +95,16 @@ def test_every_task_submits_a_job_of_the_repository_with_options_it_accepts(dags
                           "--image", KUBERNETES["fraud_image"]], submit
         check_job(job, args)
     assert jobs == {
-        "clean": ("jobs/clean.py", ["--env", "cluster", "--input", "s3a://bank-raw/transactions/"]),
-        "features": ("jobs/build_features.py", ["--env", "cluster", "--label-delay", "7d"]),
-        "train": ("jobs/train.py", ["--env", "cluster", "--latest", "--label-delay", "7d"]),
-        "maintain": ("jobs/maintain.py", ["--env", "cluster"])}
+        "clean": ("jobs/batch/clean.py", ["--env", "cluster", "--input", "s3a://bank-raw/transactions/"]),
+        "features": ("jobs/batch/build_features.py", ["--env", "cluster", "--label-delay", "7d"]),
+        "train": ("jobs/batch/train.py", ["--env", "cluster", "--latest", "--label-delay", "7d"]),
+        "maintain": ("jobs/batch/maintain.py", ["--env", "cluster"])}
     assert job_invocation(commands["train"]["command_with_variables"])[2][-1] == "1d"
 
 
 def test_a_wrong_option_would_be_caught():
     with pytest.raises((argparse.ArgumentError, SystemExit)):
-        check_job("jobs/train.py", ["--env", "cluster", "--latests"])
+        check_job("jobs/batch/train.py", ["--env", "cluster", "--latests"])
 
 
 @pytest.mark.integration

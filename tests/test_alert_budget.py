@@ -1,4 +1,4 @@
-"""The alert budget (jobs/alert_budget.py, models/threshold.py's budget_threshold): the threshold that flags
+"""The alert budget (jobs/stream/alert_budget.py, models/threshold.py's budget_threshold): the threshold that flags
 at most a share of the recent legitimate transactions."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.alert_budget import AlertBudget
-from jobs.config import load_config
-from jobs.errors import ConfigError
+from jobs.core.config import load_config
+from jobs.core.errors import ConfigError
+from jobs.stream.alert_budget import AlertBudget
 from models.threshold import budget_threshold
 
 

@@ -9,10 +9,10 @@ import json
 import pandas as pd
 import pytest
 
-from jobs import backtest
-from jobs.errors import FraudError
-from jobs.produce import simulated_lines
-from jobs.simulator import make_spec
+from jobs.core.errors import FraudError
+from jobs.kafka_tools.produce import simulated_lines
+from jobs.replay import backtest
+from jobs.simulation.simulator import make_spec
 
 pytestmark = pytest.mark.integration
 
@@ -148,8 +148,8 @@ def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_pa
     """--input: the bank's raw files (here simulated, with the bank's defects) instead of a simulation; their
     last day is replayed, the 22 before are the history. --retrain-every 12h: halfway through the replayed
     day, `fraud train --latest` on the loop's labels, and the stream scores with the champion from then on."""
-    from jobs.simulate import simulate_to_folder
-    from jobs.rawfiles import DefectRates
+    from jobs.simulation.simulate import simulate_to_folder
+    from jobs.simulation.rawfiles import DefectRates
 
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("otus", customers=200, terminals=100, days=23, seed=3), raw, DefectRates())

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.checks import check_input, check_interval, check_stream_config
-from jobs.config import load_config
-from jobs.errors import ConfigError, FraudError
+from jobs.core.checks import check_input, check_interval
+from jobs.core.config import load_config
+from jobs.core.errors import ConfigError, FraudError
+from jobs.stream.options import check_stream_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

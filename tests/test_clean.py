@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs import clean, lake
-from jobs.config import Config, load_config
-from jobs.rawfiles import DEFECT_KINDS, DefectRates
-from jobs.simulate import simulate_to_folder
-from jobs.simulator import make_spec
+from jobs.batch import clean
+from jobs.core import lake
+from jobs.core.config import Config, load_config
+from jobs.simulation.rawfiles import DEFECT_KINDS, DefectRates
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +129,7 @@ def test_a_transaction_loaded_before_is_quarantined_not_duplicated(spark, make_c
 
 
 def test_missing_input_is_a_clear_error(spark, make_cfg, tmp_path):
-    from jobs.errors import FraudError
+    from jobs.core.errors import FraudError
 
     with pytest.raises(FraudError, match=r"--input .*nowhere: no raw files \(\*\.txt\) found"):
         clean.run(spark, make_cfg(), str(tmp_path / "nowhere"))

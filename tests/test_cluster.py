@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from jobs import kafka_broker
-from jobs.config import load_config
-from jobs.kafka_broker import free_port
-from jobs.kafka_clients import PASSWORD_ENV
-from jobs.produce import produce, raw_lines
-from jobs.simulate import simulate_to_folder
-from jobs.simulator import make_spec
+from jobs.core.config import load_config
+from jobs.core.kafka_clients import PASSWORD_ENV
+from jobs.dev import kafka_broker
+from jobs.dev.kafka_broker import free_port
+from jobs.kafka_tools.produce import produce, raw_lines
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
 from tests import s3, servers
 from tests.test_stream_restart import register_model
 
@@ -122,8 +122,8 @@ def test_clean_reads_raw_files_from_hdfs_and_s3_and_writes_its_tables_on_s3(spar
     landing job would: the cleaning job with conf/cluster reads them from `hdfs://` and writes its tables to S3.
     A later file lands on S3 itself, and the next run takes it from there. Both runs are in the tests' session
     (the stream's kill -9 test below runs a job in a process of its own, with its keys in the environment)."""
-    from jobs import clean
-    from jobs.lake import copy_to_hadoop
+    from jobs.batch import clean
+    from jobs.core.lake import copy_to_hadoop
     from tests import hdfs
 
     bucket = "lake-" + uuid.uuid4().hex[:8]
@@ -200,7 +200,7 @@ def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill
 
     # the restart, in the tests' session: another JVM than the killed one, on the same checkpoint, tables and
     # servers (a second `fraud stream` process would only add a JVM's start to the suite)
-    from jobs import score_stream
+    from jobs.stream import score_stream
 
     use_bucket(spark, s3_server, bucket)
     with contextlib.redirect_stdout(io.StringIO()) as second:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import load_config, parse_override
-from jobs.errors import ConfigError
+from jobs.core.config import load_config, parse_override
+from jobs.core.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:

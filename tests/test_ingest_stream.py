@@ -7,7 +7,8 @@ import json
 import pytest
 from kafka import KafkaProducer
 
-from jobs import ingest_stream, kafka_broker
+from jobs.dev import kafka_broker
+from jobs.stream import ingest_stream
 from tests import servers
 from tests.frames import assert_frame_equal
 
@@ -82,7 +83,7 @@ def test_spark_submit_script_runs_the_job(spark, broker, tmp_path, topic_names):
     lake = tmp_path / "lake"
     env = servers.short_job_env({**os.environ, "PATH": f"{root / '.venv/bin'}:{os.environ['PATH']}"})
     done = subprocess.run(
-        [str(root / "spark-submit/submit.sh"), "jobs/ingest_stream.py", "--env", "local", "--available-now",
+        [str(root / "spark-submit/submit.sh"), "jobs/stream/ingest_stream.py", "--env", "local", "--available-now",
          "--lake", str(lake), "--checkpoint", str(tmp_path / "chk"), "--bootstrap-servers", broker.bootstrap_servers,
          "--set", f"kafka.topics.transactions={topic_names['transactions']}", "--set", "spark.ui_enabled=false"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

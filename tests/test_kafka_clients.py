@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import kafka_broker
-from jobs.config import load_config
-from jobs.errors import ConfigError
-from jobs.kafka_clients import PASSWORD_ENV, KafkaConnection, jaas_config
+from jobs.core.config import load_config
+from jobs.core.errors import ConfigError
+from jobs.core.kafka_clients import PASSWORD_ENV, KafkaConnection, jaas_config
+from jobs.dev import kafka_broker
 
 SASL = {"kafka.security.protocol": "SASL_SSL", "kafka.security.sasl_mechanism": "SCRAM-SHA-512",
         "kafka.security.username": "fraud"}

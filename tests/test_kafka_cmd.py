@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from jobs import kafka_broker
 from jobs.cli import main
+from jobs.dev import kafka_broker
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -1,9 +1,9 @@
-"""Idempotent Delta appends (jobs/lake.py): a replayed batch is written once, whoever else writes the table."""
+"""Idempotent Delta appends (jobs/core/lake.py): a replayed batch is written once, whoever else writes the table."""
 from __future__ import annotations
 
 from delta.tables import DeltaTable
 
-from jobs import lake
+from jobs.core import lake
 
 
 def frame(spark, ids):

@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from jobs import cli, maintain
-from jobs.errors import FraudError
-from jobs.lake import append_idempotent
+from jobs import cli
+from jobs.batch import maintain
+from jobs.core.errors import FraudError
+from jobs.core.lake import append_idempotent
 
 TODAY = dt.date(2026, 11, 24)
 

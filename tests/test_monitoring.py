@@ -8,7 +8,7 @@ import subprocess
 
 import yaml
 
-from jobs.metrics import StreamMetrics
+from jobs.core.metrics import StreamMetrics
 from tests.monitoring import DASHBOARD, ROOT, RULES, dashboard_queries, metric_names, tool
 
 
@@ -58,3 +58,4 @@ def test_the_dashboard_is_importable():
     assert len(ids) == len(set(ids))
     for panel in dashboard["panels"]:  # every panel reads the chosen Prometheus data source
         assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]
+

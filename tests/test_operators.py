@@ -18,7 +18,7 @@ from features.batch import compute_aggregates
 from features.definitions import AGGREGATES, ENTITY_KEYS, HOUR, lookback_hours
 from features.operators import (DAY_HOURS, LABEL_INCREMENT, LABEL_PREVIOUS, add_aggregates,
                                 card_and_terminal_aggregates, entity_measures, seed_state, spec)
-from jobs.simulator import Simulator, make_spec
+from jobs.simulation.simulator import Simulator, make_spec
 
 DELAY = 48
 COLUMNS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_fraud"]

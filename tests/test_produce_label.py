@@ -5,12 +5,13 @@ import json
 
 import pytest
 
-from jobs import cli, kafka_broker
-from jobs.errors import FraudError
-from jobs.label_cmd import label_of_alert, label_record, read_label_file
-from jobs.produce import raw_lines, simulated_lines
-from jobs.simulate import simulate_to_folder
-from jobs.simulator import make_spec
+from jobs import cli
+from jobs.core.errors import FraudError
+from jobs.dev import kafka_broker
+from jobs.kafka_tools.label_cmd import label_of_alert, label_record, read_label_file
+from jobs.kafka_tools.produce import raw_lines, simulated_lines
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
 from tests.test_score_stream import consume_all
 
 

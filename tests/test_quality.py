@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.quality import Rule, flag_rules, load_rules, prepare_lines, rule_fails
+from jobs.batch.quality import Rule, flag_rules, load_rules, prepare_lines, rule_fails
 from tests.frames import assert_frame_equal
 
 GOOD = "0,2019-08-22 06:51:03,0,711,70.91,24663,0,0,0"

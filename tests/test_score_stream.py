@@ -13,14 +13,16 @@ import pytest
 from pyspark.sql import functions as F
 
 from features.definitions import FEATURE_NAMES
-from jobs import build_features, kafka_broker, score_stream, train
-from jobs.alert_budget import AlertBudget
-from jobs.alerts_cmd import read_topic
-from jobs.errors import FraudError
-from jobs.produce import produce as produce_lines
-from jobs.produce import raw_lines
-from jobs.simulate import simulate_to_folder
-from jobs.simulator import make_spec
+from jobs.batch import build_features, train
+from jobs.core.errors import FraudError
+from jobs.dev import kafka_broker
+from jobs.kafka_tools.alerts_cmd import read_topic
+from jobs.kafka_tools.produce import produce as produce_lines
+from jobs.kafka_tools.produce import raw_lines
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
+from jobs.stream import score_stream
+from jobs.stream.alert_budget import AlertBudget
 from models.split import Split
 from models.threshold import budget_threshold
 from tests.conftest import free_port
@@ -199,7 +201,7 @@ def share_for_the_score(window: pd.DataFrame, fpr: float) -> float:
 def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, stream_cfg, tmp_path):
     """Cold start: the lake holds 30 cleaned days, the stream starts without a checkpoint on the 5 days after.
     Its first transactions get the batch job's features over the whole 35 days, not those of empty state."""
-    from jobs import clean
+    from jobs.batch import clean
     from tests.test_stream_restart import register_model
 
     raw = tmp_path / "raw"

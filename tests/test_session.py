@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import load_config
-from jobs.errors import SetupError
-from jobs.session import s3a_settings, spark_settings
+from jobs.core.config import load_config
+from jobs.core.errors import SetupError
+from jobs.core.session import s3a_settings, spark_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,7 +89,7 @@ def test_the_running_session_has_them(spark):
 
 
 def test_the_state_server_logs_only_errors(spark):
-    from jobs.session import STATE_SERVER_LOGGER, quiet_state_server
+    from jobs.core.session import STATE_SERVER_LOGGER, quiet_state_server
 
     quiet_state_server(spark)
     jvm = spark.sparkContext._jvm
@@ -100,7 +100,7 @@ def test_the_state_server_logs_only_errors(spark):
 
 
 def test_a_missing_or_stale_operator_jar_names_make_operators(tmp_path):
-    from jobs.session import OPERATOR_DIGEST, operator_jars, operator_sources_digest
+    from jobs.core.session import OPERATOR_DIGEST, operator_jars, operator_sources_digest
 
     with pytest.raises(SetupError, match=r"no JVM jars in .*operators \(paths.operator_jars\): run `make operators`"):
         operator_jars(tmp_path / "operators")
@@ -115,7 +115,7 @@ def test_a_missing_or_stale_operator_jar_names_make_operators(tmp_path):
 
 
 def test_the_operator_digest_follows_the_java_sources(tmp_path):
-    from jobs.session import operator_sources_digest
+    from jobs.core.session import operator_sources_digest
 
     source = tmp_path / "features/jvm/src/main/java/X.java"
     source.parent.mkdir(parents=True)

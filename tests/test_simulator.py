@@ -5,15 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.simulator import (
-    AMOUNT_FRAUD_THRESHOLD,
-    CARD_FRAUD_DAYS,
-    TERMINAL_FRAUD_DAYS,
-    SimulationSpec,
-    Simulator,
-    generate_profiles,
-    make_spec,
-)
+from jobs.simulation.simulator import (
+                                       AMOUNT_FRAUD_THRESHOLD,
+                                       CARD_FRAUD_DAYS,
+                                       TERMINAL_FRAUD_DAYS,
+                                       SimulationSpec,
+                                       Simulator,
+                                       generate_profiles,
+                                       make_spec,
+                                       )
 
 
 def run(spec: SimulationSpec) -> pd.DataFrame:

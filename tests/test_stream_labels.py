@@ -12,11 +12,11 @@ import pytest
 from features.batch import build_features
 from features.definitions import FEATURE_NAMES
 from features.schema import TRANSACTION_SCHEMA
-from jobs import score_stream
-from jobs.label_cmd import read_label_file, send_labels
-from jobs.produce import line_to_message, produce, raw_lines, without_labels
-from jobs.simulate import simulate_to_folder
-from jobs.simulator import make_spec
+from jobs.kafka_tools.label_cmd import read_label_file, send_labels
+from jobs.kafka_tools.produce import line_to_message, produce, raw_lines, without_labels
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
+from jobs.stream import score_stream
 from tests.frames import assert_features_match
 from tests.test_ingest_stream import produce as produce_values
 from tests.test_stream_restart import register_model

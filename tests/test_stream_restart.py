@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from features.definitions import FEATURE_NAMES
-from jobs import kafka_broker
-from jobs.produce import produce, raw_lines
-from jobs.simulate import simulate_to_folder
-from jobs.simulator import make_spec
-from jobs.waiting import wait_until
+from jobs.core.waiting import wait_until
+from jobs.dev import kafka_broker
+from jobs.kafka_tools.produce import produce, raw_lines
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def register_model(tracking_uri: str, artifacts: Path | str, label_delay_hours: 
 
 def test_the_stream_follows_the_champion_alias_between_batches(spark, make_cfg, tmp_path, pg_database):
     """On the production registry's database, PostgreSQL."""
-    from jobs.score_stream import ModelHolder
+    from jobs.stream.score_stream import ModelHolder
 
     tracking = pg_database
     cfg = make_cfg(mlflow__tracking_uri=tracking)
@@ -75,8 +75,8 @@ def commits(table: Path) -> int:
 def test_a_broker_stopped_for_20_seconds_mid_stream_loses_and_duplicates_nothing(spark, make_cfg, tmp_path):
     """The job keeps running through a broker outage (its consumer and the alerts producer wait and retry),
     and every transaction sent before and after is scored exactly once."""
-    from jobs import score_stream
-    from jobs.metrics import StreamMetrics
+    from jobs.stream import score_stream
+    from jobs.core.metrics import StreamMetrics
     from tests.conftest import free_port
 
     spec = kafka_broker.BrokerSpec(state_dir=tmp_path / "own-broker", jars_dir=ROOT / ".jars/kafka", port=free_port(),

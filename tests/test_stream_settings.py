@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.errors import FraudError
-from jobs.score_stream import state_ttl_days, table_properties
+from jobs.core.errors import FraudError
+from jobs.stream.score_stream import state_ttl_days, table_properties
 
 DELAY = 24
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from jobs import score_stream
-from jobs.errors import QueryFailed
-from jobs.metrics import StreamMetrics
-from jobs.produce import produce, raw_lines, without_labels
-from jobs.simulate import simulate_to_folder
-from jobs.simulator import make_spec
-from jobs.waiting import wait_until
+from jobs.core.errors import QueryFailed
+from jobs.core.metrics import StreamMetrics
+from jobs.core.waiting import wait_until
+from jobs.kafka_tools.produce import produce, raw_lines, without_labels
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
+from jobs.stream import score_stream
 from tests import servers
 from tests.test_ingest_stream import produce as produce_values
 from tests.test_stream_restart import register_model
@@ -57,7 +57,7 @@ def test_the_stream_keeps_scoring_after_a_burst_and_idle_triggers(spark, broker,
                    f"the burst's {len(burst)} transactions scored and {len(BAD)} dead letters", 240, query=query)
         idle_until = time.monotonic() + 20  # idle triggers: the condition here is time itself
         wait_until(lambda: time.monotonic() > idle_until, "20 s of idle triggers", 30, query=query)
-        from jobs.label_cmd import send_labels
+        from jobs.kafka_tools.label_cmd import send_labels
 
         send_labels(cfg, [(0, 1), (1, 0)])  # two labels of the burst's transactions
         produce(cfg, iter(later))

@@ -1,4 +1,4 @@
-"""Checks of the terminals where a fraud is confirmed (jobs/terminal_checks.py): a probe, then a case."""
+"""Checks of the terminals where a fraud is confirmed (jobs/stream/terminal_checks.py): a probe, then a case."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,10 +6,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from jobs.alert_budget import AlertBudget
-from jobs.config import load_config
-from jobs.errors import ConfigError
-from jobs.terminal_checks import CASE, EXPLORE, PROBE, TerminalChecks
+from jobs.core.config import load_config
+from jobs.core.errors import ConfigError
+from jobs.stream.alert_budget import AlertBudget
+from jobs.stream.terminal_checks import CASE, EXPLORE, PROBE, TerminalChecks
 
 NOON = dt.datetime(2026, 12, 1, 12)
 

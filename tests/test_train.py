@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from features.definitions import FEATURE_NAMES
-from jobs import build_features, clean, evaluate, train
-from jobs.config import Config, load_config
-from jobs.simulate import simulate_to_folder
-from jobs.simulator import make_spec
+from jobs.batch import build_features, clean, evaluate, train
+from jobs.core.config import Config, load_config
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
 from models.split import Split
 
 pytestmark = pytest.mark.integration
@@ -97,8 +97,8 @@ def test_train_logs_registers_and_promotes(spark, pg_cfg, lakes):
 
 
 def test_a_refused_login_to_the_tracking_database_is_a_clear_error(pg_cfg, monkeypatch):
-    from jobs import registry
-    from jobs.errors import FraudError
+    from jobs.core import registry
+    from jobs.core.errors import FraudError
 
     monkeypatch.setenv("PGPASSWORD", "not-the-password")
     with pytest.raises(FraudError) as error:

@@ -1,10 +1,10 @@
-"""jobs/waiting.py: a wait returns what it waited for, or fails saying what that was."""
+"""jobs/core/waiting.py: a wait returns what it waited for, or fails saying what that was."""
 from __future__ import annotations
 
 import pytest
 
-from jobs.errors import FraudError, WaitTimeout
-from jobs.waiting import wait_until
+from jobs.core.errors import FraudError, WaitTimeout
+from jobs.core.waiting import wait_until
 
 
 class StoppedQuery:

@@ -66,16 +66,16 @@ LABEL_DELAY = var("fraud_label_delay", "7d")
 with DAG("fraud_daily", schedule="0 2 * * *", start_date=dt.datetime(2026, 1, 1), catchup=False,
          max_active_runs=1, default_args=DEFAULTS, tags=["fraud"],
          doc_md="Clean the day's raw files, extend the features, retrain on the retraining weekday.") as daily:
-    clean = BashOperator(task_id="clean", bash_command=submit("jobs/clean.py", f"--input {var('fraud_raw', 's3a://bank-raw/transactions/')}"),
+    clean = BashOperator(task_id="clean", bash_command=submit("jobs/batch/clean.py", f"--input {var('fraud_raw', 's3a://bank-raw/transactions/')}"),
                          execution_timeout=dt.timedelta(hours=3))
-    features = BashOperator(task_id="features", bash_command=submit("jobs/build_features.py", f"--label-delay {LABEL_DELAY}"),
+    features = BashOperator(task_id="features", bash_command=submit("jobs/batch/build_features.py", f"--label-delay {LABEL_DELAY}"),
                             execution_timeout=dt.timedelta(hours=3))
     retraining_day = ShortCircuitOperator(task_id="retraining_day", python_callable=is_retraining_day)
-    train = BashOperator(task_id="train", bash_command=submit("jobs/train.py", f"--latest --label-delay {LABEL_DELAY}"),
+    train = BashOperator(task_id="train", bash_command=submit("jobs/batch/train.py", f"--latest --label-delay {LABEL_DELAY}"),
                          execution_timeout=dt.timedelta(hours=6))
     clean >> features >> retraining_day >> train
 
 with DAG("fraud_maintenance", schedule="30 4 * * *", start_date=dt.datetime(2026, 1, 1), catchup=False,
          max_active_runs=1, default_args=DEFAULTS, tags=["fraud"],
          doc_md="Compact the stream's small files and vacuum what the tables' retention allows.") as maintenance:
-    BashOperator(task_id="maintain", bash_command=submit("jobs/maintain.py"), execution_timeout=dt.timedelta(hours=3))
+    BashOperator(task_id="maintain", bash_command=submit("jobs/batch/maintain.py"), execution_timeout=dt.timedelta(hours=3))

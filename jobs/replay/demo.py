@@ -1,0 +1,273 @@
+"""`fraud demo` (what `make demo` runs): the production loop on local defaults, in a few minutes.
+
+1. starts the local Kafka broker;
+2. simulates 35 days of 2,000 cards in the bank's raw format, with its defects: a 30-day file (the history)
+   and a 5-day file (what happens next);
+3. cleans the history (great-expectations, quarantine);
+4. trains CatBoost on it and registers it as champion (1-day label delay, threshold within the bank's 5% FPR);
+5. starts the streaming job; with no checkpoint yet, its state begins with the history's last weeks;
+6. sends the next 5 days to the `transactions` topic without labels at the bank's 400 a second; meanwhile the fraud team
+   reviews each alert and confirms it (fraud or genuine, from the simulation's truth) on the `labels` topic
+   `--review-seconds` later: the only way the stream learns of frauds;
+7. waits until every message is scored or dead-lettered;
+8. reports, from the tables against the simulation's truth: frauds, frauds alerted, false alerts, alert
+   rate, alert latency, next to the bank's requirement.
+Only the demo's own lines are printed; Spark's, the workers' and the libraries' logs go to .state/demo.log
+(`--verbose` shows them). Everything lives under .state/ (conf/base/catalog.yaml); `make clean-state`
+starts afresh.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jobs.batch import clean, train
+from jobs.core.common import add_common_options, config_from_args, job_main
+from jobs.core.config import Config
+from jobs.core.errors import FraudError
+from jobs.core.kafka_clients import KafkaConnection
+from jobs.core.lake import table_exists
+from jobs.core.metrics import StreamMetrics
+from jobs.core.session import get_spark
+from jobs.core.waiting import wait_until
+from jobs.dev import kafka_broker
+from jobs.kafka_tools.label_cmd import label_of_alert, send_labels
+from jobs.kafka_tools.produce import produce, raw_lines, without_labels
+from jobs.simulation.rawfiles import DefectRates
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
+from jobs.stream import score_stream
+from models.metrics import MAX_FPR, REQUIRED_RECALL, requirement
+from models.split import Split
+
+STEPS = 8
+DONE_SECONDS = 600  # how long the demo waits for its messages to be scored; past that it fails (exit 2)
+WARM_UP = 200  # transactions sent before the others, for the query's first micro-batch
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--customers", type=int, default=2_000, help="cards to simulate (default 2,000)")
+    parser.add_argument("--rate", type=float, default=400, help="transactions a second into Kafka (default 400, the bank's rate)")
+    parser.add_argument("--review-seconds", type=float, default=2.0,
+                        help="how long after an alert the fraud team's label arrives (default 2)")
+    parser.add_argument("--keep-broker", action="store_true", help="leave the broker running afterwards")
+    parser.add_argument("--verbose", action="store_true", help="show Spark's and the libraries' logs too")
+    add_common_options(parser)
+
+
+def say(step: int | None, text: str) -> None:
+    print(f"demo: {step}/{STEPS} {text}" if step else f"      {text}", flush=True)
+
+
+@contextmanager
+def logs_to(path: Path | None) -> Iterator[None]:
+    """Send this process's stderr (file descriptor 2, which Spark's JVM and its Python workers inherit) to
+    `path`; nothing changes when it is None."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = os.dup(2)
+    with path.open("w") as log:
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class FraudTeam(threading.Thread):
+    """Reviews each alert on the alerts topic and sends its label (the simulation's truth) `delay` seconds later."""
+
+    def __init__(self, cfg: Config, truth: dict[int, int], delay: float) -> None:
+        super().__init__(daemon=True)
+        self.cfg, self.truth, self.delay = cfg, truth, delay
+        self.finish = threading.Event()
+        self.sent = 0
+        self.blocked_since: dict[int, dt.datetime] = {}  # card -> when its first fraud was confirmed (UTC)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from kafka import KafkaConsumer
+
+        try:
+            consumer = KafkaConsumer(str(self.cfg.get("kafka.topics.alerts")),
+                                     **KafkaConnection.from_config(self.cfg).python(),
+                                     auto_offset_reset="earliest", enable_auto_commit=False)
+            seen: set[int] = set()
+            pending: list[tuple[float, dict[str, Any]]] = []
+            while not (self.finish.is_set() and not pending):
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        alert = json.loads(record.value)
+                        if alert["transaction_id"] not in seen:  # the topic is at least once
+                            seen.add(alert["transaction_id"])
+                            pending.append((time.monotonic() + self.delay, alert))
+                now = time.monotonic()
+                due = [alert for when, alert in pending if when <= now]
+                if due:  # with the alert's card, terminal and time: counted in the micro-batch that reads them
+                    labels = [label_of_alert(a, self.truth.get(int(a["transaction_id"]), 0)) for a in due]
+                    send_labels(self.cfg, labels)
+                    sent_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+                    for label in labels:  # the bank blocks a card once a fraud of it is confirmed
+                        if label[1] == 1 and len(label) == 5:
+                            self.blocked_since.setdefault(label[2], sent_at)
+                    self.sent += len(due)
+                    pending = [(when, alert) for when, alert in pending if when > now]
+            consumer.close()
+        except BaseException as error:  # reported by the demo, which then fails
+            self.error = error
+
+
+def truth_of(path: Path) -> dict[int, int]:
+    """transaction id -> fraud label, from a raw file's lines that carry both (the simulation's truth)."""
+    truth: dict[int, int] = {}
+    for line in raw_lines(path):
+        fields = line.rstrip("\n").split(",")
+        if len(fields) == 9 and fields[0].strip().isdigit() and fields[7].strip() in ("0", "1"):
+            truth[int(fields[0])] = int(fields[7])
+    return truth
+
+
+def execute(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    state = Path(cfg.path("paths.lake")).parent
+    log = None if args.verbose else state / "demo.log"
+    if log is not None:
+        print(f"demo: Spark's and the libraries' logs go to {log} (--verbose shows them here)", flush=True)
+    with logs_to(log):
+        return run(cfg, args, state)
+
+
+def run(cfg: Config, args: argparse.Namespace, state: Path) -> int:
+    spec = kafka_broker.spec_from_config(cfg)
+    say(1, f"starting the Kafka broker on {spec.bootstrap_servers}")
+    kafka_broker.start(spec)
+    query, team = None, None
+    try:
+        kafka_broker.reset_topics(spec.connection, [str(cfg.get("kafka.topics.transactions")),
+                                                           str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.topics.labels"))],
+                                   spec.partitions)
+        # a fresh story each time: earlier demos' tables, checkpoints and models would mix in
+        for location in (cfg.path("paths.lake"), cfg.path("paths.checkpoint"), cfg.path("mlflow.artifact_location")):
+            if "://" not in location:
+                shutil.rmtree(location, ignore_errors=True)
+        uri = cfg.path("mlflow.tracking_uri")
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///"):]).unlink(missing_ok=True)
+        raw = state / "demo-raw"
+        shutil.rmtree(raw, ignore_errors=True)
+        sim = make_spec("handbook", days=35, customers=args.customers, terminals=3_000)
+        say(2, f"simulating 35 days of {args.customers:,} cards in the bank's format, with its defects, into {raw}")
+        simulate_to_folder(sim, raw, DefectRates())
+        history, live = sorted(raw.glob("*.txt"))  # the bank's 30-day files: 30 days, then 5
+        spark = get_spark(cfg, "demo")
+        spark.sparkContext.setLogLevel("ERROR")
+        say(3, f"cleaning the 30 days of history ({history.name}): great-expectations, quarantine")
+        report = clean.run(spark, cfg, str(history))
+        say(None, f"read {report['rows_read']:,}: clean {report['clean']:,}, quarantined {report['quarantined']:,}, "
+                  f"duplicates removed {report['duplicates_removed']:,}")
+        say(4, "training CatBoost on the history (1-day label delay, threshold within the bank's 5% FPR)")
+        split = Split(sim.start_date + dt.timedelta(days=13), train_days=7, delay_days=3, test_days=7, val_days=2)
+        summary = train.run(spark, cfg, split, 24, target_recall=None, max_fpr=0.05)
+        t = summary["test"]
+        say(None, f"test week: ROC AUC {t['roc_auc']:.3f}, recall at FPR 5% {t['recall_at_fpr_5pct']:.3f}; "
+                  f"version {summary['registry']['version']} is {summary['registry']['alias']}")
+        say(5, "starting the streaming job (its state begins with the history's last weeks)")
+        metrics = StreamMetrics()
+        port = metrics.serve(int(cfg.get("stream.metrics_port")))
+        query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
+        truth = truth_of(live)
+        team = FraudTeam(cfg, truth, args.review_seconds)
+        team.start()
+        lines = list(without_labels(raw_lines(live)))
+        scores_path, dead_path = cfg.table_path("scores"), cfg.table_path("dead_letters")
+
+        def wait_until_done(count: int) -> None:  # every message sent so far scored or dead-lettered, or exit 2
+            wait_until(lambda: sum(spark.read.format("delta").load(p).count() for p in (scores_path, dead_path)
+                                   if table_exists(spark, p)) >= count,
+                       f"the {count:,} messages sent to be scored or dead-lettered by fraud stream",
+                       DONE_SECONDS, query=query)
+
+        # the query's first micro-batch starts the Python workers, loads the model and reads the history into
+        # the state: a few transactions go first, so that the latency reported is the running job's
+        produce(cfg, iter(lines[:WARM_UP]))
+        wait_until_done(WARM_UP)
+        warm = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        say(6, f"sending the next 5 days ({live.name}) without labels at {args.rate:,.0f} tx/s; the fraud team "
+               f"labels each alert {args.review_seconds:g} s after it")
+        sent = produce(cfg, iter(lines[WARM_UP:]), rate=args.rate)
+        say(7, f"waiting until the {sent['sent'] + WARM_UP:,} messages are scored or dead-lettered")
+        wait_until_done(sent["sent"] + WARM_UP)
+        time.sleep(args.review_seconds + 1)
+        team.finish.set()
+        team.join(60)
+        if team.error is not None:
+            raise FraudError(f"demo: the fraud team's reviewer failed: {team.error}")
+        say(8, "results, from the tables against the simulation's truth")
+        for line in results(spark, cfg, truth, warm, team.blocked_since):
+            say(None, line)
+        say(None, f"labels sent by the fraud team: {team.sent:,}; metrics: http://127.0.0.1:{port}/metrics while "
+                  "running; the tables: .state/lake (Spark SQL: SELECT * FROM delta.`.state/lake/alerts`)")
+    finally:
+        if team is not None:
+            team.finish.set()
+        if query is not None:
+            query.stop()
+        if not args.keep_broker:
+            kafka_broker.stop(spec)
+    return 0
+
+
+def results(spark: Any, cfg: Config, truth: dict[int, int], warm: dt.datetime,
+            blocked_since: dict[int, dt.datetime]) -> list[str]:
+    """What a user wants to know of the run, measured from `scores`, `alerts` and `dead_letters`; the latency
+    of the transactions sent after `warm` (UTC). The requirement is counted as `fraud backtest` counts it
+    (models/metrics.requirement), leaving out the payments of a card sent after the fraud team confirmed a
+    fraud of it (`blocked_since`): the bank has blocked that card."""
+    scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
+        "transaction_id", "customer_id", "decision", "kafka_timestamp").toPandas()
+    alerts = spark.read.format("delta").load(cfg.table_path("alerts")).select("transaction_id", "alerted_at").toPandas()
+    dead = spark.read.format("delta").load(cfg.table_path("dead_letters")).count() \
+        if table_exists(spark, cfg.table_path("dead_letters")) else 0
+    scores["fraud"] = scores["transaction_id"].map(truth).fillna(0).astype(bool)
+    since = scores["customer_id"].map(pd.Series(blocked_since, dtype="datetime64[ns]"))
+    blocked = (pd.to_datetime(scores["kafka_timestamp"]) > since).fillna(False).astype(bool)
+    kept = scores[~blocked]
+    counted = requirement(kept["fraud"], kept["decision"])
+    frauds, caught, false_alerts = counted["frauds"], counted["frauds_alerted"], counted["false_alerts"]
+    recall = counted["recall"] if counted["recall"] is not None else float("nan")
+    fpr = counted["fpr"] if counted["fpr"] is not None else float("nan")
+    timed = alerts.merge(scores[["transaction_id", "kafka_timestamp"]], on="transaction_id")
+    timed = timed[pd.to_datetime(timed["kafka_timestamp"]) >= pd.Timestamp(warm)]
+    seconds = (pd.to_datetime(timed["alerted_at"]) - pd.to_datetime(timed["kafka_timestamp"])).dt.total_seconds()
+    return [f"scored {len(scores):,} transactions; {dead:,} messages in dead_letters (malformed, breaking a rule, "
+            "or duplicates)",
+            f"left out: {int(blocked.sum()):,} payments of {len(blocked_since):,} cards sent after a fraud of theirs "
+            "was confirmed (the bank blocks such a card)",
+            f"frauds in the stream: {frauds:,}; alerted: {caught:,}; missed: {frauds - caught:,}; "
+            f"false alerts: {false_alerts:,}",
+            f"alert rate {kept['decision'].mean():.2%}; recall {recall:.3f} (bank: > {REQUIRED_RECALL}); "
+            f"false-positive rate {fpr:.3f} (bank: <= {MAX_FPR}): the requirement is "
+            + ("met" if counted["meets_requirement"] else "not met on this run"),
+            f"alert latency, Kafka timestamp -> alert, after the first micro-batch: p50 "
+            f"{np.percentile(seconds, 50):.2f} s, p99 {np.percentile(seconds, 99):.2f} s" if len(seconds) else "no alerts"]
+
+
+main = job_main("fraud demo", __doc__, add_arguments, execute)

@@ -1,0 +1,206 @@
+"""The alert threshold that spends the bank's budget of flagged legitimate transactions
+(`stream.alert_budget`), kept by `fraud stream`'s driver between micro-batches.
+
+The bank accepts to flag at most 5% of its legitimate transactions (models/metrics.MAX_FPR). The model's
+threshold keeps that on its validation days; live, the share it flags drifts with the traffic and the
+frauds of the day, and a threshold that flags fewer than the budget leaves recall unspent. So the stream
+keeps the last `window_hours` of event time: every scored transaction's score and decision, and the labels
+it read. Of those transactions, the ones not confirmed as fraud count as legitimate (a fraud nobody has
+confirmed yet counts as legitimate: the estimate errs towards flagging less). A card's payments after one
+of its frauds was confirmed count for neither: the bank blocks such a card, so its payments are not the
+legitimate traffic the budget is about (`fraud backtest` leaves them out of its figures the same way).
+After each micro-batch:
+- the threshold becomes the lowest that would have flagged at most `fpr` of them (models/threshold.py's
+  budget_threshold), less the share flagged for another reason (jobs/stream/terminal_checks.py), and at least
+  half of `fpr`; the next micro-batch scores with it;
+- the budget spent is the share of them that were flagged, at the thresholds then in force: the live
+  false-positive rate as the bank's reviews measure it.
+Until the window holds `min_transactions` scored by the model now in use, that model's own threshold is
+used: scores of two models are not on one scale, so when the registry's champion changes (a retraining)
+the threshold is chosen again from the new model's scores alone, while the share spent keeps counting
+every decision. The window lives in the
+driver's memory; a restart fills it again from `scores` and `labels`. Off (`enabled: false`): the model's
+threshold, as trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from jobs.core.config import Config
+from jobs.core.errors import ConfigError
+from jobs.core.lake import table_exists
+from models.metrics import MAX_FPR
+from models.threshold import budget_threshold
+
+
+@dataclasses.dataclass
+class AlertBudget:
+    """The recent window of scored transactions and the threshold that spends the budget on it."""
+
+    enabled: bool
+    fpr: float
+    window: dt.timedelta
+    min_transactions: int
+    ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
+    scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    flagged: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
+    by_score: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))  # flagged by the score
+    cards: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    models: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=object))  # the model version
+    blocked: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # card -> when a fraud of it was confirmed
+    frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
+    current: float | None = None  # the threshold the budget set last (None: the model's)
+    current_model: Any = None  # the model version whose scores set it
+    # what the window changed since the threshold and the share spent were computed; they are computed when
+    # asked for, once a micro-batch (the sort of the window's scores is the costly part)
+    stale: bool = False
+    _spent: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> AlertBudget:
+        """`stream.alert_budget`, checked (ConfigError naming the key)."""
+        enabled = cfg.get("stream.alert_budget.enabled")
+        fpr = cfg.get("stream.alert_budget.fpr")
+        hours = cfg.get("stream.alert_budget.window_hours")
+        least = cfg.get("stream.alert_budget.min_transactions")
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"stream.alert_budget.enabled: expected true or false, found {enabled!r}")
+        if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr <= MAX_FPR:
+            raise ConfigError(f"stream.alert_budget.fpr: expected a share above 0 and at most the bank's {MAX_FPR}, "
+                              f"found {fpr!r}")
+        if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
+            raise ConfigError(f"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, "
+                              f"found {hours!r}")
+        if isinstance(least, bool) or not isinstance(least, int) or least < 1:
+            raise ConfigError(f"stream.alert_budget.min_transactions: expected a whole number of 1 or more, "
+                              f"found {least!r}")
+        return cls(enabled, float(fpr), dt.timedelta(hours=hours), least)
+
+    def threshold(self, model_threshold: float) -> float:
+        """The threshold to score the next micro-batch with."""
+        self._refresh()
+        return self.current if self.enabled and self.current is not None else model_threshold
+
+    def observe(self, scored: pd.DataFrame) -> None:
+        """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`, and if
+        known `customer_id`, `model_version` and `alert_reason`, the latter when some were flagged for another
+        reason than their score), drop those older than the window before the newest, and set the threshold
+        anew."""
+        scored = scored[~scored["transaction_id"].isin(self.ids)]  # a micro-batch done again after a restart
+        if scored.empty:
+            return
+        by_score = (scored["alert_reason"] == "score").to_numpy(dtype=bool) if "alert_reason" in scored \
+            else scored["decision"].to_numpy(dtype=bool)
+        self.ids = np.concatenate([self.ids, scored["transaction_id"].to_numpy(dtype=np.int64)])
+        self.times = np.concatenate([self.times, scored["tx_datetime"].to_numpy(dtype="datetime64[us]")])
+        self.scores = np.concatenate([self.scores, scored["score"].to_numpy(dtype=float)])
+        self.flagged = np.concatenate([self.flagged, scored["decision"].to_numpy(dtype=bool)])
+        self.by_score = np.concatenate([self.by_score, by_score])
+        cards = scored["customer_id"].to_numpy(dtype=np.int64) if "customer_id" in scored \
+            else np.full(len(scored), -1, dtype=np.int64)
+        self.cards = np.concatenate([self.cards, cards])
+        models = scored["model_version"].to_numpy(dtype=object) if "model_version" in scored \
+            else np.full(len(scored), "", dtype=object)
+        self.models = np.concatenate([self.models, models])
+        keep = self.times > self.times.max() - np.timedelta64(self.window)
+        if not keep.all():
+            self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards, self.models = (
+                a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards,
+                                  self.models))
+            frauds = np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds))
+            self.frauds = set(frauds[np.isin(frauds, self.ids)].tolist())
+        self.stale = True
+
+    def label(self, labels: pd.DataFrame) -> None:
+        """Take a micro-batch's labels (`transaction_id`, `tx_fraud`, and `customer_id` where known, in arrival
+        order): a fraud confirmed no longer counts as legitimate, nor do its card's payments from now on; a
+        label corrected to genuine counts its transaction again."""
+        if labels.empty:
+            return
+        ids = labels["transaction_id"].to_numpy(dtype=np.int64)
+        cards = labels["customer_id"] if "customer_id" in labels else pd.Series(np.nan, index=labels.index)
+        now = self.times.max() if len(self.times) else np.datetime64("1970-01-01", "us")
+        for tx, fraud, card, known in zip(ids, labels["tx_fraud"].astype(int), cards, np.isin(ids, self.ids)):
+            if fraud == 1 and known:
+                self.frauds.add(int(tx))
+            else:
+                self.frauds.discard(int(tx))
+            if fraud == 1 and pd.notna(card):
+                self.blocked.setdefault(int(card), now)
+        self.stale = True
+
+    def legitimate(self) -> np.ndarray:
+        """True for the window's transactions not confirmed as fraud and not made on a card blocked before."""
+        fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
+        if not self.blocked:
+            return ~fraud
+        since = pd.Series(self.cards).map(self.blocked).to_numpy(dtype="datetime64[us]")  # NaT: not blocked
+        return ~fraud & ~(self.times >= since)
+
+    def spent(self) -> float | None:
+        """The share of the window's legitimate transactions that were flagged (None if it has none)."""
+        self._refresh()
+        return self._spent
+
+    def _refresh(self) -> None:
+        if not self.stale:
+            return
+        self.stale = False
+        legit = self.legitimate()
+        self._spent = float(self.flagged[legit].mean()) if legit.any() else None
+        if not self.enabled or not len(self.ids):
+            return
+        # the newest model's scores only: another model's are on another scale
+        same_model = legit & (self.models == self.models[-1])
+        if int(same_model.sum()) >= self.min_transactions:
+            # payments sent for review for another reason (a terminal's check) spend the budget too: the score
+            # gets the rest, and at least half of it (more checks than that overspend it, and the
+            # FraudAlertBudgetOverspent rule says so)
+            others = float((self.flagged & ~self.by_score)[legit].mean())
+            self.current = budget_threshold(self.scores, same_model, max(self.fpr - others, self.fpr / 2))
+            self.current_model = self.models[-1]
+        elif self.current_model != self.models[-1]:
+            self.current = None  # a new model: its own threshold until its scores fill the window
+        # else the threshold stays where the budget last set it
+
+    def fill(self, spark: SparkSession, scores_path: str, labels_path: str) -> int:
+        """Fill the window from `scores` (its newest `window` of event time) and the last label of each of
+        its transactions in `labels`, as a restart finds them; return the transactions it holds."""
+        if not self.enabled or not table_exists(spark, scores_path):
+            return 0
+        scores = spark.read.format("delta").load(scores_path)
+        newest = scores.select(F.max("tx_datetime")).collect()[0][0]
+        if newest is None:
+            return 0
+        since = newest - self.window
+        recent: pd.DataFrame = (scores.where(F.col("tx_date") >= F.lit(since.date()))
+                                .where(F.col("tx_datetime") > F.lit(since))
+                                .select("transaction_id", "customer_id", "tx_datetime", "score", "decision", "alert_reason",
+                                        "model_version")
+                                .orderBy("tx_datetime").toPandas())
+        self.observe(recent)
+        if table_exists(spark, labels_path) and len(self.ids):
+            ids = spark.createDataFrame(pd.DataFrame({"transaction_id": self.ids}))
+            last = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"),
+                                                                F.desc("offset"))
+            labels: pd.DataFrame = (spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id")
+                                    .withColumn("_n", F.row_number().over(last)).where("_n = 1")
+                                    .select("transaction_id", "tx_fraud", "customer_id").toPandas())
+            self.label(labels)
+        return len(self.ids)
+
+    def describe(self) -> dict[str, Any]:
+        """What the budget holds now, for the log."""
+        spent = self.spent()  # and the threshold, up to date
+        return {"transactions": int(len(self.ids)), "confirmed_frauds": len(self.frauds), "blocked_cards": len(self.blocked),
+                "threshold": None if self.current is None else round(self.current, 5),
+                "spent": None if spent is None else round(spent, 4)}

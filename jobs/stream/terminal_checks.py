@@ -1,0 +1,139 @@
+"""Checks of the terminals where a fraud is confirmed (`stream.terminal_checks`), kept by `fraud stream`'s
+driver between micro-batches: the bank's common-point-of-purchase analysis, as a probe first.
+
+A compromised terminal makes every payment at it fraudulent, and nothing in those payments differs from
+genuine ones: only a review finds it (FRAUD-OPS.md). When a label confirms a fraud at a terminal, and it
+is the first fraud confirmed of its card (a card's later frauds are those of the card, at any terminal),
+the terminal is **probed**: its next `probe_payments` payments are sent to the fraud team for review,
+whatever their score. If a probed payment is confirmed as fraud, a **case** opens: every payment at the
+terminal for the next `case_hours` of event time is sent for review. A terminal probed or under a case is
+not probed again until `cooldown_hours` after its probe began. And the fraud team **explores**: a terminal
+none of whose payments was reviewed for `explore_hours` has its next payment sent for review, so that a
+compromise whose frauds nobody flagged is found within about that time (null: no exploration). The
+terminals' clocks start spread over that time, so that they do not come due together. A payment sent for review is flagged like
+an alert (on the alerts topic and in `alerts`, `decision` true in `scores`) with `alert_reason`
+`terminal_probe`, `terminal_case` or `terminal_explore`, and spends the alert budget like one (jobs/stream/alert_budget.py).
+The probes and cases live in the driver's memory: a restart starts without them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from jobs.core.config import Config
+from jobs.core.errors import ConfigError
+
+PROBE, CASE, EXPLORE = "terminal_probe", "terminal_case", "terminal_explore"
+
+
+@dataclasses.dataclass
+class TerminalChecks:
+    """The terminals under a probe or a case, and the cards whose fraud was confirmed."""
+
+    enabled: bool
+    probe_payments: int
+    case_hours: int
+    cooldown_hours: int
+    explore_hours: int | None = None
+    probes: dict[int, int] = dataclasses.field(default_factory=dict)       # terminal -> payments left to send
+    probed_since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> probe's start
+    cases: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> the case's end
+    probe_ids: dict[int, int] = dataclasses.field(default_factory=dict)    # a probed transaction -> its terminal
+    fraud_cards: set[int] = dataclasses.field(default_factory=set)
+    last_review: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> its last review
+    now: np.datetime64 | None = None  # the newest transaction time scored (the event clock)
+    opened: dict[str, int] = dataclasses.field(default_factory=lambda: {PROBE: 0, CASE: 0})
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> TerminalChecks:
+        """`stream.terminal_checks`, checked (ConfigError naming the key)."""
+        enabled = cfg.get("stream.terminal_checks.enabled")
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"stream.terminal_checks.enabled: expected true or false, found {enabled!r}")
+        numbers = []
+        for key in ("probe_payments", "case_hours", "cooldown_hours"):
+            value = cfg.get(f"stream.terminal_checks.{key}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"stream.terminal_checks.{key}: expected a whole number of 1 or more, found {value!r}")
+            numbers.append(value)
+        explore = cfg.get("stream.terminal_checks.explore_hours")
+        if explore is not None and (isinstance(explore, bool) or not isinstance(explore, int) or explore < 1):
+            raise ConfigError(f"stream.terminal_checks.explore_hours: expected a whole number of 1 or more, or null "
+                              f"(no exploration), found {explore!r}")
+        probe, case, cooldown = numbers
+        return cls(enabled, probe, case, cooldown, explore_hours=explore)
+
+    def reviews(self) -> dict[int, str]:
+        """The terminals whose payments the next micro-batch sends for review, with the reason."""
+        if not self.enabled:
+            return {}
+        stale: dict[int, str] = {}
+        if self.explore_hours is not None and self.now is not None:
+            due = self.now - np.timedelta64(dt.timedelta(hours=self.explore_hours))
+            stale = {t: EXPLORE for t, last in self.last_review.items() if last <= due}
+        return {**stale, **{t: PROBE for t, left in self.probes.items() if left > 0}, **{t: CASE for t in self.cases}}
+
+    def pick(self, candidates: pd.DataFrame) -> set[int]:
+        """The transaction ids to send for review among a micro-batch's candidates (`transaction_id`,
+        `terminal_id`, `tx_datetime`, `alert_reason`: its payments at the terminals of `reviews`), a terminal's
+        earliest first: for a probe the payments it has left, for an exploration one, for a case all."""
+        if candidates.empty:
+            return set()
+        picked: set[int] = set()
+        ordered = candidates.sort_values(["tx_datetime", "transaction_id"], kind="mergesort")
+        for (terminal, reason), rows in ordered.groupby(["terminal_id", "alert_reason"], sort=False):
+            quota = self.probes.get(int(terminal), 0) if reason == PROBE else 1 if reason == EXPLORE else len(rows)
+            picked.update(int(t) for t in rows["transaction_id"].iloc[:quota])
+        return picked
+
+    def observe(self, scored: pd.DataFrame) -> None:
+        """Take a micro-batch's scored transactions (`transaction_id`, `terminal_id`, `tx_datetime`,
+        `alert_reason`): count the probed payments sent, move the event clock, close the cases past their end."""
+        if not self.enabled or scored.empty:
+            return
+        newest = scored["tx_datetime"].to_numpy(dtype="datetime64[us]").max()
+        self.now = newest if self.now is None else max(self.now, newest)
+        if self.explore_hours is not None:
+            span = dt.timedelta(hours=self.explore_hours).total_seconds()
+            for terminal in scored["terminal_id"].dropna().astype("int64").unique():
+                if int(terminal) not in self.last_review:  # a clock that starts somewhere in the last span
+                    offset = (int(terminal) * 2654435761) % int(span)
+                    self.last_review[int(terminal)] = self.now - np.timedelta64(offset, "s")
+            reviewed = scored[scored["alert_reason"].notna()]
+            for terminal, when in reviewed.groupby("terminal_id")["tx_datetime"].max().items():
+                self.last_review[int(terminal)] = max(self.last_review[int(terminal)], np.datetime64(when, "us"))
+        probed = scored[scored["alert_reason"] == PROBE]
+        for tx, terminal in zip(probed["transaction_id"].astype("int64"), probed["terminal_id"].astype("int64")):
+            self.probe_ids[int(tx)] = int(terminal)
+            self.probes[int(terminal)] = self.probes.get(int(terminal), 0) - 1
+        self.probes = {t: left for t, left in self.probes.items() if left > 0}
+        self.cases = {t: end for t, end in self.cases.items() if end > self.now}
+        cooldown = np.timedelta64(dt.timedelta(hours=self.cooldown_hours))
+        self.probed_since = {t: since for t, since in self.probed_since.items()
+                             if since + cooldown > self.now or t in self.cases or t in self.probes}
+
+    def label(self, labels: pd.DataFrame) -> None:
+        """Take a micro-batch's labels with their place (`transaction_id`, `tx_fraud`, `customer_id`,
+        `terminal_id`, in arrival order): a confirmed fraud of a probe opens a case at its terminal; a card's
+        first confirmed fraud probes its terminal, unless it is under a probe, a case or its cool-down."""
+        if not self.enabled or labels.empty:
+            return
+        now = self.now if self.now is not None else np.datetime64("1970-01-01")
+        frauds = labels[(labels["tx_fraud"].astype(int) == 1) & labels["terminal_id"].notna()]
+        for tx, card, terminal in zip(frauds["transaction_id"].astype("int64"), frauds["customer_id"].astype("int64"),
+                                      frauds["terminal_id"].astype("int64")):
+            tx, card, terminal = int(tx), int(card), int(terminal)
+            if tx in self.probe_ids and terminal not in self.cases:
+                self.cases[terminal] = now + np.timedelta64(dt.timedelta(hours=self.case_hours))
+                self.probes.pop(terminal, None)
+                self.opened[CASE] += 1
+            elif card not in self.fraud_cards and terminal not in self.probed_since:
+                self.probes[terminal] = self.probe_payments
+                self.probed_since[terminal] = now
+                self.opened[PROBE] += 1
+            self.fraud_cards.add(card)
+        for tx in labels["transaction_id"].astype("int64"):  # a probe reviewed, fraud or not, is done with
+            self.probe_ids.pop(int(tx), None)
