@@ -9,7 +9,7 @@
 #                    --image registry/fraud:0.1.0 jobs/stream/ingest_stream.py --env cluster
 #
 # What it ships: the jars of .jars/spark (make jars) and .jars/operators (make operators) with --jars; the packages jobs/, features/, models/
-# as one zip with --py-files; the conf/ folder as an archive unpacked as ./conf next to the driver and
+# as one zip with --py-files (not jobs/dev/, the local broker); the conf/ folder as an archive unpacked as ./conf next to the driver and
 # executors (FRAUD_CONF_DIR points there). Python dependencies (setup.cfg) must be installed on the nodes
 # (or in the image on Kubernetes); spark-submit/log4j2.properties is the driver's and executors' logging
 # configuration. Secrets come from the environment, never from conf/.
@@ -45,8 +45,17 @@ python=${PYTHON:-$(command -v python3 || echo "$root/.venv/bin/python")}
 # shared one in one rename, only when its content changed, so no job reads a zip another is writing
 stage=$(mktemp -d "$dist/.build-XXXXXX")
 trap 'rm -rf "$stage"' EXIT
-(cd "$root" && "$python" -m zipfile -c "$stage/fraud_pkgs.zip" jobs features models \
-  && "$python" -m zipfile -c "$stage/conf.zip" conf)
+# the packages without jobs/dev (the local broker: development only) and without bytecode caches
+(cd "$root" && "$python" - "$stage/fraud_pkgs.zip" <<'PY'
+import pathlib, sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as archive:
+    for top in ("jobs", "features", "models"):
+        for path in sorted(pathlib.Path(top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.parts[:2] != ("jobs", "dev"):
+                archive.write(path)
+PY
+)
+(cd "$root" && "$python" -m zipfile -c "$stage/conf.zip" conf)
 for zip in fraud_pkgs.zip conf.zip; do
   cmp -s "$stage/$zip" "$dist/$zip" || mv -f "$stage/$zip" "$dist/$zip"
 done

@@ -90,3 +90,9 @@ def test_spark_submit_script_runs_the_job(spark, broker, tmp_path, topic_names):
     assert done.returncode == 0, done.stderr[-3000:]
     ids = spark.read.format("delta").load(str(lake / "raw_transactions")).select("transaction_id")
     assert sorted(r.transaction_id for r in ids.collect()) == [t["transaction_id"] for t in TX]
+    # what went to the executors: the three packages, without the local broker (development only)
+    import zipfile
+
+    shipped = zipfile.ZipFile(root / ".state/dist/fraud_pkgs.zip").namelist()
+    assert "jobs/stream/score_stream.py" in shipped and "features/definitions.py" in shipped and "models/metrics.py" in shipped
+    assert not [n for n in shipped if n.startswith("jobs/dev/") or "__pycache__" in n]
