@@ -59,3 +59,27 @@ def test_the_dashboard_is_importable():
     for panel in dashboard["panels"]:  # every panel reads the chosen Prometheus data source
         assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]
 
+
+
+def test_the_progress_metrics_are_those_of_the_micro_batch_that_just_ended():
+    """ProgressMetrics takes Spark's progress event of its own query (sent after each micro-batch's commit)
+    and ignores the other queries of the session."""
+    from types import SimpleNamespace
+
+    from jobs.stream.score_stream import ProgressMetrics
+
+    metrics = StreamMetrics()
+    listener = ProgressMetrics(metrics, "ours")
+
+    def event(query_id: str, rate: float, lag: int) -> SimpleNamespace:
+        progress = {"id": query_id, "batchId": 7, "inputRowsPerSecond": rate, "processedRowsPerSecond": 2 * rate,
+                    "stateOperators": [{"operatorName": "transformWithStateExec", "numRowsTotal": 42}],
+                    "sources": [{"metrics": {"maxOffsetsBehindLatest": str(lag)}}]}
+        return SimpleNamespace(progress=SimpleNamespace(id=query_id, json=json.dumps(progress)))
+
+    listener.onQueryProgress(event("ours", 120.0, 5))
+    listener.onQueryProgress(event("another query", 999.0, 99))
+    value = metrics.registry.get_sample_value
+    assert value("fraud_input_rows_per_second") == 120.0 and value("fraud_processed_rows_per_second") == 240.0
+    assert value("fraud_consumer_lag") == 5
+    assert value("fraud_state_rows", {"operator": "0:transformWithStateExec"}) == 42

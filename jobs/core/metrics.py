@@ -87,7 +87,7 @@ class StreamMetrics:
             self._opened[kind] = checks.opened[kind]
 
     def observe_progress(self, progress: dict[str, Any] | None) -> None:
-        """Rates, state rows and lag from a StreamingQuery's lastProgress."""
+        """Rates, state rows and lag from a micro-batch's progress (Spark's StreamingQueryProgress as JSON)."""
         if not progress:
             return
         self.input_rate.set(progress.get("inputRowsPerSecond") or 0)

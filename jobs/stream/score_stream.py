@@ -53,7 +53,7 @@ from py4j.protocol import Py4JError
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.errors import StreamingQueryException
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, LongType, StringType, StructField,
                                StructType, TimestampType)
 
@@ -537,7 +537,6 @@ class BatchWriter:
         if self.log_stages:
             print(f"stream: batch {batch_id}: {kinds} in {time.perf_counter() - started:.2f} s: "
                   + ", ".join(f"{k} {v:.2f} s" for k, v in stages.seconds.items()), flush=True)
-        self.metrics.observe_progress(self.query.lastProgress if self.query is not None else None)
 
     def write(self, batch: DataFrame, batch_id: int, kinds: dict[str, int], stages: Stages) -> None:
         """The sinks of a micro-batch whose rows are counted by kind (`kinds`). Without labels, the dead
@@ -694,7 +693,30 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     trigger = {"availableNow": True} if available_now else {"processingTime": str(cfg.get("stream.trigger_interval"))}
     writer.query = (combined.writeStream.queryName(QUERY).foreachBatch(writer)
                     .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
+    spark.streams.addListener(ProgressMetrics(metrics, str(writer.query.id)))
     return writer.query
+
+
+class ProgressMetrics(StreamingQueryListener):
+    """The rates, the state's rows and the consumer lag of the micro-batch that just ended, from Spark's
+    progress event of one query (others in the session are not ours). Spark sends it after the micro-batch's
+    commit, on its listener thread."""
+
+    def __init__(self, metrics: StreamMetrics, query_id: str) -> None:
+        self.metrics, self.query_id = metrics, query_id
+
+    def onQueryStarted(self, event: Any) -> None:
+        pass
+
+    def onQueryProgress(self, event: Any) -> None:
+        if str(event.progress.id) == self.query_id:
+            self.metrics.observe_progress(json.loads(event.progress.json))
+
+    def onQueryIdle(self, event: Any) -> None:
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:
+        pass
 
 
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
