@@ -8,6 +8,7 @@ sink (the stream). The password stays out of `repr`, and Spark redacts option va
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -145,6 +146,45 @@ REFUSED = r"Sasl\w*Error|Authorization\w*Error|Handshake failed"
 ATTEMPT_MS = 2000  # one bootstrap attempt of the login check
 
 
+class _Refusals(logging.Handler):
+    """The errors kafka-python logs during a login check."""
+
+    def __init__(self, conn: KafkaConnection) -> None:
+        super().__init__(logging.ERROR)
+        self.conn = conn
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage())
+
+    def refused(self) -> bool:
+        """The broker refused the login, or the TLS handshake failed: trying again cannot help."""
+        return any(re.search(REFUSED, m) for m in self.seen)
+
+    def reason(self) -> str | None:
+        """The broker's refusal or the TLS failure, if one was logged; else the first error. A broker
+        closes the socket of a failed SASL login, often before its error reaches the client: a connection
+        lost after the TLS handshake and the version exchange (`broker_version=(4, 3)`) is that."""
+        found = [m for m in self.seen if re.search(REFUSED, m)]
+        if not found and self.conn.sasl:
+            found = [m.replace("KafkaConnectionError: socket disconnected",
+                               "SaslLogin: the broker closed the connection during the SASL login")
+                     for m in self.seen if re.search(r"broker_version=\(.*Connection lost: .*socket disconnected", m)]
+        texts = found or self.seen
+        return re.split(r"Connection (?:lost|failed): ", texts[0])[-1] if texts else None
+
+
+def _login_hint(conn: KafkaConnection, reason: str) -> str:
+    """Which settings to check for a refused login `reason`."""
+    login = f"kafka.security.username and ${PASSWORD_ENV}"
+    trust = "kafka.security.truststore (a PEM file of the CA that signed the brokers' certificates)"
+    if re.search(r"Sasl\w*", reason):
+        return f"the broker refused the login: check {login}"
+    if "Handshake failed" in reason:
+        return f"the brokers' certificate is not trusted: check {trust}"
+    return "check " + " and ".join(([login] if conn.sasl else []) + ([trust] if conn.tls else []))
+
+
 def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
     """Ask the brokers for their topics once; a refused login or an untrusted certificate is a
     KafkaLoginError naming the settings to check (never the password). PLAINTEXT connections pass unchecked.
@@ -154,36 +194,10 @@ def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
     first attempt that logged a refusal rather than at `timeout_ms`."""
     if conn.protocol == "PLAINTEXT":
         return
-    import logging
-
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    class Reasons(logging.Handler):
-        def __init__(self) -> None:
-            super().__init__(logging.ERROR)
-            self.seen: list[str] = []
-
-        def emit(self, record: logging.LogRecord) -> None:
-            self.seen.append(record.getMessage())
-
-        def refused(self) -> bool:
-            """The broker refused the login, or the TLS handshake failed: trying again cannot help."""
-            return any(re.search(REFUSED, m) for m in self.seen)
-
-        def reason(self) -> str | None:
-            """The broker's refusal or the TLS failure, if one was logged; else the first error. A broker
-            closes the socket of a failed SASL login, often before its error reaches the client: a connection
-            lost after the TLS handshake and the version exchange (`broker_version=(4, 3)`) is that."""
-            found = [m for m in self.seen if re.search(REFUSED, m)]
-            if not found and conn.sasl:
-                found = [m.replace("KafkaConnectionError: socket disconnected",
-                                   "SaslLogin: the broker closed the connection during the SASL login")
-                         for m in self.seen if re.search(r"broker_version=\(.*Connection lost: .*socket disconnected", m)]
-            texts = found or self.seen
-            return re.split(r"Connection (?:lost|failed): ", texts[0])[-1] if texts else None
-
-    reasons = Reasons()
+    reasons = _Refusals(conn)
     logger = logging.getLogger("kafka")
     logger.addHandler(reasons)
     admin = None
@@ -203,16 +217,8 @@ def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
                     admin = None
     except (KafkaError, OSError) as exc:  # a certificate that does not verify can surface as ssl.SSLError
         reason = reasons.reason() or f"{type(exc).__name__}: {exc}"
-        login = f"kafka.security.username and ${PASSWORD_ENV}"
-        trust = "kafka.security.truststore (a PEM file of the CA that signed the brokers' certificates)"
-        if re.search(r"Sasl\w*", reason):
-            hint = f"the broker refused the login: check {login}"
-        elif "Handshake failed" in reason:
-            hint = f"the brokers' certificate is not trusted: check {trust}"
-        else:
-            hint = "check " + " and ".join(([login] if conn.sasl else []) + ([trust] if conn.tls else []))
         raise KafkaLoginError(f"Kafka at {conn.describe()} did not let this client in "
-                              f"({_without(reason, conn.password)}): {hint}") from None
+                              f"({_without(reason, conn.password)}): {_login_hint(conn, reason)}") from None
     finally:
         logger.removeHandler(reasons)
         if admin is not None:

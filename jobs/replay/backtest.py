@@ -403,94 +403,103 @@ def raw_days(args: argparse.Namespace, work: Path) -> Days:
     return days
 
 
-def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[str, Any]:
-    setup: dict[str, float] = {}
-    clock = time.monotonic()
+class Stopwatch:
+    """Seconds by stage of the set-up, for the report."""
 
-    def done(stage: str) -> None:
-        nonlocal clock
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.clock = time.monotonic()
+
+    def lap(self, stage: str) -> None:
         now = time.monotonic()
-        setup[stage] = round(now - clock, 1)
-        clock = now
+        self.seconds[stage] = round(now - self.clock, 1)
+        self.clock = now
 
+
+def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[str, Any]:
+    """The backtest (see the module's doc): the days, a broker, the history cleaned and trained on, the replay
+    through the stream, the figures."""
+    watch = Stopwatch()
     days = simulated_days(args, work) if args.input is None else raw_days(args, work)
-    replay, replay_start, history_file = days.replay, days.replay_start, days.history_file
-    replay_file = work / "raw" / "replay" / f"{replay_start.date().isoformat()}.txt"
-    replay_file.parent.mkdir(parents=True, exist_ok=True)
-    history_frauds, highest_card = days.history_frauds, days.highest_card
-    prior = blocked_before(history_frauds, loop.review)
-    frame = replay_frame([line for line in replay if readable(line)])
-    truth = dict(zip(frame["transaction_id"], frame["fraud"].astype(int)))
-    issuer = CardIssuer(args.reissue_cards, highest_card + 1, prior)
-    done("simulate")
+    prior = blocked_before(days.history_frauds, loop.review)
+    judged_frame = replay_frame(days.replay)
+    truth = dict(zip(judged_frame["transaction_id"], judged_frame["fraud"].astype(int)))
+    watch.lap("simulate")
     broker = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(broker)
-    done("broker")
-    query = None
+    watch.lap("broker")
     try:
         spark = get_spark(cfg, "backtest")
         spark.sparkContext.setLogLevel("ERROR")
-        cleaning = clean.run(spark, cfg, str(history_file))
-        done("clean")
+        cleaning = clean.run(spark, cfg, str(days.history_file))
+        watch.lap("clean")
         # the test week ends with the history; seven days between training and test
         split = Split(days.history_start, train_days=7, delay_days=7, test_days=7, val_days=2)
         trained = train.run(spark, cfg, split, loop.label_delay_hours, latest=True)
         retrainer = Retrainer(spark, cfg, work, loop, split)
         if loop.retrain_every is not None and loop.retrain_every < dt.timedelta(days=args.replay_days):
             retrainer.keep_history()
-        done("train")
-        metrics = StreamMetrics()
-        query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
-        done("stream_start")
-        channels = Channels(cfg)
-        try:
-            replayed, confirmed, sent_lines = replay_loop(query, metrics, channels, replay, truth, replay_start,
-                                                          loop, issuer, retrainer, not args.no_progress)
-        finally:
-            channels.close()
+        watch.lap("train")
+        issuer = CardIssuer(args.reissue_cards, days.highest_card + 1, prior)
+        replayed, confirmed, sent_lines = through_the_stream(spark, cfg, days, truth, loop, issuer, retrainer,
+                                                             not args.no_progress)
+        watch.lap("replay")
+        (work / "confirmed.json").write_text(json.dumps({str(t): w.isoformat() for t, w in confirmed.items()}))
         # the replay as the bank saw it (reissued card ids, declined payments left out), for the figures
+        replay_file = work / "raw" / "replay" / f"{days.replay_start.date().isoformat()}.txt"
+        replay_file.parent.mkdir(parents=True, exist_ok=True)
         replay_file.write_text(RAW_HEADER + "".join(sent_lines))
         frame = replay_frame(sent_lines)
-        replayed["stream_batches"] = int(metrics.registry.get_sample_value("fraud_batch_duration_seconds_count") or 0)
-        replayed["stream_seconds_by_stage"] = {
-            stage: round(metrics.registry.get_sample_value("fraud_batch_stage_seconds_total", {"stage": stage}) or 0.0, 1)
-            for stage in ("state", "alerts_topic", "tables", "labels", "dead_letters")}
-        done("replay")
-        query.stop()
-        query = None
-        (work / "confirmed.json").write_text(json.dumps({str(t): w.isoformat() for t, w in confirmed.items()}))
         # the history's frauds at compromised terminals: the stream's state starts knowing them
-        known_compromises = replay_frame(history_frauds).query("scenario == 2")[["terminal_id", "tx_datetime"]]
+        known_compromises = replay_frame(days.history_frauds).query("scenario == 2")[["terminal_id", "tx_datetime"]]
         unreadable = {i for i in (line_to_message(line).get("transaction_id") for line in sent_lines
                                   if not readable(line)) if isinstance(i, int)}
-        report = measure(spark, cfg, frame, unreadable, confirmed, prior, known_compromises)
+        measured = measure(spark, cfg, frame, unreadable, confirmed, prior, known_compromises)
         offline = offline_comparison(spark, cfg, str(replay_file), trained, frame, loop, args.review_delay, prior)
-        done("measure_and_offline")
+        watch.lap("measure_and_offline")
     finally:
-        if query is not None:
-            query.stop()
         kafka_broker.stop(broker)
+    replay_end = days.replay_start.date() + dt.timedelta(days=args.replay_days - 1)
     return {
-        "benchmark": "backtest", "machine": "2 cores, local[2]",
-        "command": command(args),
+        "benchmark": "backtest", "machine": "2 cores, local[2]", "command": command(args),
         "requirement": {"recall_above": REQUIRED_RECALL, "fpr_at_most": MAX_FPR},
         "simulation" if args.input is None else "input": {
             **days.described,
-            "history": [days.history_start.isoformat(), (replay_start.date() - dt.timedelta(days=1)).isoformat()],
-            "replay": [replay_start.date().isoformat(),
-                       (replay_start.date() + dt.timedelta(days=args.replay_days - 1)).isoformat()],
+            "history": [days.history_start.isoformat(), (days.replay_start.date() - dt.timedelta(days=1)).isoformat()],
+            "replay": [days.replay_start.date().isoformat(), replay_end.isoformat()],
             "history_clean_rows": cleaning["clean"], "history_quarantined_rows": cleaning["quarantined"],
             "replayed_transactions": len(truth), "replayed_frauds": int(sum(truth.values())),
             "reissue_cards": args.reissue_cards},
         "loop": {"review_delay": args.review_delay, "dispute_delay": args.dispute_delay, "step": args.step,
-                 "model_label_delay_hours": loop.label_delay_hours, **replayed, "setup_seconds": setup},
+                 "model_label_delay_hours": loop.label_delay_hours, **replayed, "setup_seconds": watch.seconds},
         "offline_same_days": offline,
         "model": {"version": trained["registry"]["version"], "threshold": trained["threshold"],
                   "threshold_rule": trained["threshold_rule"], "split": trained["split"],
                   "offline_test": {k: trained["test"][k] for k in ("recall", "fpr", "precision", "roc_auc",
                                                                    "average_precision", "recall_at_fpr_5pct")}},
-        **report,
+        **measured,
     }
+
+
+def through_the_stream(spark: Any, cfg: Config, days: Days, truth: dict[int, int], loop: Loop, issuer: CardIssuer,
+                       retrainer: Retrainer, progress: bool) -> tuple[dict[str, Any], dict[int, dt.datetime], list[str]]:
+    """Start `fraud stream`, replay the days through it (replay_loop), stop it; the loop's figures with the
+    stream's micro-batches and their seconds by stage."""
+    metrics = StreamMetrics()
+    query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
+    channels = Channels(cfg)
+    try:
+        replayed, confirmed, sent_lines = replay_loop(query, metrics, channels, days.replay, truth, days.replay_start,
+                                                      loop, issuer, retrainer, progress)
+    finally:
+        channels.close()
+        query.stop()
+    value = metrics.registry.get_sample_value
+    replayed["stream_batches"] = int(value("fraud_batch_duration_seconds_count") or 0)
+    replayed["stream_seconds_by_stage"] = {
+        stage: round(value("fraud_batch_stage_seconds_total", {"stage": stage}) or 0.0, 1)
+        for stage in ("state", "alerts_topic", "tables", "labels", "dead_letters")}
+    return replayed, confirmed, sent_lines
 
 
 def command(args: argparse.Namespace) -> str:
@@ -552,6 +561,61 @@ class Channels:
         self.consumer.close()
 
 
+class Feedback:
+    """The labels the loop produces: the fraud team reviews every alert, its label (the truth) due
+    `--review-delay` after the transaction; a fraud that raised no alert is disputed, its label due
+    `--dispute-delay` after it."""
+
+    def __init__(self, loop: Loop, truth: dict[int, int], tx_time: dict[int, dt.datetime]) -> None:
+        self.loop, self.truth, self.tx_time = loop, truth, tx_time
+        self.alerted: set[int] = set()
+        self.disputed: set[int] = set()  # a transaction id sent twice (the bank's duplicate lines) is disputed once
+        self.pending: list[tuple[dt.datetime, int, int]] = []  # (due, transaction id, label)
+        self.confirmed: dict[int, dt.datetime] = {}  # fraud -> when its label was due
+        self.review_hours: list[float] = []  # transaction -> the start of the step that delivered its review
+
+    def due(self, now: dt.datetime) -> list[tuple[dt.datetime, int, int]]:
+        """The labels due by `now`, taken from those pending: (due, transaction id, label)."""
+        due = [p for p in self.pending if p[0] <= now]
+        self.pending = [p for p in self.pending if p[0] > now]
+        self.review_hours += [(now - self.tx_time[t]).total_seconds() / 3600 for _, t, _ in due if t in self.alerted]
+        self.confirmed.update((t, when) for when, t, label in due if label == 1)
+        return due
+
+    def read(self, alerts: Iterable[int], lines: Sequence[str]) -> None:
+        """The step's new alerts are reviewed (an alert of a line the backtest cannot read has no truth to
+        give); its frauds that raised none will be disputed."""
+        new = [t for t in alerts if t not in self.alerted]
+        self.alerted.update(new)
+        self.pending += [(self.tx_time[t] + self.loop.review, t, self.truth[t]) for t in new if t in self.truth]
+        missed = [t for t in dict.fromkeys(int(line.split(",", 1)[0]) for line in filter(readable, lines))
+                  if self.truth[t] == 1 and t not in self.alerted and t not in self.disputed]
+        self.disputed.update(missed)
+        self.pending += [(self.tx_time[t] + self.loop.dispute, t, 1) for t in missed]
+
+    def close(self, end: dt.datetime) -> dict[str, Any]:
+        """The frauds whose label falls due before `end` count as confirmed; the loop's figures."""
+        self.confirmed.update((t, when) for when, t, label in self.pending if label == 1 and when < end)
+        hours = self.review_hours
+        return {"alerts_reviewed": len(self.alerted), "frauds_missed_and_disputed": len(self.disputed),
+                # the review delay the loop delivered: at least --review-delay, at most one --step more
+                "review_label_hours": {f"p{q}": round(float(np.percentile(hours, q)), 2) for q in (50, 90, 100)}
+                if hours else {}, "labels_pending_at_the_end": len(self.pending)}
+
+
+def steps_of(replay: Sequence[str], start: dt.datetime, step: dt.timedelta) -> tuple[list[list[str]], dt.datetime]:
+    """The replayed lines by step from `start` (a line the backtest cannot read goes with the line before it),
+    and the end of the last whole day."""
+    last = max(_time_of(line) for line in replay if readable(line))
+    end = start + dt.timedelta(days=math.ceil((last - start + dt.timedelta(seconds=1)) / dt.timedelta(days=1)))
+    by_step: list[list[str]] = [[] for _ in range(int((end - start) / step))]
+    k = 0
+    for line in replay:
+        k = int((_time_of(line) - start) / step) if readable(line) else k
+        by_step[k].append(line)
+    return by_step, end
+
+
 def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: list[str], truth: dict[int, int],
                 start: dt.datetime, loop: Loop, issuer: CardIssuer, retrainer: Retrainer,
                 progress: bool) -> tuple[dict[str, Any], dict[int, dt.datetime], list[str]]:
@@ -560,46 +624,29 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
     ids, without the declined payments)."""
     from tqdm import tqdm
 
-    tx_time = {int(line.split(",", 1)[0]): _time_of(line) for line in replay if readable(line)}
+    feedback = Feedback(loop, truth, {int(line.split(",", 1)[0]): _time_of(line) for line in replay if readable(line)})
+    by_step, end = steps_of(replay, start, loop.step)
     tx_place: dict[int, tuple[int, int, str]] = {}  # a label names its transaction's card, terminal and time
     sent_lines: list[str] = []
-    last = max(tx_time.values())
-    end = start + dt.timedelta(days=math.ceil((last - start + dt.timedelta(seconds=1)) / dt.timedelta(days=1)))
-    steps = int((end - start) / loop.step)
-    by_step: list[list[str]] = [[] for _ in range(steps)]
-    k = 0
-    for line in replay:  # a line the backtest cannot read goes with the line before it
-        k = int((_time_of(line) - start) / loop.step) if readable(line) else k
-        by_step[k].append(line)
-    sent = labels_sent = reviews = disputes = 0
-    alerted: set[int] = set()
-    disputed: set[int] = set()  # a transaction id sent twice (the bank's duplicate lines) is disputed once
-    pending: list[tuple[dt.datetime, int, int]] = []  # (due, transaction id, label)
-    confirmed: dict[int, dt.datetime] = {}  # fraud -> when its label was due
-    review_hours: list[float] = []  # transaction -> the start of the step that delivered its review
+    sent = labels_sent = 0
     started = time.monotonic()
     phases = dict.fromkeys(("stream", "alerts", "retraining"), 0.0)
-    bar = tqdm(total=steps, desc="backtest", unit="step", disable=not progress)
+    bar = tqdm(total=len(by_step), desc="backtest", unit="step", disable=not progress)
     for k, lines in enumerate(by_step):
-        step_start = start + k * loop.step
-        clock = time.monotonic()
+        step_start, clock = start + k * loop.step, time.monotonic()
         # 1. the labels due by the step's start and the step's transactions, in one micro-batch: the labels
         #    recorded and in the state, the transactions scored
-        due = [(when, t, label) for when, t, label in pending if when <= step_start]
-        pending = [p for p in pending if p[0] > step_start]
-        review_hours += [(step_start - tx_time[t]).total_seconds() / 3600 for _, t, _ in due if t in alerted]
-        confirmed.update((t, when) for when, t, label in due if label == 1)
+        due = feedback.due(step_start)
         for when, t, label in due:
             if label == 1:
                 issuer.block(tx_place[t][0], when)
         issuer.apply(step_start)
         if retrainer.due(step_start - start):  # before the step: its micro-batch scores with the champion then
-            retrainer(step_start, sent_lines, confirmed)
+            retrainer(step_start, sent_lines, feedback.confirmed)
             clock = _add(phases, "retraining", clock)
         lines = [paid for paid in map(issuer.payment, lines) if paid is not None]
-        for line in filter(readable, lines):
-            m = line_to_message(line)
-            tx_place[int(m["transaction_id"])] = (int(m["customer_id"]), int(m["terminal_id"]), str(m["tx_datetime"]))
+        tx_place.update((int(m["transaction_id"]), (int(m["customer_id"]), int(m["terminal_id"]), str(m["tx_datetime"])))
+                        for m in map(line_to_message, filter(readable, lines)))
         sent_lines += lines
         if due or lines:
             # a label is recorded, or a dead letter if its transaction was one (a zero amount breaks a rule)
@@ -611,33 +658,18 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
                    f"step {k + 1}: its {len(due)} labels recorded and {len(lines)} transactions scored, or dead letters")
         clock = _add(phases, "stream", clock)
         # 2. the fraud team reads the new alerts; the frauds that raised none will be disputed
-        new = [t for t in channels.new_alerts() if t not in alerted]
-        alerted.update(new)
-        reviews += len(new)
-        # the review of an alert gives its truth (an alert of a line the backtest cannot read has none to give)
-        pending += [(tx_time[t] + loop.review, t, truth[t]) for t in new if t in truth]
-        missed = [t for t in dict.fromkeys(int(line.split(",", 1)[0]) for line in filter(readable, lines))
-                  if truth[t] == 1 and t not in alerted and t not in disputed]
-        disputed.update(missed)
-        disputes += len(missed)
-        pending += [(tx_time[t] + loop.dispute, t, 1) for t in missed]
+        feedback.read(channels.new_alerts(), lines)
         _add(phases, "alerts", clock)
         bar.update(1)
-        bar.set_postfix(tx=sent, alerts=len(alerted), labels=labels_sent)
+        bar.set_postfix(tx=sent, alerts=len(feedback.alerted), labels=labels_sent)
     bar.close()
-    confirmed.update((t, when) for when, t, label in pending if label == 1 and when < end)
-    return {"steps": steps, "transactions_sent": sent, "alerts_reviewed": reviews,
-            "frauds_missed_and_disputed": disputes, "labels_sent": labels_sent,
-            # the review delay the loop delivered: at least --review-delay, at most one --step more
-            "review_label_hours": {f"p{q}": round(float(np.percentile(review_hours, q)), 2) for q in (50, 90, 100)}
-            if review_hours else {},
-            "labels_pending_at_the_end": len(pending),
+    wall = time.monotonic() - started
+    return {"steps": len(by_step), "transactions_sent": sent, **feedback.close(end), "labels_sent": labels_sent,
             "cards_reissued": issuer.reissued, "declined_on_reissued_cards": len(issuer.declined),
-            "retrainings": retrainer.runs,
-            "wall_seconds": round(time.monotonic() - started, 1),
-            "seconds_per_step": round((time.monotonic() - started) / max(steps, 1), 2),
-            "wall_seconds_by_phase": {phase: round(seconds, 1) for phase, seconds in phases.items()}}, confirmed, \
-        sent_lines
+            "retrainings": retrainer.runs, "wall_seconds": round(wall, 1),
+            "seconds_per_step": round(wall / max(len(by_step), 1), 2),
+            "wall_seconds_by_phase": {phase: round(seconds, 1) for phase, seconds in phases.items()}}, \
+        feedback.confirmed, sent_lines
 
 
 def _add(phases: dict[str, float], phase: str, then: float) -> float:

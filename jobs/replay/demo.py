@@ -156,46 +156,68 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def run(cfg: Config, args: argparse.Namespace, state: Path) -> int:
+    """The demo's eight steps: a broker, a fresh lake, the history simulated, cleaned and trained on, then the
+    live days through the stream with the fraud team, and the results."""
     spec = kafka_broker.spec_from_config(cfg)
     say(1, f"starting the Kafka broker on {spec.bootstrap_servers}")
     kafka_broker.start(spec)
-    query, team = None, None
     try:
-        kafka_broker.reset_topics(spec.connection, [str(cfg.get("kafka.topics.transactions")),
-                                                           str(cfg.get("kafka.topics.alerts")), str(cfg.get("kafka.topics.labels"))],
-                                   spec.partitions)
-        # a fresh story each time: earlier demos' tables, checkpoints and models would mix in
-        for location in (cfg.path("paths.lake"), cfg.path("paths.checkpoint"), cfg.path("mlflow.artifact_location")):
-            if "://" not in location:
-                shutil.rmtree(location, ignore_errors=True)
-        uri = cfg.path("mlflow.tracking_uri")
-        if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///"):]).unlink(missing_ok=True)
-        raw = state / "demo-raw"
-        shutil.rmtree(raw, ignore_errors=True)
-        sim = make_spec("handbook", days=35, customers=args.customers, terminals=3_000)
-        say(2, f"simulating 35 days of {args.customers:,} cards in the bank's format, with its defects, into {raw}")
-        simulate_to_folder(sim, raw, DefectRates())
-        history, live = sorted(raw.glob("*.txt"))  # the bank's 30-day files: 30 days, then 5
-        spark = get_spark(cfg, "demo")
-        spark.sparkContext.setLogLevel("ERROR")
-        say(3, f"cleaning the 30 days of history ({history.name}): great-expectations, quarantine")
-        report = clean.run(spark, cfg, str(history))
-        say(None, f"read {report['rows_read']:,}: clean {report['clean']:,}, quarantined {report['quarantined']:,}, "
-                  f"duplicates removed {report['duplicates_removed']:,}")
-        say(4, "training CatBoost on the history (1-day label delay, threshold within the bank's 5% FPR)")
-        split = Split(sim.start_date + dt.timedelta(days=13), train_days=7, delay_days=3, test_days=7, val_days=2)
-        summary = train.run(spark, cfg, split, 24, target_recall=None, max_fpr=0.05)
-        t = summary["test"]
-        say(None, f"test week: ROC AUC {t['roc_auc']:.3f}, recall at FPR 5% {t['recall_at_fpr_5pct']:.3f}; "
-                  f"version {summary['registry']['version']} is {summary['registry']['alias']}")
-        say(5, "starting the streaming job (its state begins with the history's last weeks)")
-        metrics = StreamMetrics()
-        port = metrics.serve(int(cfg.get("stream.metrics_port")))
-        query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
-        truth = truth_of(live)
-        team = FraudTeam(cfg, truth, args.review_seconds)
-        team.start()
+        start_afresh(cfg, spec)
+        live = learn_the_history(cfg, args, state)
+        run_live(cfg, args, live)
+    finally:
+        if not args.keep_broker:
+            kafka_broker.stop(spec)
+    return 0
+
+
+def start_afresh(cfg: Config, spec: kafka_broker.BrokerSpec) -> None:
+    """Empty topics, and no tables, checkpoints or models of an earlier demo: they would mix in."""
+    kafka_broker.reset_topics(spec.connection, [str(cfg.get(f"kafka.topics.{t}")) for t in ("transactions", "alerts", "labels")],
+                              spec.partitions)
+    for location in (cfg.path("paths.lake"), cfg.path("paths.checkpoint"), cfg.path("mlflow.artifact_location")):
+        if "://" not in location:
+            shutil.rmtree(location, ignore_errors=True)
+    uri = cfg.path("mlflow.tracking_uri")
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).unlink(missing_ok=True)
+
+
+def learn_the_history(cfg: Config, args: argparse.Namespace, state: Path) -> Path:
+    """Simulate 35 days in the bank's format, clean the first 30 and train on them; return the file of the
+    last 5, the live days."""
+    raw = state / "demo-raw"
+    shutil.rmtree(raw, ignore_errors=True)
+    sim = make_spec("handbook", days=35, customers=args.customers, terminals=3_000)
+    say(2, f"simulating 35 days of {args.customers:,} cards in the bank's format, with its defects, into {raw}")
+    simulate_to_folder(sim, raw, DefectRates())
+    history, live = sorted(raw.glob("*.txt"))  # the bank's 30-day files: 30 days, then 5
+    spark = get_spark(cfg, "demo")
+    spark.sparkContext.setLogLevel("ERROR")
+    say(3, f"cleaning the 30 days of history ({history.name}): great-expectations, quarantine")
+    report = clean.run(spark, cfg, str(history))
+    say(None, f"read {report['rows_read']:,}: clean {report['clean']:,}, quarantined {report['quarantined']:,}, "
+              f"duplicates removed {report['duplicates_removed']:,}")
+    say(4, "training CatBoost on the history (1-day label delay, threshold within the bank's 5% FPR)")
+    split = Split(sim.start_date + dt.timedelta(days=13), train_days=7, delay_days=3, test_days=7, val_days=2)
+    summary = train.run(spark, cfg, split, 24, target_recall=None, max_fpr=0.05)
+    t = summary["test"]
+    say(None, f"test week: ROC AUC {t['roc_auc']:.3f}, recall at FPR 5% {t['recall_at_fpr_5pct']:.3f}; "
+              f"version {summary['registry']['version']} is {summary['registry']['alias']}")
+    return live
+
+
+def run_live(cfg: Config, args: argparse.Namespace, live: Path) -> None:
+    """The stream, the live days sent at `--rate` and the fraud team labelling its alerts; the results."""
+    spark = get_spark(cfg, "demo")
+    say(5, "starting the streaming job (its state begins with the history's last weeks)")
+    metrics = StreamMetrics()
+    port = metrics.serve(int(cfg.get("stream.metrics_port")))
+    query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
+    truth = truth_of(live)
+    team = FraudTeam(cfg, truth, args.review_seconds)
+    team.start()
+    try:
         lines = list(without_labels(raw_lines(live)))
         scores_path, dead_path = cfg.table_path("scores"), cfg.table_path("dead_letters")
 
@@ -226,13 +248,8 @@ def run(cfg: Config, args: argparse.Namespace, state: Path) -> int:
         say(None, f"labels sent by the fraud team: {team.sent:,}; metrics: http://127.0.0.1:{port}/metrics while "
                   "running; the tables: .state/lake (Spark SQL: SELECT * FROM delta.`.state/lake/alerts`)")
     finally:
-        if team is not None:
-            team.finish.set()
-        if query is not None:
-            query.stop()
-        if not args.keep_broker:
-            kafka_broker.stop(spec)
-    return 0
+        team.finish.set()
+        query.stop()
 
 
 def results(spark: Any, cfg: Config, truth: dict[int, int], warm: dt.datetime,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from jobs.core.common import add_common_options, config_from_args, job_main
@@ -32,6 +33,58 @@ MANIFEST = "_manifest.json"
 
 
 
+class _Tally:
+    """What was written: transactions, frauds by scenario, defects by kind and the rows the cleaning must
+    quarantine by rule, for the manifest."""
+
+    def __init__(self) -> None:
+        self.scenarios: Counter[int] = Counter()
+        self.clean_scenarios: Counter[int] = Counter()
+        self.injected: Counter[str] = Counter()
+        self.by_rule: Counter[str] = Counter()
+        self.natural_zero = self.transactions = self.lines_written = 0
+
+    def add(self, frame: pd.DataFrame, lines: int, kind: np.ndarray, rules: Counter[str] | None) -> None:
+        """A day's transactions (`frame`), the `lines` written for them, each line's defect (`kind`, -1 for
+        none) and the rules the defects break."""
+        scen = frame["tx_fraud_scenario"].to_numpy()
+        self.by_rule.update(rules or {})
+        zero = (frame["tx_amount"].to_numpy() == 0) & (kind == -1)
+        self.natural_zero += int(zero.sum())
+        kept = ((kind == -1) | (kind == DEFECT_KINDS.index("duplicate"))) & ~zero
+        self.scenarios.update(scen.tolist())
+        self.clean_scenarios.update(scen[kept].tolist())
+        self.injected.update(DEFECT_KINDS[k] for k in kind[kind >= 0])
+        self.transactions += len(frame)
+        self.lines_written += lines
+
+    def manifest(self, spec: SimulationSpec, files: list[dict[str, Any]], defects: DefectRates | None,
+                 seconds: float) -> dict[str, Any]:
+        defects_by_kind = {k: int(self.injected.get(k, 0)) for k in DEFECT_KINDS}
+        by_rule = Counter(self.by_rule)
+        by_rule["tx_amount_positive"] += self.natural_zero
+        quarantined = sum(v for k, v in defects_by_kind.items() if k != "duplicate") + self.natural_zero
+        return {
+            "spec": {**asdict(spec), "start_date": spec.start_date.isoformat()},
+            "files": files,
+            "transactions": self.transactions,
+            "frauds": {"total": sum(v for s, v in self.scenarios.items() if s > 0),
+                       **{f"scenario_{s}": int(self.scenarios.get(s, 0)) for s in (1, 2, 3)}},
+            "defect_rates": asdict(defects) if defects is not None else None,
+            "defects": defects_by_kind,
+            "natural": {"amount_zero": self.natural_zero},
+            "expected_cleaning": {
+                "rows_read": self.lines_written,
+                "clean": self.transactions - quarantined,
+                "quarantined": quarantined,
+                "duplicates_removed": defects_by_kind["duplicate"],
+                "quarantined_by_rule": dict(sorted((k, v) for k, v in by_rule.items() if v)),
+                "clean_frauds": {f"scenario_{s}": int(self.clean_scenarios.get(s, 0)) for s in (1, 2, 3)},
+            },
+            "seconds": round(seconds, 3),
+        }
+
+
 def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | None = None,
                        progress: bool = False) -> dict[str, Any]:
     """Write the raw files of `spec` into a local folder and return the manifest (also written there)."""
@@ -40,63 +93,27 @@ def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | N
     if stale:
         raise FraudError(f"--out {out} already holds raw files ({', '.join(stale[:3])}...); choose an empty folder")
     started = time.perf_counter()
-    sim = Simulator(spec)
     files: list[dict[str, Any]] = []
-    scenarios: Counter[int] = Counter()
-    clean_scenarios: Counter[int] = Counter()
-    injected: Counter[str] = Counter()
-    by_rule: Counter[str] = Counter()
-    natural_zero = 0
-    transactions = lines_written = 0
+    tally = _Tally()
     fh = None
-    for batch in tqdm(sim.days(), total=spec.days, unit="day", disable=not progress, desc="simulate"):
+    for batch in tqdm(Simulator(spec).days(), total=spec.days, unit="day", disable=not progress, desc="simulate"):
         if batch.day % DAYS_PER_FILE == 0:
             if fh is not None:
                 fh.close()
             files.append({"file": file_name(spec.start_date, batch.day), "first_day": batch.day, "lines": 0})
             fh = open_raw_file(out / files[-1]["file"])
         lines = format_day(batch, spec.start_date)
-        scen = batch.frame["tx_fraud_scenario"].to_numpy()
-        kind = np.full(len(lines), -1)
+        kind, rules = np.full(len(lines), -1), None
         if defects is not None:
             lines, kind, rules = inject_defects(lines, defects, np.random.Generator(
                 np.random.PCG64(np.random.SeedSequence([spec.seed, 9, batch.day]))))
-            by_rule.update(rules)
-        zero = (batch.frame["tx_amount"].to_numpy() == 0) & (kind == -1)
-        natural_zero += int(zero.sum())
-        kept = ((kind == -1) | (kind == DEFECT_KINDS.index("duplicate"))) & ~zero
-        scenarios.update(scen.tolist())
-        clean_scenarios.update(scen[kept].tolist())
-        injected.update(DEFECT_KINDS[k] for k in kind[kind >= 0])
+        tally.add(batch.frame, len(lines), kind, rules)
         assert fh is not None
         write_lines(lines, fh)
-        transactions += len(batch.frame)
-        lines_written += len(lines)
         files[-1]["lines"] += len(lines)
     if fh is not None:
         fh.close()
-    defects_by_kind = {k: int(injected.get(k, 0)) for k in DEFECT_KINDS}
-    by_rule["tx_amount_positive"] += natural_zero
-    quarantined = sum(v for k, v in defects_by_kind.items() if k != "duplicate") + natural_zero
-    manifest = {
-        "spec": {**asdict(spec), "start_date": spec.start_date.isoformat()},
-        "files": files,
-        "transactions": transactions,
-        "frauds": {"total": sum(v for s, v in scenarios.items() if s > 0),
-                   **{f"scenario_{s}": int(scenarios.get(s, 0)) for s in (1, 2, 3)}},
-        "defect_rates": asdict(defects) if defects is not None else None,
-        "defects": defects_by_kind,
-        "natural": {"amount_zero": natural_zero},
-        "expected_cleaning": {
-            "rows_read": lines_written,
-            "clean": transactions - quarantined,
-            "quarantined": quarantined,
-            "duplicates_removed": defects_by_kind["duplicate"],
-            "quarantined_by_rule": dict(sorted((k, v) for k, v in by_rule.items() if v)),
-            "clean_frauds": {f"scenario_{s}": int(clean_scenarios.get(s, 0)) for s in (1, 2, 3)},
-        },
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    manifest = tally.manifest(spec, files, defects, time.perf_counter() - started)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -162,9 +162,36 @@ class Simulator:
         customer, time = customer[keep], time[keep]
         return _DayDraw(customer, time, np.bincount(customer, minlength=self.spec.customers))
 
+    def _draw_stage_b(self, draw: _DayDraw, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Amounts and terminals of a day's draw; (customer, time, amount, terminal) sorted by time."""
+        p, rng = self.profiles, _rng(self.spec.seed, 2, day)
+        c = draw.customer
+        amount = rng.normal(p.mean_amount[c], p.std_amount[c])
+        negative = amount < 0
+        amount[negative] = rng.uniform(0, 2 * p.mean_amount[c[negative]])
+        amount = np.round(amount, 2)
+        n_avail = p.n_terminals_available[c]
+        pick = (rng.random(len(c)) * n_avail).astype(np.int64)
+        terminal = p.terminal_ids[p.terminal_offsets[c] + pick].astype(np.int64)
+        order = np.lexsort((c, draw.time))
+        return c[order], draw.time[order], amount[order], terminal[order]
+
+    def _compromise_terminals(self, day: int, frng: np.random.Generator,
+                              compromises: deque[tuple[int, np.ndarray]]) -> np.ndarray:
+        """Draw the day's compromised terminals (a fractional rate is a chance of one more) into `compromises`
+        (start day, terminals), drop those past TERMINAL_FRAUD_DAYS; return the terminals compromised now."""
+        rate = self.spec.terminals_compromised_per_day
+        count = int(rate) + int(frng.random() < rate - int(rate)) if rate != int(rate) else int(rate)
+        drawn = frng.choice(self.spec.terminals, size=count, replace=False)
+        compromises.append((day, drawn))
+        self.terminal_log.extend((day, int(t)) for t in drawn)
+        while compromises and compromises[0][0] <= day - TERMINAL_FRAUD_DAYS:
+            compromises.popleft()
+        return np.concatenate([t for _, t in compromises])
+
     def days(self) -> Iterator[DayBatch]:
         """Yield each day's transactions, sorted by time, numbered on from the previous day's."""
-        spec, p = self.spec, self.profiles
+        spec = self.spec
         lookahead: deque[_DayDraw] = deque()
         next_drawn = 0
         terminal_compromises: deque[tuple[int, np.ndarray]] = deque()  # (start day, terminals)
@@ -175,18 +202,7 @@ class Simulator:
                 lookahead.append(self._draw_stage_a(next_drawn))
                 next_drawn += 1
             draw = lookahead.popleft()
-            rng = _rng(spec.seed, 2, day)
-            # stage B: amounts and terminals
-            c = draw.customer
-            amount = rng.normal(p.mean_amount[c], p.std_amount[c])
-            negative = amount < 0
-            amount[negative] = rng.uniform(0, 2 * p.mean_amount[c[negative]])
-            amount = np.round(amount, 2)
-            n_avail = p.n_terminals_available[c]
-            pick = (rng.random(len(c)) * n_avail).astype(np.int64)
-            terminal = p.terminal_ids[p.terminal_offsets[c] + pick].astype(np.int64)
-            order = np.lexsort((c, draw.time))
-            c, time, amount, terminal = c[order], draw.time[order], amount[order], terminal[order]
+            c, time, amount, terminal = self._draw_stage_b(draw, day)
             n = len(c)
             fraud = np.zeros(n, dtype=np.int8)
             scenario = np.zeros(n, dtype=np.int8)
@@ -195,15 +211,7 @@ class Simulator:
             fraud[s1], scenario[s1] = 1, 1
             # scenario 2: compromised terminals, 28 days from the day they are drawn
             frng = _rng(spec.seed, 3, day)
-            rate = spec.terminals_compromised_per_day
-            count = int(rate) + int(frng.random() < rate - int(rate)) if rate != int(rate) else int(rate)
-            drawn = frng.choice(spec.terminals, size=count, replace=False)
-            terminal_compromises.append((day, drawn))
-            self.terminal_log.extend((day, int(t)) for t in drawn)
-            while terminal_compromises and terminal_compromises[0][0] <= day - TERMINAL_FRAUD_DAYS:
-                terminal_compromises.popleft()
-            active_terminals = np.concatenate([t for _, t in terminal_compromises])
-            s2 = np.isin(terminal, active_terminals)
+            s2 = np.isin(terminal, self._compromise_terminals(day, frng, terminal_compromises))
             fraud[s2], scenario[s2] = 1, 2
             # scenario 3: compromised cards, int(n/3) of the window's n transactions, amount x 5
             cards = frng.choice(spec.customers, size=min(spec.cards_compromised_per_day, spec.customers), replace=False)
