@@ -6,13 +6,15 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from jobs.core.waiting import wait_until
+from tests.servers import wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "conf" / "prometheus" / "fraud-rules.yml"
@@ -69,14 +71,16 @@ class Prometheus:
         assert data["resultType"] == "vector", (expr, data)
         return list(data["result"])
 
+    def ready(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).read()
+            return True
+        except OSError:
+            return False
+
     def wait_for(self, expr: str, timeout: float = 30.0) -> list[dict[str, Any]]:
-        """Poll `expr` until it returns a sample."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = self.query(expr)
-            if result or time.monotonic() > deadline:
-                return result
-            time.sleep(0.5)
+        """Poll `expr` until it returns a sample (WaitTimeout naming it if none comes)."""
+        return wait_until(lambda: self.query(expr), f"Prometheus to return a sample of {expr}", timeout, 0.5)
 
 
 @contextmanager
@@ -94,15 +98,7 @@ def prometheus(work: Path, port: int, targets: list[str], rules: Path = RULES) -
         stdout=log, stderr=subprocess.STDOUT)
     server = Prometheus(port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{server.url}/-/ready", timeout=2).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"prometheus did not start: {(work / 'prometheus.log').read_text()[-2000:]}")
-                time.sleep(0.3)
+        wait_ready(process, server.ready, "prometheus", work / "prometheus.log", 30)
         yield server
     finally:
         process.terminate()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from jobs.core.errors import WaitTimeout
+from jobs.core.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,12 +60,13 @@ def stop(process: subprocess.Popen | None, timeout_s: float = 30) -> None:
 def wait_ready(process: subprocess.Popen, ready: Callable[[], bool], what: str, log: Path, timeout_s: float) -> None:
     """Wait until `ready()`; if the server exits first, or `timeout_s` passes (then it is stopped), raise an
     error that names its log."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}: see {log}")
-        if ready():
-            return
-        time.sleep(0.3)
-    stop(process)
-    raise RuntimeError(f"{what} was not ready within {timeout_s:.0f} s: see {log}")
+        return ready()
+
+    try:
+        wait_until(up, f"{what} to be ready (its log: {log})", timeout_s, 0.3)
+    except WaitTimeout:
+        stop(process)
+        raise

@@ -23,6 +23,7 @@ import pytest
 
 from jobs.core.config import load_config
 from jobs.core.kafka_clients import PASSWORD_ENV
+from jobs.core.waiting import wait_until
 from jobs.dev import kafka_broker
 from jobs.dev.kafka_broker import free_port
 from jobs.kafka_tools.produce import produce, raw_lines
@@ -188,9 +189,8 @@ def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill
     def commits() -> int:
         return sum(k.endswith(".json") for k in s3_server.keys(bucket, "delta/scores/_delta_log/"))
 
-    deadline = time.monotonic() + 300
-    while commits() < 1 and first.poll() is None and time.monotonic() < deadline:  # one batch committed, more to come
-        time.sleep(0.5)
+    # one micro-batch committed and more to come (or the job ended: said below)
+    wait_until(lambda: commits() >= 1 or first.poll() is not None, "the first commit of scores on S3", 300, 0.5)
     assert first.poll() is None, f"the job ended before it could be killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
     os.killpg(first.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
     first.wait()

@@ -93,9 +93,10 @@ def test_an_append_that_meets_a_concurrent_alter_table_is_retried(spark, tmp_pat
     the same `dead_letters`: Delta then refuses the append's commit (MetadataChangedException). The append
     is retried from the new snapshot, once, and its rows land exactly once."""
     import threading
-    import time
 
     from pyspark.sql import functions as F
+
+    from jobs.core.waiting import wait_until
 
     path = str(tmp_path / "dead_letters")
     assert lake.append_idempotent(frame(spark, [1]), path, "stream", 0)
@@ -105,15 +106,11 @@ def test_an_append_that_meets_a_concurrent_alter_table_is_retried(spark, tmp_pat
     def after_the_alter(value):  # the append's job waits here, inside its transaction, for the ALTER TABLE
         if not altered.exists():
             started.touch()
-            deadline = time.time() + 60
-            while not altered.exists() and time.time() < deadline:
-                time.sleep(0.05)
+            wait_until(altered.exists, "the ALTER TABLE of the other thread", 60, 0.05)
         return value
 
     def alter() -> None:
-        deadline = time.time() + 60
-        while not started.exists() and time.time() < deadline:
-            time.sleep(0.05)
+        wait_until(started.exists, "the append to start its job", 60, 0.05)
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.checkpointInterval' = '100')")
         altered.touch()
 

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.core.config import Config
-from jobs.core.errors import BrokerError, ConfigError, SetupError
+from jobs.core.errors import BrokerError, ConfigError, SetupError, WaitTimeout
 from jobs.core.kafka_clients import PASSWORD_ENV, KafkaConnection, connection
 from jobs.core.session import list_jars
+from jobs.core.waiting import wait_until
 
 _LOG4J2 = """\
 status = warn
@@ -365,20 +366,20 @@ def start(spec: BrokerSpec) -> int:
 
 
 def _wait_ready(spec: BrokerSpec, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + spec.start_timeout_s
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if proc.poll() is not None:
             raise BrokerError(
                 f"the Kafka broker exited with code {proc.returncode} while starting; see {spec.log_dir}/server.log "
                 f"and {spec.log_dir}/stdout.log:\n{_tail(spec.log_dir / 'stdout.log')}"
             )
-        if _port_open(spec.host, spec.port) and _metadata_ok(spec.connection):
-            return
-        time.sleep(0.5)
-    raise BrokerError(
-        f"the Kafka broker did not answer on {spec.bootstrap_servers} within {spec.start_timeout_s:.0f} s "
-        f"(kafka.broker.start_timeout_s); see {spec.log_dir}/server.log"
-    )
+        return _port_open(spec.host, spec.port) and _metadata_ok(spec.connection)
+
+    try:
+        wait_until(ready, f"the Kafka broker to answer on {spec.bootstrap_servers}", spec.start_timeout_s, 0.5)
+    except WaitTimeout:
+        raise BrokerError(
+            f"the Kafka broker did not answer on {spec.bootstrap_servers} within {spec.start_timeout_s:.0f} s "
+            f"(kafka.broker.start_timeout_s); see {spec.log_dir}/server.log") from None
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -433,10 +434,15 @@ def stop(spec: BrokerSpec, timeout_s: float = 30.0) -> bool:
         spec.pid_file.unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _is_our_broker(pid, spec):
+
+    def gone() -> bool:
         _reap(pid)
-        time.sleep(0.2)
+        return not _is_our_broker(pid, spec)
+
+    try:
+        wait_until(gone, f"the Kafka broker (pid {pid}) to stop after SIGTERM", timeout_s, 0.2)
+    except WaitTimeout:
+        pass  # SIGKILL below
     if _is_our_broker(pid, spec):
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
@@ -495,16 +501,16 @@ def reset_topics(target: str | KafkaConnection, topics: Iterable[str], partition
                 pass
     finally:
         admin.close()
-    deadline = time.monotonic() + timeout_s
-    while True:  # deletion is asynchronous: creating too early fails until the old topic is gone
+    def recreated() -> bool:  # deletion is asynchronous: creating too early fails until the old topic is gone
         try:
-            if not create_topics(conn, topics, partitions) and _all_empty(conn, topics):
-                return
+            return not create_topics(conn, topics, partitions) and _all_empty(conn, topics)
         except KafkaError:
-            pass
-        if time.monotonic() > deadline:
-            raise BrokerError(f"could not recreate topics {topics} on {conn.bootstrap_servers} within {timeout_s:.0f} s")
-        time.sleep(0.5)
+            return False
+
+    try:
+        wait_until(recreated, f"topics {topics} recreated empty on {conn.bootstrap_servers}", timeout_s, 0.5)
+    except WaitTimeout:
+        raise BrokerError(f"could not recreate topics {topics} on {conn.bootstrap_servers} within {timeout_s:.0f} s") from None
 
 
 def _all_empty(conn: KafkaConnection, topics: list[str]) -> bool:
