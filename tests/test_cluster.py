@@ -76,7 +76,7 @@ def cluster_settings(server: s3.S3Server, broker: kafka_broker.BrokerSpec, bucke
         "paths.lake": f"s3a://{bucket}/delta", "paths.checkpoint": f"s3a://{bucket}/checkpoints",
         "mlflow.tracking_uri": tracking, "mlflow.artifact_location": f"s3://{bucket}/mlflow",
         "kafka.bootstrap_servers": broker.bootstrap_servers, "kafka.security.truststore": str(broker.ca_file),
-        "kafka.partitions": 2, "kafka.replication_factor": 1, "kafka.starting_offsets": "earliest",
+        "kafka.partitions": 2, "kafka.starting_offsets": "earliest",
         **{f"kafka.topics.{role}": f"{role}-{suffix}" for role in ("transactions", "alerts", "labels")},
         "spark.master": "local[2]", "spark.shuffle_partitions": 2, "spark.ui_enabled": False,
         "spark.extra.spark.driver.memory": "1g", "stream.metrics_port": 0,
