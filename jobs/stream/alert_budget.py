@@ -18,9 +18,8 @@ After each micro-batch:
 Until the window holds `min_transactions` scored by the model now in use, that model's own threshold is
 used: scores of two models are not on one scale, so when the registry's champion changes (a retraining)
 the threshold is chosen again from the new model's scores alone, while the share spent keeps counting
-every decision. The window lives in the
-driver's memory; a restart fills it again from `scores` and `labels`. Off (`enabled: false`): the model's
-threshold, as trained.
+every decision. The window lives in the driver's memory; a restart fills it again from `scores` and
+`labels`. Off (`enabled: false`): the model's threshold, as trained.
 """
 from __future__ import annotations
 
