@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import report  # noqa: E402
-from jobs import build_features, clean, train  # noqa: E402
+from jobs.batch import build_features, clean, train  # noqa: E402
 from jobs.core.config import Config, load_config  # noqa: E402
 from jobs.core.session import get_spark  # noqa: E402
 from jobs.simulation.simulate import simulate_to_folder  # noqa: E402

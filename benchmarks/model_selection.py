@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.common import report  # noqa: E402
 from features.definitions import FEATURE_NAMES  # noqa: E402
-from jobs import build_features, clean  # noqa: E402
+from jobs.batch import build_features, clean  # noqa: E402
 from jobs.core.config import load_config  # noqa: E402
 from jobs.core.session import get_spark  # noqa: E402
 from jobs.simulation.simulate import simulate_to_folder  # noqa: E402

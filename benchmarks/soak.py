@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import own_broker_overrides, report  # noqa: E402
-from jobs import kafka_broker  # noqa: E402
+from jobs.dev import kafka_broker  # noqa: E402
 from jobs.core.config import Config, load_config  # noqa: E402
 from jobs.kafka_tools.label_cmd import label_record  # noqa: E402
 from jobs.kafka_tools.produce import simulated_lines, transaction_record, without_labels  # noqa: E402

@@ -54,7 +54,8 @@ from benchmarks import jfr  # noqa: E402
 from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from features.definitions import AGGREGATES  # noqa: E402
 from features.operators import LABEL_INCREMENT, LABEL_PREVIOUS  # noqa: E402
-from jobs import kafka_broker, score_stream  # noqa: E402
+from jobs.dev import kafka_broker  # noqa: E402
+from jobs.stream import score_stream  # noqa: E402
 from jobs.core.config import Config, load_config, parse_override  # noqa: E402
 from jobs.core.metrics import StreamMetrics  # noqa: E402
 from jobs.core.session import get_spark  # noqa: E402

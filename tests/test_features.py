@@ -100,7 +100,7 @@ def test_parse_delay():
 def test_a_table_built_by_other_definitions_is_replaced_not_read(spark, make_cfg):
     from pyspark.sql import functions as F
 
-    from jobs import build_features as job
+    from jobs.batch import build_features as job
 
     cfg = make_cfg()
     rows = [(1, 0.0, 7, 1, 10.0, 0), (2, 1.0, 7, 1, 30.0, 0), (3, 30.0, 8, 2, 5.0, 1)]
@@ -128,7 +128,7 @@ def test_a_rebuild_computes_only_the_changed_days_and_equals_a_full_build(spark,
     import numpy as np
     from pyspark.sql import functions as F
 
-    from jobs import build_features as job
+    from jobs.batch import build_features as job
 
     cfg = make_cfg()
     rng = np.random.default_rng(7)
