@@ -11,19 +11,19 @@ PROMETHEUS := .tools/prometheus
 AIRFLOW := .tools/airflow
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: help setup setup-after-venv demo test check-tools jars operators venv prometheus airflow postgresql kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-suite soak clean clean-state
+.PHONY: help setup setup-after-venv demo test check-tools jars operators venv prometheus airflow postgresql chromium desk kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-suite soak clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
 	@echo "make test   set up if needed, then run the whole test suite"
-	@echo "make setup  only set up: .venv (Python deps), .jars (JVM jars via Maven, the stream's operators built from features/jvm), .tools/prometheus (Debian's package), .tools/airflow (Airflow's own venv), PostgreSQL's server (Debian's package, if missing)"
+	@echo "make setup  only set up: .venv (Python deps), .jars (JVM jars via Maven, the stream's operators built from features/jvm), .tools/prometheus (Debian's package), .tools/airflow (Airflow's own venv), PostgreSQL's server and Chromium with its driver (Debian's packages, if missing)"
 
 # .venv first (the steps after it use its uv and pyspark), then the rest side by side: Maven's two steps one
 # after the other (one local repository), apt's two steps one after the other (one package database)
 setup: check-tools $(VENV)/.installed
 	@$(MAKE) --no-print-directory -j3 --output-sync=target setup-after-venv
 
-setup-after-venv: $(JARS)/.fetched $(JARS)/operators/.built $(PROMETHEUS)/.fetched $(AIRFLOW)/.installed postgresql
+setup-after-venv: $(JARS)/.fetched $(JARS)/operators/.built $(PROMETHEUS)/.fetched $(AIRFLOW)/.installed postgresql chromium
 
 check-tools:
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; Python 3.10-3.13 is required" >&2; exit 1; }
@@ -89,12 +89,25 @@ postgresql: | $(PROMETHEUS)/.fetched
 		apt-get install -y -q postgresql-15 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -q postgresql-15 >/dev/null; } \
 			|| { echo "setup: could not install Debian's postgresql-15" >&2; exit 1; }; }
 
+# Debian's chromium and chromium-driver for the fraud desk's browser test (tests/test_desk.py, Selenium); after
+# PostgreSQL, so that two apt commands never run at once
+chromium: | postgresql
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+		[ "$$(id -u)" = 0 ] || { echo "setup: Chromium is missing: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; }; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -q chromium chromium-driver >/dev/null; } \
+			|| { echo "setup: could not install Debian's chromium and chromium-driver" >&2; exit 1; }; }
+
 demo: setup
 	$(BIN)/fraud demo
 
 test: setup
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the fraud desk on the local stream's topics and tables (FRAUD_DESK_SECRET: the login's shared secret)
+desk: setup
+	$(BIN)/fraud desk
 
 kafka-up: setup
 	$(BIN)/fraud kafka up

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stream": ("jobs.stream.score_stream", "the main job: Kafka -> stateful features -> CatBoost -> scores, alerts"),
     "alerts": ("jobs.kafka_tools.alerts_cmd", "print the alerts topic readably as alerts arrive"),
     "label": ("jobs.kafka_tools.label_cmd", "send the fraud team's confirmed labels to the labels topic"),
+    "desk": ("jobs.desk.desk_cmd", "the fraud team's web page: the queue of alerts, decisions, the requirement by day"),
     "produce": ("jobs.kafka_tools.produce", "replay raw files into the transactions topic"),
     "ingest": ("jobs.stream.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
     "maintain": ("jobs.batch.maintain", "compact the lake's small files and vacuum old ones (OPTIMIZE, VACUUM), on a schedule"),

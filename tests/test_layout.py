@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # bottom to top; two on one level may not import each other
-LAYERS = [("core",), ("simulation", "dev"), ("batch",), ("stream",), ("kafka_tools",), ("replay",)]
+LAYERS = [("core",), ("simulation", "dev"), ("batch",), ("stream",), ("kafka_tools",), ("desk",), ("replay",)]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
 
 

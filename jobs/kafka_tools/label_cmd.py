@@ -10,6 +10,7 @@ later.
 
     fraud label 1234 5678                  # confirmed frauds
     fraud label --genuine 1234             # confirmed genuine (corrects an earlier fraud label)
+    fraud label --by alice 1234            # who decided, recorded with the time in `labels`
     fraud label --file confirmed.csv       # lines "transaction_id,tx_fraud" or
                                            # "transaction_id,tx_fraud,customer_id,terminal_id,tx_datetime"
                                            # (a header line is allowed)
@@ -62,10 +63,13 @@ def _is_time(text: str) -> bool:
 
 
 def label_record(transaction_id: int, fraud: int, customer_id: int | None = None, terminal_id: int | None = None,
-                 tx_datetime: str | None = None) -> tuple[bytes, bytes]:
+                 tx_datetime: str | None = None, decided_by: str | None = None) -> tuple[bytes, bytes]:
     """A label as the (key, value) of its `labels` message, the value JSON: keyed by transaction, or with its
-    transaction's place (all three or none) keyed by card."""
+    transaction's place (all three or none) keyed by card. With `decided_by`, the message says who decided
+    and when (`decided_at`, now in UTC, ISO 8601): the stream records both in `labels`."""
     value: dict[str, object] = {"transaction_id": transaction_id, "tx_fraud": fraud}
+    if decided_by is not None:
+        value.update(decided_by=decided_by, decided_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     if customer_id is None:
         return str(transaction_id).encode(), json.dumps(value).encode()
     value.update(customer_id=customer_id, terminal_id=terminal_id, tx_datetime=tx_datetime)
@@ -82,8 +86,9 @@ def label_of_alert(alert: dict[str, object], fraud: int) -> Label:
             when.strftime("%Y-%m-%d %H:%M:%S"))
 
 
-def send_labels(cfg: Config, labels: Iterable[Label]) -> dict[str, object]:
-    """Send labels to `kafka.topics.labels`; return the topic and the count."""
+def send_labels(cfg: Config, labels: Iterable[Label], decided_by: str | None = None) -> dict[str, object]:
+    """Send labels to `kafka.topics.labels` (saying who decided them, if `decided_by`); return the topic and
+    the count."""
     from kafka import KafkaProducer
 
     topic = str(cfg.get("kafka.topics.labels"))
@@ -92,7 +97,7 @@ def send_labels(cfg: Config, labels: Iterable[Label]) -> dict[str, object]:
     sent = 0
     try:
         for label in labels:
-            key, value = label_record(*label)
+            key, value = label_record(*label, decided_by=decided_by)  # type: ignore[misc]
             producer.send(topic, key=key, value=value)
             sent += 1
         producer.flush()
@@ -106,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="transactions to label (as frauds, unless --genuine)")
     parser.add_argument("--genuine", action="store_true", help="label them genuine (tx_fraud 0) instead")
     parser.add_argument("--file", type=Path, help="a CSV file of 'transaction_id,tx_fraud' lines")
+    parser.add_argument("--by", metavar="NAME", help="who decided: recorded with the time in the `labels` table")
     add_common_options(parser)
 
 
@@ -115,7 +121,7 @@ def execute(args: argparse.Namespace) -> int:
     labels: list[Label] = [(t, 0 if args.genuine else 1) for t in args.transaction_ids]
     if args.file:
         labels += list(read_label_file(args.file))
-    print(json.dumps(send_labels(config_from_args(args), labels)))
+    print(json.dumps(send_labels(config_from_args(args), labels, decided_by=args.by)))
     return 0
 
 

@@ -6,9 +6,10 @@
 3. cleans the history (great-expectations, quarantine);
 4. trains CatBoost on it and registers it as champion (1-day label delay, threshold within the bank's 5% FPR);
 5. starts the streaming job; with no checkpoint yet, its state begins with the history's last weeks;
-6. sends the next 5 days to the `transactions` topic without labels at the bank's 400 a second; meanwhile the fraud team
-   reviews each alert and confirms it (fraud or genuine, from the simulation's truth) on the `labels` topic
-   `--review-seconds` later: the only way the stream learns of frauds;
+6. sends the next 5 days to the `transactions` topic without labels at the bank's 400 a second; meanwhile the fraud
+   team works the fraud desk's queue (`fraud desk`, served at desk.port while the demo runs): it decides each
+   alert (fraud or genuine, from the simulation's truth) `--review-seconds` after it, through the desk's code,
+   which sends the label to the `labels` topic: the only way the stream learns of frauds;
 7. waits until every message is scored or dead-lettered;
 8. reports, from the tables against the simulation's truth: frauds, frauds alerted, false alerts, alert
    rate, alert latency, next to the bank's requirement.
@@ -22,11 +23,12 @@ import argparse
 import datetime as dt
 import json
 import os
+import secrets
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,13 +40,15 @@ from jobs.batch import clean, train
 from jobs.core.common import add_common_options, config_from_args, job_main
 from jobs.core.config import Config
 from jobs.core.errors import FraudError
-from jobs.core.kafka_clients import KafkaConnection
 from jobs.core.lake import table_exists
 from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
 from jobs.core.waiting import wait_until
 from jobs.dev import kafka_broker
-from jobs.kafka_tools.label_cmd import label_of_alert, send_labels
+from jobs.desk import desk_cmd
+from jobs.desk.access import MIN_SECRET
+from jobs.desk.app import serve
+from jobs.desk.book import AlertBook
 from jobs.kafka_tools.produce import produce, raw_lines, without_labels
 from jobs.simulation.rawfiles import DefectRates
 from jobs.simulation.simulate import simulate_to_folder
@@ -56,6 +60,7 @@ from models.split import Split
 STEPS = 8
 DONE_SECONDS = 600  # how long the demo waits for its messages to be scored; past that it fails (exit 2)
 WARM_UP = 200  # transactions sent before the others, for the query's first micro-batch
+TEAM = "demo-fraud-team"  # the name the demo's fraud team decides under, on the desk
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--review-seconds", type=float, default=2.0,
                         help="how long after an alert the fraud team's label arrives (default 2)")
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running afterwards")
+    parser.add_argument("--desk-minutes", type=float, default=0,
+                        help="keep the stream and the fraud desk up this many minutes after the results (default 0)")
     parser.add_argument("--verbose", action="store_true", help="show Spark's and the libraries' logs too")
     add_common_options(parser)
 
@@ -93,44 +100,33 @@ def logs_to(path: Path | None) -> Iterator[None]:
 
 
 class FraudTeam(threading.Thread):
-    """Reviews each alert on the alerts topic and sends its label (the simulation's truth) `delay` seconds later."""
+    """Works the desk's queue (`AlertBook`, what the page shows): decides each alert `delay` seconds after it
+    appears, fraud or genuine from the simulation's truth, through `AlertBook.decide` as a click on the page does."""
 
-    def __init__(self, cfg: Config, truth: dict[int, int], delay: float) -> None:
+    def __init__(self, book: AlertBook, truth: dict[int, int], delay: float) -> None:
         super().__init__(daemon=True)
-        self.cfg, self.truth, self.delay = cfg, truth, delay
+        self.book, self.truth, self.delay = book, truth, delay
         self.finish = threading.Event()
         self.sent = 0
         self.blocked_since: dict[int, dt.datetime] = {}  # card -> when its first fraud was confirmed (UTC)
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        from kafka import KafkaConsumer
-
         try:
-            consumer = KafkaConsumer(str(self.cfg.get("kafka.topics.alerts")),
-                                     **KafkaConnection.from_config(self.cfg).python(),
-                                     auto_offset_reset="earliest", enable_auto_commit=False)
-            seen: set[int] = set()
-            pending: list[tuple[float, dict[str, Any]]] = []
-            while not (self.finish.is_set() and not pending):
-                for records in consumer.poll(timeout_ms=200).values():
-                    for record in records:
-                        alert = json.loads(record.value)
-                        if alert["transaction_id"] not in seen:  # the topic is at least once
-                            seen.add(alert["transaction_id"])
-                            pending.append((time.monotonic() + self.delay, alert))
+            seen: dict[int, float] = {}  # transaction id -> when its alert was first in the queue
+            while not (self.finish.is_set() and not seen):
                 now = time.monotonic()
-                due = [alert for when, alert in pending if when <= now]
-                if due:  # with the alert's card, terminal and time: counted in the micro-batch that reads them
-                    labels = [label_of_alert(a, self.truth.get(int(a["transaction_id"]), 0)) for a in due]
-                    send_labels(self.cfg, labels)
-                    sent_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-                    for label in labels:  # the bank blocks a card once a fraud of it is confirmed
-                        if label[1] == 1 and len(label) == 5:
-                            self.blocked_since.setdefault(label[2], sent_at)
-                    self.sent += len(due)
-                    pending = [(when, alert) for when, alert in pending if when > now]
-            consumer.close()
+                for alert in self.book.open_alerts():
+                    seen.setdefault(int(alert["transaction_id"]), now)
+                for transaction_id in [t for t, when in seen.items() if when + self.delay <= now]:
+                    fraud = self.truth.get(transaction_id, 0)
+                    _, sent = self.book.decide(transaction_id, fraud, TEAM)
+                    del seen[transaction_id]
+                    self.sent += sent
+                    if sent and fraud:  # the bank blocks a card once a fraud of it is confirmed
+                        card = int(self.book.alert(transaction_id)[0]["customer_id"])
+                        self.blocked_since.setdefault(card, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+                self.finish.wait(0.2)
         except BaseException as error:  # reported by the demo, which then fails
             self.error = error
 
@@ -207,15 +203,40 @@ def learn_the_history(cfg: Config, args: argparse.Namespace, state: Path) -> Pat
     return live
 
 
+def open_desk(cfg: Config, spark: Any) -> tuple[AlertBook, Callable[[], None]]:
+    """The fraud desk on `desk.port` (another free port if it is taken) over the demo's stream: its book,
+    and a function that stops it. Its login takes any name and the secret of `desk.login_variable`'s
+    variable (one made up here when the variable is not set)."""
+    variable = str(cfg.get("desk.login_variable"))
+    if len(os.environ.get(variable, "")) < MIN_SECRET:
+        os.environ[variable] = secrets.token_urlsafe(9)
+    app, book = desk_cmd.build(cfg, spark)
+    host, port = str(cfg.get("desk.host")), int(cfg.get("desk.port"))
+    try:
+        stop = serve(app, host, port, in_thread=True)
+    except FraudError:
+        port = kafka_broker.free_port()
+        stop = serve(app, host, port, in_thread=True)
+    say(None, f"the fraud desk: http://{host}:{port}/ (any name, secret {os.environ[variable]}): the queue, "
+              "the requirement by day, the stream's health; the demo's fraud team decides through it")
+
+    def close() -> None:
+        stop()
+        book.stop()
+
+    return book, close
+
+
 def run_live(cfg: Config, args: argparse.Namespace, live: Path) -> None:
-    """The stream, the live days sent at `--rate` and the fraud team labelling its alerts; the results."""
+    """The stream, the live days sent at `--rate` and the fraud team working the desk's queue; the results."""
     spark = get_spark(cfg, "demo")
     say(5, "starting the streaming job (its state begins with the history's last weeks)")
     metrics = StreamMetrics()
     port = metrics.serve(int(cfg.get("stream.metrics_port")))
     query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
+    book, close_desk = open_desk(cfg, spark)
     truth = truth_of(live)
-    team = FraudTeam(cfg, truth, args.review_seconds)
+    team = FraudTeam(book, truth, args.review_seconds)
     team.start()
     try:
         lines = list(without_labels(raw_lines(live)))
@@ -233,7 +254,7 @@ def run_live(cfg: Config, args: argparse.Namespace, live: Path) -> None:
         wait_until_done(WARM_UP)
         warm = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         say(6, f"sending the next 5 days ({live.name}) without labels at {args.rate:,.0f} tx/s; the fraud team "
-               f"labels each alert {args.review_seconds:g} s after it")
+               f"decides each alert on the desk {args.review_seconds:g} s after it")
         sent = produce(cfg, iter(lines[WARM_UP:]), rate=args.rate)
         say(7, f"waiting until the {sent['sent'] + WARM_UP:,} messages are scored or dead-lettered")
         wait_until_done(sent["sent"] + WARM_UP)
@@ -245,10 +266,16 @@ def run_live(cfg: Config, args: argparse.Namespace, live: Path) -> None:
         say(8, "results, from the tables against the simulation's truth")
         for line in results(spark, cfg, truth, warm, team.blocked_since):
             say(None, line)
-        say(None, f"labels sent by the fraud team: {team.sent:,}; metrics: http://127.0.0.1:{port}/metrics while "
-                  "running; the tables: .state/lake (Spark SQL: SELECT * FROM delta.`.state/lake/alerts`)")
+        say(None, f"decisions sent by the fraud team from the desk: {team.sent:,}; metrics: http://127.0.0.1:{port}/metrics "
+                  "while running; the tables: .state/lake (Spark SQL: SELECT * FROM delta.`.state/lake/alerts`)")
+        if args.desk_minutes > 0:
+            say(None, f"the stream and the desk stay up {args.desk_minutes:g} minutes (Ctrl-C ends the demo)")
+            time.sleep(args.desk_minutes * 60)
+        else:
+            say(None, "`fraud demo --desk-minutes 30` keeps the stream and the desk up after the results")
     finally:
         team.finish.set()
+        close_desk()
         query.stop()
 
 

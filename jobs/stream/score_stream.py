@@ -154,7 +154,11 @@ LABELS_SCHEMA = StructType([
     StructField("tx_datetime", TimestampType()), StructField("labelled_at", TimestampType()),
     StructField("topic", StringType()), StructField("partition", IntegerType()), StructField("offset", LongType()),
     StructField("batch_id", LongType()),
+    # who decided and when, as the label message gives them (`fraud desk` and `fraud label --by` do); null otherwise
+    StructField("decided_by", StringType()), StructField("decided_at", TimestampType()),
 ])
+# the columns of `labels` added after its first version
+LABEL_DECISION = StructType(LABELS_SCHEMA.fields[-2:])
 DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors"]
 
 
@@ -392,8 +396,8 @@ def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, 
     forward = [(str(int(r["customer_id_scored"])), json.dumps({
         "transaction_id": int(r["transaction_id"]), "tx_fraud": int(r["tx_fraud"]),
         "customer_id": int(r["customer_id_scored"]), "terminal_id": int(r["terminal_id_scored"]),
-        "tx_datetime": pd.Timestamp(r["tx_datetime_scored"]).strftime("%Y-%m-%d %H:%M:%S")}))
-        for _, r in by_id.iterrows()]
+        "tx_datetime": pd.Timestamp(r["tx_datetime_scored"]).strftime("%Y-%m-%d %H:%M:%S"),
+        **decision_fields(r["payload"])})) for _, r in by_id.iterrows()]
     past = labels.loc[ok.index[ok["row_kind"] == "label"]].drop(columns=place)
     if not past.empty:
         window = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
@@ -403,6 +407,26 @@ def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, 
                     else pd.DataFrame(columns=["transaction_id", "tx_fraud"]))
         past, _ = label_increments(past, scored, previous)
     return ResolvedLabels(past, forward, dead)
+
+
+def decision_fields(payload: Any) -> dict[str, str]:
+    """`decided_by` and `decided_at` of a label message's JSON, those it gives as non-empty strings."""
+    try:
+        fields = json.loads(payload) if isinstance(payload, str) else {}
+    except ValueError:
+        return {}
+    if not isinstance(fields, dict):
+        return {}
+    return {k: fields[k] for k in ("decided_by", "decided_at") if isinstance(fields.get(k), str) and fields[k].strip()}
+
+
+def with_decisions(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (labels with their `payload`) with `decided_by` and `decided_at` (UTC) from it; null where the
+    message gives none, or a time that is not ISO 8601."""
+    fields = [decision_fields(p) for p in rows["payload"]]
+    at = pd.to_datetime(pd.Series([f.get("decided_at") for f in fields], index=rows.index, dtype="object"),
+                        errors="coerce", utc=True, format="ISO8601")
+    return rows.assign(decided_by=[f.get("decided_by") for f in fields], decided_at=at.dt.tz_localize(None))
 
 
 def _shown(value: Any) -> str:
@@ -479,7 +503,7 @@ def prepare_tables(spark: SparkSession, cfg: Config, properties: dict[str, str])
         spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(labels_path)
     for path in (scores_path, alerts_path, labels_path, dead_path):  # tables made by an earlier run, or by hand
         set_properties(spark, path, properties)
-    for path, schema in ((scores_path, SCORES_SCHEMA), (alerts_path, ALERT_REASON)):
+    for path, schema in ((scores_path, SCORES_SCHEMA), (alerts_path, ALERT_REASON), (labels_path, LABEL_DECISION)):
         added = add_columns(spark, path, schema)
         if added:
             print(f"stream: added the columns {added} to {path} (earlier rows hold null there)", flush=True)
@@ -661,7 +685,7 @@ class BatchWriter:
             publish(self.kafka, self.topics["labels"], resolved.forward, "labels")
         recorded = pd.concat([counted, resolved.past], ignore_index=True)
         if not recorded.empty:
-            rows = recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id)
+            rows = with_decisions(recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id))
             for name in ("previous_tx_fraud", "fraud_increment", "customer_id", "terminal_id"):
                 rows[name] = rows[name].astype("int32")
             append_idempotent(self.spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
