@@ -125,6 +125,23 @@ def labels_on(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     return found
 
 
+def test_the_book_forgets_what_is_older_than_its_window(make_cfg):
+    clock = [1_000_000.0]
+    book = AlertBook(make_cfg(), hours=1, now=lambda: clock[0])
+    book._take(book.topics["alerts"], alert_message(1, 40), clock[0] - 10)
+    book._take(book.topics["alerts"], alert_message(2, 40), clock[0] - 7200)  # read at start, then too old
+    book._take(book.topics["labels"], b'{"transaction_id": 1, "tx_fraud": 1}', clock[0] - 5)
+    book._take(book.topics["labels"], b'{"transaction_id": 9, "tx_fraud": 1}', clock[0] - 7200)  # a dispute
+    book._take(book.topics["labels"], b'{"transaction_id": 3, "tx_fraud": 7}', clock[0])  # not a label: left out
+    book._take(book.topics["alerts"], b"[1, 2]", clock[0])  # not an alert: left out
+    book.forget_old()
+    assert set(book.alerts) == {1} and set(book.decisions) == {1}
+    assert book.open_alerts() == []
+    clock[0] += 7200
+    book.forget_old()
+    assert not book.alerts and not book.decisions
+
+
 @pytest.mark.integration
 def test_the_book_decides_a_terminal_case_at_once_and_a_decision_only_once(broker, stream_cfg, topic_names):
     cfg = stream_cfg()

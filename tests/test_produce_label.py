@@ -1,8 +1,10 @@
 """`fraud produce --simulate` and `fraud label`: what they send to the broker, and their errors."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
+import pandas as pd
 import pytest
 
 from jobs import cli
@@ -66,3 +68,18 @@ def test_a_label_of_an_alert_carries_its_transactions_place_as_the_raw_files_wri
     assert key == b"7"
     assert json.loads(value) == {"transaction_id": 14, "tx_fraud": 0, "customer_id": 7, "terminal_id": 42,
                                  "tx_datetime": "2018-04-01 10:00:05"}
+
+
+def test_a_label_says_who_decided_and_the_stream_reads_it_back():
+    from jobs.stream.score_stream import with_decisions
+
+    _, value = label_record(14, 1, 7, 42, "2018-04-01 10:00:05", decided_by="alice")
+    message = json.loads(value)
+    assert message["decided_by"] == "alice"
+    decided_at = dt.datetime.fromisoformat(message["decided_at"])
+    assert abs((dt.datetime.now(dt.timezone.utc) - decided_at).total_seconds()) < 60
+    rows = with_decisions(pd.DataFrame({"payload": [value.decode(), '{"transaction_id": 1, "tx_fraud": 0}',
+                                                    '{"decided_by": "bob", "decided_at": "yesterday"}', "not json"]}))
+    assert rows["decided_by"].tolist()[:2] == ["alice", None] and rows["decided_by"][2] == "bob"
+    assert rows["decided_at"][0] == pd.Timestamp(decided_at.replace(tzinfo=None))
+    assert rows["decided_at"][1:].isna().all()  # none given, a time that is not ISO 8601, not JSON

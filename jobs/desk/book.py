@@ -25,6 +25,7 @@ from jobs.kafka_tools.label_cmd import label_of_alert, label_record
 log = logging.getLogger("fraud.desk")
 CASE = "terminal_case"  # the alert reason of a terminal case's payments (jobs/stream/terminal_checks.py)
 POLL_MS = 200
+PRUNE_SECONDS = 60
 
 
 class UnknownAlert(FraudError):
@@ -51,6 +52,8 @@ class AlertBook:
         self.now = now
         self.alerts: dict[int, dict[str, Any]] = {}   # transaction id -> its alert (the topic is at least once)
         self.decisions: dict[int, Decision] = {}      # transaction id -> its last label
+        self.arrived: dict[int, float] = {}           # transaction id -> its alert's Kafka time (s), to forget it
+        self.labelled: dict[int, float] = {}          # transaction id -> its last label's Kafka time (s)
         self.lock = threading.Lock()
         self.caught_up = threading.Event()            # the topics read up to their ends at start
         self.error: str | None = None                 # the reader's last failure, shown on the page
@@ -147,10 +150,14 @@ class AlertBook:
             try:
                 consumer = self._consumer()
                 ends = consumer.end_offsets(list(consumer.assignment()))
+                pruned = time.monotonic()
                 while not self.finish.is_set():
                     for records in consumer.poll(timeout_ms=POLL_MS).values():
                         for record in records:
-                            self._take(record.topic, record.value)
+                            self._take(record.topic, record.value, record.timestamp / 1000)
+                    if time.monotonic() - pruned > PRUNE_SECONDS:
+                        self.forget_old()
+                        pruned = time.monotonic()
                     if not self.caught_up.is_set() and all(consumer.position(tp) >= end for tp, end in ends.items()):
                         self.caught_up.set()
                     self.error = None
@@ -183,7 +190,19 @@ class AlertBook:
                 consumer.seek(tp, found_offset.offset)
         return consumer
 
-    def _take(self, topic: str, value: bytes | None) -> None:
+    def forget_old(self) -> None:
+        """Drop the alerts older than the window (Kafka time), and their decisions: the book stays bounded
+        however long the desk runs."""
+        since = self.now() - self.hours * 3600
+        with self.lock:
+            for transaction_id in [t for t, at in self.arrived.items() if at < since]:
+                for kept in (self.alerts, self.arrived):
+                    kept.pop(transaction_id, None)
+            for transaction_id in [t for t, at in self.labelled.items() if at < since and t not in self.alerts]:
+                for known in (self.decisions, self.labelled):
+                    known.pop(transaction_id, None)
+
+    def _take(self, topic: str, value: bytes | None, kafka_time: float) -> None:
         """One message of either topic into the book; one that is not what the stream or `fraud label`
         writes is left out (the stream dead-letters bad labels)."""
         try:
@@ -194,6 +213,8 @@ class AlertBook:
         with self.lock:
             if topic == self.topics["alerts"]:
                 self.alerts[transaction_id] = message
+                self.arrived[transaction_id] = kafka_time
             elif message.get("tx_fraud") in (0, 1, "0", "1"):
                 self.decisions[transaction_id] = Decision(int(message["tx_fraud"]), message.get("decided_by"),
                                                           message.get("decided_at"))
+                self.labelled[transaction_id] = kafka_time
