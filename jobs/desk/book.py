@@ -104,44 +104,69 @@ class AlertBook:
     def decide(self, transaction_id: int, fraud: int, user: str) -> tuple[Decision, bool]:
         """Send the label of an alert (fraud 1 or genuine 0) with who decided, as `fraud label` sends it;
         return the decision and whether it was sent now. An alert decided already is left as it is (False)."""
-        if fraud not in (0, 1):
-            raise FraudError(f"decision: expected fraud (1) or genuine (0), found {fraud!r}")
+        return self.decide_many({transaction_id: fraud}, user)[transaction_id]
+
+    def decide_many(self, wanted: dict[int, int], user: str) -> dict[int, tuple[Decision, bool]]:
+        """`decide` for several alerts (transaction id -> fraud 1 or genuine 0), their labels sent together:
+        UnknownAlert (nothing sent) if one is not in the book; a FraudError if the broker did not take one,
+        after recording those it took."""
+        if any(fraud not in (0, 1) for fraud in wanted.values()):
+            raise FraudError(f"decision: expected fraud (1) or genuine (0), found {sorted(set(wanted.values()))}")
         with self.lock:  # held while sending: a second click waits, then finds the first one's decision
-            alert = self.alerts.get(transaction_id)
-            if alert is None:
-                raise UnknownAlert(f"transaction {transaction_id}: no alert of it in the alerts topic's last "
+            unknown = [t for t in wanted if t not in self.alerts]
+            if unknown:
+                raise UnknownAlert(f"transaction {unknown[0]}: no alert of it in the alerts topic's last "
                                    f"{self.hours:g} hours (desk.queue_hours)")
-            done = self.decisions.get(transaction_id)
-            if done is not None:
-                return done, False
-            key, value = label_record(*label_of_alert(alert, fraud), decided_by=user)  # type: ignore[misc]
-            self._send(key, value)
-            sent = json.loads(value)
-            decision = Decision(fraud, user, sent["decided_at"])
-            self.decisions[transaction_id] = decision
-        log.info("desk: %s decided transaction %s %s (card %s, terminal %s, alert %s)", user, transaction_id,
-                 "fraud" if fraud else "genuine", alert["customer_id"], alert["terminal_id"], alert.get("alert_id"))
-        return decision, True
+            out = {t: (self.decisions[t], False) for t in wanted if t in self.decisions}
+            todo = {t: label_record(*label_of_alert(self.alerts[t], f), decided_by=user)  # type: ignore[misc]
+                    for t, f in wanted.items() if t not in out}
+            failed = self._send(todo)
+            for transaction_id, (_, value) in todo.items():
+                if transaction_id not in failed:
+                    decision = Decision(wanted[transaction_id], user, json.loads(value)["decided_at"])
+                    self.decisions[transaction_id] = decision
+                    out[transaction_id] = decision, True
+        for transaction_id in out.keys() & (todo.keys() - failed.keys()):
+            alert = self.alerts.get(transaction_id, {})
+            log.info("desk: %s decided transaction %s %s (card %s, terminal %s, alert %s)", user, transaction_id,
+                     "fraud" if wanted[transaction_id] else "genuine", alert.get("customer_id"),
+                     alert.get("terminal_id"), alert.get("alert_id"))
+        if failed:  # not recorded: those alerts stay open, the page says why
+            error = next(iter(failed.values()))
+            raise FraudError(f"labels topic {self.topics['labels']}: the brokers {self.connection.bootstrap_servers} did "
+                             f"not take the decision on {len(failed)} alert(s) ({type(error).__name__}: {error}); "
+                             "those were not recorded, try again")
+        return out
 
     def decide_case(self, terminal_id: int, fraud: int, user: str) -> list[int]:
         """Decide every open payment of a terminal's case alike; return the transactions labelled now."""
         alerts = self.open_cases().get(terminal_id)
         if not alerts:
             raise UnknownAlert(f"terminal {terminal_id}: no open case there")
-        return [a["transaction_id"] for a in alerts if self.decide(int(a["transaction_id"]), fraud, user)[1]]
+        done = self.decide_many({int(a["transaction_id"]): fraud for a in alerts}, user)
+        return [t for t, (_, sent) in done.items() if sent]
 
-    def _send(self, key: bytes, value: bytes) -> None:
+    def _send(self, records: dict[int, tuple[bytes, bytes]]) -> dict[int, Exception]:
+        """Send (key, value) label messages and wait for the broker's acknowledgement of each; return those it
+        did not take, with why."""
         from kafka import KafkaProducer
 
-        if self.producer is None:
-            self.producer = KafkaProducer(**self.connection.python(), acks="all", linger_ms=0,
-                                          max_block_ms=15_000, delivery_timeout_ms=30_000)
+        failed: dict[int, Exception] = {}
         try:
-            self.producer.send(self.topics["labels"], key=key, value=value).get(timeout=30)
-        except Exception as error:  # nothing recorded: the alert stays open, the page says why
-            raise FraudError(f"labels topic {self.topics['labels']}: the brokers {self.connection.bootstrap_servers} "
-                             f"did not take the decision ({type(error).__name__}: {error}); nothing was recorded, "
-                             "try again") from error
+            if self.producer is None:
+                self.producer = KafkaProducer(**self.connection.python(), acks="all", linger_ms=5,
+                                              request_timeout_ms=15_000, max_block_ms=15_000,
+                                              delivery_timeout_ms=30_000)
+            futures = {t: self.producer.send(self.topics["labels"], key=k, value=v) for t, (k, v) in records.items()}
+            self.producer.flush(timeout=30)
+        except Exception as error:  # no producer, or a send refused at once: none is known to be sent
+            return {t: error for t in records}
+        for transaction_id, future in futures.items():
+            try:
+                future.get(timeout=30)
+            except Exception as error:
+                failed[transaction_id] = error
+        return failed
 
     # --- the reader ------------------------------------------------------------------------------------------
     def _run(self) -> None:

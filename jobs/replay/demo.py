@@ -118,12 +118,11 @@ class FraudTeam(threading.Thread):
                 now = time.monotonic()
                 for alert in self.book.open_alerts():
                     seen.setdefault(int(alert["transaction_id"]), now)
-                for transaction_id in [t for t, when in seen.items() if when + self.delay <= now]:
-                    fraud = self.truth.get(transaction_id, 0)
-                    _, sent = self.book.decide(transaction_id, fraud, TEAM)
+                due = {t: self.truth.get(t, 0) for t, when in seen.items() if when + self.delay <= now}
+                for transaction_id, (decision, sent) in self.book.decide_many(due, TEAM).items() if due else ():
                     del seen[transaction_id]
                     self.sent += sent
-                    if sent and fraud:  # the bank blocks a card once a fraud of it is confirmed
+                    if sent and decision.tx_fraud:  # the bank blocks a card once a fraud of it is confirmed
                         card = int(self.book.alert(transaction_id)[0]["customer_id"])
                         self.blocked_since.setdefault(card, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
                 self.finish.wait(0.2)
@@ -208,8 +207,9 @@ def open_desk(cfg: Config, spark: Any) -> tuple[AlertBook, Callable[[], None]]:
     and a function that stops it. Its login takes any name and the secret of `desk.login_variable`'s
     variable (one made up here when the variable is not set)."""
     variable = str(cfg.get("desk.login_variable"))
+    secret = f"the value of ${variable}"
     if len(os.environ.get(variable, "")) < MIN_SECRET:
-        os.environ[variable] = secrets.token_urlsafe(9)
+        os.environ[variable] = secret = secrets.token_urlsafe(9)
     app, book = desk_cmd.build(cfg, spark)
     host, port = str(cfg.get("desk.host")), int(cfg.get("desk.port"))
     try:
@@ -217,7 +217,7 @@ def open_desk(cfg: Config, spark: Any) -> tuple[AlertBook, Callable[[], None]]:
     except FraudError:
         port = kafka_broker.free_port()
         stop = serve(app, host, port, in_thread=True)
-    say(None, f"the fraud desk: http://{host}:{port}/ (any name, secret {os.environ[variable]}): the queue, "
+    say(None, f"the fraud desk: http://{host}:{port}/ (any name, secret {secret}): the queue, "
               "the requirement by day, the stream's health; the demo's fraud team decides through it")
 
     def close() -> None:
