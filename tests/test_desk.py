@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from prometheus_client import generate_latest
 
+from jobs import cli
 from jobs.core.errors import ConfigError
 from jobs.core.metrics import StreamMetrics
 from jobs.core.waiting import wait_until
@@ -37,7 +38,7 @@ SECRET = "correct horse battery"
 SCREENSHOTS = os.environ.get("DESK_SCREENSHOTS")
 
 
-def test_a_login_needs_a_user_name_and_the_secret_and_a_cookie_cannot_be_forged(make_cfg, monkeypatch):
+def test_a_login_needs_a_user_name_and_the_secret_and_a_cookie_cannot_be_forged(make_cfg, monkeypatch, capsys):
     access = Access(SECRET)
     assert access.login("alice", "wrong one") is None
     assert access.login("alice; drop", SECRET) is None  # not a user name
@@ -54,6 +55,8 @@ def test_a_login_needs_a_user_name_and_the_secret_and_a_cookie_cannot_be_forged(
     monkeypatch.delenv("FRAUD_DESK_SECRET", raising=False)
     with pytest.raises(ConfigError, match="FRAUD_DESK_SECRET must hold the desk's shared secret.*found nothing"):
         secret_from_environment(make_cfg())
+    assert cli.main(["desk", "--port", str(free_port())]) == 2  # the command refuses to start without it
+    assert "desk.login_variable: the environment variable FRAUD_DESK_SECRET" in capsys.readouterr().err
     monkeypatch.setenv("FRAUD_DESK_SECRET", "short")
     with pytest.raises(ConfigError, match="found 5 characters"):
         secret_from_environment(make_cfg())
