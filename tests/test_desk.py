@@ -24,7 +24,7 @@ from jobs.desk.access import Access, secret_from_environment
 from jobs.desk.app import in_words, serve
 from jobs.desk.book import AlertBook, UnknownAlert
 from jobs.desk.health import parse, quantile
-from jobs.desk.requirement import daily_figures, verdict
+from jobs.desk.requirement import daily_counts, daily_figures, verdict
 from jobs.dev.kafka_broker import free_port
 from jobs.kafka_tools.produce import produce, raw_lines, without_labels
 from jobs.simulation.simulate import simulate_to_folder
@@ -80,6 +80,28 @@ def test_a_day_settles_once_its_alerts_are_reviewed_and_its_disputes_are_due():
     answer = verdict(days)
     assert answer["days"] == 1 and answer["recall"] == pytest.approx(0.98) and answer["meets"] is False
     assert verdict(daily_figures(counts.iloc[:0], None, 7)) == {"days": 0, "recall": None, "fpr": None, "meets": None}
+
+
+def test_the_days_are_counted_from_scores_and_the_last_label_blocked_cards_left_out(spark, make_cfg):
+    cfg = make_cfg()
+    t = dt.datetime(2018, 5, 1, 10)
+    scores = pd.DataFrame([  # id, card, Kafka time, event time, flagged
+        (1, 7, t, t, True), (2, 7, t + dt.timedelta(hours=3), t + dt.timedelta(hours=3), False),  # after the block
+        (3, 8, t, t, True), (4, 9, t, t, False), (5, 9, t, t, True), (6, 10, t + dt.timedelta(days=1), t + dt.timedelta(days=1), False)],
+        columns=["transaction_id", "customer_id", "kafka_timestamp", "tx_datetime", "decision"])
+    labels = pd.DataFrame([  # id, card, label, batch, labelled at, offset: 3 corrected to genuine, 4 disputed
+        (1, 7, 1, 1, t + dt.timedelta(hours=1), 0), (3, 8, 1, 1, t + dt.timedelta(hours=1), 1),
+        (3, 8, 0, 2, t + dt.timedelta(hours=2), 2), (4, 9, 1, 3, t + dt.timedelta(days=1), 3)],
+        columns=["transaction_id", "customer_id", "tx_fraud", "batch_id", "labelled_at", "offset"])
+    spark.createDataFrame(scores).write.format("delta").save(cfg.table_path("scores"))
+    spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
+    counts, newest = daily_counts(spark, cfg)
+    assert newest == t + dt.timedelta(days=1)
+    first = counts.iloc[0].to_dict()
+    assert {k: int(first[k]) for k in ("transactions", "alerts", "reviewed", "confirmed", "false_alerts", "disputes",
+                                      "left_out")} == {"transactions": 4, "alerts": 3, "reviewed": 2, "confirmed": 1,
+                                                       "false_alerts": 1, "disputes": 1, "left_out": 1}
+    # card 9's dispute blocks it only from its label's time on: transaction 5 came before and counts
 
 
 def test_the_stream_health_is_read_from_its_prometheus_exposition():

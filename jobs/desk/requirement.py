@@ -30,30 +30,40 @@ COUNTS = ["transactions", "alerts", "reviewed", "confirmed", "false_alerts", "di
 
 
 def daily_counts(spark: Any, cfg: Config) -> tuple[pd.DataFrame, dt.datetime | None]:
-    """COUNTS per day of `scores` with the last label of each transaction; and the newest transaction's time
-    (None, and no rows, before the first scored transaction)."""
+    """COUNTS per day of `scores` with the last label of each transaction, and `left_out`: the payments of a
+    card made after a fraud of it was confirmed (Kafka time after the label's), counted nowhere else; and the
+    newest transaction's time (None, and no rows, before the first scored transaction)."""
     from pyspark.sql import functions as F
 
     scores_path, labels_path = cfg.table_path("scores"), cfg.table_path("labels")
     if not table_exists(spark, scores_path):
-        return pd.DataFrame(columns=["day", *COUNTS]), None
+        return pd.DataFrame(columns=["day", *COUNTS, "left_out"]), None
     scores = spark.read.format("delta").load(scores_path).select(
-        "transaction_id", F.to_date("tx_datetime").alias("day"), "tx_datetime", F.col("decision").alias("flagged"))
+        "transaction_id", "customer_id", "kafka_timestamp", F.to_date("tx_datetime").alias("day"), "tx_datetime",
+        F.col("decision").alias("flagged"))
     if table_exists(spark, labels_path):
-        last = (spark.read.format("delta").load(labels_path).groupBy("transaction_id")
-                .agg(F.max_by("tx_fraud", F.struct("batch_id", "labelled_at", "offset")).alias("label")))
-        scores = scores.join(last, "transaction_id", "left")
+        last = (spark.read.format("delta").load(labels_path).groupBy("transaction_id", "customer_id")
+                .agg(F.max_by("tx_fraud", F.struct("batch_id", "labelled_at", "offset")).alias("label"),
+                     F.min(F.when(F.col("tx_fraud") == 1, F.col("labelled_at"))).alias("confirmed_at")))
+        # the bank blocks a card once a fraud of it is confirmed: its later payments are not the traffic the
+        # requirement is about (models/metrics.requirement's rule, as fraud backtest and fraud demo count)
+        blocked = (last.where("label = 1").groupBy("customer_id").agg(F.min("confirmed_at").alias("blocked_at")))
+        scores = (scores.join(last.select("transaction_id", "label"), "transaction_id", "left")
+                  .join(blocked, "customer_id", "left"))
     else:
-        scores = scores.withColumn("label", F.lit(None).cast("int"))
+        scores = scores.withColumn("label", F.lit(None).cast("int")).withColumn("blocked_at", F.lit(None).cast("timestamp"))
 
     def count(condition: Any) -> Any:
         return F.sum(F.when(condition, 1).otherwise(0))
 
-    flagged, label = F.col("flagged"), F.col("label")
-    per_day = scores.groupBy("day").agg(
-        F.count(F.lit(1)).alias("transactions"), count(flagged).alias("alerts"),
-        count(flagged & label.isNotNull()).alias("reviewed"), count(flagged & (label == 1)).alias("confirmed"),
-        count(flagged & (label == 0)).alias("false_alerts"), count(~flagged & (label == 1)).alias("disputes"),
+    kept = scores.withColumn("left_out", F.coalesce(F.col("kafka_timestamp") > F.col("blocked_at"), F.lit(False)))
+    flagged, label, counted = F.col("flagged"), F.col("label"), ~F.col("left_out")
+    per_day = kept.groupBy("day").agg(
+        count(counted).alias("transactions"), count(counted & flagged).alias("alerts"),
+        count(counted & flagged & label.isNotNull()).alias("reviewed"),
+        count(counted & flagged & (label == 1)).alias("confirmed"),
+        count(counted & flagged & (label == 0)).alias("false_alerts"),
+        count(counted & ~flagged & (label == 1)).alias("disputes"), count(~counted).alias("left_out"),
         F.max("tx_datetime").alias("newest")).orderBy("day").toPandas()
     newest = per_day["newest"].max() if len(per_day) else None
     return per_day.drop(columns="newest"), (pd.Timestamp(newest).to_pydatetime() if newest is not None else None)
@@ -74,12 +84,14 @@ def daily_figures(counts: pd.DataFrame, newest: dt.datetime | None, settle_days:
             waits.append(f"{c['alerts'] - c['reviewed']:,} alerts not reviewed")
         if newest is None or newest.date() < due:
             waits.append(f"disputes until {due:%Y-%m-%d}")
-        rows.append({"day": day, **c, "unreviewed": c["alerts"] - c["reviewed"],
+        rows.append({"day": day, **c, "left_out": int(day_counts.get("left_out", 0)),
+                     "unreviewed": c["alerts"] - c["reviewed"],
                      "precision": c["confirmed"] / c["reviewed"] if c["reviewed"] else None,
                      "recall": c["confirmed"] / known_frauds if known_frauds else None,
                      "fpr": (c["alerts"] - c["confirmed"]) / legitimate if legitimate else None,
                      "settled": not waits, "why_not": "; ".join(waits)})
-    return pd.DataFrame(rows, columns=["day", *COUNTS, "unreviewed", "precision", "recall", "fpr", "settled", "why_not"])
+    return pd.DataFrame(rows, columns=["day", *COUNTS, "left_out", "unreviewed", "precision", "recall", "fpr", "settled",
+                                       "why_not"])
 
 
 def verdict(days: pd.DataFrame) -> dict[str, Any]:
