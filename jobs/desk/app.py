@@ -1,6 +1,7 @@
 """The desk's web application (FastAPI, pages rendered on the server with Jinja2: no JavaScript to build,
 and both already come with MLflow's server). Every page but /healthz needs a login; every form carries its
-session's token; a decision goes through `AlertBook.decide`.
+session's token; a decision goes through `AlertBook.decide`. What waits (a Spark job, the broker, the
+stream's endpoint) runs in FastAPI's thread pool, never in its event loop.
 
     GET  /                            the queue: open terminal cases, then open alerts (?order=newest|riskiest)
     GET  /alerts/{transaction_id}     one alert: why it was flagged, in words, and its decision
@@ -20,6 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from features.definitions import FEATURES
 from jobs.core.errors import FraudError
@@ -105,7 +107,7 @@ class Desk:
         return self.render(request, "error.html", status=status, message=message)
 
     # --- the login -------------------------------------------------------------------------------------------
-    async def login_page(self, request: Request, next: str = "/", failed: int = 0) -> Response:
+    def login_page(self, request: Request, next: str = "/", failed: int = 0) -> Response:
         return self.render(request, "login.html", next=next if next.startswith("/") else "/", failed=failed)
 
     async def login(self, request: Request) -> Response:
@@ -128,7 +130,7 @@ class Desk:
         return response
 
     # --- the queue and the decisions -------------------------------------------------------------------------
-    async def queue(self, request: Request, order: str = "newest", done: str = "") -> Response:
+    def queue(self, request: Request, order: str = "newest", done: str = "") -> Response:
         self.user_of(request)
         if order not in ("newest", "riskiest"):
             raise DeskError(400, f"order: expected 'newest' or 'riskiest', found {order[:40]!r}")
@@ -136,7 +138,7 @@ class Desk:
         return self.render(request, "queue.html", alerts=alerts[:self.queue_limit], total=len(alerts), order=order,
                            cases=self.book.open_cases(), done=done, hours=self.book.hours)
 
-    async def alert_page(self, request: Request, transaction_id: str, already: int = 0) -> Response:
+    def alert_page(self, request: Request, transaction_id: str, already: int = 0) -> Response:
         self.user_of(request)
         alert, decision = self.book.alert(whole_number(transaction_id, "transaction"))
         return self.render(request, "alert.html", alert=alert, decision=decision, already=already)
@@ -144,23 +146,24 @@ class Desk:
     async def decide(self, request: Request, transaction_id: str) -> Response:
         user, fields = await self.checked_form(request)
         tx = whole_number(transaction_id, "transaction")
-        _, sent = self.book.decide(tx, decision_of(fields), user)
+        _, sent = await run_in_threadpool(self.book.decide, tx, decision_of(fields), user)
         if not sent:  # decided before: shown as it stands, nothing sent again
             return RedirectResponse(f"/alerts/{tx}?already=1", status_code=303)
         return RedirectResponse(f"/?done={tx}", status_code=303)
 
     async def decide_case(self, request: Request, terminal_id: str) -> Response:
         user, fields = await self.checked_form(request)
-        labelled = self.book.decide_case(whole_number(terminal_id, "terminal"), decision_of(fields), user)
+        labelled = await run_in_threadpool(self.book.decide_case, whole_number(terminal_id, "terminal"),
+                                           decision_of(fields), user)
         return RedirectResponse(f"/?done={','.join(map(str, labelled))}", status_code=303)
 
     # --- the requirement and the stream ----------------------------------------------------------------------
-    async def requirement_page(self, request: Request) -> Response:
+    def requirement_page(self, request: Request) -> Response:
         self.user_of(request)
         return self.render(request, "requirement.html", **self.requirement.figures(),
                            health=stream_health(self.metrics_url), settle_days=self.requirement.cfg.get("desk.settle_days"))
 
-    async def stream_page(self, request: Request) -> Response:
+    def stream_page(self, request: Request) -> Response:
         self.user_of(request)
         return self.render(request, "stream.html", health=stream_health(self.metrics_url))
 

@@ -159,8 +159,8 @@ class AlertBook:
                                               delivery_timeout_ms=30_000)
             futures = {t: self.producer.send(self.topics["labels"], key=k, value=v) for t, (k, v) in records.items()}
             self.producer.flush(timeout=30)
-        except Exception as error:  # no producer, or a send refused at once: none is known to be sent
-            return {t: error for t in records}
+        except Exception as error:  # no producer, a send refused, a flush timed out: none is recorded (sent again
+            return {t: error for t in records}  # by a retry, a label the broker had counts once in the stream)
         for transaction_id, future in futures.items():
             try:
                 future.get(timeout=30)
