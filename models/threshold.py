@@ -44,7 +44,8 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, target_recall: float | No
     return float(thr[i]), f"lowest FPR ({fpr[i]:.4f}) reaching recall >= {target} on validation: recall {tpr[i]:.4f}"
 
 
-def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float) -> float | None:
+def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float,
+                     weight: np.ndarray | None = None) -> float | None:
     """The lowest threshold that flags at most `share` of the legitimate transactions among `score` (None if
     there are none): the alert threshold that spends a budget of false positives on recent traffic.
 
@@ -52,6 +53,8 @@ def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float) ->
         score: the scores of the transactions of a recent window.
         legitimate: True for those counted as legitimate (not confirmed as fraud).
         share: the share of legitimate transactions the bank accepts to flag (0 < share < 1).
+        weight: how much each transaction counts as legitimate, between 0 and 1 (None: 1 each), e.g. an alert
+            not reviewed yet counts as the share of reviewed alerts found genuine (`_weighted_threshold`).
 
     Example:
         >>> budget_threshold(np.array([.1, .2, .3, .4, .9]), np.array([True, True, True, True, False]), 0.25)
@@ -61,6 +64,8 @@ def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float) ->
     n = legit.size
     if not n:
         return None
+    if weight is not None:
+        return _weighted_threshold(legit, np.asarray(weight, dtype=float)[np.asarray(legitimate, dtype=bool)], share)
     allowed = int(np.floor(share * n + 1e-9))  # how many legitimate transactions may be flagged
     if allowed >= n:
         return float(legit.min())
@@ -70,4 +75,23 @@ def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float) ->
     # a tie at the boundary is not flagged (the budget is never exceeded)
     part = np.partition(legit, n - allowed - 1)
     first_left_out, last_flagged = part[n - allowed - 1], part[n - allowed:].min()
+    return float(last_flagged) if last_flagged > first_left_out else float(np.nextafter(first_left_out, np.inf))
+
+
+def _weighted_threshold(legit: np.ndarray, weight: np.ndarray, share: float) -> float:
+    """`budget_threshold` with weights: the lowest threshold whose flagged weight is at most `share` of the
+    whole weight. Only the highest scores can be flagged (at most the allowed weight's whole part of the
+    weight-1 ones, plus every lighter one): those alone are sorted."""
+    allowed = share * float(weight.sum()) + 1e-9
+    n = legit.size
+    m = min(n, int(np.floor(allowed)) + int((weight < 1).sum()) + 1)
+    top = np.argpartition(-legit, m - 1)[:m] if m < n else np.arange(n)
+    order = top[np.argsort(-legit[top], kind="stable")]
+    flagged = int(np.searchsorted(np.cumsum(weight[order]), allowed, side="right"))
+    if flagged >= n:
+        return float(legit.min())
+    if not flagged:
+        return float(np.nextafter(legit.max(), np.inf))
+    first_left_out, last_flagged = legit[order[flagged]], legit[order[flagged - 1]]
+    # a tie at the boundary is not flagged (the budget is never exceeded)
     return float(last_flagged) if last_flagged > first_left_out else float(np.nextafter(first_left_out, np.inf))

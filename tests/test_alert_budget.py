@@ -68,6 +68,7 @@ def test_a_budget_that_is_off_keeps_the_model_threshold():
     ("stream.alert_budget.window_hours", 0, r"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, found 0"),
     ("stream.alert_budget.min_transactions", "many", r"stream.alert_budget.min_transactions: .* found 'many'"),
     ("stream.alert_budget.enabled", "yes", r"stream.alert_budget.enabled: expected true or false, found 'yes'"),
+    ("stream.alert_budget.pending_at_precision", 1, r"stream.alert_budget.pending_at_precision: expected true or false, found 1"),
 ])
 def test_budget_options_are_checked(key, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -107,3 +108,40 @@ def test_a_new_model_gets_a_threshold_from_its_own_scores():
     assert budget.spent() == pytest.approx(1 / 8)  # the share spent counts every decision of the window
     budget.observe(batch(9, noon + dt.timedelta(hours=2), [0.04, 0.05], threshold=0.04).assign(model_version="2"))
     assert budget.threshold(0.04) == 0.05  # from model 2's five scores alone
+
+
+def test_the_weighted_budget_threshold_counts_each_transaction_at_its_weight():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    legit = np.ones(10, dtype=bool)
+    assert budget_threshold(scores, legit, 0.25, weight=np.ones(10)) == budget_threshold(scores, legit, 0.25) == 0.9
+    # the two highest weigh half each (alerts awaiting review, half of the reviewed ones genuine): the budget of
+    # 0.25 x 9 = 2.25 flags them (1) and the next one (2)
+    weight = np.array([1.0] * 8 + [0.5, 0.5])
+    assert budget_threshold(scores, legit, 0.25, weight=weight) == 0.8
+    assert budget_threshold(scores, legit, 0.01, weight=weight) > 0.95  # less than the lightest: none flagged
+
+
+def test_alerts_awaiting_review_count_at_the_share_of_reviewed_alerts_found_genuine():
+    noon = dt.datetime(2026, 12, 1, 12)
+    scores = [0.01 * i for i in range(1, 17)] + [0.9, 0.91, 0.92, 0.93]  # 20 transactions, the top 4 flagged
+
+    def budget(pending_at_precision: bool) -> AlertBudget:
+        made = AlertBudget(enabled=True, fpr=0.15, window=dt.timedelta(hours=24), min_transactions=10,
+                           pending_at_precision=pending_at_precision)
+        made.observe(batch(1, noon, scores, threshold=0.9))
+        # the first two alerts are reviewed: one fraud, one genuine (precision 1/2); the last two wait
+        made.label(pd.DataFrame({"transaction_id": [17, 18], "tx_fraud": [1, 0]}))
+        return made
+
+    full, weighted = budget(False), budget(True)
+    # in full: 19 legitimate, 3 of them flagged (the genuine one and the two waiting)
+    assert full.spent() == pytest.approx(3 / 19) and full.weights(full.legitimate()) is None
+    # at the precision: each waiting alert is half legitimate: (1 + 0.5 + 0.5) / (17 + 0.5 + 0.5)
+    assert weighted.spent() == pytest.approx(2 / 18)
+    # the budget of 15%: in full 2.85 of 19 may be flagged: 0.93 and 0.92; weighted 2.7 of 18, and the waiting
+    # ones weigh half: 0.93, 0.92 and 0.91 (2 in weight) fit, one more would make 3
+    assert full.threshold(0.5) == 0.92
+    assert weighted.threshold(0.5) == 0.91
+    # a budget that is told every review counts in full again
+    weighted.label(pd.DataFrame({"transaction_id": [19, 20], "tx_fraud": [0, 0]}))
+    assert weighted.spent() == pytest.approx(3 / 19)

@@ -15,6 +15,9 @@ After each micro-batch:
   half of `fpr`; the next micro-batch scores with it;
 - the budget spent is the share of them that were flagged, at the thresholds then in force: the live
   false-positive rate as the bank's reviews measure it.
+With `pending_at_precision`, an alert the fraud team has not reviewed yet counts as legitimate only at the
+share of the window's reviewed alerts they found genuine (about half of the alerts are frauds: counting a
+waiting one in full spends the budget on frauds), in the share spent and in the threshold's choice.
 Until the window holds `min_transactions` scored by the model now in use, that model's own threshold is
 used: scores of two models are not on one scale, so when the registry's champion changes (a retraining)
 the threshold is chosen again from the new model's scores alone, while the share spent keeps counting
@@ -48,6 +51,9 @@ class AlertBudget:
     fpr: float
     window: dt.timedelta
     min_transactions: int
+    # an alert not reviewed yet counts as legitimate only at the share of the window's reviewed alerts found
+    # genuine (False: in full, as every transaction not confirmed as fraud)
+    pending_at_precision: bool = False
     ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
     scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
@@ -57,6 +63,7 @@ class AlertBudget:
     models: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=object))  # the model version
     blocked: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # card -> when a fraud of it was confirmed
     frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
+    reviewed: set[int] = dataclasses.field(default_factory=set)  # labelled (fraud or genuine), among the window's ids
     current: float | None = None  # the threshold the budget set last (None: the model's)
     current_model: Any = None  # the model version whose scores set it
     # what the window changed since the threshold and the share spent were computed; they are computed when
@@ -71,8 +78,10 @@ class AlertBudget:
         fpr = cfg.get("stream.alert_budget.fpr")
         hours = cfg.get("stream.alert_budget.window_hours")
         least = cfg.get("stream.alert_budget.min_transactions")
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"stream.alert_budget.enabled: expected true or false, found {enabled!r}")
+        pending = cfg.get("stream.alert_budget.pending_at_precision")
+        for key, value in (("enabled", enabled), ("pending_at_precision", pending)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"stream.alert_budget.{key}: expected true or false, found {value!r}")
         if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr <= MAX_FPR:
             raise ConfigError(f"stream.alert_budget.fpr: expected a share above 0 and at most the bank's {MAX_FPR}, "
                               f"found {fpr!r}")
@@ -82,7 +91,7 @@ class AlertBudget:
         if isinstance(least, bool) or not isinstance(least, int) or least < 1:
             raise ConfigError(f"stream.alert_budget.min_transactions: expected a whole number of 1 or more, "
                               f"found {least!r}")
-        return cls(enabled, float(fpr), dt.timedelta(hours=hours), least)
+        return cls(enabled, float(fpr), dt.timedelta(hours=hours), least, pending)
 
     def threshold(self, model_threshold: float) -> float:
         """The threshold to score the next micro-batch with."""
@@ -115,8 +124,9 @@ class AlertBudget:
             self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards, self.models = (
                 a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards,
                                   self.models))
-            frauds = np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds))
-            self.frauds = set(frauds[np.isin(frauds, self.ids)].tolist())
+            for name in ("frauds", "reviewed"):
+                known = np.fromiter(getattr(self, name), dtype=np.int64, count=len(getattr(self, name)))
+                setattr(self, name, set(known[np.isin(known, self.ids)].tolist()))
         self.stale = True
 
     def label(self, labels: pd.DataFrame) -> None:
@@ -129,6 +139,8 @@ class AlertBudget:
         cards = labels["customer_id"] if "customer_id" in labels else pd.Series(np.nan, index=labels.index)
         now = self.times.max() if len(self.times) else np.datetime64("1970-01-01", "us")
         for tx, fraud, card, known in zip(ids, labels["tx_fraud"].astype(int), cards, np.isin(ids, self.ids)):
+            if known:
+                self.reviewed.add(int(tx))
             if fraud == 1 and known:
                 self.frauds.add(int(tx))
             else:
@@ -145,6 +157,20 @@ class AlertBudget:
         since = pd.Series(self.cards).map(self.blocked).to_numpy(dtype="datetime64[us]")  # NaT: not blocked
         return ~fraud & ~(self.times >= since)
 
+    def weights(self, legit: np.ndarray) -> np.ndarray | None:
+        """With `pending_at_precision`, how much each transaction of the window counts as legitimate: an alert
+        not reviewed yet counts as 1 - the precision of the window's reviewed alerts, every other one 1; None
+        otherwise, or before any alert was reviewed."""
+        if not self.pending_at_precision or not self.reviewed:
+            return None
+        reviewed = np.isin(self.ids, np.fromiter(self.reviewed, dtype=np.int64, count=len(self.reviewed)))
+        reviewed_alerts = self.flagged & reviewed
+        if not reviewed_alerts.any():
+            return None
+        fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
+        precision = float(fraud[reviewed_alerts].mean())
+        return np.where(self.flagged & ~reviewed & legit, 1.0 - precision, 1.0)
+
     def spent(self) -> float | None:
         """The share of the window's legitimate transactions that were flagged (None if it has none)."""
         self._refresh()
@@ -155,7 +181,11 @@ class AlertBudget:
             return
         self.stale = False
         legit = self.legitimate()
-        self._spent = float(self.flagged[legit].mean()) if legit.any() else None
+        weight = self.weights(legit)
+        if weight is None:
+            self._spent = float(self.flagged[legit].mean()) if legit.any() else None
+        else:
+            self._spent = float(weight[legit & self.flagged].sum() / weight[legit].sum()) if legit.any() else None
         if not self.enabled or not len(self.ids):
             return
         # the newest model's scores only: another model's are on another scale
@@ -165,7 +195,7 @@ class AlertBudget:
             # gets the rest, and at least half of it (more checks than that overspend it, and the
             # FraudAlertBudgetOverspent rule says so)
             others = float((self.flagged & ~self.by_score)[legit].mean())
-            self.current = budget_threshold(self.scores, same_model, max(self.fpr - others, self.fpr / 2))
+            self.current = budget_threshold(self.scores, same_model, max(self.fpr - others, self.fpr / 2), weight)
             self.current_model = self.models[-1]
         elif self.current_model != self.models[-1]:
             self.current = None  # a new model: its own threshold until its scores fill the window
