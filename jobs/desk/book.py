@@ -8,7 +8,6 @@ sends nothing, even before the topic gives the label back. Only alerts raised in
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import threading
