@@ -8,6 +8,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,20 @@ def chrome() -> Any:
     return webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
 
 
+def next_page(driver: Any, act: Callable[[], Any]) -> None:
+    """Does what leads to another page (a click on a form's button) and returns once the browser shows that page:
+    a click returns when the event is sent, before the form's answer arrives."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    act()
+    wait = WebDriverWait(driver, 30)
+    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def post(url: str, body: str, cookie: str | None) -> int:
     """The status of a POST made outside the browser (a forged form)."""
     request = urllib.request.Request(url, data=body.encode(), method="POST",
@@ -251,19 +266,19 @@ def test_the_fraud_team_works_a_live_stream_s_queue_in_a_browser(spark, broker, 
         assert driver.current_url.startswith(desk + "/login")
         driver.find_element(By.ID, "user").send_keys("alice")
         driver.find_element(By.ID, "secret").send_keys(SECRET)
-        driver.find_element(By.ID, "login").click()
+        next_page(driver, driver.find_element(By.ID, "login").click)
         rows = driver.find_elements(By.CSS_SELECTOR, "#queue tr[id^=alert-]")
         assert len(rows) >= 3
         snapshot(driver, tmp_path, "desk-queue.png")
         first, second, third = (int(r.get_attribute("id").removeprefix("alert-")) for r in rows[:3])
 
         # fraud from the queue, genuine from the alert's page
-        driver.find_element(By.CSS_SELECTOR, f"#alert-{first} button.fraud").click()
+        next_page(driver, driver.find_element(By.CSS_SELECTOR, f"#alert-{first} button.fraud").click)
         assert str(first) in driver.find_element(By.ID, "done").text
         assert not driver.find_elements(By.ID, f"alert-{first}")
         driver.get(f"{desk}/alerts/{second}")
         assert driver.find_elements(By.CSS_SELECTOR, "#features li")
-        driver.find_element(By.ID, "genuine").click()
+        next_page(driver, driver.find_element(By.ID, "genuine").click)
         assert not driver.find_elements(By.ID, f"alert-{second}")
 
         # a second decision on the first alert, with the session's own token: nothing sent again
