@@ -61,6 +61,9 @@ def test_a_login_needs_a_user_name_and_the_secret_and_a_cookie_cannot_be_forged(
     monkeypatch.setenv("FRAUD_DESK_SECRET", "short")
     with pytest.raises(ConfigError, match="found 5 characters"):
         secret_from_environment(make_cfg())
+    assert desk_cmd.requirement_days(make_cfg()) == 35
+    with pytest.raises(ConfigError, match="desk.requirement_days: expected a whole number of days of 1 or more, found 0"):
+        desk_cmd.requirement_days(make_cfg(desk__requirement_days=0))
 
 
 def test_a_day_settles_once_its_alerts_are_reviewed_and_its_disputes_are_due():
@@ -94,7 +97,8 @@ def test_the_days_are_counted_from_scores_and_the_last_label_blocked_cards_left_
         (1, 7, 1, 1, t + dt.timedelta(hours=1), 0), (3, 8, 1, 1, t + dt.timedelta(hours=1), 1),
         (3, 8, 0, 2, t + dt.timedelta(hours=2), 2), (4, 9, 1, 3, t + dt.timedelta(days=1), 3)],
         columns=["transaction_id", "customer_id", "tx_fraud", "batch_id", "labelled_at", "offset"])
-    spark.createDataFrame(scores).write.format("delta").save(cfg.table_path("scores"))
+    scores["tx_date"] = scores["tx_datetime"].dt.date
+    spark.createDataFrame(scores).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
     counts, newest = daily_counts(spark, cfg)
     assert newest == t + dt.timedelta(days=1)
@@ -103,6 +107,10 @@ def test_the_days_are_counted_from_scores_and_the_last_label_blocked_cards_left_
                                       "left_out")} == {"transactions": 4, "alerts": 3, "reviewed": 2, "confirmed": 1,
                                                        "false_alerts": 1, "disputes": 1, "left_out": 1}
     # card 9's dispute blocks it only from its label's time on: transaction 5 came before and counts
+    # the last day only (desk.requirement_days): the days before it are not read
+    counts, newest = daily_counts(spark, cfg, days=1)
+    assert newest == t + dt.timedelta(days=1)
+    assert counts["day"].tolist() == [dt.date(2018, 5, 2)] and counts["transactions"].tolist() == [1]
 
 
 def test_the_stream_health_is_read_from_its_prometheus_exposition():

@@ -18,12 +18,21 @@ from typing import Any
 
 from jobs.core.common import add_common_options, config_from_args, job_main
 from jobs.core.config import Config
+from jobs.core.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="the address to bind (default desk.host, 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, help="the port (default desk.port, 8050)")
     add_common_options(parser)
+
+
+def requirement_days(cfg: Config) -> int:
+    """`desk.requirement_days`, checked (ConfigError naming the key)."""
+    days = cfg.get("desk.requirement_days")
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ConfigError(f"desk.requirement_days: expected a whole number of days of 1 or more, found {days!r}")
+    return days
 
 
 def build(cfg: Config, spark: Any = None) -> tuple[Any, Any]:
@@ -45,7 +54,7 @@ def build(cfg: Config, spark: Any = None) -> tuple[Any, Any]:
 
         return get_spark(cfg, "fraud desk")
 
-    page = RequirementPage(cfg, session, float(cfg.get("desk.refresh_seconds")))
+    page = RequirementPage(cfg, session, float(cfg.get("desk.refresh_seconds")), requirement_days(cfg))
     return make_app(book, access, page, metrics_url(cfg), int(cfg.get("desk.queue_limit"))), book
 
 

@@ -29,16 +29,23 @@ from models.metrics import MAX_FPR, REQUIRED_RECALL
 COUNTS = ["transactions", "alerts", "reviewed", "confirmed", "false_alerts", "disputes"]
 
 
-def daily_counts(spark: Any, cfg: Config) -> tuple[pd.DataFrame, dt.datetime | None]:
+def daily_counts(spark: Any, cfg: Config, days: int | None = None) -> tuple[pd.DataFrame, dt.datetime | None]:
     """COUNTS per day of `scores` with the last label of each transaction, and `left_out`: the payments of a
     card made after a fraud of it was confirmed (Kafka time after the label's), counted nowhere else; and the
-    newest transaction's time (None, and no rows, before the first scored transaction)."""
+    newest transaction's time (None, and no rows, before the first scored transaction). `days`: only the last
+    that many days of event time up to the newest transaction's (`scores` is read by its `tx_date` partitions:
+    a page load does not grow with the table's age); None: every day."""
     from pyspark.sql import functions as F
 
     scores_path, labels_path = cfg.table_path("scores"), cfg.table_path("labels")
     if not table_exists(spark, scores_path):
         return pd.DataFrame(columns=["day", *COUNTS, "left_out"]), None
-    scores = spark.read.format("delta").load(scores_path).select(
+    table = spark.read.format("delta").load(scores_path)
+    if days is not None:
+        newest_day = table.select(F.max("tx_date")).collect()[0][0]
+        if newest_day is not None:
+            table = table.where(F.col("tx_date") > F.lit(newest_day - dt.timedelta(days=days)))
+    scores = table.select(
         "transaction_id", "customer_id", "kafka_timestamp", F.to_date("tx_datetime").alias("day"), "tx_datetime",
         F.col("decision").alias("flagged"))
     if table_exists(spark, labels_path):
@@ -149,6 +156,7 @@ class RequirementPage:
     cfg: Config
     spark: Callable[[], Any]
     refresh_seconds: float = 60
+    days: int | None = None  # the last N days of event time shown (desk.requirement_days)
     computed_at: float = 0.0
     value: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -156,7 +164,7 @@ class RequirementPage:
     def figures(self) -> dict[str, Any]:
         with self.lock:
             if not self.value or time.monotonic() - self.computed_at > self.refresh_seconds:
-                counts, newest = daily_counts(self.spark(), self.cfg)
+                counts, newest = daily_counts(self.spark(), self.cfg, self.days)
                 days = daily_figures(counts, newest, int(self.cfg.get("desk.settle_days")))
                 self.value = {"days": days, "newest": newest, "verdict": verdict(days), "chart": chart_svg(days),
                               "at": dt.datetime.now(dt.timezone.utc)}
