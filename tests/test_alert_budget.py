@@ -10,7 +10,7 @@ import pytest
 
 from jobs.core.config import load_config
 from jobs.core.errors import ConfigError
-from jobs.stream.alert_budget import AlertBudget
+from jobs.stream.alert_budget import AlertBudget, BlockedCards, confirmed_cards
 from models.threshold import budget_threshold
 
 
@@ -69,6 +69,7 @@ def test_a_budget_that_is_off_keeps_the_model_threshold():
     ("stream.alert_budget.min_transactions", "many", r"stream.alert_budget.min_transactions: .* found 'many'"),
     ("stream.alert_budget.enabled", "yes", r"stream.alert_budget.enabled: expected true or false, found 'yes'"),
     ("stream.alert_budget.pending_at_precision", 1, r"stream.alert_budget.pending_at_precision: expected true or false, found 1"),
+    ("stream.blocked_card_days", 0, r"stream.blocked_card_days: expected a whole number of days of 1 or more, found 0"),
 ])
 def test_budget_options_are_checked(key, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -86,7 +87,7 @@ def test_a_card_s_payments_after_a_confirmed_fraud_leave_the_budget():
     first = batch(1, noon, [0.1, 0.2, 0.3, 0.4], threshold=0.9).assign(customer_id=[7, 8, 9, 10])
     budget.observe(first)
     budget.label(pd.DataFrame({"transaction_id": [4], "tx_fraud": [1], "customer_id": [10]}))  # card 10 blocked
-    assert budget.blocked == {10: np.datetime64(noon + dt.timedelta(minutes=3), "us")}
+    assert budget.blocked.since == {10: np.datetime64(noon + dt.timedelta(minutes=3), "us")}
     # card 10 goes on paying (without reissue, as a replay may send it): high scores, flagged, but not the
     # legitimate traffic of the budget; card 7's payment is
     later = batch(5, noon + dt.timedelta(hours=1), [0.95, 0.97, 0.5], threshold=0.9).assign(customer_id=[10, 10, 7])
@@ -94,6 +95,46 @@ def test_a_card_s_payments_after_a_confirmed_fraud_leave_the_budget():
     assert list(budget.legitimate()) == [True, True, True, False, False, False, True]
     assert budget.spent() == pytest.approx(0.0)  # of 4 legitimate, none flagged
     assert budget.threshold(0.9) == 0.5  # 1 of the 4 (0.1, 0.2, 0.3, 0.5) may be flagged
+
+
+def test_a_blocked_card_is_forgotten_blocked_card_days_after_its_block():
+    cards = BlockedCards(days=2)
+    start = np.datetime64("2026-12-01T12:00", "us")
+    cards.block(7, None)  # before the clock started: blocked from its first tick
+    cards.block(8, start)
+    assert 7 in cards and 8 in cards and len(cards) == 2
+    cards.tick(start + np.timedelta64(1, "h"))
+    assert cards.since == {7: start + np.timedelta64(1, "h"), 8: start}
+    cards.block(8, start + np.timedelta64(10, "h"))  # blocked already: its block stays where it was
+    cards.tick(start + np.timedelta64(48, "h") + np.timedelta64(30, "m"))
+    assert 8 not in cards and 7 in cards
+    cards.tick(start + np.timedelta64(50, "h"))
+    assert len(cards) == 0
+
+    # in the budget: the card's payments after that time count as legitimate again
+    budget = AlertBudget(enabled=True, fpr=0.25, window=dt.timedelta(hours=24), min_transactions=1,
+                         blocked=BlockedCards(days=1))
+    noon = dt.datetime(2026, 12, 1, 12)
+    budget.observe(batch(1, noon, [0.1, 0.2], threshold=0.9).assign(customer_id=[10, 11]))
+    budget.label(pd.DataFrame({"transaction_id": [1], "tx_fraud": [1], "customer_id": [10]}))
+    budget.observe(batch(3, noon + dt.timedelta(hours=2), [0.3], threshold=0.9).assign(customer_id=[10]))
+    assert list(budget.legitimate()) == [False, True, False]
+    budget.observe(batch(4, noon + dt.timedelta(hours=25), [0.4], threshold=0.9).assign(customer_id=[10]))
+    assert 10 not in budget.blocked and list(budget.legitimate()) == [True, True]  # payments 3 and 4
+
+
+def test_a_restart_takes_the_cards_of_the_frauds_confirmed_in_blocked_card_days_from_labels(spark, make_cfg):
+    cfg = make_cfg()
+    t = dt.datetime(2018, 5, 30, 10)
+    labels = pd.DataFrame([  # id, card, label, its transaction's time, batch, offset
+        (1, 7, 1, t, 1, 0), (2, 8, 1, t - dt.timedelta(days=3), 1, 1),  # card 8's fraud is older than 2 days
+        (3, 9, 1, t, 1, 2), (3, 9, 0, t, 2, 3),  # corrected to genuine: card 9 is not blocked
+        (4, 10, 0, t, 2, 4)], columns=["transaction_id", "customer_id", "tx_fraud", "tx_datetime", "batch_id", "offset"])
+    labels["labelled_at"] = t
+    spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
+    assert confirmed_cards(spark, cfg.table_path("labels"), days=2) == [7]
+    assert sorted(confirmed_cards(spark, cfg.table_path("labels"), days=4)) == [7, 8]
+    assert confirmed_cards(spark, cfg.table_path("scores"), days=2) == []  # no table there yet
 
 
 def test_a_new_model_gets_a_threshold_from_its_own_scores():

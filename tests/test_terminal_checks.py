@@ -8,7 +8,7 @@ import pytest
 
 from jobs.core.config import load_config
 from jobs.core.errors import ConfigError
-from jobs.stream.alert_budget import AlertBudget
+from jobs.stream.alert_budget import AlertBudget, BlockedCards
 from jobs.stream.terminal_checks import CASE, EXPLORE, PROBE, TerminalChecks
 
 NOON = dt.datetime(2026, 12, 1, 12)
@@ -52,6 +52,19 @@ def test_a_card_s_later_frauds_and_a_terminal_in_its_cool_down_probe_nothing():
     assert checks.reviews() == {} and checks.opened == {PROBE: 1, CASE: 0}
     checks.observe(scored([(5, 9, 13 * 60, None)]))  # 13 h later: terminal 7 may be probed again
     checks.label(labels([(6, 1, 103, 7)]))
+    assert checks.reviews() == {7: PROBE}
+
+
+def test_a_card_s_fraud_probes_its_terminal_again_once_the_card_is_forgotten():
+    checks = TerminalChecks(enabled=True, probe_payments=1, case_hours=24, cooldown_hours=12,
+                            fraud_cards=BlockedCards(days=2))
+    checks.remember([100])  # a restart's card with a confirmed fraud: its next fraud is the card's
+    checks.label(labels([(1, 1, 100, 7)]))
+    assert checks.reviews() == {}
+    checks.observe(scored([(2, 8, 0, None)]))
+    checks.observe(scored([(3, 8, 2 * 24 * 60 + 1, None)]))  # two days after the clock started: forgotten
+    assert 100 not in checks.fraud_cards
+    checks.label(labels([(4, 1, 100, 7)]))
     assert checks.reviews() == {7: PROBE}
 
 

@@ -22,7 +22,10 @@ Until the window holds `min_transactions` scored by the model now in use, that m
 used: scores of two models are not on one scale, so when the registry's champion changes (a retraining)
 the threshold is chosen again from the new model's scores alone, while the share spent keeps counting
 every decision. The window lives in the driver's memory; a restart fills it again from `scores` and
-`labels`. Off (`enabled: false`): the model's threshold, as trained.
+`labels`. The cards blocked are remembered for `stream.blocked_card_days` of event time after their block
+(a restart finds those of the frauds confirmed in that time in `labels`, blocked from then on): a stream
+that runs for months holds the cards of its last weeks, not every card it ever saw blocked. Off
+(`enabled: false`): the model's threshold, as trained.
 """
 from __future__ import annotations
 
@@ -44,6 +47,40 @@ from models.threshold import budget_threshold
 
 
 @dataclasses.dataclass
+class BlockedCards:
+    """The cards with a confirmed fraud and the event time they were blocked at, forgotten `days` after it. A
+    card blocked before the clock has started (no transaction seen yet) takes the time of the first tick."""
+
+    days: int = 30
+    since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)
+    unstamped: set[int] = dataclasses.field(default_factory=set)
+
+    def block(self, card: int, now: np.datetime64 | None) -> None:
+        """Block `card` at `now` (None: the clock has not started), unless it is blocked already."""
+        if card in self.since or card in self.unstamped:
+            return
+        if now is None:
+            self.unstamped.add(card)
+        else:
+            self.since[card] = now
+
+    def tick(self, now: np.datetime64) -> None:
+        """Move the event clock to `now`: stamp the cards waiting for it, forget those blocked too long ago."""
+        for card in self.unstamped:
+            self.since[card] = now
+        self.unstamped.clear()
+        oldest = now - np.timedelta64(dt.timedelta(days=self.days))
+        if self.since and min(self.since.values()) < oldest:
+            self.since = {card: when for card, when in self.since.items() if when >= oldest}
+
+    def __contains__(self, card: object) -> bool:
+        return card in self.since or card in self.unstamped
+
+    def __len__(self) -> int:
+        return len(self.since) + len(self.unstamped)
+
+
+@dataclasses.dataclass
 class AlertBudget:
     """The recent window of scored transactions and the threshold that spends the budget on it."""
 
@@ -61,7 +98,7 @@ class AlertBudget:
     by_score: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))  # flagged by the score
     cards: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     models: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=object))  # the model version
-    blocked: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # card -> when a fraud of it was confirmed
+    blocked: BlockedCards = dataclasses.field(default_factory=BlockedCards)  # cards -> when a fraud was confirmed
     frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
     reviewed: set[int] = dataclasses.field(default_factory=set)  # labelled (fraud or genuine), among the window's ids
     current: float | None = None  # the threshold the budget set last (None: the model's)
@@ -91,7 +128,8 @@ class AlertBudget:
         if isinstance(least, bool) or not isinstance(least, int) or least < 1:
             raise ConfigError(f"stream.alert_budget.min_transactions: expected a whole number of 1 or more, "
                               f"found {least!r}")
-        return cls(enabled, float(fpr), dt.timedelta(hours=hours), least, pending)
+        return cls(enabled, float(fpr), dt.timedelta(hours=hours), least, pending,
+                   blocked=BlockedCards(blocked_card_days(cfg)))
 
     def threshold(self, model_threshold: float) -> float:
         """The threshold to score the next micro-batch with."""
@@ -127,6 +165,7 @@ class AlertBudget:
             for name in ("frauds", "reviewed"):
                 known = np.fromiter(getattr(self, name), dtype=np.int64, count=len(getattr(self, name)))
                 setattr(self, name, set(known[np.isin(known, self.ids)].tolist()))
+        self.blocked.tick(self.times.max())
         self.stale = True
 
     def label(self, labels: pd.DataFrame) -> None:
@@ -137,7 +176,7 @@ class AlertBudget:
             return
         ids = labels["transaction_id"].to_numpy(dtype=np.int64)
         cards = labels["customer_id"] if "customer_id" in labels else pd.Series(np.nan, index=labels.index)
-        now = self.times.max() if len(self.times) else np.datetime64("1970-01-01", "us")
+        now = self.times.max() if len(self.times) else None
         for tx, fraud, card, known in zip(ids, labels["tx_fraud"].astype(int), cards, np.isin(ids, self.ids)):
             if known:
                 self.reviewed.add(int(tx))
@@ -146,7 +185,7 @@ class AlertBudget:
             else:
                 self.frauds.discard(int(tx))
             if fraud == 1 and pd.notna(card):
-                self.blocked.setdefault(int(card), now)
+                self.blocked.block(int(card), now)
         self.stale = True
 
     def legitimate(self) -> np.ndarray:
@@ -154,7 +193,7 @@ class AlertBudget:
         fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
         if not self.blocked:
             return ~fraud
-        since = pd.Series(self.cards).map(self.blocked).to_numpy(dtype="datetime64[us]")  # NaT: not blocked
+        since = pd.Series(self.cards).map(self.blocked.since).to_numpy(dtype="datetime64[us]")  # NaT: not blocked
         return ~fraud & ~(self.times >= since)
 
     def weights(self, legit: np.ndarray) -> np.ndarray | None:
@@ -201,9 +240,10 @@ class AlertBudget:
             self.current = None  # a new model: its own threshold until its scores fill the window
         # else the threshold stays where the budget last set it
 
-    def fill(self, spark: SparkSession, scores_path: str, labels_path: str) -> int:
+    def fill(self, spark: SparkSession, scores_path: str, labels_path: str, blocked: list[int]) -> int:
         """Fill the window from `scores` (its newest `window` of event time) and the last label of each of
-        its transactions in `labels`, as a restart finds them; return the transactions it holds."""
+        its transactions in `labels`, as a restart finds them, with `blocked` (confirmed_cards) blocked from
+        its newest transaction on; return the transactions it holds."""
         if not self.enabled or not table_exists(spark, scores_path):
             return 0
         scores = spark.read.format("delta").load(scores_path)
@@ -225,6 +265,9 @@ class AlertBudget:
                                     .withColumn("_n", F.row_number().over(last)).where("_n = 1")
                                     .select("transaction_id", "tx_fraud", "customer_id").toPandas())
             self.label(labels)
+        if len(self.ids):
+            for card in blocked:
+                self.blocked.block(card, self.times.max())
         return len(self.ids)
 
     def describe(self) -> dict[str, Any]:
@@ -233,3 +276,27 @@ class AlertBudget:
         return {"transactions": int(len(self.ids)), "confirmed_frauds": len(self.frauds), "blocked_cards": len(self.blocked),
                 "threshold": None if self.current is None else round(self.current, 5),
                 "spent": None if spent is None else round(spent, 4)}
+
+
+def blocked_card_days(cfg: Config) -> int:
+    """`stream.blocked_card_days`, checked (ConfigError naming the key)."""
+    days = cfg.get("stream.blocked_card_days")
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ConfigError(f"stream.blocked_card_days: expected a whole number of days of 1 or more, found {days!r}")
+    return days
+
+
+def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> list[int]:
+    """The cards with a fraud confirmed in `labels` (the last label of its transaction) among the transactions
+    of the last `days` before the newest labelled one: the cards a restart takes as blocked."""
+    if not table_exists(spark, labels_path):
+        return []
+    labels = spark.read.format("delta").load(labels_path)
+    newest = labels.select(F.max("tx_datetime")).collect()[0][0]
+    if newest is None:
+        return []
+    last = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
+    cards: pd.DataFrame = (labels.where(F.col("tx_datetime") > F.lit(newest - dt.timedelta(days=days)))
+             .withColumn("_n", F.row_number().over(last)).where("_n = 1 AND tx_fraud = 1 AND customer_id IS NOT NULL")
+             .select("customer_id").distinct().toPandas())
+    return [int(card) for card in cards["customer_id"]]

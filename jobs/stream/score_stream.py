@@ -72,7 +72,7 @@ from jobs.core.lake import (add_columns, append_idempotent, list_files, path_exi
                             set_properties, table_exists)
 from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
-from jobs.stream.alert_budget import AlertBudget
+from jobs.stream.alert_budget import AlertBudget, confirmed_cards
 from jobs.stream.ingest_stream import kafka_columns, reject_future
 from jobs.stream.options import check_stream_config
 from jobs.stream.terminal_checks import TerminalChecks
@@ -538,9 +538,13 @@ class BatchWriter:
         self.query: StreamingQuery | None = None
 
     def fill_budget(self) -> None:
-        """The alert budget's window from the tables, as a restart finds them."""
+        """The alert budget's window and the cards with a confirmed fraud from the tables, as a restart finds
+        them."""
+        cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days) \
+            if self.budget.enabled or self.checks.enabled else []
+        self.checks.remember(cards)
         if self.budget.enabled:
-            self.budget.fill(self.spark, self.scores_path, self.labels_path)
+            self.budget.fill(self.spark, self.scores_path, self.labels_path, cards)
             print(f"stream: the alert budget flags at most {self.budget.fpr:.2%} of the last "
                   f"{self.budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
                   f"{self.budget.describe()}", flush=True)

@@ -13,7 +13,8 @@ compromise whose frauds nobody flagged is found within about that time (null: no
 terminals' clocks start spread over that time, so that they do not come due together. A payment sent for review is flagged like
 an alert (on the alerts topic and in `alerts`, `decision` true in `scores`) with `alert_reason`
 `terminal_probe`, `terminal_case` or `terminal_explore`, and spends the alert budget like one (jobs/stream/alert_budget.py).
-The probes and cases live in the driver's memory: a restart starts without them.
+The probes and cases live in the driver's memory: a restart starts without them. The cards with a confirmed
+fraud are kept for `stream.blocked_card_days` of event time (a restart finds them in `labels`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import pandas as pd
 
 from jobs.core.config import Config
 from jobs.core.errors import ConfigError
+from jobs.stream.alert_budget import BlockedCards, blocked_card_days
 
 PROBE, CASE, EXPLORE = "terminal_probe", "terminal_case", "terminal_explore"
 
@@ -42,7 +44,7 @@ class TerminalChecks:
     probed_since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> probe's start
     cases: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> the case's end
     probe_ids: dict[int, int] = dataclasses.field(default_factory=dict)    # a probed transaction -> its terminal
-    fraud_cards: set[int] = dataclasses.field(default_factory=set)
+    fraud_cards: BlockedCards = dataclasses.field(default_factory=BlockedCards)  # cards with a confirmed fraud
     last_review: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> its last review
     now: np.datetime64 | None = None  # the newest transaction time scored (the event clock)
     opened: dict[str, int] = dataclasses.field(default_factory=lambda: {PROBE: 0, CASE: 0})
@@ -64,7 +66,8 @@ class TerminalChecks:
             raise ConfigError(f"stream.terminal_checks.explore_hours: expected a whole number of 1 or more, or null "
                               f"(no exploration), found {explore!r}")
         probe, case, cooldown = numbers
-        return cls(enabled, probe, case, cooldown, explore_hours=explore)
+        return cls(enabled, probe, case, cooldown, explore_hours=explore,
+                   fraud_cards=BlockedCards(blocked_card_days(cfg)))
 
     def reviews(self) -> dict[int, str]:
         """The terminals whose payments the next micro-batch sends for review, with the reason."""
@@ -114,6 +117,13 @@ class TerminalChecks:
         cooldown = np.timedelta64(dt.timedelta(hours=self.cooldown_hours))
         self.probed_since = {t: since for t, since in self.probed_since.items()
                              if since + cooldown > self.now or t in self.cases or t in self.probes}
+        self.fraud_cards.tick(self.now)
+
+    def remember(self, cards: list[int]) -> None:
+        """Take `cards` as cards with a confirmed fraud (a restart's, from `labels`): their next frauds are the
+        card's, not their terminal's."""
+        for card in cards:
+            self.fraud_cards.block(int(card), self.now)
 
     def label(self, labels: pd.DataFrame) -> None:
         """Take a micro-batch's labels with their place (`transaction_id`, `tx_fraud`, `customer_id`,
@@ -121,7 +131,7 @@ class TerminalChecks:
         first confirmed fraud probes its terminal, unless it is under a probe, a case or its cool-down."""
         if not self.enabled or labels.empty:
             return
-        now = self.now if self.now is not None else np.datetime64("1970-01-01")
+        now = self.now if self.now is not None else np.datetime64("1970-01-01", "us")
         frauds = labels[(labels["tx_fraud"].astype(int) == 1) & labels["terminal_id"].notna()]
         for tx, card, terminal in zip(frauds["transaction_id"].astype("int64"), frauds["customer_id"].astype("int64"),
                                       frauds["terminal_id"].astype("int64")):
@@ -134,6 +144,6 @@ class TerminalChecks:
                 self.probes[terminal] = self.probe_payments
                 self.probed_since[terminal] = now
                 self.opened[PROBE] += 1
-            self.fraud_cards.add(card)
+            self.fraud_cards.block(card, self.now)
         for tx in labels["transaction_id"].astype("int64"):  # a probe reviewed, fraud or not, is done with
             self.probe_ids.pop(int(tx), None)
