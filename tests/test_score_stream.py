@@ -123,6 +123,8 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert scores.where("decision <> (alert_reason IS NOT NULL)").count() == 0
     reasons = {r.alert_reason: r["count"] for r in scores.groupBy("alert_reason").count().collect()}
     assert set(reasons) == {None, "score", "terminal_explore"}, reasons
+    # exploration within its share of the budget's window (stream.terminal_checks.explore_share: 1%)
+    assert reasons["terminal_explore"] <= 0.01 * len(ids)
     topic = consume_all(broker.bootstrap_servers, topic_names["alerts"])
     assert {m["transaction_id"] for m in topic} == flagged
     assert {m["alert_id"] for m in topic} == {r.alert_id for r in alerts.collect()}

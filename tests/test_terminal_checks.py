@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -87,7 +88,8 @@ def test_reviews_for_a_terminal_check_leave_the_score_the_rest_of_the_budget():
 
 @pytest.mark.parametrize("key, value", [("stream.terminal_checks.probe_payments", 0),
                                         ("stream.terminal_checks.case_hours", "2d"),
-                                        ("stream.terminal_checks.enabled", 1)])
+                                        ("stream.terminal_checks.enabled", 1),
+                                        ("stream.terminal_checks.explore_share", 0.2)])
 def test_check_options_are_checked(key, value):
     with pytest.raises(ConfigError, match=rf"{key}: expected .*, found {value!r}"):
         TerminalChecks.from_config(load_config("local", {key: value}))
@@ -116,3 +118,26 @@ def test_a_check_picks_its_terminal_s_earliest_payments_among_the_candidates():
                          (5, 9, 3, CASE), (6, 9, 4, CASE)])
     assert checks.pick(candidates) == {2, 4, 5, 6}
     assert checks.pick(candidates.iloc[0:0]) == set()
+
+
+def test_exploration_stays_within_its_share_of_the_budget_the_longest_unreviewed_terminals_first():
+    checks = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12, explore_hours=6,
+                            explore_share=0.2)
+    checks.last_review = {7: np.datetime64(NOON - dt.timedelta(hours=9), "us"),
+                          8: np.datetime64(NOON - dt.timedelta(hours=20), "us"),
+                          9: np.datetime64(NOON - dt.timedelta(hours=7), "us")}
+    candidates = scored([(1, 7, 1, EXPLORE), (2, 8, 2, EXPLORE), (3, 9, 3, EXPLORE), (4, 9, 4, EXPLORE),
+                         (5, 10, 5, CASE)])
+    assert checks.pick(candidates) == {1, 2, 3, 5}  # no limit: each due terminal's first payment
+    assert checks.pick(candidates, explorations=2) == {2, 1, 5}  # terminals 8 then 7: the longest without review
+    assert checks.pick(candidates, explorations=0) == {5}  # a case is not exploration: never held back
+
+    # the room the budget's window leaves: 20% of 10 legitimate transactions, one of which explored already
+    budget = AlertBudget(enabled=True, fpr=0.045, window=dt.timedelta(hours=24), min_transactions=1)
+    frame = scored([(i, 7, i, None) for i in range(1, 12)]).assign(score=0.1, decision=False)
+    frame.loc[0, ["decision", "alert_reason"]] = [True, EXPLORE]
+    frame.loc[1, ["decision", "alert_reason"]] = [True, "score"]
+    frame.loc[2, ["decision", "alert_reason"]] = [True, EXPLORE]  # a fraud, confirmed below: it spends nothing
+    budget.observe(frame)
+    budget.label(pd.DataFrame({"transaction_id": [3], "tx_fraud": [1]}))
+    assert budget.room(EXPLORE, 0.2) == 1 and budget.room(EXPLORE, 0.1) == 0 and budget.room(CASE, 0.2) == 2

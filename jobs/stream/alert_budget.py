@@ -96,6 +96,7 @@ class AlertBudget:
     scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     flagged: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
     by_score: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))  # flagged by the score
+    reasons: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=object))  # alert_reason or None
     cards: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     models: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=object))  # the model version
     blocked: BlockedCards = dataclasses.field(default_factory=BlockedCards)  # cards -> when a fraud was confirmed
@@ -151,6 +152,12 @@ class AlertBudget:
         self.scores = np.concatenate([self.scores, scored["score"].to_numpy(dtype=float)])
         self.flagged = np.concatenate([self.flagged, scored["decision"].to_numpy(dtype=bool)])
         self.by_score = np.concatenate([self.by_score, by_score])
+        if "alert_reason" in scored:
+            reasons = scored["alert_reason"].to_numpy(dtype=object)
+        else:
+            reasons = np.full(len(scored), None, dtype=object)
+            reasons[by_score] = "score"
+        self.reasons = np.concatenate([self.reasons, reasons])
         cards = scored["customer_id"].to_numpy(dtype=np.int64) if "customer_id" in scored \
             else np.full(len(scored), -1, dtype=np.int64)
         self.cards = np.concatenate([self.cards, cards])
@@ -159,9 +166,9 @@ class AlertBudget:
         self.models = np.concatenate([self.models, models])
         keep = self.times > self.times.max() - np.timedelta64(self.window)
         if not keep.all():
-            self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards, self.models = (
-                a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score, self.cards,
-                                  self.models))
+            self.ids, self.times, self.scores, self.flagged, self.by_score, self.reasons, self.cards, self.models = (
+                a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score, self.reasons,
+                                  self.cards, self.models))
             for name in ("frauds", "reviewed"):
                 known = np.fromiter(getattr(self, name), dtype=np.int64, count=len(getattr(self, name)))
                 setattr(self, name, set(known[np.isin(known, self.ids)].tolist()))
@@ -209,6 +216,13 @@ class AlertBudget:
         fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
         precision = float(fraud[reviewed_alerts].mean())
         return np.where(self.flagged & ~reviewed & legit, 1.0 - precision, 1.0)
+
+    def room(self, reason: str, share: float) -> int:
+        """How many more transactions flagged for `reason` (an `alert_reason`) keep those of the window at most
+        `share` of its legitimate transactions: the reviews a part of the budget may still spend."""
+        legit = self.legitimate()
+        used = int((legit & self.flagged & (self.reasons == reason)).sum())
+        return max(0, int(share * int(legit.sum())) - used)
 
     def spent(self) -> float | None:
         """The share of the window's legitimate transactions that were flagged (None if it has none)."""

@@ -75,7 +75,7 @@ from jobs.core.session import get_spark
 from jobs.stream.alert_budget import AlertBudget, confirmed_cards
 from jobs.stream.ingest_stream import kafka_columns, reject_future
 from jobs.stream.options import check_stream_config
-from jobs.stream.terminal_checks import TerminalChecks
+from jobs.stream.terminal_checks import EXPLORE, TerminalChecks
 
 QUERY = "score_transactions"
 ALERT_NAMESPACE = uuid.UUID("6f1c2a9e-3b7d-4c55-9a0e-2f4b8c1d7e60")
@@ -621,7 +621,11 @@ class BatchWriter:
                 "model_version", latency.alias("latency"), F.when(candidate, F.col("customer_id").cast("string")).alias("key"),
                 F.when(candidate, F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()
             # the checks' candidates: the driver picks the payments each check sends for review
-            picked = self.checks.pick(observed[~observed["decision"] & observed["alert_reason"].notna()])
+            candidates = observed[~observed["decision"] & observed["alert_reason"].notna()]
+            # exploration within its share of the budget (stream.terminal_checks.explore_share)
+            explorations = self.budget.room(EXPLORE, self.checks.explore_share) \
+                if (candidates["alert_reason"] == EXPLORE).any() else 0
+            picked = self.checks.pick(candidates, explorations)
             observed["decision"] |= observed["transaction_id"].isin(picked)
             observed.loc[~observed["decision"], "alert_reason"] = None
             chosen = F.col("transaction_id").isin(sorted(picked)) if picked else F.lit(False)

@@ -9,8 +9,10 @@ whatever their score. If a probed payment is confirmed as fraud, a **case** open
 terminal for the next `case_hours` of event time is sent for review. A terminal probed or under a case is
 not probed again until `cooldown_hours` after its probe began. And the fraud team **explores**: a terminal
 none of whose payments was reviewed for `explore_hours` has its next payment sent for review, so that a
-compromise whose frauds nobody flagged is found within about that time (null: no exploration). The
-terminals' clocks start spread over that time, so that they do not come due together. A payment sent for review is flagged like
+compromise whose frauds nobody flagged is found within about that time (null: no exploration), as long as
+the exploration reviews of the alert budget's window stay within `explore_share` of its legitimate
+transactions (the terminals longest without a review first). The terminals' clocks start spread over that
+time, so that they do not come due together. A payment sent for review is flagged like
 an alert (on the alerts topic and in `alerts`, `decision` true in `scores`) with `alert_reason`
 `terminal_probe`, `terminal_case` or `terminal_explore`, and spends the alert budget like one (jobs/stream/alert_budget.py).
 The probes and cases live in the driver's memory: a restart starts without them. The cards with a confirmed
@@ -27,6 +29,7 @@ import pandas as pd
 from jobs.core.config import Config
 from jobs.core.errors import ConfigError
 from jobs.stream.alert_budget import BlockedCards, blocked_card_days
+from models.metrics import MAX_FPR
 
 PROBE, CASE, EXPLORE = "terminal_probe", "terminal_case", "terminal_explore"
 
@@ -40,6 +43,7 @@ class TerminalChecks:
     case_hours: int
     cooldown_hours: int
     explore_hours: int | None = None
+    explore_share: float = 0.01  # exploration flags at most this share of the budget window's legitimate payments
     probes: dict[int, int] = dataclasses.field(default_factory=dict)       # terminal -> payments left to send
     probed_since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> probe's start
     cases: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> the case's end
@@ -65,8 +69,12 @@ class TerminalChecks:
         if explore is not None and (isinstance(explore, bool) or not isinstance(explore, int) or explore < 1):
             raise ConfigError(f"stream.terminal_checks.explore_hours: expected a whole number of 1 or more, or null "
                               f"(no exploration), found {explore!r}")
+        share = cfg.get("stream.terminal_checks.explore_share")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= MAX_FPR:
+            raise ConfigError(f"stream.terminal_checks.explore_share: expected a share above 0 and at most the bank's "
+                              f"{MAX_FPR}, found {share!r}")
         probe, case, cooldown = numbers
-        return cls(enabled, probe, case, cooldown, explore_hours=explore,
+        return cls(enabled, probe, case, cooldown, explore_hours=explore, explore_share=float(share),
                    fraud_cards=BlockedCards(blocked_card_days(cfg)))
 
     def reviews(self) -> dict[int, str]:
@@ -79,17 +87,25 @@ class TerminalChecks:
             stale = {t: EXPLORE for t, last in self.last_review.items() if last <= due}
         return {**stale, **{t: PROBE for t, left in self.probes.items() if left > 0}, **{t: CASE for t in self.cases}}
 
-    def pick(self, candidates: pd.DataFrame) -> set[int]:
+    def pick(self, candidates: pd.DataFrame, explorations: int | None = None) -> set[int]:
         """The transaction ids to send for review among a micro-batch's candidates (`transaction_id`,
         `terminal_id`, `tx_datetime`, `alert_reason`: its payments at the terminals of `reviews`), a terminal's
-        earliest first: for a probe the payments it has left, for an exploration one, for a case all."""
+        earliest first: for a probe the payments it has left, for a case all, for an exploration one, of at
+        most `explorations` terminals (None: every one due), those longest without a review first."""
         if candidates.empty:
             return set()
         picked: set[int] = set()
+        explored: list[tuple[np.datetime64, int, int]] = []  # (the terminal's last review, terminal, payment)
         ordered = candidates.sort_values(["tx_datetime", "transaction_id"], kind="mergesort")
         for (terminal, reason), rows in ordered.groupby(["terminal_id", "alert_reason"], sort=False):
-            quota = self.probes.get(int(terminal), 0) if reason == PROBE else 1 if reason == EXPLORE else len(rows)
+            if reason == EXPLORE:
+                last = self.last_review.get(int(terminal), np.datetime64("1970-01-01", "us"))
+                explored.append((last, int(terminal), int(rows["transaction_id"].iloc[0])))
+                continue
+            quota = self.probes.get(int(terminal), 0) if reason == PROBE else len(rows)
             picked.update(int(t) for t in rows["transaction_id"].iloc[:quota])
+        explored.sort()
+        picked.update(tx for _, _, tx in explored[:explorations])
         return picked
 
     def observe(self, scored: pd.DataFrame) -> None:
