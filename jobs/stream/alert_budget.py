@@ -310,7 +310,8 @@ def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> list[in
     if newest is None:
         return []
     last = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
-    cards: pd.DataFrame = (labels.where(F.col("tx_datetime") > F.lit(newest - dt.timedelta(days=days)))
-             .withColumn("_n", F.row_number().over(last)).where("_n = 1 AND tx_fraud = 1 AND customer_id IS NOT NULL")
-             .select("customer_id").distinct().toPandas())
+    recent = labels.where(F.col("tx_datetime") > F.lit(newest - dt.timedelta(days=days)))
+    cards: pd.DataFrame = (recent.withColumn("_n", F.row_number().over(last))
+                           .where("_n = 1 AND tx_fraud = 1 AND customer_id IS NOT NULL")
+                           .select("customer_id").distinct().toPandas())
     return [int(card) for card in cards["customer_id"]]
