@@ -108,6 +108,7 @@ class AlertBudget:
     # asked for, once a micro-batch (the sort of the window's scores is the costly part)
     stale: bool = False
     _spent: float | None = None
+    _legit: np.ndarray | None = None  # legitimate() as of the last refresh
 
     @classmethod
     def from_config(cls, cfg: Config) -> AlertBudget:
@@ -220,7 +221,8 @@ class AlertBudget:
     def room(self, reason: str, share: float) -> int:
         """How many more transactions flagged for `reason` (an `alert_reason`) keep those of the window at most
         `share` of its legitimate transactions: the reviews a part of the budget may still spend."""
-        legit = self.legitimate()
+        self._refresh()  # the legitimate mask, computed once a micro-batch with the threshold
+        legit = self._legit if self._legit is not None else self.legitimate()
         used = int((legit & self.flagged & (self.reasons == reason)).sum())
         return max(0, int(share * int(legit.sum())) - used)
 
@@ -233,7 +235,7 @@ class AlertBudget:
         if not self.stale:
             return
         self.stale = False
-        legit = self.legitimate()
+        legit = self._legit = self.legitimate()
         weight = self.weights(legit)
         if weight is None:
             self._spent = float(self.flagged[legit].mean()) if legit.any() else None
