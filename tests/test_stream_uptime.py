@@ -121,7 +121,8 @@ def test_sigterm_stops_fraud_stream_cleanly_and_a_restart_scores_the_rest_once(s
     produce(cfg, iter(lines))
     settings = {"paths.lake": cfg.get("paths.lake"), "paths.checkpoint": cfg.get("paths.checkpoint"),
                 "mlflow.tracking_uri": cfg.get("mlflow.tracking_uri"), "stream.metrics_port": 0,
-                "kafka.bootstrap_servers": broker.bootstrap_servers, "kafka.max_offsets_per_trigger": 200,
+                # micro-batches of 20: about fifty of them, so that the signal comes mid-stream on a loaded machine too
+                "kafka.bootstrap_servers": broker.bootstrap_servers, "kafka.max_offsets_per_trigger": 20,
                 **{f"kafka.topics.{role}": name for role, name in topic_names.items()}}
     command = [str(Path(__file__).resolve().parent.parent / ".venv/bin/fraud"), "stream",
                *[arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]]

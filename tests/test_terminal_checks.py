@@ -10,7 +10,7 @@ import pytest
 from jobs.core.config import load_config
 from jobs.core.errors import ConfigError
 from jobs.stream.alert_budget import AlertBudget, BlockedCards
-from jobs.stream.terminal_checks import CASE, EXPLORE, PROBE, TerminalChecks
+from jobs.stream.terminal_checks import CASE, EXPLORE, PROBE, TerminalChecks, flagged_history
 
 NOON = dt.datetime(2026, 12, 1, 12)
 
@@ -141,3 +141,61 @@ def test_exploration_stays_within_its_share_of_the_budget_the_longest_unreviewed
     budget.observe(frame)
     budget.label(pd.DataFrame({"transaction_id": [3], "tx_fraud": [1]}))
     assert budget.room(EXPLORE, 0.2) == 1 and budget.room(EXPLORE, 0.1) == 0 and budget.room(CASE, 0.2) == 2
+
+
+def test_a_restart_takes_up_the_probes_cases_and_reviews_that_the_flagged_payments_show():
+    def live() -> tuple[TerminalChecks, list[pd.DataFrame], list[pd.DataFrame]]:
+        checks = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12, explore_hours=6)
+        batches = [scored([(1, 7, 0, "score"), (2, 9, 0, "score"), (3, 10, 0, None)])]
+        verdicts = [labels([(1, 1, 100, 7), (2, 1, 101, 9)])]  # first frauds of two cards: terminals 7 and 9 probed
+        batches.append(scored([(4, 7, 10, PROBE), (5, 7, 20, PROBE), (6, 9, 30, PROBE), (7, 9, 40, PROBE)]))
+        verdicts.append(labels([(5, 1, 102, 7), (6, 0, 103, 9), (7, 0, 104, 9)]))  # a case at 7; 9 was genuine
+        batches.append(scored([(8, 7, 200, CASE), (9, 7, 300, CASE), (10, 11, 300, "score")]))
+        verdicts.append(labels([(10, 1, 105, 11)]))  # terminal 11 probed: one of its two payments sent, no verdict
+        batches.append(scored([(11, 11, 350, PROBE), (12, 10, 400, None)]))
+        for batch, verdict in zip(batches, verdicts + [labels([])]):
+            checks.observe(batch)
+            checks.label(verdict)
+        return checks, batches, verdicts
+
+    before, batches, verdicts = live()
+    flagged = pd.concat(batches, ignore_index=True).dropna(subset=["alert_reason"])
+    last = pd.concat(verdicts, ignore_index=True)[["transaction_id", "tx_fraud"]]
+    after = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12, explore_hours=6)
+    after.resume(flagged, last[last["transaction_id"].isin(flagged["transaction_id"])],
+                 np.datetime64(NOON + dt.timedelta(minutes=400), "us"))
+    # 9 was last reviewed at 12:40, over 6 hours ago; 10 has no flagged payment in the tables: its clock starts
+    # again when it next pays
+    assert after.reviews() == {7: CASE, 11: PROBE, 9: EXPLORE} and before.reviews() == {**after.reviews(), 10: EXPLORE}
+    assert after.cases == {7: np.datetime64(NOON + dt.timedelta(minutes=200, hours=24), "us")}  # from its first payment
+    assert before.probes == after.probes == {11: 1} and before.probe_ids == after.probe_ids == {4: 7, 11: 11}
+    assert set(after.probed_since) == set(before.probed_since) == {7, 9, 11}, "9 in its cool-down"
+    assert after.last_review == {t: before.last_review[t] for t in (7, 9, 11)}
+
+    for checks in (before, after):  # the same next micro-batch, the same answers
+        checks.observe(scored([(13, 11, 410, PROBE), (14, 12, 420, None)]))
+        checks.label(labels([(11, 1, 106, 11), (14, 1, 107, 9)]))  # 11's probe finds fraud; 9 still cools down
+    assert after.reviews() == {7: CASE, 11: CASE, 9: EXPLORE} and before.reviews() == {**after.reviews(), 10: EXPLORE}
+
+
+def test_a_restart_finds_no_check_in_empty_tables():
+    checks = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12)
+    checks.resume(scored([]).reindex(columns=["transaction_id", "terminal_id", "tx_datetime", "alert_reason"]),
+                  labels([])[["transaction_id", "tx_fraud"]], np.datetime64(NOON, "us"))
+    assert checks.reviews() == {} and checks.now == np.datetime64(NOON, "us")
+
+
+def test_a_restart_reads_the_last_hours_flagged_payments_and_the_probes_last_verdicts(spark, make_cfg):
+    cfg = make_cfg()
+    frame = scored([(1, 7, -30 * 60, PROBE), (2, 7, -60, PROBE), (3, 7, -50, CASE), (4, 8, -40, None),
+                    (5, 8, 0, "score"), (6, 9, 10, None)])  # 1 is older than the 24 hours read
+    frame["tx_date"] = frame["tx_datetime"].dt.date
+    spark.createDataFrame(frame).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
+    assert flagged_history(spark, cfg.table_path("scores"), cfg.table_path("labels"), 24)[1].empty  # no labels yet
+    labels = pd.DataFrame([(2, 0, 1, 0), (2, 1, 2, 1), (3, 1, 2, 2)],  # 2 first genuine, then corrected to fraud
+                          columns=["transaction_id", "tx_fraud", "batch_id", "offset"]).assign(labelled_at=NOON)
+    spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
+    flagged, verdicts, newest = flagged_history(spark, cfg.table_path("scores"), cfg.table_path("labels"), 24)
+    assert sorted(flagged["transaction_id"]) == [2, 3, 5] and newest == np.datetime64(NOON + dt.timedelta(minutes=10), "us")
+    assert verdicts.to_dict("records") == [{"transaction_id": 2, "tx_fraud": 1}]  # the probed payment's last label
+    assert flagged_history(spark, cfg.table_path("alerts"), cfg.table_path("labels"), 24)[2] is None  # no table

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
@@ -275,10 +275,7 @@ class AlertBudget:
         self.observe(recent)
         if table_exists(spark, labels_path) and len(self.ids):
             ids = spark.createDataFrame(pd.DataFrame({"transaction_id": self.ids}))
-            last = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"),
-                                                                F.desc("offset"))
-            labels: pd.DataFrame = (spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id")
-                                    .withColumn("_n", F.row_number().over(last)).where("_n = 1")
+            labels: pd.DataFrame = (last_labels(spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id"))
                                     .select("transaction_id", "tx_fraud", "customer_id").toPandas())
             self.label(labels)
         if len(self.ids):
@@ -311,9 +308,13 @@ def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> list[in
     newest = labels.select(F.max("tx_datetime")).collect()[0][0]
     if newest is None:
         return []
-    last = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
     recent = labels.where(F.col("tx_datetime") > F.lit(newest - dt.timedelta(days=days)))
-    cards: pd.DataFrame = (recent.withColumn("_n", F.row_number().over(last))
-                           .where("_n = 1 AND tx_fraud = 1 AND customer_id IS NOT NULL")
+    cards: pd.DataFrame = (last_labels(recent).where("tx_fraud = 1 AND customer_id IS NOT NULL")
                            .select("customer_id").distinct().toPandas())
     return [int(card) for card in cards["customer_id"]]
+
+
+def last_labels(labels: DataFrame) -> DataFrame:
+    """The last label of each transaction among rows of `labels`: the newest micro-batch's, in it the newest message's."""
+    last = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
+    return labels.withColumn("_n", F.row_number().over(last)).where("_n = 1").drop("_n")

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from py4j.protocol import Py4JError
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
@@ -72,10 +72,10 @@ from jobs.core.lake import (add_columns, append_idempotent, list_files, path_exi
                             set_properties, table_exists)
 from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
-from jobs.stream.alert_budget import AlertBudget, confirmed_cards
+from jobs.stream.alert_budget import AlertBudget, confirmed_cards, last_labels
 from jobs.stream.ingest_stream import kafka_columns, reject_future
 from jobs.stream.options import check_stream_config
-from jobs.stream.terminal_checks import EXPLORE, TerminalChecks
+from jobs.stream.terminal_checks import EXPLORE, TerminalChecks, flagged_history
 
 QUERY = "score_transactions"
 ALERT_NAMESPACE = uuid.UUID("6f1c2a9e-3b7d-4c55-9a0e-2f4b8c1d7e60")
@@ -400,9 +400,7 @@ def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, 
         **decision_fields(r["payload"])})) for _, r in by_id.iterrows()]
     past = labels.loc[ok.index[ok["row_kind"] == "label"]].drop(columns=place)
     if not past.empty:
-        window = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
-        previous = (spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id")
-                    .withColumn("_n", F.row_number().over(window)).where("_n = 1")
+        previous = (last_labels(spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id"))
                     .select("transaction_id", "tx_fraud").toPandas() if table_exists(spark, labels_path)
                     else pd.DataFrame(columns=["transaction_id", "tx_fraud"]))
         past, _ = label_increments(past, scored, previous)
@@ -537,11 +535,20 @@ class BatchWriter:
         self.checks = TerminalChecks.from_config(cfg)
         self.query: StreamingQuery | None = None
 
-    def fill_budget(self) -> None:
-        """The alert budget's window and the cards with a confirmed fraud from the tables, as a restart finds
-        them."""
+    def resume(self) -> None:
+        """The alert budget's window, the terminal checks and the cards with a confirmed fraud from the tables,
+        as a restart finds them."""
         cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days) \
             if self.budget.enabled or self.checks.enabled else []
+        if self.checks.enabled:
+            flagged, verdicts, newest = flagged_history(self.spark, self.scores_path, self.labels_path,
+                                                        self.checks.history_hours())
+            if newest is not None:
+                self.checks.resume(flagged, verdicts, newest)
+                probing = set(self.checks.probes) | set(self.checks.probe_ids.values())
+                print(f"stream: the terminal checks take up {len(probing)} probe(s) and {len(self.checks.cases)} "
+                      f"case(s) from the last {self.checks.history_hours()} h of `scores` (stream.terminal_checks)",
+                      flush=True)
         self.checks.remember(cards)
         if self.budget.enabled:
             self.budget.fill(self.spark, self.scores_path, self.labels_path, cards)
@@ -721,7 +728,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     featured_columns = [c for c in combined.columns if c not in (
         "row_kind", "bypass_state", "duplicate", LABEL_INCREMENT, LABEL_PREVIOUS, *MESSAGE_COLUMNS)]
     writer = BatchWriter(spark, cfg, holder, metrics, featured_columns, log_stages)
-    writer.fill_budget()
+    writer.resume()
     trigger = {"availableNow": True} if available_now else {"processingTime": str(cfg.get("stream.trigger_interval"))}
     writer.query = (combined.writeStream.queryName(QUERY).foreachBatch(writer)
                     .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())

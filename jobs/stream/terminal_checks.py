@@ -15,8 +15,10 @@ transactions (the terminals longest without a review first). The terminals' cloc
 time, so that they do not come due together. A payment sent for review is flagged like
 an alert (on the alerts topic and in `alerts`, `decision` true in `scores`) with `alert_reason`
 `terminal_probe`, `terminal_case` or `terminal_explore`, and spends the alert budget like one (jobs/stream/alert_budget.py).
-The probes and cases live in the driver's memory: a restart starts without them. The cards with a confirmed
-fraud are kept for `stream.blocked_card_days` of event time (a restart finds them in `labels`).
+The probes, cases and reviews live in the driver's memory; a restart takes them up again from the payments
+`scores` shows flagged in its last hours and the labels of the probed ones (`resume`, `flagged_history`). The
+cards with a confirmed fraud are kept for `stream.blocked_card_days` of event time (a restart finds them in
+`labels`).
 """
 from __future__ import annotations
 
@@ -25,10 +27,13 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from jobs.core.config import Config
 from jobs.core.errors import ConfigError
-from jobs.stream.alert_budget import BlockedCards, blocked_card_days
+from jobs.core.lake import table_exists
+from jobs.stream.alert_budget import BlockedCards, blocked_card_days, last_labels
 from models.metrics import MAX_FPR
 
 PROBE, CASE, EXPLORE = "terminal_probe", "terminal_case", "terminal_explore"
@@ -163,3 +168,74 @@ class TerminalChecks:
             self.fraud_cards.block(card, self.now)
         for tx in labels["transaction_id"].astype("int64"):  # a probe reviewed, fraud or not, is done with
             self.probe_ids.pop(int(tx), None)
+
+    def history_hours(self) -> int:
+        """How many hours of flagged payments before the newest a restart reads to take the checks up again: a
+        case's probe and its whole length, a probe's cool-down, an exploration's period."""
+        return self.case_hours + self.cooldown_hours + (self.explore_hours or 0)
+
+    def resume(self, flagged: pd.DataFrame, verdicts: pd.DataFrame, newest: np.datetime64) -> None:
+        """Take up after a restart the checks that the tables show: `flagged`, the payments flagged in the
+        `history_hours` before `newest` (the newest transaction scored) with their `transaction_id`,
+        `terminal_id`, `tx_datetime` and `alert_reason`; `verdicts`, the last label (`transaction_id`, `tx_fraud`)
+        of each probed one that has one. A terminal's last probe is its probe payments within `cooldown_hours` of
+        the newest; a case runs `case_hours` from its first payment after that probe (or from `newest`, if a
+        probed payment was confirmed as fraud and the terminal has paid nothing since); a probe waits for the
+        verdicts it has not had, and without a case sends the payments it has left. A terminal's last review is
+        its newest flagged payment."""
+        if not self.enabled:
+            return
+        now = newest.astype("datetime64[us]")
+        self.now = now if self.now is None else max(self.now, now)
+        if flagged.empty:
+            return
+        frauds = set(verdicts.loc[verdicts["tx_fraud"].astype(int) == 1, "transaction_id"].astype("int64"))
+        labelled = set(verdicts["transaction_id"].astype("int64"))
+        cooldown, length = (np.timedelta64(dt.timedelta(hours=h)) for h in (self.cooldown_hours, self.case_hours))
+        rows = flagged.assign(tx_datetime=flagged["tx_datetime"].to_numpy(dtype="datetime64[us]"))
+        for terminal, mine in rows.sort_values(["tx_datetime", "transaction_id"], kind="mergesort").groupby("terminal_id"):
+            terminal = int(terminal)
+            times = mine["tx_datetime"].to_numpy(dtype="datetime64[us]")
+            if self.explore_hours is not None:
+                self.last_review[terminal] = times.max()
+            probed = mine[mine["alert_reason"] == PROBE]
+            if probed.empty:
+                continue
+            probed = probed[probed["tx_datetime"] > probed["tx_datetime"].max() - cooldown]
+            since = probed["tx_datetime"].to_numpy(dtype="datetime64[us]").min()
+            ids = [int(t) for t in probed["transaction_id"]]
+            self.probe_ids.update({tx: terminal for tx in ids if tx not in labelled})
+            case = mine[(mine["alert_reason"] == CASE) & (mine["tx_datetime"] >= since)]
+            if not case.empty or frauds.intersection(ids):
+                opened = case["tx_datetime"].to_numpy(dtype="datetime64[us]").min() if not case.empty else now
+                if opened + length > now:
+                    self.cases[terminal] = opened + length
+            elif len(ids) < self.probe_payments:
+                self.probes[terminal] = self.probe_payments - len(ids)
+            if since + cooldown > now or terminal in self.cases or terminal in self.probes:
+                self.probed_since[terminal] = since
+
+
+def flagged_history(spark: SparkSession, scores_path: str, labels_path: str,
+                    hours: int) -> tuple[pd.DataFrame, pd.DataFrame, np.datetime64 | None]:
+    """What `TerminalChecks.resume` takes, from the tables a restart finds: the payments flagged in `scores` in the
+    `hours` before its newest transaction, the last label of each probed one in `labels`, and that newest time
+    (None without a scored transaction)."""
+    columns = ["transaction_id", "terminal_id", "tx_datetime", "alert_reason"]
+    none = pd.DataFrame(columns=columns), pd.DataFrame(columns=["transaction_id", "tx_fraud"])
+    if not table_exists(spark, scores_path):
+        return *none, None
+    scores = spark.read.format("delta").load(scores_path)
+    newest = scores.select(F.max("tx_datetime")).collect()[0][0]
+    if newest is None:
+        return *none, None
+    since = newest - dt.timedelta(hours=hours)
+    flagged: pd.DataFrame = (scores.where(F.col("tx_date") >= F.lit(since.date())).where(F.col("tx_datetime") > F.lit(since))
+                             .where(F.col("alert_reason").isNotNull()).select(*columns).toPandas())
+    probed = flagged.loc[flagged["alert_reason"] == PROBE, ["transaction_id"]]
+    verdicts = none[1]
+    if not probed.empty and table_exists(spark, labels_path):
+        ids = F.broadcast(spark.createDataFrame(probed.astype("int64")))
+        verdicts = (last_labels(spark.read.format("delta").load(labels_path).join(ids, "transaction_id"))
+                    .select("transaction_id", "tx_fraud").toPandas())
+    return flagged, verdicts, np.datetime64(newest, "us")
