@@ -72,7 +72,8 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
                    stream__seed_from_history=False,
                    # the alert budget sets the threshold once a day of event time holds 200 transactions
                    stream__alert_budget__min_transactions=200,
-                   # exploration (off by default): a terminal without a review for 48 h gets one
+                   # exploration: a terminal without a review for 48 h gets one (8 h by default: these terminals
+                   # make a few payments a day)
                    stream__terminal_checks__explore_hours=48)
     summary = train.run(spark, cfg, Split(dt.date(2018, 4, 8), train_days=4, delay_days=1, test_days=3, val_days=1),
                         DELAY, input_path=str(raw))
