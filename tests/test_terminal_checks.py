@@ -9,7 +9,7 @@ import pytest
 
 from jobs.core.config import load_config
 from jobs.core.errors import ConfigError
-from jobs.stream.alert_budget import AlertBudget, BlockedCards
+from jobs.stream.alert_budget import AlertBudget, BlockedCards, newest_scored
 from jobs.stream.terminal_checks import CASE, EXPLORE, PROBE, TerminalChecks, flagged_history
 
 NOON = dt.datetime(2026, 12, 1, 12)
@@ -86,7 +86,21 @@ def test_reviews_for_a_terminal_check_leave_the_score_the_rest_of_the_budget():
     assert budget.threshold(0.5) == 0.9 and budget.spent() == pytest.approx(3 / 10)
 
 
-@pytest.mark.parametrize("key, value", [("stream.terminal_checks.probe_payments", 0),
+def test_checks_without_probe_payments_probe_nothing_and_still_explore():
+    checks = TerminalChecks(enabled=True, probe_payments=0, case_hours=24, cooldown_hours=12, explore_hours=6)
+    checks.observe(scored([(1, 7, 0, "score"), (2, 8, 0, None)]))
+    checks.label(labels([(1, 1, 100, 7)]))  # a card's first confirmed fraud: no probe
+    assert checks.reviews() == {} and checks.opened == {PROBE: 0, CASE: 0}
+    assert 100 in checks.fraud_cards, "the card's next frauds are still the card's"
+    checks.observe(scored([(3, 9, 7 * 60, None)]))  # 19:00: 7 and 8 have had no review for 6 hours, 9 just came
+    assert checks.reviews() == {7: EXPLORE, 8: EXPLORE}
+    checks.resume(scored([(4, 7, 7 * 60, PROBE)]), labels([])[["transaction_id", "tx_fraud"]],
+                  np.datetime64(NOON + dt.timedelta(hours=7), "us"))  # a probe of before the change goes no further
+    assert PROBE not in checks.reviews().values() and CASE not in checks.reviews().values()
+
+
+@pytest.mark.parametrize("key, value", [("stream.terminal_checks.probe_payments", -1),
+                                        ("stream.terminal_checks.cooldown_hours", 0),
                                         ("stream.terminal_checks.case_hours", "2d"),
                                         ("stream.terminal_checks.enabled", 1),
                                         ("stream.terminal_checks.explore_share", 0.2)])
@@ -191,11 +205,15 @@ def test_a_restart_reads_the_last_hours_flagged_payments_and_the_probes_last_ver
                     (5, 8, 0, "score"), (6, 9, 10, None)])  # 1 is older than the 24 hours read
     frame["tx_date"] = frame["tx_datetime"].dt.date
     spark.createDataFrame(frame).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
-    assert flagged_history(spark, cfg.table_path("scores"), cfg.table_path("labels"), 24)[1].empty  # no labels yet
+    newest = newest_scored(spark, cfg.table_path("scores"))
+    assert newest == NOON + dt.timedelta(minutes=10)
+    since = newest - dt.timedelta(hours=24)
+    assert flagged_history(spark, cfg.table_path("scores"), cfg.table_path("labels"), since)[1].empty  # no labels yet
     labels = pd.DataFrame([(2, 0, 1, 0), (2, 1, 2, 1), (3, 1, 2, 2)],  # 2 first genuine, then corrected to fraud
                           columns=["transaction_id", "tx_fraud", "batch_id", "offset"]).assign(labelled_at=NOON)
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
-    flagged, verdicts, newest = flagged_history(spark, cfg.table_path("scores"), cfg.table_path("labels"), 24)
-    assert sorted(flagged["transaction_id"]) == [2, 3, 5] and newest == np.datetime64(NOON + dt.timedelta(minutes=10), "us")
+    flagged, verdicts = flagged_history(spark, cfg.table_path("scores"), cfg.table_path("labels"), since)
+    assert sorted(flagged["transaction_id"]) == [2, 3, 5]
     assert verdicts.to_dict("records") == [{"transaction_id": 2, "tx_fraud": 1}]  # the probed payment's last label
-    assert flagged_history(spark, cfg.table_path("alerts"), cfg.table_path("labels"), 24)[2] is None  # no table
+    assert newest_scored(spark, cfg.table_path("alerts")) is None  # no table
+    assert flagged_history(spark, cfg.table_path("alerts"), cfg.table_path("labels"), since)[0].empty

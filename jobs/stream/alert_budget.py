@@ -256,16 +256,14 @@ class AlertBudget:
             self.current = None  # a new model: its own threshold until its scores fill the window
         # else the threshold stays where the budget last set it
 
-    def fill(self, spark: SparkSession, scores_path: str, labels_path: str, blocked: list[int]) -> int:
-        """Fill the window from `scores` (its newest `window` of event time) and the last label of each of
-        its transactions in `labels`, as a restart finds them, with `blocked` (confirmed_cards) blocked from
-        its newest transaction on; return the transactions it holds."""
-        if not self.enabled or not table_exists(spark, scores_path):
+    def fill(self, spark: SparkSession, scores_path: str, labels_path: str, blocked: list[int],
+             newest: dt.datetime | None) -> int:
+        """Fill the window from `scores` (the `window` of event time up to `newest`, its newest transaction:
+        `newest_scored`) and the last label of each of its transactions in `labels`, as a restart finds them,
+        with `blocked` (confirmed_cards) blocked from its newest transaction on; return the transactions it holds."""
+        if not self.enabled or newest is None:
             return 0
         scores = spark.read.format("delta").load(scores_path)
-        newest = scores.select(F.max("tx_datetime")).collect()[0][0]
-        if newest is None:
-            return 0
         since = newest - self.window
         recent: pd.DataFrame = (scores.where(F.col("tx_date") >= F.lit(since.date()))
                                 .where(F.col("tx_datetime") > F.lit(since))
@@ -297,6 +295,14 @@ def blocked_card_days(cfg: Config) -> int:
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ConfigError(f"stream.blocked_card_days: expected a whole number of days of 1 or more, found {days!r}")
     return days
+
+
+def newest_scored(spark: SparkSession, scores_path: str) -> dt.datetime | None:
+    """The newest transaction time in `scores`, where a restart's windows end (None: nothing scored yet)."""
+    if not table_exists(spark, scores_path):
+        return None
+    newest: dt.datetime | None = spark.read.format("delta").load(scores_path).select(F.max("tx_datetime")).collect()[0][0]
+    return newest
 
 
 def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> list[int]:

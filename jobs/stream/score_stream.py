@@ -72,7 +72,7 @@ from jobs.core.lake import (add_columns, append_idempotent, list_files, path_exi
                             set_properties, table_exists)
 from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
-from jobs.stream.alert_budget import AlertBudget, confirmed_cards, last_labels
+from jobs.stream.alert_budget import AlertBudget, confirmed_cards, last_labels, newest_scored
 from jobs.stream.ingest_stream import kafka_columns, reject_future
 from jobs.stream.options import check_stream_config
 from jobs.stream.terminal_checks import EXPLORE, TerminalChecks, flagged_history
@@ -538,23 +538,23 @@ class BatchWriter:
     def resume(self) -> None:
         """The alert budget's window, the terminal checks and the cards with a confirmed fraud from the tables,
         as a restart finds them."""
-        cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days) \
-            if self.budget.enabled or self.checks.enabled else []
-        if self.checks.enabled:
-            flagged, verdicts, newest = flagged_history(self.spark, self.scores_path, self.labels_path,
-                                                        self.checks.history_hours())
-            if newest is not None:
-                self.checks.resume(flagged, verdicts, newest)
+        if self.budget.enabled or self.checks.enabled:
+            cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days)
+            newest = newest_scored(self.spark, self.scores_path)
+            if self.checks.enabled and newest is not None:
+                since = newest - dt.timedelta(hours=self.checks.history_hours())
+                self.checks.resume(*flagged_history(self.spark, self.scores_path, self.labels_path, since),
+                                   np.datetime64(newest, "us"))
                 probing = set(self.checks.probes) | set(self.checks.probe_ids.values())
                 print(f"stream: the terminal checks take up {len(probing)} probe(s) and {len(self.checks.cases)} "
                       f"case(s) from the last {self.checks.history_hours()} h of `scores` (stream.terminal_checks)",
                       flush=True)
-        self.checks.remember(cards)
-        if self.budget.enabled:
-            self.budget.fill(self.spark, self.scores_path, self.labels_path, cards)
-            print(f"stream: the alert budget flags at most {self.budget.fpr:.2%} of the last "
-                  f"{self.budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
-                  f"{self.budget.describe()}", flush=True)
+            self.checks.remember(cards)
+            if self.budget.enabled:
+                self.budget.fill(self.spark, self.scores_path, self.labels_path, cards, newest)
+                print(f"stream: the alert budget flags at most {self.budget.fpr:.2%} of the last "
+                      f"{self.budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
+                      f"{self.budget.describe()}", flush=True)
         self.metrics.observe_budget(self.budget, self.holder.threshold)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:

@@ -5,7 +5,7 @@ A compromised terminal makes every payment at it fraudulent, and nothing in thos
 genuine ones: only a review finds it (FRAUD-OPS.md). When a label confirms a fraud at a terminal, and it
 is the first fraud confirmed of its card (a card's later frauds are those of the card, at any terminal),
 the terminal is **probed**: its next `probe_payments` payments are sent to the fraud team for review,
-whatever their score. If a probed payment is confirmed as fraud, a **case** opens: every payment at the
+whatever their score (0: no probe, and so no case). If a probed payment is confirmed as fraud, a **case** opens: every payment at the
 terminal for the next `case_hours` of event time is sent for review. A terminal probed or under a case is
 not probed again until `cooldown_hours` after its probe began. And the fraud team **explores**: a terminal
 none of whose payments was reviewed for `explore_hours` has its next payment sent for review, so that a
@@ -65,10 +65,10 @@ class TerminalChecks:
         if not isinstance(enabled, bool):
             raise ConfigError(f"stream.terminal_checks.enabled: expected true or false, found {enabled!r}")
         numbers = []
-        for key in ("probe_payments", "case_hours", "cooldown_hours"):
+        for key, least in (("probe_payments", 0), ("case_hours", 1), ("cooldown_hours", 1)):
             value = cfg.get(f"stream.terminal_checks.{key}")
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"stream.terminal_checks.{key}: expected a whole number of 1 or more, found {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"stream.terminal_checks.{key}: expected a whole number of {least} or more, found {value!r}")
             numbers.append(value)
         explore = cfg.get("stream.terminal_checks.explore_hours")
         if explore is not None and (isinstance(explore, bool) or not isinstance(explore, int) or explore < 1):
@@ -161,7 +161,7 @@ class TerminalChecks:
                 self.cases[terminal] = now + np.timedelta64(dt.timedelta(hours=self.case_hours))
                 self.probes.pop(terminal, None)
                 self.opened[CASE] += 1
-            elif card not in self.fraud_cards and terminal not in self.probed_since:
+            elif self.probe_payments and card not in self.fraud_cards and terminal not in self.probed_since:
                 self.probes[terminal] = self.probe_payments
                 self.probed_since[terminal] = now
                 self.opened[PROBE] += 1
@@ -199,7 +199,7 @@ class TerminalChecks:
             if self.explore_hours is not None:
                 self.last_review[terminal] = times.max()
             probed = mine[mine["alert_reason"] == PROBE]
-            if probed.empty:
+            if probed.empty or not self.probe_payments:  # probes off: no probe, no case goes on
                 continue
             probed = probed[probed["tx_datetime"] > probed["tx_datetime"].max() - cooldown]
             since = probed["tx_datetime"].to_numpy(dtype="datetime64[us]").min()
@@ -217,25 +217,19 @@ class TerminalChecks:
 
 
 def flagged_history(spark: SparkSession, scores_path: str, labels_path: str,
-                    hours: int) -> tuple[pd.DataFrame, pd.DataFrame, np.datetime64 | None]:
-    """What `TerminalChecks.resume` takes, from the tables a restart finds: the payments flagged in `scores` in the
-    `hours` before its newest transaction, the last label of each probed one in `labels`, and that newest time
-    (None without a scored transaction)."""
+                    since: dt.datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What `TerminalChecks.resume` takes, from the tables a restart finds: the payments flagged in `scores` after
+    `since` (its newest transaction less `history_hours`), and the last label of each probed one in `labels`."""
     columns = ["transaction_id", "terminal_id", "tx_datetime", "alert_reason"]
-    none = pd.DataFrame(columns=columns), pd.DataFrame(columns=["transaction_id", "tx_fraud"])
+    verdicts = pd.DataFrame(columns=["transaction_id", "tx_fraud"])
     if not table_exists(spark, scores_path):
-        return *none, None
+        return pd.DataFrame(columns=columns), verdicts
     scores = spark.read.format("delta").load(scores_path)
-    newest = scores.select(F.max("tx_datetime")).collect()[0][0]
-    if newest is None:
-        return *none, None
-    since = newest - dt.timedelta(hours=hours)
     flagged: pd.DataFrame = (scores.where(F.col("tx_date") >= F.lit(since.date())).where(F.col("tx_datetime") > F.lit(since))
                              .where(F.col("alert_reason").isNotNull()).select(*columns).toPandas())
     probed = flagged.loc[flagged["alert_reason"] == PROBE, ["transaction_id"]]
-    verdicts = none[1]
     if not probed.empty and table_exists(spark, labels_path):
         ids = F.broadcast(spark.createDataFrame(probed.astype("int64")))
         verdicts = (last_labels(spark.read.format("delta").load(labels_path).join(ids, "transaction_id"))
                     .select("transaction_id", "tx_fraud").toPandas())
-    return flagged, verdicts, np.datetime64(newest, "us")
+    return flagged, verdicts
