@@ -10,7 +10,7 @@ import pytest
 
 from jobs.core.config import load_config
 from jobs.core.errors import ConfigError
-from jobs.stream.alert_budget import AlertBudget, BlockedCards, confirmed_cards
+from jobs.stream.alert_budget import AlertBudget, BlockedCards, confirmed_cards, newest_scored
 from models.threshold import budget_threshold
 
 
@@ -135,6 +135,31 @@ def test_a_restart_takes_the_cards_of_the_frauds_confirmed_in_blocked_card_days_
     assert confirmed_cards(spark, cfg.table_path("labels"), days=2) == [7]
     assert sorted(confirmed_cards(spark, cfg.table_path("labels"), days=4)) == [7, 8]
     assert confirmed_cards(spark, cfg.table_path("scores"), days=2) == []  # no table there yet
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_restart_fills_the_window_from_scores_and_labels_whether_the_budget_moves_the_threshold_or_not(
+        spark, make_cfg, enabled):
+    cfg = make_cfg()
+    noon = dt.datetime(2026, 12, 1, 12)
+    scores = batch(1, noon - dt.timedelta(hours=30), [0.1], threshold=0.5)  # older than the 24 h window
+    scores = pd.concat([scores, batch(2, noon, [0.1 * i for i in range(1, 10)], threshold=0.75)], ignore_index=True)
+    scores = scores.assign(customer_id=scores["transaction_id"] + 100, model_version="1",
+                           alert_reason=np.where(scores["decision"], "score", None),
+                           tx_date=scores["tx_datetime"].dt.date)
+    spark.createDataFrame(scores).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
+    labels = pd.DataFrame({"transaction_id": [10, 9], "tx_fraud": [1, 0], "customer_id": [109, 108],
+                           "batch_id": [1, 1], "offset": [0, 1], "labelled_at": noon})
+    spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
+    budget = AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24), min_transactions=1)
+    newest = newest_scored(spark, cfg.table_path("scores"))
+    assert budget.fill(spark, cfg.table_path("scores"), cfg.table_path("labels"), [], newest) == 9
+    # 8 legitimate (10 is a confirmed fraud), 1 of them flagged (0.8): 1/8 spent; a quarter of them, 2, for a part
+    # of the budget none of whose reviews were spent yet
+    assert budget.spent() == pytest.approx(1 / 8) and budget.room("terminal_explore", 0.25) == 2
+    assert budget.threshold(0.75) == pytest.approx(0.7 if enabled else 0.75)  # 2 of the 8 legitimate at 0.25
+    assert AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24), min_transactions=1).fill(
+        spark, cfg.table_path("scores"), cfg.table_path("labels"), [], None) == 0  # nothing scored yet
 
 
 def test_a_new_model_gets_a_threshold_from_its_own_scores():

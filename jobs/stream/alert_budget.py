@@ -260,8 +260,9 @@ class AlertBudget:
              newest: dt.datetime | None) -> int:
         """Fill the window from `scores` (the `window` of event time up to `newest`, its newest transaction:
         `newest_scored`) and the last label of each of its transactions in `labels`, as a restart finds them,
-        with `blocked` (confirmed_cards) blocked from its newest transaction on; return the transactions it holds."""
-        if not self.enabled or newest is None:
+        with `blocked` (confirmed_cards) blocked from its newest transaction on; return the transactions it holds.
+        A budget that is off fills it too: it still says what is spent, and exploration's share is counted in it."""
+        if newest is None:
             return 0
         scores = spark.read.format("delta").load(scores_path)
         since = newest - self.window

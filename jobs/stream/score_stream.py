@@ -538,23 +538,22 @@ class BatchWriter:
     def resume(self) -> None:
         """The alert budget's window, the terminal checks and the cards with a confirmed fraud from the tables,
         as a restart finds them."""
-        if self.budget.enabled or self.checks.enabled:
-            cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days)
-            newest = newest_scored(self.spark, self.scores_path)
-            if self.checks.enabled and newest is not None:
-                since = newest - dt.timedelta(hours=self.checks.history_hours())
-                self.checks.resume(*flagged_history(self.spark, self.scores_path, self.labels_path, since),
-                                   np.datetime64(newest, "us"))
-                probing = set(self.checks.probes) | set(self.checks.probe_ids.values())
-                print(f"stream: the terminal checks take up {len(probing)} probe(s) and {len(self.checks.cases)} "
-                      f"case(s) from the last {self.checks.history_hours()} h of `scores` (stream.terminal_checks)",
-                      flush=True)
-            self.checks.remember(cards)
-            if self.budget.enabled:
-                self.budget.fill(self.spark, self.scores_path, self.labels_path, cards, newest)
-                print(f"stream: the alert budget flags at most {self.budget.fpr:.2%} of the last "
-                      f"{self.budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
-                      f"{self.budget.describe()}", flush=True)
+        cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days)
+        newest = newest_scored(self.spark, self.scores_path)
+        if self.checks.enabled and newest is not None:
+            since = newest - dt.timedelta(hours=self.checks.history_hours())
+            self.checks.resume(*flagged_history(self.spark, self.scores_path, self.labels_path, since),
+                               np.datetime64(newest, "us"))
+            probing = set(self.checks.probes) | set(self.checks.probe_ids.values())
+            print(f"stream: the terminal checks take up {len(probing)} probe(s) and {len(self.checks.cases)} "
+                  f"case(s) from the last {self.checks.history_hours()} h of `scores` (stream.terminal_checks)",
+                  flush=True)
+        self.checks.remember(cards)
+        self.budget.fill(self.spark, self.scores_path, self.labels_path, cards, newest)  # off, it still counts
+        if self.budget.enabled:
+            print(f"stream: the alert budget flags at most {self.budget.fpr:.2%} of the last "
+                  f"{self.budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
+                  f"{self.budget.describe()}", flush=True)
         self.metrics.observe_budget(self.budget, self.holder.threshold)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
