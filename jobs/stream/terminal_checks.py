@@ -8,8 +8,8 @@ the terminal is **probed**: its next `probe_payments` payments are sent to the f
 whatever their score (0: no probe, and so no case). If a probed payment is confirmed as fraud, a **case**
 opens: every payment at the terminal for the next `case_hours` of event time is sent for review. A
 terminal probed or under a case is not probed again until `cooldown_hours` after its probe began. And the
-fraud team **explores**: a terminal
-none of whose payments was reviewed for `explore_hours` has its next payment sent for review, so that a
+fraud team **explores**: a terminal none of whose payments was reviewed for `explore_hours` has its next
+payment sent for review, so that a
 compromise whose frauds nobody flagged is found within about that time (null: no exploration), as long as
 the exploration reviews of the alert budget's window stay within `explore_share` of its legitimate
 transactions (the terminals longest without a review first). The terminals' clocks start spread over that
