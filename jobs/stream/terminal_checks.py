@@ -4,13 +4,12 @@ driver between micro-batches: the bank's common-point-of-purchase analysis, as a
 A compromised terminal makes every payment at it fraudulent, and nothing in those payments differs from
 genuine ones: only a review finds it (FRAUD-OPS.md). When a label confirms a fraud at a terminal, and it
 is the first fraud confirmed of its card (a card's later frauds are those of the card, at any terminal),
-the terminal is **probed**: its next `probe_payments` payments are sent to the fraud team for review,
-whatever their score (0: no probe, and so no case). If a probed payment is confirmed as fraud, a **case**
-opens: every payment at the terminal for the next `case_hours` of event time is sent for review. A
-terminal probed or under a case is not probed again until `cooldown_hours` after its probe began. And the
-fraud team **explores**: a terminal none of whose payments was reviewed for `explore_hours` has its next
-payment sent for review, so that a
-compromise whose frauds nobody flagged is found within about that time (null: no exploration), as long as
+the terminal is **probed**: its next `probe_payments` payments are sent to the fraud team for review, whatever
+their score (0: no probe, and so no case). If a probed payment is confirmed as fraud, a **case** opens: every
+payment at the terminal for the next `case_hours` of event time is sent for review. A terminal probed or under
+a case is not probed again until `cooldown_hours` after its probe began. And the fraud team **explores**: a
+terminal none of whose payments was reviewed for `explore_hours` has its next payment sent for review, so that
+a compromise whose frauds nobody flagged is found within about that time (null: no exploration), as long as
 the exploration reviews of the alert budget's window stay within `explore_share` of its legitimate
 transactions (the terminals longest without a review first). The terminals' clocks start spread over that
 time, so that they do not come due together. A payment sent for review is flagged like
