@@ -11,6 +11,7 @@ import pytest
 from jobs.core.config import load_config
 from jobs.core.errors import ConfigError
 from jobs.stream.alert_budget import AlertBudget, BlockedCards, confirmed_cards, newest_scored
+from models.metrics import MAX_FPR
 from models.threshold import budget_threshold
 
 
@@ -34,30 +35,86 @@ def batch(first_id: int, hour: dt.datetime, scores: list[float], threshold: floa
                          "score": scores, "decision": [s >= threshold for s in scores]})
 
 
-def test_the_threshold_follows_the_window_and_the_confirmed_frauds():
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), min_transactions=10)
+def test_a_micro_batch_is_flagged_at_the_threshold_the_window_and_its_own_scores_give():
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24))
     noon = dt.datetime(2026, 12, 1, 12)
-    budget.observe(batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5], threshold=0.5))
-    assert budget.threshold(0.5) == 0.5, "5 transactions, fewer than min_transactions: the model's threshold"
-    budget.observe(batch(6, noon + dt.timedelta(hours=1), [0.15, 0.25, 0.35, 0.6, 0.9], threshold=0.5))
-    # 10 legitimate, 2 may be flagged: 0.9 and 0.6
-    assert budget.threshold(0.5) == 0.6
-    assert budget.spent() == pytest.approx(3 / 10)  # 0.5, 0.6 and 0.9 were flagged when scored, at 0.5
-    # 0.9 confirmed as fraud: 9 legitimate, 1 may be flagged (0.6); the budget spent falls to 2 of 9
+    first = batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], threshold=1)
+    assert budget.threshold(0.5) == 0.5, "nothing scored yet: the model's threshold, for the metrics"
+    # the first micro-batch is its own evidence: 10 legitimate, 2 may be flagged (0.9 and 0.95), not the 6 of
+    # the model's threshold
+    assert budget.threshold(0.5, first) == 0.9
+    budget.observe(first.assign(decision=first["score"] >= 0.9))
+    assert budget.threshold(0.5) == 0.9, "without a micro-batch: the last one's threshold"
+    second = batch(11, noon + dt.timedelta(hours=1), [0.15, 0.25, 0.35, 0.6, 0.97], threshold=1)
+    # the window now holds more legitimate transactions (10) than the micro-batch (5): it decides alone, 2 of 10
+    assert budget.threshold(0.5, second) == 0.9
+    # a micro-batch larger than the window counts with it: 2 of the 10 + 15 (0.95 and 0.9, then 0.9 tied: none)
+    assert budget.threshold(0.5, batch(11, noon + dt.timedelta(hours=1), [0.9] * 15, threshold=1)) > 0.9
+    budget.observe(second.assign(decision=second["score"] >= 0.9))
+    assert budget.spent() == pytest.approx(3 / 15)
+    # 0.95 confirmed as fraud: no longer legitimate; 14 legitimate in the window, 2 may be flagged: 0.97, 0.9
     budget.label(pd.DataFrame({"transaction_id": [10], "tx_fraud": [1]}))
-    assert budget.threshold(0.5) == 0.6 and budget.spent() == pytest.approx(2 / 9)
+    assert budget.spent() == pytest.approx(2 / 14)
+    assert budget.threshold(0.5, batch(16, noon + dt.timedelta(hours=2), [0.5], threshold=1)) == 0.9
     # a correction back to genuine counts it again; a label of a transaction outside the window changes nothing
     budget.label(pd.DataFrame({"transaction_id": [10, 999], "tx_fraud": [0, 1]}))
-    assert budget.frauds == set() and budget.spent() == pytest.approx(3 / 10)
-    # a day later the first hours leave the window: 5 + 2 transactions left, under min_transactions, so the
-    # threshold stays where the budget last set it
-    budget.observe(batch(11, noon + dt.timedelta(hours=24, minutes=30), [0.05, 0.05], threshold=0.6))
-    assert list(budget.ids) == [6, 7, 8, 9, 10, 11, 12]
-    assert budget.threshold(0.5) == 0.6
+    assert budget.frauds == set() and budget.spent() == pytest.approx(3 / 15)
+    # a day later the first hours have left the window: the second micro-batch's 5 and these 5 remain
+    late = batch(16, noon + dt.timedelta(hours=24, minutes=30), [0.05, 0.05, 0.05, 0.05, 0.05], threshold=1)
+    budget.observe(late.assign(decision=False))
+    assert list(budget.ids) == [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+    assert budget.threshold(0.5, batch(21, noon + dt.timedelta(hours=25), [0.05], threshold=1)) == 0.6  # 2 of 10: 0.97 and 0.6
+
+
+def test_a_few_payments_flag_at_most_the_whole_part_of_the_budget_never_more():
+    budget = AlertBudget(enabled=True, fpr=0.045, window=dt.timedelta(hours=24))
+    few = batch(1, dt.datetime(2026, 12, 1), [0.2, 0.5, 0.99], threshold=1)
+    assert budget.threshold(0.1, few) > 0.99  # 4.5% of 3 is less than one payment: none is flagged
+
+
+def stream_through(budget: AlertBudget, scores: np.ndarray, per_batch: int, seconds_apart: float) -> pd.DataFrame:
+    """Score `scores` as a stream would, `per_batch` payments a micro-batch, `seconds_apart` of event time between
+    payments: each micro-batch flagged at the budget's threshold, then observed. Returns every payment's time,
+    score and decision."""
+    start = dt.datetime(2026, 12, 1)
+    times = pd.to_datetime(start) + pd.to_timedelta(np.arange(len(scores)) * seconds_apart, unit="s")
+    out = pd.DataFrame({"transaction_id": np.arange(len(scores), dtype=np.int64), "tx_datetime": times,
+                        "score": scores, "model_version": "1"})
+    decisions = []
+    for first in range(0, len(out), per_batch):
+        rows = out.iloc[first:first + per_batch]
+        threshold = budget.threshold(0.5, rows)
+        decided = rows.assign(decision=rows["score"] >= threshold)
+        budget.observe(decided)
+        decisions.append(decided["decision"])
+    return out.assign(decision=pd.concat(decisions))
+
+
+@pytest.mark.parametrize("per_day, per_batch, hours", [(3_800, 1, 48), (400 * 86_400, 800, 0.25)],
+                         ids=["3800-a-day-one-payment-a-micro-batch", "400-a-second-800-a-micro-batch"])
+def test_the_budget_holds_from_the_first_hour_at_any_traffic(per_day, per_batch, hours):
+    """Legitimate payments whose scores the model's own threshold (0.5) flags at 8.7%, as on the demo's live
+    days: the budget of 4.5% holds from the first hour, at a branch's traffic as at the bank's."""
+    rng = np.random.default_rng(7)
+    n = int(per_day * hours / 24)
+    scores = rng.beta(1, 9, n)
+    model_threshold = 0.5
+    assert (scores >= np.quantile(scores, 1 - 0.087)).mean() == pytest.approx(0.087, abs=0.001)
+    scores = scores * model_threshold / np.quantile(scores, 1 - 0.087)  # the model's threshold flags 8.7%
+    budget = AlertBudget(enabled=True, fpr=0.045, window=dt.timedelta(hours=24))
+    decided = stream_through(budget, scores, per_batch, 86_400 / per_day)
+    # every hour from the first (a quarter of an hour at 400 a second: 360,000 payments), and so overall
+    step = "1h" if hours > 1 else "5min"
+    shares = decided.set_index("tx_datetime")["decision"].resample(step).mean()
+    assert decided["decision"].sum() > 0, "the budget flags, it does not only stay silent"
+    assert shares.max() <= 0.045 + 3 * np.sqrt(0.045 * 0.955 / decided.set_index("tx_datetime")["decision"]
+                                                 .resample(step).count().min()), shares.to_dict()
+    # overall within sampling noise of the budget (the threshold moves between micro-batches), and the bank's 5%
+    assert decided["decision"].mean() <= min(0.045 + 3 * np.sqrt(0.045 * 0.955 / n), MAX_FPR)
 
 
 def test_a_budget_that_is_off_keeps_the_model_threshold():
-    budget = AlertBudget(enabled=False, fpr=0.2, window=dt.timedelta(hours=1), min_transactions=1)
+    budget = AlertBudget(enabled=False, fpr=0.2, window=dt.timedelta(hours=1))
     budget.observe(batch(1, dt.datetime(2026, 12, 1), [0.1, 0.2, 0.3], threshold=0.5))
     assert budget.threshold(0.5) == 0.5 and budget.current is None
 
@@ -66,7 +123,6 @@ def test_a_budget_that_is_off_keeps_the_model_threshold():
     ("stream.alert_budget.fpr", 0.2, r"stream.alert_budget.fpr: expected a share above 0 and at most the bank's 0.05, found 0.2"),
     ("stream.alert_budget.fpr", 0, r"stream.alert_budget.fpr: .* found 0"),
     ("stream.alert_budget.window_hours", 0, r"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, found 0"),
-    ("stream.alert_budget.min_transactions", "many", r"stream.alert_budget.min_transactions: .* found 'many'"),
     ("stream.alert_budget.enabled", "yes", r"stream.alert_budget.enabled: expected true or false, found 'yes'"),
     ("stream.alert_budget.pending_at_precision", 1, r"stream.alert_budget.pending_at_precision: expected true or false, found 1"),
     ("stream.blocked_card_days", 0, r"stream.blocked_card_days: expected a whole number of days of 1 or more, found 0"),
@@ -82,7 +138,7 @@ def test_the_default_budget_is_on_within_the_bank_s_five_percent():
 
 
 def test_a_card_s_payments_after_a_confirmed_fraud_leave_the_budget():
-    budget = AlertBudget(enabled=True, fpr=0.25, window=dt.timedelta(hours=24), min_transactions=4)
+    budget = AlertBudget(enabled=True, fpr=0.25, window=dt.timedelta(hours=24))
     noon = dt.datetime(2026, 12, 1, 12)
     first = batch(1, noon, [0.1, 0.2, 0.3, 0.4], threshold=0.9).assign(customer_id=[7, 8, 9, 10])
     budget.observe(first)
@@ -94,7 +150,9 @@ def test_a_card_s_payments_after_a_confirmed_fraud_leave_the_budget():
     budget.observe(later)
     assert list(budget.legitimate()) == [True, True, True, False, False, False, True]
     assert budget.spent() == pytest.approx(0.0)  # of 4 legitimate, none flagged
-    assert budget.threshold(0.9) == 0.5  # 1 of the 4 (0.1, 0.2, 0.3, 0.5) may be flagged
+    # the next micro-batch: card 10's payment is no evidence either; 1 of the 4 (0.1, 0.2, 0.3, 0.5) may be flagged
+    following = batch(8, noon + dt.timedelta(hours=2), [0.99], threshold=1).assign(customer_id=[10])
+    assert budget.threshold(0.9, following) == 0.5
 
 
 def test_a_blocked_card_is_forgotten_blocked_card_days_after_its_block():
@@ -112,7 +170,7 @@ def test_a_blocked_card_is_forgotten_blocked_card_days_after_its_block():
     assert len(cards) == 0
 
     # in the budget: the card's payments after that time count as legitimate again
-    budget = AlertBudget(enabled=True, fpr=0.25, window=dt.timedelta(hours=24), min_transactions=1,
+    budget = AlertBudget(enabled=True, fpr=0.25, window=dt.timedelta(hours=24),
                          blocked=BlockedCards(days=1))
     noon = dt.datetime(2026, 12, 1, 12)
     budget.observe(batch(1, noon, [0.1, 0.2], threshold=0.9).assign(customer_id=[10, 11]))
@@ -151,29 +209,37 @@ def test_a_restart_fills_the_window_from_scores_and_labels_whether_the_budget_mo
     labels = pd.DataFrame({"transaction_id": [10, 9], "tx_fraud": [1, 0], "customer_id": [109, 108],
                            "batch_id": [1, 1], "offset": [0, 1], "labelled_at": noon})
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
-    budget = AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24), min_transactions=1)
+    budget = AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24))
     newest = newest_scored(spark, cfg.table_path("scores"))
     assert budget.fill(spark, cfg.table_path("scores"), cfg.table_path("labels"), [], newest) == 9
     # 8 legitimate (10 is a confirmed fraud), 1 of them flagged (0.8): 1/8 spent; a quarter of them, 2, for a part
     # of the budget none of whose reviews were spent yet
     assert budget.spent() == pytest.approx(1 / 8) and budget.room("terminal_explore", 0.25) == 2
-    assert budget.threshold(0.75) == pytest.approx(0.7 if enabled else 0.75)  # 2 of the 8 legitimate at 0.25
-    assert AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24), min_transactions=1).fill(
+    # the next micro-batch, one payment at 0.05: 2 of the 9 legitimate at 0.25
+    following = batch(11, noon + dt.timedelta(minutes=30), [0.05], threshold=1).assign(model_version="1")
+    assert budget.threshold(0.75, following) == pytest.approx(0.7 if enabled else 0.75)
+    assert AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24)).fill(
         spark, cfg.table_path("scores"), cfg.table_path("labels"), [], None) == 0  # nothing scored yet
 
 
 def test_a_new_model_gets_a_threshold_from_its_own_scores():
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), min_transactions=5)
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24))
     noon = dt.datetime(2026, 12, 1, 12)
-    budget.observe(batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5], threshold=0.5).assign(model_version="1"))
-    assert budget.threshold(0.5) == 0.5  # 5 legitimate of model 1: one may be flagged
-    # the retrained model scores on another scale: until it has scored min_transactions, its own threshold
-    second = batch(6, noon + dt.timedelta(hours=1), [0.01, 0.02, 0.03], threshold=0.04).assign(model_version="2")
-    budget.observe(second)
-    assert budget.threshold(0.04) == 0.04
-    assert budget.spent() == pytest.approx(1 / 8)  # the share spent counts every decision of the window
-    budget.observe(batch(9, noon + dt.timedelta(hours=2), [0.04, 0.05], threshold=0.04).assign(model_version="2"))
-    assert budget.threshold(0.04) == 0.05  # from model 2's five scores alone
+    first = batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5], threshold=0.5).assign(model_version="1")
+    assert budget.threshold(0.5, first) == 0.5  # 5 legitimate of model 1: one may be flagged
+    budget.observe(first)
+    # the retrained model scores on another scale: its threshold comes from its own scores alone, not from
+    # model 1's (which would flag none of these)
+    second = batch(6, noon + dt.timedelta(hours=1), [0.01, 0.02, 0.03, 0.04, 0.05], threshold=1).assign(model_version="2")
+    assert budget.threshold(0.04, second) == 0.05
+    budget.observe(second.assign(decision=second["score"] >= 0.05))
+    assert budget.spent() == pytest.approx(2 / 10)  # the share spent counts every decision of the window
+    third = batch(11, noon + dt.timedelta(hours=2), [0.045] * 5, threshold=1).assign(model_version="2")
+    # model 2's five scores in the window, as many as the micro-batch: they decide alone, one may be flagged
+    assert budget.threshold(0.04, third) == 0.05
+    # a larger micro-batch counts with them: two of ten; 0.05, and not one of the six tied at 0.045 (the budget is
+    # never exceeded)
+    assert budget.threshold(0.04, pd.concat([third, third.iloc[:1]])) == np.nextafter(0.045, 1)
 
 
 def test_the_weighted_budget_threshold_counts_each_transaction_at_its_weight():
@@ -192,7 +258,7 @@ def test_alerts_awaiting_review_count_at_the_share_of_reviewed_alerts_found_genu
     scores = [0.01 * i for i in range(1, 17)] + [0.9, 0.91, 0.92, 0.93]  # 20 transactions, the top 4 flagged
 
     def budget(pending_at_precision: bool) -> AlertBudget:
-        made = AlertBudget(enabled=True, fpr=0.15, window=dt.timedelta(hours=24), min_transactions=10,
+        made = AlertBudget(enabled=True, fpr=0.15, window=dt.timedelta(hours=24),
                            pending_at_precision=pending_at_precision)
         made.observe(batch(1, noon, scores, threshold=0.9))
         # the first two alerts are reviewed: one fraud, one genuine (precision 1/2); the last two wait
@@ -204,10 +270,14 @@ def test_alerts_awaiting_review_count_at_the_share_of_reviewed_alerts_found_genu
     assert full.spent() == pytest.approx(3 / 19) and full.weights(full.legitimate()) is None
     # at the precision: each waiting alert is half legitimate: (1 + 0.5 + 0.5) / (17 + 0.5 + 0.5)
     assert weighted.spent() == pytest.approx(2 / 18)
-    # the budget of 15%: in full 2.85 of 19 may be flagged: 0.93 and 0.92; weighted 2.7 of 18, and the waiting
-    # ones weigh half: 0.93, 0.92 and 0.91 (2 in weight) fit, one more would make 3
-    assert full.threshold(0.5) == 0.92
-    assert weighted.threshold(0.5) == 0.91
+    # with the next micro-batch (one payment at 0.0) and a budget of 12%: in full 2.4 of 20 may be flagged: 0.93
+    # and 0.92; weighted 2.28 of 19, and the waiting ones weigh half: 0.93, 0.92 and 0.91 (2 in weight) fit, one
+    # more would make 3
+    for made in (full, weighted):
+        made.fpr = 0.12
+    following = batch(21, noon + dt.timedelta(hours=1), [0.0], threshold=1)
+    assert full.threshold(0.5, following) == 0.92
+    assert weighted.threshold(0.5, following) == 0.91
     # a budget that is told every review counts in full again
     weighted.label(pd.DataFrame({"transaction_id": [19, 20], "tx_fraud": [0, 0]}))
     assert weighted.spent() == pytest.approx(3 / 19)

@@ -177,6 +177,15 @@ def test_the_book_forgets_what_is_older_than_its_window(make_cfg):
     assert not book.alerts and not book.decisions
 
 
+def test_an_alert_is_open_at_once_and_its_explanation_replaces_it_when_it_arrives(make_cfg):
+    book = AlertBook(make_cfg(), hours=1, now=lambda: 1_000_000.0)
+    first = json.loads(alert_message(5, 40))
+    book._take(book.topics["alerts"], json.dumps({**first, "top_features": []}).encode(), 999_990.0)
+    assert [a["top_features"] for a in book.open_alerts()] == [[]]
+    book._take(book.topics["alerts"], alert_message(5, 40), 999_991.0)  # the same alert, explained
+    assert book.open_alerts() == [first]
+
+
 @pytest.mark.integration
 def test_the_book_decides_a_terminal_case_at_once_and_a_decision_only_once(broker, stream_cfg, topic_names):
     cfg = stream_cfg()

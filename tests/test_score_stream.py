@@ -70,8 +70,6 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
                    mlflow__artifact_location=str(tmp_path / "artifacts"),
                    # the stream replays the history the model was trained on: no state from it
                    stream__seed_from_history=False,
-                   # the alert budget sets the threshold once a day of event time holds 200 transactions
-                   stream__alert_budget__min_transactions=200,
                    # exploration: a terminal without a review for 48 h gets one (8 h by default: these terminals
                    # make a few payments a day)
                    stream__terminal_checks__explore_hours=48)
@@ -128,16 +126,23 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert reasons["terminal_explore"] <= 0.01 * len(ids)
     topic = consume_all(broker.bootstrap_servers, topic_names["alerts"])
     assert {m["transaction_id"] for m in topic} == flagged
-    assert {m["alert_id"] for m in topic} == {r.alert_id for r in alerts.collect()}
-    assert all(len(m["top_features"]) == 3 for m in topic)
-    # one `alerted_at` per alert, the same in the table and the topic
-    in_table = {r.alert_id: json.loads(r.at)["alerted_at"]
-                for r in alerts.select("alert_id", F.to_json(F.struct("alerted_at")).alias("at")).collect()}
-    assert {m["alert_id"]: m["alerted_at"] for m in topic} == in_table
+    # each alert twice, in this order: at once, then with its explanation, otherwise the same message; the
+    # second is the `alerts` table's row as Spark writes it in JSON
+    by_alert: dict[str, list[dict]] = {}
+    for message in topic:
+        by_alert.setdefault(message["alert_id"], []).append(message)
+    in_table = {r.alert_id: json.loads(r.row) for r in alerts.select(
+        "alert_id", F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("row")).collect()}
+    assert set(by_alert) == set(in_table)
+    for alert_id, (first, explained) in by_alert.items():
+        assert first["top_features"] == [] and len(explained["top_features"]) == 3, alert_id
+        assert {**first, "top_features": explained["top_features"]} == explained
+        assert explained == in_table[alert_id], alert_id
+    assert all(len(m) == 2 for m in by_alert.values())
 
-    # each micro-batch scores with the threshold that flags at most stream.alert_budget.fpr of the transactions
-    # scored before it within a day of event time (no label says any was a fraud), less the share sent for
-    # review by terminal checks
+    # each micro-batch is flagged at the threshold that flags at most stream.alert_budget.fpr of the transactions
+    # scored before it within a day of event time (no label says any was a fraud), with its own while those are
+    # fewer, less the share sent for review by terminal checks: from the first micro-batch on
     budget = AlertBudget.from_config(cfg)
     versions = sorted(r.version for r in spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path('scores')}`")
                       .where("operation = 'WRITE'").collect())
@@ -149,15 +154,14 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
         batch_rows = rows[~rows["transaction_id"].isin(seen["transaction_id"])]
         assert batch_rows["threshold"].nunique() == 1
         window = seen[seen["tx_datetime"] > seen["tx_datetime"].max() - budget.window] if len(seen) else seen
-        if len(window) >= budget.min_transactions:
-            expected = budget_threshold(window["score"].to_numpy(), np.ones(len(window), dtype=bool),
-                                        share_for_the_score(window, budget.fpr))
-        else:  # the model's threshold until the window first holds enough; then the budget's last
-            expected = thresholds[-1] if thresholds else summary["threshold"]
+        # the micro-batch's own scores count while the window holds fewer transactions than it (the first ones)
+        own = batch_rows["score"].to_numpy(dtype=float) if len(window) < len(batch_rows) else np.zeros(0)
+        evidence = np.concatenate([window["score"].to_numpy(dtype=float), own])
+        expected = budget_threshold(evidence, np.ones(len(evidence), dtype=bool), share_for_the_score(window, budget.fpr))
         assert batch_rows["threshold"].iloc[0] == pytest.approx(expected), version
         thresholds.append(batch_rows["threshold"].iloc[0])
         seen = rows
-    assert thresholds[0] == pytest.approx(summary["threshold"]) and len(set(thresholds)) >= 2, thresholds
+    assert len(set(thresholds)) >= 2 and summary["threshold"] not in thresholds, thresholds
 
     import urllib.request
 
@@ -172,8 +176,7 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert 'fraud_model_info{alias="champion",threshold=' in text and 'version="1"' in text
     assert any(k.startswith("fraud_state_rows{") for k in values)
     window = seen[seen["tx_datetime"] > seen["tx_datetime"].max() - budget.window]
-    assert values["fraud_alert_threshold"] == pytest.approx(
-        budget_threshold(window["score"].to_numpy(), np.ones(len(window), dtype=bool), share_for_the_score(window, budget.fpr)))
+    assert values["fraud_alert_threshold"] == pytest.approx(thresholds[-1])  # the last micro-batch's
     assert values['fraud_reviews_requested_total{reason="terminal_explore"}'] == reasons["terminal_explore"]
     assert values['fraud_reviews_requested_total{reason="score"}'] == reasons["score"]
     assert values["fraud_alert_budget_window_transactions"] == len(window)
@@ -197,7 +200,7 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
 
 def share_for_the_score(window: pd.DataFrame, fpr: float) -> float:
     """The alert budget's share left to the score: `fpr` less the share flagged by terminal checks, at least half."""
-    others = float((window["decision"].astype(bool) & (window["alert_reason"] != "score")).mean())
+    others = float((window["decision"].astype(bool) & (window["alert_reason"] != "score")).mean()) if len(window) else 0.0
     return max(fpr - others, fpr / 2)
 
 

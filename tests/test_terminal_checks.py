@@ -76,14 +76,16 @@ def test_checks_that_are_off_ask_for_no_review():
 
 
 def test_reviews_for_a_terminal_check_leave_the_score_the_rest_of_the_budget():
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), min_transactions=10)
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24))
     frame = scored([(i, 1, i, None) for i in range(10)]).assign(score=[i / 10 for i in range(10)])
     frame["decision"] = frame["score"] >= 0.8
     frame.loc[frame["score"] >= 0.8, "alert_reason"] = "score"
     frame.loc[0, ["decision", "alert_reason"]] = [True, PROBE]  # a probe of the lowest score
     budget.observe(frame)
-    # 10 legitimate, 1 flagged by a probe (10%): the score gets the other 10%, 1 transaction (0.9)
-    assert budget.threshold(0.5) == 0.9 and budget.spent() == pytest.approx(3 / 10)
+    # 10 legitimate, 1 flagged by a probe (10%): the score gets the other 10%; with a micro-batch of one more,
+    # 1 transaction of 11 (0.9)
+    assert budget.threshold(0.5, scored([(10, 1, 10, None)]).assign(score=0.0)) == 0.9
+    assert budget.spent() == pytest.approx(3 / 10)
 
 
 def test_checks_without_probe_payments_probe_nothing_and_still_explore():
@@ -147,7 +149,7 @@ def test_exploration_stays_within_its_share_of_the_budget_the_longest_unreviewed
     assert checks.pick(candidates, explorations=0) == {5}  # a case is not exploration: never held back
 
     # the room the budget's window leaves: 20% of 10 legitimate transactions, one of which explored already
-    budget = AlertBudget(enabled=True, fpr=0.045, window=dt.timedelta(hours=24), min_transactions=1)
+    budget = AlertBudget(enabled=True, fpr=0.045, window=dt.timedelta(hours=24))
     frame = scored([(i, 7, i, None) for i in range(1, 12)]).assign(score=0.1, decision=False)
     frame.loc[0, ["decision", "alert_reason"]] = [True, EXPLORE]
     frame.loc[1, ["decision", "alert_reason"]] = [True, "score"]

@@ -58,13 +58,20 @@ class AlertBook:
         self.error: str | None = None                 # the reader's last failure, shown on the page
         self.finish = threading.Event()
         self.producer: Any = None
+        self.stopping: list[Callable[[], None]] = []
         self.thread = threading.Thread(target=self._run, name="desk-topics", daemon=True)
 
     def start(self) -> AlertBook:
         self.thread.start()
         return self
 
+    def on_stop(self, action: Callable[[], None]) -> None:
+        """Run `action` when the book stops (what the desk started beside it)."""
+        self.stopping.append(action)
+
     def stop(self) -> None:
+        for action in self.stopping:
+            action()
         self.finish.set()
         self.thread.join(10)
         with self.lock:

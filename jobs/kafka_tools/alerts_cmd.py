@@ -15,14 +15,16 @@ from jobs.core.kafka_clients import KafkaConnection, connection, logged_in
 
 
 def format_alert(alert: dict[str, Any]) -> str:
-    """One alert as one readable line: why it was raised (its score, or a check of its terminal), and the
-    features that pushed its score up most."""
+    """One alert message as one readable line: why it was raised (its score, or a check of its terminal), and
+    the features that pushed its score up most. The stream sends each alert twice: at once, then with its
+    explanation (`top_features`) once computed; the first says the explanation follows."""
     reason = alert.get("alert_reason") or "score"
     why = (f"score {alert['score']:.3f} >= {alert['threshold']:.3f}" if reason == "score"
            else f"review asked by a {reason.replace('_', ' ')} (score {alert['score']:.3f})")
     return (f"ALERT {alert['alert_id'][:8]} tx {alert['transaction_id']} card {alert['customer_id']} "
             f"terminal {alert['terminal_id']} at {alert['tx_datetime']} amount {alert['tx_amount']:.2f}: "
-            f"{why} (model v{alert['model_version']}); because {', '.join(alert.get('top_features') or [])}")
+            f"{why} (model v{alert['model_version']}); "
+            + (f"because {', '.join(alert['top_features'])}" if alert.get("top_features") else "explanation follows"))
 
 
 def read_alerts(cfg: Config, from_beginning: bool, max_alerts: int | None, idle_ms: int | None = None) -> Iterator[dict[str, Any]]:

@@ -58,6 +58,7 @@ from jobs.batch import build_features, clean, train
 from jobs.core import registry
 from jobs.core.common import add_common_options, job_main
 from jobs.core.config import PROJECT_ROOT, Config, load_config, parse_override
+from jobs.core.provenance import run_stamp
 from jobs.core.errors import FraudError
 from jobs.core.kafka_clients import logged_in
 from jobs.core.lake import table_exists
@@ -174,11 +175,12 @@ def work_config(args: argparse.Namespace, work: Path) -> Config:
 
 def execute(args: argparse.Namespace) -> int:
     loop = loop_from_args(args)
+    stamp = run_stamp()  # the code the replay runs, taken before it starts
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="fraud-backtest-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the stream's own lines: stdout is the report's
-            report = run(work_config(args, work), args, loop, work)
+            report = {**run(work_config(args, work), args, loop, work), "run": stamp}
     finally:
         if not args.keep and not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -548,13 +550,14 @@ class Channels:
         return len(labels)
 
     def new_alerts(self) -> list[int]:
-        """The transaction ids of the alerts published since the last call (the topic's end now)."""
+        """The transaction ids of the alerts published since the last call (the topic's end now), each once: the
+        stream sends an alert, then the same alert with its explanation, both before its micro-batch commits."""
         end = self.consumer.end_offsets(self.parts)
         out: list[int] = []
         while any(self.consumer.position(p) < end[p] for p in self.parts):
             for records in self.consumer.poll(timeout_ms=2000).values():
                 out.extend(int(json.loads(r.value)["transaction_id"]) for r in records)
-        return out
+        return list(dict.fromkeys(out))
 
     def close(self) -> None:
         self.producer.close()

@@ -9,19 +9,21 @@ it read. Of those transactions, the ones not confirmed as fraud count as legitim
 confirmed yet counts as legitimate: the estimate errs towards flagging less). A card's payments after one
 of its frauds was confirmed count for neither: the bank blocks such a card, so its payments are not the
 legitimate traffic the budget is about (`fraud backtest` leaves them out of its figures the same way).
-After each micro-batch:
-- the threshold becomes the lowest that would have flagged at most `fpr` of them (models/threshold.py's
-  budget_threshold), less the share flagged for another reason (jobs/stream/terminal_checks.py), and at least
-  half of `fpr`; the next micro-batch scores with it;
-- the budget spent is the share of them that were flagged, at the thresholds then in force: the live
-  false-positive rate as the bank's reviews measure it.
+For each micro-batch, once its scores are known and before anything of it is flagged:
+- the threshold becomes the lowest that flags at most `fpr` of the window's legitimate transactions scored by
+  the model now in use (models/threshold.py's budget_threshold), less the share flagged for another reason
+  (jobs/stream/terminal_checks.py), and at least half of `fpr`. While the window holds fewer of them than the
+  micro-batch has transactions (at a start, after a retraining), the micro-batch's own scores count with
+  them, so the budget holds from a stream's first micro-batch, at a few payments a day as at hundreds a
+  second: with few transactions it flags fewer (the whole part of `fpr` times their number), never more.
+  Scores of two models are not on one scale: after a retraining the new model's scores alone choose its
+  threshold;
+- the budget spent is the share of the window's legitimate transactions that were flagged, at the thresholds
+  then in force: the live false-positive rate as the bank's reviews measure it.
 With `pending_at_precision`, an alert the fraud team has not reviewed yet counts as legitimate only at the
 share of the window's reviewed alerts they found genuine (about half of the alerts are frauds: counting a
 waiting one in full spends the budget on frauds), in the share spent and in the threshold's choice.
-Until the window holds `min_transactions` scored by the model now in use, that model's own threshold is
-used: scores of two models are not on one scale, so when the registry's champion changes (a retraining)
-the threshold is chosen again from the new model's scores alone, while the share spent keeps counting
-every decision. The window lives in the driver's memory; a restart fills it again from `scores` and
+The window lives in the driver's memory; a restart fills it again from `scores` and
 `labels`. The cards blocked are remembered for `stream.blocked_card_days` of event time after their block
 (a restart finds those of the frauds confirmed in that time in `labels`, blocked from then on): a stream
 that runs for months holds the cards of its last weeks, not every card it ever saw blocked. Off
@@ -87,7 +89,6 @@ class AlertBudget:
     enabled: bool
     fpr: float
     window: dt.timedelta
-    min_transactions: int
     # an alert not reviewed yet counts as legitimate only at the share of the window's reviewed alerts found
     # genuine (False: in full, as every transaction not confirmed as fraud)
     pending_at_precision: bool = False
@@ -102,13 +103,13 @@ class AlertBudget:
     blocked: BlockedCards = dataclasses.field(default_factory=BlockedCards)  # cards -> when a fraud was confirmed
     frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
     reviewed: set[int] = dataclasses.field(default_factory=set)  # labelled (fraud or genuine), among the window's ids
-    current: float | None = None  # the threshold the budget set last (None: the model's)
-    current_model: Any = None  # the model version whose scores set it
+    current: float | None = None  # the threshold of the last micro-batch (None: none scored yet)
     # what the window changed since the threshold and the share spent were computed; they are computed when
     # asked for, once a micro-batch (the sort of the window's scores is the costly part)
     stale: bool = False
     _spent: float | None = None
     _legit: np.ndarray | None = None  # legitimate() as of the last refresh
+    _others: float = 0.0  # the share of the legitimate transactions flagged for another reason than the score
 
     @classmethod
     def from_config(cls, cfg: Config) -> AlertBudget:
@@ -116,7 +117,6 @@ class AlertBudget:
         enabled = cfg.get("stream.alert_budget.enabled")
         fpr = cfg.get("stream.alert_budget.fpr")
         hours = cfg.get("stream.alert_budget.window_hours")
-        least = cfg.get("stream.alert_budget.min_transactions")
         pending = cfg.get("stream.alert_budget.pending_at_precision")
         for key, value in (("enabled", enabled), ("pending_at_precision", pending)):
             if not isinstance(value, bool):
@@ -127,16 +127,44 @@ class AlertBudget:
         if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
             raise ConfigError(f"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, "
                               f"found {hours!r}")
-        if isinstance(least, bool) or not isinstance(least, int) or least < 1:
-            raise ConfigError(f"stream.alert_budget.min_transactions: expected a whole number of 1 or more, "
-                              f"found {least!r}")
-        return cls(enabled, float(fpr), dt.timedelta(hours=hours), least, pending,
+        return cls(enabled, float(fpr), dt.timedelta(hours=hours), pending,
                    blocked=BlockedCards(blocked_card_days(cfg)))
 
-    def threshold(self, model_threshold: float) -> float:
-        """The threshold to score the next micro-batch with."""
+    def threshold(self, model_threshold: float, batch: pd.DataFrame | None = None) -> float:
+        """The threshold to flag `batch`'s scores at (`score`, `model_version`, and if known `customer_id` and
+        `tx_datetime`): the budget's, from the window and the batch together; the model's when the budget is
+        off. Without a batch, the threshold of the last micro-batch (the model's before the first)."""
         self._refresh()
-        return self.current if self.enabled and self.current is not None else model_threshold
+        if not self.enabled:
+            return model_threshold
+        if batch is None or batch.empty:
+            return self.current if self.current is not None else model_threshold
+        legit = self._legit if self._legit is not None else self.legitimate()
+        model = batch["model_version"].iloc[-1] if "model_version" in batch else ""
+        pool = legit & (self.models == model)  # the window's legitimate transactions of this model
+        # the batch's own scores, while the window holds fewer: at a start and after a retraining. Its frauds
+        # are not confirmed yet and sit among its highest scores, where they would take the budget's room:
+        # once the window, whose alerts the fraud team has reviewed, holds more, it decides alone
+        fresh = ~self._blocked(batch) if int(pool.sum()) < len(batch) else np.zeros(len(batch), dtype=bool)
+        scores = np.concatenate([self.scores[pool], batch["score"].to_numpy(dtype=float)[fresh]])
+        weight = self.weights(legit)
+        if weight is not None:
+            weight = np.concatenate([weight[pool], np.ones(int(fresh.sum()))])
+        # payments sent for review for another reason (a terminal's check) spend the budget too: the score gets
+        # the rest, and at least half of it (more checks than that overspend it, and the FraudAlertBudgetOverspent
+        # rule says so)
+        share = max(self.fpr - self._others, self.fpr / 2)
+        chosen = budget_threshold(scores, np.ones(len(scores), dtype=bool), share, weight)
+        self.current = chosen if chosen is not None else model_threshold
+        return self.current
+
+    def _blocked(self, batch: pd.DataFrame) -> np.ndarray:
+        """True for the payments of `batch` made on a card blocked before them."""
+        if not self.blocked or "customer_id" not in batch:
+            return np.zeros(len(batch), dtype=bool)
+        since = batch["customer_id"].map(self.blocked.since).to_numpy(dtype="datetime64[us]")  # NaT: not blocked
+        times = batch["tx_datetime"].to_numpy(dtype="datetime64[us]") if "tx_datetime" in batch else since
+        return times >= since
 
     def observe(self, scored: pd.DataFrame) -> None:
         """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`, and if
@@ -241,20 +269,7 @@ class AlertBudget:
             self._spent = float(self.flagged[legit].mean()) if legit.any() else None
         else:
             self._spent = float(weight[legit & self.flagged].sum() / weight[legit].sum()) if legit.any() else None
-        if not self.enabled or not len(self.ids):
-            return
-        # the newest model's scores only: another model's are on another scale
-        same_model = legit & (self.models == self.models[-1])
-        if int(same_model.sum()) >= self.min_transactions:
-            # payments sent for review for another reason (a terminal's check) spend the budget too: the score
-            # gets the rest, and at least half of it (more checks than that overspend it, and the
-            # FraudAlertBudgetOverspent rule says so)
-            others = float((self.flagged & ~self.by_score)[legit].mean())
-            self.current = budget_threshold(self.scores, same_model, max(self.fpr - others, self.fpr / 2), weight)
-            self.current_model = self.models[-1]
-        elif self.current_model != self.models[-1]:
-            self.current = None  # a new model: its own threshold until its scores fill the window
-        # else the threshold stays where the budget last set it
+        self._others = float((self.flagged & ~self.by_score)[legit].mean()) if legit.any() else 0.0
 
     def fill(self, spark: SparkSession, scores_path: str, labels_path: str, blocked: list[int],
              newest: dt.datetime | None) -> int:

@@ -159,6 +159,9 @@ LABELS_SCHEMA = StructType([
 ])
 # the columns of `labels` added after its first version
 LABEL_DECISION = StructType(LABELS_SCHEMA.fields[-2:])
+# what the driver takes of each scored transaction: an alert's fields, in the order of its message (alert_messages)
+ALERT_FIELDS = ["transaction_id", "customer_id", "terminal_id", "tx_datetime", "tx_amount", "score", "model_version",
+                "top_features", "alert_reason"]
 DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors"]
 
 
@@ -228,37 +231,50 @@ def stateful_features(rows: DataFrame, label_delay_hours: int, ttl_days: int | N
                                         bypass=["bypass_state"], label_order="kafka_timestamp")
 
 
-def _scorer(booster_bc: Any, version: str, threshold: float, reviews: dict[int, str], top: int = 3):
-    """The pandas function that scores a micro-batch's transactions: flagged (`decision`) at `threshold`, with
-    `alert_reason` "score"; a transaction at a terminal under a check (`reviews`: terminal -> reason,
-    jobs/stream/terminal_checks.py) not flagged by its score gets the check's reason as a candidate for review, which
-    the driver picks from (TerminalChecks.pick). SHAP explains both."""
+def _scorer(booster_bc: Any, version: str, reviews: dict[int, str]):
+    """The pandas function that scores a micro-batch's transactions. Nothing is flagged here: the driver
+    chooses the threshold once it has every score of the micro-batch (the alert budget's evidence). A
+    transaction at a terminal under a check (`reviews`: terminal -> reason, jobs/stream/terminal_checks.py)
+    gets the check's reason as a candidate for review, which the driver picks from (TerminalChecks.pick)."""
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from catboost import Pool
-
         booster = booster_bc.value
         for frame in frames:
             features = derive_features(frame)
             scores = booster.predict_proba(features)[:, 1] if len(frame) else np.zeros(0)
-            by_score = scores >= threshold
             checked = frame["terminal_id"].map(reviews).to_numpy(dtype=object) if reviews else np.full(len(frame), None)
-            reason = np.where(by_score, "score", checked)
-            decision = by_score
-            top_features: list[list[str]] = [[] for _ in range(len(frame))]
-            explained = pd.notna(reason)
-            if explained.any():
-                shap = booster.get_feature_importance(Pool(features[explained]), type="ShapValues")[:, :-1]
-                for row, values in zip(np.flatnonzero(explained), shap):
-                    best = np.argsort(-values)[:top]
-                    top_features[row] = [f"{FEATURE_NAMES[i]}={features.iloc[row, i]:.4g} (+{values[i]:.3f})" for i in best]
             out = frame[[f.name for f in INPUT_SCHEMA.fields]].reset_index(drop=True)
             out = pd.concat([out, features[DERIVED].reset_index(drop=True)], axis=1)
-            out["score"], out["decision"], out["threshold"] = scores, decision, threshold
-            out["model_version"], out["top_features"] = version, top_features
+            out["score"], out["decision"], out["threshold"] = scores, False, np.nan
+            out["model_version"], out["top_features"] = version, [[] for _ in range(len(frame))]
             out["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
-            out["alert_reason"] = reason
+            out["alert_reason"] = checked
             yield out
     return score
+
+
+def _explainer(booster_bc: Any, top: int = 3):
+    """The pandas function that explains the flagged transactions of a partition (`decision`): the `top`
+    features that raised its score most, by CatBoost's exact SHAP values, as "name=value (+contribution)".
+    One SHAP call a partition: each call pays a fixed cost that grows with the model, not with the rows."""
+    def explain(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from catboost import Pool
+
+        parts = list(frames)
+        if not parts:
+            return
+        frame = pd.concat(parts, ignore_index=True)
+        flagged = np.flatnonzero(frame["decision"].to_numpy(dtype=bool))
+        if len(flagged):
+            features = frame.loc[flagged, FEATURE_NAMES].reset_index(drop=True)
+            shap = booster_bc.value.get_feature_importance(Pool(features), type="ShapValues")[:, :-1]
+            explained = list(frame["top_features"])
+            for row, values in zip(flagged, shap):
+                best = np.argsort(-values)[:top]
+                explained[row] = [f"{FEATURE_NAMES[i]}={frame.at[row, FEATURE_NAMES[i]]:.4g} (+{values[i]:.3f})"
+                                  for i in best]
+            frame["top_features"] = explained
+        yield frame
+    return explain
 
 
 def alert_id(transaction_id: Column) -> Column:
@@ -273,42 +289,69 @@ def alert_id(transaction_id: Column) -> Column:
                        F.substring(digest, 21, 12))
 
 
-def publish(kafka: KafkaConnection, topic: str, messages: Sequence[tuple[str, str]], what: str) -> None:
-    """Send (key, JSON value) messages to a topic from the driver and wait until the broker has every one
-    (acks=all): the alerts, and the labels sent again with their place. Flagged transactions are a few in a
-    hundred: a producer of the driver's sends them in milliseconds, where a Spark write to Kafka is a job of
-    its own.
+class Publisher:
+    """Sends (key, JSON value) messages to a topic from the driver and waits until the broker has every one
+    (acks=all): the alerts, their explanations, and the labels sent again with their place. Flagged
+    transactions are a few in a hundred: the driver's producer sends them in milliseconds, where a Spark
+    write to Kafka is a job of its own. One producer lives as long as the stream (opening one costs a
+    connection and a metadata round trip); it is opened again after a failure.
 
     A broker that is down is waited for, as Spark's Kafka writer does, for up to ALERTS_DELIVERY_SECONDS;
     past that the micro-batch fails (and the query with it: a restart sends the messages again)."""
-    if not messages:
-        return
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
 
-    deadline = time.monotonic() + ALERTS_DELIVERY_SECONDS
-    while True:
-        producer = None
-        try:
-            producer = KafkaProducer(**kafka.python(), acks="all", linger_ms=0,
-                                     max_block_ms=ALERTS_DELIVERY_SECONDS * 1000,
-                                     delivery_timeout_ms=ALERTS_DELIVERY_SECONDS * 1000)
-            futures = [producer.send(topic, key=key.encode(), value=value.encode()) for key, value in messages]
-            producer.flush()
-            for future in futures:
-                future.get()
+    def __init__(self, kafka: KafkaConnection) -> None:
+        self.kafka = kafka
+        self.producer: Any = None
+
+    def send(self, topic: str, messages: Sequence[tuple[str, str]], what: str) -> None:
+        if not messages:
             return
-        except KafkaError as error:  # no broker answered (its bootstrap, or the messages' delivery)
-            if time.monotonic() > deadline:
-                raise FraudError(f"{what} topic {topic}: the brokers {kafka.bootstrap_servers} did not take the "
-                                 f"{what} within {ALERTS_DELIVERY_SECONDS} s ({type(error).__name__}: {error}); the "
-                                 f"micro-batch fails, and a restart sends its {what} again") from error
-            # and all again: a copy the broker already had is an alert told apart by its `alert_id`, or a
-            # label repeated, which adds nothing
-            time.sleep(1)
-        finally:
-            if producer is not None:
-                producer.close(timeout=5)
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + ALERTS_DELIVERY_SECONDS
+        while True:
+            try:
+                if self.producer is None:
+                    self.producer = KafkaProducer(**self.kafka.python(), acks="all", linger_ms=0,
+                                                  max_block_ms=ALERTS_DELIVERY_SECONDS * 1000,
+                                                  delivery_timeout_ms=ALERTS_DELIVERY_SECONDS * 1000)
+                futures = [self.producer.send(topic, key=key.encode(), value=value.encode()) for key, value in messages]
+                self.producer.flush()
+                for future in futures:
+                    future.get()
+                return
+            except KafkaError as error:  # no broker answered (its bootstrap, or the messages' delivery)
+                self.close()
+                if time.monotonic() > deadline:
+                    raise FraudError(f"{what} topic {topic}: the brokers {self.kafka.bootstrap_servers} did not take "
+                                     f"the {what} within {ALERTS_DELIVERY_SECONDS} s ({type(error).__name__}: {error}); "
+                                     f"the micro-batch fails, and a restart sends its {what} again") from error
+                # and all again: a copy the broker already had is an alert told apart by its `alert_id`, or a
+                # label repeated, which adds nothing
+                time.sleep(1)
+
+    def close(self) -> None:
+        if self.producer is not None:
+            producer, self.producer = self.producer, None
+            producer.close(timeout=5)
+
+
+def alert_messages(flagged: pd.DataFrame, alerted_at: dt.datetime) -> list[tuple[str, str]]:
+    """The alerts topic's (key, JSON) messages of `flagged` (ALERT_FIELDS), keyed by card, written as Spark's
+    `to_json` writes the `alerts` table's row (times in UTC to the millisecond)."""
+    at = _json_time(alerted_at)
+    return [(str(int(row.customer_id)), json.dumps({
+        "alert_id": str(uuid.uuid5(ALERT_NAMESPACE, str(int(row.transaction_id)))),
+        "transaction_id": int(row.transaction_id), "customer_id": int(row.customer_id),
+        "terminal_id": int(row.terminal_id), "tx_datetime": _json_time(row.tx_datetime),
+        "tx_amount": float(row.tx_amount), "score": float(row.score), "threshold": float(row.threshold),
+        "model_version": row.model_version, "top_features": list(row.top_features), "alert_reason": row.alert_reason,
+        "alerted_at": at}, separators=(",", ":"))) for row in flagged.itertuples(index=False)]
+
+
+def _json_time(value: Any) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def duplicate_letters(batch: DataFrame, tx_topic: str) -> DataFrame:
@@ -529,7 +572,7 @@ class BatchWriter:
         self.scores_path, self.alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
         self.labels_path, self.dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
         self.topics = {role: str(cfg.get(f"kafka.topics.{role}")) for role in ("transactions", "labels", "alerts")}
-        self.kafka = logged_in(cfg)
+        self.publisher = Publisher(logged_in(cfg))
         self.properties = table_properties(cfg)
         self.budget = AlertBudget.from_config(cfg)
         self.checks = TerminalChecks.from_config(cfg)
@@ -604,50 +647,65 @@ class BatchWriter:
         self.metrics.dead_letters.inc(count)
 
     def score(self, batch: DataFrame, batch_id: int, stages: Stages, more_sinks: Sequence[Callable[[], object]]) -> None:
-        """Score the batch's transactions; publish the alerts; then commit `scores`, `alerts` and `more_sinks`
-        together; then the metrics, the alert budget and the terminal checks take the scores."""
+        """Score the batch's transactions; flag them at the alert budget's threshold, which their own scores
+        inform, and pick the terminal checks' reviews; publish the alerts; explain them (SHAP) and publish the
+        explanations; then commit `scores`, `alerts` and `more_sinks` together; then the metrics, the alert
+        budget and the terminal checks take the scores."""
         holder = self.holder
         holder.refresh()
         self.metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
-        scorer = _scorer(holder.broadcast, holder.version, self.budget.threshold(holder.threshold), self.checks.reviews())
-        cached = (batch.where("row_kind = 'tx'").select(*self.featured_columns).mapInPandas(scorer, SCORES_SCHEMA)
+        cached = (batch.where("row_kind = 'tx'").select(*self.featured_columns)
+                  .mapInPandas(_scorer(holder.broadcast, holder.version, self.checks.reviews()), SCORES_SCHEMA)
                   .withColumn("tx_date", F.to_date("tx_datetime")).persist())
-        scored = cached
+        explained: DataFrame | None = None
         try:
-            alert_columns: list[Column | str] = [
-                alert_id(F.col("transaction_id")).alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
-                "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features", "alert_reason",
-                # one instant, taken here: the table and the topic get the same `alerted_at`
-                F.lit(dt.datetime.now(dt.timezone.utc)).alias("alerted_at")]
-            # one Spark job brings the driver what the metrics need of every transaction, and the alerts' messages
+            # one Spark job brings the driver what the budget, the alerts and the metrics need of every transaction
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
-            candidate = F.col("alert_reason").isNotNull()  # flagged by its score, or a candidate of a check
-            observed: pd.DataFrame = scored.select(
-                "transaction_id", "customer_id", "terminal_id", "tx_datetime", "score", "decision", "alert_reason",
-                "model_version", latency.alias("latency"), F.when(candidate, F.col("customer_id").cast("string")).alias("key"),
-                F.when(candidate, F.to_json(F.struct(*alert_columns))).alias("value")).toPandas()
-            # the checks' candidates: the driver picks the payments each check sends for review
+            observed: pd.DataFrame = cached.select(*ALERT_FIELDS, "decision", latency.alias("latency")).toPandas()
+            stages.done("score")
+            threshold = self.budget.threshold(holder.threshold, observed)
+            by_score = observed["score"].to_numpy(dtype=float) >= threshold
+            observed["threshold"], observed["decision"] = threshold, by_score
+            observed.loc[by_score, "alert_reason"] = "score"
+            # the checks' candidates: the driver picks the payments each check sends for review, exploration
+            # within its share of the budget (stream.terminal_checks.explore_share)
             candidates = observed[~observed["decision"] & observed["alert_reason"].notna()]
-            # exploration within its share of the budget (stream.terminal_checks.explore_share)
             explorations = self.budget.room(EXPLORE, self.checks.explore_share) \
                 if (candidates["alert_reason"] == EXPLORE).any() else 0
             picked = self.checks.pick(candidates, explorations)
             observed["decision"] |= observed["transaction_id"].isin(picked)
             observed.loc[~observed["decision"], "alert_reason"] = None
-            chosen = F.col("transaction_id").isin(sorted(picked)) if picked else F.lit(False)
-            scored = scored.withColumn("decision", F.col("decision") | chosen).withColumn(
-                "alert_reason", F.when(F.col("decision"), F.col("alert_reason")))
             flagged = observed[observed["decision"]]
-            # the fraud team's topic first: an alert does not wait for the tables' commits. A replay after a
-            # crash between the two sends it again (at least once; `alert_id` tells the copies apart)
-            publish(self.kafka, self.topics["alerts"], list(zip(flagged["key"], flagged["value"])), "alerts")
+            alerted_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # one instant: the topic's and the table's
+            # the fraud team's topic first: an alert waits neither for its explanation nor for the tables' commits.
+            # A replay after a crash between the two sends it again (at least once; `alert_id` tells the copies apart)
+            self.publisher.send(self.topics["alerts"], alert_messages(flagged, alerted_at), "alerts")
             stages.done("alerts_topic")
-            alerts = scored.where("decision").select(*alert_columns, "tx_date")
-            self.commit(scored, alerts if len(flagged) else None, batch_id, more_sinks)
+            chosen = F.col("transaction_id").isin(sorted(picked)) if picked else F.lit(False)
+            by_score_col = F.col("score") >= F.lit(threshold)
+            decided = cached.select(*[c for c in cached.columns if c not in ("decision", "threshold", "alert_reason")],
+                                    (by_score_col | chosen).alias("decision"), F.lit(threshold).alias("threshold"),
+                                    F.when(by_score_col, F.lit("score")).when(chosen, F.col("alert_reason")).alias("alert_reason"))
+            explained = (decided.mapInPandas(_explainer(holder.broadcast), decided.schema)
+                         .select(*cached.columns).persist())
+            if len(flagged):
+                # the explanations, on the topic as the same alerts with their `top_features`
+                tops: dict[int, list[str]] = {r["transaction_id"]: r["top_features"] for r in
+                                              explained.where("decision").select("transaction_id", "top_features").collect()}
+                flagged = flagged.assign(top_features=flagged["transaction_id"].map(tops))
+                self.publisher.send(self.topics["alerts"], alert_messages(flagged, alerted_at), "alert explanations")
+            stages.done("explanations")
+            alerts = explained.where("decision").select(
+                alert_id(F.col("transaction_id")).alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
+                "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features", "alert_reason",
+                F.lit(alerted_at).alias("alerted_at"), "tx_date")
+            self.commit(explained, alerts if len(flagged) else None, batch_id, more_sinks)
             stages.done("tables")
             self.observe(observed)
         finally:
             cached.unpersist()
+            if explained is not None:
+                explained.unpersist()
 
     def commit(self, scored: DataFrame, alerts: DataFrame | None, batch_id: int,
                more_sinks: Sequence[Callable[[], object]]) -> None:
@@ -696,7 +754,7 @@ class BatchWriter:
             columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"})
         resolved = resolve_labels(self.spark, labels[labels[LABEL_INCREMENT].isna()], self.scores_path, self.labels_path)
         if resolved.forward:
-            publish(self.kafka, self.topics["labels"], resolved.forward, "labels")
+            self.publisher.send(self.topics["labels"], resolved.forward, "labels")
         recorded = pd.concat([counted, resolved.past], ignore_index=True)
         if not recorded.empty:
             rows = with_decisions(recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id))
@@ -731,8 +789,30 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     trigger = {"availableNow": True} if available_now else {"processingTime": str(cfg.get("stream.trigger_interval"))}
     writer.query = (combined.writeStream.queryName(QUERY).foreachBatch(writer)
                     .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
-    spark.streams.addListener(ProgressMetrics(metrics, str(writer.query.id)))
+    listener = ProgressMetrics(metrics, str(writer.query.id))
+    spark.streams.addListener(listener)
+    LISTENERS[str(writer.query.id)] = listener
     return writer.query
+
+
+# the progress listener of each query started here: removed before the query stops (`stop_query`), so that Spark's
+# listener bus has no Python callback left to call while the process ends (it would log a py4j stack trace)
+LISTENERS: dict[str, StreamingQueryListener] = {}
+
+
+def stop_query(spark: SparkSession, query: StreamingQuery) -> None:
+    """Stop `query` after removing its progress listener."""
+    detach_listener(spark, query)
+    query.stop()
+
+
+def detach_listener(spark: SparkSession, query: StreamingQuery) -> None:
+    listener = LISTENERS.pop(str(query.id), None)
+    if listener is not None:
+        try:
+            spark.streams.removeListener(listener)
+        except (Py4JError, ConnectionError):  # the JVM is going too
+            pass
 
 
 class ProgressMetrics(StreamingQueryListener):
@@ -762,7 +842,7 @@ STOP_GRACE_SECONDS = 20.0  # within Kubernetes' default 30 s between SIGTERM and
 CLEANUP_WAIT_SECONDS = 10  # how long a query that died may take to end its thread before the job stops anyway
 
 
-def _stop_between_batches(query: StreamingQuery, grace_seconds: float) -> None:
+def _stop_between_batches(spark: SparkSession, query: StreamingQuery, grace_seconds: float) -> None:
     """Stop `query` once the micro-batch in flight has ended (its commits done), or after `grace_seconds`."""
     def in_flight() -> int | None:
         progress = query.lastProgress
@@ -774,7 +854,7 @@ def _stop_between_batches(query: StreamingQuery, grace_seconds: float) -> None:
         if (progress and progress["batchId"] >= batch) or not query.status["isTriggerActive"]:
             break
         time.sleep(0.05)
-    query.stop()
+    stop_query(spark, query)
 
 
 def _thread_stack(spark: SparkSession, query: StreamingQuery) -> str:
@@ -824,6 +904,7 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: st
     finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
+        detach_listener(spark, query)
     return metrics
 
 
@@ -839,7 +920,7 @@ def watch(spark: SparkSession, query: StreamingQuery, checkpoint: str, asked: Se
                 print(f"stream: {asked[0]} received: stopping the query after the micro-batch in flight; a "
                       f"restart resumes from {checkpoint}", flush=True)
                 try:
-                    _stop_between_batches(query, STOP_GRACE_SECONDS)
+                    _stop_between_batches(spark, query, STOP_GRACE_SECONDS)
                 except (Py4JError, ConnectionError):  # the JVM is going too: the signal reached it as well
                     print(f"stream: Spark's driver shut down meanwhile; a restart resumes from {checkpoint}",
                           flush=True)
