@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from jobs.core.provenance import run_stamp
 from jobs.dev.kafka_broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +22,9 @@ def own_broker_overrides(work: Path) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any], name: str, save: bool, shown: dict[str, Any] | None = None) -> None:
-    """Print the result as JSON (or `shown`, a shorter form of it) and keep it in benchmarks/results/NAME.json."""
+    """Print the result as JSON (or `shown`, a shorter form of it) and keep it in benchmarks/results/NAME.json,
+    with the commit it ran on and the day (`run`, unless the result has it already)."""
+    result.setdefault("run", run_stamp())
     print(json.dumps(result if shown is None else shown, indent=2))
     if save:
         (ROOT / "benchmarks/results" / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")

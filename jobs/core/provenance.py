@@ -1,0 +1,28 @@
+"""Where a result came from: the commit of the code that made it and the day, kept in every results file
+(benchmarks/results/*.json) so that docs/results.md can say which code each figure belongs to."""
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from jobs.core.config import PROJECT_ROOT
+
+ROOT = PROJECT_ROOT
+
+
+def run_stamp(root: Path = ROOT) -> dict[str, Any]:
+    """{"commit": the checkout's short commit ("+changes" when files git tracks differ from it; None outside a
+    git checkout), "date": today (UTC, ISO)}."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit is not None and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+changes"
+    return {"commit": commit, "date": dt.datetime.now(dt.timezone.utc).date().isoformat()}
