@@ -83,6 +83,7 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
         "spark.sql.session.timeZone": "UTC",
+        "spark.sql.warehouse.dir": cfg.path("paths.warehouse"),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.shuffle.partitions": str(cfg.get("spark.shuffle_partitions")),
         "spark.ui.enabled": str(bool(cfg.get("spark.ui_enabled"))).lower(),
