@@ -24,6 +24,7 @@ from jobs.desk import desk_cmd
 from jobs.desk.access import Access, secret_from_environment
 from jobs.desk.app import in_words, serve
 from jobs.desk.book import AlertBook, UnknownAlert
+from jobs.desk.charts import CHARTS, Sampler, charts_html, prometheus_series, svg
 from jobs.desk.health import parse, quantile
 from jobs.desk.requirement import daily_counts, daily_figures, verdict
 from jobs.dev.kafka_broker import free_port
@@ -186,6 +187,59 @@ def test_an_alert_is_open_at_once_and_its_explanation_replaces_it_when_it_arrive
     assert book.open_alerts() == [first]
 
 
+def test_the_stream_page_charts_the_last_hours_from_the_stream_s_own_endpoint():
+    metrics = StreamMetrics()
+    clock = [1_000.0]
+    sampler = Sampler("unused", hours=1, every=15, clock=lambda: clock[0])
+    for seconds in (2.0, 4.0):  # two micro-batches of 3 s on average
+        metrics.batch_seconds.observe(seconds)
+    for seconds in [1.0] * 99 + [30.0]:
+        metrics.latency.observe(seconds)
+    metrics.budget_spent.set(0.02)
+    metrics.budget_target.set(0.045)
+    metrics.lag.set(40)
+    sampler.take(generate_latest(metrics.registry).decode())
+    assert sampler.series()["batch_seconds"] == [], "one read gives no difference yet"
+    clock[0] += 15
+    metrics.batch_seconds.observe(9.0)  # the only micro-batch between the two reads
+    metrics.latency.observe(2.0)
+    metrics.budget_spent.set(0.03)
+    sampler.take(generate_latest(metrics.registry).decode())
+    series = sampler.series()
+    assert series["batch_seconds"] == [(1_015.0, 9.0)]
+    assert series["budget_spent"] == [(1_015.0, 0.03)] and series["budget_target"] == [(1_015.0, 0.045)]
+    assert series["lag"] == [(1_015.0, 40.0)] and 1.0 < series["latency_p99"][0][1] <= 2.5  # of that read's one
+    clock[0] += 15
+    sampler.take(None)  # the endpoint did not answer: a gap, and the next read starts afresh
+    sampler.take(generate_latest(StreamMetrics().registry).decode())
+    assert len(sampler.series()["batch_seconds"]) == 1
+    chart = svg(series["budget_spent"] + [(1_030.0, 0.04)], "budget", "", target=series["budget_target"])
+    assert chart.count("<polyline") == 2 and "0.0400" in chart
+    assert "no data yet" in svg([], "lag", "")
+    assert len(charts_html(series)) == len(CHARTS)
+
+
+@pytest.mark.integration
+def test_the_stream_page_charts_come_from_prometheus_when_it_runs(tmp_path):
+    from tests.monitoring import prometheus
+
+    metrics = StreamMetrics()
+    port = metrics.serve(0)
+    metrics.budget_spent.set(0.03)
+    metrics.lag.set(12)
+    with prometheus(tmp_path / "prometheus", free_port(), [f"127.0.0.1:{port}"]) as server:
+        server.wait_for("fraud_alert_budget_spent")
+        for count in range(1, 4):  # micro-batches between scrapes, for the rates
+            metrics.batch_seconds.observe(2.0)
+            server.wait_for(f"fraud_batch_duration_seconds_count == {count}")
+        series = wait_until(lambda: (lambda s: s if s["batch_seconds"] else None)(prometheus_series(server.url, 1)),
+                            "Prometheus to have a micro-batch rate", 30, 1)
+    assert series["budget_spent"][-1][1] == 0.03 and series["lag"][-1][1] == 12
+    assert series["batch_seconds"][-1][1] == pytest.approx(2.0)
+    with pytest.raises(OSError):
+        prometheus_series(f"http://127.0.0.1:{free_port()}", 1, timeout=2)
+
+
 @pytest.mark.integration
 def test_the_book_decides_a_terminal_case_at_once_and_a_decision_only_once(broker, stream_cfg, topic_names):
     cfg = stream_cfg()
@@ -267,7 +321,8 @@ def test_the_fraud_team_works_a_live_stream_s_queue_in_a_browser(spark, broker, 
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=4, customers=300, terminals=150), raw)
     metrics = StreamMetrics()
-    cfg = stream_cfg(desk__stream_metrics_url=f"http://127.0.0.1:{metrics.serve(0)}/metrics")
+    cfg = stream_cfg(desk__stream_metrics_url=f"http://127.0.0.1:{metrics.serve(0)}/metrics",
+                     desk__chart_sample_seconds=1)
     register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts")
     monkeypatch.setenv("FRAUD_DESK_SECRET", SECRET)
     query = score_stream.start(spark, cfg, metrics=metrics)
@@ -341,6 +396,11 @@ def test_the_fraud_team_works_a_live_stream_s_queue_in_a_browser(spark, broker, 
         snapshot(driver, tmp_path, "desk-requirement.png")
         driver.get(desk + "/stream")
         assert driver.find_element(By.ID, "lag").text != ""
+        # the last hours as charts, from the desk's own reads of the stream's endpoint (every second here)
+        wait_until(lambda: driver.refresh() or len(driver.find_elements(By.CSS_SELECTOR, "#charts polyline")) >= 2,
+                   "the stream page's charts to have two reads", 30, 1)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#charts svg")) == 4
+        assert "the stream's endpoint" in driver.find_element(By.ID, "chart-source").text
         snapshot(driver, tmp_path, "desk-stream.png")
     finally:
         driver.quit()

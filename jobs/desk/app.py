@@ -29,6 +29,8 @@ from jobs.core.waiting import wait_until
 from jobs.desk.access import Access
 from jobs.desk.book import AlertBook, UnknownAlert
 from jobs.desk.health import stream_health
+
+ChartSource = Callable[[], tuple[list[str], str]]  # the charts' SVG, and where their figures come from
 from jobs.desk.requirement import RequirementPage
 from models.metrics import MAX_FPR, REQUIRED_RECALL
 
@@ -63,11 +65,12 @@ class Desk:
     stream's endpoint."""
 
     def __init__(self, book: AlertBook, access: Access, requirement: RequirementPage, metrics_url: str,
-                 queue_limit: int = 200) -> None:
+                 queue_limit: int = 200, charts: ChartSource | None = None) -> None:
         import jinja2
 
         self.book, self.access, self.requirement = book, access, requirement
         self.metrics_url, self.queue_limit = metrics_url, queue_limit
+        self.charts = charts
         self.pages = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.pages.filters["words"] = in_words
         self.pages.filters["when"] = lambda text: str(text or "").replace("T", " ").removesuffix(".000Z").removesuffix("Z")
@@ -165,7 +168,9 @@ class Desk:
 
     def stream_page(self, request: Request) -> Response:
         self.user_of(request)
-        return self.render(request, "stream.html", health=stream_health(self.metrics_url))
+        charts, source = self.charts() if self.charts is not None else ([], "")
+        return self.render(request, "stream.html", health=stream_health(self.metrics_url), charts=charts,
+                           chart_source=source)
 
     async def healthz(self) -> JSONResponse:
         return JSONResponse({"ok": self.book.thread.is_alive(), "topics_read": self.book.caught_up.is_set(),
@@ -192,9 +197,10 @@ def decision_of(fields: dict[str, str]) -> int:
 
 
 def make_app(book: AlertBook, access: Access, requirement: RequirementPage, metrics_url: str,
-             queue_limit: int = 200) -> FastAPI:
-    """The desk's FastAPI application (the routes of the module's docstring)."""
-    desk = Desk(book, access, requirement, metrics_url, queue_limit)
+             queue_limit: int = 200, charts: ChartSource | None = None) -> FastAPI:
+    """The desk's FastAPI application (the routes of the module's docstring); `charts` gives the stream page's
+    charts (jobs/desk/charts.py) and says where they come from."""
+    desk = Desk(book, access, requirement, metrics_url, queue_limit, charts)
     app = FastAPI(title="fraud desk", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(FraudError, desk.refused)  # DeskError and UnknownAlert are FraudErrors
     for path, endpoint, methods in (

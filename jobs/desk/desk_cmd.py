@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from jobs.core.common import add_common_options, config_from_args, job_main
@@ -55,7 +56,39 @@ def build(cfg: Config, spark: Any = None) -> tuple[Any, Any]:
         return get_spark(cfg, "fraud desk")
 
     page = RequirementPage(cfg, session, float(cfg.get("desk.refresh_seconds")), requirement_days(cfg))
-    return make_app(book, access, page, metrics_url(cfg), int(cfg.get("desk.queue_limit"))), book
+    charts = chart_source(cfg, book)
+    return make_app(book, access, page, metrics_url(cfg), int(cfg.get("desk.queue_limit")), charts), book
+
+
+def chart_source(cfg: Config, book: Any) -> Callable[[], tuple[list[str], str]]:
+    """The stream page's charts: from `desk.prometheus_url` when it is set, else from a Sampler of the stream's
+    endpoint, which stops with `book`."""
+    from jobs.desk.charts import Sampler, charts_html, prometheus_series
+    from jobs.desk.health import metrics_url
+
+    hours = positive(cfg, "desk.chart_hours")
+    prometheus = cfg.get("desk.prometheus_url")
+    if prometheus:
+        def from_prometheus() -> tuple[list[str], str]:
+            try:
+                return charts_html(prometheus_series(str(prometheus), hours)), f"Prometheus at {prometheus}"
+            except (OSError, ValueError, KeyError) as error:
+                return [], f"Prometheus at {prometheus} did not answer ({type(error).__name__}: {error})"
+        return from_prometheus
+    every = positive(cfg, "desk.chart_sample_seconds")
+    sampler = Sampler(metrics_url(cfg), hours, every).start()
+    book.on_stop(sampler.stop)
+    return lambda: (charts_html(sampler.series()),
+                    f"the stream's endpoint {sampler.url}, read every {every:g} s since the desk started "
+                    "(desk.prometheus_url: from Prometheus instead)")
+
+
+def positive(cfg: Config, key: str) -> float:
+    """A number above 0 at `key` (ConfigError naming it)."""
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{key}: expected a number above 0, found {value!r}")
+    return float(value)
 
 
 def execute(args: argparse.Namespace) -> int:

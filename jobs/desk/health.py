@@ -32,8 +32,14 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     return lower
 
 
-def parse(text: str) -> dict[str, Any]:
-    """The figures the desk shows, from the exposition text of the stream's endpoint."""
+def read_families(text: str) -> tuple[dict[str, float], dict[str, list[tuple[float, float]]]]:
+    """The unlabelled samples (name -> value) and the histograms (name -> cumulative (upper bound, count)
+    buckets) of an exposition text."""
+    values, histograms, _ = _families(text)
+    return values, histograms
+
+
+def _families(text: str) -> tuple[dict[str, float], dict[str, list[tuple[float, float]]], dict[str, str]]:
     from prometheus_client.parser import text_string_to_metric_families
 
     values: dict[str, float] = {}
@@ -47,6 +53,12 @@ def parse(text: str) -> dict[str, Any]:
                 info = dict(sample.labels)
             elif not sample.labels:
                 values[sample.name] = sample.value
+    return values, histograms, info
+
+
+def parse(text: str) -> dict[str, Any]:
+    """The figures the desk shows, from the exposition text of the stream's endpoint."""
+    values, histograms, info = _families(text)
 
     def mean(name: str) -> float | None:
         count = values.get(f"{name}_count", 0)
