@@ -99,6 +99,27 @@ def test_wrong_options_are_clear_errors():
     assert backtest.loop_from_args(parser.parse_args(["--review-delay", "1d"])).label_delay_hours == 24
 
 
+def test_a_stolen_card_is_declined_once_blocked_and_a_theft_of_the_new_card_pays_on_it():
+    def line(tx: int, when: str, holder: int, fraud: int = 0, scenario: int = 0) -> str:
+        return f"{tx},{when},{holder},5,10.00,0,0,{fraud},{scenario}"
+
+    history = [line(1, "2019-09-01 10:00:00", 7, 1, 3)]  # card 7 stolen in the history, its fraud confirmed
+    issuer = backtest.CardIssuer(True, 1000, pd.Series({7: pd.Timestamp("2019-09-01 11:00:00")}), history)
+    issuer.apply(dt.datetime(2019, 9, 2))  # card 7 blocked, its holder pays with card 1000
+    assert issuer.payment(line(2, "2019-09-03 10:00:00", 7)) == line(2, "2019-09-03 10:00:00", 1000)
+    assert issuer.payment(line(3, "2019-09-05 10:00:00", 7, 1, 3)) is None  # the same theft: card 7, blocked
+    # 14 days after that theft's first fraud, a theft of the card the holder holds then: card 1000, sent
+    assert issuer.payment(line(4, "2019-09-16 09:00:00", 7, 1, 3)) == line(4, "2019-09-16 09:00:00", 1000, 1, 3)
+    assert issuer.payment(line(5, "2019-09-17 09:00:00", 7, 1, 3)) == line(5, "2019-09-17 09:00:00", 1000, 1, 3)
+    issuer.block(1000, dt.datetime(2019, 9, 17, 10))
+    issuer.apply(dt.datetime(2019, 9, 18))  # card 1000 blocked in turn: its thief's next fraud is declined
+    assert issuer.payment(line(6, "2019-09-18 09:00:00", 7, 1, 3)) is None
+    assert issuer.payment(line(7, "2019-09-18 10:00:00", 7)) == line(7, "2019-09-18 10:00:00", 1001)
+    assert issuer.declined == [3, 6] and issuer.reissued == 2
+    # a holder never reissued keeps the simulation's card, frauds of a theft included
+    assert issuer.payment(line(8, "2019-09-18 11:00:00", 9, 1, 3)) == line(8, "2019-09-18 11:00:00", 9, 1, 3)
+
+
 def test_reissued_cards_pay_with_new_ids_from_the_step_after_the_block(spark, tmp_path, capsys):
     """--reissue-cards: once a fraud of a card is confirmed (the history's 1 h after it, the replay's when its
     review or dispute is due), the cardholder pays with a new card id, with no history in the stream, from the
@@ -136,8 +157,21 @@ def test_reissued_cards_pay_with_new_ids_from_the_step_after_the_block(spark, tm
     old_after = (old["tx_datetime"] - replay_start).dt.total_seconds() / 3600 >= \
         old["holder"].map(dict(zip(new["holder"], step_after)))
     assert not old_after.any()
-    # the stolen card's frauds after the block are declined, never scored on the new card
-    assert not ((new["fraud"]) & (new["scenario"] == 3)).any()
+    # a stolen card's frauds are declined once it is blocked; on a new card only a theft that began after the
+    # reissue pays (a compromise: a holder's scenario-3 frauds within 14 days of its first)
+    stolen = simulated[simulated["scenario"] == 3].sort_values("tx_datetime")
+    began: dict[int, dt.datetime] = {}
+    compromise: dict[int, dt.datetime] = {}
+    for t, holder, when in zip(stolen["transaction_id"], stolen["holder"], stolen["tx_datetime"]):
+        if holder not in compromise or when - compromise[holder] >= dt.timedelta(days=14):
+            compromise[holder] = when
+        began[t] = compromise[holder]
+    reissued = {h: replay_start + dt.timedelta(hours=float(a)) for h, a in zip(new["holder"], step_after)}
+    on_new = new[new["fraud"] & (new["scenario"] == 3)]
+    assert all(began[t] >= reissued[h] for t, h in zip(on_new["transaction_id"], on_new["holder"]))
+    declined = replayed[~replayed["transaction_id"].isin(sent["transaction_id"])]
+    assert (declined["fraud"] & (declined["scenario"] == 3)).all(), "only a stolen card's frauds are declined"
+    assert all(began[t] < reissued[h] for t, h in zip(declined["transaction_id"], declined["holder"]) if h in reissued)
     # a new card starts with no history: its first payment counts at most itself
     first = new.sort_values("tx_datetime").groupby("customer_id").head(1)
     assert (first["card_tx_count_30d"] <= 1).all()

@@ -67,7 +67,7 @@ from jobs.core.session import get_spark
 from jobs.dev import kafka_broker
 from jobs.kafka_tools.label_cmd import label_record
 from jobs.kafka_tools.produce import line_to_message, raw_lines, simulated_lines, transaction_record, without_labels
-from jobs.simulation.simulator import make_spec
+from jobs.simulation.simulator import CARD_FRAUD_DAYS, make_spec
 from jobs.stream import score_stream
 from models import catboost_model
 from models.metrics import MAX_FPR, REQUIRED_RECALL, requirement
@@ -195,11 +195,13 @@ def execute(args: argparse.Namespace) -> int:
 class CardIssuer:
     """The bank's answer to a confirmed fraud with `--reissue-cards`: the card is blocked and the cardholder
     gets a new one. From the first step that starts after the block, the cardholder's payments carry the new
-    card's id (no history in the stream's state: scored as a new card), and the fraudster's payments with the
-    stolen card (the simulation's scenario 3, a compromised card) are declined: neither sent nor scored. A
-    new card can be blocked and reissued in turn. Without reissue every id stays the simulation's."""
+    card's id (no history in the stream's state: scored as a new card). A stolen card's frauds (the
+    simulation's scenario 3, a compromised card) are declined once that card is blocked: neither sent nor
+    scored. A theft is the card its holder held at the compromise's first fraud (a compromise lasts
+    CARD_FRAUD_DAYS from it): one that begins after a reissue has stolen the new card, whose frauds are
+    sent, with its id, until it is blocked in turn. Without reissue every id stays the simulation's."""
 
-    def __init__(self, enabled: bool, first_new_id: int, prior: pd.Series) -> None:
+    def __init__(self, enabled: bool, first_new_id: int, prior: pd.Series, history_frauds: Iterable[str] = ()) -> None:
         self.enabled = enabled
         self.next_id = first_new_id
         self.card: dict[int, int] = {}    # cardholder (the simulation's customer id) -> the card id now
@@ -209,6 +211,13 @@ class CardIssuer:
                                                             for card, when in prior.items()) if enabled else []
         self.reissued = 0
         self.declined: list[int] = []
+        # cardholder -> (the first fraud of its card's latest compromise, the card stolen then); the history's
+        # compromises stole the cardholder's first card
+        self.thefts: dict[int, tuple[dt.datetime, int]] = {}
+        for line in history_frauds:
+            fields = line.split(",")
+            if len(fields) == 9 and fields[8].strip() == "3":
+                self._theft(int(fields[2]), _time_of(line), int(fields[2]))
 
     def block(self, card: int, when: dt.datetime) -> None:
         if self.enabled:
@@ -227,19 +236,28 @@ class CardIssuer:
 
     def payment(self, line: str) -> str | None:
         """The raw line as the bank sees it now: with its holder's card id, or None if it is declined (a line the
-        backtest cannot read goes as it is)."""
+        backtest cannot read goes as it is). Lines come in time order."""
         if not readable(line):
             return line
         fields = line.split(",")
         holder = int(fields[2])
         card = self.card.get(holder, holder)
+        if fields[7] == "1" and fields[8].strip() == "3" and self._theft(holder, _time_of(line), card) != card:
+            self.declined.append(int(fields[0]))  # the stolen card, blocked since: declined
+            return None
         if card == holder:
             return line
-        if fields[7] == "1" and fields[8].strip() == "3":  # the stolen card used by the fraudster: declined
-            self.declined.append(int(fields[0]))
-            return None
         fields[2] = str(card)
         return ",".join(fields)
+
+    def _theft(self, holder: int, when: dt.datetime, card: int) -> int:
+        """The card a compromised-card fraud of `holder` at `when` was made with: the one stolen at its
+        compromise's first fraud (`card`, the holder's card now, when this fraud begins a compromise)."""
+        first, stolen = self.thefts.get(holder, (None, card))
+        if first is None or when - first >= dt.timedelta(days=CARD_FRAUD_DAYS):
+            self.thefts[holder] = (when, card)
+            return card
+        return stolen
 
 
 class Retrainer:
@@ -442,7 +460,7 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         if loop.retrain_every is not None and loop.retrain_every < dt.timedelta(days=args.replay_days):
             retrainer.keep_history()
         watch.lap("train")
-        issuer = CardIssuer(args.reissue_cards, days.highest_card + 1, prior)
+        issuer = CardIssuer(args.reissue_cards, days.highest_card + 1, prior, days.history_frauds)
         replayed, confirmed, sent_lines = through_the_stream(spark, cfg, days, truth, loop, issuer, retrainer,
                                                              not args.no_progress)
         watch.lap("replay")

@@ -118,7 +118,6 @@ class FraudTeam(threading.Thread):
         self.book, self.truth, self.delay, self.leave = book, truth, delay, leave
         self.finish = threading.Event()
         self.sent = 0
-        self.left: list[int] = []  # the transaction ids of the alerts left undecided
         self.blocked_since: dict[int, dt.datetime] = {}  # card -> when its first fraud was confirmed (UTC)
         self.error: BaseException | None = None
 
@@ -138,7 +137,6 @@ class FraudTeam(threading.Thread):
                         card = int(self.book.alert(transaction_id)[0]["customer_id"])
                         self.blocked_since.setdefault(card, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
                 self.finish.wait(0.2)
-            self.left = list(seen)
         except BaseException as error:  # reported by the demo, which then fails
             self.error = error
 
@@ -277,8 +275,7 @@ def run_live(cfg: Config, args: argparse.Namespace, history: Path, live: Path, m
         sent = produce(cfg, iter(lines[WARM_UP:]), rate=args.rate)
         say(7, f"waiting until the {sent['sent'] + WARM_UP:,} messages are scored or dead-lettered")
         wait_until_done(sent["sent"] + WARM_UP)
-        time.sleep(args.review_seconds + 1)
-        team.finish.set()
+        team.finish.set()  # it decides what is due, then the rest but the newest `leave_undecided`
         team.join(60)
         if team.error is not None:
             raise FraudError(f"demo: the fraud team's reviewer failed: {team.error}")
@@ -289,8 +286,8 @@ def run_live(cfg: Config, args: argparse.Namespace, history: Path, live: Path, m
             say(None, line)
         say(None, f"decisions sent by the fraud team from the desk: {team.sent:,}; metrics: http://127.0.0.1:{port}/metrics "
                   "while running; the tables: .state/lake (Spark SQL: SELECT * FROM delta.`.state/lake/alerts`)")
-        say(None, f"the demo's fraud team left the newest {len(team.left):,} alerts undecided, for you to decide on the "
-                  f"desk: {desk_url}")
+        say(None, f"the demo's fraud team left the newest {len(book.open_alerts()):,} alerts undecided, for you to decide "
+                  f"on the desk: {desk_url}")
         if args.desk_minutes > 0:
             say(None, f"the stream and the desk stay up {args.desk_minutes:g} minutes (Ctrl-C ends the demo)")
             time.sleep(args.desk_minutes * 60)
