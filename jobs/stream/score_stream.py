@@ -93,6 +93,7 @@ class ModelHolder:
     threshold: float = 0.5
     label_delay_hours: int = 0
     broadcast: Any = None
+    booster: Any = None  # the driver's copy, for the alerts' explanations
 
     def refresh(self) -> None:
         """Load the alias's version if it moved; refuse a version the running state cannot serve."""
@@ -108,7 +109,7 @@ class ModelHolder:
             return
         booster, tags, version = registry.load(self.cfg, version)
         self.version, self.threshold, self.label_delay_hours = version, float(tags["threshold"]), delay
-        self.broadcast = self.spark.sparkContext.broadcast(booster)
+        self.booster, self.broadcast = booster, self.spark.sparkContext.broadcast(booster)
         print(f"stream: scoring with {self.alias} = version {version} (threshold {self.threshold:.5f})")
 
 
@@ -252,29 +253,18 @@ def _scorer(booster_bc: Any, version: str, reviews: dict[int, str]):
     return score
 
 
-def _explainer(booster_bc: Any, top: int = 3):
-    """The pandas function that explains the flagged transactions of a partition (`decision`): the `top`
-    features that raised its score most, by CatBoost's exact SHAP values, as "name=value (+contribution)".
-    One SHAP call a partition: each call pays a fixed cost that grows with the model, not with the rows."""
-    def explain(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from catboost import Pool
+def explain(booster: Any, features: pd.DataFrame, top: int = 3) -> list[list[str]]:
+    """The `top` features that raised each row's score most, by CatBoost's exact SHAP values, as
+    "name=value (+contribution)": the explanation of an alert. One call for all the rows: each call has a fixed
+    cost that grows with the model, not with the rows."""
+    if features.empty:
+        return []
+    from catboost import Pool
 
-        parts = list(frames)
-        if not parts:
-            return
-        frame = pd.concat(parts, ignore_index=True)
-        flagged = np.flatnonzero(frame["decision"].to_numpy(dtype=bool))
-        if len(flagged):
-            features = frame.loc[flagged, FEATURE_NAMES].reset_index(drop=True)
-            shap = booster_bc.value.get_feature_importance(Pool(features), type="ShapValues")[:, :-1]
-            explained = list(frame["top_features"])
-            for row, values in zip(flagged, shap):
-                best = np.argsort(-values)[:top]
-                explained[row] = [f"{FEATURE_NAMES[i]}={frame.at[row, FEATURE_NAMES[i]]:.4g} (+{values[i]:.3f})"
-                                  for i in best]
-            frame["top_features"] = explained
-        yield frame
-    return explain
+    shap = booster.get_feature_importance(Pool(features[FEATURE_NAMES]), type="ShapValues", thread_count=-1)[:, :-1]
+    values = features[FEATURE_NAMES].to_numpy()
+    return [[f"{FEATURE_NAMES[i]}={row[i]:.4g} (+{contribution[i]:.3f})" for i in np.argsort(-contribution)[:top]]
+            for row, contribution in zip(values, shap)]
 
 
 def alert_id(transaction_id: Column) -> Column:
@@ -657,11 +647,13 @@ class BatchWriter:
         cached = (batch.where("row_kind = 'tx'").select(*self.featured_columns)
                   .mapInPandas(_scorer(holder.broadcast, holder.version, self.checks.reviews()), SCORES_SCHEMA)
                   .withColumn("tx_date", F.to_date("tx_datetime")).persist())
-        explained: DataFrame | None = None
         try:
             # one Spark job brings the driver what the budget, the alerts and the metrics need of every transaction
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
-            observed: pd.DataFrame = cached.select(*ALERT_FIELDS, "decision", latency.alias("latency")).toPandas()
+            # (with each transaction's model inputs: an alert's explanation needs them, and 15 numbers a row cost
+            # less than a second Spark job for the flagged ones)
+            observed: pd.DataFrame = cached.select(*ALERT_FIELDS, "decision", latency.alias("latency"),
+                                                   *[c for c in FEATURE_NAMES if c not in ALERT_FIELDS]).toPandas()
             stages.done("score")
             threshold = self.budget.threshold(holder.threshold, observed)
             by_score = observed["score"].to_numpy(dtype=float) >= threshold
@@ -686,14 +678,17 @@ class BatchWriter:
             decided = cached.select(*[c for c in cached.columns if c not in ("decision", "threshold", "alert_reason")],
                                     (by_score_col | chosen).alias("decision"), F.lit(threshold).alias("threshold"),
                                     F.when(by_score_col, F.lit("score")).when(chosen, F.col("alert_reason")).alias("alert_reason"))
-            explained = (decided.mapInPandas(_explainer(holder.broadcast), decided.schema)
-                         .select(*cached.columns).persist())
+            explained = decided.select(*cached.columns)
             if len(flagged):
-                # the explanations, on the topic as the same alerts with their `top_features`
-                tops: dict[int, list[str]] = {r["transaction_id"]: r["top_features"] for r in
-                                              explained.where("decision").select("transaction_id", "top_features").collect()}
+                # the explanations, after the alerts: SHAP on the driver, the same alerts again with their
+                # `top_features` on the topic, and in the tables by a lookup of literals (no job, no Python worker)
+                tops = dict(zip(flagged["transaction_id"], explain(holder.booster, flagged)))
                 flagged = flagged.assign(top_features=flagged["transaction_id"].map(tops))
                 self.publisher.send(self.topics["alerts"], alert_messages(flagged, alerted_at), "alert explanations")
+                lookup = F.create_map(*[part for t, top in tops.items()
+                                        for part in (F.lit(int(t)), F.array(*[F.lit(x) for x in top]))])
+                explained = decided.withColumn("top_features", F.coalesce(
+                    F.try_element_at(lookup, F.col("transaction_id")), F.col("top_features"))).select(*cached.columns)
             stages.done("explanations")
             alerts = explained.where("decision").select(
                 alert_id(F.col("transaction_id")).alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
@@ -704,8 +699,6 @@ class BatchWriter:
             self.observe(observed)
         finally:
             cached.unpersist()
-            if explained is not None:
-                explained.unpersist()
 
     def commit(self, scored: DataFrame, alerts: DataFrame | None, batch_id: int,
                more_sinks: Sequence[Callable[[], object]]) -> None:
