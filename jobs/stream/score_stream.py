@@ -681,14 +681,16 @@ class BatchWriter:
             explained = decided.select(*cached.columns)
             if len(flagged):
                 # the explanations, after the alerts: SHAP on the driver, the same alerts again with their
-                # `top_features` on the topic, and in the tables by a lookup of literals (no job, no Python worker)
+                # `top_features` on the topic, and in the tables by a lookup in one literal, a JSON map that Spark
+                # parses once when it plans the append (no job, no Python worker, one call to the JVM)
                 tops = dict(zip(flagged["transaction_id"], explain(holder.booster, flagged)))
                 flagged = flagged.assign(top_features=flagged["transaction_id"].map(tops))
                 self.publisher.send(self.topics["alerts"], alert_messages(flagged, alerted_at), "alert explanations")
-                lookup = F.create_map(*[part for t, top in tops.items()
-                                        for part in (F.lit(int(t)), F.array(*[F.lit(x) for x in top]))])
+                lookup = F.from_json(F.lit(json.dumps({str(int(t)): top for t, top in tops.items()})),
+                                     "map<string, array<string>>")
                 explained = decided.withColumn("top_features", F.coalesce(
-                    F.try_element_at(lookup, F.col("transaction_id")), F.col("top_features"))).select(*cached.columns)
+                    F.try_element_at(lookup, F.col("transaction_id").cast("string")), F.col("top_features"))
+                ).select(*cached.columns)
             stages.done("explanations")
             alerts = explained.where("decision").select(
                 alert_id(F.col("transaction_id")).alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
