@@ -4,7 +4,8 @@
 
 Clones the repository's HEAD into a temporary folder (nothing set up there: no .venv, .jars or .tools) and
 runs what `make test` runs, one phase at a time: `make setup` (the venvs, the jars, the operators, Prometheus,
-Airflow), mypy, then pytest with every test's duration. CI's 30-minute limit applies to the whole. The
+Airflow), mypy, then pytest with every test's duration. The suite is kept under 40 minutes (CI stops a run at
+90). The
 machine should run nothing else meanwhile. Prints JSON: seconds by phase and in all, the tests passed and
 failed, and the slowest tests; keeps benchmarks/results/suite.json.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMIT_SECONDS = 30 * 60
+LIMIT_SECONDS = 40 * 60  # the suite is kept under it; CI stops a run at 90 minutes
 
 
 def timed(command: list[str], cwd: Path, log: Path) -> tuple[int, float]:
