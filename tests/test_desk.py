@@ -213,9 +213,9 @@ def test_the_stream_page_charts_the_last_hours_from_the_stream_s_own_endpoint():
     sampler.take(None)  # the endpoint did not answer: a gap, and the next read starts afresh
     sampler.take(generate_latest(StreamMetrics().registry).decode())
     assert len(sampler.series()["batch_seconds"]) == 1
-    chart = svg(series["budget_spent"] + [(1_030.0, 0.04)], "budget", "", target=series["budget_target"])
-    assert chart.count("<polyline") == 2 and "0.0400" in chart
-    assert "no data yet" in svg([], "lag", "")
+    chart = svg(series["budget_spent"] + [(1_030.0, 0.04)], "budget", "{:.2%}", target=series["budget_target"])
+    assert chart.count("<polyline") == 2 and ">4.00%<" in chart and "at most 4.50%; the last 15 s" in chart
+    assert "<circle" in svg([(1.0, 2.0)], "one read", "{:.1f} s") and "no data yet" in svg([], "lag", "{:,.0f}")
     assert len(charts_html(series)) == len(CHARTS)
 
 

@@ -28,19 +28,19 @@ Series = list[tuple[float, float]]  # (epoch seconds, value)
 class Chart:
     key: str
     title: str
-    unit: str
+    shown: str                       # how a value is written: a format with one field
     promql: str                      # the same figure as a Prometheus query (5-minute rates)
     target: str | None = None        # a horizontal line: the key of a value in the sample (the budget's target)
 
 
 CHARTS = [
-    Chart("batch_seconds", "micro-batch duration, mean", "s",
+    Chart("batch_seconds", "micro-batch duration, mean", "{:.2f} s",
           "rate(fraud_batch_duration_seconds_sum[5m]) / rate(fraud_batch_duration_seconds_count[5m])"),
-    Chart("latency_p99", "alert latency, p99 (Kafka timestamp to scored)", "s",
+    Chart("latency_p99", "alert latency, p99", "{:.1f} s",
           "histogram_quantile(0.99, sum by (le) (rate(fraud_end_to_end_latency_seconds_bucket[5m])))"),
-    Chart("budget_spent", "review budget spent (share of legitimate payments flagged)", "",
+    Chart("budget_spent", "review budget spent (dashed: its target)", "{:.2%}",
           "fraud_alert_budget_spent", target="budget_target"),
-    Chart("lag", "consumer lag (offsets behind)", "", "fraud_consumer_lag"),
+    Chart("lag", "consumer lag (offsets behind)", "{:,.0f}", "fraud_consumer_lag"),
 ]
 BATCH, LATENCY = "fraud_batch_duration_seconds", "fraud_end_to_end_latency_seconds"
 
@@ -132,16 +132,17 @@ def prometheus_series(url: str, hours: float, now: float | None = None, timeout:
     return out
 
 
-def svg(series: Series, title: str, unit: str, target: Series | None = None, width: int = 360, height: int = 90) -> str:
-    """A small line chart of `series` (with `target` as a dashed line): its title, the last value, and the
-    range of the y axis; "no data yet" when it is empty."""
+def svg(series: Series, title: str, shown: str, target: Series | None = None, width: int = 300, height: int = 110) -> str:
+    """A small line chart of `series` (with `target` as a dashed line): its title, the last value written with
+    `shown`, the y axis's top and the time it spans; "no data yet" when it is empty."""
+    head = f'<svg class="chart" width="{width}" height="{height}" role="img"'
     if not series:
-        return (f'<svg class="chart" width="{width}" height="{height}" role="img" aria-label="{title}: no data yet">'
-                f'<text x="4" y="14">{title}</text><text x="4" y="{height // 2 + 8}" class="note">no data yet</text></svg>')
+        return (f'{head} aria-label="{title}: no data yet"><text x="4" y="14" class="note">{title}</text>'
+                f'<text x="4" y="40">no data yet</text></svg>')
     times = [t for t, _ in series]
     values = [v for _, v in series] + [v for _, v in (target or [])]
     low, high = min(0.0, min(values)), max(values) or 1.0
-    left, top, right, bottom = 4, 20, width - 4, height - 14
+    left, top, right, bottom = 4, 44, width - 4, height - 16
     span = (max(times) - min(times)) or 1.0
 
     def point(t: float, v: float) -> str:
@@ -149,20 +150,25 @@ def svg(series: Series, title: str, unit: str, target: Series | None = None, wid
         y = bottom - (v - low) / ((high - low) or 1.0) * (bottom - top)
         return f"{x:.1f},{y:.1f}"
 
-    last = series[-1][1]
-    shown = f"{last:.4f}" if unit == "" and last < 1 else f"{last:,.2f}" if last < 100 else f"{last:,.0f}"
-    lines = [f'<svg class="chart" width="{width}" height="{height}" role="img" aria-label="{title}: {shown} {unit}">',
-             f'<text x="4" y="14">{title}: <tspan class="num">{shown} {unit}</tspan></text>',
-             f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{" ".join(point(t, v) for t, v in series)}"/>']
+    last = shown.format(series[-1][1])
+    lines = [f'{head} aria-label="{title}: {last}">', f'<text x="4" y="14" class="note">{title}</text>',
+             f'<text x="4" y="36" class="num">{last}</text>']
+    if len(series) == 1:
+        lines.append(f'<circle r="2.5" fill="currentColor" cx="{point(*series[0]).split(",")[0]}" '
+                     f'cy="{point(*series[0]).split(",")[1]}"/>')
+    else:
+        lines.append(f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" '
+                     f'points="{" ".join(point(t, v) for t, v in series)}"/>')
     if target:
-        lines.append(f'<polyline fill="none" stroke="#b00" stroke-dasharray="4 3" points="'
-                     f'{" ".join(point(max(min(t, max(times)), min(times)), v) for t, v in target)}"/>')
-    minutes = span / 60
-    lines += [f'<text x="4" y="{height - 2}" class="note">{high:.4g} {unit} at most; the last '
-              f'{minutes:.0f} min</text>', "</svg>"]
+        ends = [(min(times), target[-1][1]), (max(times), target[-1][1])]
+        lines.append(f'<polyline fill="none" stroke="#b00" stroke-dasharray="4 3" '
+                     f'points="{" ".join(point(t, v) for t, v in ends)}"/>')
+    spanned = f"{span / 60:.0f} min" if span >= 120 else f"{span:.0f} s"
+    lines += [f'<text x="4" y="{height - 3}" class="note">at most {shown.format(high)}; the last {spanned}</text>',
+              "</svg>"]
     return "\n".join(lines)
 
 
 def charts_html(series: dict[str, Series]) -> list[str]:
     """The SVG of every chart, from `series` (a Sampler's or Prometheus's)."""
-    return [svg(series.get(c.key, []), c.title, c.unit, series.get(c.target) if c.target else None) for c in CHARTS]
+    return [svg(series.get(c.key, []), c.title, c.shown, series.get(c.target) if c.target else None) for c in CHARTS]
