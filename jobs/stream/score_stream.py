@@ -786,28 +786,33 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                     .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
     listener = ProgressMetrics(metrics, str(writer.query.id))
     spark.streams.addListener(listener)
-    LISTENERS[str(writer.query.id)] = listener
+    RELEASED_AT_STOP[str(writer.query.id)] = (listener, writer.publisher)
     return writer.query
 
 
-# the progress listener of each query started here: removed before the query stops (`stop_query`), so that Spark's
-# listener bus has no Python callback left to call while the process ends (it would log a py4j stack trace)
-LISTENERS: dict[str, StreamingQueryListener] = {}
+# what each query started here holds beside Spark: its progress listener, removed before the query stops so that
+# Spark's listener bus has no Python callback left to call while the process ends (it would log a py4j stack
+# trace), and the driver's Kafka producer (`release`)
+RELEASED_AT_STOP: dict[str, tuple[StreamingQueryListener, Publisher]] = {}
 
 
 def stop_query(spark: SparkSession, query: StreamingQuery) -> None:
-    """Stop `query` after removing its progress listener."""
-    detach_listener(spark, query)
+    """Stop `query` after releasing its listener and producer."""
+    release(spark, query)
     query.stop()
 
 
-def detach_listener(spark: SparkSession, query: StreamingQuery) -> None:
-    listener = LISTENERS.pop(str(query.id), None)
-    if listener is not None:
-        try:
-            spark.streams.removeListener(listener)
-        except (Py4JError, ConnectionError):  # the JVM is going too
-            pass
+def release(spark: SparkSession, query: StreamingQuery) -> None:
+    """Remove `query`'s progress listener and close its producer (once; nothing if it has none)."""
+    held = RELEASED_AT_STOP.pop(str(query.id), None)
+    if held is None:
+        return
+    listener, publisher = held
+    try:
+        spark.streams.removeListener(listener)
+    except (Py4JError, ConnectionError):  # the JVM is going too
+        pass
+    publisher.close()
 
 
 class ProgressMetrics(StreamingQueryListener):
@@ -899,7 +904,7 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: st
     finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
-        detach_listener(spark, query)
+        release(spark, query)
     return metrics
 
 
