@@ -36,7 +36,7 @@ def batch(first_id: int, hour: dt.datetime, scores: list[float], threshold: floa
 
 
 def test_a_micro_batch_is_flagged_at_the_threshold_the_window_and_its_own_scores_give():
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24))
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=10)
     noon = dt.datetime(2026, 12, 1, 12)
     first = batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], threshold=1)
     assert budget.threshold(0.5) == 0.5, "nothing scored yet: the model's threshold, for the metrics"
@@ -46,10 +46,15 @@ def test_a_micro_batch_is_flagged_at_the_threshold_the_window_and_its_own_scores
     budget.observe(first.assign(decision=first["score"] >= 0.9))
     assert budget.threshold(0.5) == 0.9, "without a micro-batch: the last one's threshold"
     second = batch(11, noon + dt.timedelta(hours=1), [0.15, 0.25, 0.35, 0.6, 0.97], threshold=1)
-    # the window now holds more legitimate transactions (10) than the micro-batch (5): it decides alone, 2 of 10
+    # the window now holds evidence_transactions (10) legitimate transactions: it decides alone, 2 of 10, however
+    # large the micro-batch (its frauds, not confirmed yet, would sit among its highest scores)
     assert budget.threshold(0.5, second) == 0.9
-    # a micro-batch larger than the window counts with it: 2 of the 10 + 15 (0.95 and 0.9, then 0.9 tied: none)
+    assert budget.threshold(0.5, batch(11, noon + dt.timedelta(hours=1), [0.9] * 15, threshold=1)) == 0.9
+    # a window thinner than evidence_transactions takes the micro-batch's scores: 2 of the 10 + 15 (0.95, and the
+    # sixteen tied at 0.9 not: the budget is never exceeded)
+    budget.evidence_transactions = 20
     assert budget.threshold(0.5, batch(11, noon + dt.timedelta(hours=1), [0.9] * 15, threshold=1)) > 0.9
+    budget.evidence_transactions = 10
     budget.observe(second.assign(decision=second["score"] >= 0.9))
     assert budget.spent() == pytest.approx(3 / 15)
     # 0.95 confirmed as fraud: no longer legitimate; 14 legitimate in the window, 2 may be flagged: 0.97, 0.9
@@ -223,7 +228,7 @@ def test_a_restart_fills_the_window_from_scores_and_labels_whether_the_budget_mo
 
 
 def test_a_new_model_gets_a_threshold_from_its_own_scores():
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24))
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=5)
     noon = dt.datetime(2026, 12, 1, 12)
     first = batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5], threshold=0.5).assign(model_version="1")
     assert budget.threshold(0.5, first) == 0.5  # 5 legitimate of model 1: one may be flagged
@@ -235,11 +240,12 @@ def test_a_new_model_gets_a_threshold_from_its_own_scores():
     budget.observe(second.assign(decision=second["score"] >= 0.05))
     assert budget.spent() == pytest.approx(2 / 10)  # the share spent counts every decision of the window
     third = batch(11, noon + dt.timedelta(hours=2), [0.045] * 5, threshold=1).assign(model_version="2")
-    # model 2's five scores in the window, as many as the micro-batch: they decide alone, one may be flagged
+    # model 2's five scores in the window, evidence_transactions: they decide alone, one may be flagged
     assert budget.threshold(0.04, third) == 0.05
-    # a larger micro-batch counts with them: two of ten; 0.05, and not one of the six tied at 0.045 (the budget is
-    # never exceeded)
-    assert budget.threshold(0.04, pd.concat([third, third.iloc[:1]])) == np.nextafter(0.045, 1)
+    # with a thinner window than evidence_transactions the micro-batch counts with them: two of ten; 0.05, and
+    # not one of the five tied at 0.045 (the budget is never exceeded)
+    budget.evidence_transactions = 6
+    assert budget.threshold(0.04, third) == np.nextafter(0.045, 1)
 
 
 def test_the_weighted_budget_threshold_counts_each_transaction_at_its_weight():

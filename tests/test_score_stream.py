@@ -142,7 +142,7 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
 
     # each micro-batch is flagged at the threshold that flags at most stream.alert_budget.fpr of the transactions
     # scored before it within a day of event time (no label says any was a fraud), with its own while those are
-    # fewer, less the share sent for review by terminal checks: from the first micro-batch on
+    # fewer than evidence_transactions, less the share sent for review by terminal checks: from the first on
     budget = AlertBudget.from_config(cfg)
     versions = sorted(r.version for r in spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path('scores')}`")
                       .where("operation = 'WRITE'").collect())
@@ -154,8 +154,8 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
         batch_rows = rows[~rows["transaction_id"].isin(seen["transaction_id"])]
         assert batch_rows["threshold"].nunique() == 1
         window = seen[seen["tx_datetime"] > seen["tx_datetime"].max() - budget.window] if len(seen) else seen
-        # the micro-batch's own scores count while the window holds fewer transactions than it (the first ones)
-        own = batch_rows["score"].to_numpy(dtype=float) if len(window) < len(batch_rows) else np.zeros(0)
+        # the micro-batch's own scores count while the window holds fewer than evidence_transactions (the first ones)
+        own = batch_rows["score"].to_numpy(dtype=float) if len(window) < budget.evidence_transactions else np.zeros(0)
         evidence = np.concatenate([window["score"].to_numpy(dtype=float), own])
         expected = budget_threshold(evidence, np.ones(len(evidence), dtype=bool), share_for_the_score(window, budget.fpr))
         assert batch_rows["threshold"].iloc[0] == pytest.approx(expected), version

@@ -12,10 +12,10 @@ legitimate traffic the budget is about (`fraud backtest` leaves them out of its 
 For each micro-batch, once its scores are known and before anything of it is flagged:
 - the threshold becomes the lowest that flags at most `fpr` of the window's legitimate transactions scored by
   the model now in use (models/threshold.py's budget_threshold), less the share flagged for another reason
-  (jobs/stream/terminal_checks.py), and at least half of `fpr`. While the window holds fewer of them than the
-  micro-batch has transactions (at a start, after a retraining), the micro-batch's own scores count with
-  them, so the budget holds from a stream's first micro-batch, at a few payments a day as at hundreds a
-  second: with few transactions it flags fewer (the whole part of `fpr` times their number), never more.
+  (jobs/stream/terminal_checks.py), and at least half of `fpr`. While the window holds fewer of them than
+  `evidence_transactions` (at a start, after a retraining), the micro-batch's own scores count with them, so
+  the budget holds from a stream's first micro-batch, at a few payments a day as at hundreds a second: with
+  few transactions it flags fewer (the whole part of `fpr` times their number), never more.
   Scores of two models are not on one scale: after a retraining the new model's scores alone choose its
   threshold;
 - the budget spent is the share of the window's legitimate transactions that were flagged, at the thresholds
@@ -92,6 +92,8 @@ class AlertBudget:
     # an alert not reviewed yet counts as legitimate only at the share of the window's reviewed alerts found
     # genuine (False: in full, as every transaction not confirmed as fraud)
     pending_at_precision: bool = False
+    # while the window holds fewer legitimate transactions of the model in use, a micro-batch's own scores count
+    evidence_transactions: int = 200
     ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
     scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
@@ -118,6 +120,7 @@ class AlertBudget:
         fpr = cfg.get("stream.alert_budget.fpr")
         hours = cfg.get("stream.alert_budget.window_hours")
         pending = cfg.get("stream.alert_budget.pending_at_precision")
+        evidence = cfg.get("stream.alert_budget.evidence_transactions")
         for key, value in (("enabled", enabled), ("pending_at_precision", pending)):
             if not isinstance(value, bool):
                 raise ConfigError(f"stream.alert_budget.{key}: expected true or false, found {value!r}")
@@ -127,7 +130,10 @@ class AlertBudget:
         if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
             raise ConfigError(f"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, "
                               f"found {hours!r}")
-        return cls(enabled, float(fpr), dt.timedelta(hours=hours), pending,
+        if isinstance(evidence, bool) or not isinstance(evidence, int) or evidence < 1:
+            raise ConfigError(f"stream.alert_budget.evidence_transactions: expected a whole number of 1 or more, "
+                              f"found {evidence!r}")
+        return cls(enabled, float(fpr), dt.timedelta(hours=hours), pending, evidence,
                    blocked=BlockedCards(blocked_card_days(cfg)))
 
     def threshold(self, model_threshold: float, batch: pd.DataFrame | None = None) -> float:
@@ -142,10 +148,12 @@ class AlertBudget:
         legit = self._legit if self._legit is not None else self.legitimate()
         model = batch["model_version"].iloc[-1] if "model_version" in batch else ""
         pool = legit & (self.models == model)  # the window's legitimate transactions of this model
-        # the batch's own scores, while the window holds fewer: at a start and after a retraining. Its frauds
-        # are not confirmed yet and sit among its highest scores, where they would take the budget's room:
-        # once the window, whose alerts the fraud team has reviewed, holds more, it decides alone
-        fresh = ~self._blocked(batch) if int(pool.sum()) < len(batch) else np.zeros(len(batch), dtype=bool)
+        # the batch's own scores, while the window holds too few to choose from (`evidence_transactions`: at a
+        # start, after a retraining). Its frauds are not confirmed yet and sit among its highest scores, where
+        # they take the budget's room: as soon as the window, whose alerts the fraud team reviews, can choose,
+        # it decides alone (a batch larger than a young window would keep its frauds setting the threshold)
+        thin = int(pool.sum()) < self.evidence_transactions
+        fresh = ~self._blocked(batch) if thin else np.zeros(len(batch), dtype=bool)
         scores = np.concatenate([self.scores[pool], batch["score"].to_numpy(dtype=float)[fresh]])
         weight = self.weights(legit)
         if weight is not None:
