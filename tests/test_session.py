@@ -28,6 +28,8 @@ def test_settings_of_the_local_session():
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.session.timeZone": "UTC",
+        # Spark SQL's warehouse under .state/, not the working directory
+        "spark.sql.warehouse.dir": load_config("local").path("paths.warehouse"),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.shuffle.partitions": "2",
         "spark.ui.enabled": "true",
