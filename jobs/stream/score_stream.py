@@ -794,6 +794,7 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
 # Spark's listener bus has no Python callback left to call while the process ends (it would log a py4j stack
 # trace), and the driver's Kafka producer (`release`)
 RELEASED_AT_STOP: dict[str, tuple[StreamingQueryListener, Publisher]] = {}
+LISTENER_DRAIN_MS = 5000
 
 
 def stop_query(spark: SparkSession, query: StreamingQuery) -> None:
@@ -810,7 +811,9 @@ def release(spark: SparkSession, query: StreamingQuery) -> None:
     listener, publisher = held
     try:
         spark.streams.removeListener(listener)
-    except (Py4JError, ConnectionError):  # the JVM is going too
+        # an event the bus took before the removal is still delivered: let it reach Python while Python is there
+        spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(LISTENER_DRAIN_MS)
+    except (Py4JError, ConnectionError):  # the JVM is going too, or the bus did not drain in time
         pass
     publisher.close()
 
