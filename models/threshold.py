@@ -80,14 +80,20 @@ def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float,
 
 def _weighted_threshold(legit: np.ndarray, weight: np.ndarray, share: float) -> float:
     """`budget_threshold` with weights: the lowest threshold whose flagged weight is at most `share` of the
-    whole weight. Only the highest scores can be flagged (at most the allowed weight's whole part of the
-    weight-1 ones, plus every lighter one): those alone are sorted."""
+    whole weight. Only the highest scores can be flagged, as many as it takes their weight to pass the allowed
+    one: those alone are sorted."""
     allowed = share * float(weight.sum()) + 1e-9
     n = legit.size
-    m = min(n, int(np.floor(allowed)) + int((weight < 1).sum()) + 1)
-    top = np.argpartition(-legit, m - 1)[:m] if m < n else np.arange(n)
-    order = top[np.argsort(-legit[top], kind="stable")]
-    flagged = int(np.searchsorted(np.cumsum(weight[order]), allowed, side="right"))
+    # the highest scores, more of them until their weight passes the allowed one (or all are taken)
+    m = min(n, int(np.floor(allowed)) + 1)
+    while True:
+        top = np.argpartition(-legit, m - 1)[:m] if m < n else np.arange(n)
+        order = top[np.argsort(-legit[top], kind="stable")]
+        cumulative = np.cumsum(weight[order])
+        if m == n or cumulative[-1] > allowed:
+            break
+        m = min(n, 2 * m)
+    flagged = int(np.searchsorted(cumulative, allowed, side="right"))
     if flagged >= n:
         return float(legit.min())
     if not flagged:

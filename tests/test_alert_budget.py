@@ -36,7 +36,9 @@ def batch(first_id: int, hour: dt.datetime, scores: list[float], threshold: floa
 
 
 def test_a_micro_batch_is_flagged_at_the_threshold_the_window_and_its_own_scores_give():
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=10)
+    # every transaction counts in full here (their scores are not the model's chances)
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=10,
+                         unflagged_at_score=False)
     noon = dt.datetime(2026, 12, 1, 12)
     first = batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], threshold=1)
     assert budget.threshold(0.5) == 0.5, "nothing scored yet: the model's threshold, for the metrics"
@@ -214,7 +216,7 @@ def test_a_restart_fills_the_window_from_scores_and_labels_whether_the_budget_mo
     labels = pd.DataFrame({"transaction_id": [10, 9], "tx_fraud": [1, 0], "customer_id": [109, 108],
                            "batch_id": [1, 1], "offset": [0, 1], "labelled_at": noon})
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
-    budget = AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24))
+    budget = AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24), unflagged_at_score=False)
     newest = newest_scored(spark, cfg.table_path("scores"))
     assert budget.fill(spark, cfg.table_path("scores"), cfg.table_path("labels"), [], newest) == 9
     # 8 legitimate (10 is a confirmed fraud), 1 of them flagged (0.8): 1/8 spent; a quarter of them, 2, for a part
@@ -228,7 +230,8 @@ def test_a_restart_fills_the_window_from_scores_and_labels_whether_the_budget_mo
 
 
 def test_a_new_model_gets_a_threshold_from_its_own_scores():
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=5)
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=5,
+                         unflagged_at_score=False)
     noon = dt.datetime(2026, 12, 1, 12)
     first = batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5], threshold=0.5).assign(model_version="1")
     assert budget.threshold(0.5, first) == 0.5  # 5 legitimate of model 1: one may be flagged
@@ -265,7 +268,7 @@ def test_alerts_awaiting_review_count_at_the_share_of_reviewed_alerts_found_genu
 
     def budget(pending_at_precision: bool) -> AlertBudget:
         made = AlertBudget(enabled=True, fpr=0.15, window=dt.timedelta(hours=24),
-                           pending_at_precision=pending_at_precision)
+                           pending_at_precision=pending_at_precision, unflagged_at_score=False)
         made.observe(batch(1, noon, scores, threshold=0.9))
         # the first two alerts are reviewed: one fraud, one genuine (precision 1/2); the last two wait
         made.label(pd.DataFrame({"transaction_id": [17, 18], "tx_fraud": [1, 0]}))
@@ -287,3 +290,34 @@ def test_alerts_awaiting_review_count_at_the_share_of_reviewed_alerts_found_genu
     # a budget that is told every review counts in full again
     weighted.label(pd.DataFrame({"transaction_id": [19, 20], "tx_fraud": [0, 0]}))
     assert weighted.spent() == pytest.approx(3 / 19)
+
+
+def test_frauds_the_stream_did_not_flag_take_little_of_the_budget_s_room():
+    """At a start the first micro-batch's threshold is chosen among frauds nobody has confirmed yet (6% of
+    payments, above the 4.5% budget). At the next one, half of its alerts are reviewed (confirmed frauds), half
+    wait. The frauds left unflagged count as legitimate at 1 - their score, so the threshold comes down into
+    the legitimate traffic; counted in full they would join the alerts waiting for review among the budget's
+    room and hold it above nearly all the legitimate payments until their disputes, days later."""
+    rng = np.random.default_rng(3)
+    noon = dt.datetime(2026, 12, 1, 12)
+    legit = rng.uniform(0.0005, 0.02, 940)
+    frauds = rng.uniform(0.97, 0.999, 60)
+    first = pd.DataFrame({"transaction_id": np.arange(1000, dtype=np.int64),
+                          "tx_datetime": [noon + dt.timedelta(seconds=3 * i) for i in range(1000)],
+                          "score": np.concatenate([legit, frauds]), "model_version": "1"})
+    following = batch(5000, noon + dt.timedelta(hours=1), [0.01], threshold=1).assign(model_version="1")
+    flagged_share = {}
+    for at_score in (True, False):
+        budget = AlertBudget(enabled=True, fpr=0.045, window=dt.timedelta(hours=24), unflagged_at_score=at_score)
+        threshold = budget.threshold(0.5, first)  # a thin window: the micro-batch's own scores, frauds among them
+        assert threshold > 0.97, "the first micro-batch's 45 allowed of 1000 fall among its 60 frauds"
+        decided = first.assign(decision=first["score"] >= threshold)
+        budget.observe(decided)
+        flagged = decided.loc[decided["decision"], "transaction_id"].sort_values()
+        reviewed = flagged.iloc[: len(flagged) // 2]
+        budget.label(pd.DataFrame({"transaction_id": reviewed, "tx_fraud": 1}))  # the fraud team confirms half
+        flagged_share[at_score] = float((legit >= budget.threshold(0.5, following)).mean())
+    # at the score: the room the 22 alerts waiting for review leave, about 21 of the 940 legitimate payments
+    assert 0.015 < flagged_share[True] <= 0.045
+    # in full: the 15 frauds not flagged take most of that room too
+    assert flagged_share[False] < 0.01

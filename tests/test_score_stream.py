@@ -87,7 +87,7 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     scores = spark.read.format("delta").load(cfg.table_path("scores"))
     ids = [r.transaction_id for r in scores.select("transaction_id").collect()]
     assert sorted(ids) == list(range(len(lines)))  # every valid transaction, exactly once
-    for table in ("scores", "alerts", "dead_letters", "labels"):  # stream.delta_checkpoint_interval
+    for table in ("scores", "alerts", "explanations", "dead_letters", "labels"):  # stream.delta_checkpoint_interval
         detail = spark.sql(f"DESCRIBE DETAIL delta.`{cfg.table_path(table)}`").collect()[0]
         assert detail["properties"] == {"delta.checkpointInterval": "100"}, table
     assert {r.model_version for r in scores.select("model_version").distinct().collect()} == {"1"}
@@ -127,12 +127,15 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     topic = consume_all(broker.bootstrap_servers, topic_names["alerts"])
     assert {m["transaction_id"] for m in topic} == flagged
     # each alert twice, in this order: at once, then with its explanation, otherwise the same message; the
-    # second is the `alerts` table's row as Spark writes it in JSON
+    # second is the `alerts` table's row joined with its `explanations` row, as Spark writes it in JSON
     by_alert: dict[str, list[dict]] = {}
     for message in topic:
         by_alert.setdefault(message["alert_id"], []).append(message)
-    in_table = {r.alert_id: json.loads(r.row) for r in alerts.select(
-        "alert_id", F.to_json(F.struct(*[c for c in alerts.columns if c != "tx_date"])).alias("row")).collect()}
+    explanations = spark.read.format("delta").load(cfg.table_path("explanations"))
+    assert explanations.count() == explanations.select("alert_id").distinct().count() == len(flagged)
+    joined = alerts.join(explanations.select("alert_id", "top_features"), "alert_id", "left")
+    in_table = {r.alert_id: json.loads(r.row) for r in joined.select(
+        "alert_id", F.to_json(F.struct(*[c for c in joined.columns if c != "tx_date"])).alias("row")).collect()}
     assert set(by_alert) == set(in_table)
     for alert_id, (first, explained) in by_alert.items():
         assert first["top_features"] == [] and len(explained["top_features"]) == 3, alert_id
@@ -141,8 +144,9 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert all(len(m) == 2 for m in by_alert.values())
 
     # each micro-batch is flagged at the threshold that flags at most stream.alert_budget.fpr of the transactions
-    # scored before it within a day of event time (no label says any was a fraud), with its own while those are
-    # fewer than evidence_transactions, less the share sent for review by terminal checks: from the first on
+    # scored before it within a day of event time (no label says any was a fraud; one not flagged counts at 1 -
+    # its score), with its own while those are fewer than evidence_transactions, less the share sent for review
+    # by terminal checks: from the first on
     budget = AlertBudget.from_config(cfg)
     versions = sorted(r.version for r in spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path('scores')}`")
                       .where("operation = 'WRITE'").collect())
@@ -157,7 +161,9 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
         # the micro-batch's own scores count while the window holds fewer than evidence_transactions (the first ones)
         own = batch_rows["score"].to_numpy(dtype=float) if len(window) < budget.evidence_transactions else np.zeros(0)
         evidence = np.concatenate([window["score"].to_numpy(dtype=float), own])
-        expected = budget_threshold(evidence, np.ones(len(evidence), dtype=bool), share_for_the_score(window, budget.fpr))
+        weight = np.concatenate([counted_as_legitimate(window), np.ones(len(own))])
+        expected = budget_threshold(evidence, np.ones(len(evidence), dtype=bool), share_for_the_score(window, budget.fpr),
+                                    weight)
         assert batch_rows["threshold"].iloc[0] == pytest.approx(expected), version
         thresholds.append(batch_rows["threshold"].iloc[0])
         seen = rows
@@ -182,7 +188,10 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert values["fraud_alert_budget_window_transactions"] == len(window)
     assert values["fraud_alert_budget_target"] == budget.fpr
     flagged_in_window = scores.where(F.col("transaction_id").isin([int(t) for t in window["transaction_id"]]) & F.col("decision"))
-    assert values["fraud_alert_budget_spent"] == pytest.approx(flagged_in_window.count() / len(window))
+    weight = counted_as_legitimate(window)
+    assert flagged_in_window.count() == int(window["decision"].sum())
+    assert values["fraud_alert_budget_spent"] == pytest.approx(weight[window["decision"].to_numpy(dtype=bool)].sum()
+                                                               / weight.sum())
 
     # a real Prometheus scrapes the endpoint with the project's rules and answers every dashboard query
     with prometheus(tmp_path / "prometheus", free_port(), [f"127.0.0.1:{metrics.port}"]) as server:
@@ -196,6 +205,12 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
         groups = server.get("/api/v1/rules")["groups"]
         assert sorted(g["name"] for g in groups) == ["fraud-stream-alerts", "fraud-stream-recording"]
         assert [r["name"] for g in groups for r in g["rules"] if r["health"] == "err"] == []
+
+
+def counted_as_legitimate(window: pd.DataFrame) -> np.ndarray:
+    """How much each transaction of the alert budget's window counts as legitimate when no label came: a flagged
+    one in full, one not flagged at 1 - its score (stream.alert_budget.unflagged_at_score)."""
+    return np.where(window["decision"].to_numpy(dtype=bool), 1.0, 1.0 - window["score"].to_numpy(dtype=float))
 
 
 def share_for_the_score(window: pd.DataFrame, fpr: float) -> float:

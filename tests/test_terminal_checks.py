@@ -76,7 +76,8 @@ def test_checks_that_are_off_ask_for_no_review():
 
 
 def test_reviews_for_a_terminal_check_leave_the_score_the_rest_of_the_budget():
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24))
+    # every transaction counts in full (these scores are not the model's chances)
+    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), unflagged_at_score=False)
     frame = scored([(i, 1, i, None) for i in range(10)]).assign(score=[i / 10 for i in range(10)])
     frame["decision"] = frame["score"] >= 0.8
     frame.loc[frame["score"] >= 0.8, "alert_reason"] = "score"

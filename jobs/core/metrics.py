@@ -32,6 +32,9 @@ class StreamMetrics:
                                      "(Kafka read, parse, stateful steps), alerts_topic (scoring and the alerts "
                                      "topic), tables (scores and alerts, committed concurrently), labels, "
                                      "dead_letters", ["stage"], registry=r)
+        self.explanation_seconds = Histogram("fraud_explanation_seconds", "an alert published to its explanation "
+                                             "published (the same alert again, with its top_features)",
+                                             buckets=LATENCY_BUCKETS, registry=r)
         self.latency = Histogram("fraud_end_to_end_latency_seconds", "Kafka timestamp to scored", buckets=LATENCY_BUCKETS,
                                  registry=r)
         self.score = Histogram("fraud_score", "model scores", buckets=SCORE_BUCKETS, registry=r)

@@ -5,8 +5,9 @@ The bank accepts to flag at most 5% of its legitimate transactions (models/metri
 threshold keeps that on its validation days; live, the share it flags drifts with the traffic and the
 frauds of the day, and a threshold that flags fewer than the budget leaves recall unspent. So the stream
 keeps the last `window_hours` of event time: every scored transaction's score and decision, and the labels
-it read. Of those transactions, the ones not confirmed as fraud count as legitimate (a fraud nobody has
-confirmed yet counts as legitimate: the estimate errs towards flagging less). A card's payments after one
+it read. Of those transactions, the ones not confirmed as fraud count as legitimate: a flagged one in full
+until its review, one the stream did not flag and nobody reviewed at 1 - its score with `unflagged_at_score`
+(the frauds a threshold missed would otherwise hold the next thresholds among them). A card's payments after one
 of its frauds was confirmed count for neither: the bank blocks such a card, so its payments are not the
 legitimate traffic the budget is about (`fraud backtest` leaves them out of its figures the same way).
 For each micro-batch, once its scores are known and before anything of it is flagged:
@@ -90,8 +91,11 @@ class AlertBudget:
     fpr: float
     window: dt.timedelta
     # an alert not reviewed yet counts as legitimate only at the share of the window's reviewed alerts found
-    # genuine (False: in full, as every transaction not confirmed as fraud)
+    # genuine (False: as every transaction not reviewed)
     pending_at_precision: bool = False
+    # a transaction not flagged and not reviewed counts as legitimate at 1 - its score, the model's chance that
+    # it is genuine (False: in full)
+    unflagged_at_score: bool = True
     # while the window holds fewer legitimate transactions of the model in use, a micro-batch's own scores count
     evidence_transactions: int = 200
     ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -120,8 +124,9 @@ class AlertBudget:
         fpr = cfg.get("stream.alert_budget.fpr")
         hours = cfg.get("stream.alert_budget.window_hours")
         pending = cfg.get("stream.alert_budget.pending_at_precision")
+        at_score = cfg.get("stream.alert_budget.unflagged_at_score")
         evidence = cfg.get("stream.alert_budget.evidence_transactions")
-        for key, value in (("enabled", enabled), ("pending_at_precision", pending)):
+        for key, value in (("enabled", enabled), ("pending_at_precision", pending), ("unflagged_at_score", at_score)):
             if not isinstance(value, bool):
                 raise ConfigError(f"stream.alert_budget.{key}: expected true or false, found {value!r}")
         if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr <= MAX_FPR:
@@ -133,7 +138,7 @@ class AlertBudget:
         if isinstance(evidence, bool) or not isinstance(evidence, int) or evidence < 1:
             raise ConfigError(f"stream.alert_budget.evidence_transactions: expected a whole number of 1 or more, "
                               f"found {evidence!r}")
-        return cls(enabled, float(fpr), dt.timedelta(hours=hours), pending, evidence,
+        return cls(enabled, float(fpr), dt.timedelta(hours=hours), pending, at_score, evidence,
                    blocked=BlockedCards(blocked_card_days(cfg)))
 
     def threshold(self, model_threshold: float, batch: pd.DataFrame | None = None) -> float:
@@ -156,7 +161,7 @@ class AlertBudget:
         fresh = ~self._blocked(batch) if thin else np.zeros(len(batch), dtype=bool)
         scores = np.concatenate([self.scores[pool], batch["score"].to_numpy(dtype=float)[fresh]])
         weight = self.weights(legit)
-        if weight is not None:
+        if weight is not None:  # the batch's own count in full: they are what the threshold may flag
             weight = np.concatenate([weight[pool], np.ones(int(fresh.sum()))])
         # payments sent for review for another reason (a terminal's check) spend the budget too: the score gets
         # the rest, and at least half of it (more checks than that overspend it, and the FraudAlertBudgetOverspent
@@ -241,18 +246,22 @@ class AlertBudget:
         return ~fraud & ~(self.times >= since)
 
     def weights(self, legit: np.ndarray) -> np.ndarray | None:
-        """With `pending_at_precision`, how much each transaction of the window counts as legitimate: an alert
-        not reviewed yet counts as 1 - the precision of the window's reviewed alerts, every other one 1; None
-        otherwise, or before any alert was reviewed."""
-        if not self.pending_at_precision or not self.reviewed:
-            return None
+        """How much each transaction of the window counts as legitimate (None: 1 each; `legit` leaves the
+        confirmed frauds out). With `unflagged_at_score`, one the stream did not flag and nobody reviewed counts
+        1 - its score, the model's chance that it is genuine: the frauds it missed (at a start, the threshold
+        is chosen among frauds nobody has confirmed yet) take little of the budget's room, where counted in
+        full they would keep the threshold among them. A flagged one counts in full until its review says
+        (its review comes within hours; a score that overrates the traffic cannot make the budget overspend
+        on alerts), or with `pending_at_precision` at 1 - the precision of the window's reviewed alerts."""
         reviewed = np.isin(self.ids, np.fromiter(self.reviewed, dtype=np.int64, count=len(self.reviewed)))
-        reviewed_alerts = self.flagged & reviewed
-        if not reviewed_alerts.any():
-            return None
-        fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
-        precision = float(fraud[reviewed_alerts].mean())
-        return np.where(self.flagged & ~reviewed & legit, 1.0 - precision, 1.0)
+        weight = np.ones(len(self.ids))
+        if self.unflagged_at_score:
+            weight = np.where(~self.flagged & ~reviewed, 1.0 - np.clip(self.scores, 0.0, 1.0), weight)
+        if self.pending_at_precision and (self.flagged & reviewed).any():
+            fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
+            precision = float(fraud[self.flagged & reviewed].mean())
+            weight = np.where(self.flagged & ~reviewed & legit, 1.0 - precision, weight)
+        return None if (weight == 1.0).all() else weight
 
     def room(self, reason: str, share: float) -> int:
         """How many more transactions flagged for `reason` (an `alert_reason`) keep those of the window at most

@@ -73,6 +73,7 @@ from jobs.core.lake import (add_columns, append_idempotent, list_files, path_exi
 from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
 from jobs.stream.alert_budget import AlertBudget, confirmed_cards, last_labels, newest_scored
+from jobs.stream.explanations import Explainer, explain_missing
 from jobs.stream.ingest_stream import kafka_columns, reject_future
 from jobs.stream.options import check_stream_config
 from jobs.stream.terminal_checks import EXPLORE, TerminalChecks, flagged_history
@@ -112,6 +113,10 @@ class ModelHolder:
         self.booster, self.broadcast = booster, self.spark.sparkContext.broadcast(booster)
         print(f"stream: scoring with {self.alias} = version {version} (threshold {self.threshold:.5f})")
 
+    def booster_of(self, version: str) -> Any:
+        """The booster of model `version`: the one in use, or loaded from the registry."""
+        return self.booster if version == self.version else registry.load(self.cfg, version)[0]
+
 
 def _schema_with(base: StructType, extra: list[str]) -> StructType:
     return StructType([*base.fields, *[StructField(n, DoubleType(), True) for n in extra]])
@@ -139,8 +144,7 @@ DERIVED = [n for n in FEATURE_NAMES if n not in INPUT_SCHEMA.fieldNames()]
 SCORES_SCHEMA = StructType([
     *INPUT_SCHEMA.fields, *[StructField(n, DoubleType(), True) for n in DERIVED],
     StructField("score", DoubleType()), StructField("decision", BooleanType()), StructField("threshold", DoubleType()),
-    StructField("model_version", StringType()), StructField("top_features", ArrayType(StringType())),
-    StructField("scored_at", TimestampType()),
+    StructField("model_version", StringType()), StructField("scored_at", TimestampType()),
     # why a flagged transaction was: "score" (at or above the threshold), or a check of its terminal
     # (jobs/stream/terminal_checks.py: "terminal_probe", "terminal_case", "terminal_explore"); null when not flagged
     StructField("alert_reason", StringType()),
@@ -162,7 +166,7 @@ LABELS_SCHEMA = StructType([
 LABEL_DECISION = StructType(LABELS_SCHEMA.fields[-2:])
 # what the driver takes of each scored transaction: an alert's fields, in the order of its message (alert_messages)
 ALERT_FIELDS = ["transaction_id", "customer_id", "terminal_id", "tx_datetime", "tx_amount", "score", "model_version",
-                "top_features", "alert_reason"]
+                "alert_reason"]
 DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors"]
 
 
@@ -246,25 +250,11 @@ def _scorer(booster_bc: Any, version: str, reviews: dict[int, str]):
             out = frame[[f.name for f in INPUT_SCHEMA.fields]].reset_index(drop=True)
             out = pd.concat([out, features[DERIVED].reset_index(drop=True)], axis=1)
             out["score"], out["decision"], out["threshold"] = scores, False, np.nan
-            out["model_version"], out["top_features"] = version, [[] for _ in range(len(frame))]
+            out["model_version"] = version
             out["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
             out["alert_reason"] = checked
             yield out
     return score
-
-
-def explain(booster: Any, features: pd.DataFrame, top: int = 3) -> list[list[str]]:
-    """The `top` features that raised each row's score most, by CatBoost's exact SHAP values, as
-    "name=value (+contribution)": the explanation of an alert. One call for all the rows: each call has a fixed
-    cost that grows with the model, not with the rows."""
-    if features.empty:
-        return []
-    from catboost import Pool
-
-    shap = booster.get_feature_importance(Pool(features[FEATURE_NAMES]), type="ShapValues", thread_count=-1)[:, :-1]
-    values = features[FEATURE_NAMES].to_numpy()
-    return [[f"{FEATURE_NAMES[i]}={row[i]:.4g} (+{contribution[i]:.3f})" for i in np.argsort(-contribution)[:top]]
-            for row, contribution in zip(values, shap)]
 
 
 def alert_id(transaction_id: Column) -> Column:
@@ -328,15 +318,17 @@ class Publisher:
 
 
 def alert_messages(flagged: pd.DataFrame, alerted_at: dt.datetime) -> list[tuple[str, str]]:
-    """The alerts topic's (key, JSON) messages of `flagged` (ALERT_FIELDS), keyed by card, written as Spark's
-    `to_json` writes the `alerts` table's row (times in UTC to the millisecond)."""
+    """The alerts topic's (key, JSON) messages of `flagged` (ALERT_FIELDS, and `top_features` once explained:
+    empty before), keyed by card, written as Spark's `to_json` writes the `alerts` table's row (times in UTC to
+    the millisecond)."""
     at = _json_time(alerted_at)
     return [(str(int(row.customer_id)), json.dumps({
         "alert_id": str(uuid.uuid5(ALERT_NAMESPACE, str(int(row.transaction_id)))),
         "transaction_id": int(row.transaction_id), "customer_id": int(row.customer_id),
         "terminal_id": int(row.terminal_id), "tx_datetime": _json_time(row.tx_datetime),
         "tx_amount": float(row.tx_amount), "score": float(row.score), "threshold": float(row.threshold),
-        "model_version": row.model_version, "top_features": list(row.top_features), "alert_reason": row.alert_reason,
+        "model_version": row.model_version, "top_features": list(getattr(row, "top_features", None) or []),
+        "alert_reason": row.alert_reason,
         "alerted_at": at}, separators=(",", ":"))) for row in flagged.itertuples(index=False)]
 
 
@@ -564,6 +556,8 @@ class BatchWriter:
         self.topics = {role: str(cfg.get(f"kafka.topics.{role}")) for role in ("transactions", "labels", "alerts")}
         self.publisher = Publisher(logged_in(cfg))
         self.properties = table_properties(cfg)
+        self.explanations_path = cfg.table_path("explanations")
+        self.explainer = Explainer(spark, self.explanations_path, self.publish_explanations, QUERY, self.properties)
         self.budget = AlertBudget.from_config(cfg)
         self.checks = TerminalChecks.from_config(cfg)
         self.query: StreamingQuery | None = None
@@ -573,6 +567,12 @@ class BatchWriter:
         as a restart finds them."""
         cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days)
         newest = newest_scored(self.spark, self.scores_path)
+        since = None if newest is None else newest - dt.timedelta(hours=EXPLAIN_MISSING_HOURS)
+        explained = explain_missing(self.spark, self.scores_path, self.explanations_path, self.holder.booster_of,
+                                    since, self.properties)
+        if explained:
+            print(f"stream: {explained} alert(s) of the last {EXPLAIN_MISSING_HOURS} h had no explanation (the stream "
+                  f"stopped before it): explained into {self.explanations_path}", flush=True)
         if self.checks.enabled and newest is not None:
             since = newest - dt.timedelta(hours=self.checks.history_hours())
             self.checks.resume(*flagged_history(self.spark, self.scores_path, self.labels_path, since),
@@ -616,13 +616,16 @@ class BatchWriter:
             self.metrics.duplicates.inc(kinds["duplicate"])
         labelled = kinds.get("label", 0) + kinds.get("label_by_id", 0)
         now = [lambda: self.append_dead(dead, count, batch_id)] if count and not labelled else []
+        # the labels that came with the micro-batch are known before its threshold is chosen: the fraud team's
+        # reviews and the cards they block count in the alert budget and the terminal checks from this micro-batch
+        labels = self.read_labels(batch) if labelled else None
         if kinds.get("tx"):
             self.score(batch, batch_id, stages, now)
         elif now:
             now[0]()
             stages.done("dead_letters")
-        if labelled:
-            unknown = self.apply_labels(batch, batch_id)
+        if labels is not None:
+            unknown = self.apply_labels(labels, batch, batch_id)
             if unknown is not None:
                 dead, count = dead.unionByName(unknown), count + unknown.count()
             stages.done("labels")
@@ -678,25 +681,17 @@ class BatchWriter:
             decided = cached.select(*[c for c in cached.columns if c not in ("decision", "threshold", "alert_reason")],
                                     (by_score_col | chosen).alias("decision"), F.lit(threshold).alias("threshold"),
                                     F.when(by_score_col, F.lit("score")).when(chosen, F.col("alert_reason")).alias("alert_reason"))
-            explained = decided.select(*cached.columns)
+            decided = decided.select(*cached.columns)
             if len(flagged):
-                # the explanations, after the alerts: SHAP on the driver, the same alerts again with their
-                # `top_features` on the topic, and in the tables by a lookup in one literal, a JSON map that Spark
-                # parses once when it plans the append (no job, no Python worker, one call to the JVM)
-                tops = dict(zip(flagged["transaction_id"], explain(holder.booster, flagged)))
-                flagged = flagged.assign(top_features=flagged["transaction_id"].map(tops))
-                self.publisher.send(self.topics["alerts"], alert_messages(flagged, alerted_at), "alert explanations")
-                lookup = F.from_json(F.lit(json.dumps({str(int(t)): top for t, top in tops.items()})),
-                                     "map<string, array<string>>")
-                explained = decided.withColumn("top_features", F.coalesce(
-                    F.try_element_at(lookup, F.col("transaction_id").cast("string")), F.col("top_features"))
-                ).select(*cached.columns)
+                # the explanations, off the path: on the explainer's thread while the tables commit and the next
+                # micro-batch runs (jobs/stream/explanations.py); this waits only for the previous micro-batch's
+                self.explainer.submit(holder.booster, flagged, alerted_at, batch_id)
             stages.done("explanations")
-            alerts = explained.where("decision").select(
+            alerts = decided.where("decision").select(
                 alert_id(F.col("transaction_id")).alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
-                "tx_datetime", "tx_amount", "score", "threshold", "model_version", "top_features", "alert_reason",
+                "tx_datetime", "tx_amount", "score", "threshold", "model_version", "alert_reason",
                 F.lit(alerted_at).alias("alerted_at"), "tx_date")
-            self.commit(explained, alerts if len(flagged) else None, batch_id, more_sinks)
+            self.commit(decided, alerts if len(flagged) else None, batch_id, more_sinks)
             stages.done("tables")
             self.observe(observed)
         finally:
@@ -730,21 +725,41 @@ class BatchWriter:
         metrics.observe_budget(self.budget, self.holder.threshold)
         metrics.observe_checks(self.checks, observed)
 
-    def apply_labels(self, batch: DataFrame, batch_id: int) -> DataFrame | None:
-        """Record the batch's labels in `labels`: those the state counted, and those of transactions past its
-        look-back; send the labels given by id alone again with their transaction's place (they count in the
-        next micro-batch); tell the alert budget and the terminal checks; return the rest as dead letters
-        (None if there are none)."""
+    def read_labels(self, batch: DataFrame) -> pd.DataFrame:
+        """The batch's labels, in arrival order, told to the alert budget and the terminal checks."""
         columns = ["row_kind", "transaction_id", "tx_fraud", *LABEL_PLACE.fieldNames(), LABEL_INCREMENT, LABEL_PREVIOUS,
                    "kafka_timestamp", "topic", "partition", "offset", "key", "payload"]
         labels: pd.DataFrame = batch.where("row_kind IN ('label', 'label_by_id')").select(*columns).toPandas()
         labels = labels.sort_values(["kafka_timestamp", "partition", "offset"], kind="mergesort")
+        if not labels.empty:
+            self.budget.label(labels)
+            self.checks.label(labels[labels["row_kind"] == "label"])  # those with their place
+            self.metrics.observe_budget(self.budget, self.holder.threshold)
+            self.metrics.observe_checks(self.checks)
+        return labels
+
+    def publish_explanations(self, explained: pd.DataFrame, alerted_at: dt.datetime) -> None:
+        """The alerts again, with their `top_features` (on the explainer's thread)."""
+        self.publisher.send(self.topics["alerts"], alert_messages(explained, alerted_at), "alert explanations")
+        self.metrics.explanation_seconds.observe(
+            (dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - alerted_at).total_seconds())
+
+    def close(self) -> None:
+        """Explain the alerts in the background, then close the producer."""
+        try:
+            self.explainer.close()
+        finally:
+            self.publisher.close()
+
+    def apply_labels(self, labels: pd.DataFrame, batch: DataFrame, batch_id: int) -> DataFrame | None:
+        """Record the batch's labels (`read_labels`) in `labels`: those the state counted, and those of
+        transactions past its look-back; send the labels given by id alone again with their transaction's
+        place (they count in the next micro-batch); tell the alert budget of those of the batch's own
+        transactions, scored since; return the rest as dead letters (None if there are none)."""
         if labels.empty:
             return None
-        self.budget.label(labels)
-        self.checks.label(labels[labels["row_kind"] == "label"])  # those with their place
+        self.budget.label(labels)  # a label of a transaction of this micro-batch: now in the window
         self.metrics.observe_budget(self.budget, self.holder.threshold)
-        self.metrics.observe_checks(self.checks)
         counted = labels[labels[LABEL_INCREMENT].notna()].rename(
             columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"})
         resolved = resolve_labels(self.spark, labels[labels[LABEL_INCREMENT].isna()], self.scores_path, self.labels_path)
@@ -786,14 +801,16 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
                     .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
     listener = ProgressMetrics(metrics, str(writer.query.id))
     spark.streams.addListener(listener)
-    RELEASED_AT_STOP[str(writer.query.id)] = (listener, writer.publisher)
+    RELEASED_AT_STOP[str(writer.query.id)] = (listener, writer)
     return writer.query
 
 
 # what each query started here holds beside Spark: its progress listener, removed before the query stops so that
 # Spark's listener bus has no Python callback left to call while the process ends (it would log a py4j stack
 # trace), and the driver's Kafka producer (`release`)
-RELEASED_AT_STOP: dict[str, tuple[StreamingQueryListener, Publisher]] = {}
+RELEASED_AT_STOP: dict[str, tuple[StreamingQueryListener, BatchWriter]] = {}
+# how far back a start looks for alerts left unexplained by a stop (event time before the newest scored)
+EXPLAIN_MISSING_HOURS = 24
 LISTENER_DRAIN_MS = 5000
 
 
@@ -808,14 +825,14 @@ def release(spark: SparkSession, query: StreamingQuery) -> None:
     held = RELEASED_AT_STOP.pop(str(query.id), None)
     if held is None:
         return
-    listener, publisher = held
+    listener, writer = held
     try:
         spark.streams.removeListener(listener)
         # an event the bus took before the removal is still delivered: let it reach Python while Python is there
         spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(LISTENER_DRAIN_MS)
     except (Py4JError, ConnectionError):  # the JVM is going too, or the bus did not drain in time
         pass
-    publisher.close()
+    writer.close()
 
 
 class ProgressMetrics(StreamingQueryListener):
