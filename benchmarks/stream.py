@@ -17,7 +17,8 @@ after the history sent without labels. No label comes back during the run. Each 
    starts Python workers and plans the query: `warm` counts the others, which is what a running job pays.
 2. Latency: the full job goes on from its checkpoint with stream.trigger_interval while transactions arrive
    at 400 tx/s; after a warm-up, for each transaction: Kafka timestamp -> the timestamp of its alert on the
-   alerts topic (alert_*), and -> the commit of the `scores` version that holds it (scores_*).
+   alerts topic (alert_*), -> the commit of the `scores` version that holds it (scores_*), and -> its
+   explained message on the alerts topic (explanation_*, made off the micro-batch's path).
 3. Floor: the same job goes on with --floor-rows (10) transactions at a time, each sent once the last is
    scored: what a micro-batch costs whatever its size (`floor_batch_seconds`, the median after the first),
    with the Spark jobs, tasks, state-store commits and Delta commits each one ran, and its tasks' run and
@@ -255,7 +256,7 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
         jobs = spark_jobs(spark) - jobs_before
         progress = [p for p in query.recentProgress[done:] if p["numInputRows"]]
         stages = RecordingStages.batches[batches_before:]
-        query.stop()
+        score_stream.stop_query(spark, query)  # and the last explanations published
     scores = (spark.read.format("delta").load(cfg.table_path("scores"))
               .where(F.col("kafka_timestamp") >= F.lit(pd.Timestamp(t0, unit="s").to_pydatetime()))
               .select("transaction_id", (F.unix_micros("kafka_timestamp") / 1e6).alias("sent"),
@@ -266,10 +267,13 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
     alerted = scores.merge(alerts, on="transaction_id")
     scores_latency = (scores["committed"] - scores["sent"]).to_numpy()
     alert_latency = (alerted["alerted"] - alerted["sent"]).to_numpy()
+    explanation_latency = (alerted["explained"] - alerted["sent"]).dropna().to_numpy()
     keys = sorted({k for p in progress for k in p["durationMs"]})
     return {"transactions": len(scores), "alerts": len(alerted), "rate": rate,
             "trigger": str(cfg.get("stream.trigger_interval")), "warmup_seconds_not_measured": warmup,
             **percentiles("alert", alert_latency), **percentiles("scores", scores_latency),
+            **percentiles("explanation", explanation_latency),
+            "explained_share": round(len(explanation_latency) / len(alerted), 4) if len(alerted) else None,
             "flagged_share": round(len(alerted) / len(scores), 4) if len(scores) else None,
             "target_flagged_share_at_least": 0.04,
             "target_alert_p99_seconds": 5.0, "target_scores_p99_seconds": 8.0, "target_mean_batch_seconds": 2.5,
@@ -467,9 +471,14 @@ def commit_times(table: Path) -> dict[str, float]:
 
 
 def alert_times(cfg: Config, topic: str) -> pd.DataFrame:
-    """Every alert on the topic: its transaction id and the message's timestamp (epoch seconds)."""
-    rows = [(alert["transaction_id"], timestamp / 1000) for alert, timestamp in read_topic(cfg, topic)]
-    return pd.DataFrame(rows, columns=["transaction_id", "alerted"]).drop_duplicates("transaction_id")
+    """Every alert on the topic: its transaction id, the timestamp of its first message and that of its
+    explained one (epoch seconds; NaN if none came)."""
+    rows = [(alert["transaction_id"], timestamp / 1000, bool(alert.get("top_features")))
+            for alert, timestamp in read_topic(cfg, topic)]
+    messages = pd.DataFrame(rows, columns=["transaction_id", "at", "explained"])
+    first = messages.groupby("transaction_id")["at"].min().rename("alerted")
+    explained = messages[messages["explained"]].groupby("transaction_id")["at"].min().rename("explained")
+    return pd.concat([first, explained], axis=1).reset_index()
 
 
 if __name__ == "__main__":

@@ -246,3 +246,51 @@ def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_pa
     assert set(judged.loc[judged["tx_datetime"] < noon, "model_version"]) == {"1"}
     assert set(judged.loc[judged["tx_datetime"] >= noon, "model_version"]) == {after}
     assert report["model_versions_by_day"]["2019-09-13"] == judged["model_version"].value_counts().sort_index().to_dict()
+
+
+def test_the_command_names_the_review_options_a_run_changed_and_makes_the_same_loop_again():
+    parser = __import__("argparse").ArgumentParser()
+    backtest.add_arguments(parser)
+    oracle = parser.parse_args([])
+    assert "--review" not in backtest.command(oracle).replace("--review-delay", "") and "--dispute-s" not in backtest.command(oracle)
+    args = parser.parse_args(["--review-capacity", "500", "--review-hours", "8-20", "--review-wrong", "0.05",
+                              "--dispute-share", "0.8", "--dispute-spread", "14d"])
+    command = backtest.command(args)
+    for option in ("--review-capacity 500", "--review-hours 8-20", "--review-wrong 0.05", "--dispute-share 0.8",
+                   "--dispute-spread 14d"):
+        assert option in command, command
+    again = parser.parse_args(command.split()[2:])
+    assert backtest.loop_from_args(again) == backtest.loop_from_args(args)
+    assert backtest.loop_from_args(args).reviews.hours == (8, 20)
+
+
+def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_how_many_met_it(monkeypatch, tmp_path):
+    def week(recall: float, fpr: float) -> dict:
+        return {"recall": recall, "fpr": fpr, "meets_requirement": recall > 0.98 and fpr <= 0.05, "frauds": 100}
+
+    made = {1: [week(0.99, 0.03), week(0.995, 0.04)], 2: [week(0.97, 0.03), week(0.999, 0.045)],
+            3: [week(0.985, 0.02), week(0.99, 0.051)]}
+    replayed: list[tuple[int, str]] = []
+
+    def replay_once(args):
+        replayed.append((args.seed, args.name))
+        weeks = {f"week_{i + 1}": w for i, w in enumerate(made[args.seed])}
+        return {"overall": week(0.99, 0.03), "settled_weeks": weeks["week_2"], "weeks": weeks,
+                "what_the_loop_knew": {"first_confirmation_hours": {"terminals": args.seed}}, "command": "c"}
+
+    monkeypatch.setattr(backtest, "replay_once", replay_once)
+    monkeypatch.setattr(backtest, "RESULTS", tmp_path)
+    parser = __import__("argparse").ArgumentParser()
+    backtest.add_arguments(parser)
+    assert backtest.execute(parser.parse_args(["--seeds", "1-3", "--name", "spread"])) == 0
+    assert replayed == [(1, "spread_seed1"), (2, "spread_seed2"), (3, "spread_seed3")]
+    report = __import__("json").loads((tmp_path / "spread.json").read_text())
+    assert report["command"].startswith("fraud backtest ") and "--seeds 1-3" in report["command"]
+    assert report["weeks"]["week_1"] == {"seeds": 3, "median_recall": 0.985, "worst_recall": 0.97, "highest_fpr": 0.03,
+                                         "seeds_meeting": 2}
+    assert report["weeks"]["week_2"]["seeds_meeting"] == 2 and report["weeks"]["week_2"]["highest_fpr"] == 0.051
+    assert report["seeds_meeting_it_every_week"] == 1 and report["of_seeds"] == 3  # seed 1 alone
+    assert report["seeds"]["2"]["file"] == "spread_seed2.json" and report["seeds"]["3"]["new_compromises"] == 3
+    for wrong, message in (("1-x", "expected FIRST-LAST or a comma-separated list"), ("2,2", "expected distinct seeds")):
+        with pytest.raises(FraudError, match=f"--seeds: {message}"):
+            backtest.parse_seeds(wrong)

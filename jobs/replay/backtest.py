@@ -67,6 +67,7 @@ from jobs.core.session import get_spark
 from jobs.dev import kafka_broker
 from jobs.kafka_tools.label_cmd import label_record
 from jobs.kafka_tools.produce import line_to_message, raw_lines, simulated_lines, transaction_record, without_labels
+from jobs.replay.reviews import Disputes, Feedback, Reviews, parse_hours
 from jobs.simulation.simulator import CARD_FRAUD_DAYS, make_spec
 from jobs.stream import score_stream
 from models import catboost_model
@@ -97,9 +98,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history-days", type=int, default=35, help="days before the replay: cleaning, training "
                         "and the stream's starting state (default 35)")
     parser.add_argument("--replay-days", type=int, default=5, help="days replayed through the stream (default 5)")
-    parser.add_argument("--review-delay", default="1h", help="alert -> the fraud team's label (default 1h)")
-    parser.add_argument("--dispute-delay", default="7d", help="a fraud with no alert -> the cardholder's dispute "
-                        "(default 7d)")
+    parser.add_argument("--review-delay", default="1h", help="an alert taken up for review -> the fraud team's "
+                        "label (default 1h)")
+    parser.add_argument("--review-capacity", type=int, help="reviews the fraud team does a day; the rest wait "
+                        "(default: every alert, as it comes)")
+    parser.add_argument("--review-hours", help="FIRST-LAST: the hours of the day reviews are done in, e.g. 8-20 "
+                        "(default: day and night)")
+    parser.add_argument("--review-order", default="oldest", choices=("oldest", "riskiest"),
+                        help="which waiting alert the team takes first (default oldest)")
+    parser.add_argument("--review-wrong", type=float, default=0.0, help="the share of reviews whose label is the "
+                        "other one (default 0)")
+    parser.add_argument("--review-unanswered", type=float, default=0.0, help="the share of reviews that give no "
+                        "label (default 0)")
+    parser.add_argument("--dispute-delay", default="7d", help="a fraud nobody confirmed -> the cardholder's "
+                        "dispute, at the earliest (default 7d)")
+    parser.add_argument("--dispute-spread", default="0d", help="disputes come uniformly within this after "
+                        "--dispute-delay (default 0d)")
+    parser.add_argument("--dispute-share", type=float, default=1.0, help="the share of frauds their cardholder "
+                        "disputes (default 1)")
     parser.add_argument("--step", default="2h", help="event time replayed between two label deliveries (default 2h)")
     parser.add_argument("--label-delay", help="the model's label delay (default: the review delay rounded up to "
                         "whole hours, at least 1h)")
@@ -111,6 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "train --latest` on the labels the loop produced by then, promoted only if better, every so "
                         "much replayed time (default 7d, the Airflow DAG's weekly run; `off` for none)")
     parser.add_argument("--seed", type=int, default=0, help="the simulation's seed (default 0)")
+    parser.add_argument("--seeds", help="replay once a seed, e.g. 1-5 or 1,3,7 (instead of --seed): each seed's "
+                        "report is saved as NAME_seedN.json, and NAME.json holds their spread (`seeds`)")
     parser.add_argument("--input", help="replay the bank's raw files instead of simulating: a file or a folder of "
                         "them, as `fraud clean` reads them; their last --replay-days days are replayed, the days "
                         "before are the history (at least 21), labels from their tx_fraud (--cards, --terminals, "
@@ -125,13 +143,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Loop:
-    """The feedback loop's delays."""
+    """The feedback loop's delays, reviews and disputes."""
 
     review: dt.timedelta
     dispute: dt.timedelta
     step: dt.timedelta
     label_delay_hours: int
     retrain_every: dt.timedelta | None = None  # None: no retraining inside the replay
+    reviews: Reviews = Reviews()
+    disputes: Disputes = Disputes()
+    seed: int = 0  # the draws of the reviews' errors and of the disputes
 
 
 def loop_from_args(args: argparse.Namespace) -> Loop:
@@ -157,7 +178,10 @@ def loop_from_args(args: argparse.Namespace) -> Loop:
     if args.history_days < 21:
         raise FraudError(f"--history-days: expected at least 21 (training, validation, a gap and test days), "
                          f"found {args.history_days}")
-    return Loop(review, dispute, step, hours, retrain)
+    reviews = Reviews(review, args.review_capacity, parse_hours(args.review_hours), args.review_wrong,
+                      args.review_unanswered, args.review_order)
+    disputes = Disputes(dispute, parse_duration(args.dispute_spread, "--dispute-spread"), args.dispute_share)
+    return Loop(review, dispute, step, hours, retrain, reviews, disputes, args.seed)
 
 
 def work_config(args: argparse.Namespace, work: Path) -> Config:
@@ -174,6 +198,27 @@ def work_config(args: argparse.Namespace, work: Path) -> Config:
 
 
 def execute(args: argparse.Namespace) -> int:
+    if args.seeds is None:
+        report = replay_once(args)
+    else:
+        seeds = parse_seeds(args.seeds)
+        if args.input is not None:
+            raise FraudError("--seeds: the bank's raw files (--input) are one draw; expected --seeds without --input")
+        reports = {seed: replay_once(argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None,
+                                                           "name": f"{args.name}_seed{seed}",
+                                                           "work": args.work and str(Path(args.work) / f"seed{seed}")}))
+                   for seed in seeds}
+        report = {"benchmark": "backtest_seeds", "machine": "2 cores, local[2]",
+                  "command": command(args).replace(f" --seed {args.seed}", f" --seeds {args.seeds}"),
+                  **spread(reports, args.name), "run": run_stamp()}
+        print(json.dumps(report, indent=2))
+        if not args.no_save:
+            (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def replay_once(args: argparse.Namespace) -> dict[str, Any]:
+    """One replay of `args` (its --seed): the report, printed and saved under its --name."""
     loop = loop_from_args(args)
     stamp = run_stamp()  # the code the replay runs, taken before it starts
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="fraud-backtest-"))
@@ -189,7 +234,47 @@ def execute(args: argparse.Namespace) -> int:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
         chart(report, RESULTS / f"{args.name}.png")
-    return 0
+    return report
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds`: "1-5" -> [1, 2, 3, 4, 5]; "1,3,7" -> [1, 3, 7]."""
+    try:
+        if "-" in text and "," not in text:
+            first, last = (int(part) for part in text.split("-"))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise FraudError(f"--seeds: expected FIRST-LAST or a comma-separated list of whole numbers, found {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise FraudError(f"--seeds: expected distinct seeds of 0 or more, found {text!r}")
+    return seeds
+
+
+def spread(reports: dict[int, dict[str, Any]], name: str) -> dict[str, Any]:
+    """The figures of several seeds' reports: each seed's overall, settled and weekly recall and FPR; per
+    week the median and the worst recall, the highest FPR and how many seeds met the requirement; and how
+    many seeds met it in every week."""
+    def brief(figures: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if figures is None else {k: figures[k] for k in ("recall", "fpr", "meets_requirement")}
+
+    seeds = {str(seed): {"overall": brief(r["overall"]), "settled_weeks": brief(r["settled_weeks"]),
+                         "weeks": {w: brief(f) for w, f in r["weeks"].items()},
+                         "new_compromises": r["what_the_loop_knew"]["first_confirmation_hours"].get("terminals"),
+                         "file": f"{name}_seed{seed}.json"}
+             for seed, r in reports.items()}
+    weeks = sorted({w for r in reports.values() for w in r["weeks"]}, key=lambda w: int(w.split("_")[1]))
+    by_week = {}
+    for week in weeks:
+        found = [r["weeks"][week] for r in reports.values() if week in r["weeks"]]
+        recalls = [f["recall"] for f in found if f["recall"] is not None]
+        by_week[week] = {"seeds": len(found), "median_recall": round(float(np.median(recalls)), 4) if recalls else None,
+                         "worst_recall": min(recalls) if recalls else None,
+                         "highest_fpr": max(f["fpr"] for f in found if f["fpr"] is not None),
+                         "seeds_meeting": sum(bool(f["meets_requirement"]) for f in found)}
+    every_week = sum(all(f["meets_requirement"] for f in r["weeks"].values()) for r in reports.values())
+    return {"seeds": seeds, "weeks": by_week, "seeds_meeting_it_every_week": every_week, "of_seeds": len(reports)}
 
 
 class CardIssuer:
@@ -491,7 +576,12 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
             "replayed_transactions": len(truth), "replayed_frauds": int(sum(truth.values())),
             "reissue_cards": args.reissue_cards},
         "loop": {"review_delay": args.review_delay, "dispute_delay": args.dispute_delay, "step": args.step,
-                 "model_label_delay_hours": loop.label_delay_hours, **replayed, "setup_seconds": watch.seconds},
+                 "model_label_delay_hours": loop.label_delay_hours,
+                 "review_model": {"capacity_per_day": loop.reviews.capacity, "hours": args.review_hours or "all",
+                                  "order": loop.reviews.order, "wrong_share": loop.reviews.wrong,
+                                  "unanswered_share": loop.reviews.unanswered, "dispute_share": loop.disputes.share,
+                                  "dispute_spread": args.dispute_spread},
+                 **replayed, "setup_seconds": watch.seconds},
         "offline_same_days": offline,
         "model": {"version": trained["registry"]["version"], "threshold": trained["threshold"],
                   "threshold_rule": trained["threshold_rule"], "split": trained["split"],
@@ -513,7 +603,7 @@ def through_the_stream(spark: Any, cfg: Config, days: Days, truth: dict[int, int
                                                       loop, issuer, retrainer, progress)
     finally:
         channels.close()
-        query.stop()
+        score_stream.stop_query(spark, query)
     value = metrics.registry.get_sample_value
     replayed["stream_batches"] = int(value("fraud_batch_duration_seconds_count") or 0)
     replayed["stream_seconds_by_stage"] = {
@@ -529,7 +619,19 @@ def command(args: argparse.Namespace) -> str:
               f"{args.terminals_compromised_per_day:g} --history-days {args.history_days} --seed {args.seed}")
     return (f"fraud backtest {source} --replay-days {args.replay_days} --review-delay {args.review_delay} "
             f"--dispute-delay {args.dispute_delay} --step {args.step} --retrain-every {args.retrain_every}"
-            + (" --reissue-cards" if args.reissue_cards else "") + "".join(f" --set {o}" for o in args.overrides))
+            + (" --reissue-cards" if args.reissue_cards else "") + review_options(args)
+            + "".join(f" --set {o}" for o in args.overrides))
+
+
+REVIEW_DEFAULTS = {"review_capacity": None, "review_hours": None, "review_order": "oldest", "review_wrong": 0.0,
+                   "review_unanswered": 0.0, "dispute_share": 1.0, "dispute_spread": "0d"}
+
+
+def review_options(args: argparse.Namespace) -> str:
+    """The review and dispute options of `args` that are not at their defaults (the oracle), as given."""
+    return "".join(f" --{key.replace('_', '-')} {getattr(args, key):g}" if isinstance(getattr(args, key), float)
+                   else f" --{key.replace('_', '-')} {getattr(args, key)}"
+                   for key, default in REVIEW_DEFAULTS.items() if getattr(args, key) != default)
 
 
 class Channels:
@@ -567,61 +669,21 @@ class Channels:
             self.producer.send(self.topics["labels"], key=key, value=value)
         return len(labels)
 
-    def new_alerts(self) -> list[int]:
-        """The transaction ids of the alerts published since the last call (the topic's end now), each once: the
-        stream sends an alert, then the same alert with its explanation, both before its micro-batch commits."""
+    def new_alerts(self) -> list[tuple[int, float]]:
+        """The alerts published since the last call (the topic's end now): transaction id and score, each once
+        (the stream sends an alert before its micro-batch commits, then the same alert with its explanation,
+        perhaps after)."""
         end = self.consumer.end_offsets(self.parts)
-        out: list[int] = []
+        out: dict[int, float] = {}
         while any(self.consumer.position(p) < end[p] for p in self.parts):
             for records in self.consumer.poll(timeout_ms=2000).values():
-                out.extend(int(json.loads(r.value)["transaction_id"]) for r in records)
-        return list(dict.fromkeys(out))
+                for alert in (json.loads(r.value) for r in records):
+                    out.setdefault(int(alert["transaction_id"]), float(alert["score"]))
+        return list(out.items())
 
     def close(self) -> None:
         self.producer.close()
         self.consumer.close()
-
-
-class Feedback:
-    """The labels the loop produces: the fraud team reviews every alert, its label (the truth) due
-    `--review-delay` after the transaction; a fraud that raised no alert is disputed, its label due
-    `--dispute-delay` after it."""
-
-    def __init__(self, loop: Loop, truth: dict[int, int], tx_time: dict[int, dt.datetime]) -> None:
-        self.loop, self.truth, self.tx_time = loop, truth, tx_time
-        self.alerted: set[int] = set()
-        self.disputed: set[int] = set()  # a transaction id sent twice (the bank's duplicate lines) is disputed once
-        self.pending: list[tuple[dt.datetime, int, int]] = []  # (due, transaction id, label)
-        self.confirmed: dict[int, dt.datetime] = {}  # fraud -> when its label was due
-        self.review_hours: list[float] = []  # transaction -> the start of the step that delivered its review
-
-    def due(self, now: dt.datetime) -> list[tuple[dt.datetime, int, int]]:
-        """The labels due by `now`, taken from those pending: (due, transaction id, label)."""
-        due = [p for p in self.pending if p[0] <= now]
-        self.pending = [p for p in self.pending if p[0] > now]
-        self.review_hours += [(now - self.tx_time[t]).total_seconds() / 3600 for _, t, _ in due if t in self.alerted]
-        self.confirmed.update((t, when) for when, t, label in due if label == 1)
-        return due
-
-    def read(self, alerts: Iterable[int], lines: Sequence[str]) -> None:
-        """The step's new alerts are reviewed (an alert of a line the backtest cannot read has no truth to
-        give); its frauds that raised none will be disputed."""
-        new = [t for t in alerts if t not in self.alerted]
-        self.alerted.update(new)
-        self.pending += [(self.tx_time[t] + self.loop.review, t, self.truth[t]) for t in new if t in self.truth]
-        missed = [t for t in dict.fromkeys(int(line.split(",", 1)[0]) for line in filter(readable, lines))
-                  if self.truth[t] == 1 and t not in self.alerted and t not in self.disputed]
-        self.disputed.update(missed)
-        self.pending += [(self.tx_time[t] + self.loop.dispute, t, 1) for t in missed]
-
-    def close(self, end: dt.datetime) -> dict[str, Any]:
-        """The frauds whose label falls due before `end` count as confirmed; the loop's figures."""
-        self.confirmed.update((t, when) for when, t, label in self.pending if label == 1 and when < end)
-        hours = self.review_hours
-        return {"alerts_reviewed": len(self.alerted), "frauds_missed_and_disputed": len(self.disputed),
-                # the review delay the loop delivered: at least --review-delay, at most one --step more
-                "review_label_hours": {f"p{q}": round(float(np.percentile(hours, q)), 2) for q in (50, 90, 100)}
-                if hours else {}, "labels_pending_at_the_end": len(self.pending)}
 
 
 def steps_of(replay: Sequence[str], start: dt.datetime, step: dt.timedelta) -> tuple[list[list[str]], dt.datetime]:
@@ -645,7 +707,9 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
     ids, without the declined payments)."""
     from tqdm import tqdm
 
-    feedback = Feedback(loop, truth, {int(line.split(",", 1)[0]): _time_of(line) for line in replay if readable(line)})
+    feedback = Feedback(loop.reviews, loop.disputes, truth,
+                        {int(line.split(",", 1)[0]): _time_of(line) for line in replay if readable(line)},
+                        np.random.default_rng([loop.seed, 45]))
     by_step, end = steps_of(replay, start, loop.step)
     tx_place: dict[int, tuple[int, int, str]] = {}  # a label names its transaction's card, terminal and time
     sent_lines: list[str] = []
