@@ -106,3 +106,23 @@ def test_a_start_explains_the_alerts_a_stop_left_unexplained(spark, make_cfg, bo
     assert list(rows.loc[rows["transaction_id"] == 3, "top_features"].iloc[0]) == expected
     assert explain_missing(spark, scores_path, path, load, since, {}) == 0  # nothing left
     assert explain_missing(spark, scores_path, path, load, None, {}) == 0  # nothing scored yet
+
+
+def test_a_stop_says_when_the_last_explanations_failed_and_goes_on(spark, capsys):
+    from jobs.core.metrics import StreamMetrics
+    from jobs.stream import score_stream
+
+    class Writer:
+        def close(self) -> None:
+            raise RuntimeError("the alerts topic is gone")
+
+    class Query:
+        id = "a-query-of-this-test"
+
+    listener = score_stream.ProgressMetrics(StreamMetrics(), Query.id)
+    spark.streams.addListener(listener)
+    score_stream.RELEASED_AT_STOP[Query.id] = (listener, Writer())
+    score_stream.release(spark, Query())  # no exception: the stop goes on
+    assert ("the last micro-batch's alert explanations were not all published (RuntimeError: the alerts topic is "
+            "gone); the next start explains the alerts `explanations` lacks") in capsys.readouterr().err
+    assert Query.id not in score_stream.RELEASED_AT_STOP

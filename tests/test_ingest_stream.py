@@ -56,12 +56,14 @@ def test_round_trip_kafka_to_delta(spark, broker, make_cfg, topic_names):
 
     dead = spark.read.format("delta").load(cfg.table_path("dead_letters"))
     assert_frame_equal(
-        dead.select("payload", "errors"),
+        dead.select("payload", "errors", "reason"),
         [
-            {"payload": MALFORMED[0].decode(), "errors": ["payload: expected a JSON object, found malformed JSON"]},
-            {"payload": MALFORMED[1].decode(), "errors": ["terminal_id: expected int, found 'Err'"]},
-            {"payload": MALFORMED[2].decode(), "errors": ["tx_amount: missing"]},
-            {"payload": MALFORMED[3].decode(), "errors": ["tx_datetime: expected timestamp, found '9999-12-31 23:59:59'"]},
+            {"payload": MALFORMED[0].decode(), "errors": ["payload: expected a JSON object, found malformed JSON"],
+             "reason": "malformed"},
+            {"payload": MALFORMED[1].decode(), "errors": ["terminal_id: expected int, found 'Err'"], "reason": "malformed"},
+            {"payload": MALFORMED[2].decode(), "errors": ["tx_amount: missing"], "reason": "malformed"},
+            {"payload": MALFORMED[3].decode(), "errors": ["tx_datetime: expected timestamp, found '9999-12-31 23:59:59'"],
+             "reason": "malformed"},
         ],
     )
     assert dead.select("topic").distinct().collect()[0][0] == topic_names["transactions"]

@@ -109,6 +109,12 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     for rule, payload in RULE_BREAKING.items():
         errors = next(r.errors for r in dead if r.payload == payload.decode())
         assert len(errors) == 1 and errors[0].startswith(f"rule {rule}: "), (rule, errors)
+    # the reason of each, a code (jobs/core/dead_letters.py): what counts dead letters reads it, not the words
+    assert {r.reason for r in duplicates} == {"duplicate"}
+    assert {r.payload: r.reason for r in others} == {
+        **{m.decode(): "malformed" for m in MALFORMED if b"2080" not in m},
+        **{m.decode(): "future" for m in MALFORMED if b"2080" in m},
+        **{payload.decode(): f"rule:{rule}" for rule, payload in RULE_BREAKING.items()}}
     future = [r.errors for r in dead if "2080" in (r.payload or "")][0]
     assert future[0].startswith("tx_datetime: expected at most 24 hours after the message's Kafka timestamp ")
     assert future[0].endswith(", found '2080-01-01 00:00:00'")

@@ -79,9 +79,12 @@ def test_the_running_session_has_them(spark):
     assert conf.get("spark.master") == "local[2]"
     assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
     assert conf.get("spark.sql.streaming.stateStore.providerClass").endswith("RocksDBStateStoreProvider")
-    # Delta's SQL works: the extension and catalog are loaded from the jar folder
-    assert spark.sql("SELECT 1 AS x").collect()[0].x == 1
-    assert spark.sparkContext._jvm.io.delta.tables.DeltaTable is not None
+    # Delta's classes are loaded from the jar folder (Class.forName raises without Delta's jar, where py4j's
+    # `_jvm.io.delta...` gives a package object for any name), its extension among the session's
+    jvm = spark.sparkContext._jvm
+    for name in ("io.delta.tables.DeltaTable", "io.delta.sql.DeltaSparkSessionExtension"):
+        assert jvm.java.lang.Class.forName(name).getName() == name
+    assert "io.delta.sql.DeltaSparkSessionExtension" in conf.get("spark.sql.extensions")
     assert conf.get("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled") == "true"
     assert conf.get("spark.sql.streaming.noDataMicroBatches.enabled") == "false"
     # the driver JVM was started with the larger thread stack (conf/local/spark.yaml): the streaming query's

@@ -101,6 +101,9 @@ def test_labels_update_the_fraud_state(spark, broker, stream_cfg, topic_names, t
     assert list(wrong["errors"]) == [f"terminal_id: expected {wrong_terminal[3] - 1} (transaction {genuine[2]}'s in "
                                      f"`scores`), found {wrong_terminal[3]}"]
     assert "tx_fraud: expected 0 or 1, found '2'" in [e for errs in dead["errors"] for e in errs]
+    # the reason of each, a code (jobs/core/dead_letters.py): what counts dead letters reads it, not the words
+    assert (unknown["reason"], wrong["reason"]) == ("label_unknown_transaction", "label_wrong_place")
+    assert set(dead.loc[dead["payload"].isin([m.decode() for m in BAD_LABELS]), "reason"]) == {"malformed"}
 
     # 3. the next six days: their features count the confirmed frauds, as the batch job does with those labels
     produce(cfg, iter(lines[len(first):]))

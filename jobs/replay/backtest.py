@@ -59,6 +59,7 @@ from jobs.core import registry
 from jobs.core.common import add_common_options, job_main
 from jobs.core.config import PROJECT_ROOT, Config, load_config, parse_override
 from jobs.core.provenance import run_stamp
+from jobs.core.dead_letters import DUPLICATE
 from jobs.core.errors import FraudError
 from jobs.core.kafka_clients import logged_in
 from jobs.core.lake import table_exists
@@ -852,10 +853,10 @@ def measure(spark: Any, cfg: Config, frame: pd.DataFrame, unreadable: set[int], 
         "model_version").toPandas()
     dead_path = cfg.table_path("dead_letters")
     letters = (spark.read.format("delta").load(dead_path).where(F.col("topic") == str(cfg.get("kafka.topics.transactions")))
-               .select("payload", F.array_join("errors", " ").alias("errors")).collect()
+               .select("payload", "reason").collect()
                if table_exists(spark, dead_path) else [])
-    duplicates = sum("a duplicate (" in r.errors for r in letters)
-    dead = {_id_of(r.payload) for r in letters if "a duplicate (" not in r.errors}
+    duplicates = sum(r.reason == DUPLICATE for r in letters)
+    dead = {_id_of(r.payload) for r in letters if r.reason != DUPLICATE}
     scored = set(scores["transaction_id"])
     replayed = set(frame["transaction_id"])
     if len(scores) != len(scored) or not replayed <= scored | dead or scored & dead or not scored <= replayed | unreadable:

@@ -39,6 +39,7 @@ import datetime as dt
 import json
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -62,10 +63,12 @@ from features.operators import (DAY_HOURS, LABEL_INCREMENT, LABEL_PREVIOUS, card
                                 seed_state)
 from features.schema import (LABEL_PLACE, TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels,
                              parse_json_transactions)
-from jobs.batch.quality import DERIVED_COLUMNS, Rule, derived_columns, load_rules, message_rules, rule_errors
+from jobs.batch.quality import (DERIVED_COLUMNS, Rule, derived_columns, load_rules, message_rules, rule_errors,
+                                rule_fails)
 from jobs.core import registry
 from jobs.core.common import add_common_options, config_from_args, job_main
 from jobs.core.config import Config
+from jobs.core.dead_letters import DUPLICATE, LABEL_UNKNOWN, LABEL_WRONG_PLACE, MALFORMED, rule_reason
 from jobs.core.errors import FraudError, QueryFailed
 from jobs.core.kafka_clients import KafkaConnection, logged_in
 from jobs.core.lake import (add_columns, append_idempotent, list_files, path_exists, read_text, read_topic_stream,
@@ -74,7 +77,7 @@ from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
 from jobs.stream.alert_budget import AlertBudget, confirmed_cards, last_labels, newest_scored
 from jobs.stream.explanations import Explainer, explain_missing
-from jobs.stream.ingest_stream import kafka_columns, reject_future
+from jobs.stream.ingest_stream import DEAD_LETTER_REASON, kafka_columns, reject_future
 from jobs.stream.options import check_stream_config
 from jobs.stream.terminal_checks import EXPLORE, TerminalChecks, flagged_history
 
@@ -131,7 +134,8 @@ INPUT_SCHEMA = StructType([*TRANSACTION_SCHEMA.fields, StructField("kafka_timest
 # the operators rather than four, null for every transaction. `unpack_messages` gives them back after.
 # No name starts with "_": the operators' pandas frames would get such a column as "_13" (its position).
 MESSAGE_SCHEMA = StructType([StructField("topic", StringType()), StructField("key", StringType()),
-                             StructField("payload", StringType()), StructField("errors", ArrayType(StringType()))])
+                             StructField("payload", StringType()), StructField("errors", ArrayType(StringType())),
+                             StructField("reason", StringType())])
 MESSAGE_COLUMNS = MESSAGE_SCHEMA.fieldNames()
 STATE_INPUT_SCHEMA = StructType([  # every field nullable: a message's row has no card, terminal or time
     *[StructField(f.name, f.dataType, True) for f in INPUT_SCHEMA.fields], StructField("label_row", BooleanType(), True),
@@ -167,7 +171,7 @@ LABEL_DECISION = StructType(LABELS_SCHEMA.fields[-2:])
 # what the driver takes of each scored transaction: an alert's fields, in the order of its message (alert_messages)
 ALERT_FIELDS = ["transaction_id", "customer_id", "terminal_id", "tx_datetime", "tx_amount", "score", "model_version",
                 "alert_reason"]
-DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors"]
+DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors", "reason"]
 
 
 def state_ttl_days(cfg: Config, label_delay_hours: int) -> int | None:
@@ -191,25 +195,32 @@ def parse_messages(messages: DataFrame, tx_topic: str, rules: list[Rule] | None 
     base = kafka_columns(messages)
     base = base.select(*[c for c in base.columns if c != "value"], F.when(is_tx, F.col("value")).alias("_tx_value"),
                        F.when(~is_tx, F.col("value")).alias("_label_value"))
-    renamed = {"payload": "_tx_payload", "errors": "_tx_errors", "transaction_id": "_tx_id", "tx_fraud": "_tx_fraud",
-               **{c: f"_tx_{c}" for c in LABEL_PLACE.fieldNames()}}
+    renamed = {"payload": "_tx_payload", "errors": "_tx_errors", "reason": "_tx_reason", "transaction_id": "_tx_id",
+               "tx_fraud": "_tx_fraud", **{c: f"_tx_{c}" for c in LABEL_PLACE.fieldNames()}}
     transactions = reject_future(parse_json_transactions(base, "_tx_value"))
     if rules:  # the cleaning job's rules that judge one transaction (jobs/batch/quality.py), on well-formed ones
+        broken = F.when(F.size("errors") == 0, rule_errors(rules)).otherwise(F.col("errors"))
         transactions = (transactions.select("*", *derived_columns())
-                        .withColumn("errors", F.when(F.size("errors") == 0, rule_errors(rules)).otherwise(F.col("errors")))
-                        .drop(*DERIVED_COLUMNS))
+                        .withColumn("reason", F.coalesce("reason", first_broken_rule(rules)))
+                        .withColumn("errors", broken).drop(*DERIVED_COLUMNS))
     both = parse_json_labels(transactions.select(*[F.col(c).alias(renamed.get(c, c)) for c in transactions.columns]),
                              "_label_value")
     label_row = ~is_tx & (F.size("errors") == 0) & F.col("customer_id").isNotNull()
     bypass = (~is_tx & ~label_row) | (is_tx & (F.size("_tx_errors") > 0))
     message = F.to_json(F.struct(
         "topic", "key", F.when(is_tx, F.col("_tx_payload")).otherwise(F.col("payload")).alias("payload"),
-        F.when(is_tx, F.col("_tx_errors")).otherwise(F.col("errors")).alias("errors")))
+        F.when(is_tx, F.col("_tx_errors")).otherwise(F.col("errors")).alias("errors"),
+        F.when(is_tx, F.col("_tx_reason")).when(F.size("errors") > 0, F.lit(MALFORMED)).alias("reason")))
     return both.select(
         *[F.when(is_tx, F.col(renamed.get(c, c))).otherwise(F.col(c)).alias(c) if c in renamed else F.col(c)
           for c in TRANSACTION_COLUMNS],
         "kafka_timestamp", "partition", "offset", label_row.alias("label_row"), bypass.alias("bypass_state"),
         F.when(bypass | label_row, message).alias("message")).select(*STATE_INPUT_COLUMNS)
+
+
+def first_broken_rule(rules: list[Rule]) -> Column:
+    """The dead letter's reason of a transaction that breaks one of `rules`: the first one's (null if none)."""
+    return F.coalesce(*[F.when(rule_fails(r), F.lit(rule_reason(r.name))) for r in rules], F.lit(None).cast("string"))
 
 
 def unpack_messages(featured: DataFrame) -> DataFrame:
@@ -347,7 +358,7 @@ def duplicate_letters(batch: DataFrame, tx_topic: str) -> DataFrame:
         F.lit(tx_topic).alias("topic"), "partition", "offset", "kafka_timestamp",
         F.col("customer_id").cast("string").alias("key"),
         F.to_json(F.struct(*[c for c in TRANSACTION_COLUMNS if c not in ("tx_fraud", "tx_fraud_scenario")])).alias("payload"),
-        F.array(reason).alias("errors"))
+        F.array(reason).alias("errors"), F.lit(DUPLICATE).alias("reason"))
 
 
 def label_increments(labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -406,16 +417,19 @@ def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, 
     found = labels.merge(scored, on="transaction_id", how="left", suffixes=("", "_scored"), indicator=True)
     found.index = labels.index
     errors: dict[int, list[str]] = {}
+    reasons: dict[int, str] = {}
     for i, row in found.iterrows():
         if row["_merge"] != "both":
             errors[i] = [f"transaction_id: expected a scored transaction, found {row['transaction_id']} in no row "
                          "of `scores` (is the label early, or the id wrong?)"]
+            reasons[i] = LABEL_UNKNOWN
         elif row["row_kind"] == "label":
             wrong = [f"{c}: expected {_shown(row[c + '_scored'])} (transaction {row['transaction_id']}'s in `scores`), "
                      f"found {_shown(row[c])}" for c in place if row[c] != row[c + "_scored"]]
             if wrong:
-                errors[i] = wrong
-    dead = found.loc[list(errors)].assign(errors=list(errors.values()))[DEAD_LETTER_COLUMNS] if errors else none
+                errors[i], reasons[i] = wrong, LABEL_WRONG_PLACE
+    dead = (found.loc[list(errors)].assign(errors=list(errors.values()), reason=list(reasons.values()))[DEAD_LETTER_COLUMNS]
+            if errors else none)
     ok = found.drop(index=list(errors))
     by_id = ok[ok["row_kind"] == "label_by_id"]
     forward = [(str(int(r["customer_id_scored"])), json.dumps({
@@ -526,7 +540,8 @@ def prepare_tables(spark: SparkSession, cfg: Config, properties: dict[str, str])
         spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(labels_path)
     for path in (scores_path, alerts_path, labels_path, dead_path):  # tables made by an earlier run, or by hand
         set_properties(spark, path, properties)
-    for path, schema in ((scores_path, SCORES_SCHEMA), (alerts_path, ALERT_REASON), (labels_path, LABEL_DECISION)):
+    for path, schema in ((scores_path, SCORES_SCHEMA), (alerts_path, ALERT_REASON), (labels_path, LABEL_DECISION),
+                         (dead_path, DEAD_LETTER_REASON)):
         added = add_columns(spark, path, schema)
         if added:
             print(f"stream: added the columns {added} to {path} (earlier rows hold null there)", flush=True)
@@ -832,7 +847,11 @@ def release(spark: SparkSession, query: StreamingQuery) -> None:
         spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(LISTENER_DRAIN_MS)
     except (Py4JError, ConnectionError):  # the JVM is going too, or the bus did not drain in time
         pass
-    writer.close()
+    try:
+        writer.close()
+    except Exception as error:  # noqa: BLE001 - a stop goes on; what failed is said, and repaired at the next start
+        print(f"stream: the last micro-batch's alert explanations were not all published ({type(error).__name__}: "
+              f"{error}); the next start explains the alerts `explanations` lacks", file=sys.stderr, flush=True)
 
 
 class ProgressMetrics(StreamingQueryListener):
