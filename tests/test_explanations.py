@@ -14,7 +14,7 @@ from catboost import CatBoostClassifier
 
 from features.definitions import FEATURE_NAMES
 from jobs.stream.explanations import Explainer, explain, explain_missing
-from jobs.stream.score_stream import ALERT_NAMESPACE
+from jobs.stream.alerts_topic import ALERT_NAMESPACE
 
 
 @pytest.fixture(scope="module")

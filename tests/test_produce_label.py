@@ -71,7 +71,7 @@ def test_a_label_of_an_alert_carries_its_transactions_place_as_the_raw_files_wri
 
 
 def test_a_label_says_who_decided_and_the_stream_reads_it_back():
-    from jobs.stream.score_stream import with_decisions
+    from jobs.stream.label_records import with_decisions
 
     _, value = label_record(14, 1, 7, 42, "2018-04-01 10:00:05", decided_by="alice")
     message = json.loads(value)

@@ -21,7 +21,7 @@ from jobs.kafka_tools.produce import produce as produce_lines
 from jobs.kafka_tools.produce import raw_lines
 from jobs.simulation.simulate import simulate_to_folder
 from jobs.simulation.simulator import make_spec
-from jobs.stream import score_stream
+from jobs.stream import alerts_topic, score_stream
 from jobs.stream.alert_budget import AlertBudget
 from models.split import Split
 from models.threshold import budget_threshold
@@ -265,8 +265,8 @@ def test_alert_ids_are_the_uuid5_of_the_transaction_id(spark):
     ids = [0, 1, 7, 99, 123_456, 9_876_543_210, -5] + list(range(1000, 3000))
     frame = spark.createDataFrame([(i,) for i in ids], "transaction_id long")
     made = {r.transaction_id: r.alert_id
-            for r in frame.select("transaction_id", score_stream.alert_id(F.col("transaction_id")).alias("alert_id")).collect()}
-    assert made == {i: str(uuid.uuid5(score_stream.ALERT_NAMESPACE, str(i))) for i in ids}
+            for r in frame.select("transaction_id", alerts_topic.alert_id(F.col("transaction_id")).alias("alert_id")).collect()}
+    assert made == {i: str(uuid.uuid5(alerts_topic.ALERT_NAMESPACE, str(i))) for i in ids}
 
 
 def test_a_checkpoint_of_a_query_with_other_sources_is_refused_with_what_to_do(spark, tmp_path):

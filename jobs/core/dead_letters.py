@@ -10,6 +10,9 @@ DUPLICATE = "duplicate"  # a transaction whose id its card had counted already
 LABEL_UNKNOWN = "label_unknown_transaction"  # a label of a transaction that was never scored
 LABEL_WRONG_PLACE = "label_wrong_place"  # a label whose card, terminal or time is not its transaction's
 
+# the columns of `dead_letters` that a dead letter's writer gives (the table adds `dead_at`)
+DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors", "reason"]
+
 REASONS = (MALFORMED, FUTURE, DUPLICATE, LABEL_UNKNOWN, LABEL_WRONG_PLACE)  # and RULE + each rule's name
 
 

@@ -15,6 +15,7 @@ from the model inputs `scores` keeps, with the model version that scored them.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -27,6 +28,7 @@ from pyspark.sql.types import ArrayType, DateType, LongType, StringType, StructF
 
 from features.definitions import FEATURE_NAMES
 from jobs.core.lake import append_idempotent, table_exists
+from jobs.stream.alerts_topic import ALERT_NAMESPACE
 
 EXPLANATIONS_SCHEMA = StructType([
     StructField("alert_id", StringType()), StructField("transaction_id", LongType()),
@@ -92,10 +94,6 @@ class Explainer:
 
 def explained_rows(explained: pd.DataFrame, at: dt.datetime) -> pd.DataFrame:
     """`explanations` rows of alerts with their `top_features`."""
-    import uuid
-
-    from jobs.stream.score_stream import ALERT_NAMESPACE
-
     return pd.DataFrame({
         "alert_id": [str(uuid.uuid5(ALERT_NAMESPACE, str(int(t)))) for t in explained["transaction_id"]],
         "transaction_id": explained["transaction_id"].astype("int64"),

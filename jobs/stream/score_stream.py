@@ -42,7 +42,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,22 +67,22 @@ from jobs.batch.quality import (DERIVED_COLUMNS, Rule, derived_columns, load_rul
 from jobs.core import registry
 from jobs.core.common import add_common_options, config_from_args, job_main
 from jobs.core.config import Config
-from jobs.core.dead_letters import DUPLICATE, LABEL_UNKNOWN, LABEL_WRONG_PLACE, MALFORMED, rule_reason
+from jobs.core.dead_letters import DEAD_LETTER_COLUMNS, DUPLICATE, MALFORMED, rule_reason
 from jobs.core.errors import FraudError, QueryFailed
-from jobs.core.kafka_clients import KafkaConnection, logged_in
+from jobs.core.kafka_clients import logged_in
 from jobs.core.lake import (add_columns, append_idempotent, list_files, path_exists, read_text, read_topic_stream,
                             set_properties, table_exists)
 from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
-from jobs.stream.alert_budget import AlertBudget, confirmed_cards, last_labels, newest_scored
+from jobs.stream.alert_budget import AlertBudget, confirmed_cards, newest_scored
+from jobs.stream.alerts_topic import Publisher, alert_id, alert_messages
 from jobs.stream.explanations import Explainer, explain_missing
+from jobs.stream.label_records import LABEL_DECISION, LABELS_SCHEMA, resolve_labels, with_decisions
 from jobs.stream.ingest_stream import DEAD_LETTER_REASON, kafka_columns, reject_future
 from jobs.stream.options import check_stream_config
 from jobs.stream.terminal_checks import EXPLORE, TerminalChecks, flagged_history
 
 QUERY = "score_transactions"
-ALERT_NAMESPACE = uuid.UUID("6f1c2a9e-3b7d-4c55-9a0e-2f4b8c1d7e60")
-ALERTS_DELIVERY_SECONDS = 120  # how long an alert waits for a broker that is down (Kafka's default delivery timeout)
 
 
 @dataclass
@@ -155,23 +154,9 @@ SCORES_SCHEMA = StructType([
 ])
 # the column of `alerts` added after its first version (`add_columns` gives it to an older table)
 ALERT_REASON = StructType([StructField("alert_reason", StringType())])
-# the Delta table `labels`: every well-formed label of a scored transaction, with its effect on the state
-LABELS_SCHEMA = StructType([
-    StructField("transaction_id", LongType()), StructField("tx_fraud", IntegerType()),
-    StructField("previous_tx_fraud", IntegerType()), StructField("fraud_increment", IntegerType()),
-    StructField("customer_id", IntegerType()), StructField("terminal_id", IntegerType()),
-    StructField("tx_datetime", TimestampType()), StructField("labelled_at", TimestampType()),
-    StructField("topic", StringType()), StructField("partition", IntegerType()), StructField("offset", LongType()),
-    StructField("batch_id", LongType()),
-    # who decided and when, as the label message gives them (`fraud desk` and `fraud label --by` do); null otherwise
-    StructField("decided_by", StringType()), StructField("decided_at", TimestampType()),
-])
-# the columns of `labels` added after its first version
-LABEL_DECISION = StructType(LABELS_SCHEMA.fields[-2:])
 # what the driver takes of each scored transaction: an alert's fields, in the order of its message (alert_messages)
 ALERT_FIELDS = ["transaction_id", "customer_id", "terminal_id", "tx_datetime", "tx_amount", "score", "model_version",
                 "alert_reason"]
-DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors", "reason"]
 
 
 def state_ttl_days(cfg: Config, label_delay_hours: int) -> int | None:
@@ -268,85 +253,6 @@ def _scorer(booster_bc: Any, version: str, reviews: dict[int, str]):
     return score
 
 
-def alert_id(transaction_id: Column) -> Column:
-    """An alert's id: the UUID (version 5, SHA-1) of its transaction id's text in ALERT_NAMESPACE, as Python's
-    `uuid.uuid5(ALERT_NAMESPACE, str(transaction_id))` makes it, computed by Spark's own functions (a Python
-    UDF would cost a round trip to a Python worker)."""
-    digest = F.sha1(F.concat(F.unhex(F.lit(ALERT_NAMESPACE.hex)), F.encode(transaction_id.cast("string"), "UTF-8")))
-    variant = F.conv(F.substring(digest, 17, 1), 16, 10).cast("int").bitwiseAND(3).bitwiseOR(8)  # RFC 4122: 10xx
-    return F.concat_ws("-", F.substring(digest, 1, 8), F.substring(digest, 9, 4),
-                       F.concat(F.lit("5"), F.substring(digest, 14, 3)),
-                       F.concat(F.lower(F.conv(variant.cast("string"), 10, 16)), F.substring(digest, 18, 3)),
-                       F.substring(digest, 21, 12))
-
-
-class Publisher:
-    """Sends (key, JSON value) messages to a topic from the driver and waits until the broker has every one
-    (acks=all): the alerts, their explanations, and the labels sent again with their place. Flagged
-    transactions are a few in a hundred: the driver's producer sends them in milliseconds, where a Spark
-    write to Kafka is a job of its own. One producer lives as long as the stream (opening one costs a
-    connection and a metadata round trip); it is opened again after a failure.
-
-    A broker that is down is waited for, as Spark's Kafka writer does, for up to ALERTS_DELIVERY_SECONDS;
-    past that the micro-batch fails (and the query with it: a restart sends the messages again)."""
-
-    def __init__(self, kafka: KafkaConnection) -> None:
-        self.kafka = kafka
-        self.producer: Any = None
-
-    def send(self, topic: str, messages: Sequence[tuple[str, str]], what: str) -> None:
-        if not messages:
-            return
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
-        deadline = time.monotonic() + ALERTS_DELIVERY_SECONDS
-        while True:
-            try:
-                if self.producer is None:
-                    self.producer = KafkaProducer(**self.kafka.python(), acks="all", linger_ms=0,
-                                                  max_block_ms=ALERTS_DELIVERY_SECONDS * 1000,
-                                                  delivery_timeout_ms=ALERTS_DELIVERY_SECONDS * 1000)
-                futures = [self.producer.send(topic, key=key.encode(), value=value.encode()) for key, value in messages]
-                self.producer.flush()
-                for future in futures:
-                    future.get()
-                return
-            except KafkaError as error:  # no broker answered (its bootstrap, or the messages' delivery)
-                self.close()
-                if time.monotonic() > deadline:
-                    raise FraudError(f"{what} topic {topic}: the brokers {self.kafka.bootstrap_servers} did not take "
-                                     f"the {what} within {ALERTS_DELIVERY_SECONDS} s ({type(error).__name__}: {error}); "
-                                     f"the micro-batch fails, and a restart sends its {what} again") from error
-                # and all again: a copy the broker already had is an alert told apart by its `alert_id`, or a
-                # label repeated, which adds nothing
-                time.sleep(1)
-
-    def close(self) -> None:
-        if self.producer is not None:
-            producer, self.producer = self.producer, None
-            producer.close(timeout=5)
-
-
-def alert_messages(flagged: pd.DataFrame, alerted_at: dt.datetime) -> list[tuple[str, str]]:
-    """The alerts topic's (key, JSON) messages of `flagged` (ALERT_FIELDS, and `top_features` once explained:
-    empty before), keyed by card, written as Spark's `to_json` writes the `alerts` table's row (times in UTC to
-    the millisecond)."""
-    at = _json_time(alerted_at)
-    return [(str(int(row.customer_id)), json.dumps({
-        "alert_id": str(uuid.uuid5(ALERT_NAMESPACE, str(int(row.transaction_id)))),
-        "transaction_id": int(row.transaction_id), "customer_id": int(row.customer_id),
-        "terminal_id": int(row.terminal_id), "tx_datetime": _json_time(row.tx_datetime),
-        "tx_amount": float(row.tx_amount), "score": float(row.score), "threshold": float(row.threshold),
-        "model_version": row.model_version, "top_features": list(getattr(row, "top_features", None) or []),
-        "alert_reason": row.alert_reason,
-        "alerted_at": at}, separators=(",", ":"))) for row in flagged.itertuples(index=False)]
-
-
-def _json_time(value: Any) -> str:
-    return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def duplicate_letters(batch: DataFrame, tx_topic: str) -> DataFrame:
     """The micro-batch's duplicate transactions as dead letters (DEAD_LETTER_COLUMNS): the transaction as JSON,
     and why it was not scored."""
@@ -359,118 +265,6 @@ def duplicate_letters(batch: DataFrame, tx_topic: str) -> DataFrame:
         F.col("customer_id").cast("string").alias("key"),
         F.to_json(F.struct(*[c for c in TRANSACTION_COLUMNS if c not in ("tx_fraud", "tx_fraud_scenario")])).alias("payload"),
         F.array(reason).alias("errors"), F.lit(DUPLICATE).alias("reason"))
-
-
-def label_increments(labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """What each label changes in the fraud state, deduplicated by transaction id.
-
-    Args:
-        labels: label messages in arrival order (`transaction_id`, `tx_fraud`, any other columns).
-        scored: the labelled transactions found in `scores`: `transaction_id`, `customer_id`, `terminal_id`,
-            `tx_datetime`, and `carried_tx_fraud` (the label the transaction message carried, null if none).
-        previous: the last label already applied per transaction id (`transaction_id`, `tx_fraud`).
-
-    Returns:
-        (the labels of scored transactions with `previous_tx_fraud` and `fraud_increment` = label minus what
-        the state counts already: a repeated label adds 0, a correction 1 -> 0 adds -1;
-        the labels of transactions never scored, unchanged).
-    """
-    known = labels["transaction_id"].isin(scored["transaction_id"])
-    applied = labels[known].merge(scored, on="transaction_id", how="left")
-    current = dict(zip(scored["transaction_id"], scored["carried_tx_fraud"].fillna(0).astype(int)))
-    current.update(zip(previous["transaction_id"], previous["tx_fraud"].astype(int)))
-    before, increment = [], []
-    for tx, label in zip(applied["transaction_id"], applied["tx_fraud"]):
-        before.append(current[tx])
-        increment.append(int(label) - current[tx])
-        current[tx] = int(label)
-    applied["previous_tx_fraud"] = pd.Series(before, index=applied.index, dtype="int32")
-    applied["fraud_increment"] = pd.Series(increment, index=applied.index, dtype="int32")
-    return applied, labels[~known]
-
-
-@dataclass
-class ResolvedLabels:
-    """What becomes of the labels the state did not count (`resolve_labels`)."""
-
-    past: pd.DataFrame        # labels of transactions past the state's look-back: recorded, changing no window
-    forward: list[tuple[str, str]]  # labels given by id alone, as (key, value) messages with their place
-    dead: pd.DataFrame        # dead letters (DEAD_LETTER_COLUMNS)
-
-
-def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, labels_path: str) -> ResolvedLabels:
-    """The labels of a micro-batch that its card's state did not count (`label_increment` null), looked up
-    in `scores`: a label of no scored transaction, or whose card, terminal or time is not its transaction's,
-    is a dead letter; one given by id alone is sent again with its transaction's place; one of a transaction
-    the state no longer holds (past its look-back, or its card expired) is recorded, with its change from the
-    transaction's last label in `labels` (or the one it carried)."""
-    none = pd.DataFrame(columns=DEAD_LETTER_COLUMNS)
-    if labels.empty:
-        return ResolvedLabels(labels.iloc[0:0], [], none)
-    ids = spark.createDataFrame(labels[["transaction_id"]].drop_duplicates())
-    place = LABEL_PLACE.fieldNames()
-    scored: pd.DataFrame = (spark.read.format("delta").load(scores_path).join(F.broadcast(ids), "transaction_id")
-                            .select("transaction_id", *place, F.col("tx_fraud").alias("carried_tx_fraud")).toPandas()
-                            if table_exists(spark, scores_path)
-                            else pd.DataFrame(columns=["transaction_id", *place, "carried_tx_fraud"]))
-    scored = scored.drop_duplicates("transaction_id")
-    found = labels.merge(scored, on="transaction_id", how="left", suffixes=("", "_scored"), indicator=True)
-    found.index = labels.index
-    errors: dict[int, list[str]] = {}
-    reasons: dict[int, str] = {}
-    for i, row in found.iterrows():
-        if row["_merge"] != "both":
-            errors[i] = [f"transaction_id: expected a scored transaction, found {row['transaction_id']} in no row "
-                         "of `scores` (is the label early, or the id wrong?)"]
-            reasons[i] = LABEL_UNKNOWN
-        elif row["row_kind"] == "label":
-            wrong = [f"{c}: expected {_shown(row[c + '_scored'])} (transaction {row['transaction_id']}'s in `scores`), "
-                     f"found {_shown(row[c])}" for c in place if row[c] != row[c + "_scored"]]
-            if wrong:
-                errors[i], reasons[i] = wrong, LABEL_WRONG_PLACE
-    dead = (found.loc[list(errors)].assign(errors=list(errors.values()), reason=list(reasons.values()))[DEAD_LETTER_COLUMNS]
-            if errors else none)
-    ok = found.drop(index=list(errors))
-    by_id = ok[ok["row_kind"] == "label_by_id"]
-    forward = [(str(int(r["customer_id_scored"])), json.dumps({
-        "transaction_id": int(r["transaction_id"]), "tx_fraud": int(r["tx_fraud"]),
-        "customer_id": int(r["customer_id_scored"]), "terminal_id": int(r["terminal_id_scored"]),
-        "tx_datetime": pd.Timestamp(r["tx_datetime_scored"]).strftime("%Y-%m-%d %H:%M:%S"),
-        **decision_fields(r["payload"])})) for _, r in by_id.iterrows()]
-    past = labels.loc[ok.index[ok["row_kind"] == "label"]].drop(columns=place)
-    if not past.empty:
-        previous = (last_labels(spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id"))
-                    .select("transaction_id", "tx_fraud").toPandas() if table_exists(spark, labels_path)
-                    else pd.DataFrame(columns=["transaction_id", "tx_fraud"]))
-        past, _ = label_increments(past, scored, previous)
-    return ResolvedLabels(past, forward, dead)
-
-
-def decision_fields(payload: Any) -> dict[str, str]:
-    """`decided_by` and `decided_at` of a label message's JSON, those it gives as non-empty strings."""
-    try:
-        fields = json.loads(payload) if isinstance(payload, str) else {}
-    except ValueError:
-        return {}
-    if not isinstance(fields, dict):
-        return {}
-    return {k: fields[k] for k in ("decided_by", "decided_at") if isinstance(fields.get(k), str) and fields[k].strip()}
-
-
-def with_decisions(rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` (labels with their `payload`) with `decided_by` and `decided_at` (UTC) from it; null where the
-    message gives none, or a time that is not ISO 8601."""
-    fields = [decision_fields(p) for p in rows["payload"]]
-    at = pd.to_datetime(pd.Series([f.get("decided_at") for f in fields], index=rows.index, dtype="object"),
-                        errors="coerce", utc=True, format="ISO8601")
-    return rows.assign(decided_by=[f.get("decided_by") for f in fields], decided_at=at.dt.tz_localize(None))
-
-
-def _shown(value: Any) -> str:
-    """A card, terminal or time of a label's, as the label's JSON gives it."""
-    if isinstance(value, (pd.Timestamp, dt.datetime)):
-        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
-    return str(int(value)) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
 
 
 def check_checkpoint_sources(spark: SparkSession, checkpoint: str) -> None:
