@@ -10,7 +10,8 @@ import pytest
 
 from jobs.core.config import load_config
 from jobs.core.errors import ConfigError
-from jobs.stream.alert_budget import AlertBudget, BlockedCards, confirmed_cards, newest_scored
+from jobs.stream.alert_budget import AlertBudget, newest_scored
+from jobs.stream.blocked_cards import BlockedCards, confirmed_cards
 from models.metrics import MAX_FPR
 from models.threshold import budget_threshold
 

@@ -9,7 +9,8 @@ import pytest
 
 from jobs.core.config import load_config
 from jobs.core.errors import ConfigError
-from jobs.stream.alert_budget import AlertBudget, BlockedCards, newest_scored
+from jobs.stream.alert_budget import AlertBudget, newest_scored
+from jobs.stream.blocked_cards import BlockedCards
 from jobs.stream.terminal_checks import CASE, EXPLORE, PROBE, TerminalChecks, flagged_history
 
 NOON = dt.datetime(2026, 12, 1, 12)

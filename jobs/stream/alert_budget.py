@@ -38,49 +38,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import Window
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core.config import Config
 from jobs.core.errors import ConfigError
 from jobs.core.lake import table_exists
+from jobs.stream.blocked_cards import BlockedCards, blocked_card_days
+from jobs.stream.label_records import last_labels
 from models.metrics import MAX_FPR
 from models.threshold import budget_threshold
-
-
-@dataclasses.dataclass
-class BlockedCards:
-    """The cards with a confirmed fraud and the event time they were blocked at, forgotten `days` after it. A
-    card blocked before the clock has started (no transaction seen yet) takes the time of the first tick."""
-
-    days: int = 30
-    since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)
-    unstamped: set[int] = dataclasses.field(default_factory=set)
-
-    def block(self, card: int, now: np.datetime64 | None) -> None:
-        """Block `card` at `now` (None: the clock has not started), unless it is blocked already."""
-        if card in self.since or card in self.unstamped:
-            return
-        if now is None:
-            self.unstamped.add(card)
-        else:
-            self.since[card] = now
-
-    def tick(self, now: np.datetime64) -> None:
-        """Move the event clock to `now`: stamp the cards waiting for it, forget those blocked too long ago."""
-        for card in self.unstamped:
-            self.since[card] = now
-        self.unstamped.clear()
-        oldest = now - np.timedelta64(dt.timedelta(days=self.days))
-        if self.since and min(self.since.values()) < oldest:
-            self.since = {card: when for card, when in self.since.items() if when >= oldest}
-
-    def __contains__(self, card: object) -> bool:
-        return card in self.since or card in self.unstamped
-
-    def __len__(self) -> int:
-        return len(self.since) + len(self.unstamped)
 
 
 @dataclasses.dataclass
@@ -322,38 +289,9 @@ class AlertBudget:
                 "spent": None if spent is None else round(spent, 4)}
 
 
-def blocked_card_days(cfg: Config) -> int:
-    """`stream.blocked_card_days`, checked (ConfigError naming the key)."""
-    days = cfg.get("stream.blocked_card_days")
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise ConfigError(f"stream.blocked_card_days: expected a whole number of days of 1 or more, found {days!r}")
-    return days
-
-
 def newest_scored(spark: SparkSession, scores_path: str) -> dt.datetime | None:
     """The newest transaction time in `scores`, where a restart's windows end (None: nothing scored yet)."""
     if not table_exists(spark, scores_path):
         return None
     newest: dt.datetime | None = spark.read.format("delta").load(scores_path).select(F.max("tx_datetime")).collect()[0][0]
     return newest
-
-
-def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> list[int]:
-    """The cards with a fraud confirmed in `labels` (the last label of its transaction) among the transactions
-    of the last `days` before the newest labelled one: the cards a restart takes as blocked."""
-    if not table_exists(spark, labels_path):
-        return []
-    labels = spark.read.format("delta").load(labels_path)
-    newest = labels.select(F.max("tx_datetime")).collect()[0][0]
-    if newest is None:
-        return []
-    recent = labels.where(F.col("tx_datetime") > F.lit(newest - dt.timedelta(days=days)))
-    cards: pd.DataFrame = (last_labels(recent).where("tx_fraud = 1 AND customer_id IS NOT NULL")
-                           .select("customer_id").distinct().toPandas())
-    return [int(card) for card in cards["customer_id"]]
-
-
-def last_labels(labels: DataFrame) -> DataFrame:
-    """The last label of each transaction among rows of `labels`: the newest micro-batch's, in it the newest message's."""
-    last = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
-    return labels.withColumn("_n", F.row_number().over(last)).where("_n = 1").drop("_n")

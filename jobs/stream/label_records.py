@@ -11,14 +11,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
 from features.schema import LABEL_PLACE
 from jobs.core.dead_letters import DEAD_LETTER_COLUMNS, LABEL_UNKNOWN, LABEL_WRONG_PLACE
 from jobs.core.lake import table_exists
-from jobs.stream.alert_budget import last_labels
 
 # the Delta table `labels`: every well-formed label of a scored transaction, with its effect on the state
 LABELS_SCHEMA = StructType([
@@ -145,3 +144,9 @@ def _shown(value: Any) -> str:
     if isinstance(value, (pd.Timestamp, dt.datetime)):
         return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
     return str(int(value)) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
+
+
+def last_labels(labels: DataFrame) -> DataFrame:
+    """The last label of each transaction among rows of `labels`: the newest micro-batch's, in it the newest message's."""
+    last = Window.partitionBy("transaction_id").orderBy(F.desc("batch_id"), F.desc("labelled_at"), F.desc("offset"))
+    return labels.withColumn("_n", F.row_number().over(last)).where("_n = 1").drop("_n")

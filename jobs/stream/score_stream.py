@@ -74,7 +74,8 @@ from jobs.core.lake import (add_columns, append_idempotent, list_files, path_exi
                             set_properties, table_exists)
 from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
-from jobs.stream.alert_budget import AlertBudget, confirmed_cards, newest_scored
+from jobs.stream.alert_budget import AlertBudget, newest_scored
+from jobs.stream.blocked_cards import confirmed_cards
 from jobs.stream.alerts_topic import Publisher, alert_id, alert_messages
 from jobs.stream.explanations import Explainer, explain_missing
 from jobs.stream.label_records import LABEL_DECISION, LABELS_SCHEMA, resolve_labels, with_decisions

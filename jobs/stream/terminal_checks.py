@@ -33,7 +33,8 @@ from pyspark.sql import functions as F
 from jobs.core.config import Config
 from jobs.core.errors import ConfigError
 from jobs.core.lake import table_exists
-from jobs.stream.alert_budget import BlockedCards, blocked_card_days, last_labels
+from jobs.stream.blocked_cards import BlockedCards, blocked_card_days
+from jobs.stream.label_records import last_labels
 from models.metrics import MAX_FPR
 
 PROBE, CASE, EXPLORE = "terminal_probe", "terminal_case", "terminal_explore"

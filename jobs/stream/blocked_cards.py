@@ -1,0 +1,75 @@
+"""The cards the bank has blocked: a card is blocked once one of its frauds is confirmed, from the event time
+of that confirmation, and its later payments are not the legitimate traffic the alert budget and the terminal
+checks are about. Remembered for `stream.blocked_card_days` of event time; a restart finds the cards of the
+frauds confirmed in that time in `labels` (`confirmed_cards`)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.core.config import Config
+from jobs.core.errors import ConfigError
+from jobs.core.lake import table_exists
+from jobs.stream.label_records import last_labels
+
+
+@dataclasses.dataclass
+class BlockedCards:
+    """The cards with a confirmed fraud and the event time they were blocked at, forgotten `days` after it. A
+    card blocked before the clock has started (no transaction seen yet) takes the time of the first tick."""
+
+    days: int = 30
+    since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)
+    unstamped: set[int] = dataclasses.field(default_factory=set)
+
+    def block(self, card: int, now: np.datetime64 | None) -> None:
+        """Block `card` at `now` (None: the clock has not started), unless it is blocked already."""
+        if card in self.since or card in self.unstamped:
+            return
+        if now is None:
+            self.unstamped.add(card)
+        else:
+            self.since[card] = now
+
+    def tick(self, now: np.datetime64) -> None:
+        """Move the event clock to `now`: stamp the cards waiting for it, forget those blocked too long ago."""
+        for card in self.unstamped:
+            self.since[card] = now
+        self.unstamped.clear()
+        oldest = now - np.timedelta64(dt.timedelta(days=self.days))
+        if self.since and min(self.since.values()) < oldest:
+            self.since = {card: when for card, when in self.since.items() if when >= oldest}
+
+    def __contains__(self, card: object) -> bool:
+        return card in self.since or card in self.unstamped
+
+    def __len__(self) -> int:
+        return len(self.since) + len(self.unstamped)
+
+
+def blocked_card_days(cfg: Config) -> int:
+    """`stream.blocked_card_days`, checked (ConfigError naming the key)."""
+    days = cfg.get("stream.blocked_card_days")
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ConfigError(f"stream.blocked_card_days: expected a whole number of days of 1 or more, found {days!r}")
+    return days
+
+
+def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> list[int]:
+    """The cards with a fraud confirmed in `labels` (the last label of its transaction) among the transactions
+    of the last `days` before the newest labelled one: the cards a restart takes as blocked."""
+    if not table_exists(spark, labels_path):
+        return []
+    labels = spark.read.format("delta").load(labels_path)
+    newest = labels.select(F.max("tx_datetime")).collect()[0][0]
+    if newest is None:
+        return []
+    recent = labels.where(F.col("tx_datetime") > F.lit(newest - dt.timedelta(days=days)))
+    cards: pd.DataFrame = (last_labels(recent).where("tx_fraud = 1 AND customer_id IS NOT NULL")
+                           .select("customer_id").distinct().toPandas())
+    return [int(card) for card in cards["customer_id"]]
