@@ -346,11 +346,26 @@ def task_seconds(spark: SparkSession, jobs: set[int]) -> dict[str, float]:
     for job in jobs:
         info = json.load(urllib.request.urlopen(f"{base}/api/v1/applications/{app}/jobs/{job}", timeout=10))
         for stage in info.get("stageIds", []):
-            for attempt in json.load(urllib.request.urlopen(f"{base}/api/v1/applications/{app}/stages/{stage}",
-                                                            timeout=10)):
+            for attempt in ui_stage(base, app, stage):
                 run += attempt.get("executorRunTime", 0) / 1000
                 cpu += attempt.get("executorCpuTime", 0) / 1e9
     return {"task_run_seconds": round(run, 3), "task_cpu_seconds": round(cpu, 3)}
+
+
+def ui_stage(base: str, app: str, stage: int) -> list[dict[str, Any]]:
+    """The attempts of a stage from Spark's REST API; none for a stage the UI does not know (a job's stage
+    that was skipped, its output computed already, is listed by the job but never ran)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        attempts: list[dict[str, Any]] = json.load(urllib.request.urlopen(
+            f"{base}/api/v1/applications/{app}/stages/{stage}", timeout=10))
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return []
+        raise
+    return attempts
 
 
 def job_spans(spark: SparkSession, jobs: set[int]) -> dict[str, Any]:
@@ -380,7 +395,7 @@ def job_spans(spark: SparkSession, jobs: set[int]) -> dict[str, Any]:
         if times is None:
             continue
         stages = [{"seconds": round(t[1] - t[0], 3), "tasks": a.get("numTasks", 0)}
-                  for stage in info.get("stageIds", []) for a in get(f"stages/{stage}") if (t := span(a))]
+                  for stage in info.get("stageIds", []) for a in ui_stage(base, app, stage) if (t := span(a))]
         spans.append((*times, str(info.get("name", "")).split(" at ")[0], stages))
     covered, reach = 0.0, float("-inf")
     for start, end, _, _ in sorted(spans):  # the union of the spans

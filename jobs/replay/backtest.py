@@ -609,7 +609,7 @@ def through_the_stream(spark: Any, cfg: Config, days: Days, truth: dict[int, int
     replayed["stream_batches"] = int(value("fraud_batch_duration_seconds_count") or 0)
     replayed["stream_seconds_by_stage"] = {
         stage: round(value("fraud_batch_stage_seconds_total", {"stage": stage}) or 0.0, 1)
-        for stage in ("state", "alerts_topic", "tables", "labels", "dead_letters")}
+        for stage in ("state", "score", "alerts_topic", "explanations", "tables", "labels", "dead_letters")}
     return replayed, confirmed, sent_lines
 
 
