@@ -98,14 +98,19 @@ def test_a_start_explains_the_alerts_a_stop_left_unexplained(spark, make_cfg, bo
         return booster
 
     since = dt.datetime(2026, 11, 30, 12)
-    assert explain_missing(spark, scores_path, path, load, since, {}) == 4
+    assert explain_missing(spark, scores_path, path, load, since, {}) == [3, 5, 7, 9]
     assert sorted(loaded) == ["1", "2"], "each alert with the model version that scored it"
     rows = spark.read.format("delta").load(path).orderBy("transaction_id").toPandas()
     assert list(rows["transaction_id"]) == [1, 3, 5, 7, 9] and list(rows["model_version"]) == ["1", "1", "1", "2", "2"]
     expected = explain(booster, scored[scored["transaction_id"] == 3])[0]
     assert list(rows.loc[rows["transaction_id"] == 3, "top_features"].iloc[0]) == expected
-    assert explain_missing(spark, scores_path, path, load, since, {}) == 0  # nothing left
-    assert explain_missing(spark, scores_path, path, load, None, {}) == 0  # nothing scored yet
+    assert explain_missing(spark, scores_path, path, load, since, {}) == []  # nothing left
+    assert explain_missing(spark, scores_path, path, load, None, {}) == []  # nothing scored yet
+    # the micro-batch of alerts 3 and 5, done again after the crash, appends neither a second time
+    explainer.explained_at_start = {3, 5}
+    explainer.submit(booster, scored[scored["transaction_id"].isin([3, 5])], dt.datetime(2026, 12, 1), batch_id=1)
+    explainer.close()
+    assert spark.read.format("delta").load(path).count() == 5
 
 
 def test_a_stop_says_when_the_last_explanations_failed_and_goes_on(spark, capsys):

@@ -60,6 +60,9 @@ class Explainer:
         self.spark, self.path, self.publish, self.app_id, self.properties = spark, path, publish, app_id, properties
         self.pool: ThreadPoolExecutor | None = None
         self.pending: Future[None] | None = None
+        # the alerts a start explained (`explain_missing`): a micro-batch done again after a crash does not
+        # append them twice
+        self.explained_at_start: set[int] = set()
 
     def submit(self, booster: Any, flagged: pd.DataFrame, alerted_at: dt.datetime, batch_id: int) -> None:
         """Explain `flagged` (an alert's fields and the model inputs) in the background, after the previous
@@ -88,6 +91,7 @@ class Explainer:
         explained = flagged.assign(top_features=explain(booster, flagged))
         self.publish(explained, alerted_at)
         rows = explained_rows(explained, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        rows = rows[~rows["transaction_id"].isin(self.explained_at_start)]
         append_idempotent(self.spark.createDataFrame(rows, EXPLANATIONS_SCHEMA), self.path, self.app_id, batch_id,
                           ["tx_date"], self.properties, keep_warm=True)
 
@@ -103,12 +107,12 @@ def explained_rows(explained: pd.DataFrame, at: dt.datetime) -> pd.DataFrame:
 
 
 def explain_missing(spark: SparkSession, scores_path: str, path: str, load: Callable[[str], Any],
-                    since: dt.datetime | None, properties: dict[str, str]) -> int:
+                    since: dt.datetime | None, properties: dict[str, str]) -> list[int]:
     """Explain the alerts of `scores` since `since` (event time) that `explanations` lacks, each with the model
-    version that scored it (`load(version)` -> its booster), and append them; return how many. Run at a start,
-    before the first micro-batch."""
+    version that scored it (`load(version)` -> its booster), and append them; return their transaction ids.
+    Run at a start, before the first micro-batch."""
     if since is None or not table_exists(spark, scores_path):
-        return 0
+        return []
     alerts = (spark.read.format("delta").load(scores_path).where(F.col("tx_date") >= F.lit(since.date()))
               .where(F.col("decision")))
     if table_exists(spark, path):
@@ -116,11 +120,11 @@ def explain_missing(spark: SparkSession, scores_path: str, path: str, load: Call
         alerts = alerts.join(done, "transaction_id", "left_anti")
     missing: pd.DataFrame = alerts.select("transaction_id", "tx_datetime", "model_version", *FEATURE_NAMES).toPandas()
     if missing.empty:
-        return 0
+        return []
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     parts = [part.assign(top_features=explain(load(str(version)), part))
              for version, part in missing.groupby("model_version")]
     rows = explained_rows(pd.concat(parts, ignore_index=True), now)
     (spark.createDataFrame(rows, EXPLANATIONS_SCHEMA).write.format("delta").mode("append").options(**properties)
      .partitionBy("tx_date").save(path))
-    return len(rows)
+    return sorted(int(t) for t in rows["transaction_id"])

@@ -380,8 +380,9 @@ class BatchWriter:
         since = None if newest is None else newest - dt.timedelta(hours=EXPLAIN_MISSING_HOURS)
         explained = explain_missing(self.spark, self.scores_path, self.explanations_path, self.holder.booster_of,
                                     since, self.properties)
+        self.explainer.explained_at_start = set(explained)
         if explained:
-            print(f"stream: {explained} alert(s) of the last {EXPLAIN_MISSING_HOURS} h had no explanation (the stream "
+            print(f"stream: {len(explained)} alert(s) of the last {EXPLAIN_MISSING_HOURS} h had no explanation (the stream "
                   f"stopped before it): explained into {self.explanations_path}", flush=True)
         if self.checks.enabled and newest is not None:
             since = newest - dt.timedelta(hours=self.checks.history_hours())
