@@ -94,7 +94,8 @@ class Feedback:
                  rng: np.random.Generator) -> None:
         self.reviews, self.disputes, self.truth, self.tx_time, self.rng = reviews, disputes, truth, tx_time, rng
         self.alerted: set[int] = set()
-        self.disputed: set[int] = set()  # frauds with a dispute drawn (a transaction sent twice is disputed once)
+        self.seen_frauds: set[int] = set()  # frauds whose dispute was drawn (a transaction sent twice, once)
+        self.disputed: set[int] = set()  # frauds their cardholder disputes
         self.queue: dict[int, float] = {}  # alerts waiting for a review -> their score
         self.worked_until: dt.datetime | None = None  # the team's clock: reviews are taken up to it
         self.carry = 0.0  # the part of a review the last hour's capacity left
@@ -118,10 +119,11 @@ class Feedback:
             else:
                 self.queue[t] = score
         for t in dict.fromkeys(int(line.split(",", 1)[0]) for line in lines if line.split(",", 1)[0].isdigit()):
-            if self.truth.get(t) != 1 or t in self.disputed:
+            if self.truth.get(t) != 1 or t in self.seen_frauds:
                 continue
-            self.disputed.add(t)
+            self.seen_frauds.add(t)
             if self.rng.random() < self.disputes.share:
+                self.disputed.add(t)
                 spread = self.rng.random() * self.disputes.spread if self.disputes.spread else dt.timedelta(0)
                 self.pending.append((self.tx_time[t] + self.disputes.delay + spread, t, 1))
 
