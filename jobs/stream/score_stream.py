@@ -429,7 +429,10 @@ class BatchWriter:
         now = [lambda: self.append_dead(dead, count, batch_id)] if count and not labelled else []
         # the labels that came with the micro-batch are known before its threshold is chosen: the fraud team's
         # reviews and the cards they block count in the alert budget and the terminal checks from this micro-batch
-        labels = self.read_labels(batch) if labelled else None
+        labels = None
+        if labelled:
+            labels = self.read_labels(batch)
+            stages.done("labels")
         if kinds.get("tx"):
             self.score(batch, batch_id, stages, now)
         elif now:
