@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
     work = tmp_path / "work"
     args = ["--cards", "200", "--terminals", "100", "--history-days", "22", "--replay-days", "1", "--step", "12h",
-            "--review-delay", "1h", "--dispute-delay", "6h", "--work", str(work), "--no-save", "--no-progress"]
+            "--reviews", "oracle", "--review-delay", "1h", "--dispute-delay", "6h", "--work", str(work), "--no-save", "--no-progress"]
     assert backtest.main(args) == 0
     report = json.loads(capsys.readouterr().out)  # stdout holds the report only
 
@@ -126,7 +126,7 @@ def test_reissued_cards_pay_with_new_ids_from_the_step_after_the_block(spark, tm
     next step on; the stolen card's frauds (scenario 3) are declined; the figures count what was sent."""
     work = tmp_path / "work"
     args = ["--cards", "200", "--terminals", "100", "--history-days", "22", "--replay-days", "1", "--step", "6h",
-            "--review-delay", "1h", "--dispute-delay", "6h", "--reissue-cards", "--work", str(work), "--no-save",
+            "--reviews", "oracle", "--review-delay", "1h", "--dispute-delay", "6h", "--reissue-cards", "--work", str(work), "--no-save",
             "--no-progress"]
     assert backtest.main(args) == 0
     report = json.loads(capsys.readouterr().out)
@@ -189,7 +189,7 @@ def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_pa
     simulate_to_folder(make_spec("otus", customers=200, terminals=100, days=23, seed=3), raw, DefectRates())
     work = tmp_path / "work"
     args = ["--input", str(raw), "--replay-days", "1", "--step", "6h", "--retrain-every", "12h",
-            "--review-delay", "1h", "--dispute-delay", "6h", "--work", str(work), "--no-save", "--no-progress"]
+            "--reviews", "oracle", "--review-delay", "1h", "--dispute-delay", "6h", "--work", str(work), "--no-save", "--no-progress"]
     assert backtest.main(args) == 0
     report = json.loads(capsys.readouterr().out)
 
@@ -248,20 +248,29 @@ def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_pa
     assert report["model_versions_by_day"]["2019-09-13"] == judged["model_version"].value_counts().sort_index().to_dict()
 
 
-def test_the_command_names_the_review_options_a_run_changed_and_makes_the_same_loop_again():
+def test_the_command_names_the_reviews_preset_and_the_options_a_run_gave_and_makes_the_same_loop_again():
     parser = __import__("argparse").ArgumentParser()
     backtest.add_arguments(parser)
-    oracle = parser.parse_args([])
-    assert "--review" not in backtest.command(oracle).replace("--review-delay", "") and "--dispute-s" not in backtest.command(oracle)
-    args = parser.parse_args(["--review-capacity", "500", "--review-hours", "8-20", "--review-wrong", "0.05",
-                              "--dispute-share", "0.8", "--dispute-spread", "14d"])
+    bank = parser.parse_args([])
+    assert " --reviews bank" in backtest.command(bank) and "--review-hours" not in backtest.command(bank)
+    loop = backtest.loop_from_args(bank)
+    assert loop.reviews.hours == (8, 20) and loop.reviews.order == "riskiest" and loop.reviews.capacity is None
+    assert (loop.reviews.wrong, loop.reviews.unanswered, loop.disputes.share) == (0.01, 0.05, 0.9)
+    assert (loop.dispute, loop.disputes.spread) == (dt.timedelta(days=1), dt.timedelta(days=29))
+    oracle = backtest.loop_from_args(parser.parse_args(["--reviews", "oracle"]))
+    assert oracle.reviews.oracle and oracle.dispute == dt.timedelta(days=7) and oracle.disputes.share == 1.0
+    args = parser.parse_args(["--reviews", "oracle", "--review-capacity", "500", "--review-hours", "8-20",
+                              "--review-wrong", "0.05", "--dispute-share", "0.8", "--dispute-spread", "14d"])
     command = backtest.command(args)
-    for option in ("--review-capacity 500", "--review-hours 8-20", "--review-wrong 0.05", "--dispute-share 0.8",
-                   "--dispute-spread 14d"):
+    for option in ("--reviews oracle", "--review-capacity 500", "--review-hours 8-20", "--review-wrong 0.05",
+                   "--dispute-share 0.8", "--dispute-spread 14d"):
         assert option in command, command
     again = parser.parse_args(command.split()[2:])
     assert backtest.loop_from_args(again) == backtest.loop_from_args(args)
-    assert backtest.loop_from_args(args).reviews.hours == (8, 20)
+    assert backtest.loop_from_args(args).reviews.hours == (8, 20) and backtest.loop_from_args(args).reviews.capacity == 500
+    assert not backtest.loop_from_args(args).reviews.oracle
+    with pytest.raises(FraudError, match=r"--review-capacity: expected a whole number of reviews a day or none, found 'many'"):
+        backtest.loop_from_args(parser.parse_args(["--review-capacity", "many"]))
 
 
 def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_how_many_met_it(monkeypatch, tmp_path):
@@ -291,6 +300,16 @@ def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_h
     assert report["weeks"]["week_2"]["seeds_meeting"] == 2 and report["weeks"]["week_2"]["highest_fpr"] == 0.051
     assert report["seeds_meeting_it_every_week"] == 1 and report["of_seeds"] == 3  # seed 1 alone
     assert report["seeds"]["2"]["file"] == "spread_seed2.json" and report["seeds"]["3"]["new_compromises"] == 3
+    # --reuse-seeds reads a seed's kept replay of the same command (seed 2 here) and replays the others
+    json = __import__("json")
+    same = parser.parse_args(["--seed", "2", "--name", "spread_seed2"])
+    kept = {**replay_once(same), "command": backtest.command(same), "run": {"commit": "abc", "date": "2026-12-06"}}
+    replayed.clear()
+    (tmp_path / "spread_seed2.json").write_text(json.dumps(kept))
+    (tmp_path / "spread_seed3.json").write_text(json.dumps({**kept, "command": "another command"}))
+    assert backtest.execute(parser.parse_args(["--seeds", "1-3", "--name", "spread", "--reuse-seeds"])) == 0
+    assert replayed == [(1, "spread_seed1"), (3, "spread_seed3")]
+    assert json.loads((tmp_path / "spread.json").read_text())["seeds"]["2"]["run"]["commit"] == "abc"
     for wrong, message in (("1-x", "expected FIRST-LAST or a comma-separated list"), ("2,2", "expected distinct seeds")):
         with pytest.raises(FraudError, match=f"--seeds: {message}"):
             backtest.parse_seeds(wrong)

@@ -99,24 +99,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history-days", type=int, default=35, help="days before the replay: cleaning, training "
                         "and the stream's starting state (default 35)")
     parser.add_argument("--replay-days", type=int, default=5, help="days replayed through the stream (default 5)")
-    parser.add_argument("--review-delay", default="1h", help="an alert taken up for review -> the fraud team's "
-                        "label (default 1h)")
-    parser.add_argument("--review-capacity", type=int, help="reviews the fraud team does a day; the rest wait "
-                        "(default: every alert, as it comes)")
-    parser.add_argument("--review-hours", help="FIRST-LAST: the hours of the day reviews are done in, e.g. 8-20 "
-                        "(default: day and night)")
-    parser.add_argument("--review-order", default="oldest", choices=("oldest", "riskiest"),
-                        help="which waiting alert the team takes first (default oldest)")
-    parser.add_argument("--review-wrong", type=float, default=0.0, help="the share of reviews whose label is the "
-                        "other one (default 0)")
-    parser.add_argument("--review-unanswered", type=float, default=0.0, help="the share of reviews that give no "
-                        "label (default 0)")
-    parser.add_argument("--dispute-delay", default="7d", help="a fraud nobody confirmed -> the cardholder's "
-                        "dispute, at the earliest (default 7d)")
-    parser.add_argument("--dispute-spread", default="0d", help="disputes come uniformly within this after "
-                        "--dispute-delay (default 0d)")
-    parser.add_argument("--dispute-share", type=float, default=1.0, help="the share of frauds their cardholder "
-                        "disputes (default 1)")
+    parser.add_argument("--reviews", default="bank", choices=tuple(REVIEW_PRESETS),
+                        help="the fraud team's and the cardholders' defaults: bank (working hours, riskiest first, "
+                        "calls that fail or mislead, disputes from most frauds over a statement month; "
+                        "docs/backtest.md says where each comes from) or oracle (every alert's truth an hour after "
+                        "it, day and night, every missed fraud disputed 7 days after it); the options below "
+                        "override it (default bank)")
+    parser.add_argument("--review-delay", help="an alert taken up for review -> the fraud team's label (bank: 1h)")
+    parser.add_argument("--review-capacity", help="reviews the fraud team does a day, or `none`; the rest wait "
+                        "(bank: none, a team staffed for the alert budget)")
+    parser.add_argument("--review-hours", help="FIRST-LAST: the hours of the day reviews are done in, e.g. 8-20, or "
+                        "`all` (bank: 8-20)")
+    parser.add_argument("--review-order", choices=("oldest", "riskiest"),
+                        help="which waiting alert the team takes first (bank: riskiest)")
+    parser.add_argument("--review-wrong", type=float, help="the share of reviews whose label is the other one "
+                        "(bank: 0.01)")
+    parser.add_argument("--review-unanswered", type=float, help="the share of reviews that give no label "
+                        "(bank: 0.05)")
+    parser.add_argument("--dispute-delay", help="a fraud nobody confirmed -> the cardholder's dispute, at the "
+                        "earliest (bank: 1d)")
+    parser.add_argument("--dispute-spread", help="disputes come uniformly within this after --dispute-delay "
+                        "(bank: 29d)")
+    parser.add_argument("--dispute-share", type=float, help="the share of frauds their cardholder disputes "
+                        "(bank: 0.9)")
     parser.add_argument("--step", default="2h", help="event time replayed between two label deliveries (default 2h)")
     parser.add_argument("--label-delay", help="the model's label delay (default: the review delay rounded up to "
                         "whole hours, at least 1h)")
@@ -130,6 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the simulation's seed (default 0)")
     parser.add_argument("--seeds", help="replay once a seed, e.g. 1-5 or 1,3,7 (instead of --seed): each seed's "
                         "report is saved as NAME_seedN.json, and NAME.json holds their spread (`seeds`)")
+    parser.add_argument("--reuse-seeds", action="store_true", help="with --seeds: a seed whose NAME_seedN.json holds "
+                        "a replay of this same command is read instead of replayed (its `run` says the commit it ran "
+                        "on), so that a long list of seeds can be replayed over several sittings")
     parser.add_argument("--input", help="replay the bank's raw files instead of simulating: a file or a folder of "
                         "them, as `fraud clean` reads them; their last --replay-days days are replayed, the days "
                         "before are the history (at least 21), labels from their tx_fraud (--cards, --terminals, "
@@ -156,9 +164,26 @@ class Loop:
     seed: int = 0  # the draws of the reviews' errors and of the disputes
 
 
+def review_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The review and dispute options of `args`: each as given, or its --reviews preset's value."""
+    preset = REVIEW_PRESETS[args.reviews]
+    return {key: preset[key] if getattr(args, key) is None else getattr(args, key) for key in preset}
+
+
+def parse_capacity(text: str | int | None) -> int | None:
+    """`--review-capacity`: a whole number of reviews a day, or none."""
+    if text is None or str(text).strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise FraudError(f"--review-capacity: expected a whole number of reviews a day or none, found {text!r}") from None
+
+
 def loop_from_args(args: argparse.Namespace) -> Loop:
-    review = parse_duration(args.review_delay, "--review-delay")
-    dispute = parse_duration(args.dispute_delay, "--dispute-delay")
+    settings = review_settings(args)
+    review = parse_duration(settings["review_delay"], "--review-delay")
+    dispute = parse_duration(settings["dispute_delay"], "--dispute-delay")
     step = parse_duration(args.step, "--step")
     if step <= dt.timedelta(0) or dt.timedelta(days=1) % step:
         raise FraudError(f"--step: expected a positive duration that divides a day, found {args.step!r}")
@@ -179,9 +204,9 @@ def loop_from_args(args: argparse.Namespace) -> Loop:
     if args.history_days < 21:
         raise FraudError(f"--history-days: expected at least 21 (training, validation, a gap and test days), "
                          f"found {args.history_days}")
-    reviews = Reviews(review, args.review_capacity, parse_hours(args.review_hours), args.review_wrong,
-                      args.review_unanswered, args.review_order)
-    disputes = Disputes(dispute, parse_duration(args.dispute_spread, "--dispute-spread"), args.dispute_share)
+    reviews = Reviews(review, parse_capacity(settings["review_capacity"]), parse_hours(settings["review_hours"]),
+                      settings["review_wrong"], settings["review_unanswered"], settings["review_order"])
+    disputes = Disputes(dispute, parse_duration(settings["dispute_spread"], "--dispute-spread"), settings["dispute_share"])
     return Loop(review, dispute, step, hours, retrain, reviews, disputes, args.seed)
 
 
@@ -205,10 +230,16 @@ def execute(args: argparse.Namespace) -> int:
         seeds = parse_seeds(args.seeds)
         if args.input is not None:
             raise FraudError("--seeds: the bank's raw files (--input) are one draw; expected --seeds without --input")
-        reports = {seed: replay_once(argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None,
-                                                           "name": f"{args.name}_seed{seed}",
-                                                           "work": args.work and str(Path(args.work) / f"seed{seed}")}))
-                   for seed in seeds}
+        reports = {}
+        for seed in seeds:
+            one = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "name": f"{args.name}_seed{seed}",
+                                        "work": args.work and str(Path(args.work) / f"seed{seed}")})
+            kept = RESULTS / f"{one.name}.json"
+            if args.reuse_seeds and kept.exists() and json.loads(kept.read_text()).get("command") == command(one):
+                print(f"fraud backtest: seed {seed} read from {kept} (--reuse-seeds)", file=sys.stderr)
+                reports[seed] = json.loads(kept.read_text())
+            else:
+                reports[seed] = replay_once(one)
         report = {"benchmark": "backtest_seeds", "machine": "2 cores, local[2]",
                   "command": command(args).replace(f" --seed {args.seed}", f" --seeds {args.seeds}"),
                   **spread(reports, args.name), "run": run_stamp()}
@@ -263,7 +294,7 @@ def spread(reports: dict[int, dict[str, Any]], name: str) -> dict[str, Any]:
     seeds = {str(seed): {"overall": brief(r["overall"]), "settled_weeks": brief(r["settled_weeks"]),
                          "weeks": {w: brief(f) for w, f in r["weeks"].items()},
                          "new_compromises": r["what_the_loop_knew"]["first_confirmation_hours"].get("terminals"),
-                         "file": f"{name}_seed{seed}.json"}
+                         "file": f"{name}_seed{seed}.json", "run": r.get("run")}
              for seed, r in reports.items()}
     weeks = sorted({w for r in reports.values() for w in r["weeks"]}, key=lambda w: int(w.split("_")[1]))
     by_week = {}
@@ -561,11 +592,13 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         unreadable = {i for i in (line_to_message(line).get("transaction_id") for line in sent_lines
                                   if not readable(line)) if isinstance(i, int)}
         measured = measure(spark, cfg, frame, unreadable, confirmed, prior, known_compromises)
-        offline = offline_comparison(spark, cfg, str(replay_file), trained, frame, loop, args.review_delay, prior)
+        offline = offline_comparison(spark, cfg, str(replay_file), trained, frame, loop,
+                                     review_settings(args)["review_delay"], prior)
         watch.lap("measure_and_offline")
     finally:
         kafka_broker.stop(broker)
     replay_end = days.replay_start.date() + dt.timedelta(days=args.replay_days - 1)
+    settings = review_settings(args)
     return {
         "benchmark": "backtest", "machine": "2 cores, local[2]", "command": command(args),
         "requirement": {"recall_above": REQUIRED_RECALL, "fpr_at_most": MAX_FPR},
@@ -576,12 +609,12 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
             "history_clean_rows": cleaning["clean"], "history_quarantined_rows": cleaning["quarantined"],
             "replayed_transactions": len(truth), "replayed_frauds": int(sum(truth.values())),
             "reissue_cards": args.reissue_cards},
-        "loop": {"review_delay": args.review_delay, "dispute_delay": args.dispute_delay, "step": args.step,
-                 "model_label_delay_hours": loop.label_delay_hours,
-                 "review_model": {"capacity_per_day": loop.reviews.capacity, "hours": args.review_hours or "all",
-                                  "order": loop.reviews.order, "wrong_share": loop.reviews.wrong,
-                                  "unanswered_share": loop.reviews.unanswered, "dispute_share": loop.disputes.share,
-                                  "dispute_spread": args.dispute_spread},
+        "loop": {"review_delay": settings["review_delay"], "dispute_delay": settings["dispute_delay"],
+                 "step": args.step, "model_label_delay_hours": loop.label_delay_hours,
+                 "review_model": {"preset": args.reviews, "capacity_per_day": loop.reviews.capacity,
+                                  "hours": settings["review_hours"], "order": loop.reviews.order,
+                                  "wrong_share": loop.reviews.wrong, "unanswered_share": loop.reviews.unanswered,
+                                  "dispute_share": loop.disputes.share, "dispute_spread": settings["dispute_spread"]},
                  **replayed, "setup_seconds": watch.seconds},
         "offline_same_days": offline,
         "model": {"version": trained["registry"]["version"], "threshold": trained["threshold"],
@@ -618,21 +651,29 @@ def command(args: argparse.Namespace) -> str:
     source = (f"--input {args.input}" if args.input is not None else
               f"--cards {args.cards} --terminals {args.terminals} --radius {args.radius:g} --terminals-compromised-per-day "
               f"{args.terminals_compromised_per_day:g} --history-days {args.history_days} --seed {args.seed}")
-    return (f"fraud backtest {source} --replay-days {args.replay_days} --review-delay {args.review_delay} "
-            f"--dispute-delay {args.dispute_delay} --step {args.step} --retrain-every {args.retrain_every}"
-            + (" --reissue-cards" if args.reissue_cards else "") + review_options(args)
-            + "".join(f" --set {o}" for o in args.overrides))
+    return (f"fraud backtest {source} --replay-days {args.replay_days} --step {args.step} "
+            f"--retrain-every {args.retrain_every}" + (" --reissue-cards" if args.reissue_cards else "")
+            + review_options(args) + "".join(f" --set {o}" for o in args.overrides))
 
 
-REVIEW_DEFAULTS = {"review_capacity": None, "review_hours": None, "review_order": "oldest", "review_wrong": 0.0,
-                   "review_unanswered": 0.0, "dispute_share": 1.0, "dispute_spread": "0d"}
+# The review and dispute defaults: `bank`, the loop as a bank has it (docs/backtest.md, "Reviews and disputes",
+# says where each value comes from), and `oracle`, every review the truth at once and every dispute at one delay.
+REVIEW_PRESETS: dict[str, dict[str, Any]] = {
+    "bank": {"review_delay": "1h", "review_capacity": "none", "review_hours": "8-20", "review_order": "riskiest",
+             "review_wrong": 0.01, "review_unanswered": 0.05, "dispute_delay": "1d", "dispute_spread": "29d",
+             "dispute_share": 0.9},
+    "oracle": {"review_delay": "1h", "review_capacity": "none", "review_hours": "all", "review_order": "oldest",
+               "review_wrong": 0.0, "review_unanswered": 0.0, "dispute_delay": "7d", "dispute_spread": "0d",
+               "dispute_share": 1.0},
+}
 
 
 def review_options(args: argparse.Namespace) -> str:
-    """The review and dispute options of `args` that are not at their defaults (the oracle), as given."""
-    return "".join(f" --{key.replace('_', '-')} {getattr(args, key):g}" if isinstance(getattr(args, key), float)
-                   else f" --{key.replace('_', '-')} {getattr(args, key)}"
-                   for key, default in REVIEW_DEFAULTS.items() if getattr(args, key) != default)
+    """`--reviews` and every review and dispute option `args` gave, as given: the same loop whatever the defaults."""
+    given = {key: getattr(args, key) for key in REVIEW_PRESETS["bank"] if getattr(args, key) is not None}
+    return f" --reviews {args.reviews}" + "".join(
+        f" --{key.replace('_', '-')} {value:g}" if isinstance(value, float) else f" --{key.replace('_', '-')} {value}"
+        for key, value in given.items())
 
 
 class Channels:
