@@ -102,6 +102,8 @@ demo: setup
 	$(BIN)/fraud demo
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -151,6 +153,8 @@ bench-suite:
 	$(PYTHON) benchmarks/suite.py --keep
 
 lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean-state:

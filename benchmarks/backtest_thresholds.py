@@ -8,6 +8,7 @@ loop's labels.
 
 Prints one JSON object and keeps it in benchmarks/results/NAME.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,28 +43,52 @@ def main() -> None:
     review = parse_duration(args.review_delay, "--review-delay")
     frame = replay_frame(raw_lines(work / "raw" / "replay"))
     prior = blocked_before(raw_lines(work / "raw" / "history"), review)
-    confirmed = {int(t): dt.datetime.fromisoformat(w) for t, w in json.loads((work / "confirmed.json").read_text()).items()}
+    confirmed = {
+        int(t): dt.datetime.fromisoformat(w) for t, w in json.loads((work / "confirmed.json").read_text()).items()
+    }
 
     cfg = load_config("local", {"paths.lake": str(work / "lake"), "spark.ui_enabled": False})
     spark = get_spark(cfg, "backtest-thresholds")
-    scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
-        "transaction_id", "score", "decision", "threshold").toPandas()
+    scores = (
+        spark.read.format("delta")
+        .load(cfg.table_path("scores"))
+        .select("transaction_id", "score", "decision", "threshold")
+        .toPandas()
+    )
     spark.stop()
     merged = frame.merge(scores, on="transaction_id")
     kept = merged[~blocked(merged, confirmed, prior).to_numpy()]
     genuine, frauds = kept[~kept["fraud"]], kept[kept["fraud"]]
-    rows = [{"threshold": float(scores["threshold"].iloc[0]), "what": "the stream's (operating)",
-             "fpr": round(float(genuine["decision"].mean()), 4), "recall": round(float(frauds["decision"].mean()), 4)}]
+    rows = [
+        {
+            "threshold": float(scores["threshold"].iloc[0]),
+            "what": "the stream's (operating)",
+            "fpr": round(float(genuine["decision"].mean()), 4),
+            "recall": round(float(frauds["decision"].mean()), 4),
+        }
+    ]
     for fpr in (0.03, 0.04, 0.05):
         threshold = float(np.quantile(genuine["score"], 1 - fpr))
-        rows.append({"threshold": threshold, "what": f"FPR {fpr:.0%} on these transactions",
-                     "fpr": round(float((genuine["score"] >= threshold).mean()), 4),
-                     "recall": round(float((frauds["score"] >= threshold).mean()), 4)})
+        rows.append(
+            {
+                "threshold": threshold,
+                "what": f"FPR {fpr:.0%} on these transactions",
+                "fpr": round(float((genuine["score"] >= threshold).mean()), 4),
+                "recall": round(float((frauds["score"] >= threshold).mean()), 4),
+            }
+        )
     missed = frauds[~frauds["decision"]]
-    result = {"benchmark": "backtest_thresholds", "work": str(work), "review_delay": args.review_delay,
-              "transactions": len(kept), "frauds": len(frauds), "thresholds": rows,
-              "missed_frauds_score_quantiles": {f"p{q}": float(np.percentile(missed["score"], q)) for q in (50, 90, 99)}
-              if len(missed) else {}}
+    result = {
+        "benchmark": "backtest_thresholds",
+        "work": str(work),
+        "review_delay": args.review_delay,
+        "transactions": len(kept),
+        "frauds": len(frauds),
+        "thresholds": rows,
+        "missed_frauds_score_quantiles": {f"p{q}": float(np.percentile(missed["score"], q)) for q in (50, 90, 99)}
+        if len(missed)
+        else {},
+    }
     report(result, args.name, not args.no_save)
 
 

@@ -13,6 +13,7 @@
    >= 98% on validation, and the best recall within FPR 5%, against the bank's requirement.
 Prints one JSON object and keeps it in benchmarks/results/model_figures.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,10 @@ from jobs.simulation.simulate import simulate_to_folder  # noqa: E402
 from jobs.simulation.simulator import make_spec  # noqa: E402
 from models.split import Split  # noqa: E402
 
-PUBLISHED = {"single_split_best_baselines": {"roc_auc": 0.871, "average_precision": 0.658, "card_precision_at_100": 0.291},
-             "prequential_best_tuned": {"roc_auc": 0.879, "average_precision": 0.694, "card_precision_at_100": 0.305}}
+PUBLISHED = {
+    "single_split_best_baselines": {"roc_auc": 0.871, "average_precision": 0.658, "card_precision_at_100": 0.291},
+    "prequential_best_tuned": {"roc_auc": 0.879, "average_precision": 0.694, "card_precision_at_100": 0.305},
+}
 KEYS = ("roc_auc", "average_precision", "card_precision_at_100", "recall_at_fpr_5pct")
 
 
@@ -67,9 +70,13 @@ def main() -> None:
     parser.add_argument("--otus-customers", type=int, default=20_000)
     parser.add_argument("--otus-days", type=int, default=90)
     parser.add_argument("--skip-otus", action="store_true")
-    parser.add_argument("--extra-seeds", type=lambda t: [int(x) for x in t.split(",") if x], default=[],
-                        help="also run the handbook protocols on data simulated with these seeds, e.g. 1,2,3: the "
-                             "published figures are one realisation of the simulator, ours another")
+    parser.add_argument(
+        "--extra-seeds",
+        type=lambda t: [int(x) for x in t.split(",") if x],
+        default=[],
+        help="also run the handbook protocols on data simulated with these seeds, e.g. 1,2,3: the "
+        "published figures are one realisation of the simulator, ours another",
+    )
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-model-"))
@@ -88,7 +95,9 @@ def main() -> None:
             result["handbook_prequential_by_seed"] = {
                 "seeds": {0: means[0], **other},
                 "mean": {k: round(sum(m[k] for m in means) / len(means), 4) for k in KEYS},
-                "min": {k: min(m[k] for m in means) for k in KEYS}, "max": {k: max(m[k] for m in means) for k in KEYS}}
+                "min": {k: min(m[k] for m in means) for k in KEYS},
+                "max": {k: max(m[k] for m in means) for k in KEYS},
+            }
         if not args.skip_otus:
             cfg = load_config("local", {"paths.lake": str(work / "otus-lake"), "spark.ui_enabled": False})
             spec = make_spec("otus", customers=args.otus_customers, days=args.otus_days)
@@ -101,14 +110,25 @@ def main() -> None:
                 rows, frauds = train.load_window(spark, cfg, split, hours)
                 out = train.train(rows, frauds, split, hours, 0.98, None)
                 t = out["test"]
-                curve[name] = {"label_delay_hours": hours, "threshold_for_recall_98pct_on_validation": round(out["threshold"], 5),
-                               "test_recall": round(t["recall"], 4), "test_fpr": round(t["fpr"], 4),
-                               "meets_bank_requirement": bool(t["recall"] > 0.98 and t["fpr"] <= 0.05),
-                               "test_recall_at_fpr_5pct": round(t["recall_at_fpr_5pct"], 4),
-                               "test_roc_auc": round(t["roc_auc"], 4), "test_average_precision": round(t["average_precision"], 4),
-                               "test_frauds": t["frauds"], "test_rows": t["rows"]}
-            result["otus"] = {"customers": args.otus_customers, "terminals": 1000, "days": args.otus_days,
-                              "split": split.as_params(), "by_label_delay": curve}
+                curve[name] = {
+                    "label_delay_hours": hours,
+                    "threshold_for_recall_98pct_on_validation": round(out["threshold"], 5),
+                    "test_recall": round(t["recall"], 4),
+                    "test_fpr": round(t["fpr"], 4),
+                    "meets_bank_requirement": bool(t["recall"] > 0.98 and t["fpr"] <= 0.05),
+                    "test_recall_at_fpr_5pct": round(t["recall_at_fpr_5pct"], 4),
+                    "test_roc_auc": round(t["roc_auc"], 4),
+                    "test_average_precision": round(t["average_precision"], 4),
+                    "test_frauds": t["frauds"],
+                    "test_rows": t["rows"],
+                }
+            result["otus"] = {
+                "customers": args.otus_customers,
+                "terminals": 1000,
+                "days": args.otus_days,
+                "split": split.as_params(),
+                "by_label_delay": curve,
+            }
         result["seconds"] = round(time.perf_counter() - started)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -10,6 +10,7 @@ its test means are what the handbook's "prequential, tuned" figures compare with
 training week and a fixed number of trees (scores at 100, 200, 400, 600 trees from one fit).
 Prints one JSON object and keeps it in benchmarks/results/model_selection.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,23 +78,31 @@ def main() -> None:
         params = dict(zip(GRID, values))
         per_fold: dict[tuple[dt.date, int], tuple[float, ...]] = {}
         for start, (train, test) in folds.items():
-            model = catboost_model.fit(train[FEATURE_NAMES], train["tx_fraud"],
-                                       params={**params, "iterations": max(TREES)})
+            model = catboost_model.fit(
+                train[FEATURE_NAMES], train["tx_fraud"], params={**params, "iterations": max(TREES)}
+            )
             for i, proba in enumerate(model.staged_predict_proba(test[FEATURE_NAMES], eval_period=min(TREES))):
                 trees = (i + 1) * min(TREES)
                 if trees in TREES:
                     m = metrics.evaluate(test.assign(score=proba[:, 1]))
                     per_fold[(start, trees)] = tuple(m[k] for k in KEYS)
         for trees in TREES:
-            mean = {part: dict(zip(KEYS, np.mean([per_fold[(s, trees)] for s in starts], axis=0).round(4).tolist()))
-                    for part, starts in (("validation", VALIDATION_FOLDS), ("test", TEST_FOLDS))}
+            mean = {
+                part: dict(zip(KEYS, np.mean([per_fold[(s, trees)] for s in starts], axis=0).round(4).tolist()))
+                for part, starts in (("validation", VALIDATION_FOLDS), ("test", TEST_FOLDS))
+            }
             results.append({"params": {**params, "iterations": trees}, **mean})
             print(json.dumps(results[-1]), flush=True)
     best = max(results, key=lambda r: r["validation"]["average_precision"])
-    out = {"benchmark": "model_selection", "features": FEATURE_NAMES, "selected_by": "mean validation average precision",
-           "selected": best, "published_prequential_tuned": {"roc_auc": 0.879, "average_precision": 0.694,
-                                                            "card_precision_at_100": 0.305},
-           "grid": results, "seconds": round(time.perf_counter() - started)}
+    out = {
+        "benchmark": "model_selection",
+        "features": FEATURE_NAMES,
+        "selected_by": "mean validation average precision",
+        "selected": best,
+        "published_prequential_tuned": {"roc_auc": 0.879, "average_precision": 0.694, "card_precision_at_100": 0.305},
+        "grid": results,
+        "seconds": round(time.perf_counter() - started),
+    }
     report(out, "model_selection", not args.no_save, shown={k: v for k, v in out.items() if k != "grid"})
 
 

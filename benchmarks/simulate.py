@@ -10,6 +10,7 @@ Generates the `otus` preset (810,000 cards, 1,000 terminals: ~1.57 million trans
 one process, for N and 2N days, generation only and generation + writing the raw files with defects, and
 prints one JSON object (also kept in benchmarks/results/simulate.json). Memory must not grow with days.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,17 +59,28 @@ def main() -> None:
             size = sum(p.stat().st_size for p in out.glob("*.txt"))
         finally:
             shutil.rmtree(out)
-        runs.append({
-            "days": days, "transactions": n, "profiles_seconds": round(profiles_s, 2),
-            "generate_seconds": round(gen_s, 2), "generate_tx_per_minute": round(n / gen_s * 60),
-            "write_seconds": manifest["seconds"],
-            "write_tx_per_minute": round(manifest["transactions"] / manifest["seconds"] * 60),
-            "raw_bytes": size, "peak_rss_mib_so_far": round(peak_rss_mib()),
-        })
+        runs.append(
+            {
+                "days": days,
+                "transactions": n,
+                "profiles_seconds": round(profiles_s, 2),
+                "generate_seconds": round(gen_s, 2),
+                "generate_tx_per_minute": round(n / gen_s * 60),
+                "write_seconds": manifest["seconds"],
+                "write_tx_per_minute": round(manifest["transactions"] / manifest["seconds"] * 60),
+                "raw_bytes": size,
+                "peak_rss_mib_so_far": round(peak_rss_mib()),
+            }
+        )
     result = {
-        "benchmark": "simulate", "preset": "otus", "customers": args.customers, "terminals": 1_000,
+        "benchmark": "simulate",
+        "preset": "otus",
+        "customers": args.customers,
+        "terminals": 1_000,
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
-        "single_core": True, "target_tx_per_minute": 1_000_000, "runs": runs,
+        "single_core": True,
+        "target_tx_per_minute": 1_000_000,
+        "runs": runs,
         "memory_ratio_2n_over_n_days": round(runs[1]["peak_rss_mib_so_far"] / runs[0]["peak_rss_mib_so_far"], 2),
     }
     report(result, "simulate", not args.no_save)
@@ -83,11 +95,24 @@ def handbook_counts() -> dict[str, object]:
     n = sum(len(f) for f in frames)
     frauds = sum(int(f["tx_fraud"].sum()) for f in frames)
     scenarios = {str(s): sum(int((f["tx_fraud_scenario"] == s).sum()) for f in frames) for s in (1, 2, 3)}
-    return {"benchmark": "simulate_handbook", "preset": "handbook", "seed": 0, "days": spec.days,
-            "generate_seconds": round(seconds, 1), "transactions": n, "transactions_a_day": round(n / spec.days),
-            "frauds": frauds, "fraud_share": round(frauds / n, 5), "frauds_by_scenario": scenarios,
-            "published": {"transactions": 1_754_155, "frauds": 14_681, "fraud_share": 0.0084,
-                          "frauds_by_scenario": {"1": 973, "2": 9_077, "3": 4_631}}}
+    return {
+        "benchmark": "simulate_handbook",
+        "preset": "handbook",
+        "seed": 0,
+        "days": spec.days,
+        "generate_seconds": round(seconds, 1),
+        "transactions": n,
+        "transactions_a_day": round(n / spec.days),
+        "frauds": frauds,
+        "fraud_share": round(frauds / n, 5),
+        "frauds_by_scenario": scenarios,
+        "published": {
+            "transactions": 1_754_155,
+            "frauds": 14_681,
+            "fraud_share": 0.0084,
+            "frauds_by_scenario": {"1": 973, "2": 9_077, "3": 4_631},
+        },
+    }
 
 
 if __name__ == "__main__":

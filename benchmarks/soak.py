@@ -20,6 +20,7 @@ acknowledged (every send's result is kept):
   `dead_letters`, exactly once.
 Prints one JSON object and keeps it in benchmarks/results/soak.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import own_broker_overrides, report  # noqa: E402
-from jobs.dev import kafka_broker  # noqa: E402
 from jobs.core.config import Config, load_config  # noqa: E402
+from jobs.dev import kafka_broker  # noqa: E402
 from jobs.kafka_tools.label_cmd import label_record  # noqa: E402
 from jobs.kafka_tools.produce import simulated_lines, transaction_record, without_labels  # noqa: E402
 from jobs.simulation.simulator import make_spec  # noqa: E402
@@ -54,15 +55,28 @@ class Job:
     started again whenever it is found dead."""
 
     def __init__(self, cfg: Config, work: Path) -> None:
-        self.argv = [str(ROOT / ".venv/bin/fraud"), "stream", "--lake", cfg.path("paths.lake"),
-                     "--checkpoint", cfg.path("paths.checkpoint"), "--mlflow-uri", str(cfg.get("mlflow.tracking_uri")),
-                     "--bootstrap-servers", str(cfg.get("kafka.bootstrap_servers")), "--set", "stream.metrics_port=0"]
+        self.argv = [
+            str(ROOT / ".venv/bin/fraud"),
+            "stream",
+            "--lake",
+            cfg.path("paths.lake"),
+            "--checkpoint",
+            cfg.path("paths.checkpoint"),
+            "--mlflow-uri",
+            str(cfg.get("mlflow.tracking_uri")),
+            "--bootstrap-servers",
+            str(cfg.get("kafka.bootstrap_servers")),
+            "--set",
+            "stream.metrics_port=0",
+        ]
         self.work, self.starts, self.exits = work, 0, []  # type: ignore[var-annotated]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = (self.work / f"stream-{self.starts}.log").open("wb")
-        self.process = subprocess.Popen(self.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.starts += 1
 
     def alive(self) -> bool:
@@ -103,8 +117,10 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="soak-"))
-    cfg = load_config("local", {**own_broker_overrides(work), "paths.lake": str(work / "lake"),
-                                "paths.checkpoint": str(work / "checkpoints")})
+    cfg = load_config(
+        "local",
+        {**own_broker_overrides(work), "paths.lake": str(work / "lake"), "paths.checkpoint": str(work / "checkpoints")},
+    )
     spec = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(spec)
     topics = {role: str(cfg.get(f"kafka.topics.{role}")) for role in ("transactions", "labels")}
@@ -120,8 +136,13 @@ def main() -> None:
     samples: list[bool] = []
     sent_at: list[float] = []  # time each transaction id was sent (ids are 0..n-1, in order)
     sent_values: list[tuple[bytes, bytes]] = []  # and its message, for the re-sends
-    result: dict[str, Any] = {"benchmark": "soak", "machine": "2 cores, local[2]", "command": " ".join(sys.argv[1:]),
-                              "minutes": args.minutes, "rate": args.rate}
+    result: dict[str, Any] = {
+        "benchmark": "soak",
+        "machine": "2 cores, local[2]",
+        "command": " ".join(sys.argv[1:]),
+        "minutes": args.minutes,
+        "rate": args.rate,
+    }
     events: list[dict[str, Any]] = []
     try:
         from kafka import KafkaProducer
@@ -131,6 +152,7 @@ def main() -> None:
         def send(kind: str, topic: str, key: bytes, value: bytes, transaction_id: int | None = None) -> None:
             futures[kind].append((producer.send(topic, key=key, value=value), transaction_id))
             counts[kind] += 1
+
         started = time.monotonic()
         next_sample = started
         broker_down_at, kill_at = started + seconds / 3, started + 2 * seconds / 3
@@ -178,8 +200,9 @@ def main() -> None:
                     for transaction_id in range(max(0, cut - 10), cut):
                         # with its transaction's place, as the fraud team has it from the alert
                         tx = json.loads(sent_values[transaction_id][1])
-                        key, value = label_record(transaction_id, transaction_id % 2, tx["customer_id"],
-                                                  tx["terminal_id"], tx["tx_datetime"])
+                        key, value = label_record(
+                            transaction_id, transaction_id % 2, tx["customer_id"], tx["terminal_id"], tx["tx_datetime"]
+                        )
                         send("labels", topics["labels"], key, value, transaction_id)
             second += 1
         producer.flush()
@@ -190,8 +213,12 @@ def main() -> None:
         result["drain_seconds"] = drain(cfg, job, sum(len(ids) for ids in acked.values()), args.drain_seconds)
         samples.append(job.alive())
         job.stop()
-        result["process"] = {"samples": len(samples), "alive_share": round(sum(samples) / len(samples), 4),
-                             "starts": job.starts, "exits": job.exits}
+        result["process"] = {
+            "samples": len(samples),
+            "alive_share": round(sum(samples) / len(samples), 4),
+            "starts": job.starts,
+            "exits": job.exits,
+        }
         result["tables"] = check_tables(cfg, acked, topics)
     finally:
         job.stop()
@@ -240,38 +267,54 @@ def check_tables(cfg: Config, acked: dict[str, list[int | None]], topics: dict[s
     scored = {r["transaction_id"]: r["count"] for r in scores.groupBy("transaction_id").count().collect()}
     dead = spark.read.format("delta").load(cfg.table_path("dead_letters"))
     text = F.array_join("errors", " | ")
-    kind = (F.when(F.col("topic") == topics["labels"], "label")
-            .when(text.contains("already counted"), "duplicate")
-            .when(F.col("payload").isin([m.decode() for m in MALFORMED]), "malformed")
-            .otherwise("rule"))
-    letters = dead.select(kind.alias("kind"), F.get_json_object("payload", "$.transaction_id").try_cast("long")
-                          .alias("transaction_id"), text.alias("errors"), "topic", "partition", "offset").toPandas()
+    kind = (
+        F.when(F.col("topic") == topics["labels"], "label")
+        .when(text.contains("already counted"), "duplicate")
+        .when(F.col("payload").isin([m.decode() for m in MALFORMED]), "malformed")
+        .otherwise("rule")
+    )
+    letters = dead.select(
+        kind.alias("kind"),
+        F.get_json_object("payload", "$.transaction_id").try_cast("long").alias("transaction_id"),
+        text.alias("errors"),
+        "topic",
+        "partition",
+        "offset",
+    ).toPandas()
     by_kind = letters.groupby("kind").size().to_dict()
     rule = letters[letters["kind"] == "rule"]
     rule_ids = set(rule["transaction_id"].dropna().astype(int))
     # a re-send of a transaction dead-lettered for a rule breaks the rule again: a rule dead letter too
     resent = acked["resent"]
     resent_of_scored = [i for i in resent if i in scored]
-    expected_rule_rows = sum(1 for i in acked["transactions"] if i in rule_ids) + sum(1 for i in resent if i in rule_ids)
+    expected_rule_rows = sum(1 for i in acked["transactions"] if i in rule_ids) + sum(
+        1 for i in resent if i in rule_ids
+    )
     transactions = set(i for i in acked["transactions"] if i is not None)
     labels = spark.read.format("delta").load(cfg.table_path("labels"))
     labels_rows = labels.count()
     return {
-        "scored_rows": int(sum(scored.values())), "scored_distinct": len(scored),
+        "scored_rows": int(sum(scored.values())),
+        "scored_distinct": len(scored),
         "scored_twice": sum(1 for c in scored.values() if c > 1),
         "dead_letters_by_kind": {k: int(v) for k, v in by_kind.items()},
-        "rule_dead_letters": {"transactions": len(rule_ids), "rows": len(rule),
-                              "reasons": sorted({e.split(":")[0] for e in rule["errors"]})},
+        "rule_dead_letters": {
+            "transactions": len(rule_ids),
+            "rows": len(rule),
+            "reasons": sorted({e.split(":")[0] for e in rule["errors"]}),
+        },
         "scored_and_rule_dead": len(rule_ids & set(scored)),
         "missing": len(transactions - set(scored) - rule_ids),
         "unexpected_scored": len(set(scored) - transactions),
         "dead_letters_repeated": int(dead.groupBy("topic", "partition", "offset").count().where("count > 1").count()),
         "labels_rows": labels_rows,
         "labels_repeated": labels.groupBy("topic", "partition", "offset").count().where("count > 1").count(),
-        "every_transaction_once": transactions == set(scored) | rule_ids and not rule_ids & set(scored)
+        "every_transaction_once": transactions == set(scored) | rule_ids
+        and not rule_ids & set(scored)
         and all(c == 1 for c in scored.values()),
         "every_bad_message_dead_lettered": by_kind.get("duplicate", 0) == len(resent_of_scored)
-        and by_kind.get("malformed", 0) == len(acked["malformed"]) and len(rule) == expected_rule_rows,
+        and by_kind.get("malformed", 0) == len(acked["malformed"])
+        and len(rule) == expected_rule_rows,
         "every_label_accounted": labels_rows + by_kind.get("label", 0) == len(acked["labels"]),
     }
 

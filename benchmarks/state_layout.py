@@ -13,6 +13,7 @@ Reports the seconds of each measured batch, the state rows, the checkpoint's siz
 resident memory of this process and its children (the JVM and the Python workers). The job's set-up is
 reported again as `million_cards`. Prints one JSON object and keeps it in benchmarks/results/state_layout.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,10 +84,18 @@ def write_batches(folder: Path, cards: int, hours_per_card: int, batch: int, bat
     folder.mkdir(parents=True)
     customer = np.repeat(np.arange(cards, dtype=np.int64), hours_per_card)
     hours = np.concatenate([rng.choice(30 * 24, hours_per_card, replace=False) for _ in range(cards)])
-    frames = [pd.DataFrame({"customer_id": customer, "tx_datetime": START + pd.to_timedelta(hours * 3600 + 60, unit="s")})]
+    frames = [
+        pd.DataFrame({"customer_id": customer, "tx_datetime": START + pd.to_timedelta(hours * 3600 + 60, unit="s")})
+    ]
     for b in range(batches):
-        frames.append(pd.DataFrame({"customer_id": rng.integers(0, cards, batch),
-                                    "tx_datetime": START + pd.Timedelta(hours=30 * 24 + b, minutes=5)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "customer_id": rng.integers(0, cards, batch),
+                    "tx_datetime": START + pd.Timedelta(hours=30 * 24 + b, minutes=5),
+                }
+            )
+        )
     first = 0
     for i, frame in enumerate(frames):
         frame["transaction_id"] = np.arange(first, first + len(frame), dtype=np.int64)
@@ -99,8 +108,9 @@ def write_batches(folder: Path, cards: int, hours_per_card: int, batch: int, bat
         os.utime(path, (1_000_000 + i, 1_000_000 + i))  # the file source reads in this order (by mtime)
 
 
-def run_layout(spark: Any, source: Path, checkpoint: Path, batch_rows: int, changelog: bool,
-               ttl_days: int | None) -> dict[str, Any]:
+def run_layout(
+    spark: Any, source: Path, checkpoint: Path, batch_rows: int, changelog: bool, ttl_days: int | None
+) -> dict[str, Any]:
     spark.conf.set(CHANGELOG, str(changelog).lower())
     schema = spark.read.parquet(str(source)).schema
     rows = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
@@ -114,18 +124,26 @@ def run_layout(spark: Any, source: Path, checkpoint: Path, batch_rows: int, chan
 
     memory = PeakMemory()
     memory.start()
-    query = (featured.writeStream.foreachBatch(sink).option("checkpointLocation", str(checkpoint))
-             .trigger(availableNow=True).start())
+    query = (
+        featured.writeStream.foreachBatch(sink)
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True)
+        .start()
+    )
     query.awaitTermination()
     memory.running = False
     state = [p["stateOperators"][0] for p in query.recentProgress if p.get("stateOperators")][-1]
     disk = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
     measured = seconds[1:]
-    return {"fill_seconds": round(seconds[0], 1), "batch_seconds": [round(s, 2) for s in measured],
-            "median_batch_seconds": round(statistics.median(measured), 2),
-            "tx_per_second": round(len(measured) * batch_rows / sum(measured)),
-            "state_rows": state.get("numRowsTotal"), "checkpoint_mb": round(disk / 2**20),
-            "peak_rss_gb": round(memory.peak / 2**30, 2)}
+    return {
+        "fill_seconds": round(seconds[0], 1),
+        "batch_seconds": [round(s, 2) for s in measured],
+        "median_batch_seconds": round(statistics.median(measured), 2),
+        "tx_per_second": round(len(measured) * batch_rows / sum(measured)),
+        "state_rows": state.get("numRowsTotal"),
+        "checkpoint_mb": round(disk / 2**20),
+        "peak_rss_gb": round(memory.peak / 2**30, 2),
+    }
 
 
 def main() -> None:
@@ -141,18 +159,27 @@ def main() -> None:
     try:
         write_batches(work / "input", args.cards, args.hours_per_card, args.batch, args.batches)
         spark = get_spark(load_config("local", {"spark.ui_enabled": False}), "bench-state-layout")
-        result: dict[str, Any] = {"benchmark": "state_layout", "machine": "2 cores, local[2]", "cards": args.cards,
-                                  "hours_per_card": args.hours_per_card, "batch": args.batch}
+        result: dict[str, Any] = {
+            "benchmark": "state_layout",
+            "machine": "2 cores, local[2]",
+            "cards": args.cards,
+            "hours_per_card": args.hours_per_card,
+            "batch": args.batch,
+        }
         for name in args.layouts.split(","):
             result[name] = run_layout(spark, work / "input", work / name, args.batch, *LAYOUTS[name])
             print({name: result[name]}, flush=True)
         for name in LAYOUTS:
             if name != "job" and name in result and "job" in result:
                 result[f"{name}_over_job_batch_seconds"] = round(
-                    result[name]["median_batch_seconds"] / result["job"]["median_batch_seconds"], 2)
+                    result[name]["median_batch_seconds"] / result["job"]["median_batch_seconds"], 2
+                )
         if "job" in result:
-            result["million_cards"] = {"card_operator_tx_per_second": result["job"]["tx_per_second"],
-                                       "peak_rss_gb": result["job"]["peak_rss_gb"], "target_tx_per_second": 15_000}
+            result["million_cards"] = {
+                "card_operator_tx_per_second": result["job"]["tx_per_second"],
+                "peak_rss_gb": result["job"]["peak_rss_gb"],
+                "target_tx_per_second": 15_000,
+            }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(result, "state_layout", not args.no_save)

@@ -33,12 +33,13 @@ Per micro-batch, the job's own stages (state, alerts_topic, tables, ...) and Spa
 what they were doing (`jvm_profile`, benchmarks/jfr.py).
 Prints one JSON object and keeps it in benchmarks/results/stream.json.
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import dataclasses
+import datetime as dt
 import json
 import shutil
 import sys
@@ -61,17 +62,17 @@ from benchmarks import jfr  # noqa: E402
 from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from features.definitions import AGGREGATES, FEATURE_NAMES  # noqa: E402
 from features.operators import LABEL_INCREMENT, LABEL_PREVIOUS  # noqa: E402
-from jobs.dev import kafka_broker  # noqa: E402
-from jobs.stream import score_stream  # noqa: E402
+from jobs.batch import clean, train  # noqa: E402
 from jobs.core.config import Config, load_config, parse_override  # noqa: E402
 from jobs.core.metrics import StreamMetrics  # noqa: E402
 from jobs.core.session import get_spark  # noqa: E402
 from jobs.core.waiting import wait_until  # noqa: E402
+from jobs.dev import kafka_broker  # noqa: E402
 from jobs.kafka_tools.alerts_cmd import read_topic  # noqa: E402
 from jobs.kafka_tools.produce import produce, simulated_lines, without_labels  # noqa: E402
-from jobs.simulation.simulator import make_spec  # noqa: E402
-from jobs.batch import clean, train  # noqa: E402
 from jobs.replay.backtest import split_lines  # noqa: E402
+from jobs.simulation.simulator import make_spec  # noqa: E402
+from jobs.stream import score_stream  # noqa: E402
 from models.split import Split  # noqa: E402
 
 HISTORY_DAYS = 35  # cleaned and trained on before the streamed days, as fraud backtest's history
@@ -89,11 +90,16 @@ class RecordingStages(score_stream.Stages):
             RecordingStages.batches.append(self.seconds)
 
 
-def passthrough(rows: DataFrame, label_delay_hours: int, ttl_days: int | None,
-                seeds: dict[str, DataFrame] | None = None) -> DataFrame:
+def passthrough(
+    rows: DataFrame, label_delay_hours: int, ttl_days: int | None, seeds: dict[str, DataFrame] | None = None
+) -> DataFrame:
     """The stateful step replaced: every aggregate 0, no duplicate, no label counted, no state."""
-    return rows.select("*", *[F.lit(0.0).alias(a.name) for a in AGGREGATES], F.lit(False).alias("duplicate"),
-                       *[F.lit(None).cast("int").alias(c) for c in (LABEL_INCREMENT, LABEL_PREVIOUS)])
+    return rows.select(
+        "*",
+        *[F.lit(0.0).alias(a.name) for a in AGGREGATES],
+        F.lit(False).alias("duplicate"),
+        *[F.lit(None).cast("int").alias(c) for c in (LABEL_INCREMENT, LABEL_PREVIOUS)],
+    )
 
 
 def main() -> None:
@@ -102,46 +108,81 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=int, default=60, help="measured seconds of the 400 tx/s load")
     parser.add_argument("--warmup-seconds", type=int, default=20, help="seconds of it before measuring")
     parser.add_argument("--rate", type=int, default=400, help="transactions a second in the latency phase")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a configuration key, as the jobs' --set (repeatable)")
-    parser.add_argument("--floor-batches", type=int, default=15,
-                        help="micro-batches of --floor-rows transactions each, one at a time, after the latency phase")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a configuration key, as the jobs' --set (repeatable)",
+    )
+    parser.add_argument(
+        "--floor-batches",
+        type=int,
+        default=15,
+        help="micro-batches of --floor-rows transactions each, one at a time, after the latency phase",
+    )
     parser.add_argument("--floor-rows", type=int, default=10)
-    parser.add_argument("--compare-fetch-wait", type=int, default=500, metavar="MS",
-                        help="run the floor again with this kafka.fetch_max_wait_ms (default 500, Kafka's own; 0: no)")
-    parser.add_argument("--skip-throughput", action="store_true",
-                        help="only the latency and floor phases (the latency phase then starts without state)")
+    parser.add_argument(
+        "--compare-fetch-wait",
+        type=int,
+        default=500,
+        metavar="MS",
+        help="run the floor again with this kafka.fetch_max_wait_ms (default 500, Kafka's own; 0: no)",
+    )
+    parser.add_argument(
+        "--skip-throughput",
+        action="store_true",
+        help="only the latency and floor phases (the latency phase then starts without state)",
+    )
     parser.add_argument("--name", default="stream", help="the result's name under benchmarks/results/")
     parser.add_argument("--no-save", action="store_true")
-    parser.add_argument("--profile", action="store_true",
-                        help="record each throughput run with Java Flight Recorder; add its JVM CPU samples by "
-                             "category (benchmarks/jfr.py)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record each throughput run with Java Flight Recorder; add its JVM CPU samples by "
+        "category (benchmarks/jfr.py)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     overrides = dict(parse_override(o) for o in args.set)
     cfg = load_config("local", {**own_broker_overrides(work), "spark.ui_enabled": True, **overrides})
     spec = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(spec)
-    result: dict[str, Any] = {"benchmark": "stream", "machine": "2 cores, local[2]", "command": " ".join(sys.argv[1:]),
-                              "trigger_interval": str(cfg.get("stream.trigger_interval")),
-                              "max_offsets_per_trigger": cfg.get("kafka.max_offsets_per_trigger")}
+    result: dict[str, Any] = {
+        "benchmark": "stream",
+        "machine": "2 cores, local[2]",
+        "command": " ".join(sys.argv[1:]),
+        "trigger_interval": str(cfg.get("stream.trigger_interval")),
+        "max_offsets_per_trigger": cfg.get("kafka.max_offsets_per_trigger"),
+    }
     try:
         live_count = args.rate * (args.warmup_seconds + args.latency_seconds)
         floor_count = args.floor_batches * args.floor_rows * (2 if args.compare_fetch_wait else 1)
         days = (args.transactions + live_count + floor_count) // 39_000 + 2
-        sim = make_spec("otus", customers=20_000, terminals=125, radius=14.1, terminals_compromised_per_day=0.25,
-                         days=HISTORY_DAYS + days)
+        sim = make_spec(
+            "otus",
+            customers=20_000,
+            terminals=125,
+            radius=14.1,
+            terminals_compromised_per_day=0.25,
+            days=HISTORY_DAYS + days,
+        )
         replay_start = dt.datetime.combine(sim.start_date + dt.timedelta(days=HISTORY_DAYS), dt.time())
         streamed = split_lines(simulated_lines(sim), replay_start, work / "history.txt")
         result["fraud_share"] = round(fraud_share(streamed.replay), 4)
         lines = list(without_labels(iter(streamed.replay)))
-        backlog, live = lines[: args.transactions], lines[args.transactions: args.transactions + live_count]
-        floor_lines = lines[args.transactions + live_count: args.transactions + live_count + floor_count]
+        backlog, live = lines[: args.transactions], lines[args.transactions : args.transactions + live_count]
+        floor_lines = lines[args.transactions + live_count : args.transactions + live_count + floor_count]
         spark = get_spark(cfg, "bench-stream")
         full_cfg = with_paths(cfg, work / "full")
         clean.run(spark, full_cfg, str(streamed.history_file))  # the stream's state starts from it
-        trained = train.run(spark, full_cfg, Split(streamed.history_start, train_days=7, delay_days=7, test_days=7,
-                                                   val_days=2), 1, latest=True)
+        trained = train.run(
+            spark,
+            full_cfg,
+            Split(streamed.history_start, train_days=7, delay_days=7, test_days=7, val_days=2),
+            1,
+            latest=True,
+        )
         result["model"] = {"threshold": trained["threshold"], "test": trained["test"]}
         if not args.skip_throughput:
             sent = produce(cfg, iter(backlog))
@@ -150,16 +191,24 @@ def main() -> None:
             original = score_stream.stateful_features
             score_stream.stateful_features = passthrough  # type: ignore[assignment]
             try:
-                bare = profiled(spark, lambda: throughput(spark, with_paths(cfg, work / "passthrough")),
-                                work / "passthrough.jfr", args.profile)
+                bare = profiled(
+                    spark,
+                    lambda: throughput(spark, with_paths(cfg, work / "passthrough")),
+                    work / "passthrough.jfr",
+                    args.profile,
+                )
             finally:
                 score_stream.stateful_features = original  # type: ignore[assignment]
             result["throughput"] = {
-                "transactions": full["transactions"], "warm_tx_per_second": full["warm_tx_per_second"],
+                "transactions": full["transactions"],
+                "warm_tx_per_second": full["warm_tx_per_second"],
                 "passthrough_warm_tx_per_second": bare["warm_tx_per_second"],
                 "warm_over_passthrough": round(full["warm_tx_per_second"] / bare["warm_tx_per_second"], 3),
-                "target_warm_tx_per_second": 20_000, "target_warm_over_passthrough": 0.6,
-                "full": full, "passthrough": bare}
+                "target_warm_tx_per_second": 20_000,
+                "target_warm_over_passthrough": 0.6,
+                "full": full,
+                "passthrough": bare,
+            }
             print(json.dumps(result["throughput"], indent=1)[:400], flush=True)
         result["latency_at_400_tx_per_second"] = latency(spark, full_cfg, live, args.rate, args.warmup_seconds)
         result["explanations"] = explanations(spark, full_cfg)
@@ -167,14 +216,22 @@ def main() -> None:
         result["floor"] = floor(spark, full_cfg, floor_lines[:half], args.floor_rows)
         result["floor_batch_seconds"] = result["floor"]["median_batch_seconds"]
         if args.compare_fetch_wait:
-            waiting = dataclasses.replace(full_cfg, data={**full_cfg.data, "kafka": {
-                **full_cfg.data["kafka"], "fetch_max_wait_ms": args.compare_fetch_wait}})
+            waiting = dataclasses.replace(
+                full_cfg,
+                data={
+                    **full_cfg.data,
+                    "kafka": {**full_cfg.data["kafka"], "fetch_max_wait_ms": args.compare_fetch_wait},
+                },
+            )
             result["floor_kafka_default_fetch_wait"] = {
                 "fetch_max_wait_ms": args.compare_fetch_wait,
-                **floor(spark, waiting, floor_lines[half:], args.floor_rows)}
+                **floor(spark, waiting, floor_lines[half:], args.floor_rows),
+            }
             result["floor_over_default_fetch_wait"] = round(
                 result["floor"]["median_batch_seconds"]
-                / result["floor_kafka_default_fetch_wait"]["median_batch_seconds"], 3)
+                / result["floor_kafka_default_fetch_wait"]["median_batch_seconds"],
+                3,
+            )
     finally:
         kafka_broker.stop(spec)
         shutil.rmtree(work, ignore_errors=True)
@@ -225,13 +282,18 @@ def throughput(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     seconds = [p["durationMs"]["triggerExecution"] / 1000 for p in progress]
     warm_rows, warm_seconds = sum(rows[1:]), sum(seconds[1:])
     scored = int(metrics.scored._value.get())
-    return {"transactions": scored, "batches": len(progress),
-            "flagged_share": round(metrics.alerts._value.get() / scored, 4) if scored else None,
-            "warm_tx_per_second": round(warm_rows / warm_seconds) if warm_seconds else None,
-            "all_tx_per_second": round(sum(rows) / sum(seconds)), "wall_seconds_incl_start": round(wall, 1),
-            "batch_rows": rows, "batch_seconds": [round(s, 2) for s in seconds],
-            "batch_stage_seconds": [{k: round(v, 2) for k, v in b.items()} for b in RecordingStages.batches],
-            "batch_duration_ms": [p["durationMs"] for p in progress]}
+    return {
+        "transactions": scored,
+        "batches": len(progress),
+        "flagged_share": round(metrics.alerts._value.get() / scored, 4) if scored else None,
+        "warm_tx_per_second": round(warm_rows / warm_seconds) if warm_seconds else None,
+        "all_tx_per_second": round(sum(rows) / sum(seconds)),
+        "wall_seconds_incl_start": round(wall, 1),
+        "batch_rows": rows,
+        "batch_seconds": [round(s, 2) for s in seconds],
+        "batch_stage_seconds": [{k: round(v, 2) for k, v in b.items()} for b in RecordingStages.batches],
+        "batch_duration_ms": [p["durationMs"] for p in progress],
+    }
 
 
 def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup: int) -> dict[str, Any]:
@@ -242,8 +304,9 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
         # a few first, scored before the load starts: a start without a checkpoint seeds the state from the
         # history in its first micro-batch, which is not the running job's
         produce(cfg, iter(live[:FIRST]))
-        wait_until(lambda: any(p["numInputRows"] for p in query.recentProgress), "the first micro-batch", 600, 1,
-                   query=query)
+        wait_until(
+            lambda: any(p["numInputRows"] for p in query.recentProgress), "the first micro-batch", 600, 1, query=query
+        )
         live = live[FIRST:]
         feeder = threading.Thread(target=produce, args=(cfg, iter(live)), kwargs={"rate": rate})
         feeder.start()
@@ -257,10 +320,17 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
         progress = [p for p in query.recentProgress[done:] if p["numInputRows"]]
         stages = RecordingStages.batches[batches_before:]
         score_stream.stop_query(spark, query)  # and the last explanations published
-    scores = (spark.read.format("delta").load(cfg.table_path("scores"))
-              .where(F.col("kafka_timestamp") >= F.lit(pd.Timestamp(t0, unit="s").to_pydatetime()))
-              .select("transaction_id", (F.unix_micros("kafka_timestamp") / 1e6).alias("sent"),
-                      F.col("_metadata.file_path").alias("file")).toPandas())
+    scores = (
+        spark.read.format("delta")
+        .load(cfg.table_path("scores"))
+        .where(F.col("kafka_timestamp") >= F.lit(pd.Timestamp(t0, unit="s").to_pydatetime()))
+        .select(
+            "transaction_id",
+            (F.unix_micros("kafka_timestamp") / 1e6).alias("sent"),
+            F.col("_metadata.file_path").alias("file"),
+        )
+        .toPandas()
+    )
     committed = commit_times(Path(cfg.table_path("scores")))
     scores["committed"] = [committed[Path(f.removeprefix("file:")).name] for f in scores["file"]]
     alerts = alert_times(cfg, str(cfg.get("kafka.topics.alerts")))
@@ -269,22 +339,33 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
     alert_latency = (alerted["alerted"] - alerted["sent"]).to_numpy()
     explanation_latency = (alerted["explained"] - alerted["sent"]).dropna().to_numpy()
     keys = sorted({k for p in progress for k in p["durationMs"]})
-    return {"transactions": len(scores), "alerts": len(alerted), "rate": rate,
-            "trigger": str(cfg.get("stream.trigger_interval")), "warmup_seconds_not_measured": warmup,
-            **percentiles("alert", alert_latency), **percentiles("scores", scores_latency),
-            **percentiles("explanation", explanation_latency),
-            "explained_share": round(len(explanation_latency) / len(alerted), 4) if len(alerted) else None,
-            "flagged_share": round(len(alerted) / len(scores), 4) if len(scores) else None,
-            "target_flagged_share_at_least": 0.04,
-            "target_alert_p99_seconds": 5.0, "target_scores_p99_seconds": 8.0, "target_mean_batch_seconds": 2.5,
-            "batches": len(progress), "mean_batch_rows": round(float(np.mean([p["numInputRows"] for p in progress])), 1),
-            "mean_batch_seconds": round(float(np.mean([p["durationMs"]["triggerExecution"] for p in progress])) / 1000, 3),
-            "spark_jobs_per_batch": round(len(jobs) / max(len(progress), 1), 1),
-            "spark_tasks_per_batch": round(spark_tasks(spark, jobs) / max(len(progress), 1), 1),
-            "mean_batch_duration_ms": {k: round(float(np.mean([p["durationMs"].get(k, 0) for p in progress])))
-                                       for k in keys},
-            "mean_batch_stage_seconds": {k: round(float(np.mean([b.get(k, 0.0) for b in stages])), 3)
-                                         for k in sorted({k for b in stages for k in b})}}
+    return {
+        "transactions": len(scores),
+        "alerts": len(alerted),
+        "rate": rate,
+        "trigger": str(cfg.get("stream.trigger_interval")),
+        "warmup_seconds_not_measured": warmup,
+        **percentiles("alert", alert_latency),
+        **percentiles("scores", scores_latency),
+        **percentiles("explanation", explanation_latency),
+        "explained_share": round(len(explanation_latency) / len(alerted), 4) if len(alerted) else None,
+        "flagged_share": round(len(alerted) / len(scores), 4) if len(scores) else None,
+        "target_flagged_share_at_least": 0.04,
+        "target_alert_p99_seconds": 5.0,
+        "target_scores_p99_seconds": 8.0,
+        "target_mean_batch_seconds": 2.5,
+        "batches": len(progress),
+        "mean_batch_rows": round(float(np.mean([p["numInputRows"] for p in progress])), 1),
+        "mean_batch_seconds": round(float(np.mean([p["durationMs"]["triggerExecution"] for p in progress])) / 1000, 3),
+        "spark_jobs_per_batch": round(len(jobs) / max(len(progress), 1), 1),
+        "spark_tasks_per_batch": round(spark_tasks(spark, jobs) / max(len(progress), 1), 1),
+        "mean_batch_duration_ms": {
+            k: round(float(np.mean([p["durationMs"].get(k, 0) for p in progress]))) for k in keys
+        },
+        "mean_batch_stage_seconds": {
+            k: round(float(np.mean([b.get(k, 0.0) for b in stages])), 3) for k in sorted({k for b in stages for k in b})
+        },
+    }
 
 
 def explanations(spark: SparkSession, cfg: Config) -> dict[str, Any]:
@@ -296,20 +377,27 @@ def explanations(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     from jobs.core import registry
 
     booster, _, version = registry.load(cfg, registry.resolve(cfg, "champion")[0])
-    features = spark.read.format("delta").load(cfg.table_path("scores")).where("decision").select(*FEATURE_NAMES).toPandas()
+    features = (
+        spark.read.format("delta").load(cfg.table_path("scores")).where("decision").select(*FEATURE_NAMES).toPandas()
+    )
     timed: dict[str, Any] = {}
     for name, kind in (("exact", "Regular"), ("approximate", "Approximate")):
         started = time.perf_counter()
-        timed[name] = booster.get_feature_importance(Pool(features), type="ShapValues", shap_calc_type=kind,
-                                                     thread_count=-1)[:, :-1]
+        timed[name] = booster.get_feature_importance(
+            Pool(features), type="ShapValues", shap_calc_type=kind, thread_count=-1
+        )[:, :-1]
         timed[f"{name}_seconds"] = round(time.perf_counter() - started, 3)
     exact = [tuple(np.argsort(-row)[:3]) for row in timed["exact"]]
     approximate = [tuple(np.argsort(-row)[:3]) for row in timed["approximate"]]
-    return {"alerts": len(features), "model_version": version,
-            "exact_seconds": timed["exact_seconds"], "approximate_seconds": timed["approximate_seconds"],
-            "top3_same_set_share": round(float(np.mean([set(a) == set(b) for a, b in zip(exact, approximate)])), 4),
-            "top1_same_share": round(float(np.mean([a[0] == b[0] for a, b in zip(exact, approximate)])), 4),
-            "required_share": 0.95}
+    return {
+        "alerts": len(features),
+        "model_version": version,
+        "exact_seconds": timed["exact_seconds"],
+        "approximate_seconds": timed["approximate_seconds"],
+        "top3_same_set_share": round(float(np.mean([set(a) == set(b) for a, b in zip(exact, approximate)])), 4),
+        "top1_same_share": round(float(np.mean([a[0] == b[0] for a, b in zip(exact, approximate)])), 4),
+        "required_share": 0.95,
+    }
 
 
 def spark_jobs(spark: SparkSession) -> set[int]:
@@ -359,8 +447,9 @@ def ui_stage(base: str, app: str, stage: int) -> list[dict[str, Any]]:
     import urllib.request
 
     try:
-        attempts: list[dict[str, Any]] = json.load(urllib.request.urlopen(
-            f"{base}/api/v1/applications/{app}/stages/{stage}", timeout=10))
+        attempts: list[dict[str, Any]] = json.load(
+            urllib.request.urlopen(f"{base}/api/v1/applications/{app}/stages/{stage}", timeout=10)
+        )
     except urllib.error.HTTPError as error:
         if error.code == 404:
             return []
@@ -385,7 +474,9 @@ def job_spans(spark: SparkSession, jobs: set[int]) -> dict[str, Any]:
     def span(info: dict[str, Any]) -> tuple[float, float] | None:
         if "submissionTime" not in info or "completionTime" not in info:
             return None
-        start, end = (pd.Timestamp(info[k].removesuffix("GMT")).timestamp() for k in ("submissionTime", "completionTime"))
+        start, end = (
+            pd.Timestamp(info[k].removesuffix("GMT")).timestamp() for k in ("submissionTime", "completionTime")
+        )
         return start, end
 
     spans = []
@@ -394,22 +485,32 @@ def job_spans(spark: SparkSession, jobs: set[int]) -> dict[str, Any]:
         times = span(info)
         if times is None:
             continue
-        stages = [{"seconds": round(t[1] - t[0], 3), "tasks": a.get("numTasks", 0)}
-                  for stage in info.get("stageIds", []) for a in ui_stage(base, app, stage) if (t := span(a))]
+        stages = [
+            {"seconds": round(t[1] - t[0], 3), "tasks": a.get("numTasks", 0)}
+            for stage in info.get("stageIds", [])
+            for a in ui_stage(base, app, stage)
+            if (t := span(a))
+        ]
         spans.append((*times, str(info.get("name", "")).split(" at ")[0], stages))
     covered, reach = 0.0, float("-inf")
     for start, end, _, _ in sorted(spans):  # the union of the spans
         covered += max(0.0, end - max(start, reach))
         reach = max(reach, end)
-    return {"job_seconds": round(covered, 3),
-            "jobs": [{"call": name, "seconds": round(end - start, 3), "stages": stages}
-                     for start, end, name, stages in sorted(spans)]}
+    return {
+        "job_seconds": round(covered, 3),
+        "jobs": [
+            {"call": name, "seconds": round(end - start, 3), "stages": stages}
+            for start, end, name, stages in sorted(spans)
+        ],
+    }
 
 
 def delta_commits(cfg: Config) -> int:
     """Commits in the logs of the tables the stream writes."""
-    return sum(len(list((Path(cfg.table_path(t)) / "_delta_log").glob("*.json")))
-               for t in ("scores", "alerts", "dead_letters", "labels"))
+    return sum(
+        len(list((Path(cfg.table_path(t)) / "_delta_log").glob("*.json")))
+        for t in ("scores", "alerts", "dead_letters", "labels")
+    )
 
 
 def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict[str, Any]:
@@ -422,7 +523,7 @@ def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict
         try:
             for start in range(0, len(lines), rows):
                 seen, jobs_before, commits_before = len(query.recentProgress), spark_jobs(spark), delta_commits(cfg)
-                produce(cfg, iter(lines[start: start + rows]))
+                produce(cfg, iter(lines[start : start + rows]))
                 deadline = time.monotonic() + 120
                 while not [p for p in query.recentProgress[seen:] if p["numInputRows"]] and time.monotonic() < deadline:
                     time.sleep(0.05)
@@ -431,32 +532,47 @@ def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict
                 if not progress:
                     raise RuntimeError(f"floor: {rows} transactions not scored within 120 s")
                 jobs = spark_jobs(spark) - jobs_before
-                batches.append({"rows": sum(p["numInputRows"] for p in progress), "micro_batches": len(progress),
-                                "seconds": sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000,
-                                "duration_ms": progress[-1]["durationMs"],
-                                "stages": RecordingStages.batches[-1] if RecordingStages.batches else {},
-                                "spark_jobs": len(jobs), "spark_tasks": spark_tasks(spark, jobs),
-                                **task_seconds(spark, jobs), **job_spans(spark, jobs),
-                                "state_store_commits": sum(o.get("numStateStoreInstances", 0)
-                                                           for p in progress for o in p["stateOperators"]),
-                                "delta_commits": delta_commits(cfg) - commits_before})
+                batches.append(
+                    {
+                        "rows": sum(p["numInputRows"] for p in progress),
+                        "micro_batches": len(progress),
+                        "seconds": sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000,
+                        "duration_ms": progress[-1]["durationMs"],
+                        "stages": RecordingStages.batches[-1] if RecordingStages.batches else {},
+                        "spark_jobs": len(jobs),
+                        "spark_tasks": spark_tasks(spark, jobs),
+                        **task_seconds(spark, jobs),
+                        **job_spans(spark, jobs),
+                        "state_store_commits": sum(
+                            o.get("numStateStoreInstances", 0) for p in progress for o in p["stateOperators"]
+                        ),
+                        "delta_commits": delta_commits(cfg) - commits_before,
+                    }
+                )
         finally:
             query.stop()
     warm = batches[1:] or batches  # the first pays for the query's planning after a start
     keys = sorted({k for b in warm for k in b["stages"]})
-    return {"rows_per_batch": rows, "batches": len(batches),
-            "median_batch_seconds": round(float(np.median([b["seconds"] for b in warm])), 3),
-            "target_batch_seconds": 0.5,
-            "median_stage_seconds": {k: round(float(np.median([b["stages"].get(k, 0.0) for b in warm])), 3) for k in keys},
-            "median_duration_ms": {k: float(np.median([b["duration_ms"].get(k, 0) for b in warm]))
-                                   for k in sorted({k for b in warm for k in b["duration_ms"]})},
-            "median_spark_jobs": float(np.median([b["spark_jobs"] for b in warm])),
-            "median_spark_tasks": float(np.median([b["spark_tasks"] for b in warm])),
-            "median_state_store_commits": float(np.median([b["state_store_commits"] for b in warm])),
-            "median_delta_commits": float(np.median([b["delta_commits"] for b in warm])),
-            **{f"median_{k}": round(float(np.median([b.get(k, 0.0) for b in warm])), 3)
-               for k in ("task_run_seconds", "task_cpu_seconds", "job_seconds")},
-            "per_batch": batches}
+    return {
+        "rows_per_batch": rows,
+        "batches": len(batches),
+        "median_batch_seconds": round(float(np.median([b["seconds"] for b in warm])), 3),
+        "target_batch_seconds": 0.5,
+        "median_stage_seconds": {k: round(float(np.median([b["stages"].get(k, 0.0) for b in warm])), 3) for k in keys},
+        "median_duration_ms": {
+            k: float(np.median([b["duration_ms"].get(k, 0) for b in warm]))
+            for k in sorted({k for b in warm for k in b["duration_ms"]})
+        },
+        "median_spark_jobs": float(np.median([b["spark_jobs"] for b in warm])),
+        "median_spark_tasks": float(np.median([b["spark_tasks"] for b in warm])),
+        "median_state_store_commits": float(np.median([b["state_store_commits"] for b in warm])),
+        "median_delta_commits": float(np.median([b["delta_commits"] for b in warm])),
+        **{
+            f"median_{k}": round(float(np.median([b.get(k, 0.0) for b in warm])), 3)
+            for k in ("task_run_seconds", "task_cpu_seconds", "job_seconds")
+        },
+        "per_batch": batches,
+    }
 
 
 def fraud_share(lines: list[str]) -> float:
@@ -468,9 +584,11 @@ def fraud_share(lines: list[str]) -> float:
 def percentiles(name: str, values: np.ndarray) -> dict[str, float | None]:
     if not len(values):
         return {f"{name}_p50_seconds": None, f"{name}_p99_seconds": None, f"{name}_max_seconds": None}
-    return {f"{name}_p50_seconds": round(float(np.percentile(values, 50)), 3),
-            f"{name}_p99_seconds": round(float(np.percentile(values, 99)), 3),
-            f"{name}_max_seconds": round(float(values.max()), 3)}
+    return {
+        f"{name}_p50_seconds": round(float(np.percentile(values, 50)), 3),
+        f"{name}_p99_seconds": round(float(np.percentile(values, 99)), 3),
+        f"{name}_max_seconds": round(float(values.max()), 3),
+    }
 
 
 def commit_times(table: Path) -> dict[str, float]:
@@ -488,8 +606,10 @@ def commit_times(table: Path) -> dict[str, float]:
 def alert_times(cfg: Config, topic: str) -> pd.DataFrame:
     """Every alert on the topic: its transaction id, the timestamp of its first message and that of its
     explained one (epoch seconds; NaN if none came)."""
-    rows = [(alert["transaction_id"], timestamp / 1000, bool(alert.get("top_features")))
-            for alert, timestamp in read_topic(cfg, topic)]
+    rows = [
+        (alert["transaction_id"], timestamp / 1000, bool(alert.get("top_features")))
+        for alert, timestamp in read_topic(cfg, topic)
+    ]
     messages = pd.DataFrame(rows, columns=["transaction_id", "at", "explained"])
     first = messages.groupby("transaction_id")["at"].min().rename("alerted")
     explained = messages[messages["explained"]].groupby("transaction_id")["at"].min().rename("explained")

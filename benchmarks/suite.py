@@ -4,11 +4,12 @@
 
 Clones the repository's HEAD into a temporary folder (nothing set up there: no .venv, .jars or .tools) and
 runs what `make test` runs, one phase at a time: `make setup` (the venvs, the jars, the operators, Prometheus,
-Airflow), mypy, then pytest with every test's duration. The suite is kept under 40 minutes (CI stops a run at
+Airflow), ruff, mypy, then pytest with every test's duration. The suite is kept under 40 minutes (CI stops a run at
 90). The
 machine should run nothing else meanwhile. Prints JSON: seconds by phase and in all, the tests passed and
 failed, and the slowest tests; keeps benchmarks/results/suite.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,13 @@ def timed(command: list[str], cwd: Path, log: Path) -> tuple[int, float]:
     with log.open("a") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
-        code = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                              env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}).returncode
+        code = subprocess.run(
+            command,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
+        ).returncode
     return code, round(time.monotonic() - started, 1)
 
 
@@ -44,11 +50,21 @@ def test_durations(junit: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     tests = []
     for case in ET.parse(junit).getroot().iter("testcase"):
-        outcome = "failed" if case.find("failure") is not None or case.find("error") is not None else \
-            "skipped" if case.find("skipped") is not None else "passed"
+        outcome = (
+            "failed"
+            if case.find("failure") is not None or case.find("error") is not None
+            else "skipped"
+            if case.find("skipped") is not None
+            else "passed"
+        )
         counts[outcome] += 1
-        tests.append({"test": f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}",
-                      "seconds": round(float(case.get("time", 0)), 1), "outcome": outcome})
+        tests.append(
+            {
+                "test": f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}",
+                "seconds": round(float(case.get("time", 0)), 1),
+                "outcome": outcome,
+            }
+        )
     return counts, sorted(tests, key=lambda t: -t["seconds"])
 
 
@@ -58,14 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-save", action="store_true", help="print the result only")
     args = parser.parse_args(argv)
 
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     clone = Path(tempfile.mkdtemp(prefix="fraud-suite-")) / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     log, junit = clone.parent / "suite.log", clone.parent / "junit.xml"
     phases: dict[str, float] = {}
     codes: dict[str, int] = {}
-    for name, command in (("setup", ["make", "setup"]), ("mypy", [".venv/bin/mypy"]),
-                          ("pytest", [".venv/bin/python", "-m", "pytest", "-q", f"--junitxml={junit}"])):
+    for name, command in (
+        ("setup", ["make", "setup"]),
+        ("ruff", ["sh", "-c", ".venv/bin/ruff check . && .venv/bin/ruff format --check ."]),
+        ("mypy", [".venv/bin/mypy"]),
+        ("pytest", [".venv/bin/python", "-m", "pytest", "-q", f"--junitxml={junit}"]),
+    ):
         codes[name], phases[name] = timed(command, clone, log)
         print(f"suite: {name} exited {codes[name]} after {phases[name]:.0f} s", file=sys.stderr, flush=True)
         if codes[name] and name != "pytest":
@@ -74,11 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     total = round(sum(phases.values()), 1)
     summary = re.findall(r"^=*\s*(\d+ (?:passed|failed).* in [\d.]+s[^=]*?)\s*=*$", log.read_text(), re.M)
     result = {
-        "benchmark": "suite", "command": "python3 benchmarks/suite.py", "commit": head,
-        "machine": "2 cores, 24 GiB; a fresh clone, nothing set up", "seconds": {**phases, "total": total},
-        "limit_seconds": LIMIT_SECONDS, "within_limit": total <= LIMIT_SECONDS and not any(codes.values()),
-        "exit_codes": codes, "tests": counts, "pytest_summary": summary[-1] if summary else None,
-        "slowest": tests[:20], "log": str(log) if args.keep else None,
+        "benchmark": "suite",
+        "command": "python3 benchmarks/suite.py",
+        "commit": head,
+        "machine": "2 cores, 24 GiB; a fresh clone, nothing set up",
+        "seconds": {**phases, "total": total},
+        "limit_seconds": LIMIT_SECONDS,
+        "within_limit": total <= LIMIT_SECONDS and not any(codes.values()),
+        "exit_codes": codes,
+        "tests": counts,
+        "pytest_summary": summary[-1] if summary else None,
+        "slowest": tests[:20],
+        "log": str(log) if args.keep else None,
     }
     print(json.dumps(result, indent=2))
     if not args.no_save:

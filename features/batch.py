@@ -5,6 +5,7 @@ for windows that include the transaction's own hour, a running sum within that h
 (event time, then transaction id). The model inputs are then derived by `derive_features` in a pandas
 function (mapInPandas): the same function the streaming job applies.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -16,8 +17,14 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from features.definitions import AGGREGATES, FEATURE_NAMES, HOUR, MEASURES, derive_features
 
-KEEP = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_fraud",  # tx_amount is a feature
-        "tx_fraud_scenario"]
+KEEP = [
+    "transaction_id",
+    "tx_datetime",
+    "customer_id",
+    "terminal_id",
+    "tx_fraud",  # tx_amount is a feature
+    "tx_fraud_scenario",
+]
 
 
 def event_hour(ts: Column) -> Column:
@@ -28,7 +35,12 @@ def event_hour(ts: Column) -> Column:
 def measure_value(name: str) -> Column:
     """The value a transaction adds to an aggregate of MEASURES `name` (the stream's operators sum the same)."""
     amount = F.col("tx_amount").cast("double")
-    values = {"count": F.lit(1.0), "amount": amount, "fraud": F.col("tx_fraud").cast("double"), "amount_sq": amount * amount}
+    values = {
+        "count": F.lit(1.0),
+        "amount": amount,
+        "fraud": F.col("tx_fraud").cast("double"),
+        "amount_sq": amount * amount,
+    }
     return values[name]
 
 
@@ -53,11 +65,15 @@ def compute_aggregates(tx: DataFrame, label_delay_hours: int) -> DataFrame:
         for a in aggs:
             first, last = a.hour_range(label_delay_hours)
             last = -1 if last == 0 else last  # the current hour is added below, up to the transaction
-            sums.append(F.coalesce(F.sum(f"_h_{a.measure}").over(by_hour.rangeBetween(first, last)),
-                                   F.lit(0.0)).alias(a.name))
+            sums.append(
+                F.coalesce(F.sum(f"_h_{a.measure}").over(by_hour.rangeBetween(first, last)), F.lit(0.0)).alias(a.name)
+            )
         out = out.join(hourly.select(key, "hour", *sums), [key, "hour"], "left")
-        in_hour = (Window.partitionBy(key, "hour").orderBy(F.unix_timestamp("tx_datetime"), "transaction_id")
-                   .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+        in_hour = (
+            Window.partitionBy(key, "hour")
+            .orderBy(F.unix_timestamp("tx_datetime"), "transaction_id")
+            .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        )
         for a in aggs:
             if a.hour_range(label_delay_hours)[1] == 0:
                 out = out.withColumn(a.name, F.col(a.name) + F.sum(measure_value(a.measure)).over(in_hour))
@@ -77,6 +93,10 @@ def build_features(tx: DataFrame, label_delay_hours: int) -> DataFrame:
         >>> build_features(spark.read.format("delta").load(".state/lake/clean_transactions"), 7 * 24)
     """
     with_aggs = compute_aggregates(tx, label_delay_hours).withColumn("tx_date", F.to_date("tx_datetime"))
-    schema = StructType([*[with_aggs.schema[c] for c in KEEP + ["tx_date"]],
-                         *[StructField(n, DoubleType(), True) for n in FEATURE_NAMES]])
+    schema = StructType(
+        [
+            *[with_aggs.schema[c] for c in KEEP + ["tx_date"]],
+            *[StructField(n, DoubleType(), True) for n in FEATURE_NAMES],
+        ]
+    )
     return with_aggs.mapInPandas(_derive, schema)

@@ -11,6 +11,7 @@ Two layers:
 - `FEATURES`: the model's inputs, derived from one transaction and its aggregates by `derive_features`
   (pandas), used by the batch feature job (through mapInPandas) and by the streaming job alike.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,10 +40,10 @@ class Aggregate:
     """A windowed sum per entity: `measure` summed over the entity's transactions in the window."""
 
     name: str
-    entity: str            # "card" or "terminal"
-    measure: str           # "count", "amount" or "fraud"
+    entity: str  # "card" or "terminal"
+    measure: str  # "count", "amount" or "fraud"
     window_days: int
-    delayed: bool          # window ends label_delay_hours before the transaction's hour (needs labels)
+    delayed: bool  # window ends label_delay_hours before the transaction's hour (needs labels)
     description: str
 
     @property
@@ -60,19 +61,67 @@ class Aggregate:
 def _aggregates() -> tuple[Aggregate, ...]:
     out: list[Aggregate] = []
     for w in WINDOWS_DAYS:
-        out.append(Aggregate(f"card_tx_count_{w}d", "card", "count", w, False,
-                             f"transactions of the card in the last {w} day(s), this one included"))
-        out.append(Aggregate(f"card_amount_sum_{w}d", "card", "amount", w, False,
-                             f"amount spent by the card in the last {w} day(s), this one included"))
-        out.append(Aggregate(f"card_amount_sq_sum_{w}d", "card", "amount_sq", w, False,
-                             f"sum of squared amounts of the card in the last {w} day(s), this one included"))
+        out.append(
+            Aggregate(
+                f"card_tx_count_{w}d",
+                "card",
+                "count",
+                w,
+                False,
+                f"transactions of the card in the last {w} day(s), this one included",
+            )
+        )
+        out.append(
+            Aggregate(
+                f"card_amount_sum_{w}d",
+                "card",
+                "amount",
+                w,
+                False,
+                f"amount spent by the card in the last {w} day(s), this one included",
+            )
+        )
+        out.append(
+            Aggregate(
+                f"card_amount_sq_sum_{w}d",
+                "card",
+                "amount_sq",
+                w,
+                False,
+                f"sum of squared amounts of the card in the last {w} day(s), this one included",
+            )
+        )
     for w in TERMINAL_WINDOWS_DAYS:
-        out.append(Aggregate(f"terminal_tx_count_{w}d", "terminal", "count", w, True,
-                             f"transactions at the terminal in the {w} day(s) ending at the label delay"))
-        out.append(Aggregate(f"terminal_fraud_count_{w}d", "terminal", "fraud", w, True,
-                             f"known frauds at the terminal in the {w} day(s) ending at the label delay"))
-    out.append(Aggregate("card_fraud_count_30d", "card", "fraud", 30, True,
-                         "known frauds of the card in the 30 days ending at the label delay"))
+        out.append(
+            Aggregate(
+                f"terminal_tx_count_{w}d",
+                "terminal",
+                "count",
+                w,
+                True,
+                f"transactions at the terminal in the {w} day(s) ending at the label delay",
+            )
+        )
+        out.append(
+            Aggregate(
+                f"terminal_fraud_count_{w}d",
+                "terminal",
+                "fraud",
+                w,
+                True,
+                f"known frauds at the terminal in the {w} day(s) ending at the label delay",
+            )
+        )
+    out.append(
+        Aggregate(
+            "card_fraud_count_30d",
+            "card",
+            "fraud",
+            30,
+            True,
+            "known frauds of the card in the 30 days ending at the label delay",
+        )
+    )
     return tuple(out)
 
 
@@ -89,10 +138,10 @@ class Feature:
     """One model input."""
 
     name: str
-    dtype: str             # "double" for every input: one float matrix for the model
-    entity: str            # "transaction", "card" or "terminal"
+    dtype: str  # "double" for every input: one float matrix for the model
+    entity: str  # "transaction", "card" or "terminal"
     window_days: int | None
-    uses_labels: bool      # depends on fraud labels, hence on the label delay
+    uses_labels: bool  # depends on fraud labels, hence on the label delay
     description: str
 
 
@@ -103,30 +152,94 @@ def _features() -> tuple[Feature, ...]:
         Feature("tx_is_night", "double", "transaction", None, False, "1 when the hour is 0 to 6 (UTC)"),
     ]
     for w in WINDOWS_DAYS:
-        f.append(Feature(f"card_tx_count_{w}d", "double", "card", w, False,
-                         f"transactions of the card in the last {w} day(s), this one included"))
-        f.append(Feature(f"card_amount_mean_{w}d", "double", "card", w, False,
-                         f"mean amount of the card in the last {w} day(s), this one included"))
+        f.append(
+            Feature(
+                f"card_tx_count_{w}d",
+                "double",
+                "card",
+                w,
+                False,
+                f"transactions of the card in the last {w} day(s), this one included",
+            )
+        )
+        f.append(
+            Feature(
+                f"card_amount_mean_{w}d",
+                "double",
+                "card",
+                w,
+                False,
+                f"mean amount of the card in the last {w} day(s), this one included",
+            )
+        )
     for w in WINDOWS_DAYS:
-        f.append(Feature(f"card_amount_zscore_{w}d", "double", "card", w, False,
-                         f"(amount - the card's mean amount) / sqrt(variance + 1) over the last {w} day(s), this one "
-                         "included: how unusual the amount is for this card"))
-    f.append(Feature("card_amount_ratio_30d", "double", "card", 30, False,
-                     "amount / mean amount of the card's other transactions in the last 30 days "
-                     "(null/NaN without any): compromised cards spend five times their usual amounts"))
+        f.append(
+            Feature(
+                f"card_amount_zscore_{w}d",
+                "double",
+                "card",
+                w,
+                False,
+                f"(amount - the card's mean amount) / sqrt(variance + 1) over the last {w} day(s), this one "
+                "included: how unusual the amount is for this card",
+            )
+        )
+    f.append(
+        Feature(
+            "card_amount_ratio_30d",
+            "double",
+            "card",
+            30,
+            False,
+            "amount / mean amount of the card's other transactions in the last 30 days "
+            "(null/NaN without any): compromised cards spend five times their usual amounts",
+        )
+    )
     for w in (1, 7):
-        f.append(Feature(f"card_mean_ratio_{w}d_30d", "double", "card", 30, False,
-                         f"mean amount of the card in the last {w} day(s) / its mean amount in the last 30 days, this "
-                         "transaction included (null/NaN if that is not positive): a compromised card's recent spending "
-                         "rises against its month"))
-    f.append(Feature("card_fraud_count_30d", "double", "card", 30, True,
-                     "known frauds of the card in the 30 days ending at the label delay"))
+        f.append(
+            Feature(
+                f"card_mean_ratio_{w}d_30d",
+                "double",
+                "card",
+                30,
+                False,
+                f"mean amount of the card in the last {w} day(s) / its mean amount in the last 30 days, this "
+                "transaction included (null/NaN if that is not positive): a compromised card's recent spending "
+                "rises against its month",
+            )
+        )
+    f.append(
+        Feature(
+            "card_fraud_count_30d",
+            "double",
+            "card",
+            30,
+            True,
+            "known frauds of the card in the 30 days ending at the label delay",
+        )
+    )
     for w in TERMINAL_WINDOWS_DAYS:
-        f.append(Feature(f"terminal_tx_count_{w}d", "double", "terminal", w, True,
-                         f"transactions at the terminal in the {w} day(s) ending at the label delay"))
-        f.append(Feature(f"terminal_risk_{w}d", "double", "terminal", w, True,
-                         f"share of known frauds at the terminal in the {w} day(s) ending at the label delay "
-                         "(0 when it had no transaction)"))
+        f.append(
+            Feature(
+                f"terminal_tx_count_{w}d",
+                "double",
+                "terminal",
+                w,
+                True,
+                f"transactions at the terminal in the {w} day(s) ending at the label delay",
+            )
+        )
+        f.append(
+            Feature(
+                f"terminal_risk_{w}d",
+                "double",
+                "terminal",
+                w,
+                True,
+                f"share of known frauds at the terminal in the {w} day(s) ending at the label delay "
+                "(0 when it had no transaction)",
+            )
+        )
     return tuple(f)
 
 
@@ -161,8 +274,10 @@ def derive_features(frame: pd.DataFrame) -> pd.DataFrame:
     """
     missing = [c for c in ("tx_datetime", "tx_amount", *AGGREGATE_NAMES) if c not in frame.columns]
     if missing:
-        raise ValueError(f"derive_features: the input must contain columns {AGGREGATE_NAMES}, "
-                         f"tx_datetime and tx_amount, but {missing} were missing")
+        raise ValueError(
+            f"derive_features: the input must contain columns {AGGREGATE_NAMES}, "
+            f"tx_datetime and tx_amount, but {missing} were missing"
+        )
     ts = pd.to_datetime(frame["tx_datetime"])
     amount = frame["tx_amount"].astype("float64")
     out = pd.DataFrame(index=frame.index)
@@ -172,7 +287,9 @@ def derive_features(frame: pd.DataFrame) -> pd.DataFrame:
     for w in WINDOWS_DAYS:
         count = frame[f"card_tx_count_{w}d"].astype("float64")
         out[f"card_tx_count_{w}d"] = count
-        out[f"card_amount_mean_{w}d"] = np.where(count > 0, frame[f"card_amount_sum_{w}d"] / count.where(count > 0, 1), 0.0)
+        out[f"card_amount_mean_{w}d"] = np.where(
+            count > 0, frame[f"card_amount_sum_{w}d"] / count.where(count > 0, 1), 0.0
+        )
     for w in WINDOWS_DAYS:
         count = frame[f"card_tx_count_{w}d"].astype("float64").where(lambda c: c > 0, 1.0)
         mean = frame[f"card_amount_sum_{w}d"] / count
@@ -188,5 +305,7 @@ def derive_features(frame: pd.DataFrame) -> pd.DataFrame:
     for w in TERMINAL_WINDOWS_DAYS:
         count = frame[f"terminal_tx_count_{w}d"].astype("float64")
         out[f"terminal_tx_count_{w}d"] = count
-        out[f"terminal_risk_{w}d"] = np.where(count > 0, frame[f"terminal_fraud_count_{w}d"] / count.where(count > 0, 1), 0.0)
+        out[f"terminal_risk_{w}d"] = np.where(
+            count > 0, frame[f"terminal_fraud_count_{w}d"] / count.where(count > 0, 1), 0.0
+        )
     return out[FEATURE_NAMES]

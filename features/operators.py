@@ -19,6 +19,7 @@ id, its card, terminal and time, and `tx_fraud` the label) replaces that label a
 transaction (same id, hour and terminal). The terminal operator then adds the same difference to the
 terminal's hour: label rows reach it with `label_increment`.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,12 +40,17 @@ LABEL_TAG = {"card": ENTITY_KEYS["terminal"]}  # what a label must name besides 
 # the initial state of an operator: one row per key, its hours ascending and their sums (hours x the entity's
 # measures), and the transactions it counted (with their hours, terminals and labels), so that one sent again
 # is a duplicate and a label of one is counted
-SEED_SCHEMA = StructType([StructField("key", LongType(), False), StructField("hours", ArrayType(IntegerType(), False), False),
-                          StructField("sums", ArrayType(DoubleType(), False), False),
-                          StructField("ids", ArrayType(LongType(), False), False),
-                          StructField("id_hours", ArrayType(IntegerType(), False), False),
-                          StructField("id_tags", ArrayType(IntegerType(), True), False),
-                          StructField("id_labels", ArrayType(IntegerType(), True), False)])
+SEED_SCHEMA = StructType(
+    [
+        StructField("key", LongType(), False),
+        StructField("hours", ArrayType(IntegerType(), False), False),
+        StructField("sums", ArrayType(DoubleType(), False), False),
+        StructField("ids", ArrayType(LongType(), False), False),
+        StructField("id_hours", ArrayType(IntegerType(), False), False),
+        StructField("id_tags", ArrayType(IntegerType(), True), False),
+        StructField("id_labels", ArrayType(IntegerType(), True), False),
+    ]
+)
 DAY_HOURS = 24
 
 
@@ -63,8 +69,14 @@ def entity_measures(entity: str) -> list[str]:
     return [m for m in MEASURES if m in used]
 
 
-def spec(entity: str, label_delay_hours: int, ttl_days: float | None, bypass: Sequence[str] = (),
-         label_column: str | None = None, duplicate_column: str | None = None) -> dict[str, object]:
+def spec(
+    entity: str,
+    label_delay_hours: int,
+    ttl_days: float | None,
+    bypass: Sequence[str] = (),
+    label_column: str | None = None,
+    duplicate_column: str | None = None,
+) -> dict[str, object]:
     """The operator's spec for one entity, from AGGREGATES (see features/jvm's WindowSpec).
 
     Args:
@@ -86,14 +98,27 @@ def spec(entity: str, label_delay_hours: int, ttl_days: float | None, bypass: Se
             first, last = a.hour_range(label_delay_hours)
             windows.append({"name": a.name, "measure": _measure_column(a.measure), "first": first, "last": last})
     measures = [_measure_column(m) for m in entity_measures(entity)]
-    return {"key": ENTITY_KEYS[entity], "seconds": SECONDS, "id": "transaction_id", "measures": measures,
-            "windows": windows, "lookback_hours": lookback_hours(entity, label_delay_hours),
-            "ttl_ms": None if ttl_days is None else round(ttl_days * 86_400_000),
-            "bypass": list(bypass), "duplicate_column": duplicate_column,
-            "labels": {"row": label_column, "value": "tx_fraud", "tag": LABEL_TAG[entity], "order": LABEL_ORDER,
-                       "measures": [_measure_column(m) for m in LABEL_MEASURES]}
-            if label_column is not None and duplicate_column is not None else None,
-            "drop": [SECONDS, LABEL_ORDER, *measures]}
+    return {
+        "key": ENTITY_KEYS[entity],
+        "seconds": SECONDS,
+        "id": "transaction_id",
+        "measures": measures,
+        "windows": windows,
+        "lookback_hours": lookback_hours(entity, label_delay_hours),
+        "ttl_ms": None if ttl_days is None else round(ttl_days * 86_400_000),
+        "bypass": list(bypass),
+        "duplicate_column": duplicate_column,
+        "labels": {
+            "row": label_column,
+            "value": "tx_fraud",
+            "tag": LABEL_TAG[entity],
+            "order": LABEL_ORDER,
+            "measures": [_measure_column(m) for m in LABEL_MEASURES],
+        }
+        if label_column is not None and duplicate_column is not None
+        else None,
+        "drop": [SECONDS, LABEL_ORDER, *measures],
+    }
 
 
 def _measures(entity: str, label_column: str | None, resolves_labels: bool) -> list[Column]:
@@ -110,9 +135,17 @@ def _measures(entity: str, label_column: str | None, resolves_labels: bool) -> l
     return columns
 
 
-def add_aggregates(rows: DataFrame, entity: str, label_delay_hours: int, ttl_days: float | None,
-                   initial: DataFrame | None = None, bypass: Sequence[str] = (), label_column: str | None = None,
-                   duplicate_column: str | None = None, label_order: str | None = None) -> DataFrame:
+def add_aggregates(
+    rows: DataFrame,
+    entity: str,
+    label_delay_hours: int,
+    ttl_days: float | None,
+    initial: DataFrame | None = None,
+    bypass: Sequence[str] = (),
+    label_column: str | None = None,
+    duplicate_column: str | None = None,
+    label_order: str | None = None,
+) -> DataFrame:
     """A stream of transactions -> the same rows with the entity's AGGREGATES columns, from Spark's state.
 
     Args:
@@ -138,19 +171,26 @@ def add_aggregates(rows: DataFrame, entity: str, label_delay_hours: int, ttl_day
     for part in OPERATOR_CLASS.split("."):
         operator = getattr(operator, part)
     if "JavaPackage" in type(operator).__name__:  # py4j's answer for a class it cannot find
-        raise OperatorMissingError(f"the stream's stateful operator {OPERATOR_CLASS} is not on Spark's classpath: "
-                                   "run `make operators` (part of `make setup`) and start Spark with jobs/core/session.py")
+        raise OperatorMissingError(
+            f"the stream's stateful operator {OPERATOR_CLASS} is not on Spark's classpath: "
+            "run `make operators` (part of `make setup`) and start Spark with jobs/core/session.py"
+        )
     resolves = label_column is not None and duplicate_column is not None
     order = F.unix_micros(F.col(label_order)) if label_order else F.lit(0).cast("long")
-    prepared = rows.select("*", F.unix_timestamp("tx_datetime").alias(SECONDS), order.alias(LABEL_ORDER),
-                           *_measures(entity, label_column, resolves))
+    prepared = rows.select(
+        "*",
+        F.unix_timestamp("tx_datetime").alias(SECONDS),
+        order.alias(LABEL_ORDER),
+        *_measures(entity, label_column, resolves),
+    )
     seed = initial if initial is not None else spark.createDataFrame([], SEED_SCHEMA)
     text = json.dumps(spec(entity, label_delay_hours, ttl_days, bypass, label_column, duplicate_column))
     return DataFrame(operator.apply(prepared._jdf, text, seed._jdf), spark)
 
 
-def seed_state(transactions: DataFrame, entity: str, label_delay_hours: int, newest_hour: int,
-               with_ids: bool = False) -> DataFrame:
+def seed_state(
+    transactions: DataFrame, entity: str, label_delay_hours: int, newest_hour: int, with_ids: bool = False
+) -> DataFrame:
     """The initial state of an entity's operator from history: the hourly buckets of the look-back before
     `newest_hour` (whole days, as the operator keeps them), one SEED_SCHEMA row per key.
 
@@ -163,37 +203,73 @@ def seed_state(transactions: DataFrame, entity: str, label_delay_hours: int, new
     """
     oldest = (newest_hour - lookback_hours(entity, label_delay_hours)) // DAY_HOURS * DAY_HOURS
     key = ENTITY_KEYS[entity]
-    recent = transactions.withColumn("hour", event_hour(F.col("tx_datetime")).cast("int")).where(F.col("hour") >= oldest)
+    recent = transactions.withColumn("hour", event_hour(F.col("tx_datetime")).cast("int")).where(
+        F.col("hour") >= oldest
+    )
     tag = F.col(LABEL_TAG[entity]).cast("int") if with_ids and entity in LABEL_TAG else F.lit(None).cast("int")
-    ids = F.collect_list(F.struct("hour", F.col("transaction_id").cast("long").alias("id"), tag.alias("tag"),
-                                  F.coalesce(F.col("tx_fraud").cast("int"), F.lit(0)).alias("label"))) if with_ids else \
-        F.array().cast("array<struct<hour:int,id:bigint,tag:int,label:int>>")
+    ids = (
+        F.collect_list(
+            F.struct(
+                "hour",
+                F.col("transaction_id").cast("long").alias("id"),
+                tag.alias("tag"),
+                F.coalesce(F.col("tx_fraud").cast("int"), F.lit(0)).alias("label"),
+            )
+        )
+        if with_ids
+        else F.array().cast("array<struct<hour:int,id:bigint,tag:int,label:int>>")
+    )
     measures = entity_measures(entity)
-    hourly = recent.groupBy(key, "hour").agg(*[F.sum(measure_value(m)).cast("double").alias(m) for m in measures],
-                                             ids.alias("ids"))
+    hourly = recent.groupBy(key, "hour").agg(
+        *[F.sum(measure_value(m)).cast("double").alias(m) for m in measures], ids.alias("ids")
+    )
     buckets = F.array_sort(F.collect_list(F.struct("hour", *measures)))
-    per_key = hourly.groupBy(F.col(key).cast("long").alias("key")).agg(buckets.alias("b"),
-                                                                       F.flatten(F.collect_list("ids")).alias("i"))
-    return per_key.select("key", F.transform("b", lambda b: b["hour"]).alias("hours"),
-                          F.flatten(F.transform("b", lambda b: F.array(*[b[m] for m in measures]))).alias("sums"),
-                          F.transform("i", lambda i: i["id"]).alias("ids"),
-                          F.transform("i", lambda i: i["hour"]).alias("id_hours"),
-                          F.transform("i", lambda i: i["tag"]).alias("id_tags"),
-                          F.transform("i", lambda i: i["label"]).alias("id_labels"))
+    per_key = hourly.groupBy(F.col(key).cast("long").alias("key")).agg(
+        buckets.alias("b"), F.flatten(F.collect_list("ids")).alias("i")
+    )
+    return per_key.select(
+        "key",
+        F.transform("b", lambda b: b["hour"]).alias("hours"),
+        F.flatten(F.transform("b", lambda b: F.array(*[b[m] for m in measures]))).alias("sums"),
+        F.transform("i", lambda i: i["id"]).alias("ids"),
+        F.transform("i", lambda i: i["hour"]).alias("id_hours"),
+        F.transform("i", lambda i: i["tag"]).alias("id_tags"),
+        F.transform("i", lambda i: i["label"]).alias("id_labels"),
+    )
 
 
-
-def card_and_terminal_aggregates(rows: DataFrame, label_delay_hours: int, ttl_days: float | None,
-                                 seeds: dict[str, DataFrame] | None = None, bypass: Sequence[str] = (),
-                                 label_column: str = "label_row", label_order: str | None = None) -> DataFrame:
+def card_and_terminal_aggregates(
+    rows: DataFrame,
+    label_delay_hours: int,
+    ttl_days: float | None,
+    seeds: dict[str, DataFrame] | None = None,
+    bypass: Sequence[str] = (),
+    label_column: str = "label_row",
+    label_order: str | None = None,
+) -> DataFrame:
     """Both operators, the card's then the terminal's: every AGGREGATES column, `duplicate` (a transaction id
     its card counted before), and for each label row its LABEL_INCREMENT and LABEL_PREVIOUS (see the module's
     doc). A label that changes nothing (repeated, or of no counted transaction) does not reach the terminal's
     state. `seeds`: the initial state per entity (`seed_state`); the other arguments: see `add_aggregates`."""
     seeds = seeds or {}
-    cards = add_aggregates(rows, "card", label_delay_hours, ttl_days, seeds.get("card"), bypass=bypass,
-                           label_column=label_column, duplicate_column="duplicate", label_order=label_order)
+    cards = add_aggregates(
+        rows,
+        "card",
+        label_delay_hours,
+        ttl_days,
+        seeds.get("card"),
+        bypass=bypass,
+        label_column=label_column,
+        duplicate_column="duplicate",
+        label_order=label_order,
+    )
     unchanged = F.col(label_column) & (F.coalesce(F.col(LABEL_INCREMENT), F.lit(0)) == 0)
-    return add_aggregates(cards.withColumn("label_unchanged", unchanged), "terminal", label_delay_hours, ttl_days,
-                          seeds.get("terminal"), bypass=[*bypass, "duplicate", "label_unchanged"],
-                          label_column=label_column).drop("label_unchanged")
+    return add_aggregates(
+        cards.withColumn("label_unchanged", unchanged),
+        "terminal",
+        label_delay_hours,
+        ttl_days,
+        seeds.get("terminal"),
+        bypass=[*bypass, "duplicate", "label_unchanged"],
+        label_column=label_column,
+    ).drop("label_unchanged")

@@ -6,6 +6,7 @@ read as a string (raw file columns, or JSON values), then `to_typed` converts ea
 functions (Spark 4 runs in ANSI mode, where a plain cast would fail the whole query) and records, per row,
 an `errors` array naming each field that was missing or did not convert, with the value found.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
@@ -55,8 +56,13 @@ def _convert(value: Column, dtype: DataType) -> Column:
     trimmed = F.trim(value)
     if isinstance(dtype, TimestampType):
         ts = F.try_to_timestamp(trimmed, F.lit(DATETIME_FORMAT))
-        return F.when(ts.between(F.lit(DATETIME_RANGE[0]).cast("timestamp"),
-                                 F.lit(DATETIME_RANGE[1]).cast("timestamp") - F.expr("INTERVAL 1 SECOND")), ts)
+        return F.when(
+            ts.between(
+                F.lit(DATETIME_RANGE[0]).cast("timestamp"),
+                F.lit(DATETIME_RANGE[1]).cast("timestamp") - F.expr("INTERVAL 1 SECOND"),
+            ),
+            ts,
+        )
     if isinstance(dtype, (IntegerType, LongType)):
         # "12" and "12.0" are integers; "12.5", "None", "" are not. The plain cast is the common case, and
         # coalesce stops at it: the decimal path runs only for the rest
@@ -115,9 +121,16 @@ def _parse_object(payload: Column, fields: StructType) -> tuple[Column, Column]:
     """(the JSON object in `payload` read as `fields`, whether `payload` is not one JSON object). One parse:
     the parser marks what it cannot read (truncated, NaN, a leading zero, a trailing comma) in a corrupt-record
     field, and the text must be an object, not an array, a scalar or an object followed by more text."""
-    parsed = F.from_json(payload, StructType([*fields.fields, StructField(_CORRUPT, StringType(), True)]),
-                         {"mode": "PERMISSIVE", "allowNumericLeadingZeros": "false", "allowNonNumericNumbers": "false",
-                          "columnNameOfCorruptRecord": _CORRUPT})
+    parsed = F.from_json(
+        payload,
+        StructType([*fields.fields, StructField(_CORRUPT, StringType(), True)]),
+        {
+            "mode": "PERMISSIVE",
+            "allowNumericLeadingZeros": "false",
+            "allowNonNumericNumbers": "false",
+            "columnNameOfCorruptRecord": _CORRUPT,
+        },
+    )
     is_object = F.regexp_like(F.trim(payload), F.lit(r"^\{.*\}$"))
     return parsed, payload.isNull() | parsed.isNull() | parsed[_CORRUPT].isNotNull() | ~is_object
 
@@ -149,10 +162,17 @@ def parse_json_transactions(messages: DataFrame, value_col: str = "value") -> Da
     return typed.withColumn("errors", not_json).drop("_not_json")
 
 
-LABEL_SCHEMA = StructType([StructField("transaction_id", LongType(), False), StructField("tx_fraud", IntegerType(), False)])
+LABEL_SCHEMA = StructType(
+    [StructField("transaction_id", LongType(), False), StructField("tx_fraud", IntegerType(), False)]
+)
 # what a label may add to find its transaction in the stream's state at once: the alert carries all three
-LABEL_PLACE = StructType([StructField("customer_id", IntegerType(), True), StructField("terminal_id", IntegerType(), True),
-                          StructField("tx_datetime", TimestampType(), True)])
+LABEL_PLACE = StructType(
+    [
+        StructField("customer_id", IntegerType(), True),
+        StructField("terminal_id", IntegerType(), True),
+        StructField("tx_datetime", TimestampType(), True),
+    ]
+)
 
 
 def parse_json_labels(messages: DataFrame, value_col: str = "value") -> DataFrame:
@@ -180,25 +200,49 @@ def parse_json_labels(messages: DataFrame, value_col: str = "value") -> DataFram
 
     def problem(raw: Column, value: Column, name: str, expected: str) -> Column:
         return F.when(absent(raw), F.lit(f"{name}: missing")).when(
-            value.isNull(), F.concat(F.lit(f"{name}: expected {expected}, found '"), F.substring(raw, 1, 60), F.lit("'")))
+            value.isNull(),
+            F.concat(F.lit(f"{name}: expected {expected}, found '"), F.substring(raw, 1, 60), F.lit("'")),
+        )
 
     place_raw = {f.name: F.trim(parsed[f.name]) for f in LABEL_PLACE.fields}
     place = {f.name: _convert(place_raw[f.name], f.dataType) for f in LABEL_PLACE.fields}
     # the time as the raw files write it, or as the alerts topic's JSON does (2018-04-01T10:00:05.000Z)
-    place["tx_datetime"] = F.coalesce(place["tx_datetime"],
-                                      F.try_to_timestamp(place_raw["tx_datetime"], F.lit(ALERT_DATETIME_FORMAT)))
+    place["tx_datetime"] = F.coalesce(
+        place["tx_datetime"], F.try_to_timestamp(place_raw["tx_datetime"], F.lit(ALERT_DATETIME_FORMAT))
+    )
     some_place = F.lit(False)
     for raw in place_raw.values():
         some_place = some_place | ~absent(raw)
     given = ", ".join(place)
-    place_problems = [F.when(some_place, F.when(absent(place_raw[f.name]), F.lit(f"{f.name}: missing (a label gives "
-                                                                                 f"{given}: all or none)"))
-                             .when(place[f.name].isNull(),
-                                   F.concat(F.lit(f"{f.name}: expected {f.dataType.simpleString()}, found '"),
-                                            F.substring(place_raw[f.name], 1, 60), F.lit("'"))))
-                      for f in LABEL_PLACE.fields]
+    place_problems = [
+        F.when(
+            some_place,
+            F.when(absent(place_raw[f.name]), F.lit(f"{f.name}: missing (a label gives {given}: all or none)")).when(
+                place[f.name].isNull(),
+                F.concat(
+                    F.lit(f"{f.name}: expected {f.dataType.simpleString()}, found '"),
+                    F.substring(place_raw[f.name], 1, 60),
+                    F.lit("'"),
+                ),
+            ),
+        )
+        for f in LABEL_PLACE.fields
+    ]
     errors = F.when(not_json, F.array(F.lit("payload: expected a JSON object, found malformed JSON"))).otherwise(
-        F.filter(F.array(problem(raw_id, transaction_id, "transaction_id", "bigint"),
-                         problem(raw_label, label, "tx_fraud", "0 or 1"), *place_problems), lambda e: e.isNotNull()))
-    return messages.select(*keep, payload.alias("payload"), transaction_id.alias("transaction_id"),
-                           label.alias("tx_fraud"), *[place[n].alias(n) for n in place], errors.alias("errors"))
+        F.filter(
+            F.array(
+                problem(raw_id, transaction_id, "transaction_id", "bigint"),
+                problem(raw_label, label, "tx_fraud", "0 or 1"),
+                *place_problems,
+            ),
+            lambda e: e.isNotNull(),
+        )
+    )
+    return messages.select(
+        *keep,
+        payload.alias("payload"),
+        transaction_id.alias("transaction_id"),
+        label.alias("tx_fraud"),
+        *[place[n].alias(n) for n in place],
+        errors.alias("errors"),
+    )

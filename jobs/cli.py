@@ -1,5 +1,6 @@
 """`fraud`: the command line of the project. Each subcommand is a job module with `add_arguments(parser)`
 and `execute(args)`; the same module runs under spark-submit through its own `main(argv)`."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,16 @@ from jobs.core.common import run_main
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("jobs.replay.demo", "run the system end to end on local defaults (what `make demo` runs)"),
-    "backtest": ("jobs.replay.backtest", "replay simulated history through the stream with the fraud team's and the "
-                                  "cardholders' labels; recall and FPR per day against the bank's requirement"),
+    "backtest": (
+        "jobs.replay.backtest",
+        "replay simulated history through the stream with the fraud team's and the "
+        "cardholders' labels; recall and FPR per day against the bank's requirement",
+    ),
     "kafka": ("jobs.dev.kafka_cmd", "start, stop or inspect the local Kafka broker"),
-    "simulate": ("jobs.simulation.simulate", "generate transactions in the bank's raw format (optionally with its defects)"),
+    "simulate": (
+        "jobs.simulation.simulate",
+        "generate transactions in the bank's raw format (optionally with its defects)",
+    ),
     "clean": ("jobs.batch.clean", "clean raw files into clean_transactions, bad rows into quarantine_transactions"),
     "features": ("jobs.batch.build_features", "build features_transactions from clean_transactions"),
     "train": ("jobs.batch.train", "train the CatBoost model, log it to MLflow, register it"),
@@ -26,7 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "desk": ("jobs.desk.desk_cmd", "the fraud team's web page: the queue of alerts, decisions, the requirement by day"),
     "produce": ("jobs.kafka_tools.produce", "replay raw files into the transactions topic"),
     "ingest": ("jobs.stream.ingest_stream", "land the transactions topic in Delta (raw_transactions, dead_letters)"),
-    "maintain": ("jobs.batch.maintain", "compact the lake's small files and vacuum old ones (OPTIMIZE, VACUUM), on a schedule"),
+    "maintain": (
+        "jobs.batch.maintain",
+        "compact the lake's small files and vacuum old ones (OPTIMIZE, VACUUM), on a schedule",
+    ),
 }
 
 
@@ -35,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=module.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name, help=help_text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         module.add_arguments(p)
         p.set_defaults(_execute=module.execute)
     return parser

@@ -1,4 +1,5 @@
 """Fitting the CatBoost classifier on the FEATURES matrix."""
+
 from __future__ import annotations
 
 from typing import Any

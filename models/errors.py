@@ -1,4 +1,5 @@
 """Exceptions of the models package."""
+
 from __future__ import annotations
 
 

@@ -1,5 +1,6 @@
 """Metrics of the handbook and the bank: ROC AUC, average precision, card precision@k, and the
 operating point (recall, false-positive rate) at a threshold or an FPR budget."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -58,10 +59,17 @@ def requirement(fraud: Any, flagged: Any) -> dict[str, Any]:
     caught, false_alerts = int((decision & truth).sum()), int((decision & ~truth).sum())
     recall = caught / frauds if frauds else None
     fpr = false_alerts / genuine if genuine else None
-    return {"transactions": int(len(truth)), "frauds": frauds, "alerts": caught + false_alerts,
-            "frauds_alerted": caught, "false_alerts": false_alerts, "recall": recall, "fpr": fpr,
-            "precision": caught / (caught + false_alerts) if caught + false_alerts else None,
-            "meets_requirement": recall is not None and fpr is not None and recall > REQUIRED_RECALL and fpr <= MAX_FPR}
+    return {
+        "transactions": int(len(truth)),
+        "frauds": frauds,
+        "alerts": caught + false_alerts,
+        "frauds_alerted": caught,
+        "false_alerts": false_alerts,
+        "recall": recall,
+        "fpr": fpr,
+        "precision": caught / (caught + false_alerts) if caught + false_alerts else None,
+        "meets_requirement": recall is not None and fpr is not None and recall > REQUIRED_RECALL and fpr <= MAX_FPR,
+    }
 
 
 def at_threshold(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
@@ -71,9 +79,16 @@ def at_threshold(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str
     precision, recall, fpr = (counted[k] or 0.0 for k in ("precision", "recall", "fpr"))
     tp, fp = counted["frauds_alerted"], counted["false_alerts"]
     fn, tn = counted["frauds"] - tp, counted["transactions"] - counted["frauds"] - fp
-    return {"precision": precision, "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "fpr": fpr, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "fpr": fpr,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+    }
 
 
 def evaluate(frame: pd.DataFrame, threshold: float | None = None) -> dict[str, Any]:
@@ -82,7 +97,8 @@ def evaluate(frame: pd.DataFrame, threshold: float | None = None) -> dict[str, A
     s = frame["score"].to_numpy().astype(float)
     both = len(np.unique(y)) == 2
     out: dict[str, Any] = {
-        "rows": int(len(y)), "frauds": int(y.sum()),
+        "rows": int(len(y)),
+        "frauds": int(y.sum()),
         "roc_auc": float(roc_auc_score(y, s)) if both else float("nan"),
         "average_precision": float(average_precision_score(y, s)) if both else float("nan"),
         "card_precision_at_100": card_precision_at_k(frame, 100),

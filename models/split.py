@@ -1,5 +1,6 @@
 """Time splits of the handbook's protocol: train, then a label delay, then test; a validation window at the
 end of the training window; and the rule that a card with a known fraud leaves the test days."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,8 +31,9 @@ class Split:
         if self.train_days < 2 or self.test_days < 1 or self.delay_days < 0:
             raise ModelError(f"split: expected train_days >= 2, test_days >= 1, delay_days >= 0, found {self}")
         if not 1 <= self.val_days < self.train_days:
-            raise ModelError(f"split: val_days must be between 1 and train_days - 1 ({self.train_days - 1}), "
-                             f"found {self.val_days}")
+            raise ModelError(
+                f"split: val_days must be between 1 and train_days - 1 ({self.train_days - 1}), found {self.val_days}"
+            )
 
     @property
     def val_start(self) -> dt.date:
@@ -50,9 +52,14 @@ class Split:
         return self.test_start + dt.timedelta(days=self.test_days)
 
     def as_params(self) -> dict[str, str]:
-        return {"train_start": str(self.train_start), "train_end": str(self.train_end),
-                "val_start": str(self.val_start), "test_start": str(self.test_start), "test_end": str(self.test_end),
-                "delay_days": str(self.delay_days)}
+        return {
+            "train_start": str(self.train_start),
+            "train_end": str(self.train_end),
+            "val_start": str(self.val_start),
+            "test_start": str(self.test_start),
+            "test_end": str(self.test_end),
+            "delay_days": str(self.delay_days),
+        }
 
 
 def in_days(frame: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:

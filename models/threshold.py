@@ -1,4 +1,5 @@
 """Choose the decision threshold on validation data."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,9 @@ from sklearn.metrics import roc_curve
 from models.errors import ModelError
 
 
-def choose_threshold(y: np.ndarray, score: np.ndarray, target_recall: float | None = 0.98,
-                     max_fpr: float | None = None) -> tuple[float, str]:
+def choose_threshold(
+    y: np.ndarray, score: np.ndarray, target_recall: float | None = 0.98, max_fpr: float | None = None
+) -> tuple[float, str]:
     """Return (threshold, how it was chosen); a transaction is flagged when its score >= threshold.
 
     With `max_fpr` (a budget of false positives, never exceeded on validation): the threshold with the
@@ -32,20 +34,24 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, target_recall: float | No
             reaching = within[tpr[within] >= target_recall]
             if reaching.size:
                 i = reaching[np.argmin(fpr[reaching])]
-                return float(thr[i]), (f"lowest FPR ({fpr[i]:.4f}) reaching recall >= {target_recall} within FPR <= "
-                                       f"{max_fpr} on validation: recall {tpr[i]:.4f}")
+                return float(thr[i]), (
+                    f"lowest FPR ({fpr[i]:.4f}) reaching recall >= {target_recall} within FPR <= "
+                    f"{max_fpr} on validation: recall {tpr[i]:.4f}"
+                )
         i = within[np.argmax(tpr[within])]
         out_of_reach = "" if target_recall is None else f" (recall {target_recall} is out of reach within that FPR)"
-        return float(thr[i]), (f"highest recall ({tpr[i]:.4f}) with FPR <= {max_fpr} on validation: "
-                               f"FPR {fpr[i]:.4f}{out_of_reach}")
+        return float(thr[i]), (
+            f"highest recall ({tpr[i]:.4f}) with FPR <= {max_fpr} on validation: FPR {fpr[i]:.4f}{out_of_reach}"
+        )
     target = 0.98 if target_recall is None else target_recall
     ok = np.flatnonzero(tpr >= target)
     i = ok[np.argmin(fpr[ok])]
     return float(thr[i]), f"lowest FPR ({fpr[i]:.4f}) reaching recall >= {target} on validation: recall {tpr[i]:.4f}"
 
 
-def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float,
-                     weight: np.ndarray | None = None) -> float | None:
+def budget_threshold(
+    score: np.ndarray, legitimate: np.ndarray, share: float, weight: np.ndarray | None = None
+) -> float | None:
     """The lowest threshold that flags at most `share` of the legitimate transactions among `score` (None if
     there are none): the alert threshold that spends a budget of false positives on recent traffic.
 
@@ -74,7 +80,7 @@ def budget_threshold(score: np.ndarray, legitimate: np.ndarray, share: float,
     # the `allowed` highest are flagged: a partition, not a sort (a day of traffic is millions of scores);
     # a tie at the boundary is not flagged (the budget is never exceeded)
     part = np.partition(legit, n - allowed - 1)
-    first_left_out, last_flagged = part[n - allowed - 1], part[n - allowed:].min()
+    first_left_out, last_flagged = part[n - allowed - 1], part[n - allowed :].min()
     return float(last_flagged) if last_flagged > first_left_out else float(np.nextafter(first_left_out, np.inf))
 
 

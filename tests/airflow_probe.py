@@ -4,6 +4,7 @@ command rendered twice: with no Variable set (the defaults) and with the Variabl
 
     .tools/airflow/bin/python tests/airflow_probe.py DAG_FOLDER '{"fraud_master": "k8s://..."}'
 """
+
 from __future__ import annotations
 
 import json
@@ -40,15 +41,23 @@ def main() -> None:
         for task in dag.tasks:
             command = getattr(task, "bash_command", None)
             tasks[task.task_id] = {
-                "operator": type(task).__name__, "upstream": sorted(task.upstream_task_ids),
-                "trigger_rule": str(task.trigger_rule.value if hasattr(task.trigger_rule, "value") else task.trigger_rule),
-                "retries": task.retries, "retry_delay_seconds": task.retry_delay.total_seconds(),
+                "operator": type(task).__name__,
+                "upstream": sorted(task.upstream_task_ids),
+                "trigger_rule": str(
+                    task.trigger_rule.value if hasattr(task.trigger_rule, "value") else task.trigger_rule
+                ),
+                "retries": task.retries,
+                "retry_delay_seconds": task.retry_delay.total_seconds(),
                 "timeout_seconds": task.execution_timeout.total_seconds() if task.execution_timeout else None,
                 "command_defaults": render(command, {}) if command else None,
                 "command_with_variables": render(command, variables) if command else None,
             }
-        out["dags"][dag_id] = {"schedule": getattr(dag.timetable, "expression", None) or str(dag.timetable),
-                               "catchup": dag.catchup, "max_active_runs": dag.max_active_runs, "tasks": tasks}
+        out["dags"][dag_id] = {
+            "schedule": getattr(dag.timetable, "expression", None) or str(dag.timetable),
+            "catchup": dag.catchup,
+            "max_active_runs": dag.max_active_runs,
+            "tasks": tasks,
+        }
     print(json.dumps(out))
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: one SparkSession and one real Kafka broker for the whole run; every test gets its own
 tmp_path for tables and checkpoints, and its own topic names."""
+
 from __future__ import annotations
 
 import uuid
@@ -28,9 +29,15 @@ def spark(base_cfg: Config) -> Iterator[Any]:
     # One JVM runs every job of the project, far more distinct queries than a job runs: Spark's cache of
     # compiled query code (100 entries by default) would evict them, and compile each again, and the JIT
     # then compiles those new classes again too (docs/testing.md)
-    cfg = load_config("local", {"spark.ui_enabled": False, "spark.shuffle_partitions": 2,
-                                "spark.extra.spark.driver.memory": "2g",
-                                "spark.extra.spark.sql.codegen.cache.maxEntries": 2000})
+    cfg = load_config(
+        "local",
+        {
+            "spark.ui_enabled": False,
+            "spark.shuffle_partitions": 2,
+            "spark.extra.spark.driver.memory": "2g",
+            "spark.extra.spark.sql.codegen.cache.maxEntries": 2000,
+        },
+    )
     session = configure_spark(SparkSession.builder.appName("fraud-tests"), cfg).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
@@ -81,8 +88,11 @@ def make_cfg(tmp_path: Path) -> Callable[..., Config]:
     """Build a local Config whose lake and checkpoints live in this test's tmp_path."""
 
     def make(**overrides: Any) -> Config:
-        values = {"paths.lake": str(tmp_path / "lake"), "paths.checkpoint": str(tmp_path / "checkpoints"),
-                  "kafka.broker.state_dir": str(tmp_path / "kafka")}
+        values = {
+            "paths.lake": str(tmp_path / "lake"),
+            "paths.checkpoint": str(tmp_path / "checkpoints"),
+            "kafka.broker.state_dir": str(tmp_path / "kafka"),
+        }
         values.update({k.replace("__", "."): v for k, v in overrides.items()})
         return load_config("local", values)
 
@@ -90,16 +100,20 @@ def make_cfg(tmp_path: Path) -> Callable[..., Config]:
 
 
 @pytest.fixture
-def stream_cfg(make_cfg: Callable[..., Config], broker: kafka_broker.BrokerSpec, topic_names: dict[str, str],
-               tmp_path: Path) -> Callable[..., Config]:
+def stream_cfg(
+    make_cfg: Callable[..., Config], broker: kafka_broker.BrokerSpec, topic_names: dict[str, str], tmp_path: Path
+) -> Callable[..., Config]:
     """Build a Config for a streaming test: the shared broker with this test's topics (created here), MLflow in
     tmp_path, metrics on any free port; keyword overrides as `make_cfg`'s."""
     kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
 
     def make(**overrides: Any) -> Config:
-        values: dict[str, Any] = {"kafka__bootstrap_servers": broker.bootstrap_servers, "stream__metrics_port": 0,
-                                  "mlflow__tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
-                                  **{f"kafka__topics__{role}": name for role, name in topic_names.items()}}
+        values: dict[str, Any] = {
+            "kafka__bootstrap_servers": broker.bootstrap_servers,
+            "stream__metrics_port": 0,
+            "mlflow__tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+            **{f"kafka__topics__{role}": name for role, name in topic_names.items()},
+        }
         return make_cfg(**{**values, **overrides})
 
     return make

@@ -1,4 +1,5 @@
 """Readable whole-frame comparison (the idea of chispa's assert_df_equality, without the dependency)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,9 @@ def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: tuple((k, repr(v)) for k, v in sorted(r.items())))
 
 
-def assert_frame_equal(actual: DataFrame, expected: DataFrame | list[dict[str, Any]],
-                       check_schema: bool = True) -> None:
+def assert_frame_equal(
+    actual: DataFrame, expected: DataFrame | list[dict[str, Any]], check_schema: bool = True
+) -> None:
     """Assert that two frames hold the same rows, order ignored (and, for two DataFrames, the same schema).
     On failure, show the rows that differ rather than only the counts."""
     if isinstance(expected, DataFrame):
@@ -39,13 +41,17 @@ def assert_features_match(actual: Any, expected: Any, key: str, columns: list[st
 
     merged = actual.merge(expected, on=key, how="outer", suffixes=("", "_expected"), indicator=True)
     one_sided = merged[merged["_merge"] != "both"]
-    assert one_sided.empty, f"{len(one_sided)} {key}s on one side only, e.g. {one_sided[[key, '_merge']].head(5).values.tolist()}"
+    assert one_sided.empty, (
+        f"{len(one_sided)} {key}s on one side only, e.g. {one_sided[[key, '_merge']].head(5).values.tolist()}"
+    )
     wrong: list[str] = []
     for name in columns:
         a, e = merged[name].astype(float).to_numpy(), merged[f"{name}_expected"].astype(float).to_numpy()
         differ = (np.isnan(a) != np.isnan(e)) | (~np.isnan(a) & ~np.isnan(e) & (np.abs(a - e) > tolerance))
         if differ.any():
             first = int(np.flatnonzero(differ)[0])
-            wrong.append(f"{name}: {int(differ.sum())} rows, e.g. {key} {merged[key].iloc[first]}: {a[first]} "
-                         f"against {e[first]} expected")
+            wrong.append(
+                f"{name}: {int(differ.sum())} rows, e.g. {key} {merged[key].iloc[first]}: {a[first]} "
+                f"against {e[first]} expected"
+            )
     assert not wrong, "features differ:\n  " + "\n  ".join(wrong)

@@ -1,5 +1,6 @@
 """A real Prometheus server for the tests (the binaries `make setup` unpacks from Debian's package into
 .tools/prometheus), and the dashboard's queries."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,10 @@ def tool(name: str) -> str:
     unpacked = ROOT / ".tools" / "prometheus" / "usr" / "bin" / name
     found = str(unpacked) if unpacked.exists() else shutil.which(name)
     if not found:
-        raise FileNotFoundError(f"{name} not found in {unpacked.parent} nor on PATH: run `make setup`, which unpacks "
-                                "Debian's prometheus package there")
+        raise FileNotFoundError(
+            f"{name} not found in {unpacked.parent} nor on PATH: run `make setup`, which unpacks "
+            "Debian's prometheus package there"
+        )
     return found
 
 
@@ -88,14 +91,23 @@ def prometheus(work: Path, port: int, targets: list[str], rules: Path = RULES) -
     """Run Prometheus on 127.0.0.1:`port`, scraping `targets` every second as job fraud-stream, with `rules`."""
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy(rules, work / rules.name)
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": [rules.name],
-              "scrape_configs": [{"job_name": SCRAPE_JOB, "static_configs": [{"targets": targets}]}]}
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [rules.name],
+        "scrape_configs": [{"job_name": SCRAPE_JOB, "static_configs": [{"targets": targets}]}],
+    }
     (work / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     log = (work / "prometheus.log").open("w")
     process = subprocess.Popen(
-        [tool("prometheus"), f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            tool("prometheus"),
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     server = Prometheus(port)
     try:
         wait_ready(process, server.ready, "prometheus", work / "prometheus.log", 30)

@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL cluster for the tests: Debian's server binaries (`make postgresql` installs them if
 missing), a fresh data folder, a free port on 127.0.0.1, password authentication over TCP, run as an
 unprivileged user (`nobody` when the tests run as root: PostgreSQL refuses to run as root)."""
+
 from __future__ import annotations
 
 import glob
@@ -24,8 +25,10 @@ def server_bin() -> Path:
     """The folder of Debian's PostgreSQL server binaries (the newest version installed)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     if not found:
-        raise PostgresMissingError("PostgreSQL's server binaries: expected /usr/lib/postgresql/<version>/bin/initdb, "
-                                   "found none; run `make postgresql` (Debian's postgresql package)")
+        raise PostgresMissingError(
+            "PostgreSQL's server binaries: expected /usr/lib/postgresql/<version>/bin/initdb, "
+            "found none; run `make postgresql` (Debian's postgresql package)"
+        )
     return Path(found[-1]).parent
 
 
@@ -50,8 +53,9 @@ class Cluster:
     def connect(self, database: str = "postgres", user: str = SUPERUSER, password: str | None = None):
         import psycopg
 
-        return psycopg.connect(host="127.0.0.1", port=self.port, dbname=database, user=user,
-                                password=password or self.password)
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, dbname=database, user=user, password=password or self.password
+        )
 
     def create_database(self, name: str, owner: str, password: str) -> str:
         """A role and a database it owns; returns the URI without its password (libpq reads PGPASSWORD)."""
@@ -59,10 +63,12 @@ class Cluster:
 
         with self.connect() as connection:
             connection.autocommit = True
-            connection.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(owner),
-                                                                                sql.Literal(password)))
-            connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
-                                                                           sql.Identifier(owner)))
+            connection.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(owner), sql.Literal(password))
+            )
+            connection.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner))
+            )
         return f"postgresql://{owner}@127.0.0.1:{self.port}/{name}"
 
 
@@ -79,14 +85,44 @@ def start(port: int) -> Cluster:
         os.chown(password_file, nobody.pw_uid, nobody.pw_gid)
     password_file.chmod(0o600)
     run = dict(check=True, capture_output=True, text=True)
-    subprocess.run(_as_owner([str(binaries / "initdb"), "-D", str(cluster.data), "-U", SUPERUSER,
-                              f"--pwfile={password_file}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                              "--encoding=UTF8", "--no-instructions"]), **run)
+    subprocess.run(
+        _as_owner(
+            [
+                str(binaries / "initdb"),
+                "-D",
+                str(cluster.data),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={password_file}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ]
+        ),
+        **run,
+    )
     password_file.unlink()
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
     try:
-        subprocess.run(_as_owner([str(binaries / "pg_ctl"), "-D", str(cluster.data), "-o", options,
-                                  "-l", str(folder / "server.log"), "-w", "-t", "60", "start"]), **run)
+        subprocess.run(
+            _as_owner(
+                [
+                    str(binaries / "pg_ctl"),
+                    "-D",
+                    str(cluster.data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(folder / "server.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            **run,
+        )
     except subprocess.CalledProcessError as error:
         log = (folder / "server.log").read_text() if (folder / "server.log").exists() else ""
         raise RuntimeError(f"PostgreSQL did not start on port {port}: {error.stderr}\n{log[-2000:]}") from error
@@ -94,6 +130,8 @@ def start(port: int) -> Cluster:
 
 
 def stop(cluster: Cluster) -> None:
-    subprocess.run(_as_owner([str(server_bin() / "pg_ctl"), "-D", str(cluster.data), "-m", "fast", "-w", "stop"]),
-                   capture_output=True)
+    subprocess.run(
+        _as_owner([str(server_bin() / "pg_ctl"), "-D", str(cluster.data), "-m", "fast", "-w", "stop"]),
+        capture_output=True,
+    )
     shutil.rmtree(cluster.folder, ignore_errors=True)

@@ -1,6 +1,7 @@
 """A real S3 API server for the tests: S3Proxy (Maven Central, `make jars` puts it in .jars/s3proxy) with its
 filesystem backend, on a free port, with keys of its own. Not a mock: Spark's S3A and MLflow's boto3 speak
 the S3 protocol to it, signed with AWS signature v4, as they would to MinIO or AWS."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,13 @@ class S3Server:
     def client(self, secret_key: str | None = None):  # type: ignore[no-untyped-def]
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                            aws_secret_access_key=secret_key or self.secret_key, region_name="us-east-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            region_name="us-east-1",
+        )
 
     def create_bucket(self, name: str) -> str:
         """Create a bucket through the S3 API; returns `s3a://name`."""
@@ -58,20 +64,39 @@ def start(folder: Path) -> S3Server:
     (folder / "data").mkdir(parents=True, exist_ok=True)
     properties = folder / "s3proxy.properties"
     # the keys reach S3Proxy as system properties of its command line, not in a file
-    properties.write_text("\n".join((
-        f"s3proxy.endpoint={server.endpoint}",
-        "s3proxy.authorization=aws-v2-or-v4",
-        "jclouds.provider=filesystem-nio2",
-        f"jclouds.filesystem.basedir={folder / 'data'}",
-    )) + "\n")
+    properties.write_text(
+        "\n".join(
+            (
+                f"s3proxy.endpoint={server.endpoint}",
+                "s3proxy.authorization=aws-v2-or-v4",
+                "jclouds.provider=filesystem-nio2",
+                f"jclouds.filesystem.basedir={folder / 'data'}",
+            )
+        )
+        + "\n"
+    )
     logback = folder / "logback.xml"  # S3Proxy's jar brings no logging configuration: logback would say everything
-    logback.write_text('<configuration><appender name="out" class="ch.qos.logback.core.ConsoleAppender"><encoder>'
-                       '<pattern>%d %level %logger: %msg%n</pattern></encoder></appender>'
-                       '<root level="WARN"><appender-ref ref="out"/></root></configuration>\n')
+    logback.write_text(
+        '<configuration><appender name="out" class="ch.qos.logback.core.ConsoleAppender"><encoder>'
+        "<pattern>%d %level %logger: %msg%n</pattern></encoder></appender>"
+        '<root level="WARN"><appender-ref ref="out"/></root></configuration>\n'
+    )
     server.process = servers.launch(
-        ["java", "-Xmx256m", f"-Dlogback.configurationFile={logback}",
-         f"-Ds3proxy.identity={server.access_key}", f"-Ds3proxy.credential={server.secret_key}",
-         "-cp", os.pathsep.join(jars), "org.gaul.s3proxy.Main", "--properties", str(properties)], folder, "s3proxy.log")
+        [
+            "java",
+            "-Xmx256m",
+            f"-Dlogback.configurationFile={logback}",
+            f"-Ds3proxy.identity={server.access_key}",
+            f"-Ds3proxy.credential={server.secret_key}",
+            "-cp",
+            os.pathsep.join(jars),
+            "org.gaul.s3proxy.Main",
+            "--properties",
+            str(properties),
+        ],
+        folder,
+        "s3proxy.log",
+    )
 
     def listening() -> bool:
         with socket.socket() as sock:

@@ -1,6 +1,7 @@
 """What the tests' Java servers (tests/s3.py: S3Proxy, tests/hdfs.py: MiniDFSCluster) share: their jars from
 `make jars`, a process group of their own logging to a file, and a stop that always ends it. Also the
 environment of the jobs the tests start as processes of their own (`short_job_env`)."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,9 @@ def jars(profile: str) -> list[str]:
 def launch(command: list[str], folder: Path, log_name: str) -> subprocess.Popen:
     """Start a server in `folder`, its output in `folder/log_name`, in a process group of its own."""
     with (folder / log_name).open("ab") as log:
-        return subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
 
 
 def stop(process: subprocess.Popen | None, timeout_s: float = 30) -> None:
@@ -60,6 +62,7 @@ def stop(process: subprocess.Popen | None, timeout_s: float = 30) -> None:
 def wait_ready(process: subprocess.Popen, ready: Callable[[], bool], what: str, log: Path, timeout_s: float) -> None:
     """Wait until `ready()`; if the server exits first, or `timeout_s` passes (then it is stopped), raise an
     error that names its log."""
+
     def up() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}: see {log}")

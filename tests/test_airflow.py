@@ -2,6 +2,7 @@
 airflow`): the folder imports with no error, the task graph is the schedule the docs describe, every task
 submits a job of this repository with options that job accepts, and the daily DAG runs end to end with
 `airflow dags test` against a PostgreSQL metadata database, submitting real Spark jobs on local[2]."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +24,24 @@ ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "spark-submit" / "schedules" / "dags"
 AIRFLOW_BIN = ROOT / ".tools" / "airflow" / "bin"
 SUBMIT_OPTIONS = {"--master", "--deploy-mode", "--image"}
-KUBERNETES = {"fraud_master": "k8s://https://kubernetes.default.svc", "fraud_image": "registry.example/fraud:0.1.0",
-              "fraud_raw": "s3a://bank/raw/", "fraud_label_delay": "1d"}
+KUBERNETES = {
+    "fraud_master": "k8s://https://kubernetes.default.svc",
+    "fraud_image": "registry.example/fraud:0.1.0",
+    "fraud_raw": "s3a://bank/raw/",
+    "fraud_label_delay": "1d",
+}
 
 
 @pytest.fixture(scope="module")
 def dags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The DAG folder as Airflow's DagBag sees it (tests/airflow_probe.py)."""
-    done = subprocess.run([str(AIRFLOW_BIN / "python"), str(ROOT / "tests/airflow_probe.py"), str(DAGS),
-                           json.dumps(KUBERNETES)], capture_output=True, text=True, timeout=300,
-                          env=airflow_env(tmp_path_factory.mktemp("airflow")))
+    done = subprocess.run(
+        [str(AIRFLOW_BIN / "python"), str(ROOT / "tests/airflow_probe.py"), str(DAGS), json.dumps(KUBERNETES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=airflow_env(tmp_path_factory.mktemp("airflow")),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -40,8 +49,13 @@ def dags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def airflow_env(home: Path, **variables: str) -> dict[str, str]:
     """The environment of an Airflow command: its home, the DAG folder, no examples, and Variables as
     AIRFLOW_VAR_* (what a deployment sets in the web UI or with `airflow variables set`)."""
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}",
+    }
     env.update({f"AIRFLOW_VAR_{k.upper()}": v for k, v in variables.items()})
     return servers.short_job_env(env)
 
@@ -55,7 +69,7 @@ def job_invocation(command: str) -> tuple[list[str], str, list[str]]:
     i = 1
     while argv[i] in SUBMIT_OPTIONS:
         i += 2
-    return argv[1:i], argv[i], argv[i + 1:]
+    return argv[1:i], argv[i], argv[i + 1 :]
 
 
 def check_job(job: str, args: list[str]) -> argparse.Namespace:
@@ -74,8 +88,11 @@ def test_the_dag_folder_imports_and_schedules_the_batch_jobs(dags):
     assert all(d["catchup"] is False and d["max_active_runs"] == 1 for d in (daily, maintenance))
     # a chain: a failed cleaning leaves the features and the training undone
     assert {t: (v["upstream"], v["trigger_rule"]) for t, v in daily["tasks"].items()} == {
-        "clean": ([], "all_success"), "features": (["clean"], "all_success"),
-        "retraining_day": (["features"], "all_success"), "train": (["retraining_day"], "all_success")}
+        "clean": ([], "all_success"),
+        "features": (["clean"], "all_success"),
+        "retraining_day": (["features"], "all_success"),
+        "train": (["retraining_day"], "all_success"),
+    }
     assert list(maintenance["tasks"]) == ["maintain"]
     for task in [*daily["tasks"].values(), *maintenance["tasks"].values()]:
         assert task["retries"] == 2 and task["retry_delay_seconds"] == 900
@@ -91,14 +108,21 @@ def test_every_task_submits_a_job_of_the_repository_with_options_it_accepts(dags
         assert check_job(job, args).env == "cluster"
         jobs[task] = (job, args)
         submit, job, args = job_invocation(rendered["command_with_variables"])
-        assert submit == ["--master", KUBERNETES["fraud_master"], "--deploy-mode", "cluster",
-                          "--image", KUBERNETES["fraud_image"]], submit
+        assert submit == [
+            "--master",
+            KUBERNETES["fraud_master"],
+            "--deploy-mode",
+            "cluster",
+            "--image",
+            KUBERNETES["fraud_image"],
+        ], submit
         check_job(job, args)
     assert jobs == {
         "clean": ("jobs/batch/clean.py", ["--env", "cluster", "--input", "s3a://bank-raw/transactions/"]),
         "features": ("jobs/batch/build_features.py", ["--env", "cluster", "--label-delay", "7d"]),
         "train": ("jobs/batch/train.py", ["--env", "cluster", "--latest", "--label-delay", "7d"]),
-        "maintain": ("jobs/batch/maintain.py", ["--env", "cluster"])}
+        "maintain": ("jobs/batch/maintain.py", ["--env", "cluster"]),
+    }
     assert job_invocation(commands["train"]["command_with_variables"])[2][-1] == "1d"
 
 
@@ -113,9 +137,16 @@ def test_the_daily_dag_cleans_and_builds_features_and_skips_training_off_its_wee
 
     raw, lake = tmp_path / "raw", tmp_path / "lake"
     simulate_to_folder(make_spec("handbook", days=4, customers=100, terminals=200), raw)
-    env = airflow_env(tmp_path / "airflow", fraud_home=str(ROOT), fraud_master="local[2]", fraud_deploy_mode="client",
-                      fraud_env="local", fraud_raw=str(raw), fraud_label_delay="1d",
-                      fraud_job_options=f"--lake {lake} --set spark.ui_enabled=false")
+    env = airflow_env(
+        tmp_path / "airflow",
+        fraud_home=str(ROOT),
+        fraud_master="local[2]",
+        fraud_deploy_mode="client",
+        fraud_env="local",
+        fraud_raw=str(raw),
+        fraud_label_delay="1d",
+        fraud_job_options=f"--lake {lake} --set spark.ui_enabled=false",
+    )
     # Airflow's metadata database on PostgreSQL, through psycopg 3 for its sync and its async engine alike;
     # the password reaches libpq through PGPASSWORD (set by the fixture)
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = pg_database
@@ -125,12 +156,21 @@ def test_the_daily_dag_cleans_and_builds_features_and_skips_training_off_its_wee
     migrated = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
     assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-3000:]
     # 2026-11-24 is a Tuesday: the retraining weekday (Monday) is not today
-    run = subprocess.run([airflow, "dags", "test", "fraud_daily", "2026-11-24T02:00:00+00:00"], env=env,
-                         capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    run = subprocess.run(
+        [airflow, "dags", "test", "fraud_daily", "2026-11-24T02:00:00+00:00"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
     with psycopg.connect(pg_database.replace("+psycopg", "")) as connection:
-        states = dict(connection.execute("SELECT task_id, state FROM task_instance WHERE dag_id = 'fraud_daily'").fetchall())
-    assert states == {"clean": "success", "features": "success", "retraining_day": "success", "train": "skipped"}, \
+        states = dict(
+            connection.execute("SELECT task_id, state FROM task_instance WHERE dag_id = 'fraud_daily'").fetchall()
+        )
+    assert states == {"clean": "success", "features": "success", "retraining_day": "success", "train": "skipped"}, (
         run.stdout[-4000:] + run.stderr[-4000:]
+    )
 
     expected = json.loads((raw / "_manifest.json").read_text())["expected_cleaning"]["clean"]
     clean = spark.read.format("delta").load(str(lake / "clean_transactions"))

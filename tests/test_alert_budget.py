@@ -1,5 +1,6 @@
 """The alert budget (jobs/stream/alert_budget.py, models/threshold.py's budget_threshold): the threshold that flags
 at most a share of the recent legitimate transactions."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,15 +32,21 @@ def test_the_budget_threshold_flags_at_most_the_share_of_legitimate_transactions
 
 
 def batch(first_id: int, hour: dt.datetime, scores: list[float], threshold: float) -> pd.DataFrame:
-    return pd.DataFrame({"transaction_id": np.arange(first_id, first_id + len(scores), dtype=np.int64),
-                         "tx_datetime": [hour + dt.timedelta(minutes=i) for i in range(len(scores))],
-                         "score": scores, "decision": [s >= threshold for s in scores]})
+    return pd.DataFrame(
+        {
+            "transaction_id": np.arange(first_id, first_id + len(scores), dtype=np.int64),
+            "tx_datetime": [hour + dt.timedelta(minutes=i) for i in range(len(scores))],
+            "score": scores,
+            "decision": [s >= threshold for s in scores],
+        }
+    )
 
 
 def test_a_micro_batch_is_flagged_at_the_threshold_the_window_and_its_own_scores_give():
     # every transaction counts in full here (their scores are not the model's chances)
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=10,
-                         unflagged_at_score=False)
+    budget = AlertBudget(
+        enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=10, unflagged_at_score=False
+    )
     noon = dt.datetime(2026, 12, 1, 12)
     first = batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], threshold=1)
     assert budget.threshold(0.5) == 0.5, "nothing scored yet: the model's threshold, for the metrics"
@@ -71,7 +78,9 @@ def test_a_micro_batch_is_flagged_at_the_threshold_the_window_and_its_own_scores
     late = batch(16, noon + dt.timedelta(hours=24, minutes=30), [0.05, 0.05, 0.05, 0.05, 0.05], threshold=1)
     budget.observe(late.assign(decision=False))
     assert list(budget.ids) == [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
-    assert budget.threshold(0.5, batch(21, noon + dt.timedelta(hours=25), [0.05], threshold=1)) == 0.6  # 2 of 10: 0.97 and 0.6
+    assert (
+        budget.threshold(0.5, batch(21, noon + dt.timedelta(hours=25), [0.05], threshold=1)) == 0.6
+    )  # 2 of 10: 0.97 and 0.6
 
 
 def test_a_few_payments_flag_at_most_the_whole_part_of_the_budget_never_more():
@@ -86,11 +95,17 @@ def stream_through(budget: AlertBudget, scores: np.ndarray, per_batch: int, seco
     score and decision."""
     start = dt.datetime(2026, 12, 1)
     times = pd.to_datetime(start) + pd.to_timedelta(np.arange(len(scores)) * seconds_apart, unit="s")
-    out = pd.DataFrame({"transaction_id": np.arange(len(scores), dtype=np.int64), "tx_datetime": times,
-                        "score": scores, "model_version": "1"})
+    out = pd.DataFrame(
+        {
+            "transaction_id": np.arange(len(scores), dtype=np.int64),
+            "tx_datetime": times,
+            "score": scores,
+            "model_version": "1",
+        }
+    )
     decisions = []
     for first in range(0, len(out), per_batch):
-        rows = out.iloc[first:first + per_batch]
+        rows = out.iloc[first : first + per_batch]
         threshold = budget.threshold(0.5, rows)
         decided = rows.assign(decision=rows["score"] >= threshold)
         budget.observe(decided)
@@ -98,8 +113,11 @@ def stream_through(budget: AlertBudget, scores: np.ndarray, per_batch: int, seco
     return out.assign(decision=pd.concat(decisions))
 
 
-@pytest.mark.parametrize("per_day, per_batch, hours", [(3_800, 1, 48), (400 * 86_400, 800, 0.25)],
-                         ids=["3800-a-day-one-payment-a-micro-batch", "400-a-second-800-a-micro-batch"])
+@pytest.mark.parametrize(
+    "per_day, per_batch, hours",
+    [(3_800, 1, 48), (400 * 86_400, 800, 0.25)],
+    ids=["3800-a-day-one-payment-a-micro-batch", "400-a-second-800-a-micro-batch"],
+)
 def test_the_budget_holds_from_the_first_hour_at_any_traffic(per_day, per_batch, hours):
     """Legitimate payments whose scores the model's own threshold (0.5) flags at 8.7%, as on the demo's live
     days: the budget of 4.5% holds from the first hour, at a branch's traffic as at the bank's."""
@@ -115,8 +133,9 @@ def test_the_budget_holds_from_the_first_hour_at_any_traffic(per_day, per_batch,
     step = "1h" if hours > 1 else "5min"
     shares = decided.set_index("tx_datetime")["decision"].resample(step).mean()
     assert decided["decision"].sum() > 0, "the budget flags, it does not only stay silent"
-    assert shares.max() <= 0.045 + 3 * np.sqrt(0.045 * 0.955 / decided.set_index("tx_datetime")["decision"]
-                                                 .resample(step).count().min()), shares.to_dict()
+    assert shares.max() <= 0.045 + 3 * np.sqrt(
+        0.045 * 0.955 / decided.set_index("tx_datetime")["decision"].resample(step).count().min()
+    ), shares.to_dict()
     # overall within sampling noise of the budget (the threshold moves between micro-batches), and the bank's 5%
     assert decided["decision"].mean() <= min(0.045 + 3 * np.sqrt(0.045 * 0.955 / n), MAX_FPR)
 
@@ -127,14 +146,33 @@ def test_a_budget_that_is_off_keeps_the_model_threshold():
     assert budget.threshold(0.5) == 0.5 and budget.current is None
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("stream.alert_budget.fpr", 0.2, r"stream.alert_budget.fpr: expected a share above 0 and at most the bank's 0.05, found 0.2"),
-    ("stream.alert_budget.fpr", 0, r"stream.alert_budget.fpr: .* found 0"),
-    ("stream.alert_budget.window_hours", 0, r"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, found 0"),
-    ("stream.alert_budget.enabled", "yes", r"stream.alert_budget.enabled: expected true or false, found 'yes'"),
-    ("stream.alert_budget.pending_at_precision", 1, r"stream.alert_budget.pending_at_precision: expected true or false, found 1"),
-    ("stream.blocked_card_days", 0, r"stream.blocked_card_days: expected a whole number of days of 1 or more, found 0"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "stream.alert_budget.fpr",
+            0.2,
+            r"stream.alert_budget.fpr: expected a share above 0 and at most the bank's 0.05, found 0.2",
+        ),
+        ("stream.alert_budget.fpr", 0, r"stream.alert_budget.fpr: .* found 0"),
+        (
+            "stream.alert_budget.window_hours",
+            0,
+            r"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, found 0",
+        ),
+        ("stream.alert_budget.enabled", "yes", r"stream.alert_budget.enabled: expected true or false, found 'yes'"),
+        (
+            "stream.alert_budget.pending_at_precision",
+            1,
+            r"stream.alert_budget.pending_at_precision: expected true or false, found 1",
+        ),
+        (
+            "stream.blocked_card_days",
+            0,
+            r"stream.blocked_card_days: expected a whole number of days of 1 or more, found 0",
+        ),
+    ],
+)
 def test_budget_options_are_checked(key, value, message):
     with pytest.raises(ConfigError, match=message):
         AlertBudget.from_config(load_config("local", {key: value}))
@@ -178,8 +216,7 @@ def test_a_blocked_card_is_forgotten_blocked_card_days_after_its_block():
     assert len(cards) == 0
 
     # in the budget: the card's payments after that time count as legitimate again
-    budget = AlertBudget(enabled=True, fpr=0.25, window=dt.timedelta(hours=24),
-                         blocked=BlockedCards(days=1))
+    budget = AlertBudget(enabled=True, fpr=0.25, window=dt.timedelta(hours=24), blocked=BlockedCards(days=1))
     noon = dt.datetime(2026, 12, 1, 12)
     budget.observe(batch(1, noon, [0.1, 0.2], threshold=0.9).assign(customer_id=[10, 11]))
     budget.label(pd.DataFrame({"transaction_id": [1], "tx_fraud": [1], "customer_id": [10]}))
@@ -192,10 +229,16 @@ def test_a_blocked_card_is_forgotten_blocked_card_days_after_its_block():
 def test_a_restart_takes_the_cards_of_the_frauds_confirmed_in_blocked_card_days_from_labels(spark, make_cfg):
     cfg = make_cfg()
     t = dt.datetime(2018, 5, 30, 10)
-    labels = pd.DataFrame([  # id, card, label, its transaction's time, batch, offset
-        (1, 7, 1, t, 1, 0), (2, 8, 1, t - dt.timedelta(days=3), 1, 1),  # card 8's fraud is older than 2 days
-        (3, 9, 1, t, 1, 2), (3, 9, 0, t, 2, 3),  # corrected to genuine: card 9 is not blocked
-        (4, 10, 0, t, 2, 4)], columns=["transaction_id", "customer_id", "tx_fraud", "tx_datetime", "batch_id", "offset"])
+    labels = pd.DataFrame(
+        [  # id, card, label, its transaction's time, batch, offset
+            (1, 7, 1, t, 1, 0),
+            (2, 8, 1, t - dt.timedelta(days=3), 1, 1),  # card 8's fraud is older than 2 days
+            (3, 9, 1, t, 1, 2),
+            (3, 9, 0, t, 2, 3),  # corrected to genuine: card 9 is not blocked
+            (4, 10, 0, t, 2, 4),
+        ],
+        columns=["transaction_id", "customer_id", "tx_fraud", "tx_datetime", "batch_id", "offset"],
+    )
     labels["labelled_at"] = t
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
     assert confirmed_cards(spark, cfg.table_path("labels"), days=2) == [7]
@@ -205,17 +248,29 @@ def test_a_restart_takes_the_cards_of_the_frauds_confirmed_in_blocked_card_days_
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_a_restart_fills_the_window_from_scores_and_labels_whether_the_budget_moves_the_threshold_or_not(
-        spark, make_cfg, enabled):
+    spark, make_cfg, enabled
+):
     cfg = make_cfg()
     noon = dt.datetime(2026, 12, 1, 12)
     scores = batch(1, noon - dt.timedelta(hours=30), [0.1], threshold=0.5)  # older than the 24 h window
     scores = pd.concat([scores, batch(2, noon, [0.1 * i for i in range(1, 10)], threshold=0.75)], ignore_index=True)
-    scores = scores.assign(customer_id=scores["transaction_id"] + 100, model_version="1",
-                           alert_reason=np.where(scores["decision"], "score", None),
-                           tx_date=scores["tx_datetime"].dt.date)
+    scores = scores.assign(
+        customer_id=scores["transaction_id"] + 100,
+        model_version="1",
+        alert_reason=np.where(scores["decision"], "score", None),
+        tx_date=scores["tx_datetime"].dt.date,
+    )
     spark.createDataFrame(scores).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
-    labels = pd.DataFrame({"transaction_id": [10, 9], "tx_fraud": [1, 0], "customer_id": [109, 108],
-                           "batch_id": [1, 1], "offset": [0, 1], "labelled_at": noon})
+    labels = pd.DataFrame(
+        {
+            "transaction_id": [10, 9],
+            "tx_fraud": [1, 0],
+            "customer_id": [109, 108],
+            "batch_id": [1, 1],
+            "offset": [0, 1],
+            "labelled_at": noon,
+        }
+    )
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
     budget = AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24), unflagged_at_score=False)
     newest = newest_scored(spark, cfg.table_path("scores"))
@@ -226,20 +281,27 @@ def test_a_restart_fills_the_window_from_scores_and_labels_whether_the_budget_mo
     # the next micro-batch, one payment at 0.05: 2 of the 9 legitimate at 0.25
     following = batch(11, noon + dt.timedelta(minutes=30), [0.05], threshold=1).assign(model_version="1")
     assert budget.threshold(0.75, following) == pytest.approx(0.7 if enabled else 0.75)
-    assert AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24)).fill(
-        spark, cfg.table_path("scores"), cfg.table_path("labels"), [], None) == 0  # nothing scored yet
+    assert (
+        AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24)).fill(
+            spark, cfg.table_path("scores"), cfg.table_path("labels"), [], None
+        )
+        == 0
+    )  # nothing scored yet
 
 
 def test_a_new_model_gets_a_threshold_from_its_own_scores():
-    budget = AlertBudget(enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=5,
-                         unflagged_at_score=False)
+    budget = AlertBudget(
+        enabled=True, fpr=0.2, window=dt.timedelta(hours=24), evidence_transactions=5, unflagged_at_score=False
+    )
     noon = dt.datetime(2026, 12, 1, 12)
     first = batch(1, noon, [0.1, 0.2, 0.3, 0.4, 0.5], threshold=0.5).assign(model_version="1")
     assert budget.threshold(0.5, first) == 0.5  # 5 legitimate of model 1: one may be flagged
     budget.observe(first)
     # the retrained model scores on another scale: its threshold comes from its own scores alone, not from
     # model 1's (which would flag none of these)
-    second = batch(6, noon + dt.timedelta(hours=1), [0.01, 0.02, 0.03, 0.04, 0.05], threshold=1).assign(model_version="2")
+    second = batch(6, noon + dt.timedelta(hours=1), [0.01, 0.02, 0.03, 0.04, 0.05], threshold=1).assign(
+        model_version="2"
+    )
     assert budget.threshold(0.04, second) == 0.05
     budget.observe(second.assign(decision=second["score"] >= 0.05))
     assert budget.spent() == pytest.approx(2 / 10)  # the share spent counts every decision of the window
@@ -268,8 +330,13 @@ def test_alerts_awaiting_review_count_at_the_share_of_reviewed_alerts_found_genu
     scores = [0.01 * i for i in range(1, 17)] + [0.9, 0.91, 0.92, 0.93]  # 20 transactions, the top 4 flagged
 
     def budget(pending_at_precision: bool) -> AlertBudget:
-        made = AlertBudget(enabled=True, fpr=0.15, window=dt.timedelta(hours=24),
-                           pending_at_precision=pending_at_precision, unflagged_at_score=False)
+        made = AlertBudget(
+            enabled=True,
+            fpr=0.15,
+            window=dt.timedelta(hours=24),
+            pending_at_precision=pending_at_precision,
+            unflagged_at_score=False,
+        )
         made.observe(batch(1, noon, scores, threshold=0.9))
         # the first two alerts are reviewed: one fraud, one genuine (precision 1/2); the last two wait
         made.label(pd.DataFrame({"transaction_id": [17, 18], "tx_fraud": [1, 0]}))
@@ -303,9 +370,14 @@ def test_frauds_the_stream_did_not_flag_take_little_of_the_budget_s_room():
     noon = dt.datetime(2026, 12, 1, 12)
     legit = rng.uniform(0.0005, 0.02, 940)
     frauds = rng.uniform(0.97, 0.999, 60)
-    first = pd.DataFrame({"transaction_id": np.arange(1000, dtype=np.int64),
-                          "tx_datetime": [noon + dt.timedelta(seconds=3 * i) for i in range(1000)],
-                          "score": np.concatenate([legit, frauds]), "model_version": "1"})
+    first = pd.DataFrame(
+        {
+            "transaction_id": np.arange(1000, dtype=np.int64),
+            "tx_datetime": [noon + dt.timedelta(seconds=3 * i) for i in range(1000)],
+            "score": np.concatenate([legit, frauds]),
+            "model_version": "1",
+        }
+    )
     following = batch(5000, noon + dt.timedelta(hours=1), [0.01], threshold=1).assign(model_version="1")
     flagged_share = {}
     for at_score in (True, False):

@@ -1,6 +1,7 @@
 """`fraud backtest` end to end on a small simulation: its report agrees with the tables it was measured from,
 and the feedback loop keeps its promises (every alert reviewed, missed frauds disputed, no label before
 its transaction was scored)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,16 +20,40 @@ pytestmark = pytest.mark.integration
 
 def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
     work = tmp_path / "work"
-    args = ["--cards", "200", "--terminals", "100", "--history-days", "22", "--replay-days", "1", "--step", "12h",
-            "--reviews", "oracle", "--review-delay", "1h", "--dispute-delay", "6h", "--work", str(work), "--no-save", "--no-progress"]
+    args = [
+        "--cards",
+        "200",
+        "--terminals",
+        "100",
+        "--history-days",
+        "22",
+        "--replay-days",
+        "1",
+        "--step",
+        "12h",
+        "--reviews",
+        "oracle",
+        "--review-delay",
+        "1h",
+        "--dispute-delay",
+        "6h",
+        "--work",
+        str(work),
+        "--no-save",
+        "--no-progress",
+    ]
     assert backtest.main(args) == 0
     report = json.loads(capsys.readouterr().out)  # stdout holds the report only
 
     spec = make_spec("otus", customers=200, terminals=100, days=23)
     replay_start, replay_end = dt.datetime(2019, 9, 13), dt.datetime(2019, 9, 14)  # otus starts on 2019-08-22
-    simulated = pd.DataFrame([(int(f[0]), dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S"), int(f[2]), f[7] == "1",
-                               int(f[3]), int(f[8])) for f in (line.split(",") for line in simulated_lines(spec))],
-                             columns=["transaction_id", "tx_datetime", "customer_id", "fraud", "terminal", "scenario"])
+    simulated = pd.DataFrame(
+        [
+            (int(f[0]), dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S"), int(f[2]), f[7] == "1", int(f[3]), int(f[8]))
+            for f in (line.split(",") for line in simulated_lines(spec))
+        ],
+        columns=["transaction_id", "tx_datetime", "customer_id", "fraud", "terminal", "scenario"],
+    )
     replayed = simulated[simulated["tx_datetime"] >= replay_start]
     scores = spark.read.format("delta").load(str(work / "lake/scores")).toPandas()
     assert sorted(scores["transaction_id"]) == sorted(replayed["transaction_id"])  # every transaction scored, once
@@ -38,17 +63,33 @@ def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
     # replay's alerted ones 1 h after it (the review), the others 6 h after it (the dispute), within the replay
     history = simulated[(simulated["tx_datetime"] < replay_start) & simulated["fraud"]]
     frauds = frame[frame["fraud"]]
-    confirmed = pd.concat([
-        pd.Series((history["tx_datetime"] + pd.Timedelta(hours=1)).to_numpy(), index=history["customer_id"]),
-        pd.Series((frauds["tx_datetime"] + pd.to_timedelta(frauds["decision"].map({True: 1, False: 6}), unit="h")).to_numpy(),
-                  index=frauds["customer_id"])])
+    confirmed = pd.concat(
+        [
+            pd.Series((history["tx_datetime"] + pd.Timedelta(hours=1)).to_numpy(), index=history["customer_id"]),
+            pd.Series(
+                (
+                    frauds["tx_datetime"] + pd.to_timedelta(frauds["decision"].map({True: 1, False: 6}), unit="h")
+                ).to_numpy(),
+                index=frauds["customer_id"],
+            ),
+        ]
+    )
     first = confirmed[confirmed < replay_end].groupby(level=0).min()
     blocked = frame["tx_datetime"] > frame["customer_id"].map(first)
 
     def recomputed(part: pd.DataFrame) -> tuple[int, int, int, float | None, float]:
         frauds, genuine = int(part["fraud"].sum()), int((~part["fraud"]).sum())
-        caught, false_alerts = int((part["decision"] & part["fraud"]).sum()), int((part["decision"] & ~part["fraud"]).sum())
-        return frauds, caught, false_alerts, round(caught / frauds, 4) if frauds else None, round(false_alerts / genuine, 4)
+        caught, false_alerts = (
+            int((part["decision"] & part["fraud"]).sum()),
+            int((part["decision"] & ~part["fraud"]).sum()),
+        )
+        return (
+            frauds,
+            caught,
+            false_alerts,
+            round(caught / frauds, 4) if frauds else None,
+            round(false_alerts / genuine, 4),
+        )
 
     def reported(figures: dict) -> tuple[int, int, int, float, float]:
         return tuple(figures[k] for k in ("frauds", "frauds_alerted", "false_alerts", "recall", "fpr"))
@@ -60,31 +101,45 @@ def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
     assert report["weeks"] == {"week_1": report["overall"]} and report["settled_weeks"] is None
     knew = report["what_the_loop_knew"]
     missed_at_terminals = report["frauds_by_scenario"].get("scenario_2", {}).get("missed", 0)
-    assert sum(sum(kinds.values()) for kinds in knew["missed_compromised_terminal_frauds_by_week"].values()) == \
-        missed_at_terminals
+    assert (
+        sum(sum(kinds.values()) for kinds in knew["missed_compromised_terminal_frauds_by_week"].values())
+        == missed_at_terminals
+    )
     at_terminals = simulated[simulated["fraud"] & (simulated["scenario"] == 2)]
-    before = at_terminals[(at_terminals["tx_datetime"] < replay_start)
-                          & (at_terminals["tx_datetime"] >= replay_start - dt.timedelta(days=28))]
-    compromised_in_replay = set(at_terminals.loc[at_terminals["tx_datetime"] >= replay_start, "terminal"]) - set(before["terminal"])
+    before = at_terminals[
+        (at_terminals["tx_datetime"] < replay_start)
+        & (at_terminals["tx_datetime"] >= replay_start - dt.timedelta(days=28))
+    ]
+    compromised_in_replay = set(at_terminals.loc[at_terminals["tx_datetime"] >= replay_start, "terminal"]) - set(
+        before["terminal"]
+    )
     assert knew["first_confirmation_hours"]["terminals"] == len(compromised_in_replay)
     assert knew["alerts_a_day"] == round(float(frame["decision"].sum()), 1)
     assert report["simulation"]["replayed_transactions"] == len(frame) and report["loop"]["steps"] == 2
     offline = report["offline_same_days"]
-    assert offline["scored"] == len(frame) and offline["overall"]["transactions"] + offline["blocked_card_transactions"] == len(frame)
+    assert offline["scored"] == len(frame) and offline["overall"]["transactions"] + offline[
+        "blocked_card_transactions"
+    ] == len(frame)
 
     # every alert reviewed, every missed fraud disputed
     loop = report["loop"]
     assert loop["alerts_reviewed"] == int(frame["decision"].sum())
     assert loop["frauds_missed_and_disputed"] == int((frame["fraud"] & ~frame["decision"]).sum())
     labels = spark.read.format("delta").load(str(work / "lake/labels")).toPandas()
-    assert len(labels) == loop["labels_sent"] > 0 and loop["labels_sent"] + loop["labels_pending_at_the_end"] == \
-        loop["alerts_reviewed"] + loop["frauds_missed_and_disputed"]
+    assert (
+        len(labels) == loop["labels_sent"] > 0
+        and loop["labels_sent"] + loop["labels_pending_at_the_end"]
+        == loop["alerts_reviewed"] + loop["frauds_missed_and_disputed"]
+    )
     truth = dict(zip(frame["transaction_id"], frame["fraud"].astype(int)))
     assert (labels["tx_fraud"] == labels["transaction_id"].map(truth)).all()
     # a label is sent after its transaction was scored
     scored_at = labels["transaction_id"].map(dict(zip(frame["transaction_id"], frame["scored_at"])))
     assert (pd.to_datetime(labels["labelled_at"]) >= pd.to_datetime(scored_at)).all()
-    assert report["model"]["threshold_rule"].startswith("highest recall") and "FPR <= 0.05" in report["model"]["threshold_rule"]
+    assert (
+        report["model"]["threshold_rule"].startswith("highest recall")
+        and "FPR <= 0.05" in report["model"]["threshold_rule"]
+    )
 
 
 def test_wrong_options_are_clear_errors():
@@ -125,37 +180,75 @@ def test_reissued_cards_pay_with_new_ids_from_the_step_after_the_block(spark, tm
     review or dispute is due), the cardholder pays with a new card id, with no history in the stream, from the
     next step on; the stolen card's frauds (scenario 3) are declined; the figures count what was sent."""
     work = tmp_path / "work"
-    args = ["--cards", "200", "--terminals", "100", "--history-days", "22", "--replay-days", "1", "--step", "6h",
-            "--reviews", "oracle", "--review-delay", "1h", "--dispute-delay", "6h", "--reissue-cards", "--work", str(work), "--no-save",
-            "--no-progress"]
+    args = [
+        "--cards",
+        "200",
+        "--terminals",
+        "100",
+        "--history-days",
+        "22",
+        "--replay-days",
+        "1",
+        "--step",
+        "6h",
+        "--reviews",
+        "oracle",
+        "--review-delay",
+        "1h",
+        "--dispute-delay",
+        "6h",
+        "--reissue-cards",
+        "--work",
+        str(work),
+        "--no-save",
+        "--no-progress",
+    ]
     assert backtest.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     loop = report["loop"]
 
     spec = make_spec("otus", customers=200, terminals=100, days=23)
     replay_start = dt.datetime(2019, 9, 13)
-    simulated = pd.DataFrame([(int(f[0]), dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S"), int(f[2]), f[7] == "1",
-                               int(f[8])) for f in (line.split(",") for line in simulated_lines(spec))],
-                             columns=["transaction_id", "tx_datetime", "holder", "fraud", "scenario"])
+    simulated = pd.DataFrame(
+        [
+            (int(f[0]), dt.datetime.strptime(f[1], "%Y-%m-%d %H:%M:%S"), int(f[2]), f[7] == "1", int(f[8]))
+            for f in (line.split(",") for line in simulated_lines(spec))
+        ],
+        columns=["transaction_id", "tx_datetime", "holder", "fraud", "scenario"],
+    )
     replayed = simulated[simulated["tx_datetime"] >= replay_start]
     scores = spark.read.format("delta").load(str(work / "lake/scores")).toPandas()
-    sent = replayed.merge(scores[["transaction_id", "customer_id", "decision", "card_tx_count_30d"]], on="transaction_id")
+    sent = replayed.merge(
+        scores[["transaction_id", "customer_id", "decision", "card_tx_count_30d"]], on="transaction_id"
+    )
     assert len(scores) + loop["declined_on_reissued_cards"] == len(replayed)  # every payment scored or declined
     new = sent[sent["customer_id"] != sent["holder"]]
     assert loop["cards_reissued"] > 0 and len(new) > 0 and (new["customer_id"] > 199).all()
     # a holder's new card is used only after one of their frauds was confirmed: the history's 1 h after it
     history = simulated[(simulated["tx_datetime"] < replay_start) & simulated["fraud"]]
     frauds = sent[sent["fraud"]]
-    confirmed = pd.concat([
-        pd.Series((history["tx_datetime"] + pd.Timedelta(hours=1)).to_numpy(), index=history["holder"]),
-        pd.Series((frauds["tx_datetime"] + pd.to_timedelta(frauds["decision"].map({True: 1, False: 6}), unit="h")).to_numpy(),
-                  index=frauds["holder"])]).groupby(level=0).min()
+    confirmed = (
+        pd.concat(
+            [
+                pd.Series((history["tx_datetime"] + pd.Timedelta(hours=1)).to_numpy(), index=history["holder"]),
+                pd.Series(
+                    (
+                        frauds["tx_datetime"] + pd.to_timedelta(frauds["decision"].map({True: 1, False: 6}), unit="h")
+                    ).to_numpy(),
+                    index=frauds["holder"],
+                ),
+            ]
+        )
+        .groupby(level=0)
+        .min()
+    )
     assert (new["tx_datetime"] >= new["holder"].map(confirmed)).all()
     # and from the first step after it on, every payment of theirs is with a new card (steps of 6 hours)
     step_after = (new["holder"].map(confirmed) - replay_start).dt.total_seconds().floordiv(6 * 3600).add(1) * 6
     old = sent[(sent["customer_id"] == sent["holder"]) & sent["holder"].isin(new["holder"])]
-    old_after = (old["tx_datetime"] - replay_start).dt.total_seconds() / 3600 >= \
-        old["holder"].map(dict(zip(new["holder"], step_after)))
+    old_after = (old["tx_datetime"] - replay_start).dt.total_seconds() / 3600 >= old["holder"].map(
+        dict(zip(new["holder"], step_after))
+    )
     assert not old_after.any()
     # a stolen card's frauds are declined once it is blocked; on a new card only a theft that began after the
     # reissue pays (a compromise: a holder's scenario-3 frauds within 14 days of its first)
@@ -182,14 +275,32 @@ def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_pa
     """--input: the bank's raw files (here simulated, with the bank's defects) instead of a simulation; their
     last day is replayed, the 22 before are the history. --retrain-every 12h: halfway through the replayed
     day, `fraud train --latest` on the loop's labels, and the stream scores with the champion from then on."""
-    from jobs.simulation.simulate import simulate_to_folder
     from jobs.simulation.rawfiles import DefectRates
+    from jobs.simulation.simulate import simulate_to_folder
 
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("otus", customers=200, terminals=100, days=23, seed=3), raw, DefectRates())
     work = tmp_path / "work"
-    args = ["--input", str(raw), "--replay-days", "1", "--step", "6h", "--retrain-every", "12h",
-            "--reviews", "oracle", "--review-delay", "1h", "--dispute-delay", "6h", "--work", str(work), "--no-save", "--no-progress"]
+    args = [
+        "--input",
+        str(raw),
+        "--replay-days",
+        "1",
+        "--step",
+        "6h",
+        "--retrain-every",
+        "12h",
+        "--reviews",
+        "oracle",
+        "--review-delay",
+        "1h",
+        "--dispute-delay",
+        "6h",
+        "--work",
+        str(work),
+        "--no-save",
+        "--no-progress",
+    ]
     assert backtest.main(args) == 0
     report = json.loads(capsys.readouterr().out)
 
@@ -203,18 +314,30 @@ def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_pa
     day = frame[frame["tx_datetime"] >= replay_start]
 
     def readable(f: list[str]) -> bool:
-        return (len(f) == 9 and f[7] in ("0", "1") and f[8] in "0123" and len(f[8]) == 1
-                and all(f[i].lstrip("-").isdigit() for i in (0, 2, 3))
-                and not pd.isna(pd.to_datetime(f[1], format="%Y-%m-%d %H:%M:%S", errors="coerce")))
+        return (
+            len(f) == 9
+            and f[7] in ("0", "1")
+            and f[8] in "0123"
+            and len(f[8]) == 1
+            and all(f[i].lstrip("-").isdigit() for i in (0, 2, 3))
+            and not pd.isna(pd.to_datetime(f[1], format="%Y-%m-%d %H:%M:%S", errors="coerce"))
+        )
 
     ok = day[day["fields"].map(readable)]
-    truth = pd.DataFrame({"transaction_id": [int(f[0]) for f in ok["fields"]], "fraud": [f[7] == "1" for f in ok["fields"]],
-                          "tx_datetime": ok["tx_datetime"].to_numpy()}).drop_duplicates("transaction_id")
+    truth = pd.DataFrame(
+        {
+            "transaction_id": [int(f[0]) for f in ok["fields"]],
+            "fraud": [f[7] == "1" for f in ok["fields"]],
+            "tx_datetime": ok["tx_datetime"].to_numpy(),
+        }
+    ).drop_duplicates("transaction_id")
     assert len(day) > len(ok) > 0, "the day holds some of the bank's defects"
     assert report["input"]["replayed_transactions"] == len(truth)
     assert report["loop"]["transactions_sent"] == len(day)  # the unreadable lines and the duplicates too
     assert report["input"]["unreadable_replayed_lines"] == len(day) - len(ok)
-    assert report["input"]["history"] == ["2019-08-22", "2019-09-12"] and report["input"]["replay"] == ["2019-09-13"] * 2
+    assert (
+        report["input"]["history"] == ["2019-08-22", "2019-09-12"] and report["input"]["replay"] == ["2019-09-13"] * 2
+    )
 
     # every readable transaction scored or a dead letter, once; the figures are the scores' against the files' labels
     scores = spark.read.format("delta").load(str(work / "lake/scores")).toPandas()
@@ -237,7 +360,9 @@ def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_pa
     due = frauds["tx_datetime"] + pd.to_timedelta(frauds["decision"].map({True: 1, False: 6}), unit="h")
     assert retrained["replayed_frauds_known"] == int((due <= noon).sum())
     assert retrained["replayed_frauds"] == int((frauds["tx_datetime"] < noon).sum())
-    lake = spark.read.format("delta").load(str(next((work / "retraining").glob("2019-09-13T1200")) / "lake/clean_transactions"))
+    lake = spark.read.format("delta").load(
+        str(next((work / "retraining").glob("2019-09-13T1200")) / "lake/clean_transactions")
+    )
     known = lake.where("tx_date = '2019-09-13' AND tx_fraud = 1").select("transaction_id").toPandas()
     assert set(known["transaction_id"]) == set(frauds.loc[(due <= noon).to_numpy(), "transaction_id"])
     # the stream scored with version 1 before noon and with the champion after it
@@ -245,7 +370,9 @@ def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_pa
     assert retrained["version"] == "2"
     assert set(judged.loc[judged["tx_datetime"] < noon, "model_version"]) == {"1"}
     assert set(judged.loc[judged["tx_datetime"] >= noon, "model_version"]) == {after}
-    assert report["model_versions_by_day"]["2019-09-13"] == judged["model_version"].value_counts().sort_index().to_dict()
+    assert (
+        report["model_versions_by_day"]["2019-09-13"] == judged["model_version"].value_counts().sort_index().to_dict()
+    )
 
 
 def test_the_command_names_the_reviews_preset_and_the_options_a_run_gave_and_makes_the_same_loop_again():
@@ -259,17 +386,41 @@ def test_the_command_names_the_reviews_preset_and_the_options_a_run_gave_and_mak
     assert (loop.dispute, loop.disputes.spread) == (dt.timedelta(days=1), dt.timedelta(days=29))
     oracle = backtest.loop_from_args(parser.parse_args(["--reviews", "oracle"]))
     assert oracle.reviews.oracle and oracle.dispute == dt.timedelta(days=7) and oracle.disputes.share == 1.0
-    args = parser.parse_args(["--reviews", "oracle", "--review-capacity", "500", "--review-hours", "8-20",
-                              "--review-wrong", "0.05", "--dispute-share", "0.8", "--dispute-spread", "14d"])
+    args = parser.parse_args(
+        [
+            "--reviews",
+            "oracle",
+            "--review-capacity",
+            "500",
+            "--review-hours",
+            "8-20",
+            "--review-wrong",
+            "0.05",
+            "--dispute-share",
+            "0.8",
+            "--dispute-spread",
+            "14d",
+        ]
+    )
     command = backtest.command(args)
-    for option in ("--reviews oracle", "--review-capacity 500", "--review-hours 8-20", "--review-wrong 0.05",
-                   "--dispute-share 0.8", "--dispute-spread 14d"):
+    for option in (
+        "--reviews oracle",
+        "--review-capacity 500",
+        "--review-hours 8-20",
+        "--review-wrong 0.05",
+        "--dispute-share 0.8",
+        "--dispute-spread 14d",
+    ):
         assert option in command, command
     again = parser.parse_args(command.split()[2:])
     assert backtest.loop_from_args(again) == backtest.loop_from_args(args)
-    assert backtest.loop_from_args(args).reviews.hours == (8, 20) and backtest.loop_from_args(args).reviews.capacity == 500
+    assert (
+        backtest.loop_from_args(args).reviews.hours == (8, 20) and backtest.loop_from_args(args).reviews.capacity == 500
+    )
     assert not backtest.loop_from_args(args).reviews.oracle
-    with pytest.raises(FraudError, match=r"--review-capacity: expected a whole number of reviews a day or none, found 'many'"):
+    with pytest.raises(
+        FraudError, match=r"--review-capacity: expected a whole number of reviews a day or none, found 'many'"
+    ):
         backtest.loop_from_args(parser.parse_args(["--review-capacity", "many"]))
 
 
@@ -277,15 +428,23 @@ def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_h
     def week(recall: float, fpr: float) -> dict:
         return {"recall": recall, "fpr": fpr, "meets_requirement": recall > 0.98 and fpr <= 0.05, "frauds": 100}
 
-    made = {1: [week(0.99, 0.03), week(0.995, 0.04)], 2: [week(0.97, 0.03), week(0.999, 0.045)],
-            3: [week(0.985, 0.02), week(0.99, 0.051)]}
+    made = {
+        1: [week(0.99, 0.03), week(0.995, 0.04)],
+        2: [week(0.97, 0.03), week(0.999, 0.045)],
+        3: [week(0.985, 0.02), week(0.99, 0.051)],
+    }
     replayed: list[tuple[int, str]] = []
 
     def replay_once(args):
         replayed.append((args.seed, args.name))
         weeks = {f"week_{i + 1}": w for i, w in enumerate(made[args.seed])}
-        return {"overall": week(0.99, 0.03), "settled_weeks": weeks["week_2"], "weeks": weeks,
-                "what_the_loop_knew": {"first_confirmation_hours": {"terminals": args.seed}}, "command": "c"}
+        return {
+            "overall": week(0.99, 0.03),
+            "settled_weeks": weeks["week_2"],
+            "weeks": weeks,
+            "what_the_loop_knew": {"first_confirmation_hours": {"terminals": args.seed}},
+            "command": "c",
+        }
 
     monkeypatch.setattr(backtest, "replay_once", replay_once)
     monkeypatch.setattr(backtest, "RESULTS", tmp_path)
@@ -295,8 +454,13 @@ def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_h
     assert replayed == [(1, "spread_seed1"), (2, "spread_seed2"), (3, "spread_seed3")]
     report = __import__("json").loads((tmp_path / "spread.json").read_text())
     assert report["command"].startswith("fraud backtest ") and "--seeds 1-3" in report["command"]
-    assert report["weeks"]["week_1"] == {"seeds": 3, "median_recall": 0.985, "worst_recall": 0.97, "highest_fpr": 0.03,
-                                         "seeds_meeting": 2}
+    assert report["weeks"]["week_1"] == {
+        "seeds": 3,
+        "median_recall": 0.985,
+        "worst_recall": 0.97,
+        "highest_fpr": 0.03,
+        "seeds_meeting": 2,
+    }
     assert report["weeks"]["week_2"]["seeds_meeting"] == 2 and report["weeks"]["week_2"]["highest_fpr"] == 0.051
     assert report["seeds_meeting_it_every_week"] == 1 and report["of_seeds"] == 3  # seed 1 alone
     assert report["seeds"]["2"]["file"] == "spread_seed2.json" and report["seeds"]["3"]["new_compromises"] == 3
@@ -310,6 +474,9 @@ def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_h
     assert backtest.execute(parser.parse_args(["--seeds", "1-3", "--name", "spread", "--reuse-seeds"])) == 0
     assert replayed == [(1, "spread_seed1"), (3, "spread_seed3")]
     assert json.loads((tmp_path / "spread.json").read_text())["seeds"]["2"]["run"]["commit"] == "abc"
-    for wrong, message in (("1-x", "expected FIRST-LAST or a comma-separated list"), ("2,2", "expected distinct seeds")):
+    for wrong, message in (
+        ("1-x", "expected FIRST-LAST or a comma-separated list"),
+        ("2,2", "expected distinct seeds"),
+    ):
         with pytest.raises(FraudError, match=f"--seeds: {message}"):
             backtest.parse_seeds(wrong)

@@ -1,4 +1,5 @@
 """Options and inputs checked before Spark starts: the command fails in seconds, naming the key or path."""
+
 from __future__ import annotations
 
 import subprocess
@@ -27,13 +28,24 @@ def test_a_trigger_interval_spark_refuses_names_the_key_and_the_value(value):
         check_stream_config(cfg)
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("stream.metrics_port", 70000, r"stream.metrics_port: expected a whole number from 0 to 65535, found 70000"),
-    ("kafka.max_offsets_per_trigger", 0, r"kafka.max_offsets_per_trigger: expected a whole number of 1 or more, found 0"),
-    ("kafka.fetch_max_wait_ms", -1, r"kafka.fetch_max_wait_ms: expected a whole number from 0 to 60000, found -1"),
-    ("stream.state_ttl_days", "x", r"stream.state_ttl_days: expected a whole number of 1 or more, found 'x'"),
-    ("kafka.starting_offsets", "oldest", r"kafka.starting_offsets: expected 'earliest', 'latest' or .*, found 'oldest'"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("stream.metrics_port", 70000, r"stream.metrics_port: expected a whole number from 0 to 65535, found 70000"),
+        (
+            "kafka.max_offsets_per_trigger",
+            0,
+            r"kafka.max_offsets_per_trigger: expected a whole number of 1 or more, found 0",
+        ),
+        ("kafka.fetch_max_wait_ms", -1, r"kafka.fetch_max_wait_ms: expected a whole number from 0 to 60000, found -1"),
+        ("stream.state_ttl_days", "x", r"stream.state_ttl_days: expected a whole number of 1 or more, found 'x'"),
+        (
+            "kafka.starting_offsets",
+            "oldest",
+            r"kafka.starting_offsets: expected 'earliest', 'latest' or .*, found 'oldest'",
+        ),
+    ],
+)
 def test_stream_keys_are_checked(key, value, message):
     with pytest.raises(ConfigError, match=message):
         check_stream_config(load_config("local", {key: value}))
@@ -47,12 +59,17 @@ def test_a_missing_local_input_is_named(tmp_path):
     assert check_input("s3a://bucket/raw") == "s3a://bucket/raw"  # checked by the job, on its own file system
 
 
-@pytest.mark.parametrize("argv", [["stream", "--set", "stream.trigger_interval=abc"],
-                                  ["clean", "--input", "/no/such/file"]])
+@pytest.mark.parametrize(
+    "argv", [["stream", "--set", "stream.trigger_interval=abc"], ["clean", "--input", "/no/such/file"]]
+)
 def test_the_commands_fail_before_spark_starts(argv):
-    done = subprocess.run([sys.executable, "-m", "jobs.cli", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2, done.stderr
     # no JVM was started: Spark's first log lines (its log4j profile, the native-hadoop warning) never appear
     assert "Traceback" not in done.stderr and "log4j" not in done.stderr and "WARN" not in done.stderr, done.stderr
-    expected = "stream.trigger_interval: expected a duration" if argv[0] == "stream" else "--input /no/such/file: expected"
+    expected = (
+        "stream.trigger_interval: expected a duration" if argv[0] == "stream" else "--input /no/such/file: expected"
+    )
     assert expected in done.stderr

@@ -1,5 +1,6 @@
 """`fraud clean` on simulated raw files with every defect kind: exact counts against the simulator's manifest,
 nothing lost, line numbers right, idempotent, incremental, and a run that died is resumed without duplicates."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ pytestmark = pytest.mark.integration
 def raw(tmp_path_factory) -> tuple[Path, dict]:
     """35 days of 600 cards: two raw files holding every defect kind."""
     out = tmp_path_factory.mktemp("raw")
-    manifest = simulate_to_folder(make_spec("handbook", days=35, customers=600, terminals=1_000, seed=3), out,
-                                  DefectRates())
+    manifest = simulate_to_folder(
+        make_spec("handbook", days=35, customers=600, terminals=1_000, seed=3), out, DefectRates()
+    )
     assert all(manifest["defects"][k] > 0 for k in DEFECT_KINDS), manifest["defects"]
     return out, manifest
 
@@ -39,13 +41,16 @@ def test_counts_reproduce_the_manifest_exactly(spark, cleaned, raw):
     _, manifest = raw
     cfg, report = cleaned
     expected = manifest["expected_cleaning"]
-    assert {k: report[k] for k in ("rows_read", "clean", "quarantined", "duplicates_removed", "quarantined_by_rule")} \
-        == {k: expected[k] for k in ("rows_read", "clean", "quarantined", "duplicates_removed", "quarantined_by_rule")}
+    assert {
+        k: report[k] for k in ("rows_read", "clean", "quarantined", "duplicates_removed", "quarantined_by_rule")
+    } == {k: expected[k] for k in ("rows_read", "clean", "quarantined", "duplicates_removed", "quarantined_by_rule")}
     assert report["rows_read"] == report["clean"] + report["quarantined"] + report["duplicates_removed"]
 
     table = spark.read.format("delta").load(cfg.table_path("clean_transactions"))
-    frauds = {f"scenario_{r.tx_fraud_scenario}": r["count"]
-              for r in table.where("tx_fraud = 1").groupBy("tx_fraud_scenario").count().collect()}
+    frauds = {
+        f"scenario_{r.tx_fraud_scenario}": r["count"]
+        for r in table.where("tx_fraud = 1").groupBy("tx_fraud_scenario").count().collect()
+    }
     assert frauds == expected["clean_frauds"]  # no scenario-1 fraud lost as an "amount outlier"
     assert table.count() == expected["clean"]
     assert table.select("transaction_id").distinct().count() == expected["clean"]
@@ -107,10 +112,14 @@ def test_a_run_that_died_is_resumed_without_duplicates(spark, make_cfg, raw, mon
     monkeypatch.setattr(clean, "append_idempotent", real_append)
     report = clean.run(spark, cfg, str(folder))
     assert report["resumed"] is True and report["run"] == 1
-    assert spark.read.format("delta").load(cfg.table_path("clean_transactions")).count() \
+    assert (
+        spark.read.format("delta").load(cfg.table_path("clean_transactions")).count()
         == manifest["expected_cleaning"]["clean"]
-    assert spark.read.format("delta").load(cfg.table_path("quarantine_transactions")).count() \
+    )
+    assert (
+        spark.read.format("delta").load(cfg.table_path("quarantine_transactions")).count()
         == manifest["expected_cleaning"]["quarantined"]
+    )
 
 
 def test_a_transaction_loaded_before_is_quarantined_not_duplicated(spark, make_cfg, raw, tmp_path):

@@ -4,6 +4,7 @@ login (the project's own broker, `kafka.security.*`), the registry on PostgreSQL
 user runs it, `fraud stream --env cluster` in a process of its own, with its secrets in environment variables
 only; its restart, and the cleaning job, run in the tests' session with conf/cluster (a Spark JVM's start
 costs a test about a minute). The tests then look for the secrets in every file the jobs wrote."""
+
 from __future__ import annotations
 
 import contextlib
@@ -49,9 +50,16 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_br
     """The project's broker as `fraud kafka up` runs it with conf/cluster's security settings (SASL_SSL,
     SCRAM-SHA-512, user fraud-detection) and $FRAUD_KAFKA_PASSWORD, on free ports."""
     port = free_port()
-    cfg = load_config("cluster", {"kafka.broker.state_dir": str(tmp_path_factory.mktemp("kafka-sasl")),
-                                  "kafka.broker.port": port, "kafka.broker.controller_port": free_port(),
-                                  "kafka.bootstrap_servers": f"127.0.0.1:{port}", "kafka.partitions": 2})
+    cfg = load_config(
+        "cluster",
+        {
+            "kafka.broker.state_dir": str(tmp_path_factory.mktemp("kafka-sasl")),
+            "kafka.broker.port": port,
+            "kafka.broker.controller_port": free_port(),
+            "kafka.bootstrap_servers": f"127.0.0.1:{port}",
+            "kafka.partitions": 2,
+        },
+    )
     before = os.environ.get(PASSWORD_ENV)
     os.environ[PASSWORD_ENV] = secrets.token_urlsafe(18)
     try:
@@ -66,20 +74,28 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_br
     kafka_broker.stop(spec)
 
 
-def cluster_settings(server: s3.S3Server, broker: kafka_broker.BrokerSpec, bucket: str,
-                     tracking: str = "sqlite:///unused.db") -> dict[str, Any]:
+def cluster_settings(
+    server: s3.S3Server, broker: kafka_broker.BrokerSpec, bucket: str, tracking: str = "sqlite:///unused.db"
+) -> dict[str, Any]:
     """What a platform team sets for its own servers on top of conf/cluster (here: ours), and this machine's
     master. Topic names are the test's own."""
     suffix = uuid.uuid4().hex[:8]
     return {
         **server.overrides(),
-        "paths.lake": f"s3a://{bucket}/delta", "paths.checkpoint": f"s3a://{bucket}/checkpoints",
-        "mlflow.tracking_uri": tracking, "mlflow.artifact_location": f"s3://{bucket}/mlflow",
-        "kafka.bootstrap_servers": broker.bootstrap_servers, "kafka.security.truststore": str(broker.ca_file),
-        "kafka.partitions": 2, "kafka.starting_offsets": "earliest",
+        "paths.lake": f"s3a://{bucket}/delta",
+        "paths.checkpoint": f"s3a://{bucket}/checkpoints",
+        "mlflow.tracking_uri": tracking,
+        "mlflow.artifact_location": f"s3://{bucket}/mlflow",
+        "kafka.bootstrap_servers": broker.bootstrap_servers,
+        "kafka.security.truststore": str(broker.ca_file),
+        "kafka.partitions": 2,
+        "kafka.starting_offsets": "earliest",
         **{f"kafka.topics.{role}": f"{role}-{suffix}" for role in ("transactions", "alerts", "labels")},
-        "spark.master": "local[2]", "spark.shuffle_partitions": 2, "spark.ui_enabled": False,
-        "spark.extra.spark.driver.memory": "1g", "stream.metrics_port": 0,
+        "spark.master": "local[2]",
+        "spark.shuffle_partitions": 2,
+        "spark.ui_enabled": False,
+        "spark.extra.spark.driver.memory": "1g",
+        "stream.metrics_port": 0,
     }
 
 
@@ -96,8 +112,13 @@ def job_env(server: s3.S3Server, broker: kafka_broker.BrokerSpec, **more: str) -
 def use_bucket(spark: Any, server: s3.S3Server, bucket: str) -> None:
     """Give the tests' session S3A settings for this bucket only."""
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    for key, value in {"endpoint": server.endpoint, "path.style.access": "true", "endpoint.region": "us-east-1",
-                       "access.key": server.access_key, "secret.key": server.secret_key}.items():
+    for key, value in {
+        "endpoint": server.endpoint,
+        "path.style.access": "true",
+        "endpoint.region": "us-east-1",
+        "access.key": server.access_key,
+        "secret.key": server.secret_key,
+    }.items():
         conf.set(f"fs.s3a.bucket.{bucket}.{key}", value)
 
 
@@ -161,7 +182,8 @@ def test_clean_reads_raw_files_from_hdfs_and_s3_and_writes_its_tables_on_s3(spar
 
 
 def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill_9(
-        spark, s3_server, secure_broker, pg_database, tmp_path, monkeypatch):
+    spark, s3_server, secure_broker, pg_database, tmp_path, monkeypatch
+):
     """The restart test of tests/test_stream_restart.py with everything where a bank has it: checkpoint and
     tables on S3, the model's artifacts on S3, the registry on PostgreSQL, Kafka over SASL_SSL. `fraud stream
     --env cluster` is killed mid-stream; the restart resumes its checkpoint."""
@@ -169,29 +191,46 @@ def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill
     s3_server.create_bucket(bucket)
     settings = cluster_settings(s3_server, secure_broker, bucket, tracking=pg_database)
     cfg = load_config("cluster", settings)
-    for key, value in {**s3_server.env, "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint, PASSWORD_ENV: str(secure_broker.password)}.items():
+    for key, value in {
+        **s3_server.env,
+        "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint,
+        PASSWORD_ENV: str(secure_broker.password),
+    }.items():
         monkeypatch.setenv(key, value)
     register_model(pg_database, f"s3://{bucket}/mlflow")
     assert any(k.startswith("mlflow/") and k.endswith("model.cb") for k in s3_server.keys(bucket, "mlflow/"))
-    kafka_broker.create_topics(secure_broker.connection, [str(cfg.get(f"kafka.topics.{role}")) for role in
-                                                         ("transactions", "alerts", "labels")], partitions=2)
+    kafka_broker.create_topics(
+        secure_broker.connection,
+        [str(cfg.get(f"kafka.topics.{role}")) for role in ("transactions", "alerts", "labels")],
+        partitions=2,
+    )
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=3, customers=200, terminals=400), raw)
     lines = list(raw_lines(raw))
     produce(cfg, iter(lines))
 
-    command = [FRAUD, "stream", "--env", "cluster", "--available-now",
-               *as_options({**settings, "kafka.max_offsets_per_trigger": 400})]
+    command = [
+        FRAUD,
+        "stream",
+        "--env",
+        "cluster",
+        "--available-now",
+        *as_options({**settings, "kafka.max_offsets_per_trigger": 400}),
+    ]
     env = job_env(s3_server, secure_broker, PGPASSWORD=os.environ["PGPASSWORD"])
     log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    first = subprocess.Popen(
+        command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
 
     def commits() -> int:
         return sum(k.endswith(".json") for k in s3_server.keys(bucket, "delta/scores/_delta_log/"))
 
     # one micro-batch committed and more to come (or the job ended: said below)
     wait_until(lambda: commits() >= 1 or first.poll() is not None, "the first commit of scores on S3", 300, 0.5)
-    assert first.poll() is None, f"the job ended before it could be killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+    assert first.poll() is None, (
+        f"the job ended before it could be killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+    )
     os.killpg(first.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
     first.wait()
     log.close()
@@ -206,7 +245,10 @@ def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill
     with contextlib.redirect_stdout(io.StringIO()) as second:
         score_stream.run(spark, cfg, available_now=True)
     (tmp_path / "second.log").write_text(second.getvalue())
-    ids = [r.transaction_id for r in read_delta(spark, s3_server, bucket, "delta/scores").select("transaction_id").collect()]
+    ids = [
+        r.transaction_id
+        for r in read_delta(spark, s3_server, bucket, "delta/scores").select("transaction_id").collect()
+    ]
     assert len(ids) == len(lines) and sorted(ids) == list(range(len(lines)))
     alerts = read_delta(spark, s3_server, bucket, "delta/alerts")
     assert alerts.count() == alerts.select("alert_id").distinct().count()
@@ -214,8 +256,10 @@ def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill
 
     # no secret in any file the jobs wrote: the bucket (tables, checkpoints, artifacts), the jobs' logs and
     # working folder, the broker's state folder (its configuration refers to the password, never holds it)
-    leaks = files_holding([s3_server.folder / "data" / bucket, tmp_path, secure_broker.state_dir],
-                          [str(secure_broker.password), s3_server.secret_key, os.environ["PGPASSWORD"]])
+    leaks = files_holding(
+        [s3_server.folder / "data" / bucket, tmp_path, secure_broker.state_dir],
+        [str(secure_broker.password), s3_server.secret_key, os.environ["PGPASSWORD"]],
+    )
     assert leaks == []
 
 
@@ -224,9 +268,14 @@ def test_a_wrong_kafka_password_is_a_clear_error_that_names_the_setting(s3_serve
     wrong = "not-" + str(secure_broker.password)
     for command in (["label", "1"], ["stream", "--available-now"]):
         started = time.monotonic()
-        done = subprocess.run([FRAUD, *command, "--env", "cluster", *as_options(settings)], cwd=tmp_path,
-                              env={**job_env(s3_server, secure_broker), PASSWORD_ENV: wrong},
-                              capture_output=True, text=True, timeout=180)
+        done = subprocess.run(
+            [FRAUD, *command, "--env", "cluster", *as_options(settings)],
+            cwd=tmp_path,
+            env={**job_env(s3_server, secure_broker), PASSWORD_ENV: wrong},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
         last = done.stderr.strip().splitlines()[-1]
         assert "refused the login" in last and "kafka.security.username" in last and PASSWORD_ENV in last, last
@@ -236,11 +285,18 @@ def test_a_wrong_kafka_password_is_a_clear_error_that_names_the_setting(s3_serve
 
 def test_an_untrusted_broker_certificate_is_a_clear_error(s3_server, secure_broker, tmp_path):
     """The system's CAs (public ones) did not sign the local broker's certificate."""
-    settings = {**cluster_settings(s3_server, secure_broker, "unused-bucket"),
-                "kafka.security.truststore": "/etc/ssl/certs/ca-certificates.crt"}
-    done = subprocess.run([FRAUD, "label", "1", "--env", "cluster", *as_options(settings)], cwd=tmp_path,
-                          env=job_env(s3_server, secure_broker), capture_output=True, text=True, timeout=180)
+    settings = {
+        **cluster_settings(s3_server, secure_broker, "unused-bucket"),
+        "kafka.security.truststore": "/etc/ssl/certs/ca-certificates.crt",
+    }
+    done = subprocess.run(
+        [FRAUD, "label", "1", "--env", "cluster", *as_options(settings)],
+        cwd=tmp_path,
+        env=job_env(s3_server, secure_broker),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert "certificate is not trusted" in last and "kafka.security.truststore" in last, last
-

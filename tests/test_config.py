@@ -1,4 +1,5 @@
 """Configuration layering and its error messages."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,11 @@ def conf(tmp_path: Path) -> Path:
 
 def test_environment_layer_overrides_base_and_keeps_the_rest(conf: Path):
     cfg = load_config("local", conf_dir=conf)
-    assert cfg.data == {"kafka": {"bootstrap_servers": "127.0.0.1:9092", "partitions": 1},
-                        "paths": {"lake": ".state/lake"}, "spark": {"extra": {}}}
+    assert cfg.data == {
+        "kafka": {"bootstrap_servers": "127.0.0.1:9092", "partitions": 1},
+        "paths": {"lake": ".state/lake"},
+        "spark": {"extra": {}},
+    }
     assert load_config("cluster", conf_dir=conf).get("kafka.partitions") == 2
 
 
@@ -46,7 +50,10 @@ def test_env_is_read_from_the_environment_variable(conf: Path, monkeypatch: pyte
 
 def test_same_key_in_two_files_of_one_layer_names_both_files(conf: Path):
     write(conf / "local/more.yaml", "kafka:\n  partitions: 3\n")
-    with pytest.raises(ConfigError, match=r"key 'kafka.partitions' is defined twice in layer 'local': in .*kafka.yaml and in .*more.yaml"):
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'kafka.partitions' is defined twice in layer 'local': in .*kafka.yaml and in .*more.yaml",
+    ):
         load_config("local", conf_dir=conf)
 
 
@@ -58,7 +65,10 @@ def test_same_key_twice_in_one_file_is_an_error(conf: Path):
 
 def test_unknown_key_in_a_layer_names_the_file_and_suggests(conf: Path):
     write(conf / "local/kafka.yaml", "kafka:\n  partitons: 1\n")
-    with pytest.raises(ConfigError, match=r"local/kafka.yaml: unknown configuration key 'kafka.partitons'.*did you mean 'kafka.partitions'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"local/kafka.yaml: unknown configuration key 'kafka.partitons'.*did you mean 'kafka.partitions'",
+    ):
         load_config("local", conf_dir=conf)
 
 
@@ -69,7 +79,9 @@ def test_unknown_override_is_an_error():
 
 def test_secrets_are_refused_in_files(conf: Path):
     write(conf / "cluster/s3.yaml", "paths:\n  s3_secret_key: abc\n")
-    with pytest.raises(ConfigError, match=r"s3.yaml: key 'paths.s3_secret_key' looks like a secret.*environment variable"):
+    with pytest.raises(
+        ConfigError, match=r"s3.yaml: key 'paths.s3_secret_key' looks like a secret.*environment variable"
+    ):
         load_config("cluster", conf_dir=conf)
 
 

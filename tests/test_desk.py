@@ -1,5 +1,6 @@
 """`fraud desk`: its login, its figures, its book of alerts on the real broker, and the fraud team working a
 live stream's queue in a real browser (Debian's chromium driven by Selenium)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -64,17 +65,22 @@ def test_a_login_needs_a_user_name_and_the_secret_and_a_cookie_cannot_be_forged(
     with pytest.raises(ConfigError, match="found 5 characters"):
         secret_from_environment(make_cfg())
     assert desk_cmd.requirement_days(make_cfg()) == 35
-    with pytest.raises(ConfigError, match="desk.requirement_days: expected a whole number of days of 1 or more, found 0"):
+    with pytest.raises(
+        ConfigError, match="desk.requirement_days: expected a whole number of days of 1 or more, found 0"
+    ):
         desk_cmd.requirement_days(make_cfg(desk__requirement_days=0))
 
 
 def test_a_day_settles_once_its_alerts_are_reviewed_and_its_disputes_are_due():
-    counts = pd.DataFrame([
-        # day, transactions, alerts, reviewed, confirmed, false alerts, disputes
-        (dt.date(2018, 5, 1), 1000, 60, 60, 49, 11, 1),
-        (dt.date(2018, 5, 2), 1000, 50, 40, 30, 10, 0),
-        (dt.date(2018, 5, 9), 1000, 40, 40, 20, 20, 0),
-    ], columns=["day", "transactions", "alerts", "reviewed", "confirmed", "false_alerts", "disputes"])
+    counts = pd.DataFrame(
+        [
+            # day, transactions, alerts, reviewed, confirmed, false alerts, disputes
+            (dt.date(2018, 5, 1), 1000, 60, 60, 49, 11, 1),
+            (dt.date(2018, 5, 2), 1000, 50, 40, 30, 10, 0),
+            (dt.date(2018, 5, 9), 1000, 40, 40, 20, 20, 0),
+        ],
+        columns=["day", "transactions", "alerts", "reviewed", "confirmed", "false_alerts", "disputes"],
+    )
     days = daily_figures(counts, dt.datetime(2018, 5, 9, 12), settle_days=7)
     first, second, last = days.to_dict("records")
     assert first["settled"] and first["why_not"] == ""
@@ -91,23 +97,44 @@ def test_a_day_settles_once_its_alerts_are_reviewed_and_its_disputes_are_due():
 def test_the_days_are_counted_from_scores_and_the_last_label_blocked_cards_left_out(spark, make_cfg):
     cfg = make_cfg()
     t = dt.datetime(2018, 5, 1, 10)
-    scores = pd.DataFrame([  # id, card, Kafka time, event time, flagged
-        (1, 7, t, t, True), (2, 7, t + dt.timedelta(hours=3), t + dt.timedelta(hours=3), False),  # after the block
-        (3, 8, t, t, True), (4, 9, t, t, False), (5, 9, t, t, True), (6, 10, t + dt.timedelta(days=1), t + dt.timedelta(days=1), False)],
-        columns=["transaction_id", "customer_id", "kafka_timestamp", "tx_datetime", "decision"])
-    labels = pd.DataFrame([  # id, card, label, batch, labelled at, offset: 3 corrected to genuine, 4 disputed
-        (1, 7, 1, 1, t + dt.timedelta(hours=1), 0), (3, 8, 1, 1, t + dt.timedelta(hours=1), 1),
-        (3, 8, 0, 2, t + dt.timedelta(hours=2), 2), (4, 9, 1, 3, t + dt.timedelta(days=1), 3)],
-        columns=["transaction_id", "customer_id", "tx_fraud", "batch_id", "labelled_at", "offset"])
+    scores = pd.DataFrame(
+        [  # id, card, Kafka time, event time, flagged
+            (1, 7, t, t, True),
+            (2, 7, t + dt.timedelta(hours=3), t + dt.timedelta(hours=3), False),  # after the block
+            (3, 8, t, t, True),
+            (4, 9, t, t, False),
+            (5, 9, t, t, True),
+            (6, 10, t + dt.timedelta(days=1), t + dt.timedelta(days=1), False),
+        ],
+        columns=["transaction_id", "customer_id", "kafka_timestamp", "tx_datetime", "decision"],
+    )
+    labels = pd.DataFrame(
+        [  # id, card, label, batch, labelled at, offset: 3 corrected to genuine, 4 disputed
+            (1, 7, 1, 1, t + dt.timedelta(hours=1), 0),
+            (3, 8, 1, 1, t + dt.timedelta(hours=1), 1),
+            (3, 8, 0, 2, t + dt.timedelta(hours=2), 2),
+            (4, 9, 1, 3, t + dt.timedelta(days=1), 3),
+        ],
+        columns=["transaction_id", "customer_id", "tx_fraud", "batch_id", "labelled_at", "offset"],
+    )
     scores["tx_date"] = scores["tx_datetime"].dt.date
     spark.createDataFrame(scores).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
     counts, newest = daily_counts(spark, cfg)
     assert newest == t + dt.timedelta(days=1)
     first = counts.iloc[0].to_dict()
-    assert {k: int(first[k]) for k in ("transactions", "alerts", "reviewed", "confirmed", "false_alerts", "disputes",
-                                      "left_out")} == {"transactions": 4, "alerts": 3, "reviewed": 2, "confirmed": 1,
-                                                       "false_alerts": 1, "disputes": 1, "left_out": 1}
+    assert {
+        k: int(first[k])
+        for k in ("transactions", "alerts", "reviewed", "confirmed", "false_alerts", "disputes", "left_out")
+    } == {
+        "transactions": 4,
+        "alerts": 3,
+        "reviewed": 2,
+        "confirmed": 1,
+        "false_alerts": 1,
+        "disputes": 1,
+        "left_out": 1,
+    }
     # card 9's dispute blocks it only from its label's time on: transaction 5 came before and counts
     # the last day only (desk.requirement_days): the days before it are not read
     counts, newest = daily_counts(spark, cfg, days=1)
@@ -136,26 +163,44 @@ def test_the_stream_health_is_read_from_its_prometheus_exposition():
 
 
 def test_an_alert_s_top_features_read_as_sentences():
-    assert in_words("terminal_risk_7d=0.5 (+1.234)") == ("share of known frauds at the terminal in the 7 day(s) ending "
-                                                         "at the label delay (0 when it had no transaction): 0.5 "
-                                                         "(raised the score by 1.234 in log-odds)")
+    assert in_words("terminal_risk_7d=0.5 (+1.234)") == (
+        "share of known frauds at the terminal in the 7 day(s) ending "
+        "at the label delay (0 when it had no transaction): 0.5 "
+        "(raised the score by 1.234 in log-odds)"
+    )
     assert in_words("something_else=3") == "something_else=3"
 
 
 def alert_message(transaction_id: int, terminal_id: int, reason: str = "score", score: float = 0.9) -> bytes:
     """An alert as the stream writes it to the alerts topic."""
-    return json.dumps({
-        "alert_id": f"a-{transaction_id}", "transaction_id": transaction_id, "customer_id": transaction_id % 7,
-        "terminal_id": terminal_id, "tx_datetime": "2018-04-01T10:00:05.000Z", "tx_amount": 12.5, "score": score,
-        "threshold": 0.5, "model_version": "1", "top_features": ["tx_amount=12.5 (+0.100)"], "alert_reason": reason,
-        "alerted_at": f"2026-12-03T10:00:{transaction_id % 60:02d}.000Z"}).encode()
+    return json.dumps(
+        {
+            "alert_id": f"a-{transaction_id}",
+            "transaction_id": transaction_id,
+            "customer_id": transaction_id % 7,
+            "terminal_id": terminal_id,
+            "tx_datetime": "2018-04-01T10:00:05.000Z",
+            "tx_amount": 12.5,
+            "score": score,
+            "threshold": 0.5,
+            "model_version": "1",
+            "top_features": ["tx_amount=12.5 (+0.100)"],
+            "alert_reason": reason,
+            "alerted_at": f"2026-12-03T10:00:{transaction_id % 60:02d}.000Z",
+        }
+    ).encode()
 
 
 def labels_on(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+    )
     found = [json.loads(r.value) for r in consumer]
     consumer.close()
     return found
@@ -232,8 +277,12 @@ def test_the_stream_page_charts_come_from_prometheus_when_it_runs(tmp_path):
         for count in range(1, 4):  # micro-batches between scrapes, for the rates
             metrics.batch_seconds.observe(2.0)
             server.wait_for(f"fraud_batch_duration_seconds_count == {count}")
-        series = wait_until(lambda: (lambda s: s if s["batch_seconds"] else None)(prometheus_series(server.url, 1)),
-                            "Prometheus to have a micro-batch rate", 30, 1)
+        series = wait_until(
+            lambda: (lambda s: s if s["batch_seconds"] else None)(prometheus_series(server.url, 1)),
+            "Prometheus to have a micro-batch rate",
+            30,
+            1,
+        )
     assert series["budget_spent"][-1][1] == 0.03 and series["lag"][-1][1] == 12
     assert series["batch_seconds"][-1][1] == pytest.approx(2.0)
     with pytest.raises(OSError):
@@ -243,12 +292,23 @@ def test_the_stream_page_charts_come_from_prometheus_when_it_runs(tmp_path):
 @pytest.mark.integration
 def test_the_book_decides_a_terminal_case_at_once_and_a_decision_only_once(broker, stream_cfg, topic_names):
     cfg = stream_cfg()
-    produce_values(broker.bootstrap_servers, topic_names["alerts"], [
-        alert_message(1, 40, "terminal_case"), alert_message(2, 40, "terminal_case"), alert_message(3, 41),
-        alert_message(4, 40, "score", 0.99), b"not an alert", alert_message(1, 40, "terminal_case")])  # a copy
+    produce_values(
+        broker.bootstrap_servers,
+        topic_names["alerts"],
+        [
+            alert_message(1, 40, "terminal_case"),
+            alert_message(2, 40, "terminal_case"),
+            alert_message(3, 41),
+            alert_message(4, 40, "score", 0.99),
+            b"not an alert",
+            alert_message(1, 40, "terminal_case"),
+        ],
+    )  # a copy
     book = AlertBook(cfg).start()
     try:
-        wait_until(lambda: book.caught_up.is_set() and len(book.open_alerts()) == 4, "the book to read 4 alerts", 30, 0.2)
+        wait_until(
+            lambda: book.caught_up.is_set() and len(book.open_alerts()) == 4, "the book to read 4 alerts", 30, 0.2
+        )
         assert [a["transaction_id"] for a in book.open_alerts("riskiest")][0] == 4
         assert sorted(a["transaction_id"] for a in book.open_cases()[40]) == [1, 2]
         assert sorted(book.decide_case(40, 1, "carol")) == [1, 2]
@@ -261,11 +321,17 @@ def test_the_book_decides_a_terminal_case_at_once_and_a_decision_only_once(broke
         assert sorted(a["transaction_id"] for a in book.open_alerts()) == [3, 4]
         sent_labels = labels_on(broker.bootstrap_servers, topic_names["labels"])
         assert sorted((m["transaction_id"], m["tx_fraud"], m["decided_by"], m["terminal_id"]) for m in sent_labels) == [
-            (1, 1, "carol", 40), (2, 1, "carol", 40)]
-        assert all(m["tx_datetime"] == "2018-04-01 10:00:05" and m["decided_at"].endswith("+00:00") for m in sent_labels)
+            (1, 1, "carol", 40),
+            (2, 1, "carol", 40),
+        ]
+        assert all(
+            m["tx_datetime"] == "2018-04-01 10:00:05" and m["decided_at"].endswith("+00:00") for m in sent_labels
+        )
         # a label from elsewhere (`fraud label`) closes an alert too
         produce_values(broker.bootstrap_servers, topic_names["labels"], [b'{"transaction_id": 3, "tx_fraud": 0}'])
-        wait_until(lambda: [a["transaction_id"] for a in book.open_alerts()] == [4], "the label to close alert 3", 30, 0.2)
+        wait_until(
+            lambda: [a["transaction_id"] for a in book.open_alerts()] == [4], "the label to close alert 3", 30, 0.2
+        )
     finally:
         book.stop()
 
@@ -297,8 +363,9 @@ def next_page(driver: Any, act: Callable[[], Any]) -> None:
 
 def post(url: str, body: str, cookie: str | None) -> int:
     """The status of a POST made outside the browser (a forged form)."""
-    request = urllib.request.Request(url, data=body.encode(), method="POST",
-                                     headers={"Cookie": f"fraud_desk={cookie}"} if cookie else {})
+    request = urllib.request.Request(
+        url, data=body.encode(), method="POST", headers={"Cookie": f"fraud_desk={cookie}"} if cookie else {}
+    )
     try:
         with urllib.request.urlopen(request) as response:
             return int(response.status)
@@ -314,15 +381,17 @@ def snapshot(driver: Any, tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.integration
-def test_the_fraud_team_works_a_live_stream_s_queue_in_a_browser(spark, broker, stream_cfg, topic_names, tmp_path,
-                                                                 monkeypatch):
+def test_the_fraud_team_works_a_live_stream_s_queue_in_a_browser(
+    spark, broker, stream_cfg, topic_names, tmp_path, monkeypatch
+):
     from selenium.webdriver.common.by import By
 
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=4, customers=300, terminals=150), raw)
     metrics = StreamMetrics()
-    cfg = stream_cfg(desk__stream_metrics_url=f"http://127.0.0.1:{metrics.serve(0)}/metrics",
-                     desk__chart_sample_seconds=1)
+    cfg = stream_cfg(
+        desk__stream_metrics_url=f"http://127.0.0.1:{metrics.serve(0)}/metrics", desk__chart_sample_seconds=1
+    )
     register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts")
     monkeypatch.setenv("FRAUD_DESK_SECRET", SECRET)
     query = score_stream.start(spark, cfg, metrics=metrics)
@@ -361,7 +430,10 @@ def test_the_fraud_team_works_a_live_stream_s_queue_in_a_browser(spark, broker, 
             f.action = '/alerts/{first}'; f.innerHTML = '<input name="token" value="{token}">' +
             '<input name="decision" value="genuine">'; document.body.appendChild(f); f.submit();""")
         wait_until(lambda: driver.find_elements(By.ID, "already"), "the page saying it was decided already", 10, 0.2)
-        assert "fraud" in driver.find_element(By.ID, "decision").text and "alice" in driver.find_element(By.ID, "decision").text
+        assert (
+            "fraud" in driver.find_element(By.ID, "decision").text
+            and "alice" in driver.find_element(By.ID, "decision").text
+        )
         # an unknown alert, a forged form (no token), no login: refused, nothing changed
         driver.get(f"{desk}/alerts/123456789012")
         assert "no alert of it" in driver.find_element(By.ID, "error").text
@@ -374,7 +446,8 @@ def test_the_fraud_team_works_a_live_stream_s_queue_in_a_browser(spark, broker, 
 
         labels = wait_until(lambda: labels_on(broker.bootstrap_servers, topic_names["labels"]), "the labels", 30)
         assert sorted((m["transaction_id"], m["tx_fraud"], m["decided_by"]) for m in labels) == sorted(
-            [(first, 1, "alice"), (second, 0, "alice")])
+            [(first, 1, "alice"), (second, 0, "alice")]
+        )
         alerts = {a["transaction_id"]: a for a in book.alerts.values()}
         assert all(m["customer_id"] == alerts[m["transaction_id"]]["customer_id"] for m in labels)
 
@@ -385,7 +458,8 @@ def test_the_fraud_team_works_a_live_stream_s_queue_in_a_browser(spark, broker, 
 
         table = wait_until(recorded, "the two decisions in the stream's labels table", 120, query=query)[0]
         assert sorted(zip(table["transaction_id"], table["tx_fraud"], table["decided_by"])) == sorted(
-            [(first, 1, "alice"), (second, 0, "alice")])
+            [(first, 1, "alice"), (second, 0, "alice")]
+        )
         assert table["decided_at"].notna().all()
 
         driver.get(desk + "/requirement")
@@ -397,8 +471,12 @@ def test_the_fraud_team_works_a_live_stream_s_queue_in_a_browser(spark, broker, 
         driver.get(desk + "/stream")
         assert driver.find_element(By.ID, "lag").text != ""
         # the last hours as charts, from the desk's own reads of the stream's endpoint (every second here)
-        wait_until(lambda: driver.refresh() or len(driver.find_elements(By.CSS_SELECTOR, "#charts polyline")) >= 2,
-                   "the stream page's charts to have two reads", 30, 1)
+        wait_until(
+            lambda: driver.refresh() or len(driver.find_elements(By.CSS_SELECTOR, "#charts polyline")) >= 2,
+            "the stream page's charts to have two reads",
+            30,
+            1,
+        )
         assert len(driver.find_elements(By.CSS_SELECTOR, "#charts svg")) == 4
         assert "the stream's endpoint" in driver.find_element(By.ID, "chart-source").text
         snapshot(driver, tmp_path, "desk-stream.png")

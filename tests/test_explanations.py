@@ -1,6 +1,7 @@
 """The alerts' explanations off the micro-batch's path (jobs/stream/explanations.py): computed on a thread of
 their own, published, appended to `explanations`; a failure there fails the next micro-batch; a start explains
 the alerts a stop left unexplained."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,8 +14,8 @@ import pytest
 from catboost import CatBoostClassifier
 
 from features.definitions import FEATURE_NAMES
-from jobs.stream.explanations import Explainer, explain, explain_missing
 from jobs.stream.alerts_topic import ALERT_NAMESPACE
+from jobs.stream.explanations import Explainer, explain, explain_missing
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,11 @@ def booster() -> CatBoostClassifier:
 def alerts(first_id: int, n: int, version: str = "1") -> pd.DataFrame:
     rng = np.random.default_rng(first_id)
     frame = pd.DataFrame(rng.random((n, len(FEATURE_NAMES))), columns=FEATURE_NAMES)
-    return frame.assign(transaction_id=np.arange(first_id, first_id + n, dtype=np.int64), model_version=version,
-                        tx_datetime=pd.Timestamp("2026-12-01 12:00") + pd.to_timedelta(np.arange(n), unit="min"))
+    return frame.assign(
+        transaction_id=np.arange(first_id, first_id + n, dtype=np.int64),
+        model_version=version,
+        tx_datetime=pd.Timestamp("2026-12-01 12:00") + pd.to_timedelta(np.arange(n), unit="min"),
+    )
 
 
 def test_an_alert_s_explanation_is_published_and_appended_off_the_path(spark, make_cfg, booster):
@@ -128,6 +132,8 @@ def test_a_stop_says_when_the_last_explanations_failed_and_goes_on(spark, capsys
     spark.streams.addListener(listener)
     score_stream.RELEASED_AT_STOP[Query.id] = (listener, Writer())
     score_stream.release(spark, Query())  # no exception: the stop goes on
-    assert ("the last micro-batch's alert explanations were not all published (RuntimeError: the alerts topic is "
-            "gone); the next start explains the alerts `explanations` lacks") in capsys.readouterr().err
+    assert (
+        "the last micro-batch's alert explanations were not all published (RuntimeError: the alerts topic is "
+        "gone); the next start explains the alerts `explanations` lacks"
+    ) in capsys.readouterr().err
     assert Query.id not in score_stream.RELEASED_AT_STOP

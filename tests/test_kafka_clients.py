@@ -1,4 +1,5 @@
 """`kafka.security.*` -> the settings of every Kafka client; the password from the environment only."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,11 @@ from jobs.core.errors import ConfigError
 from jobs.core.kafka_clients import PASSWORD_ENV, KafkaConnection, jaas_config
 from jobs.dev import kafka_broker
 
-SASL = {"kafka.security.protocol": "SASL_SSL", "kafka.security.sasl_mechanism": "SCRAM-SHA-512",
-        "kafka.security.username": "fraud"}
+SASL = {
+    "kafka.security.protocol": "SASL_SSL",
+    "kafka.security.sasl_mechanism": "SCRAM-SHA-512",
+    "kafka.security.username": "fraud",
+}
 
 
 def test_plaintext_is_the_local_default_and_adds_nothing():
@@ -25,29 +29,42 @@ def test_sasl_ssl_gives_every_client_the_same_login_and_truststore(tmp_path: Pat
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     cfg = load_config("local", {**SASL, "kafka.security.truststore": str(ca)})
     conn = KafkaConnection.from_config(cfg, environ={PASSWORD_ENV: 'p"w\\d'})
-    assert conn.python() == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "SASL_SSL",
-                             "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "fraud",
-                             "sasl_plain_password": 'p"w\\d', "ssl_cafile": str(ca)}
+    assert conn.python() == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "fraud",
+        "sasl_plain_password": 'p"w\\d',
+        "ssl_cafile": str(ca),
+    }
     spark = conn.spark()
-    assert spark["kafka.sasl.jaas.config"] == ('org.apache.kafka.common.security.scram.ScramLoginModule required '
-                                               'username="fraud" password="p\\"w\\\\d";')
+    assert spark["kafka.sasl.jaas.config"] == (
+        'org.apache.kafka.common.security.scram.ScramLoginModule required username="fraud" password="p\\"w\\\\d";'
+    )
     assert (spark["kafka.ssl.truststore.type"], spark["kafka.ssl.truststore.location"]) == ("PEM", str(ca))
     assert 'p"w' not in repr(conn) and "fraud" in conn.describe() and 'p"w' not in conn.describe()
 
 
 def test_the_cluster_layer_logs_in_with_scram_over_tls():
     conn = KafkaConnection.from_config(load_config("cluster"), environ={PASSWORD_ENV: "secret"})
-    assert (conn.protocol, conn.mechanism, conn.username, conn.truststore) == ("SASL_SSL", "SCRAM-SHA-512",
-                                                                              "fraud-detection", None)
+    assert (conn.protocol, conn.mechanism, conn.username, conn.truststore) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "fraud-detection",
+        None,
+    )
 
 
-@pytest.mark.parametrize("overrides, environ, message", [
-    (SASL, {}, f"${PASSWORD_ENV} is not set"),
-    ({**SASL, "kafka.security.username": None}, {PASSWORD_ENV: "x"}, "kafka.security.username"),
-    ({**SASL, "kafka.security.sasl_mechanism": "GSSAPI"}, {PASSWORD_ENV: "x"}, "kafka.security.sasl_mechanism"),
-    ({"kafka.security.protocol": "TLS"}, {}, "kafka.security.protocol: expected one of PLAINTEXT"),
-    ({**SASL, "kafka.security.truststore": "/no/such/ca.pem"}, {PASSWORD_ENV: "x"}, "kafka.security.truststore"),
-])
+@pytest.mark.parametrize(
+    "overrides, environ, message",
+    [
+        (SASL, {}, f"${PASSWORD_ENV} is not set"),
+        ({**SASL, "kafka.security.username": None}, {PASSWORD_ENV: "x"}, "kafka.security.username"),
+        ({**SASL, "kafka.security.sasl_mechanism": "GSSAPI"}, {PASSWORD_ENV: "x"}, "kafka.security.sasl_mechanism"),
+        ({"kafka.security.protocol": "TLS"}, {}, "kafka.security.protocol: expected one of PLAINTEXT"),
+        ({**SASL, "kafka.security.truststore": "/no/such/ca.pem"}, {PASSWORD_ENV: "x"}, "kafka.security.truststore"),
+    ],
+)
 def test_a_wrong_setting_is_an_error_that_names_it(overrides, environ, message):
     with pytest.raises(ConfigError, match=message.replace("$", r"\$")):
         KafkaConnection.from_config(load_config("local", overrides), environ=environ)
@@ -77,5 +94,7 @@ def test_the_local_broker_refers_to_its_secrets_and_never_holds_them(tmp_path: P
 
 
 def test_jaas_escapes_quotes_and_backslashes():
-    assert jaas_config("PLAIN", 'a"b', "c\\d") == \
-        'org.apache.kafka.common.security.plain.PlainLoginModule required username="a\\"b" password="c\\\\d";'
+    assert (
+        jaas_config("PLAIN", 'a"b', "c\\d")
+        == 'org.apache.kafka.common.security.plain.PlainLoginModule required username="a\\"b" password="c\\\\d";'
+    )

@@ -1,4 +1,5 @@
 """`fraud kafka up | status | down` on a broker of its own (free ports, tmp state folder)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,14 @@ pytestmark = pytest.mark.integration
 
 def test_up_status_down(tmp_path, capsys):
     port, controller = free_port(), free_port()
-    common = ["--set", f"kafka.broker.state_dir={tmp_path}/kafka", "--set", f"kafka.broker.port={port}",
-              "--set", f"kafka.broker.controller_port={controller}"]
+    common = [
+        "--set",
+        f"kafka.broker.state_dir={tmp_path}/kafka",
+        "--set",
+        f"kafka.broker.port={port}",
+        "--set",
+        f"kafka.broker.controller_port={controller}",
+    ]
     try:
         assert main(["kafka", "up", *common]) == 0
         first = capsys.readouterr().out
@@ -29,9 +36,15 @@ def test_up_status_down(tmp_path, capsys):
 
         assert main(["kafka", "status", *common]) == 0
         state = json.loads(capsys.readouterr().out)
-        assert state == {"running": True, "pid": pid, "answering": True,
-                         "bootstrap_servers": f"127.0.0.1:{port}", "security_protocol": "PLAINTEXT",
-                         "topics": ["alerts", "labels", "transactions"], "state_dir": f"{tmp_path}/kafka"}
+        assert state == {
+            "running": True,
+            "pid": pid,
+            "answering": True,
+            "bootstrap_servers": f"127.0.0.1:{port}",
+            "security_protocol": "PLAINTEXT",
+            "topics": ["alerts", "labels", "transactions"],
+            "state_dir": f"{tmp_path}/kafka",
+        }
     finally:
         assert main(["kafka", "down", *common]) == 0
     assert "broker stopped" in capsys.readouterr().out
@@ -55,8 +68,14 @@ def test_down_leaves_a_foreign_process_alone(tmp_path):
 
 
 def test_up_refuses_a_port_someone_else_holds(tmp_path, broker, capsys):
-    args = ["kafka", "up", "--set", f"kafka.broker.state_dir={tmp_path}/kafka",
-            "--set", f"kafka.broker.port={broker.port}"]
+    args = [
+        "kafka",
+        "up",
+        "--set",
+        f"kafka.broker.state_dir={tmp_path}/kafka",
+        "--set",
+        f"kafka.broker.port={broker.port}",
+    ]
     assert main(args) == 2
     assert f"port 127.0.0.1:{broker.port} is taken by another process" in capsys.readouterr().err
 

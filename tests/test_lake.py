@@ -1,4 +1,5 @@
 """Idempotent Delta appends (jobs/core/lake.py): a replayed batch is written once, whoever else writes the table."""
+
 from __future__ import annotations
 
 from delta.tables import DeltaTable
@@ -76,16 +77,22 @@ def test_columns_a_new_version_writes_are_added_to_an_older_table(spark, tmp_pat
     wider = "transaction_id long, day string, card_mean_ratio_1d_30d double, top_features array<string>"
     assert lake.add_columns(spark, path, spark.createDataFrame([], wider).schema) == []  # no table yet
     lake.append_idempotent(frame(spark, [1]), path, "stream", 0)
-    assert lake.add_columns(spark, path, spark.createDataFrame([], wider).schema) == ["card_mean_ratio_1d_30d",
-                                                                                      "top_features"]
+    assert lake.add_columns(spark, path, spark.createDataFrame([], wider).schema) == [
+        "card_mean_ratio_1d_30d",
+        "top_features",
+    ]
     assert lake.add_columns(spark, path, spark.createDataFrame([], wider).schema) == []
     # the new writer's frame, its columns in another order, appends without schema merging
-    new = spark.createDataFrame([(["a=1"], 2, "2018-04-02", 1.5)],
-                                "top_features array<string>, transaction_id long, day string, card_mean_ratio_1d_30d double")
+    new = spark.createDataFrame(
+        [(["a=1"], 2, "2018-04-02", 1.5)],
+        "top_features array<string>, transaction_id long, day string, card_mean_ratio_1d_30d double",
+    )
     assert lake.append_idempotent(new, path, "stream", 1)
     rows = sorted(spark.read.format("delta").load(path).collect(), key=lambda r: r.transaction_id)
-    assert [(r.transaction_id, r.card_mean_ratio_1d_30d, r.top_features) for r in rows] == [(1, None, None),
-                                                                                           (2, 1.5, ["a=1"])]
+    assert [(r.transaction_id, r.card_mean_ratio_1d_30d, r.top_features) for r in rows] == [
+        (1, None, None),
+        (2, 1.5, ["a=1"]),
+    ]
 
 
 def test_an_append_that_meets_a_concurrent_alter_table_is_retried(spark, tmp_path):
@@ -124,11 +131,15 @@ def test_an_append_that_meets_a_concurrent_alter_table_is_retried(spark, tmp_pat
     assert ids(spark, path) == [1, 2, 3]
     history = DeltaTable.forPath(spark, path).history().orderBy("version").collect()
     assert [(r.operation, r.userMetadata) for r in history] == [
-        ("WRITE", "stream/0"), ("SET TBLPROPERTIES", None), ("WRITE", "ingest/7")]
+        ("WRITE", "stream/0"),
+        ("SET TBLPROPERTIES", None),
+        ("WRITE", "ingest/7"),
+    ]
 
 
-def test_two_writers_of_one_batch_append_it_once_after_each_checked_before_the_other_wrote(spark, tmp_path,
-                                                                                          monkeypatch):
+def test_two_writers_of_one_batch_append_it_once_after_each_checked_before_the_other_wrote(
+    spark, tmp_path, monkeypatch
+):
     """Two drivers on one checkpoint (one thought dead and restarted while it still runs): each checks the
     history before the other has committed, so the check finds nothing for both. Delta's transaction id in
     the commit refuses the second append."""

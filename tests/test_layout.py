@@ -1,5 +1,6 @@
 """The folders of jobs/ are its layers: a sub-package imports only those below it (no cycle, nothing
 upward), and the packages outside jobs/ never import it. What each holds is in its __init__.py."""
+
 from __future__ import annotations
 
 import ast
@@ -38,13 +39,23 @@ def test_a_layer_imports_only_the_layers_below_it():
         own = path.parent.name
         for module in imported(path):
             parts = module.split(".")
-            if parts[0] == "jobs" and len(parts) > 1 and parts[1] in LEVEL and parts[1] != own \
-                    and LEVEL[parts[1]] >= LEVEL[own]:
+            if (
+                parts[0] == "jobs"
+                and len(parts) > 1
+                and parts[1] in LEVEL
+                and parts[1] != own
+                and LEVEL[parts[1]] >= LEVEL[own]
+            ):
                 upward.append(f"{path.relative_to(ROOT)} imports {module}")
     assert upward == []
 
 
 def test_features_and_models_do_not_import_jobs():
-    found = [f"{p.relative_to(ROOT)} imports {m}" for top in ("features", "models") for p in sorted((ROOT / top).rglob("*.py"))
-             for m in imported(p) if m.split(".")[0] == "jobs"]
+    found = [
+        f"{p.relative_to(ROOT)} imports {m}"
+        for top in ("features", "models")
+        for p in sorted((ROOT / top).rglob("*.py"))
+        for m in imported(p)
+        if m.split(".")[0] == "jobs"
+    ]
     assert found == []

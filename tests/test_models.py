@@ -1,4 +1,5 @@
 """Split rules, the handbook's card rule, metrics and threshold choice, on small hand-computed cases."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,8 +18,14 @@ D = dt.date
 
 def test_handbook_split_windows():
     s = Split(D(2018, 7, 25))
-    assert s.as_params() == {"train_start": "2018-07-25", "train_end": "2018-08-01", "val_start": "2018-07-30",
-                             "test_start": "2018-08-08", "test_end": "2018-08-15", "delay_days": "7"}
+    assert s.as_params() == {
+        "train_start": "2018-07-25",
+        "train_end": "2018-08-01",
+        "val_start": "2018-07-30",
+        "test_start": "2018-08-08",
+        "test_end": "2018-08-15",
+        "delay_days": "7",
+    }
 
 
 def test_split_errors_name_the_option():
@@ -34,10 +41,19 @@ def test_in_days_is_half_open():
 
 
 def test_cards_with_a_known_fraud_leave_the_later_days():
-    history = pd.DataFrame({"customer_id": [1, 2], "tx_fraud": [1, 1],
-                            "tx_datetime": pd.to_datetime(["2018-08-01 10:00", "2018-08-05 10:00"])})
-    days = pd.DataFrame({"customer_id": [1, 1, 2, 2, 3],
-                         "tx_date": [D(2018, 8, 8), D(2018, 8, 9), D(2018, 8, 12), D(2018, 8, 13), D(2018, 8, 8)]})
+    history = pd.DataFrame(
+        {
+            "customer_id": [1, 2],
+            "tx_fraud": [1, 1],
+            "tx_datetime": pd.to_datetime(["2018-08-01 10:00", "2018-08-05 10:00"]),
+        }
+    )
+    days = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2, 2, 3],
+            "tx_date": [D(2018, 8, 8), D(2018, 8, 9), D(2018, 8, 12), D(2018, 8, 13), D(2018, 8, 8)],
+        }
+    )
     # 7-day delay: card 1's fraud is known from 08-08 10:00 -> still in on 08-08, out from 08-09;
     # card 2's is known from 08-12 10:00 -> in on 08-12, out on 08-13
     kept = drop_known_fraud_cards(history, days, label_delay_hours=168)
@@ -45,12 +61,14 @@ def test_cards_with_a_known_fraud_leave_the_later_days():
 
 
 def test_card_precision_at_k_removes_cards_caught_on_earlier_days():
-    frame = pd.DataFrame({
-        "tx_date": [D(2018, 8, 8)] * 3 + [D(2018, 8, 9)] * 3,
-        "customer_id": [1, 2, 3, 1, 2, 4],
-        "score": [0.9, 0.8, 0.1, 0.95, 0.7, 0.2],
-        "tx_fraud": [1, 0, 0, 1, 1, 0],
-    })
+    frame = pd.DataFrame(
+        {
+            "tx_date": [D(2018, 8, 8)] * 3 + [D(2018, 8, 9)] * 3,
+            "customer_id": [1, 2, 3, 1, 2, 4],
+            "score": [0.9, 0.8, 0.1, 0.95, 0.7, 0.2],
+            "tx_fraud": [1, 0, 0, 1, 1, 0],
+        }
+    )
     # day 1, top 2: cards 1 (fraud) and 2 -> 1/2; day 2: card 1 was caught, top 2 = cards 2 (fraud), 4 -> 1/2
     assert card_precision_at_k(frame, k=2) == 0.5
     assert card_precision_at_k(frame, k=1) == pytest.approx((1 + 1) / 2)  # day 2's top card is 2 (fraud)
@@ -72,7 +90,15 @@ def test_threshold_highest_recall_within_an_fpr_budget():
     s = np.array([0.1, 0.2, 0.3, 0.6, 0.25, 0.5, 0.7, 0.9])
     threshold, how = choose_threshold(y, s, max_fpr=0.0)
     assert threshold == 0.7 and at_threshold(y, s, threshold) | {} == {
-        "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "fpr": 0.0, "tp": 2, "fp": 0, "fn": 2, "tn": 4}
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+        "fpr": 0.0,
+        "tp": 2,
+        "fp": 0,
+        "fn": 2,
+        "tn": 4,
+    }
     assert "highest recall (0.5000) with FPR <= 0.0" in how
 
 
@@ -106,7 +132,12 @@ def test_the_requirement_is_counted_one_way_for_train_backtest_and_demo():
     fraud = np.array([True] * 50 + [False] * 1000)
     flagged = np.array([True] * 49 + [False] + [True] * 50 + [False] * 950)
     counted = requirement(fraud, flagged)
-    assert (counted["frauds"], counted["frauds_alerted"], counted["false_alerts"], counted["alerts"]) == (50, 49, 50, 99)
+    assert (counted["frauds"], counted["frauds_alerted"], counted["false_alerts"], counted["alerts"]) == (
+        50,
+        49,
+        50,
+        99,
+    )
     assert (counted["recall"], counted["fpr"], counted["precision"]) == (0.98, 0.05, 49 / 99)
     assert not counted["meets_requirement"]  # recall must be above 98%
     flagged[49] = True

@@ -1,6 +1,7 @@
 """The Prometheus rules and the Grafana dashboard (conf/prometheus, conf/grafana), checked with the real
 promtool. The end-to-end stream test (test_score_stream.py) has a real Prometheus scrape the job and
 answer every query of the dashboard."""
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,6 @@ def test_the_dashboard_is_importable():
         assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]
 
 
-
 def test_the_progress_metrics_are_those_of_the_micro_batch_that_just_ended():
     """ProgressMetrics takes Spark's progress event of its own query (sent after each micro-batch's commit)
     and ignores the other queries of the session."""
@@ -72,9 +72,14 @@ def test_the_progress_metrics_are_those_of_the_micro_batch_that_just_ended():
     listener = ProgressMetrics(metrics, "ours")
 
     def event(query_id: str, rate: float, lag: int) -> SimpleNamespace:
-        progress = {"id": query_id, "batchId": 7, "inputRowsPerSecond": rate, "processedRowsPerSecond": 2 * rate,
-                    "stateOperators": [{"operatorName": "transformWithStateExec", "numRowsTotal": 42}],
-                    "sources": [{"metrics": {"maxOffsetsBehindLatest": str(lag)}}]}
+        progress = {
+            "id": query_id,
+            "batchId": 7,
+            "inputRowsPerSecond": rate,
+            "processedRowsPerSecond": 2 * rate,
+            "stateOperators": [{"operatorName": "transformWithStateExec", "numRowsTotal": 42}],
+            "sources": [{"metrics": {"maxOffsetsBehindLatest": str(lag)}}],
+        }
         return SimpleNamespace(progress=SimpleNamespace(id=query_id, json=json.dumps(progress)))
 
     listener.onQueryProgress(event("ours", 120.0, 5))

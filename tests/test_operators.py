@@ -3,6 +3,7 @@ streaming query over files, one file per micro-batch, cut at random sizes. Every
 job's (features/batch.py) row by row, with labels that arrive late (repeated, corrected, of no counted
 transaction), duplicates and bypassing rows mixed in, and from a state seeded with history; the state stays
 within the look-back."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,16 @@ from pyspark.sql import DataFrame
 
 from features.batch import compute_aggregates
 from features.definitions import AGGREGATES, ENTITY_KEYS, HOUR, lookback_hours
-from features.operators import (DAY_HOURS, LABEL_INCREMENT, LABEL_PREVIOUS, add_aggregates,
-                                card_and_terminal_aggregates, entity_measures, seed_state, spec)
+from features.operators import (
+    DAY_HOURS,
+    LABEL_INCREMENT,
+    LABEL_PREVIOUS,
+    add_aggregates,
+    card_and_terminal_aggregates,
+    entity_measures,
+    seed_state,
+    spec,
+)
 from jobs.simulation.simulator import Simulator, make_spec
 
 DELAY = 48
@@ -35,9 +44,11 @@ def transactions(days: int, customers: int = 300, terminals: int = 400) -> pd.Da
 def as_rows(frame: pd.DataFrame, label_row: bool = False, bypass: bool = False, arrival: int = 0) -> pd.DataFrame:
     """Rows for the operators, of the same types in every file (a message has no card, a transaction no label);
     `arrival`: when a label came (seconds; labels of one transaction apply in this order)."""
-    return frame.assign(label_row=label_row, bypass_state=bypass,
-                        arrival=pd.Timestamp("2030-01-01", tz="UTC") + pd.Timedelta(seconds=arrival)).astype(
-        {"transaction_id": "int64", "customer_id": "Int32", "terminal_id": "Int32", "tx_fraud": "Int32"})
+    return frame.assign(
+        label_row=label_row,
+        bypass_state=bypass,
+        arrival=pd.Timestamp("2030-01-01", tz="UTC") + pd.Timedelta(seconds=arrival),
+    ).astype({"transaction_id": "int64", "customer_id": "Int32", "terminal_id": "Int32", "tx_fraud": "Int32"})
 
 
 def stream(spark, parts: list[pd.DataFrame], tmp: Path, seeds: dict[str, DataFrame] | None = None) -> pd.DataFrame:
@@ -53,8 +64,13 @@ def stream(spark, parts: list[pd.DataFrame], tmp: Path, seeds: dict[str, DataFra
     rows = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
     both = card_and_terminal_aggregates(rows, DELAY, 45, seeds, bypass=["bypass_state"], label_order="arrival")
     name = f"out_{tmp.name.replace('-', '_')}"
-    query = (both.writeStream.format("memory").queryName(name).option("checkpointLocation", str(tmp / "chk"))
-             .trigger(availableNow=True).start())
+    query = (
+        both.writeStream.format("memory")
+        .queryName(name)
+        .option("checkpointLocation", str(tmp / "chk"))
+        .trigger(availableNow=True)
+        .start()
+    )
     query.awaitTermination()
     assert query.exception() is None
     return spark.table(name).toPandas()
@@ -70,8 +86,10 @@ def assert_equal_aggregates(streamed: pd.DataFrame, expected: pd.DataFrame) -> N
     for name in NAMES:
         diff = np.abs(merged[f"{name}_batch"] - merged[f"{name}_stream"])
         worst = diff.idxmax()
-        assert (diff <= 1e-9 * np.maximum(1, np.abs(merged[f"{name}_batch"]))).all(), \
-            (name, merged.loc[worst, ["transaction_id", f"{name}_batch", f"{name}_stream"]].to_dict())
+        assert (diff <= 1e-9 * np.maximum(1, np.abs(merged[f"{name}_batch"]))).all(), (
+            name,
+            merged.loc[worst, ["transaction_id", f"{name}_batch", f"{name}_stream"]].to_dict(),
+        )
 
 
 @pytest.mark.integration
@@ -82,7 +100,7 @@ def test_operators_equal_the_batch_job_with_late_labels_duplicates_and_messages(
     expected_increments: list[int] = []
     while start < len(frame):
         size = int(rng.integers(1, 1000))  # under 40 hours of transactions: labels come within the delay
-        cut = frame.iloc[start:start + size]
+        cut = frame.iloc[start : start + size]
         start += size
         # production: transactions carry no label; the frauds of the previous cut are confirmed now (+1), one
         # of them twice (+0); one genuine transaction is labelled fraud by mistake and corrected in the same
@@ -90,20 +108,26 @@ def test_operators_equal_the_batch_job_with_late_labels_duplicates_and_messages(
         shown = as_rows(cut.assign(tx_fraud=None))
         extra = []
         if pending_labels is not None and len(pending_labels):
-            extra += [as_rows(pending_labels, label_row=True, arrival=1), as_rows(pending_labels.head(1), label_row=True,
-                                                                                  arrival=2)]
+            extra += [
+                as_rows(pending_labels, label_row=True, arrival=1),
+                as_rows(pending_labels.head(1), label_row=True, arrival=2),
+            ]
             expected_increments += [1] * len(pending_labels) + [0]
         if len(cut) > 3:
             mistake = cut[cut["tx_fraud"] == 0].head(1)
-            extra += [as_rows(mistake.assign(tx_fraud=1), label_row=True, arrival=3),
-                      as_rows(mistake.assign(tx_fraud=0), label_row=True, arrival=4),
-                      as_rows(mistake.assign(terminal_id=mistake["terminal_id"] + 1), label_row=True, arrival=5),
-                      as_rows(mistake.assign(transaction_id=10**12 + start), label_row=True, arrival=6)]
+            extra += [
+                as_rows(mistake.assign(tx_fraud=1), label_row=True, arrival=3),
+                as_rows(mistake.assign(tx_fraud=0), label_row=True, arrival=4),
+                as_rows(mistake.assign(terminal_id=mistake["terminal_id"] + 1), label_row=True, arrival=5),
+                as_rows(mistake.assign(transaction_id=10**12 + start), label_row=True, arrival=6),
+            ]
             expected_increments += [1, -1]
             unplaced += 2
             # a producer's retry of an earlier transaction, and a malformed message with no card
-            extra += [as_rows(frame.iloc[[max(0, start - size - 5)]].assign(tx_fraud=None)),
-                      as_rows(cut.head(1).assign(customer_id=None, terminal_id=None, transaction_id=-start), bypass=True)]
+            extra += [
+                as_rows(frame.iloc[[max(0, start - size - 5)]].assign(tx_fraud=None)),
+                as_rows(cut.head(1).assign(customer_id=None, terminal_id=None, transaction_id=-start), bypass=True),
+            ]
             retries += 1
         parts.append(pd.concat([shown, *extra], ignore_index=True).sample(frac=1, random_state=start))
         pending_labels = cut[cut["tx_fraud"] == 1]
@@ -183,8 +207,10 @@ def test_a_wrong_spec_is_refused_with_its_reason(spark):
 
     rows = spark.createDataFrame(as_rows(transactions(days=3, customers=20, terminals=20)))
     jvm = spark.sparkContext._jvm
-    bad = ('{"key": "customer_id", "seconds": "s", "id": "transaction_id", "measures": ["m"], "lookback_hours": 1,'
-           '"windows": [{"name": "w", "measure": "nothing", "first": -1, "last": 0}], "bypass": [], "drop": []}')
+    bad = (
+        '{"key": "customer_id", "seconds": "s", "id": "transaction_id", "measures": ["m"], "lookback_hours": 1,'
+        '"windows": [{"name": "w", "measure": "nothing", "first": -1, "last": 0}], "bypass": [], "drop": []}'
+    )
     with pytest.raises(IllegalArgumentException, match=r"window w: measure nothing is not among the measures \[m\]"):
         jvm.io.frauddetect.features.WindowedSums.apply(rows._jdf, bad, rows._jdf)
 
@@ -202,15 +228,20 @@ def test_a_key_idle_for_the_ttl_is_removed(spark, tmp_path):
     def write(i: int, part: pd.DataFrame) -> None:
         path = source / f"{i:05d}.parquet"
         as_rows(part).assign(tx_datetime=lambda f: f["tx_datetime"].dt.tz_localize("UTC")).to_parquet(
-            path, coerce_timestamps="us")
+            path, coerce_timestamps="us"
+        )
         os.utime(path, (1_000_000 + i, 1_000_000 + i))
 
     def run() -> None:
         schema = spark.read.parquet(str(source / "00000.parquet")).schema
         rows = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(source))
         counted = add_aggregates(rows, "card", DELAY, 2 / 86_400, bypass=["bypass_state"])
-        query = (counted.writeStream.foreachBatch(lambda batch, _: out.append(batch.toPandas()))
-                 .option("checkpointLocation", str(tmp_path / "chk")).trigger(availableNow=True).start())
+        query = (
+            counted.writeStream.foreachBatch(lambda batch, _: out.append(batch.toPandas()))
+            .option("checkpointLocation", str(tmp_path / "chk"))
+            .trigger(availableNow=True)
+            .start()
+        )
         query.awaitTermination()
         assert query.exception() is None
 

@@ -1,5 +1,6 @@
 """docs/results.md is what benchmarks/results_page.py makes of benchmarks/results/*.json: a figure on the page
 cannot drift from its file."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """The replay's reviews and disputes (jobs/replay/reviews.py): capacity, working hours, errors and unanswered
 calls at their rates, disputes at their share and spread; at the defaults, the oracle the published runs used."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -18,8 +19,13 @@ def payments(n: int, every: dt.timedelta, fraud_every: int = 2) -> tuple[dict[in
     return truth, {t: START + t * every for t in range(n)}
 
 
-def run(feedback: Feedback, times: dict[int, dt.datetime], alerted: set[int], days: int,
-        step: dt.timedelta = dt.timedelta(hours=2)) -> list[tuple[dt.datetime, int, int]]:
+def run(
+    feedback: Feedback,
+    times: dict[int, dt.datetime],
+    alerted: set[int],
+    days: int,
+    step: dt.timedelta = dt.timedelta(hours=2),
+) -> list[tuple[dt.datetime, int, int]]:
     """Step through `days` as the backtest does: labels due at each step's start, then the step's alerts."""
     labels = []
     for k in range(int(dt.timedelta(days=days) / step)):
@@ -49,7 +55,9 @@ def test_the_team_reviews_at_most_its_capacity_a_day_in_its_hours_oldest_first()
     reviews = Reviews(capacity=100, hours=(8, 20))
     feedback = Feedback(reviews, Disputes(), truth, times, np.random.default_rng(0))
     labels = run(feedback, times, alerted=set(truth), days=3)
-    done = [(when, t) for when, t, _ in labels if (when, t) not in {(times[u] + dt.timedelta(days=7), u) for u in truth}]
+    done = [
+        (when, t) for when, t, _ in labels if (when, t) not in {(times[u] + dt.timedelta(days=7), u) for u in truth}
+    ]
     taken = [when - dt.timedelta(hours=1) for when, _ in done]
     assert all(8 <= w.hour < 20 for w in taken), "reviews are taken in working hours only"
     by_day = {d: sum(w.date() == d for w in taken) for d in {w.date() for w in taken}}
@@ -94,13 +102,25 @@ def test_disputes_are_spread_over_their_days():
     assert np.median(delays) == pytest.approx(5, abs=0.25)  # uniform over days 3 to 7
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: Reviews(capacity=0), r"--review-capacity: expected a whole number of reviews a day of 1 or more, found 0"),
-    (lambda: Reviews(hours=(20, 8)), r"--review-hours: expected FIRST-LAST with 0 <= FIRST < LAST <= 24, found \(20, 8\)"),
-    (lambda: Reviews(wrong=1.0), r"--review-wrong: expected a share of 0 or more, below 1, found 1.0"),
-    (lambda: Disputes(share=0), r"--dispute-share: expected a share above 0, at most 1, found 0"),
-    (lambda: parse_hours("9am-5pm"), r"--review-hours: expected FIRST-LAST hours \(e.g. 8-20\) or all, found '9am-5pm'"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: Reviews(capacity=0),
+            r"--review-capacity: expected a whole number of reviews a day of 1 or more, found 0",
+        ),
+        (
+            lambda: Reviews(hours=(20, 8)),
+            r"--review-hours: expected FIRST-LAST with 0 <= FIRST < LAST <= 24, found \(20, 8\)",
+        ),
+        (lambda: Reviews(wrong=1.0), r"--review-wrong: expected a share of 0 or more, below 1, found 1.0"),
+        (lambda: Disputes(share=0), r"--dispute-share: expected a share above 0, at most 1, found 0"),
+        (
+            lambda: parse_hours("9am-5pm"),
+            r"--review-hours: expected FIRST-LAST hours \(e.g. 8-20\) or all, found '9am-5pm'",
+        ),
+    ],
+)
 def test_wrong_review_options_are_clear_errors(make, message):
     with pytest.raises(FraudError, match=message):
         make()

@@ -2,6 +2,7 @@
 transactions in; `scores` holds every valid transaction exactly once with the batch job's features (parity,
 row by row); `dead_letters` holds the malformed, rule-breaking and duplicate ones, each with its reason;
 `alerts` and the alerts topic hold the flagged ones."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,26 +33,57 @@ from tests.test_ingest_stream import produce
 
 pytestmark = pytest.mark.integration
 DELAY = 24
-MALFORMED = [b"not json", b'{"transaction_id": 1}', json.dumps({"transaction_id": 5, "tx_datetime": "2018-04-02 10:00:00",
-             "customer_id": 1, "terminal_id": "Err", "tx_amount": 3.0, "tx_time_seconds": 1, "tx_time_days": 0}).encode(),
-             # well formed, but from the future: it would make its state bucket forget everything older
-             json.dumps({"transaction_id": 6, "tx_datetime": "2080-01-01 00:00:00", "customer_id": 1, "terminal_id": 2,
-                         "tx_amount": 3.0, "tx_time_seconds": 1, "tx_time_days": 0}).encode()]
+MALFORMED = [
+    b"not json",
+    b'{"transaction_id": 1}',
+    json.dumps(
+        {
+            "transaction_id": 5,
+            "tx_datetime": "2018-04-02 10:00:00",
+            "customer_id": 1,
+            "terminal_id": "Err",
+            "tx_amount": 3.0,
+            "tx_time_seconds": 1,
+            "tx_time_days": 0,
+        }
+    ).encode(),
+    # well formed, but from the future: it would make its state bucket forget everything older
+    json.dumps(
+        {
+            "transaction_id": 6,
+            "tx_datetime": "2080-01-01 00:00:00",
+            "customer_id": 1,
+            "terminal_id": 2,
+            "tx_amount": 3.0,
+            "tx_time_seconds": 1,
+            "tx_time_days": 0,
+        }
+    ).encode(),
+]
 
 
 def rule_breaking(transaction_id: int, **changes) -> bytes:
     """A well-formed transaction that breaks a rule of the cleaning suite (jobs/expectations)."""
-    good = {"transaction_id": transaction_id, "tx_datetime": "2018-04-02 10:00:00", "customer_id": 1, "terminal_id": 2,
-            "tx_amount": 3.0, "tx_time_seconds": 122_400, "tx_time_days": 1}
+    good = {
+        "transaction_id": transaction_id,
+        "tx_datetime": "2018-04-02 10:00:00",
+        "customer_id": 1,
+        "terminal_id": 2,
+        "tx_amount": 3.0,
+        "tx_time_seconds": 122_400,
+        "tx_time_days": 1,
+    }
     return json.dumps({**good, **changes}).encode()
 
 
 # each breaks one rule, named in its dead letter
-RULE_BREAKING = {"customer_id_range": rule_breaking(10**9, customer_id=-999999),
-                 "tx_amount_positive": rule_breaking(10**9 + 1, tx_amount=0.0),
-                 "terminal_id_range": rule_breaking(10**9 + 2, terminal_id=2_000_000),
-                 "tx_time_days_consistent": rule_breaking(10**9 + 3, tx_time_days=5),
-                 "tx_fraud_in_set": rule_breaking(10**9 + 4, tx_fraud=2, tx_fraud_scenario=0)}
+RULE_BREAKING = {
+    "customer_id_range": rule_breaking(10**9, customer_id=-999999),
+    "tx_amount_positive": rule_breaking(10**9 + 1, tx_amount=0.0),
+    "terminal_id_range": rule_breaking(10**9 + 2, terminal_id=2_000_000),
+    "tx_time_days_consistent": rule_breaking(10**9 + 3, tx_time_days=5),
+    "tx_fraud_in_set": rule_breaking(10**9 + 4, tx_fraud=2, tx_fraud_scenario=0),
+}
 
 
 def consume_all(bootstrap: str, topic: str) -> list[dict]:
@@ -62,19 +94,28 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=20, customers=300, terminals=400), raw)
     kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
-    cfg = make_cfg(kafka__bootstrap_servers=broker.bootstrap_servers,
-                   kafka__topics__transactions=topic_names["transactions"], kafka__topics__alerts=topic_names["alerts"],
-                   kafka__topics__labels=topic_names["labels"],
-                   kafka__max_offsets_per_trigger=4000, stream__metrics_port=0,
-                   mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-                   mlflow__artifact_location=str(tmp_path / "artifacts"),
-                   # the stream replays the history the model was trained on: no state from it
-                   stream__seed_from_history=False,
-                   # exploration: a terminal without a review for 48 h gets one (8 h by default: these terminals
-                   # make a few payments a day)
-                   stream__terminal_checks__explore_hours=48)
-    summary = train.run(spark, cfg, Split(dt.date(2018, 4, 8), train_days=4, delay_days=1, test_days=3, val_days=1),
-                        DELAY, input_path=str(raw))
+    cfg = make_cfg(
+        kafka__bootstrap_servers=broker.bootstrap_servers,
+        kafka__topics__transactions=topic_names["transactions"],
+        kafka__topics__alerts=topic_names["alerts"],
+        kafka__topics__labels=topic_names["labels"],
+        kafka__max_offsets_per_trigger=4000,
+        stream__metrics_port=0,
+        mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        mlflow__artifact_location=str(tmp_path / "artifacts"),
+        # the stream replays the history the model was trained on: no state from it
+        stream__seed_from_history=False,
+        # exploration: a terminal without a review for 48 h gets one (8 h by default: these terminals
+        # make a few payments a day)
+        stream__terminal_checks__explore_hours=48,
+    )
+    summary = train.run(
+        spark,
+        cfg,
+        Split(dt.date(2018, 4, 8), train_days=4, delay_days=1, test_days=3, val_days=1),
+        DELAY,
+        input_path=str(raw),
+    )
     assert summary["registry"]["alias"] == "champion"
 
     lines = list(raw_lines(raw))
@@ -94,16 +135,23 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
 
     batch = build_features.read_features(spark, cfg, DELAY)
     # stream features == batch features, row by row, a null counting as a value
-    assert_features_match(scores.select("transaction_id", *FEATURE_NAMES).toPandas(),
-                          batch.join(scores.select("transaction_id"), "transaction_id", "left_semi")
-                          .select("transaction_id", *FEATURE_NAMES).toPandas(), "transaction_id", FEATURE_NAMES)
+    assert_features_match(
+        scores.select("transaction_id", *FEATURE_NAMES).toPandas(),
+        batch.join(scores.select("transaction_id"), "transaction_id", "left_semi")
+        .select("transaction_id", *FEATURE_NAMES)
+        .toPandas(),
+        "transaction_id",
+        FEATURE_NAMES,
+    )
 
     dead = spark.read.format("delta").load(cfg.table_path("dead_letters")).collect()
     duplicates = [r for r in dead if r.errors[0].startswith("transaction_id: expected a transaction not seen before")]
     assert sorted(json.loads(r.payload)["transaction_id"] for r in duplicates) == [0, 1, 2]
     first = next(r for r in duplicates if json.loads(r.payload)["transaction_id"] == 0)
-    assert first.errors == [f"transaction_id: expected a transaction not seen before, found 0 already counted for card "
-                            f"{lines[0].split(',')[2]}: a duplicate (a producer's retry?), not scored again"]
+    assert first.errors == [
+        f"transaction_id: expected a transaction not seen before, found 0 already counted for card "
+        f"{lines[0].split(',')[2]}: a duplicate (a producer's retry?), not scored again"
+    ]
     others = [r for r in dead if r not in duplicates]
     assert sorted(r.payload for r in others) == sorted(m.decode() for m in MALFORMED + list(RULE_BREAKING.values()))
     for rule, payload in RULE_BREAKING.items():
@@ -114,7 +162,8 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert {r.payload: r.reason for r in others} == {
         **{m.decode(): "malformed" for m in MALFORMED if b"2080" not in m},
         **{m.decode(): "future" for m in MALFORMED if b"2080" in m},
-        **{payload.decode(): f"rule:{rule}" for rule, payload in RULE_BREAKING.items()}}
+        **{payload.decode(): f"rule:{rule}" for rule, payload in RULE_BREAKING.items()},
+    }
     future = [r.errors for r in dead if "2080" in (r.payload or "")][0]
     assert future[0].startswith("tx_datetime: expected at most 24 hours after the message's Kafka timestamp ")
     assert future[0].endswith(", found '2080-01-01 00:00:00'")
@@ -140,8 +189,12 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     explanations = spark.read.format("delta").load(cfg.table_path("explanations"))
     assert explanations.count() == explanations.select("alert_id").distinct().count() == len(flagged)
     joined = alerts.join(explanations.select("alert_id", "top_features"), "alert_id", "left")
-    in_table = {r.alert_id: json.loads(r.row) for r in joined.select(
-        "alert_id", F.to_json(F.struct(*[c for c in joined.columns if c != "tx_date"])).alias("row")).collect()}
+    in_table = {
+        r.alert_id: json.loads(r.row)
+        for r in joined.select(
+            "alert_id", F.to_json(F.struct(*[c for c in joined.columns if c != "tx_date"])).alias("row")
+        ).collect()
+    }
     assert set(by_alert) == set(in_table)
     for alert_id, (first, explained) in by_alert.items():
         assert first["top_features"] == [] and len(explained["top_features"]) == 3, alert_id
@@ -154,13 +207,22 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     # its score), with its own while those are fewer than evidence_transactions, less the share sent for review
     # by terminal checks: from the first on
     budget = AlertBudget.from_config(cfg)
-    versions = sorted(r.version for r in spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path('scores')}`")
-                      .where("operation = 'WRITE'").collect())
+    versions = sorted(
+        r.version
+        for r in spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path('scores')}`")
+        .where("operation = 'WRITE'")
+        .collect()
+    )
     seen = pd.DataFrame(columns=["transaction_id", "tx_datetime", "score", "threshold", "decision", "alert_reason"])
     thresholds = []
     for version in versions:
-        rows = (spark.read.format("delta").option("versionAsOf", version).load(cfg.table_path("scores"))
-                .select("transaction_id", "tx_datetime", "score", "threshold", "decision", "alert_reason").toPandas())
+        rows = (
+            spark.read.format("delta")
+            .option("versionAsOf", version)
+            .load(cfg.table_path("scores"))
+            .select("transaction_id", "tx_datetime", "score", "threshold", "decision", "alert_reason")
+            .toPandas()
+        )
         batch_rows = rows[~rows["transaction_id"].isin(seen["transaction_id"])]
         assert batch_rows["threshold"].nunique() == 1
         window = seen[seen["tx_datetime"] > seen["tx_datetime"].max() - budget.window] if len(seen) else seen
@@ -168,8 +230,9 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
         own = batch_rows["score"].to_numpy(dtype=float) if len(window) < budget.evidence_transactions else np.zeros(0)
         evidence = np.concatenate([window["score"].to_numpy(dtype=float), own])
         weight = np.concatenate([counted_as_legitimate(window), np.ones(len(own))])
-        expected = budget_threshold(evidence, np.ones(len(evidence), dtype=bool), share_for_the_score(window, budget.fpr),
-                                    weight)
+        expected = budget_threshold(
+            evidence, np.ones(len(evidence), dtype=bool), share_for_the_score(window, budget.fpr), weight
+        )
         assert batch_rows["threshold"].iloc[0] == pytest.approx(expected), version
         thresholds.append(batch_rows["threshold"].iloc[0])
         seen = rows
@@ -178,7 +241,9 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     import urllib.request
 
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10).read().decode()
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")
+    }
     assert values["fraud_transactions_scored_total"] == len(lines)
     assert values["fraud_alerts_total"] == len(flagged)
     assert values["fraud_dead_letters_total"] == len(MALFORMED) + len(RULE_BREAKING) + 3
@@ -193,18 +258,23 @@ def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     assert values['fraud_reviews_requested_total{reason="score"}'] == reasons["score"]
     assert values["fraud_alert_budget_window_transactions"] == len(window)
     assert values["fraud_alert_budget_target"] == budget.fpr
-    flagged_in_window = scores.where(F.col("transaction_id").isin([int(t) for t in window["transaction_id"]]) & F.col("decision"))
+    flagged_in_window = scores.where(
+        F.col("transaction_id").isin([int(t) for t in window["transaction_id"]]) & F.col("decision")
+    )
     weight = counted_as_legitimate(window)
     assert flagged_in_window.count() == int(window["decision"].sum())
-    assert values["fraud_alert_budget_spent"] == pytest.approx(weight[window["decision"].to_numpy(dtype=bool)].sum()
-                                                               / weight.sum())
+    assert values["fraud_alert_budget_spent"] == pytest.approx(
+        weight[window["decision"].to_numpy(dtype=bool)].sum() / weight.sum()
+    )
 
     # a real Prometheus scrapes the endpoint with the project's rules and answers every dashboard query
     with prometheus(tmp_path / "prometheus", free_port(), [f"127.0.0.1:{metrics.port}"]) as server:
         scraped = server.wait_for("fraud_transactions_scored_total")
         assert [float(s["value"][1]) for s in scraped] == [len(lines)]
         assert server.wait_for("count_over_time(fraud_alerts_total[1m]) >= 2")  # two scrapes: rates have data
-        assert [float(s["value"][1]) for s in server.query("fraud_dead_letters_total")] == [len(MALFORMED) + len(RULE_BREAKING) + 3]
+        assert [float(s["value"][1]) for s in server.query("fraud_dead_letters_total")] == [
+            len(MALFORMED) + len(RULE_BREAKING) + 3
+        ]
         assert [s["metric"]["version"] for s in server.query('fraud_model_info{job="fraud-stream"}')] == ["1"]
         for title, expr in dashboard_queries():
             assert server.query(expr), f"dashboard panel {title!r}: no data for {expr}"
@@ -221,7 +291,9 @@ def counted_as_legitimate(window: pd.DataFrame) -> np.ndarray:
 
 def share_for_the_score(window: pd.DataFrame, fpr: float) -> float:
     """The alert budget's share left to the score: `fpr` less the share flagged by terminal checks, at least half."""
-    others = float((window["decision"].astype(bool) & (window["alert_reason"] != "score")).mean()) if len(window) else 0.0
+    others = (
+        float((window["decision"].astype(bool) & (window["alert_reason"] != "score")).mean()) if len(window) else 0.0
+    )
     return max(fpr - others, fpr / 2)
 
 
@@ -247,13 +319,21 @@ def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, strea
     assert batch is not None
     scores = spark.read.format("delta").load(cfg.table_path("scores"))
     # a simulated amount can round to 0.00, which the cleaning rules refuse: a dead letter, in the stream too
-    dead = [r.errors for r in spark.read.format("delta").load(cfg.table_path("dead_letters")).collect()] \
-        if (tmp_path / "lake/dead_letters").is_dir() else []
+    dead = (
+        [r.errors for r in spark.read.format("delta").load(cfg.table_path("dead_letters")).collect()]
+        if (tmp_path / "lake/dead_letters").is_dir()
+        else []
+    )
     assert all(e[0].startswith("rule tx_amount_positive: ") for e in dead), dead
     assert scores.count() + len(dead) == sum(1 for _ in raw_lines(live))
-    assert_features_match(scores.select("transaction_id", *FEATURE_NAMES).toPandas(),
-                          batch.join(scores.select("transaction_id"), "transaction_id", "left_semi")
-                          .select("transaction_id", *FEATURE_NAMES).toPandas(), "transaction_id", FEATURE_NAMES)
+    assert_features_match(
+        scores.select("transaction_id", *FEATURE_NAMES).toPandas(),
+        batch.join(scores.select("transaction_id"), "transaction_id", "left_semi")
+        .select("transaction_id", *FEATURE_NAMES)
+        .toPandas(),
+        "transaction_id",
+        FEATURE_NAMES,
+    )
     first_day = scores.where(F.col("tx_datetime") < F.lit(dt.datetime(2018, 5, 2)))
     assert first_day.count() > 0 and first_day.where("card_tx_count_30d <= 1").count() < first_day.count() / 10
 
@@ -264,8 +344,12 @@ def test_alert_ids_are_the_uuid5_of_the_transaction_id(spark):
 
     ids = [0, 1, 7, 99, 123_456, 9_876_543_210, -5] + list(range(1000, 3000))
     frame = spark.createDataFrame([(i,) for i in ids], "transaction_id long")
-    made = {r.transaction_id: r.alert_id
-            for r in frame.select("transaction_id", alerts_topic.alert_id(F.col("transaction_id")).alias("alert_id")).collect()}
+    made = {
+        r.transaction_id: r.alert_id
+        for r in frame.select(
+            "transaction_id", alerts_topic.alert_id(F.col("transaction_id")).alias("alert_id")
+        ).collect()
+    }
     assert made == {i: str(uuid.uuid5(alerts_topic.ALERT_NAMESPACE, str(i))) for i in ids}
 
 
@@ -274,7 +358,9 @@ def test_a_checkpoint_of_a_query_with_other_sources_is_refused_with_what_to_do(s
     offsets.mkdir(parents=True)
     (offsets / "4").write_text('v1\n{"batchWatermarkMs":0}\n{"transactions":{"0":10}}\n{"reservoirVersion":3}\n')
     (offsets / "3").write_text('v1\n{"batchWatermarkMs":0}\n{"transactions":{"0":5}}\n')
-    with pytest.raises(FraudError, match=r"holds the offsets of 2 sources .*/4\), expected 1 .*Start from a new checkpoint"):
+    with pytest.raises(
+        FraudError, match=r"holds the offsets of 2 sources .*/4\), expected 1 .*Start from a new checkpoint"
+    ):
         score_stream.check_checkpoint_sources(spark, str(tmp_path / "chk"))
     (offsets / "5").write_text('v1\n{"batchWatermarkMs":0}\n{"transactions":{"0":12}}\n')
     score_stream.check_checkpoint_sources(spark, str(tmp_path / "chk"))  # the newest decides

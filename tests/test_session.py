@@ -1,4 +1,5 @@
 """The one session factory: its settings, and the error when the jars are missing."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,7 @@ def test_settings_of_the_local_session():
     assert settings == {
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        "spark.sql.streaming.stateStore.providerClass":
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.stateStore.providerClass": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.session.timeZone": "UTC",
         # Spark SQL's warehouse under .state/, not the working directory
         "spark.sql.warehouse.dir": load_config("local").path("paths.warehouse"),
@@ -58,18 +58,23 @@ def test_a_class_path_of_the_users_is_kept_after_the_jars():
 
 
 def test_a_store_other_than_aws_gets_its_s3a_settings():
-    cfg = load_config("local", {"s3.endpoint": "https://minio.bank:9000", "s3.path_style_access": True,
-                                "s3.region": "eu-west-1"})
-    assert s3a_settings(cfg) == {"spark.hadoop.fs.s3a.endpoint": "https://minio.bank:9000",
-                                 "spark.hadoop.fs.s3a.path.style.access": "true",
-                                 "spark.hadoop.fs.s3a.endpoint.region": "eu-west-1"}
+    cfg = load_config(
+        "local", {"s3.endpoint": "https://minio.bank:9000", "s3.path_style_access": True, "s3.region": "eu-west-1"}
+    )
+    assert s3a_settings(cfg) == {
+        "spark.hadoop.fs.s3a.endpoint": "https://minio.bank:9000",
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.endpoint.region": "eu-west-1",
+    }
     assert s3a_settings(load_config("cluster")) == {}  # AWS: the SDK finds the endpoint and region itself
     assert spark_settings(cfg)["spark.hadoop.fs.s3a.endpoint"] == "https://minio.bank:9000"
 
 
 def test_missing_jar_folder_says_which_command_fetches_it(tmp_path):
     cfg = load_config("local", {"paths.spark_jars": str(tmp_path / "nothing")})
-    with pytest.raises(SetupError, match=r"no JVM jars in .*nothing \(paths.spark_jars\): run `make jars` \(part of `make setup`\)"):
+    with pytest.raises(
+        SetupError, match=r"no JVM jars in .*nothing \(paths.spark_jars\): run `make jars` \(part of `make setup`\)"
+    ):
         spark_settings(cfg)
 
 
@@ -89,7 +94,9 @@ def test_the_running_session_has_them(spark):
     assert conf.get("spark.sql.streaming.noDataMicroBatches.enabled") == "false"
     # the driver JVM was started with the larger thread stack (conf/local/spark.yaml): the streaming query's
     # thread overflowed the default one
-    jvm_args = list(spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    jvm_args = list(
+        spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
+    )
     assert "-Xss64m" in jvm_args
 
 
@@ -101,7 +108,9 @@ def test_the_state_server_logs_only_errors(spark):
     level = jvm.org.apache.logging.log4j.LogManager.getLogger(STATE_SERVER_LOGGER).getLevel()
     assert level.toString() == "ERROR"
     properties = (ROOT / "spark-submit/log4j2.properties").read_text()
-    assert f"logger.twsstate.name = {STATE_SERVER_LOGGER}" in properties and "logger.twsstate.level = error" in properties
+    assert (
+        f"logger.twsstate.name = {STATE_SERVER_LOGGER}" in properties and "logger.twsstate.level = error" in properties
+    )
 
 
 def test_a_missing_or_stale_operator_jar_names_make_operators(tmp_path):

@@ -1,4 +1,5 @@
 """`fraud simulate`: the bank's raw format, the manifest, Hadoop paths and clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -11,14 +12,33 @@ from jobs.cli import main
 
 def test_writes_30_day_files_in_the_banks_format(tmp_path, capsys):
     out = tmp_path / "raw"
-    assert main(["simulate", "--days", "31", "--customers", "50", "--terminals", "100", "--start-date",
-                 "2019-08-22", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--days",
+                "31",
+                "--customers",
+                "50",
+                "--terminals",
+                "100",
+                "--start-date",
+                "2019-08-22",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert sorted(p.name for p in out.iterdir()) == ["2019-08-22.txt", "2019-09-21.txt", "_manifest.json"]
     first = (out / "2019-08-22.txt").read_text().split("\n")
     assert first[0] == RAW_HEADER
-    assert RAW_HEADER == ("# tranaction_id | tx_datetime | customer_id | terminal_id | tx_amount | tx_time_seconds "
-                          "| tx_time_days | tx_fraud | tx_fraud_scenario")
+    assert RAW_HEADER == (
+        "# tranaction_id | tx_datetime | customer_id | terminal_id | tx_amount | tx_time_seconds "
+        "| tx_time_days | tx_fraud | tx_fraud_scenario"
+    )
     fields = first[1].split(",")
     assert len(fields) == 9 and fields[0] == "0" and fields[1].startswith("2019-08-22 ")
     second = (out / "2019-09-21.txt").read_text().split("\n")
@@ -30,8 +50,22 @@ def test_writes_30_day_files_in_the_banks_format(tmp_path, capsys):
 
 def test_the_same_seed_writes_the_same_bytes(tmp_path):
     for name in ("a", "b"):
-        assert main(["simulate", "--days", "3", "--customers", "40", "--defects", "--out", str(tmp_path / name),
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "simulate",
+                    "--days",
+                    "3",
+                    "--customers",
+                    "40",
+                    "--defects",
+                    "--out",
+                    str(tmp_path / name),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     assert (tmp_path / "a/2018-04-01.txt").read_bytes() == (tmp_path / "b/2018-04-01.txt").read_bytes()
 
 
@@ -49,6 +83,9 @@ def test_errors_name_the_option(tmp_path, capsys):
     assert "simulation: customers must be a positive whole number, found 0" in capsys.readouterr().err
     (tmp_path / "2018-04-01.txt").write_text("old")
     assert main(["simulate", "--days", "1", "--customers", "5", "--out", str(tmp_path), "--no-progress"]) == 2
-    assert f"--out {tmp_path} already holds raw files (2018-04-01.txt...); choose an empty folder" in capsys.readouterr().err
+    assert (
+        f"--out {tmp_path} already holds raw files (2018-04-01.txt...); choose an empty folder"
+        in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         main(["simulate", "--days", "x", "--out", str(tmp_path)])

@@ -1,4 +1,5 @@
 """The simulator reproduces the handbook's published statistics and its scenario rules, row by row."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,14 +7,14 @@ import pandas as pd
 import pytest
 
 from jobs.simulation.simulator import (
-                                       AMOUNT_FRAUD_THRESHOLD,
-                                       CARD_FRAUD_DAYS,
-                                       TERMINAL_FRAUD_DAYS,
-                                       SimulationSpec,
-                                       Simulator,
-                                       generate_profiles,
-                                       make_spec,
-                                       )
+    AMOUNT_FRAUD_THRESHOLD,
+    CARD_FRAUD_DAYS,
+    TERMINAL_FRAUD_DAYS,
+    SimulationSpec,
+    Simulator,
+    generate_profiles,
+    make_spec,
+)
 
 
 def run(spec: SimulationSpec) -> pd.DataFrame:
@@ -33,8 +34,12 @@ def test_profiles_are_the_references_draws():
     for i in range(3):
         x, y = np.random.uniform(0, 100), np.random.uniform(0, 100)
         mean_amount, mean_nb = np.random.uniform(5, 100), np.random.uniform(0, 4)
-        assert (p.customer_xy[i].tolist(), p.mean_amount[i], p.std_amount[i], p.mean_nb_tx_per_day[i]) == \
-            ([x, y], mean_amount, mean_amount / 2, mean_nb)
+        assert (p.customer_xy[i].tolist(), p.mean_amount[i], p.std_amount[i], p.mean_nb_tx_per_day[i]) == (
+            [x, y],
+            mean_amount,
+            mean_amount / 2,
+            mean_nb,
+        )
     np.random.seed(1)
     assert p.terminal_xy.tolist() == [[np.random.uniform(0, 100), np.random.uniform(0, 100)] for _ in range(2)]
 
@@ -84,8 +89,11 @@ def test_scenario_2_is_every_transaction_on_a_compromised_terminal(handbook_sim)
     assert len(sim.terminal_log) == 2 * 120
     compromised = np.zeros(len(tx), dtype=bool)
     for day, terminal in sim.terminal_log:
-        compromised |= (tx.terminal_id == terminal).to_numpy() & (tx.tx_time_days >= day).to_numpy() & \
-            (tx.tx_time_days < day + TERMINAL_FRAUD_DAYS).to_numpy()
+        compromised |= (
+            (tx.terminal_id == terminal).to_numpy()
+            & (tx.tx_time_days >= day).to_numpy()
+            & (tx.tx_time_days < day + TERMINAL_FRAUD_DAYS).to_numpy()
+        )
     # on a compromised terminal in its 28 days: fraud, scenario 2 unless scenario 3 overwrote it
     assert (tx.tx_fraud_scenario[compromised].isin([2, 3])).all()
     assert (tx.tx_fraud_scenario[~compromised] != 2).all()
@@ -103,8 +111,11 @@ def test_scenario_3_is_a_third_of_each_compromised_cards_window(handbook_sim):
             assert (tx[tx.customer_id == card].tx_fraud_scenario == 3).sum() == k
     in_some_window = np.zeros(len(tx), dtype=bool)
     for day, card, _, _ in sim.card_log:
-        in_some_window |= (tx.customer_id == card).to_numpy() & (tx.tx_time_days >= day).to_numpy() & \
-            (tx.tx_time_days < day + CARD_FRAUD_DAYS).to_numpy()
+        in_some_window |= (
+            (tx.customer_id == card).to_numpy()
+            & (tx.tx_time_days >= day).to_numpy()
+            & (tx.tx_time_days < day + CARD_FRAUD_DAYS).to_numpy()
+        )
     assert (tx.tx_fraud_scenario[~in_some_window] != 3).all()
 
 
@@ -147,8 +158,11 @@ def test_a_fractional_compromise_rate_draws_that_many_terminals_a_day_on_average
     assert set(per_day) <= {0, 1} and 0.15 <= per_day.mean() <= 0.35, per_day.mean()
     compromised = np.zeros(len(tx), dtype=bool)
     for day, terminal in sim.terminal_log:
-        compromised |= (tx.terminal_id == terminal).to_numpy() & (tx.tx_time_days >= day).to_numpy() & \
-            (tx.tx_time_days < day + TERMINAL_FRAUD_DAYS).to_numpy()
+        compromised |= (
+            (tx.terminal_id == terminal).to_numpy()
+            & (tx.tx_time_days >= day).to_numpy()
+            & (tx.tx_time_days < day + TERMINAL_FRAUD_DAYS).to_numpy()
+        )
     assert compromised.any() and (tx.tx_fraud_scenario[compromised].isin([2, 3])).all()
     assert (tx.tx_fraud_scenario[~compromised] != 2).all()
 
@@ -158,5 +172,7 @@ def test_bad_sizes_are_clear_errors():
         make_spec("handbook", customers=0)
     with pytest.raises(ValueError, match=r"simulation: unknown preset 'bank'; expected one of \['handbook', 'otus'\]"):
         make_spec("bank")
-    with pytest.raises(ValueError, match=r"terminals compromised a day must be between 0 and the terminals \(100\), found -1"):
+    with pytest.raises(
+        ValueError, match=r"terminals compromised a day must be between 0 and the terminals \(100\), found -1"
+    ):
         make_spec("otus", terminals=100, terminals_compromised_per_day=-1)

@@ -1,6 +1,7 @@
 """Labels on the real broker: the fraud team's confirmations reach the card and terminal fraud state, exactly
 as if the batch job had known them: a label with its transaction's place in the micro-batch that reads it, one
 by id alone a micro-batch later; repeated labels count once, corrections undo, bad labels are dead letters."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,12 @@ from tests.test_stream_restart import register_model
 
 pytestmark = pytest.mark.integration
 DELAY = 24
-BAD_LABELS = [b"nope", b'{"transaction_id": "x", "tx_fraud": 1}', b'{"transaction_id": 5, "tx_fraud": 2}',
-              b'{"tx_fraud": 1}']
+BAD_LABELS = [
+    b"nope",
+    b'{"transaction_id": "x", "tx_fraud": 1}',
+    b'{"transaction_id": 5, "tx_fraud": 2}',
+    b'{"tx_fraud": 1}',
+]
 UNKNOWN_ID = 10**12
 
 
@@ -52,22 +57,38 @@ def test_labels_update_the_fraud_state(spark, broker, stream_cfg, topic_names, t
     place = first.set_index("transaction_id")
 
     def placed(t: int, label: int, terminal_shift: int = 0) -> tuple[int, int, int, int, str]:
-        return (t, label, int(place.at[t, "customer_id"]), int(place.at[t, "terminal_id"]) + terminal_shift,
-                place.at[t, "tx_datetime"].strftime("%Y-%m-%d %H:%M:%S"))
+        return (
+            t,
+            label,
+            int(place.at[t, "customer_id"]),
+            int(place.at[t, "terminal_id"]) + terminal_shift,
+            place.at[t, "tx_datetime"].strftime("%Y-%m-%d %H:%M:%S"),
+        )
 
     csv = tmp_path / "confirmed.csv"
-    csv.write_text("transaction_id,tx_fraud,customer_id,terminal_id,tx_datetime\n"
-                   + "".join(",".join(map(str, placed(t, 1))) + "\n" for t in frauds[:-3])
-                   + "".join(f"{t},1\n" for t in frauds[-3:]))
+    csv.write_text(
+        "transaction_id,tx_fraud,customer_id,terminal_id,tx_datetime\n"
+        + "".join(",".join(map(str, placed(t, 1))) + "\n" for t in frauds[:-3])
+        + "".join(f"{t},1\n" for t in frauds[-3:])
+    )
     wrong_terminal = placed(genuine[2], 1, terminal_shift=1)
-    sent = [*read_label_file(csv), placed(frauds[0], 1), placed(genuine[0], 1), placed(genuine[1], 0),
-            placed(genuine[0], 0), (UNKNOWN_ID, 1, 1, 1, "2018-04-02 00:00:00"), wrong_terminal]
+    sent = [
+        *read_label_file(csv),
+        placed(frauds[0], 1),
+        placed(genuine[0], 1),
+        placed(genuine[1], 0),
+        placed(genuine[0], 0),
+        (UNKNOWN_ID, 1, 1, 1, "2018-04-02 00:00:00"),
+        wrong_terminal,
+    ]
     send_labels(cfg, sent)
     produce_values(broker.bootstrap_servers, topic_names["labels"], BAD_LABELS)
     score_stream.run(spark, cfg, available_now=True, metrics=metrics)
 
     def recorded() -> dict[int, list[int]]:
-        labels = spark.read.format("delta").load(cfg.table_path("labels")).toPandas().sort_values(["batch_id", "offset"])
+        labels = (
+            spark.read.format("delta").load(cfg.table_path("labels")).toPandas().sort_values(["batch_id", "offset"])
+        )
         return labels.groupby("transaction_id")["fraud_increment"].apply(list).to_dict()
 
     increments = recorded()  # the labels with their place: counted in the micro-batch that read them
@@ -88,25 +109,38 @@ def test_labels_update_the_fraud_state(spark, broker, stream_cfg, topic_names, t
         row = labels[labels["transaction_id"] == t].iloc[0]
         expected = first[first["transaction_id"] == t].iloc[0]
         assert (row["customer_id"], row["terminal_id"], row["tx_datetime"]) == (
-            expected["customer_id"], expected["terminal_id"], expected["tx_datetime"])
+            expected["customer_id"],
+            expected["terminal_id"],
+            expected["tx_datetime"],
+        )
     dead = spark.read.format("delta").load(cfg.table_path("dead_letters")).toPandas()
-    unknown_payload = json.dumps({"transaction_id": UNKNOWN_ID, "tx_fraud": 1, "customer_id": 1, "terminal_id": 1,
-                                  "tx_datetime": "2018-04-02 00:00:00"})
-    wrong_payload = json.dumps(dict(zip(["transaction_id", "tx_fraud", "customer_id", "terminal_id", "tx_datetime"],
-                                        wrong_terminal)))
+    unknown_payload = json.dumps(
+        {
+            "transaction_id": UNKNOWN_ID,
+            "tx_fraud": 1,
+            "customer_id": 1,
+            "terminal_id": 1,
+            "tx_datetime": "2018-04-02 00:00:00",
+        }
+    )
+    wrong_payload = json.dumps(
+        dict(zip(["transaction_id", "tx_fraud", "customer_id", "terminal_id", "tx_datetime"], wrong_terminal))
+    )
     assert sorted(dead["payload"]) == sorted([m.decode() for m in BAD_LABELS] + [unknown_payload, wrong_payload])
     unknown = dead[dead["payload"] == unknown_payload].iloc[0]
     assert f"found {UNKNOWN_ID} in no row of `scores`" in unknown["errors"][0]
     wrong = dead[dead["payload"] == wrong_payload].iloc[0]
-    assert list(wrong["errors"]) == [f"terminal_id: expected {wrong_terminal[3] - 1} (transaction {genuine[2]}'s in "
-                                     f"`scores`), found {wrong_terminal[3]}"]
+    assert list(wrong["errors"]) == [
+        f"terminal_id: expected {wrong_terminal[3] - 1} (transaction {genuine[2]}'s in "
+        f"`scores`), found {wrong_terminal[3]}"
+    ]
     assert "tx_fraud: expected 0 or 1, found '2'" in [e for errs in dead["errors"] for e in errs]
     # the reason of each, a code (jobs/core/dead_letters.py): what counts dead letters reads it, not the words
     assert (unknown["reason"], wrong["reason"]) == ("label_unknown_transaction", "label_wrong_place")
     assert set(dead.loc[dead["payload"].isin([m.decode() for m in BAD_LABELS]), "reason"]) == {"malformed"}
 
     # 3. the next six days: their features count the confirmed frauds, as the batch job does with those labels
-    produce(cfg, iter(lines[len(first):]))
+    produce(cfg, iter(lines[len(first) :]))
     score_stream.run(spark, cfg, available_now=True, metrics=metrics)
     known = tx.assign(tx_fraud=tx["transaction_id"].isin(frauds).astype("int32"), tx_fraud_scenario=0)
     batch = build_features(spark.createDataFrame(known[TRANSACTION_SCHEMA.fieldNames()], TRANSACTION_SCHEMA), DELAY)
@@ -115,8 +149,12 @@ def test_labels_update_the_fraud_state(spark, broker, stream_cfg, topic_names, t
     stream = scores.where(scores.tx_time_days >= 6).select("transaction_id", *FEATURE_NAMES).toPandas()
     expected_features = batch.select("transaction_id", *FEATURE_NAMES).toPandas()
     assert len(stream) == len(later)
-    assert_features_match(stream, expected_features[expected_features["transaction_id"].isin(stream["transaction_id"])],
-                          "transaction_id", FEATURE_NAMES)  # a null counts as a value
+    assert_features_match(
+        stream,
+        expected_features[expected_features["transaction_id"].isin(stream["transaction_id"])],
+        "transaction_id",
+        FEATURE_NAMES,
+    )  # a null counts as a value
     assert (stream["terminal_risk_7d"] > 0).sum() > 10 and (stream["card_fraud_count_30d"] > 0).sum() > 5
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10).read().decode()
     assert f"fraud_labels_total {float(len(sent) - 2)}" in text

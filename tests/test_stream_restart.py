@@ -1,6 +1,7 @@
 """The stream through a broker outage, and its model holder following the registry: no transaction missing or
 duplicated in `scores`. The kill -9 restart test runs with everything on the cluster's servers
 (tests/test_cluster.py)."""
+
 from __future__ import annotations
 
 import time
@@ -19,6 +20,7 @@ from jobs.simulation.simulator import make_spec
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
+OUTAGE_SECONDS = 20  # how long the broker stays down
 
 
 def register_model(tracking_uri: str, artifacts: Path | str, label_delay_hours: int = 24) -> str:
@@ -40,8 +42,11 @@ def register_model(tracking_uri: str, artifacts: Path | str, label_delay_hours: 
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.catboost.log_model(model, name="model", registered_model_name="fraud-detector")
     client = MlflowClient()
-    for key, value in (("threshold", "0.5"), ("label_delay_hours", str(label_delay_hours)),
-                       ("features", ",".join(FEATURE_NAMES))):
+    for key, value in (
+        ("threshold", "0.5"),
+        ("label_delay_hours", str(label_delay_hours)),
+        ("features", ",".join(FEATURE_NAMES)),
+    ):
         client.set_model_version_tag("fraud-detector", info.registered_model_version, key, value)
     client.set_registered_model_alias("fraud-detector", "champion", info.registered_model_version)
     return str(info.registered_model_version)
@@ -75,23 +80,34 @@ def commits(table: Path) -> int:
 def test_a_broker_stopped_for_20_seconds_mid_stream_loses_and_duplicates_nothing(spark, make_cfg, tmp_path):
     """The job keeps running through a broker outage (its consumer and the alerts producer wait and retry),
     and every transaction sent before and after is scored exactly once."""
-    from jobs.stream import score_stream
     from jobs.core.metrics import StreamMetrics
+    from jobs.stream import score_stream
     from tests.conftest import free_port
 
-    spec = kafka_broker.BrokerSpec(state_dir=tmp_path / "own-broker", jars_dir=ROOT / ".jars/kafka", port=free_port(),
-                                   controller_port=free_port(), partitions=2, log_level="WARN")
+    spec = kafka_broker.BrokerSpec(
+        state_dir=tmp_path / "own-broker",
+        jars_dir=ROOT / ".jars/kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        partitions=2,
+        log_level="WARN",
+    )
     kafka_broker.start(spec)
     try:
         kafka_broker.create_topics(spec.bootstrap_servers, ["transactions", "alerts", "labels"], partitions=2)
         tracking = f"sqlite:///{tmp_path}/mlflow.db"
         register_model(tracking, tmp_path / "artifacts")
-        cfg = make_cfg(kafka__bootstrap_servers=spec.bootstrap_servers, mlflow__tracking_uri=tracking,
-                       stream__trigger_interval="1 second", stream__metrics_port=0, kafka__max_offsets_per_trigger=500)
+        cfg = make_cfg(
+            kafka__bootstrap_servers=spec.bootstrap_servers,
+            mlflow__tracking_uri=tracking,
+            stream__trigger_interval="1 second",
+            stream__metrics_port=0,
+            kafka__max_offsets_per_trigger=100,
+        )
         raw = tmp_path / "raw"
         simulate_to_folder(make_spec("handbook", days=6, customers=200, terminals=300), raw)
         lines = list(raw_lines(raw))
-        thirds = [lines[: len(lines) // 3], lines[len(lines) // 3: 2 * len(lines) // 3], lines[2 * len(lines) // 3:]]
+        thirds = [lines[: len(lines) // 3], lines[len(lines) // 3 : 2 * len(lines) // 3], lines[2 * len(lines) // 3 :]]
         query = score_stream.start(spark, cfg, available_now=False, metrics=StreamMetrics())
         scores = Path(cfg.table_path("scores"))
 
@@ -104,17 +120,22 @@ def test_a_broker_stopped_for_20_seconds_mid_stream_loses_and_duplicates_nothing
 
         produce(cfg, iter(thirds[0]))
         wait_for(len(thirds[0]), 180)
-        produce(cfg, iter(thirds[1]))  # in flight when the broker goes
-        time.sleep(1)
+        produce(cfg, iter(thirds[1]))
+        # the broker goes while the second third is in flight: some of it scored, not all (100 a micro-batch)
+        wait_for(len(thirds[0]) + 1, 120)
         kafka_broker.stop(spec)
-        time.sleep(20)
+        in_flight = len(thirds[0]) + len(thirds[1]) - scored()
+        assert in_flight > 0, "the second third was all scored before the broker went: nothing was in flight"
+        time.sleep(OUTAGE_SECONDS)  # the outage itself: the Kafka source's consumers retry meanwhile
         assert query.isActive, f"the query died while the broker was down: {query.exception()}"
         kafka_broker.start(spec)
         produce(cfg, iter(thirds[2]))
         wait_for(len(lines), 240)
         assert query.isActive, f"the query died after the broker came back: {query.exception()}"
         query.stop()
-        ids = [r.transaction_id for r in spark.read.format("delta").load(str(scores)).select("transaction_id").collect()]
+        ids = [
+            r.transaction_id for r in spark.read.format("delta").load(str(scores)).select("transaction_id").collect()
+        ]
         assert len(ids) == len(lines) and sorted(ids) == list(range(len(lines)))
     finally:
         kafka_broker.stop(spec)

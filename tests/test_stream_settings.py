@@ -1,4 +1,5 @@
 """The streaming job's settings are checked when it starts, with errors that name the key."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,6 +21,9 @@ def test_the_state_ttl_is_checked(make_cfg):
 def test_the_delta_checkpoint_interval_is_checked(make_cfg):
     assert table_properties(make_cfg()) == {"delta.checkpointInterval": "100"}
     for wrong in (0, "often", 2.5):
-        with pytest.raises(FraudError, match=r"stream.delta_checkpoint_interval: expected a whole number of commits "
-                                             rf"of 1 or more, found {wrong!r}"):
+        with pytest.raises(
+            FraudError,
+            match=r"stream.delta_checkpoint_interval: expected a whole number of commits "
+            rf"of 1 or more, found {wrong!r}",
+        ):
             table_properties(make_cfg(stream__delta_checkpoint_interval=wrong))

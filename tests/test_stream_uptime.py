@@ -1,6 +1,7 @@
 """`fraud stream` as a long-running job on the real broker: it keeps scoring through idle triggers after a
 burst, a query that dies ends `run` (so the CLI exits non-zero and its scheduler restarts it), and SIGTERM
 stops it cleanly between micro-batches."""
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,9 @@ def scored_ids(spark, cfg) -> list[int]:
     path = Path(cfg.table_path("scores"))
     if not list((path / "_delta_log").glob("*.json")):
         return []
-    return sorted(r.transaction_id for r in spark.read.format("delta").load(str(path)).select("transaction_id").collect())
+    return sorted(
+        r.transaction_id for r in spark.read.format("delta").load(str(path)).select("transaction_id").collect()
+    )
 
 
 def dead_letters(spark, cfg) -> int:
@@ -46,34 +49,46 @@ def test_the_stream_keeps_scoring_after_a_burst_and_idle_triggers(spark, broker,
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=3, customers=200, terminals=300), raw)
     lines = list(without_labels(raw_lines(raw)))
-    burst, later = lines[: len(lines) // 2], lines[len(lines) // 2:]
+    burst, later = lines[: len(lines) // 2], lines[len(lines) // 2 :]
     cfg = stream_cfg(stream__trigger_interval="0 seconds")
     register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts")
     query = score_stream.start(spark, cfg, metrics=StreamMetrics())
     try:
         produce(cfg, iter(burst))
         produce_values(broker.bootstrap_servers, topic_names["transactions"], BAD)
-        wait_until(lambda: len(scored_ids(spark, cfg)) == len(burst) and dead_letters(spark, cfg) == len(BAD),
-                   f"the burst's {len(burst)} transactions scored and {len(BAD)} dead letters", 240, query=query)
+        wait_until(
+            lambda: len(scored_ids(spark, cfg)) == len(burst) and dead_letters(spark, cfg) == len(BAD),
+            f"the burst's {len(burst)} transactions scored and {len(BAD)} dead letters",
+            240,
+            query=query,
+        )
         idle_until = time.monotonic() + 20  # idle triggers: the condition here is time itself
         wait_until(lambda: time.monotonic() > idle_until, "20 s of idle triggers", 30, query=query)
         from jobs.kafka_tools.label_cmd import send_labels
 
         send_labels(cfg, [(0, 1), (1, 0)])  # two labels of the burst's transactions
         produce(cfg, iter(later))
-        wait_until(lambda: len(scored_ids(spark, cfg)) == len(lines), f"all {len(lines)} transactions scored",
-                   240, query=query)
-        wait_until(lambda: Path(cfg.table_path("labels")).joinpath("_delta_log").exists()
-                   and spark.read.format("delta").load(cfg.table_path("labels")).count() == 2, "the 2 labels applied",
-                   120, query=query)
+        wait_until(
+            lambda: len(scored_ids(spark, cfg)) == len(lines), f"all {len(lines)} transactions scored", 240, query=query
+        )
+        wait_until(
+            lambda: (
+                Path(cfg.table_path("labels")).joinpath("_delta_log").exists()
+                and spark.read.format("delta").load(cfg.table_path("labels")).count() == 2
+            ),
+            "the 2 labels applied",
+            120,
+            query=query,
+        )
         assert query.isActive
         assert scored_ids(spark, cfg) == list(range(len(lines)))
     finally:
         query.stop()
 
 
-def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(spark, broker, stream_cfg, topic_names,
-                                                                        tmp_path):
+def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(
+    spark, broker, stream_cfg, topic_names, tmp_path
+):
     """The `scores` table the query appends to is replaced by a file under it: the next micro-batch's append
     fails, the query terminates with an error, and `run` raises QueryFailed at once (the CLI prints it and
     exits 2) instead of waiting on a query that is gone."""
@@ -102,14 +117,17 @@ def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(spark, b
     assert not runner.is_alive(), "run() still waits on a query that died"
     error = outcome.get("error")
     assert isinstance(error, QueryFailed), repr(error)
-    assert str(error).startswith(f"query score_transactions terminated with an error, so fraud stream stops; restart "
-                                 f"it to resume from its checkpoint {cfg.checkpoint_path('score_transactions')}")
+    assert str(error).startswith(
+        f"query score_transactions terminated with an error, so fraud stream stops; restart "
+        f"it to resume from its checkpoint {cfg.checkpoint_path('score_transactions')}"
+    )
     assert "DeltaIOException: [DELTA_CANNOT_CREATE_LOG_PATH]" in str(error) and "scores/_delta_log" in str(error)
     assert not [q for q in spark.streams.active if q.name == "score_transactions"]
 
 
-def test_sigterm_stops_fraud_stream_cleanly_and_a_restart_scores_the_rest_once(spark, broker, stream_cfg,
-                                                                                topic_names, tmp_path):
+def test_sigterm_stops_fraud_stream_cleanly_and_a_restart_scores_the_rest_once(
+    spark, broker, stream_cfg, topic_names, tmp_path
+):
     """SIGTERM (Kubernetes deleting the pod, YARN stopping the container) while `fraud stream` scores: the job
     stops its query between micro-batches and exits 0, with no `INTERNAL_ERROR` from a Spark stopped under the
     query; a restart from the checkpoint scores the rest, each transaction once."""
@@ -119,20 +137,36 @@ def test_sigterm_stops_fraud_stream_cleanly_and_a_restart_scores_the_rest_once(s
     cfg = stream_cfg(stream__trigger_interval="0 seconds", kafka__max_offsets_per_trigger=200)
     register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts")
     produce(cfg, iter(lines))
-    settings = {"paths.lake": cfg.get("paths.lake"), "paths.checkpoint": cfg.get("paths.checkpoint"),
-                "mlflow.tracking_uri": cfg.get("mlflow.tracking_uri"), "stream.metrics_port": 0,
-                # micro-batches of 20: about fifty of them, so that the signal comes mid-stream on a loaded machine too
-                "kafka.bootstrap_servers": broker.bootstrap_servers, "kafka.max_offsets_per_trigger": 20,
-                **{f"kafka.topics.{role}": name for role, name in topic_names.items()}}
-    command = [str(Path(__file__).resolve().parent.parent / ".venv/bin/fraud"), "stream",
-               *[arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]]
+    settings = {
+        "paths.lake": cfg.get("paths.lake"),
+        "paths.checkpoint": cfg.get("paths.checkpoint"),
+        "mlflow.tracking_uri": cfg.get("mlflow.tracking_uri"),
+        "stream.metrics_port": 0,
+        # micro-batches of 20: about fifty of them, so that the signal comes mid-stream on a loaded machine too
+        "kafka.bootstrap_servers": broker.bootstrap_servers,
+        "kafka.max_offsets_per_trigger": 20,
+        **{f"kafka.topics.{role}": name for role, name in topic_names.items()},
+    }
+    command = [
+        str(Path(__file__).resolve().parent.parent / ".venv/bin/fraud"),
+        "stream",
+        *[arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")],
+    ]
     log_path = tmp_path / "stream.log"
     with log_path.open("w") as log:
-        job = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env=servers.short_job_env(dict(os.environ)), start_new_session=True)
+        job = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=servers.short_job_env(dict(os.environ)),
+            start_new_session=True,
+        )
         try:
-            wait_until(lambda: 0 < len(scored_ids(spark, cfg)) or job.poll() is not None,
-                       "the job's first micro-batch", 240)
+            wait_until(
+                lambda: 0 < len(scored_ids(spark, cfg)) or job.poll() is not None, "the job's first micro-batch", 240
+            )
             assert job.poll() is None, log_path.read_text()[-3000:]
             job.send_signal(signal.SIGTERM)  # to the job's process, as a container's runtime sends it
             code = job.wait(60)
@@ -183,8 +217,11 @@ def test_a_query_that_died_ends_the_job_even_while_its_thread_hangs_in_its_clean
     try:
         stuck = DiedInItsCleanUp(live, StreamingQueryException("[STREAM_FAILED] the query died"))
         started = time.monotonic()
-        with pytest.raises(QueryFailed, match=r"^query score_transactions terminated with an error, so fraud stream "
-                                              r"stops; restart it to resume from its checkpoint /cp: \[STREAM_FAILED\]"):
+        with pytest.raises(
+            QueryFailed,
+            match=r"^query score_transactions terminated with an error, so fraud stream "
+            r"stops; restart it to resume from its checkpoint /cp: \[STREAM_FAILED\]",
+        ):
             score_stream.watch(spark, stuck, "/cp", [])
         assert time.monotonic() - started < 30
     finally:

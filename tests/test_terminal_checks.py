@@ -1,4 +1,5 @@
 """Checks of the terminals where a fraud is confirmed (jobs/stream/terminal_checks.py): a probe, then a case."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -18,8 +19,17 @@ NOON = dt.datetime(2026, 12, 1, 12)
 
 def scored(rows: list[tuple[int, int, int, str | None]]) -> pd.DataFrame:
     """(transaction id, terminal, minutes after noon, alert_reason) -> a micro-batch's scored transactions."""
-    return pd.DataFrame([{"transaction_id": t, "terminal_id": terminal, "tx_datetime": NOON + dt.timedelta(minutes=m),
-                          "alert_reason": reason} for t, terminal, m, reason in rows])
+    return pd.DataFrame(
+        [
+            {
+                "transaction_id": t,
+                "terminal_id": terminal,
+                "tx_datetime": NOON + dt.timedelta(minutes=m),
+                "alert_reason": reason,
+            }
+            for t, terminal, m, reason in rows
+        ]
+    )
 
 
 def labels(rows: list[tuple[int, int, int, int]]) -> pd.DataFrame:
@@ -58,8 +68,9 @@ def test_a_card_s_later_frauds_and_a_terminal_in_its_cool_down_probe_nothing():
 
 
 def test_a_card_s_fraud_probes_its_terminal_again_once_the_card_is_forgotten():
-    checks = TerminalChecks(enabled=True, probe_payments=1, case_hours=24, cooldown_hours=12,
-                            fraud_cards=BlockedCards(days=2))
+    checks = TerminalChecks(
+        enabled=True, probe_payments=1, case_hours=24, cooldown_hours=12, fraud_cards=BlockedCards(days=2)
+    )
     checks.remember([100])  # a restart's card with a confirmed fraud: its next fraud is the card's
     checks.label(labels([(1, 1, 100, 7)]))
     assert checks.reviews() == {}
@@ -98,16 +109,24 @@ def test_checks_without_probe_payments_probe_nothing_and_still_explore():
     assert 100 in checks.fraud_cards, "the card's next frauds are still the card's"
     checks.observe(scored([(3, 9, 7 * 60, None)]))  # 19:00: 7 and 8 have had no review for 6 hours, 9 just came
     assert checks.reviews() == {7: EXPLORE, 8: EXPLORE}
-    checks.resume(scored([(4, 7, 7 * 60, PROBE)]), labels([])[["transaction_id", "tx_fraud"]],
-                  np.datetime64(NOON + dt.timedelta(hours=7), "us"))  # a probe of before the change goes no further
+    checks.resume(
+        scored([(4, 7, 7 * 60, PROBE)]),
+        labels([])[["transaction_id", "tx_fraud"]],
+        np.datetime64(NOON + dt.timedelta(hours=7), "us"),
+    )  # a probe of before the change goes no further
     assert PROBE not in checks.reviews().values() and CASE not in checks.reviews().values()
 
 
-@pytest.mark.parametrize("key, value", [("stream.terminal_checks.probe_payments", -1),
-                                        ("stream.terminal_checks.cooldown_hours", 0),
-                                        ("stream.terminal_checks.case_hours", "2d"),
-                                        ("stream.terminal_checks.enabled", 1),
-                                        ("stream.terminal_checks.explore_share", 0.2)])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("stream.terminal_checks.probe_payments", -1),
+        ("stream.terminal_checks.cooldown_hours", 0),
+        ("stream.terminal_checks.case_hours", "2d"),
+        ("stream.terminal_checks.enabled", 1),
+        ("stream.terminal_checks.explore_share", 0.2),
+    ],
+)
 def test_check_options_are_checked(key, value):
     with pytest.raises(ConfigError, match=rf"{key}: expected .*, found {value!r}"):
         TerminalChecks.from_config(load_config("local", {key: value}))
@@ -118,8 +137,9 @@ def test_a_terminal_without_a_review_for_explore_hours_gets_its_next_payment_rev
     checks.observe(scored([(1, 7, 0, None), (2, 8, 0, "score")]))
     # the clocks start spread over the last 6 hours: none is due yet
     assert checks.reviews() == {}
-    assert all(NOON - dt.timedelta(hours=6) <= pd.Timestamp(t).to_pydatetime() <= NOON
-               for t in checks.last_review.values())
+    assert all(
+        NOON - dt.timedelta(hours=6) <= pd.Timestamp(t).to_pydatetime() <= NOON for t in checks.last_review.values()
+    )
     checks.observe(scored([(3, 9, 7 * 60, "score"), (4, 8, 7 * 60 + 1, "score")]))  # 8 and 9 reviewed at 19:00
     checks.observe(scored([(5, 9, 12 * 60, None)]))  # at midnight 7 has had no review for over 6 hours
     assert checks.reviews() == {7: EXPLORE}
@@ -132,20 +152,25 @@ def test_a_terminal_without_a_review_for_explore_hours_gets_its_next_payment_rev
 def test_a_check_picks_its_terminal_s_earliest_payments_among_the_candidates():
     checks = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12, explore_hours=6)
     checks.probes = {7: 1}  # one probe payment left at terminal 7
-    candidates = scored([(1, 7, 30, PROBE), (2, 7, 10, PROBE), (3, 8, 5, EXPLORE), (4, 8, 1, EXPLORE),
-                         (5, 9, 3, CASE), (6, 9, 4, CASE)])
+    candidates = scored(
+        [(1, 7, 30, PROBE), (2, 7, 10, PROBE), (3, 8, 5, EXPLORE), (4, 8, 1, EXPLORE), (5, 9, 3, CASE), (6, 9, 4, CASE)]
+    )
     assert checks.pick(candidates) == {2, 4, 5, 6}
     assert checks.pick(candidates.iloc[0:0]) == set()
 
 
 def test_exploration_stays_within_its_share_of_the_budget_the_longest_unreviewed_terminals_first():
-    checks = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12, explore_hours=6,
-                            explore_share=0.2)
-    checks.last_review = {7: np.datetime64(NOON - dt.timedelta(hours=9), "us"),
-                          8: np.datetime64(NOON - dt.timedelta(hours=20), "us"),
-                          9: np.datetime64(NOON - dt.timedelta(hours=7), "us")}
-    candidates = scored([(1, 7, 1, EXPLORE), (2, 8, 2, EXPLORE), (3, 9, 3, EXPLORE), (4, 9, 4, EXPLORE),
-                         (5, 10, 5, CASE)])
+    checks = TerminalChecks(
+        enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12, explore_hours=6, explore_share=0.2
+    )
+    checks.last_review = {
+        7: np.datetime64(NOON - dt.timedelta(hours=9), "us"),
+        8: np.datetime64(NOON - dt.timedelta(hours=20), "us"),
+        9: np.datetime64(NOON - dt.timedelta(hours=7), "us"),
+    }
+    candidates = scored(
+        [(1, 7, 1, EXPLORE), (2, 8, 2, EXPLORE), (3, 9, 3, EXPLORE), (4, 9, 4, EXPLORE), (5, 10, 5, CASE)]
+    )
     assert checks.pick(candidates) == {1, 2, 3, 5}  # no limit: each due terminal's first payment
     assert checks.pick(candidates, explorations=2) == {2, 1, 5}  # terminals 8 then 7: the longest without review
     assert checks.pick(candidates, explorations=0) == {5}  # a case is not exploration: never held back
@@ -180,8 +205,11 @@ def test_a_restart_takes_up_the_probes_cases_and_reviews_that_the_flagged_paymen
     flagged = pd.concat(batches, ignore_index=True).dropna(subset=["alert_reason"])
     last = pd.concat(verdicts, ignore_index=True)[["transaction_id", "tx_fraud"]]
     after = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12, explore_hours=6)
-    after.resume(flagged, last[last["transaction_id"].isin(flagged["transaction_id"])],
-                 np.datetime64(NOON + dt.timedelta(minutes=400), "us"))
+    after.resume(
+        flagged,
+        last[last["transaction_id"].isin(flagged["transaction_id"])],
+        np.datetime64(NOON + dt.timedelta(minutes=400), "us"),
+    )
     # 9 was last reviewed at 12:40, over 6 hours ago; 10 has no flagged payment in the tables: its clock starts
     # again when it next pays
     assert after.reviews() == {7: CASE, 11: PROBE, 9: EXPLORE} and before.reviews() == {**after.reviews(), 10: EXPLORE}
@@ -198,23 +226,36 @@ def test_a_restart_takes_up_the_probes_cases_and_reviews_that_the_flagged_paymen
 
 def test_a_restart_finds_no_check_in_empty_tables():
     checks = TerminalChecks(enabled=True, probe_payments=2, case_hours=24, cooldown_hours=12)
-    checks.resume(scored([]).reindex(columns=["transaction_id", "terminal_id", "tx_datetime", "alert_reason"]),
-                  labels([])[["transaction_id", "tx_fraud"]], np.datetime64(NOON, "us"))
+    checks.resume(
+        scored([]).reindex(columns=["transaction_id", "terminal_id", "tx_datetime", "alert_reason"]),
+        labels([])[["transaction_id", "tx_fraud"]],
+        np.datetime64(NOON, "us"),
+    )
     assert checks.reviews() == {} and checks.now == np.datetime64(NOON, "us")
 
 
 def test_a_restart_reads_the_last_hours_flagged_payments_and_the_probes_last_verdicts(spark, make_cfg):
     cfg = make_cfg()
-    frame = scored([(1, 7, -30 * 60, PROBE), (2, 7, -60, PROBE), (3, 7, -50, CASE), (4, 8, -40, None),
-                    (5, 8, 0, "score"), (6, 9, 10, None)])  # 1 is older than the 24 hours read
+    frame = scored(
+        [
+            (1, 7, -30 * 60, PROBE),
+            (2, 7, -60, PROBE),
+            (3, 7, -50, CASE),
+            (4, 8, -40, None),
+            (5, 8, 0, "score"),
+            (6, 9, 10, None),
+        ]
+    )  # 1 is older than the 24 hours read
     frame["tx_date"] = frame["tx_datetime"].dt.date
     spark.createDataFrame(frame).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
     newest = newest_scored(spark, cfg.table_path("scores"))
     assert newest == NOON + dt.timedelta(minutes=10)
     since = newest - dt.timedelta(hours=24)
     assert flagged_history(spark, cfg.table_path("scores"), cfg.table_path("labels"), since)[1].empty  # no labels yet
-    labels = pd.DataFrame([(2, 0, 1, 0), (2, 1, 2, 1), (3, 1, 2, 2)],  # 2 first genuine, then corrected to fraud
-                          columns=["transaction_id", "tx_fraud", "batch_id", "offset"]).assign(labelled_at=NOON)
+    labels = pd.DataFrame(
+        [(2, 0, 1, 0), (2, 1, 2, 1), (3, 1, 2, 2)],  # 2 first genuine, then corrected to fraud
+        columns=["transaction_id", "tx_fraud", "batch_id", "offset"],
+    ).assign(labelled_at=NOON)
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
     flagged, verdicts = flagged_history(spark, cfg.table_path("scores"), cfg.table_path("labels"), since)
     assert sorted(flagged["transaction_id"]) == [2, 3, 5]

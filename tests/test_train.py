@@ -1,6 +1,7 @@
 """`fraud train` and `fraud evaluate` with a real MLflow store (PostgreSQL, as in production, or SQLite, the
 local default; local artifacts): the run's parameters, metrics and plots, the registered model and its
 signature, and the promotion rule."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -48,8 +49,9 @@ def copy_lake(source: Path, cfg: Config) -> None:
 
 @pytest.fixture
 def cfg(make_cfg, tmp_path):
-    return make_cfg(mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-                    mlflow__artifact_location=str(tmp_path / "artifacts"))
+    return make_cfg(
+        mlflow__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", mlflow__artifact_location=str(tmp_path / "artifacts")
+    )
 
 
 @pytest.fixture
@@ -85,11 +87,27 @@ def test_train_logs_registers_and_promotes(spark, pg_cfg, lakes):
     assert str(client.get_model_version_by_alias("fraud-detector", "champion").version) == "2"
     run = client.get_run(second["run_id"])
     assert run.data.params["test_start"] == "2018-05-20" and run.data.params["label_delay_hours"] == "168"
-    assert {"test_roc_auc", "test_average_precision", "test_card_precision_at_100", "test_recall", "test_fpr",
-            "test_recall_at_fpr_1pct", "test_recall_at_fpr_5pct", "validation_recall"} <= set(run.data.metrics)
+    assert {
+        "test_roc_auc",
+        "test_average_precision",
+        "test_card_precision_at_100",
+        "test_recall",
+        "test_fpr",
+        "test_recall_at_fpr_1pct",
+        "test_recall_at_fpr_5pct",
+        "validation_recall",
+    } <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(second["run_id"], "plots")}
-    assert artifacts == {f"plots/{p}" for p in ("roc.png", "precision_recall.png", "score_distribution.png",
-                                                "confusion_matrix.png", "feature_importance.png")}
+    assert artifacts == {
+        f"plots/{p}"
+        for p in (
+            "roc.png",
+            "precision_recall.png",
+            "score_distribution.png",
+            "confusion_matrix.png",
+            "feature_importance.png",
+        )
+    }
     tags = client.get_model_version("fraud-detector", "2").tags
     assert tags["features"].split(",") == FEATURE_NAMES and float(tags["threshold"]) == summary["threshold"]
     model = mlflow.pyfunc.load_model("models:/fraud-detector@champion")
@@ -116,8 +134,13 @@ def test_evaluate_reproduces_the_test_metrics_and_writes_scores(spark, cfg, raw,
     # features, which ended on 2018-04-30, get the days from 2018-05-01 first (fraud features, incremental)
     summary = train.run(spark, cfg, SPLIT, 168, latest=True)
     assert summary["split"] | {"delay_days": "7"} == {
-        "train_start": "2018-05-10", "val_start": "2018-05-15", "train_end": "2018-05-17", "test_start": "2018-05-24",
-        "test_end": "2018-05-31", "delay_days": "7"}
+        "train_start": "2018-05-10",
+        "val_start": "2018-05-15",
+        "train_end": "2018-05-17",
+        "test_start": "2018-05-24",
+        "test_end": "2018-05-31",
+        "delay_days": "7",
+    }
     out = evaluate.run(spark, cfg, str(raw), "champion", dt.date(2018, 5, 24), 7, str(tmp_path / "scores"))
     for key in ("roc_auc", "average_precision", "card_precision_at_100", "recall", "fpr", "recall_at_fpr_5pct"):
         assert out[key] == pytest.approx(summary["test"][key]), key
@@ -130,8 +153,23 @@ def test_cli_errors_are_clear(spark, cfg, raw, lakes, capsys, tmp_path):
     from jobs.cli import main
 
     common = ["--lake", cfg.path("paths.lake"), "--mlflow-uri", cfg.path("mlflow.tracking_uri")]
-    assert main(["evaluate", "--input", str(raw), "--model", "champion", "--test-start", "2018-05-20",
-                 "--scores-out", str(tmp_path / "s"), *common]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--input",
+                str(raw),
+                "--model",
+                "champion",
+                "--test-start",
+                "2018-05-20",
+                "--scores-out",
+                str(tmp_path / "s"),
+                *common,
+            ]
+        )
+        == 2
+    )
     assert "--model champion: no such version or alias of registered model 'fraud-detector'" in capsys.readouterr().err
     copy_lake(lakes["built"], cfg)  # a window before the data's first day holds nothing to train on
     assert main(["train", "--train-start", "2017-01-01", "--no-register", *common]) == 2

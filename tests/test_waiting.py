@@ -1,4 +1,5 @@
 """jobs/core/waiting.py: a wait returns what it waited for, or fails saying what that was."""
+
 from __future__ import annotations
 
 import pytest

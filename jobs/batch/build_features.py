@@ -10,6 +10,7 @@ added rows to an older day) are rebuilt from the first such day on, reading only
 ids, labels, times, cards, terminals and amounts in cents) differs between clean_transactions and the
 features. `--full` rebuilds the delay whole.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,14 +48,19 @@ def _fingerprints(df: DataFrame) -> DataFrame:
     """One row per tx_date: what identifies the day's transactions and labels. Every sum is of integers, as
     decimal(38,0): exact whatever the order of the rows (unlike a float sum), and never overflowing (a long
     sum could, which ANSI mode makes an error). Amounts count as whole cents."""
+
     def total(column: Column) -> Column:
         return F.sum(column.cast("decimal(38,0)"))
 
     return df.groupBy("tx_date").agg(
-        F.count(F.lit(1)).alias("rows"), total(F.col("transaction_id")).alias("ids"),
+        F.count(F.lit(1)).alias("rows"),
+        total(F.col("transaction_id")).alias("ids"),
         total(F.coalesce(F.col("tx_fraud"), F.lit(0))).alias("frauds"),
-        total(F.unix_timestamp("tx_datetime")).alias("seconds"), total(F.col("customer_id")).alias("cards"),
-        total(F.col("terminal_id")).alias("terminals"), total(F.round(F.col("tx_amount") * 100)).alias("cents"))
+        total(F.unix_timestamp("tx_datetime")).alias("seconds"),
+        total(F.col("customer_id")).alias("cards"),
+        total(F.col("terminal_id")).alias("terminals"),
+        total(F.round(F.col("tx_amount") * 100)).alias("cents"),
+    )
 
 
 def first_changed_day(clean: DataFrame, built: DataFrame) -> dt.date | None:
@@ -65,8 +71,12 @@ def first_changed_day(clean: DataFrame, built: DataFrame) -> dt.date | None:
     condition = differs[0]
     for d in differs[1:]:
         condition = condition | d
-    day = (a.join(b, F.col("a.tx_date") == F.col("b.tx_date"), "full_outer")
-           .where(condition).agg(F.min(F.coalesce(F.col("a.tx_date"), F.col("b.tx_date")))).collect()[0][0])
+    day = (
+        a.join(b, F.col("a.tx_date") == F.col("b.tx_date"), "full_outer")
+        .where(condition)
+        .agg(F.min(F.coalesce(F.col("a.tx_date"), F.col("b.tx_date"))))
+        .collect()[0][0]
+    )
     return day
 
 
@@ -92,10 +102,12 @@ def run(spark: SparkSession, cfg: Config, label_delay_hours: int, full: bool = F
         old = spark.read.format("delta").load(path)
         if set(old.columns) != set(columns):  # built by other feature definitions: every label delay's rows are stale
             overwrite_schema = True
-            report["replaced_stale_table"] = (f"the table's columns differed from features/definitions.py (missing "
-                                              f"{sorted(set(columns) - set(old.columns))}, extra "
-                                              f"{sorted(set(old.columns) - set(columns))}): replaced whole; "
-                                              "rebuild any other label delay you use")
+            report["replaced_stale_table"] = (
+                f"the table's columns differed from features/definitions.py (missing "
+                f"{sorted(set(columns) - set(old.columns))}, extra "
+                f"{sorted(set(old.columns) - set(columns))}): replaced whole; "
+                "rebuild any other label delay you use"
+            )
             print(f"fraud features: {report['replaced_stale_table']}", flush=True)
         elif not full and (mine := old.where(F.col("label_delay_hours") == label_delay_hours)).limit(1).count():
             start = first_changed_day(clean, mine)
@@ -113,17 +125,29 @@ def run(spark: SparkSession, cfg: Config, label_delay_hours: int, full: bool = F
     writer = writer.option("overwriteSchema", "true") if overwrite_schema else writer.option("replaceWhere", replace)
     writer.save(path)
     built_day = F.col("tx_date") if start is None else F.when(F.col("tx_date") >= F.lit(start), F.col("tx_date"))
-    rows, days, first = (spark.read.format("delta").load(path).where(F.col("label_delay_hours") == label_delay_hours)
-                         .agg(F.count(F.lit(1)), F.countDistinct(built_day), F.min(built_day)).collect()[0])
-    report.update(mode="full" if start is None else "changed days", days_built=days,
-                  first_day_built=first.isoformat() if first else None, rows=rows)
+    rows, days, first = (
+        spark.read.format("delta")
+        .load(path)
+        .where(F.col("label_delay_hours") == label_delay_hours)
+        .agg(F.count(F.lit(1)), F.countDistinct(built_day), F.min(built_day))
+        .collect()[0]
+    )
+    report.update(
+        mode="full" if start is None else "changed days",
+        days_built=days,
+        first_day_built=first.isoformat() if first else None,
+        rows=rows,
+    )
     return report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-delay", default="7d", help="how late fraud labels are known: 7d, 1d, 1h (default 7d)")
-    parser.add_argument("--full", action="store_true",
-                        help="rebuild every day of this label delay (default: only the days whose clean transactions changed)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="rebuild every day of this label delay (default: only the days whose clean transactions changed)",
+    )
     add_common_options(parser)
 
 

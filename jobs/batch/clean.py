@@ -15,6 +15,7 @@ One run:
     result and the data docs under <lake>/_validation/run=N/, and prints the report.
 Large amounts are never outliers: they are scenario-1 fraud, so no rule bounds tx_amount from above.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,17 +51,22 @@ def read_lines(spark: SparkSession, files: list[str]) -> DataFrame:
     the file's earlier splits plus its position in its own split. The result is persisted: the ids must not
     be recomputed.
     """
-    raw = spark.read.text(files).select(
-        F.col("value").alias("raw_line"),
-        F.col("_metadata.file_path").alias("source_file"),
-        F.col("_metadata.file_block_start").alias("block"),
-        F.monotonically_increasing_id().alias("mid"),
-    ).persist(StorageLevel.MEMORY_AND_DISK)
+    raw = (
+        spark.read.text(files)
+        .select(
+            F.col("value").alias("raw_line"),
+            F.col("_metadata.file_path").alias("source_file"),
+            F.col("_metadata.file_block_start").alias("block"),
+            F.monotonically_increasing_id().alias("mid"),
+        )
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
     blocks = raw.groupBy("source_file", "block").agg(F.min("mid").alias("first"), F.count("*").alias("n"))
     before = Window.partitionBy("source_file").orderBy("block").rowsBetween(Window.unboundedPreceding, -1)
     blocks = blocks.withColumn("base", F.coalesce(F.sum("n").over(before), F.lit(0)))
     lines = raw.join(F.broadcast(blocks), ["source_file", "block"]).select(
-        "source_file", (F.col("base") + F.col("mid") - F.col("first") + 1).alias("line_number"), "raw_line")
+        "source_file", (F.col("base") + F.col("mid") - F.col("first") + 1).alias("line_number"), "raw_line"
+    )
     return lines.where(~F.col("raw_line").startswith("#"))
 
 
@@ -68,8 +74,11 @@ def plan_run(spark: SparkSession, cfg: Config, input_path: str) -> tuple[int, li
     """Return (run id, files, resumed): the unfinished run if one died, else the next run with new files."""
     files_path, runs_path = cfg.table_path("clean_ingested_files"), cfg.table_path("clean_runs")
     logged = spark.read.format("delta").load(files_path) if table_exists(spark, files_path) else None
-    done = {r.run for r in spark.read.format("delta").load(runs_path).select("run").collect()} \
-        if table_exists(spark, runs_path) else set()
+    done = (
+        {r.run for r in spark.read.format("delta").load(runs_path).select("run").collect()}
+        if table_exists(spark, runs_path)
+        else set()
+    )
     last = int(logged.agg(F.max("run")).collect()[0][0] or 0) if logged is not None else 0
     if last and last not in done:
         files = sorted(r.file for r in logged.where(F.col("run") == last).collect())  # type: ignore[union-attr]
@@ -97,48 +106,93 @@ def clean_files(spark: SparkSession, cfg: Config, run: int, files: list[str]) ->
     clean_path = cfg.table_path("clean_transactions")
     flagged = flag_rules(prepared, rules)
     if table_exists(spark, clean_path):  # a transaction id loaded by an earlier run is not loaded again
-        seen = (spark.read.format("delta").load(clean_path).where(F.col("run") < run)
-                .select("transaction_id", F.lit(True).alias("_seen")))
-        flagged = flagged.join(seen, "transaction_id", "left").withColumn(
-            "failed_rules", F.when(F.col("_seen"), F.array_union("failed_rules", F.array(F.lit(ALREADY_LOADED))))
-            .otherwise(F.col("failed_rules"))).drop("_seen")
+        seen = (
+            spark.read.format("delta")
+            .load(clean_path)
+            .where(F.col("run") < run)
+            .select("transaction_id", F.lit(True).alias("_seen"))
+        )
+        flagged = (
+            flagged.join(seen, "transaction_id", "left")
+            .withColumn(
+                "failed_rules",
+                F.when(F.col("_seen"), F.array_union("failed_rules", F.array(F.lit(ALREADY_LOADED)))).otherwise(
+                    F.col("failed_rules")
+                ),
+            )
+            .drop("_seen")
+        )
     flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
-    by_rule = {r["rule"]: r["count"] for r in
-               flagged.select(F.explode("failed_rules").alias("rule")).groupBy("rule").count().collect()}
+    by_rule = {
+        r["rule"]: r["count"]
+        for r in flagged.select(F.explode("failed_rules").alias("rule")).groupBy("rule").count().collect()
+    }
     clean = flagged.where(F.size("failed_rules") == 0)
     quarantine = flagged.where(F.size("failed_rules") > 0)
     n_clean, n_quarantined = clean.count(), quarantine.count()
 
     staging = Path(tempfile.mkdtemp(prefix="fraud-clean-"))
     validation = validate(prepared.select(*VALIDATED_COLUMNS), suite_name, rules, staging)
-    disagree = {r.name: (validation["unexpected"].get(r.name, 0), by_rule.get(r.name, 0)) for r in rules
-                if validation["unexpected"].get(r.name, 0) != by_rule.get(r.name, 0)}
+    disagree = {
+        r.name: (validation["unexpected"].get(r.name, 0), by_rule.get(r.name, 0))
+        for r in rules
+        if validation["unexpected"].get(r.name, 0) != by_rule.get(r.name, 0)
+    }
     if disagree:
-        raise FraudError(f"great-expectations and the row-level rules disagree (ge, rows) per rule: {disagree}; "
-                         "jobs/batch/quality.py does not follow an expectation of the suite")
+        raise FraudError(
+            f"great-expectations and the row-level rules disagree (ge, rows) per rule: {disagree}; "
+            "jobs/batch/quality.py does not follow an expectation of the suite"
+        )
 
     append_idempotent(
-        clean.select(*TRANSACTION_COLUMNS, F.to_date("tx_datetime").alias("tx_date"), "source_file", "line_number",
-                     F.lit(run).cast("long").alias("run")),
-        clean_path, APP_ID, run, partition_by=["tx_date"])
+        clean.select(
+            *TRANSACTION_COLUMNS,
+            F.to_date("tx_datetime").alias("tx_date"),
+            "source_file",
+            "line_number",
+            F.lit(run).cast("long").alias("run"),
+        ),
+        clean_path,
+        APP_ID,
+        run,
+        partition_by=["tx_date"],
+    )
     append_idempotent(
-        quarantine.select("source_file", "line_number", "raw_line", "failed_rules", "errors",
-                          F.lit(run).cast("long").alias("run"), F.current_timestamp().alias("quarantined_at")),
-        cfg.table_path("quarantine_transactions"), APP_ID, run)
+        quarantine.select(
+            "source_file",
+            "line_number",
+            "raw_line",
+            "failed_rules",
+            "errors",
+            F.lit(run).cast("long").alias("run"),
+            F.current_timestamp().alias("quarantined_at"),
+        ),
+        cfg.table_path("quarantine_transactions"),
+        APP_ID,
+        run,
+    )
     report = {
-        "run": run, "files": files, "rows_read": rows_read, "clean": n_clean, "quarantined": n_quarantined,
-        "duplicates_removed": duplicates, "quarantined_by_rule": dict(sorted(by_rule.items())),
+        "run": run,
+        "files": files,
+        "rows_read": rows_read,
+        "clean": n_clean,
+        "quarantined": n_quarantined,
+        "duplicates_removed": duplicates,
+        "quarantined_by_rule": dict(sorted(by_rule.items())),
         "validation_success": validation["success"],
         "validation": join_location(cfg.path("paths.lake"), f"_validation/run={run}"),
     }
     if rows_read != n_clean + n_quarantined + duplicates:
-        raise FraudError(f"cleaning run {run} lost rows: read {rows_read} != clean {n_clean} + quarantined "
-                         f"{n_quarantined} + duplicates {duplicates}; nothing was recorded as done, rerun to retry")
+        raise FraudError(
+            f"cleaning run {run} lost rows: read {rows_read} != clean {n_clean} + quarantined "
+            f"{n_quarantined} + duplicates {duplicates}; nothing was recorded as done, rerun to retry"
+        )
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     publish_folder(spark, staging, report["validation"])
     runs = spark.createDataFrame(
         [(run, len(files), rows_read, n_clean, n_quarantined, duplicates, json.dumps(report["quarantined_by_rule"]))],
-        "run long, files int, rows_read long, clean long, quarantined long, duplicates_removed long, by_rule string")
+        "run long, files int, rows_read long, clean long, quarantined long, duplicates_removed long, by_rule string",
+    )
     append_idempotent(runs.withColumn("finished_at", F.current_timestamp()), cfg.table_path("clean_runs"), APP_ID, run)
     for df in (ranked, flagged):
         df.unpersist()
@@ -149,15 +203,25 @@ def run(spark: SparkSession, cfg: Config, input_path: str) -> dict[str, Any]:
     """Clean the new raw files of `input_path` (or finish a run that died); return the report."""
     run_id, files, resumed = plan_run(spark, cfg, input_path)
     if not files:
-        return {"run": None, "files": [], "rows_read": 0, "clean": 0, "quarantined": 0, "duplicates_removed": 0,
-                "quarantined_by_rule": {}, "note": f"no new raw files in {input_path}: nothing to do"}
+        return {
+            "run": None,
+            "files": [],
+            "rows_read": 0,
+            "clean": 0,
+            "quarantined": 0,
+            "duplicates_removed": 0,
+            "quarantined_by_rule": {},
+            "note": f"no new raw files in {input_path}: nothing to do",
+        }
     report = clean_files(spark, cfg, run_id, files)
     report["resumed"] = resumed
     return report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, help="a raw file or a folder of them: local, file://, s3a://, hdfs://")
+    parser.add_argument(
+        "--input", required=True, help="a raw file or a folder of them: local, file://, s3a://, hdfs://"
+    )
     add_common_options(parser)
 
 

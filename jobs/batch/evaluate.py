@@ -11,6 +11,7 @@ from --history-days before the test start, 14 = the handbook's 7 training + 7 de
 that day) and are printed as one JSON object: roc_auc, average_precision, card_precision_at_100, recall,
 fpr (at the model's threshold), recall_at_fpr_5pct.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,22 @@ from models import catboost_model, metrics
 from models.split import drop_known_fraud_cards
 
 
-def run(spark: SparkSession, cfg: Config, input_path: str, model: str, test_start: dt.date, test_days: int,
-        scores_out: str, history_days: int = 14) -> dict[str, Any]:
+def run(
+    spark: SparkSession,
+    cfg: Config,
+    input_path: str,
+    model: str,
+    test_start: dt.date,
+    test_days: int,
+    scores_out: str,
+    history_days: int = 14,
+) -> dict[str, Any]:
     booster, tags, version = registry.load(cfg, model)
     if tags.get("features", "").split(",") != FEATURE_NAMES:
-        raise FraudError(f"--model {model} (version {version}) was trained on other features than this code "
-                         f"defines: {tags.get('features')}")
+        raise FraudError(
+            f"--model {model} (version {version}) was trained on other features than this code "
+            f"defines: {tags.get('features')}"
+        )
     delay = int(tags["label_delay_hours"])
     threshold = float(tags["threshold"])
     clean.run(spark, cfg, input_path)
@@ -49,9 +60,12 @@ def run(spark: SparkSession, cfg: Config, input_path: str, model: str, test_star
     assert features is not None
     test_end = test_start + dt.timedelta(days=test_days)
     window: pd.DataFrame = features.where(
-        (F.col("tx_date") >= F.lit(test_start)) & (F.col("tx_date") < F.lit(test_end))).toPandas()
+        (F.col("tx_date") >= F.lit(test_start)) & (F.col("tx_date") < F.lit(test_end))
+    ).toPandas()
     if window.empty:
-        raise FraudError(f"--test-start {test_start} --test-days {test_days}: the data has no transaction in those days")
+        raise FraudError(
+            f"--test-start {test_start} --test-days {test_days}: the data has no transaction in those days"
+        )
     window["score"] = catboost_model.score(booster, window[FEATURE_NAMES])
     scores = spark.createDataFrame(window[["transaction_id", "score"]])
     if scores_out.endswith(".parquet"):
@@ -59,15 +73,27 @@ def run(spark: SparkSession, cfg: Config, input_path: str, model: str, test_star
     else:
         scores.write.format("delta").mode("overwrite").save(scores_out)
     history_start = test_start - dt.timedelta(days=history_days)
-    frauds = (features.where((F.col("tx_fraud") == 1) & (F.col("tx_date") >= F.lit(history_start))
-                             & (F.col("tx_date") < F.lit(test_end)))
-              .select("customer_id", "tx_datetime", "tx_fraud").toPandas())
+    frauds = (
+        features.where(
+            (F.col("tx_fraud") == 1) & (F.col("tx_date") >= F.lit(history_start)) & (F.col("tx_date") < F.lit(test_end))
+        )
+        .select("customer_id", "tx_datetime", "tx_fraud")
+        .toPandas()
+    )
     judged = drop_known_fraud_cards(frauds, window, delay)
     m = metrics.evaluate(judged, threshold)
-    return {"model": version, "label_delay_hours": delay, "threshold": threshold, "scored": len(window),
-            "evaluated": len(judged), "scores_out": scores_out,
-            **{k: m[k] for k in ("roc_auc", "average_precision", "card_precision_at_100", "recall", "fpr",
-                                 "recall_at_fpr_5pct")}}
+    return {
+        "model": version,
+        "label_delay_hours": delay,
+        "threshold": threshold,
+        "scored": len(window),
+        "evaluated": len(judged),
+        "scores_out": scores_out,
+        **{
+            k: m[k]
+            for k in ("roc_auc", "average_precision", "card_precision_at_100", "recall", "fpr", "recall_at_fpr_5pct")
+        },
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,17 +101,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="champion", help="champion, challenger or a version number")
     parser.add_argument("--test-start", required=True, type=dt.date.fromisoformat, help="first day to score")
     parser.add_argument("--test-days", type=int, default=7)
-    parser.add_argument("--history-days", type=int, default=14,
-                        help="known frauds count from this many days before --test-start (default 14)")
-    parser.add_argument("--scores-out", required=True, help="where to write the scores (Delta, or parquet if *.parquet)")
+    parser.add_argument(
+        "--history-days",
+        type=int,
+        default=14,
+        help="known frauds count from this many days before --test-start (default 14)",
+    )
+    parser.add_argument(
+        "--scores-out", required=True, help="where to write the scores (Delta, or parquet if *.parquet)"
+    )
     add_common_options(parser)
 
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     check_input(args.input)  # before the JVM starts
-    result = run(get_spark(cfg, "evaluate"), cfg, args.input, args.model, args.test_start, args.test_days,
-                 args.scores_out, args.history_days)
+    result = run(
+        get_spark(cfg, "evaluate"),
+        cfg,
+        args.input,
+        args.model,
+        args.test_start,
+        args.test_days,
+        args.scores_out,
+        args.history_days,
+    )
     print(json.dumps(result))
     return 0
 

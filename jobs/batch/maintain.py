@@ -20,6 +20,7 @@ a shorter retention than the table's own, and so does this job.
 
 Prints one JSON object: per table, the files before and after, the partitions compacted, the files vacuumed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,13 +45,18 @@ def _retention_hours(properties: dict[str, str]) -> float:
     parts = text.removeprefix("interval").split()
     units = {"hour": 1.0, "day": 24.0, "week": 168.0, "minute": 1 / 60, "second": 1 / 3600}
     try:
-        return sum(float(n) * next(v for k, v in units.items() if u.startswith(k)) for n, u in zip(parts[::2], parts[1::2]))
+        return sum(
+            float(n) * next(v for k, v in units.items() if u.startswith(k)) for n, u in zip(parts[::2], parts[1::2])
+        )
     except (ValueError, StopIteration):
-        raise FraudError(f"delta.deletedFileRetentionDuration: expected e.g. 'interval 7 days', found {text!r}") from None
+        raise FraudError(
+            f"delta.deletedFileRetentionDuration: expected e.g. 'interval 7 days', found {text!r}"
+        ) from None
 
 
-def maintain_table(spark: SparkSession, path: str, settled_before: dt.date | None, vacuum_hours: float | None,
-                   vacuum: bool = True) -> dict[str, Any]:
+def maintain_table(
+    spark: SparkSession, path: str, settled_before: dt.date | None, vacuum_hours: float | None, vacuum: bool = True
+) -> dict[str, Any]:
     """OPTIMIZE then VACUUM one Delta table; return what was done.
 
     Args:
@@ -63,9 +69,11 @@ def maintain_table(spark: SparkSession, path: str, settled_before: dt.date | Non
     detail = describe_detail(spark, path)
     table_retention = _retention_hours(dict(detail["properties"] or {}))
     if vacuum and vacuum_hours is not None and vacuum_hours < table_retention:
-        raise FraudError(f"--vacuum-hours: expected at least {table_retention:g} hours, the "
-                         f"delta.deletedFileRetentionDuration of {path}, found {vacuum_hours:g}: a shorter retention "
-                         "deletes files a lagging reader or a time travel query may still need")
+        raise FraudError(
+            f"--vacuum-hours: expected at least {table_retention:g} hours, the "
+            f"delta.deletedFileRetentionDuration of {path}, found {vacuum_hours:g}: a shorter retention "
+            "deletes files a lagging reader or a time travel query may still need"
+        )
     table = DeltaTable.forPath(spark, path)
     optimize = table.optimize()
     where = None
@@ -76,16 +84,21 @@ def maintain_table(spark: SparkSession, path: str, settled_before: dt.date | Non
     out: dict[str, Any] = {
         "files_before": int(detail["numFiles"]),
         "files_after": int(describe_detail(spark, path)["numFiles"]),
-        "compacted": {"where": where, "files_removed": int(compaction["numFilesRemoved"]),
-                      "files_added": int(compaction["numFilesAdded"]),
-                      "partitions": int(compaction["partitionsOptimized"])},
+        "compacted": {
+            "where": where,
+            "files_removed": int(compaction["numFilesRemoved"]),
+            "files_added": int(compaction["numFilesAdded"]),
+            "partitions": int(compaction["partitionsOptimized"]),
+        },
     }
     if vacuum:
         hours = table_retention if vacuum_hours is None else vacuum_hours
         on_disk = len(list_files(spark, path, ".parquet", recursive=True))  # referenced or not: what VACUUM may delete
         table.vacuum(hours)
-        out["vacuumed"] = {"retention_hours": hours,
-                           "files_deleted": on_disk - len(list_files(spark, path, ".parquet", recursive=True))}
+        out["vacuumed"] = {
+            "retention_hours": hours,
+            "files_deleted": on_disk - len(list_files(spark, path, ".parquet", recursive=True)),
+        }
     return out
 
 
@@ -94,19 +107,28 @@ def check_options(cfg: Config, tables: list[str] | None, settled_days: int) -> l
     known = list(cfg.get("tables"))
     unknown = [t for t in tables or () if t not in known]
     if unknown:
-        raise FraudError(f"--tables: expected names of the `tables:` configuration ({', '.join(known)}), found {unknown}")
+        raise FraudError(
+            f"--tables: expected names of the `tables:` configuration ({', '.join(known)}), found {unknown}"
+        )
     if settled_days < 0:
         raise FraudError(f"--settled-days: expected 0 or more, found {settled_days}")
     return tables or known
 
 
-def run(spark: SparkSession, cfg: Config, tables: list[str] | None = None, settled_days: int = 1,
-        vacuum_hours: float | None = None, vacuum: bool = True, today: dt.date | None = None) -> dict[str, Any]:
+def run(
+    spark: SparkSession,
+    cfg: Config,
+    tables: list[str] | None = None,
+    settled_days: int = 1,
+    vacuum_hours: float | None = None,
+    vacuum: bool = True,
+    today: dt.date | None = None,
+) -> dict[str, Any]:
     """Maintain the named tables of `tables:` (all by default); tables that do not exist yet are listed as such.
     A table that fails (e.g. a `--vacuum-hours` below its retention) gets `failed` with the reason in the
     report, and the others are still maintained; `failed` lists those tables."""
     names = check_options(cfg, tables, settled_days)
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     settled_before = today - dt.timedelta(days=settled_days)
     report: dict[str, Any] = {"settled_before": settled_before.isoformat(), "tables": {}, "failed": []}
     for name in names:
@@ -125,12 +147,19 @@ def run(spark: SparkSession, cfg: Config, tables: list[str] | None = None, settl
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", help="comma-separated names from `tables:` (default: every table that exists)")
-    parser.add_argument("--settled-days", type=int, default=1,
-                        help="compact only tx_date partitions more than this many days old (default 1: not today's or "
-                             "yesterday's, which the stream may still write)")
-    parser.add_argument("--vacuum-hours", type=float,
-                        help="delete files removed more than this many hours ago (default: the table's "
-                             "delta.deletedFileRetentionDuration, 7 days unless set; never less)")
+    parser.add_argument(
+        "--settled-days",
+        type=int,
+        default=1,
+        help="compact only tx_date partitions more than this many days old (default 1: not today's or "
+        "yesterday's, which the stream may still write)",
+    )
+    parser.add_argument(
+        "--vacuum-hours",
+        type=float,
+        help="delete files removed more than this many hours ago (default: the table's "
+        "delta.deletedFileRetentionDuration, 7 days unless set; never less)",
+    )
     parser.add_argument("--no-vacuum", action="store_true", help="compact only")
     add_common_options(parser)
 
@@ -142,8 +171,9 @@ def execute(args: argparse.Namespace) -> int:
     report = run(get_spark(cfg, "maintain"), cfg, tables, args.settled_days, args.vacuum_hours, not args.no_vacuum)
     print(json.dumps(report, indent=2))
     if report["failed"]:
-        raise FraudError("maintenance failed for " + "; for ".join(f"{t}: {report['tables'][t]['failed']}"
-                                                                  for t in report["failed"]))
+        raise FraudError(
+            "maintenance failed for " + "; for ".join(f"{t}: {report['tables'][t]['failed']}" for t in report["failed"])
+        )
     return 0
 
 

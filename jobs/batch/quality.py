@@ -6,6 +6,7 @@ semantics (a null is "not evaluated" except by not-null rules; pair rules skip r
 missing) so that every quarantined row lists each rule it failed. The cleaning job checks that both give
 the same count per rule. Pure DataFrame -> DataFrame; no I/O but reading the suite file.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -41,8 +42,10 @@ class Rule:
 def load_rules(path: Path | Traversable = SUITE) -> tuple[str, list[Rule]]:
     """Read the suite: its name and its rules, in order. Each expectation needs a unique `meta.rule`."""
     suite = json.loads(path.read_text())
-    rules = [Rule(e["meta"]["rule"], e["type"], dict(e["kwargs"]), e["meta"].get("description", ""))
-             for e in suite["expectations"]]
+    rules = [
+        Rule(e["meta"]["rule"], e["type"], dict(e["kwargs"]), e["meta"].get("description", ""))
+        for e in suite["expectations"]
+    ]
     names = [r.name for r in rules]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -83,8 +86,12 @@ def derived_columns() -> list[Column]:
     ]
 
 
-DERIVED_COLUMNS = ["tx_time_days_from_seconds", "tx_seconds_of_day", "tx_seconds_of_day_from_datetime",
-                   "tx_fraud_from_scenario"]
+DERIVED_COLUMNS = [
+    "tx_time_days_from_seconds",
+    "tx_seconds_of_day",
+    "tx_seconds_of_day_from_datetime",
+    "tx_fraud_from_scenario",
+]
 VALIDATED_COLUMNS = ["field_count", *TRANSACTION_COLUMNS, *DERIVED_COLUMNS]
 
 
@@ -124,8 +131,12 @@ def message_rules(rules: list[Rule]) -> list[Rule]:
     whole file; the stream finds duplicates in its state), not presence (parsing already requires the fields
     and the labels are optional), not the raw line's field count."""
     own = set(TRANSACTION_COLUMNS) | set(DERIVED_COLUMNS)
-    return [r for r in rules if r.type not in ("expect_column_values_to_be_unique", "expect_column_values_to_not_be_null")
-            and all(c in own for c in _columns_of(r))]
+    return [
+        r
+        for r in rules
+        if r.type not in ("expect_column_values_to_be_unique", "expect_column_values_to_not_be_null")
+        and all(c in own for c in _columns_of(r))
+    ]
 
 
 def rule_errors(rules: list[Rule]) -> Column:

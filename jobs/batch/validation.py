@@ -1,4 +1,5 @@
 """Run great-expectations on a Spark DataFrame with the repo's suite; keep the result JSON and HTML data docs."""
+
 from __future__ import annotations
 
 import json
@@ -28,16 +29,33 @@ def validate(df: DataFrame, suite_name: str, rules: list[Rule], out_dir: Path) -
     try:
         ctx = gx.get_context(mode="file", project_root_dir=str(project))
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-        batch_def = (ctx.data_sources.add_spark("spark").add_dataframe_asset(suite_name)
-                     .add_batch_definition_whole_dataframe("batch"))
-        suite = ctx.suites.add(gx.ExpectationSuite(name=suite_name, expectations=[
-            ExpectationConfiguration(type=r.type, kwargs=r.kwargs, meta={"rule": r.name, "description": r.description})
-            for r in rules]))
-        definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=suite_name, data=batch_def, suite=suite))
-        checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-            name=suite_name, validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-            result_format={"result_format": "SUMMARY"}))
+        batch_def = (
+            ctx.data_sources.add_spark("spark")
+            .add_dataframe_asset(suite_name)
+            .add_batch_definition_whole_dataframe("batch")
+        )
+        suite = ctx.suites.add(
+            gx.ExpectationSuite(
+                name=suite_name,
+                expectations=[
+                    ExpectationConfiguration(
+                        type=r.type, kwargs=r.kwargs, meta={"rule": r.name, "description": r.description}
+                    )
+                    for r in rules
+                ],
+            )
+        )
+        definition = ctx.validation_definitions.add(
+            gx.ValidationDefinition(name=suite_name, data=batch_def, suite=suite)
+        )
+        checkpoint = ctx.checkpoints.add(
+            gx.Checkpoint(
+                name=suite_name,
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
         result = checkpoint.run(batch_parameters={"dataframe": df})
         run = next(iter(result.run_results.values()))
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Checks of configuration values and inputs that a command makes before Spark starts: a wrong value fails in
 a second with a message that names the key or path, instead of a JVM traceback after a minute."""
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,9 @@ def check_interval(cfg: Config, key: str) -> str:
     or ConfigError naming the key."""
     value = cfg.get(key)
     if not isinstance(value, str) or not _INTERVAL.match(value):
-        raise ConfigError(f"{key}: expected a duration such as '0 seconds', '500 milliseconds' or '1 minute', "
-                          f"found {value!r}")
+        raise ConfigError(
+            f"{key}: expected a duration such as '0 seconds', '500 milliseconds' or '1 minute', found {value!r}"
+        )
     return value
 
 
@@ -40,6 +42,8 @@ def check_input(location: str, option: str = "--input") -> str:
         return location
     path = Path(location.removeprefix("file://"))
     if not path.exists():
-        raise FraudError(f"{option} {location}: expected a raw file or a folder of raw files (*.txt), found no such "
-                         f"file or folder (from {Path.cwd()})")
+        raise FraudError(
+            f"{option} {location}: expected a raw file or a folder of raw files (*.txt), found no such "
+            f"file or folder (from {Path.cwd()})"
+        )
     return location

@@ -1,4 +1,5 @@
 """What every command shares: the common options, the configuration they select, and clean error exits."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,14 @@ def add_common_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     g = parser.add_argument_group("configuration")
     g.add_argument("--env", help="configuration layer under conf/ (default: $FRAUD_ENV, else local)")
     g.add_argument("--conf-dir", help="the conf folder (default: $FRAUD_CONF_DIR, else the project's conf/)")
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any configuration key, e.g. --set kafka.partitions=4 (repeatable)")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any configuration key, e.g. --set kafka.partitions=4 (repeatable)",
+    )
     g.add_argument("--lake", help="root of the Delta tables (paths.lake): a folder, s3a:// or hdfs:// URI")
     g.add_argument("--checkpoint", help="root of the streaming checkpoints (paths.checkpoint)")
     g.add_argument("--mlflow-uri", help="MLflow tracking URI (mlflow.tracking_uri)")
@@ -41,21 +48,29 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.env, overrides, args.conf_dir)
 
 
-def job_main(prog: str, doc: str | None, add_arguments: Callable[[argparse.ArgumentParser], None],
-             execute: Callable[[argparse.Namespace], int | None]) -> Callable[..., int]:
+def job_main(
+    prog: str,
+    doc: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    execute: Callable[[argparse.Namespace], int | None],
+) -> Callable[..., int]:
     """Build a job's `main(argv)`: the same options and handler as its `fraud` subcommand, for spark-submit."""
 
     def main(argv: Sequence[str] | None = None) -> int:
-        parser = argparse.ArgumentParser(prog=prog, description=doc,
-                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser = argparse.ArgumentParser(
+            prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         add_arguments(parser)
         return run_main(parser, execute, argv)
 
     return main
 
 
-def run_main(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int | None],
-             argv: Sequence[str] | None = None) -> int:
+def run_main(
+    parser: argparse.ArgumentParser,
+    handler: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str] | None = None,
+) -> int:
     """Parse argv, call the handler; a FraudError becomes one clear line on stderr and exit code 2."""
     args = parser.parse_args(argv)
     try:

@@ -8,6 +8,7 @@ Rules, each checked with an error that names the file(s):
   from environment variables only;
 - relative paths under `paths.*` are resolved against the project root.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -47,7 +48,9 @@ class Config:
         node: Any = self.data
         for part in key.split("."):
             if not isinstance(node, Mapping) or part not in node:
-                raise ConfigError(f"configuration key {key!r} is not defined (env {self.env!r}, conf dir {self.conf_dir})")
+                raise ConfigError(
+                    f"configuration key {key!r} is not defined (env {self.env!r}, conf dir {self.conf_dir})"
+                )
             node = node[part]
         return node
 
@@ -71,7 +74,7 @@ def resolve_location(value: str, root: Path) -> str:
     the working directory.
     """
     if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-        return "sqlite:///" + str((root / value[len("sqlite:///"):]).resolve())
+        return "sqlite:///" + str((root / value[len("sqlite:///") :]).resolve())
     if "://" in value or value.startswith("file:"):
         return value
     p = Path(value).expanduser()
@@ -161,7 +164,7 @@ def _set(flat: dict[str, Any], key: str, value: Any) -> None:
             flat[section] = {**flat.get(section, {}), **value}
             return
         if key.startswith(section + "."):
-            flat[section] = {**flat.get(section, {}), key[len(section) + 1:]: value}
+            flat[section] = {**flat.get(section, {}), key[len(section) + 1 :]: value}
             return
     flat[key] = value
 

@@ -1,6 +1,7 @@
 """Why a message became a dead letter: one code from a closed set, in the column `reason` of `dead_letters`
 beside its `errors` (which say it in words, naming the field, what was expected and what was found). What
 counts dead letters reads the code, never the words."""
+
 from __future__ import annotations
 
 MALFORMED = "malformed"  # either topic: not a JSON object, a field missing, or a value of the wrong type

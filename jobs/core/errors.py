@@ -1,5 +1,6 @@
 """Exceptions of the jobs package. Each message names the file, option or column, what was expected,
 what was found, and what to do about it."""
+
 from __future__ import annotations
 
 

@@ -6,6 +6,7 @@ kafka-python (`fraud produce`, `fraud label`, `fraud alerts`, the broker helpers
 client properties (the local broker's own), and the `kafka.`-prefixed options of Spark's Kafka source and
 sink (the stream). The password stays out of `repr`, and Spark redacts option values that hold it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,9 @@ class KafkaConnection:
         return self.protocol in ("SSL", "SASL_SSL")
 
     @classmethod
-    def from_config(cls, cfg: Config, environ: Mapping[str, str] | None = None,
-                    truststore_must_exist: bool = True) -> KafkaConnection:
+    def from_config(
+        cls, cfg: Config, environ: Mapping[str, str] | None = None, truststore_must_exist: bool = True
+    ) -> KafkaConnection:
         """`kafka.bootstrap_servers` and `kafka.security.*`, checked; the password from $FRAUD_KAFKA_PASSWORD.
         `truststore_must_exist=False` lets the local broker name the CA file it is about to write."""
         environ = os.environ if environ is None else environ
@@ -68,28 +70,40 @@ class KafkaConnection:
         if protocol.startswith("SASL_"):
             mechanism = str(mechanism or "").upper()
             if mechanism not in MECHANISMS:
-                raise ConfigError(f"kafka.security.sasl_mechanism: {protocol} needs one of {', '.join(MECHANISMS)}, "
-                                  f"found {cfg.get('kafka.security.sasl_mechanism')!r}")
+                raise ConfigError(
+                    f"kafka.security.sasl_mechanism: {protocol} needs one of {', '.join(MECHANISMS)}, "
+                    f"found {cfg.get('kafka.security.sasl_mechanism')!r}"
+                )
             if not username:
                 raise ConfigError(f"kafka.security.username: {protocol} needs the SASL user's name")
             password = environ.get(PASSWORD_ENV)
             if not password:
-                raise ConfigError(f"${PASSWORD_ENV} is not set: kafka.security.protocol {protocol} logs in as "
-                                  f"{username!r} (kafka.security.username) with the password in that variable")
+                raise ConfigError(
+                    f"${PASSWORD_ENV} is not set: kafka.security.protocol {protocol} logs in as "
+                    f"{username!r} (kafka.security.username) with the password in that variable"
+                )
         if truststore:
             truststore = cfg.path("kafka.security.truststore")
             if truststore_must_exist and not Path(truststore).is_file():
-                raise ConfigError(f"kafka.security.truststore: expected a PEM file of CA certificates, "
-                                  f"found no file at {truststore}")
-        return cls(str(cfg.get("kafka.bootstrap_servers")), protocol, mechanism if password else None,
-                   str(username) if password else None, password, truststore or None)
+                raise ConfigError(
+                    f"kafka.security.truststore: expected a PEM file of CA certificates, found no file at {truststore}"
+                )
+        return cls(
+            str(cfg.get("kafka.bootstrap_servers")),
+            protocol,
+            mechanism if password else None,
+            str(username) if password else None,
+            password,
+            truststore or None,
+        )
 
     def python(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient."""
         options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.protocol}
         if self.sasl:
-            options.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
-                           sasl_plain_password=self.password)
+            options.update(
+                sasl_mechanism=self.mechanism, sasl_plain_username=self.username, sasl_plain_password=self.password
+            )
         if self.tls and self.truststore:
             options["ssl_cafile"] = self.truststore
         return options
@@ -108,8 +122,10 @@ class KafkaConnection:
 
     def spark(self) -> dict[str, str]:
         """Options of Spark's Kafka source and sink: `kafka.bootstrap.servers` and the Java properties."""
-        return {"kafka.bootstrap.servers": self.bootstrap_servers,
-                **{f"kafka.{key}": value for key, value in self.java().items()}}
+        return {
+            "kafka.bootstrap.servers": self.bootstrap_servers,
+            **{f"kafka.{key}": value for key, value in self.java().items()},
+        }
 
     def describe(self) -> str:
         """Where and how, for messages: never the password."""
@@ -119,6 +135,7 @@ class KafkaConnection:
 
 def jaas_config(mechanism: str, username: str, password: str) -> str:
     """The JAAS line of a SASL login; quotes and backslashes in the values are escaped."""
+
     def quoted(value: str) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -167,9 +184,14 @@ class _Refusals(logging.Handler):
         lost after the TLS handshake and the version exchange (`broker_version=(4, 3)`) is that."""
         found = [m for m in self.seen if re.search(REFUSED, m)]
         if not found and self.conn.sasl:
-            found = [m.replace("KafkaConnectionError: socket disconnected",
-                               "SaslLogin: the broker closed the connection during the SASL login")
-                     for m in self.seen if re.search(r"broker_version=\(.*Connection lost: .*socket disconnected", m)]
+            found = [
+                m.replace(
+                    "KafkaConnectionError: socket disconnected",
+                    "SaslLogin: the broker closed the connection during the SASL login",
+                )
+                for m in self.seen
+                if re.search(r"broker_version=\(.*Connection lost: .*socket disconnected", m)
+            ]
         texts = found or self.seen
         return re.split(r"Connection (?:lost|failed): ", texts[0])[-1] if texts else None
 
@@ -206,7 +228,9 @@ def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
         while True:  # short attempts: a refusal ends the check at once, a slow broker gets the whole timeout
             attempt_ms = max(100, min(ATTEMPT_MS, int((deadline - time.monotonic()) * 1000)))
             try:
-                admin = KafkaAdminClient(**conn.python(), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=attempt_ms)
+                admin = KafkaAdminClient(
+                    **conn.python(), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=attempt_ms
+                )
                 admin.list_topics()
                 break
             except (KafkaError, OSError):
@@ -217,8 +241,10 @@ def check_login(conn: KafkaConnection, timeout_ms: int = 15000) -> None:
                     admin = None
     except (KafkaError, OSError) as exc:  # a certificate that does not verify can surface as ssl.SSLError
         reason = reasons.reason() or f"{type(exc).__name__}: {exc}"
-        raise KafkaLoginError(f"Kafka at {conn.describe()} did not let this client in "
-                              f"({_without(reason, conn.password)}): {_login_hint(conn, reason)}") from None
+        raise KafkaLoginError(
+            f"Kafka at {conn.describe()} did not let this client in "
+            f"({_without(reason, conn.password)}): {_login_hint(conn, reason)}"
+        ) from None
     finally:
         logger.removeHandler(reasons)
         if admin is not None:

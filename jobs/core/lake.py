@@ -1,4 +1,5 @@
 """Reading and writing the Delta tables and Kafka topics of the lake; the one place that knows the options."""
+
 from __future__ import annotations
 
 import sys
@@ -13,7 +14,6 @@ from pyspark.sql.types import StructType
 
 from jobs.core.config import Config
 from jobs.core.kafka_clients import KafkaConnection
-
 
 # The pages of history `last_written` reads, newest first, until it finds the writer's last commit. A replay
 # repeats the writer's last batch, whose commit is nearly always among the newest few; the last page (None)
@@ -39,10 +39,12 @@ def last_written(spark: SparkSession, path: str, app_id: str) -> int | None:
         return None
     table = DeltaTable.forPath(spark, path)
     for limit in HISTORY_PAGES:
-        notes = [r.userMetadata or "" for r in (table.history(limit) if limit else table.history())
-                 .select("userMetadata").collect()]
+        notes = [
+            r.userMetadata or ""
+            for r in (table.history(limit) if limit else table.history()).select("userMetadata").collect()
+        ]
         prefix = f"{app_id}/"
-        versions = [int(n[len(prefix):]) for n in notes if n.startswith(prefix) and n[len(prefix):].isdigit()]
+        versions = [int(n[len(prefix) :]) for n in notes if n.startswith(prefix) and n[len(prefix) :].isdigit()]
         if versions:
             return max(versions)
         if limit is None or len(notes) < limit:  # the whole history was read
@@ -77,9 +79,15 @@ def warm_transaction_ids(spark: SparkSession, path: str) -> None:
     _WARMING[path].start()
 
 
-def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
-                      partition_by: Sequence[str] = (), properties: Mapping[str, str] | None = None,
-                      keep_warm: bool = False) -> bool:
+def append_idempotent(
+    df: DataFrame,
+    path: str,
+    app_id: str,
+    version: int,
+    partition_by: Sequence[str] = (),
+    properties: Mapping[str, str] | None = None,
+    keep_warm: bool = False,
+) -> bool:
     """Append `df` to the Delta table at `path` once per (app_id, version); return False if skipped.
 
     Versions of an app_id increase (a streaming batch id, a run number): an append whose version is not
@@ -97,12 +105,23 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
     is tried again, up to CONFLICT_RETRIES times. `keep_warm` (for a writer that appends again soon, as
     the stream does at every micro-batch): `warm_transaction_ids` after the commit.
     """
-    from delta.exceptions import (ConcurrentAppendException, ConcurrentTransactionException, ConcurrentWriteException,
-                                  DeltaConcurrentModificationException, MetadataChangedException,
-                                  ProtocolChangedException)
+    from delta.exceptions import (
+        ConcurrentAppendException,
+        ConcurrentTransactionException,
+        ConcurrentWriteException,
+        DeltaConcurrentModificationException,
+        MetadataChangedException,
+        ProtocolChangedException,
+    )
 
-    conflicts = (ConcurrentAppendException, ConcurrentTransactionException, ConcurrentWriteException,
-                 DeltaConcurrentModificationException, MetadataChangedException, ProtocolChangedException)
+    conflicts = (
+        ConcurrentAppendException,
+        ConcurrentTransactionException,
+        ConcurrentWriteException,
+        DeltaConcurrentModificationException,
+        MetadataChangedException,
+        ProtocolChangedException,
+    )
     for attempt in range(CONFLICT_RETRIES + 1):
         last = _LAST_APPENDED.get((path, app_id)) if attempt == 0 else None
         if last is None:
@@ -129,8 +148,11 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int,
         except conflicts as error:
             if attempt == CONFLICT_RETRIES:
                 raise
-            print(f"lake: the append {app_id}/{version} to {path} met a concurrent change of the table "
-                  f"({type(error).__name__}); trying again ({attempt + 1} of {CONFLICT_RETRIES})", file=sys.stderr)
+            print(
+                f"lake: the append {app_id}/{version} to {path} met a concurrent change of the table "
+                f"({type(error).__name__}); trying again ({attempt + 1} of {CONFLICT_RETRIES})",
+                file=sys.stderr,
+            )
             time.sleep(0.5 * (attempt + 1))
     return False  # not reached: the last attempt returns or raises
 
@@ -210,9 +232,13 @@ def list_files(spark: SparkSession, location: str, suffix: str = ".txt", recursi
     else:
         entries = [e.getPath() for e in fs.listStatus(path) if e.isFile()]
     root = str(path.toUri().getPath()).rstrip("/")
-    return sorted(str(p) for p in entries if p.getName().endswith(suffix) and not any(
-        part.startswith(("_", ".")) for part in str(p.toUri().getPath())[len(root):].split("/") if part)
-        and not p.getName().startswith(("_", ".")))
+    return sorted(
+        str(p)
+        for p in entries
+        if p.getName().endswith(suffix)
+        and not any(part.startswith(("_", ".")) for part in str(p.toUri().getPath())[len(root) :].split("/") if part)
+        and not p.getName().startswith(("_", "."))
+    )
 
 
 def read_text(spark: SparkSession, location: str) -> str:

@@ -1,5 +1,6 @@
 """Where a result came from: the commit of the code that made it and the day, kept in every results file
 (benchmarks/results/*.json) so that docs/results.md can say which code each figure belongs to."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,6 +16,7 @@ ROOT = PROJECT_ROOT
 def run_stamp(root: Path = ROOT) -> dict[str, Any]:
     """{"commit": the checkout's short commit ("+changes" when files git tracks differ from it; None outside a
     git checkout), "date": today (UTC, ISO)}."""
+
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
@@ -25,4 +27,4 @@ def run_stamp(root: Path = ROOT) -> dict[str, Any]:
     commit = git("rev-parse", "--short", "HEAD")
     if commit is not None and git("status", "--porcelain", "--untracked-files=no"):
         commit += "+changes"
-    return {"commit": commit, "date": dt.datetime.now(dt.timezone.utc).date().isoformat()}
+    return {"commit": commit, "date": dt.datetime.now(dt.UTC).date().isoformat()}

@@ -1,4 +1,5 @@
 """MLflow: the experiment, logging a trained model, and the `fraud-detector` registry with its aliases."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,6 @@ from typing import Any
 
 from jobs.core.config import Config
 from jobs.core.errors import FraudError
-
 
 _REACHED: set[str] = set()  # PostgreSQL tracking stores this process has logged in to
 
@@ -23,12 +23,20 @@ def check_database(uri: str) -> None:
 
     url = make_url(uri)
     try:
-        psycopg.connect(host=url.host, port=url.port or 5432, dbname=url.database, user=url.username,
-                        password=url.password, connect_timeout=10).close()
+        psycopg.connect(
+            host=url.host,
+            port=url.port or 5432,
+            dbname=url.database,
+            user=url.username,
+            password=url.password,
+            connect_timeout=10,
+        ).close()
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split())
-        raise FraudError(f"mlflow.tracking_uri: could not log in to {url.render_as_string(hide_password=True)}: "
-                         f"{reason} (the password is read from PGPASSWORD or ~/.pgpass)") from None
+        raise FraudError(
+            f"mlflow.tracking_uri: could not log in to {url.render_as_string(hide_password=True)}: "
+            f"{reason} (the password is read from PGPASSWORD or ~/.pgpass)"
+        ) from None
     _REACHED.add(uri)
 
 
@@ -40,7 +48,7 @@ def connect(cfg: Config) -> str:
     if cfg.get("s3.endpoint"):  # s3:// artifacts on a non-AWS S3 API: boto3 reads the endpoint from here
         os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", str(cfg.get("s3.endpoint")))
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     check_database(uri)
     mlflow.set_tracking_uri(uri)
     name = str(cfg.get("mlflow.experiment"))
@@ -68,11 +76,16 @@ def resolve(cfg: Config, model: str) -> tuple[str, dict[str, str]]:
     connect(cfg)
     client, name = MlflowClient(), str(cfg.get("mlflow.registered_model"))
     try:
-        version = client.get_model_version(name, model) if str(model).isdigit() else \
-            client.get_model_version_by_alias(name, model)
+        version = (
+            client.get_model_version(name, model)
+            if str(model).isdigit()
+            else client.get_model_version_by_alias(name, model)
+        )
     except MlflowException as exc:
-        raise FraudError(f"--model {model}: no such version or alias of registered model {name!r} in "
-                         f"{cfg.path('mlflow.tracking_uri')}; train one with `fraud train`") from exc
+        raise FraudError(
+            f"--model {model}: no such version or alias of registered model {name!r} in "
+            f"{cfg.path('mlflow.tracking_uri')}; train one with `fraud train`"
+        ) from exc
     return str(version.version), dict(version.tags)
 
 

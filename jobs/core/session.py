@@ -5,6 +5,7 @@ Delta's `configure_spark_with_delta_pip`), so a caller can still add its own bef
 The JVM jars come from the folders `make jars` filled from `spark-submit/pom.xml` and `make operators` built
 from `features/jvm`: nothing is downloaded when Spark starts (no spark.jars.packages).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,8 +49,13 @@ def operator_sources_digest(root: Path = ROOT) -> str | None:
     files: list[Path] = []
     for name in OPERATOR_SOURCES:
         path = root / name
-        files += sorted(p for p in path.rglob("*") if p.suffix in (".java", ".xml")) if path.is_dir() else \
-            [path] if path.is_file() else []
+        files += (
+            sorted(p for p in path.rglob("*") if p.suffix in (".java", ".xml"))
+            if path.is_dir()
+            else [path]
+            if path.is_file()
+            else []
+        )
     if not files:
         return None
     digest = hashlib.sha256()
@@ -64,8 +70,10 @@ def operator_jars(folder: str | Path, root: Path = ROOT) -> list[str]:
     expected = operator_sources_digest(root)
     recorded = Path(folder) / OPERATOR_DIGEST
     if expected is not None and (not recorded.is_file() or recorded.read_text().strip() != expected):
-        raise SetupError(f"the stream's operators in {folder} (paths.operator_jars) were built from other sources "
-                         "than features/jvm holds now: run `make operators` (part of `make setup`) to rebuild them")
+        raise SetupError(
+            f"the stream's operators in {folder} (paths.operator_jars) were built from other sources "
+            "than features/jvm holds now: run `make operators` (part of `make setup`) to rebuild them"
+        )
     return jars
 
 
@@ -104,8 +112,9 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         settings["spark.pyspark.driver.python"] = sys.executable
     extra = {str(k): str(v) for k, v in (cfg.get("spark.extra") or {}).items()}
     if local and "spark.driver.extraClassPath" in extra:  # a class path of the user's comes after the jars
-        extra["spark.driver.extraClassPath"] = os.pathsep.join((settings["spark.driver.extraClassPath"],
-                                                                extra["spark.driver.extraClassPath"]))
+        extra["spark.driver.extraClassPath"] = os.pathsep.join(
+            (settings["spark.driver.extraClassPath"], extra["spark.driver.extraClassPath"])
+        )
     settings.update(extra)
     return settings
 
@@ -167,4 +176,6 @@ def quiet_state_server(spark: SparkSession) -> None:
     """Log only errors of the state server, in this JVM (the driver, and in local mode the executors)."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
-    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(STATE_SERVER_LOGGER, jvm.org.apache.logging.log4j.Level.ERROR)
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        STATE_SERVER_LOGGER, jvm.org.apache.logging.log4j.Level.ERROR
+    )

@@ -1,5 +1,6 @@
 """One way to wait for a condition, for the commands and the tests alike: poll it, and fail with what was
 waited for when it does not come in time, instead of going on as if it had."""
+
 from __future__ import annotations
 
 import time
@@ -9,8 +10,9 @@ from typing import Any
 from jobs.core.errors import FraudError, WaitTimeout
 
 
-def wait_until(condition: Callable[[], Any], what: str, seconds: float, interval: float = 1.0,
-               query: Any = None) -> Any:
+def wait_until(
+    condition: Callable[[], Any], what: str, seconds: float, interval: float = 1.0, query: Any = None
+) -> Any:
     """Poll `condition` every `interval` seconds until it returns something true, and return that.
 
     Args:

@@ -1,6 +1,7 @@
 """The desk's login: a user name and the shared secret of `desk.login_variable` (an environment variable,
 never a file). A login gets a session cookie signed with a key derived from the secret (HMAC-SHA256), and each
 form a token of that session: a form forged elsewhere, without it, changes nothing."""
+
 from __future__ import annotations
 
 import base64
@@ -23,9 +24,11 @@ def secret_from_environment(cfg: Config) -> str:
     secret = os.environ.get(variable, "")
     if len(secret) < MIN_SECRET:
         found = "nothing" if not secret else f"{len(secret)} characters"
-        raise ConfigError(f"desk.login_variable: the environment variable {variable} must hold the desk's shared "
-                          f"secret (at least {MIN_SECRET} characters; found {found}); the desk's login needs it, "
-                          f"and a secret is never read from a file")
+        raise ConfigError(
+            f"desk.login_variable: the environment variable {variable} must hold the desk's shared "
+            f"secret (at least {MIN_SECRET} characters; found {found}); the desk's login needs it, "
+            f"and a secret is never read from a file"
+        )
     return secret
 
 

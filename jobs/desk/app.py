@@ -11,6 +11,7 @@ stream's endpoint) runs in FastAPI's thread pool, never in its event loop.
     GET  /stream                      the stream's health, from its Prometheus endpoint
     GET  /healthz                     the desk's own liveness, JSON, no login
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,10 +30,10 @@ from jobs.core.waiting import wait_until
 from jobs.desk.access import Access
 from jobs.desk.book import AlertBook, UnknownAlert
 from jobs.desk.health import stream_health
-
-ChartSource = Callable[[], tuple[list[str], str]]  # the charts' SVG, and where their figures come from
 from jobs.desk.requirement import RequirementPage
 from models.metrics import MAX_FPR, REQUIRED_RECALL
+
+ChartSource = Callable[[], tuple[list[str], str]]  # the charts' SVG, and where their figures come from
 
 COOKIE = "fraud_desk"
 DECISIONS = {"fraud": 1, "genuine": 0}
@@ -64,8 +65,15 @@ class Desk:
     """The pages and forms over a started `book`; `requirement` computes the figures, `metrics_url` is the
     stream's endpoint."""
 
-    def __init__(self, book: AlertBook, access: Access, requirement: RequirementPage, metrics_url: str,
-                 queue_limit: int = 200, charts: ChartSource | None = None) -> None:
+    def __init__(
+        self,
+        book: AlertBook,
+        access: Access,
+        requirement: RequirementPage,
+        metrics_url: str,
+        queue_limit: int = 200,
+        charts: ChartSource | None = None,
+    ) -> None:
         import jinja2
 
         self.book, self.access, self.requirement = book, access, requirement
@@ -73,7 +81,9 @@ class Desk:
         self.charts = charts
         self.pages = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.pages.filters["words"] = in_words
-        self.pages.filters["when"] = lambda text: str(text or "").replace("T", " ").removesuffix(".000Z").removesuffix("Z")
+        self.pages.filters["when"] = lambda text: (
+            str(text or "").replace("T", " ").removesuffix(".000Z").removesuffix("Z")
+        )
 
     # --- helpers ---------------------------------------------------------------------------------------------
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -81,8 +91,14 @@ class Desk:
         user = self.access.user(cookie)
         token = self.access.form_token(cookie) if user and cookie else ""
         html = self.pages.get_template(name).render(
-            user=user, token=token, recall_line=REQUIRED_RECALL, fpr_line=MAX_FPR, book_error=self.book.error,
-            caught_up=self.book.caught_up.is_set(), **context)
+            user=user,
+            token=token,
+            recall_line=REQUIRED_RECALL,
+            fpr_line=MAX_FPR,
+            book_error=self.book.error,
+            caught_up=self.book.caught_up.is_set(),
+            **context,
+        )
         return HTMLResponse(html, status_code=status)
 
     def user_of(self, request: Request) -> str:
@@ -96,8 +112,11 @@ class Desk:
         user = self.user_of(request)
         fields = await form_fields(request)
         if not self.access.form_ok(request.cookies.get(COOKIE), fields.get("token")):
-            raise DeskError(403, "the form's token is missing or not this session's: nothing was changed (a form "
-                                 "sent from another page, or a login that has changed since?)")
+            raise DeskError(
+                403,
+                "the form's token is missing or not this session's: nothing was changed (a form "
+                "sent from another page, or a login that has changed since?)",
+            )
         return user, fields
 
     # --- errors ----------------------------------------------------------------------------------------------
@@ -138,8 +157,16 @@ class Desk:
         if order not in ("newest", "riskiest"):
             raise DeskError(400, f"order: expected 'newest' or 'riskiest', found {order[:40]!r}")
         alerts = self.book.open_alerts(order)
-        return self.render(request, "queue.html", alerts=alerts[:self.queue_limit], total=len(alerts), order=order,
-                           cases=self.book.open_cases(), done=done, hours=self.book.hours)
+        return self.render(
+            request,
+            "queue.html",
+            alerts=alerts[: self.queue_limit],
+            total=len(alerts),
+            order=order,
+            cases=self.book.open_cases(),
+            done=done,
+            hours=self.book.hours,
+        )
 
     def alert_page(self, request: Request, transaction_id: str, already: int = 0) -> Response:
         self.user_of(request)
@@ -156,25 +183,33 @@ class Desk:
 
     async def decide_case(self, request: Request, terminal_id: str) -> Response:
         user, fields = await self.checked_form(request)
-        labelled = await run_in_threadpool(self.book.decide_case, whole_number(terminal_id, "terminal"),
-                                           decision_of(fields), user)
+        labelled = await run_in_threadpool(
+            self.book.decide_case, whole_number(terminal_id, "terminal"), decision_of(fields), user
+        )
         return RedirectResponse(f"/?done={','.join(map(str, labelled))}", status_code=303)
 
     # --- the requirement and the stream ----------------------------------------------------------------------
     def requirement_page(self, request: Request) -> Response:
         self.user_of(request)
-        return self.render(request, "requirement.html", **self.requirement.figures(),
-                           health=stream_health(self.metrics_url), settle_days=self.requirement.cfg.get("desk.settle_days"))
+        return self.render(
+            request,
+            "requirement.html",
+            **self.requirement.figures(),
+            health=stream_health(self.metrics_url),
+            settle_days=self.requirement.cfg.get("desk.settle_days"),
+        )
 
     def stream_page(self, request: Request) -> Response:
         self.user_of(request)
         charts, source = self.charts() if self.charts is not None else ([], "")
-        return self.render(request, "stream.html", health=stream_health(self.metrics_url), charts=charts,
-                           chart_source=source)
+        return self.render(
+            request, "stream.html", health=stream_health(self.metrics_url), charts=charts, chart_source=source
+        )
 
     async def healthz(self) -> JSONResponse:
-        return JSONResponse({"ok": self.book.thread.is_alive(), "topics_read": self.book.caught_up.is_set(),
-                             "error": self.book.error})
+        return JSONResponse(
+            {"ok": self.book.thread.is_alive(), "topics_read": self.book.caught_up.is_set(), "error": self.book.error}
+        )
 
 
 async def form_fields(request: Request) -> dict[str, str]:
@@ -196,19 +231,31 @@ def decision_of(fields: dict[str, str]) -> int:
     return DECISIONS[given]
 
 
-def make_app(book: AlertBook, access: Access, requirement: RequirementPage, metrics_url: str,
-             queue_limit: int = 200, charts: ChartSource | None = None) -> FastAPI:
+def make_app(
+    book: AlertBook,
+    access: Access,
+    requirement: RequirementPage,
+    metrics_url: str,
+    queue_limit: int = 200,
+    charts: ChartSource | None = None,
+) -> FastAPI:
     """The desk's FastAPI application (the routes of the module's docstring); `charts` gives the stream page's
     charts (jobs/desk/charts.py) and says where they come from."""
     desk = Desk(book, access, requirement, metrics_url, queue_limit, charts)
     app = FastAPI(title="fraud desk", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(FraudError, desk.refused)  # DeskError and UnknownAlert are FraudErrors
     for path, endpoint, methods in (
-            ("/login", desk.login_page, ["GET"]), ("/login", desk.login, ["POST"]), ("/logout", desk.logout, ["POST"]),
-            ("/", desk.queue, ["GET"]), ("/alerts/{transaction_id}", desk.alert_page, ["GET"]),
-            ("/alerts/{transaction_id}", desk.decide, ["POST"]), ("/cases/{terminal_id}", desk.decide_case, ["POST"]),
-            ("/requirement", desk.requirement_page, ["GET"]), ("/stream", desk.stream_page, ["GET"]),
-            ("/healthz", desk.healthz, ["GET"])):
+        ("/login", desk.login_page, ["GET"]),
+        ("/login", desk.login, ["POST"]),
+        ("/logout", desk.logout, ["POST"]),
+        ("/", desk.queue, ["GET"]),
+        ("/alerts/{transaction_id}", desk.alert_page, ["GET"]),
+        ("/alerts/{transaction_id}", desk.decide, ["POST"]),
+        ("/cases/{terminal_id}", desk.decide_case, ["POST"]),
+        ("/requirement", desk.requirement_page, ["GET"]),
+        ("/stream", desk.stream_page, ["GET"]),
+        ("/healthz", desk.healthz, ["GET"]),
+    ):
         app.add_api_route(path, endpoint, methods=methods)
     return app
 

@@ -6,6 +6,7 @@ any other writer); the desk records its own decisions at once, so that a second 
 sends nothing, even before the topic gives the label back. Only alerts raised in the last `queue_hours`
 (Kafka time) are read: the book holds a bounded window of the topic, never a copy on disk.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,13 +50,13 @@ class AlertBook:
         self.topics = {role: str(cfg.get(f"kafka.topics.{role}")) for role in ("alerts", "labels")}
         self.connection = KafkaConnection.from_config(cfg)
         self.now = now
-        self.alerts: dict[int, dict[str, Any]] = {}   # transaction id -> its alert (the topic is at least once)
-        self.decisions: dict[int, Decision] = {}      # transaction id -> its last label
-        self.arrived: dict[int, float] = {}           # transaction id -> its alert's Kafka time (s), to forget it
-        self.labelled: dict[int, float] = {}          # transaction id -> its last label's Kafka time (s)
+        self.alerts: dict[int, dict[str, Any]] = {}  # transaction id -> its alert (the topic is at least once)
+        self.decisions: dict[int, Decision] = {}  # transaction id -> its last label
+        self.arrived: dict[int, float] = {}  # transaction id -> its alert's Kafka time (s), to forget it
+        self.labelled: dict[int, float] = {}  # transaction id -> its last label's Kafka time (s)
         self.lock = threading.Lock()
-        self.caught_up = threading.Event()            # the topics read up to their ends at start
-        self.error: str | None = None                 # the reader's last failure, shown on the page
+        self.caught_up = threading.Event()  # the topics read up to their ends at start
+        self.error: str | None = None  # the reader's last failure, shown on the page
         self.finish = threading.Event()
         self.producer: Any = None
         self.stopping: list[Callable[[], None]] = []
@@ -102,8 +103,10 @@ class AlertBook:
         with self.lock:
             found = self.alerts.get(transaction_id)
             if found is None:
-                raise UnknownAlert(f"transaction {transaction_id}: no alert of it in the alerts topic's last "
-                                   f"{self.hours:g} hours (desk.queue_hours)")
+                raise UnknownAlert(
+                    f"transaction {transaction_id}: no alert of it in the alerts topic's last "
+                    f"{self.hours:g} hours (desk.queue_hours)"
+                )
             return found, self.decisions.get(transaction_id)
 
     # --- decisions -------------------------------------------------------------------------------------------
@@ -121,11 +124,16 @@ class AlertBook:
         with self.lock:  # held while sending: a second click waits, then finds the first one's decision
             unknown = [t for t in wanted if t not in self.alerts]
             if unknown:
-                raise UnknownAlert(f"transaction {unknown[0]}: no alert of it in the alerts topic's last "
-                                   f"{self.hours:g} hours (desk.queue_hours)")
+                raise UnknownAlert(
+                    f"transaction {unknown[0]}: no alert of it in the alerts topic's last "
+                    f"{self.hours:g} hours (desk.queue_hours)"
+                )
             out = {t: (self.decisions[t], False) for t in wanted if t in self.decisions}
-            todo = {t: label_record(*label_of_alert(self.alerts[t], f), decided_by=user)  # type: ignore[misc]
-                    for t, f in wanted.items() if t not in out}
+            todo = {
+                t: label_record(*label_of_alert(self.alerts[t], f), decided_by=user)  # type: ignore[misc]
+                for t, f in wanted.items()
+                if t not in out
+            }
             failed = self._send(todo)
             for transaction_id, (_, value) in todo.items():
                 if transaction_id not in failed:
@@ -134,14 +142,22 @@ class AlertBook:
                     out[transaction_id] = decision, True
         for transaction_id in out.keys() & (todo.keys() - failed.keys()):
             alert = self.alerts.get(transaction_id, {})
-            log.info("desk: %s decided transaction %s %s (card %s, terminal %s, alert %s)", user, transaction_id,
-                     "fraud" if wanted[transaction_id] else "genuine", alert.get("customer_id"),
-                     alert.get("terminal_id"), alert.get("alert_id"))
+            log.info(
+                "desk: %s decided transaction %s %s (card %s, terminal %s, alert %s)",
+                user,
+                transaction_id,
+                "fraud" if wanted[transaction_id] else "genuine",
+                alert.get("customer_id"),
+                alert.get("terminal_id"),
+                alert.get("alert_id"),
+            )
         if failed:  # not recorded: those alerts stay open, the page says why
             error = next(iter(failed.values()))
-            raise FraudError(f"labels topic {self.topics['labels']}: the brokers {self.connection.bootstrap_servers} did "
-                             f"not take the decision on {len(failed)} alert(s) ({type(error).__name__}: {error}); "
-                             "those were not recorded, try again")
+            raise FraudError(
+                f"labels topic {self.topics['labels']}: the brokers {self.connection.bootstrap_servers} did "
+                f"not take the decision on {len(failed)} alert(s) ({type(error).__name__}: {error}); "
+                "those were not recorded, try again"
+            )
         return out
 
     def decide_case(self, terminal_id: int, fraud: int, user: str) -> list[int]:
@@ -160,9 +176,14 @@ class AlertBook:
         failed: dict[int, Exception] = {}
         try:
             if self.producer is None:
-                self.producer = KafkaProducer(**self.connection.python(), acks="all", linger_ms=5,
-                                              request_timeout_ms=15_000, max_block_ms=15_000,
-                                              delivery_timeout_ms=30_000)
+                self.producer = KafkaProducer(
+                    **self.connection.python(),
+                    acks="all",
+                    linger_ms=5,
+                    request_timeout_ms=15_000,
+                    max_block_ms=15_000,
+                    delivery_timeout_ms=30_000,
+                )
             futures = {t: self.producer.send(self.topics["labels"], key=k, value=v) for t, (k, v) in records.items()}
             self.producer.flush(timeout=30)
         except Exception as error:  # no producer, a send refused, a flush timed out: none is recorded (sent again
@@ -246,6 +267,7 @@ class AlertBook:
                 self.alerts[transaction_id] = message
                 self.arrived[transaction_id] = kafka_time
             elif message.get("tx_fraud") in (0, 1, "0", "1"):
-                self.decisions[transaction_id] = Decision(int(message["tx_fraud"]), message.get("decided_by"),
-                                                          message.get("decided_at"))
+                self.decisions[transaction_id] = Decision(
+                    int(message["tx_fraud"]), message.get("decided_by"), message.get("decided_at")
+                )
                 self.labelled[transaction_id] = kafka_time

@@ -6,6 +6,7 @@ From Prometheus when `desk.prometheus_url` names one (it keeps the history: `que
 and keeps what it sampled in memory, at most `desk.chart_hours` of it (a desk started a minute ago shows a
 minute). Drawn as SVG on the server: no script, no library in the browser.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,18 +29,31 @@ Series = list[tuple[float, float]]  # (epoch seconds, value)
 class Chart:
     key: str
     title: str
-    shown: str                       # how a value is written: a format with one field
-    promql: str                      # the same figure as a Prometheus query (5-minute rates)
-    target: str | None = None        # a horizontal line: the key of a value in the sample (the budget's target)
+    shown: str  # how a value is written: a format with one field
+    promql: str  # the same figure as a Prometheus query (5-minute rates)
+    target: str | None = None  # a horizontal line: the key of a value in the sample (the budget's target)
 
 
 CHARTS = [
-    Chart("batch_seconds", "micro-batch duration, mean", "{:.2f} s",
-          "rate(fraud_batch_duration_seconds_sum[5m]) / rate(fraud_batch_duration_seconds_count[5m])"),
-    Chart("latency_p99", "alert latency, p99", "{:.1f} s",
-          "histogram_quantile(0.99, sum by (le) (rate(fraud_end_to_end_latency_seconds_bucket[5m])))"),
-    Chart("budget_spent", "review budget spent (dashed: its target)", "{:.2%}",
-          "fraud_alert_budget_spent", target="budget_target"),
+    Chart(
+        "batch_seconds",
+        "micro-batch duration, mean",
+        "{:.2f} s",
+        "rate(fraud_batch_duration_seconds_sum[5m]) / rate(fraud_batch_duration_seconds_count[5m])",
+    ),
+    Chart(
+        "latency_p99",
+        "alert latency, p99",
+        "{:.1f} s",
+        "histogram_quantile(0.99, sum by (le) (rate(fraud_end_to_end_latency_seconds_bucket[5m])))",
+    ),
+    Chart(
+        "budget_spent",
+        "review budget spent (dashed: its target)",
+        "{:.2%}",
+        "fraud_alert_budget_spent",
+        target="budget_target",
+    ),
     Chart("lag", "consumer lag (offsets behind)", "{:,.0f}", "fraud_consumer_lag"),
 ]
 BATCH, LATENCY = "fraud_batch_duration_seconds", "fraud_end_to_end_latency_seconds"
@@ -48,9 +62,14 @@ BATCH, LATENCY = "fraud_batch_duration_seconds", "fraud_end_to_end_latency_secon
 def sample(text: str) -> dict[str, Any]:
     """What one read of the stream's endpoint gives: the gauges, and the counters the charts take differences of."""
     values, histograms = read_families(text)
-    return {"batch_sum": values.get(f"{BATCH}_sum", 0.0), "batch_count": values.get(f"{BATCH}_count", 0.0),
-            "latency_buckets": histograms.get(LATENCY, []), "budget_spent": values.get("fraud_alert_budget_spent"),
-            "budget_target": values.get("fraud_alert_budget_target"), "lag": values.get("fraud_consumer_lag")}
+    return {
+        "batch_sum": values.get(f"{BATCH}_sum", 0.0),
+        "batch_count": values.get(f"{BATCH}_count", 0.0),
+        "latency_buckets": histograms.get(LATENCY, []),
+        "budget_spent": values.get("fraud_alert_budget_spent"),
+        "budget_target": values.get("fraud_alert_budget_target"),
+        "lag": values.get("fraud_consumer_lag"),
+    }
 
 
 def between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | None]:
@@ -62,8 +81,13 @@ def between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | 
     seconds = after["batch_sum"] - (0 if restarted else before["batch_sum"])
     earlier = {} if restarted else dict(before["latency_buckets"])
     buckets = [(bound, count - earlier.get(bound, 0.0)) for bound, count in after["latency_buckets"]]
-    return {"batch_seconds": seconds / batches if batches > 0 else None, "latency_p99": quantile(buckets, 0.99),
-            "budget_spent": after["budget_spent"], "budget_target": after["budget_target"], "lag": after["lag"]}
+    return {
+        "batch_seconds": seconds / batches if batches > 0 else None,
+        "latency_p99": quantile(buckets, 0.99),
+        "budget_spent": after["budget_spent"],
+        "budget_target": after["budget_target"],
+        "lag": after["lag"],
+    }
 
 
 class Sampler:
@@ -127,18 +151,23 @@ def prometheus_series(url: str, hours: float, now: float | None = None, timeout:
             if answer.get("status") != "success":
                 raise ValueError(f"Prometheus at {url}: {answer.get('error', answer)}")
             result = answer["data"]["result"]
-            out[key] = [(float(t), float(v)) for t, v in result[0]["values"]
-                        if math.isfinite(float(v))] if result else []
+            out[key] = (
+                [(float(t), float(v)) for t, v in result[0]["values"] if math.isfinite(float(v))] if result else []
+            )
     return out
 
 
-def svg(series: Series, title: str, shown: str, target: Series | None = None, width: int = 300, height: int = 110) -> str:
+def svg(
+    series: Series, title: str, shown: str, target: Series | None = None, width: int = 300, height: int = 110
+) -> str:
     """A small line chart of `series` (with `target` as a dashed line): its title, the last value written with
     `shown`, the y axis's top and the time it spans; "no data yet" when it is empty."""
     head = f'<svg class="chart" width="{width}" height="{height}" role="img"'
     if not series:
-        return (f'{head} aria-label="{title}: no data yet"><text x="4" y="14" class="note">{title}</text>'
-                f'<text x="4" y="40">no data yet</text></svg>')
+        return (
+            f'{head} aria-label="{title}: no data yet"><text x="4" y="14" class="note">{title}</text>'
+            f'<text x="4" y="40">no data yet</text></svg>'
+        )
     times = [t for t, _ in series]
     values = [v for _, v in series] + [v for _, v in (target or [])]
     low, high = min(0.0, min(values)), max(values) or 1.0
@@ -151,21 +180,32 @@ def svg(series: Series, title: str, shown: str, target: Series | None = None, wi
         return f"{x:.1f},{y:.1f}"
 
     last = shown.format(series[-1][1])
-    lines = [f'{head} aria-label="{title}: {last}">', f'<text x="4" y="14" class="note">{title}</text>',
-             f'<text x="4" y="36" class="num">{last}</text>']
+    lines = [
+        f'{head} aria-label="{title}: {last}">',
+        f'<text x="4" y="14" class="note">{title}</text>',
+        f'<text x="4" y="36" class="num">{last}</text>',
+    ]
     if len(series) == 1:
-        lines.append(f'<circle r="2.5" fill="currentColor" cx="{point(*series[0]).split(",")[0]}" '
-                     f'cy="{point(*series[0]).split(",")[1]}"/>')
+        lines.append(
+            f'<circle r="2.5" fill="currentColor" cx="{point(*series[0]).split(",")[0]}" '
+            f'cy="{point(*series[0]).split(",")[1]}"/>'
+        )
     else:
-        lines.append(f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" '
-                     f'points="{" ".join(point(t, v) for t, v in series)}"/>')
+        lines.append(
+            f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" '
+            f'points="{" ".join(point(t, v) for t, v in series)}"/>'
+        )
     if target:
         ends = [(min(times), target[-1][1]), (max(times), target[-1][1])]
-        lines.append(f'<polyline fill="none" stroke="#b00" stroke-dasharray="4 3" '
-                     f'points="{" ".join(point(t, v) for t, v in ends)}"/>')
+        lines.append(
+            f'<polyline fill="none" stroke="#b00" stroke-dasharray="4 3" '
+            f'points="{" ".join(point(t, v) for t, v in ends)}"/>'
+        )
     spanned = f"{span / 60:.0f} min" if span >= 120 else f"{span:.0f} s"
-    lines += [f'<text x="4" y="{height - 3}" class="note">at most {shown.format(high)}; the last {spanned}</text>',
-              "</svg>"]
+    lines += [
+        f'<text x="4" y="{height - 3}" class="note">at most {shown.format(high)}; the last {spanned}</text>',
+        "</svg>",
+    ]
     return "\n".join(lines)
 
 

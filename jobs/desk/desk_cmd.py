@@ -9,6 +9,7 @@
 - the stream's health, from its Prometheus endpoint.
 The login asks for a name and the shared secret of the environment variable `desk.login_variable` names.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,18 +70,22 @@ def chart_source(cfg: Config, book: Any) -> Callable[[], tuple[list[str], str]]:
     hours = positive(cfg, "desk.chart_hours")
     prometheus = cfg.get("desk.prometheus_url")
     if prometheus:
+
         def from_prometheus() -> tuple[list[str], str]:
             try:
                 return charts_html(prometheus_series(str(prometheus), hours)), f"Prometheus at {prometheus}"
             except (OSError, ValueError, KeyError) as error:
                 return [], f"Prometheus at {prometheus} did not answer ({type(error).__name__}: {error})"
+
         return from_prometheus
     every = positive(cfg, "desk.chart_sample_seconds")
     sampler = Sampler(metrics_url(cfg), hours, every).start()
     book.on_stop(sampler.stop)
-    return lambda: (charts_html(sampler.series()),
-                    f"the stream's endpoint {sampler.url}, read every {every:g} s since the desk started "
-                    "(desk.prometheus_url: from Prometheus instead)")
+    return lambda: (
+        charts_html(sampler.series()),
+        f"the stream's endpoint {sampler.url}, read every {every:g} s since the desk started "
+        "(desk.prometheus_url: from Prometheus instead)",
+    )
 
 
 def positive(cfg: Config, key: str) -> float:
@@ -98,8 +103,10 @@ def execute(args: argparse.Namespace) -> int:
     host, port = args.host or str(cfg.get("desk.host")), args.port or int(cfg.get("desk.port"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     app, book = build(cfg)
-    print(f"desk: http://{host}:{port}/ (log in with a name and the secret of ${cfg.get('desk.login_variable')})",
-          flush=True)
+    print(
+        f"desk: http://{host}:{port}/ (log in with a name and the secret of ${cfg.get('desk.login_variable')})",
+        flush=True,
+    )
     try:
         serve(app, host, port)
     finally:

@@ -1,5 +1,6 @@
 """The stream's health as its Prometheus endpoint gives it (jobs/core/metrics.py): micro-batch duration,
 consumer lag, alert latency, the alert budget, the model. Read at each page load, nothing kept."""
+
 from __future__ import annotations
 
 import math
@@ -66,13 +67,19 @@ def parse(text: str) -> dict[str, Any]:
 
     batch, latency = "fraud_batch_duration_seconds", "fraud_end_to_end_latency_seconds"
     return {
-        "batches": int(values.get(f"{batch}_count", 0)), "batch_seconds_mean": mean(batch),
+        "batches": int(values.get(f"{batch}_count", 0)),
+        "batch_seconds_mean": mean(batch),
         "batch_seconds_p95": quantile(histograms.get(batch, []), 0.95),
-        "latency_p50": quantile(histograms.get(latency, []), 0.5), "latency_p99": quantile(histograms.get(latency, []), 0.99),
-        "lag": values.get("fraud_consumer_lag"), "input_rate": values.get("fraud_input_rows_per_second"),
-        "scored": values.get("fraud_transactions_scored_total"), "alerts": values.get("fraud_alerts_total"),
-        "threshold": values.get("fraud_alert_threshold"), "budget_spent": values.get("fraud_alert_budget_spent"),
-        "budget_target": values.get("fraud_alert_budget_target"), "model": info,
+        "latency_p50": quantile(histograms.get(latency, []), 0.5),
+        "latency_p99": quantile(histograms.get(latency, []), 0.99),
+        "lag": values.get("fraud_consumer_lag"),
+        "input_rate": values.get("fraud_input_rows_per_second"),
+        "scored": values.get("fraud_transactions_scored_total"),
+        "alerts": values.get("fraud_alerts_total"),
+        "threshold": values.get("fraud_alert_threshold"),
+        "budget_spent": values.get("fraud_alert_budget_spent"),
+        "budget_target": values.get("fraud_alert_budget_target"),
+        "model": info,
     }
 
 

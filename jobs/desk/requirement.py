@@ -10,6 +10,7 @@ down as reviews come in). A day is settled once every alert of it is reviewed an
 dispute delay) have passed since it, in the event time of the newest transaction: a fraud disputed later
 would lower its recall.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -46,32 +47,54 @@ def daily_counts(spark: Any, cfg: Config, days: int | None = None) -> tuple[pd.D
         if newest_day is not None:
             table = table.where(F.col("tx_date") > F.lit(newest_day - dt.timedelta(days=days)))
     scores = table.select(
-        "transaction_id", "customer_id", "kafka_timestamp", F.to_date("tx_datetime").alias("day"), "tx_datetime",
-        F.col("decision").alias("flagged"))
+        "transaction_id",
+        "customer_id",
+        "kafka_timestamp",
+        F.to_date("tx_datetime").alias("day"),
+        "tx_datetime",
+        F.col("decision").alias("flagged"),
+    )
     if table_exists(spark, labels_path):
-        last = (spark.read.format("delta").load(labels_path).groupBy("transaction_id", "customer_id")
-                .agg(F.max_by("tx_fraud", F.struct("batch_id", "labelled_at", "offset")).alias("label"),
-                     F.min(F.when(F.col("tx_fraud") == 1, F.col("labelled_at"))).alias("confirmed_at")))
+        last = (
+            spark.read.format("delta")
+            .load(labels_path)
+            .groupBy("transaction_id", "customer_id")
+            .agg(
+                F.max_by("tx_fraud", F.struct("batch_id", "labelled_at", "offset")).alias("label"),
+                F.min(F.when(F.col("tx_fraud") == 1, F.col("labelled_at"))).alias("confirmed_at"),
+            )
+        )
         # the bank blocks a card once a fraud of it is confirmed: its later payments are not the traffic the
         # requirement is about (models/metrics.requirement's rule, as fraud backtest and fraud demo count)
-        blocked = (last.where("label = 1").groupBy("customer_id").agg(F.min("confirmed_at").alias("blocked_at")))
-        scores = (scores.join(last.select("transaction_id", "label"), "transaction_id", "left")
-                  .join(blocked, "customer_id", "left"))
+        blocked = last.where("label = 1").groupBy("customer_id").agg(F.min("confirmed_at").alias("blocked_at"))
+        scores = scores.join(last.select("transaction_id", "label"), "transaction_id", "left").join(
+            blocked, "customer_id", "left"
+        )
     else:
-        scores = scores.withColumn("label", F.lit(None).cast("int")).withColumn("blocked_at", F.lit(None).cast("timestamp"))
+        scores = scores.withColumn("label", F.lit(None).cast("int")).withColumn(
+            "blocked_at", F.lit(None).cast("timestamp")
+        )
 
     def count(condition: Any) -> Any:
         return F.sum(F.when(condition, 1).otherwise(0))
 
     kept = scores.withColumn("left_out", F.coalesce(F.col("kafka_timestamp") > F.col("blocked_at"), F.lit(False)))
     flagged, label, counted = F.col("flagged"), F.col("label"), ~F.col("left_out")
-    per_day = kept.groupBy("day").agg(
-        count(counted).alias("transactions"), count(counted & flagged).alias("alerts"),
-        count(counted & flagged & label.isNotNull()).alias("reviewed"),
-        count(counted & flagged & (label == 1)).alias("confirmed"),
-        count(counted & flagged & (label == 0)).alias("false_alerts"),
-        count(counted & ~flagged & (label == 1)).alias("disputes"), count(~counted).alias("left_out"),
-        F.max("tx_datetime").alias("newest")).orderBy("day").toPandas()
+    per_day = (
+        kept.groupBy("day")
+        .agg(
+            count(counted).alias("transactions"),
+            count(counted & flagged).alias("alerts"),
+            count(counted & flagged & label.isNotNull()).alias("reviewed"),
+            count(counted & flagged & (label == 1)).alias("confirmed"),
+            count(counted & flagged & (label == 0)).alias("false_alerts"),
+            count(counted & ~flagged & (label == 1)).alias("disputes"),
+            count(~counted).alias("left_out"),
+            F.max("tx_datetime").alias("newest"),
+        )
+        .orderBy("day")
+        .toPandas()
+    )
     newest = per_day["newest"].max() if len(per_day) else None
     return per_day.drop(columns="newest"), (pd.Timestamp(newest).to_pydatetime() if newest is not None else None)
 
@@ -91,14 +114,22 @@ def daily_figures(counts: pd.DataFrame, newest: dt.datetime | None, settle_days:
             waits.append(f"{c['alerts'] - c['reviewed']:,} alerts not reviewed")
         if newest is None or newest.date() < due:
             waits.append(f"disputes until {due:%Y-%m-%d}")
-        rows.append({"day": day, **c, "left_out": int(day_counts.get("left_out", 0)),
-                     "unreviewed": c["alerts"] - c["reviewed"],
-                     "precision": c["confirmed"] / c["reviewed"] if c["reviewed"] else None,
-                     "recall": c["confirmed"] / known_frauds if known_frauds else None,
-                     "fpr": (c["alerts"] - c["confirmed"]) / legitimate if legitimate else None,
-                     "settled": not waits, "why_not": "; ".join(waits)})
-    return pd.DataFrame(rows, columns=["day", *COUNTS, "left_out", "unreviewed", "precision", "recall", "fpr", "settled",
-                                       "why_not"])
+        rows.append(
+            {
+                "day": day,
+                **c,
+                "left_out": int(day_counts.get("left_out", 0)),
+                "unreviewed": c["alerts"] - c["reviewed"],
+                "precision": c["confirmed"] / c["reviewed"] if c["reviewed"] else None,
+                "recall": c["confirmed"] / known_frauds if known_frauds else None,
+                "fpr": (c["alerts"] - c["confirmed"]) / legitimate if legitimate else None,
+                "settled": not waits,
+                "why_not": "; ".join(waits),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["day", *COUNTS, "left_out", "unreviewed", "precision", "recall", "fpr", "settled", "why_not"]
+    )
 
 
 def verdict(days: pd.DataFrame) -> dict[str, Any]:
@@ -111,8 +142,14 @@ def verdict(days: pd.DataFrame) -> dict[str, Any]:
     false = int(settled["alerts"].sum()) - confirmed
     recall = confirmed / (confirmed + disputes) if confirmed + disputes else None
     fpr = false / legitimate if legitimate else None
-    return {"days": len(settled), "first": settled["day"].min(), "last": settled["day"].max(), "recall": recall,
-            "fpr": fpr, "meets": recall is not None and fpr is not None and recall > REQUIRED_RECALL and fpr <= MAX_FPR}
+    return {
+        "days": len(settled),
+        "first": settled["day"].min(),
+        "last": settled["day"].max(),
+        "recall": recall,
+        "fpr": fpr,
+        "meets": recall is not None and fpr is not None and recall > REQUIRED_RECALL and fpr <= MAX_FPR,
+    }
 
 
 def chart_svg(days: pd.DataFrame) -> str:
@@ -124,17 +161,29 @@ def chart_svg(days: pd.DataFrame) -> str:
 
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True)
     x = list(range(len(days)))
-    for axis, column, line, colour, name in ((top, "recall", REQUIRED_RECALL, "tab:blue", "recall"),
-                                             (bottom, "fpr", MAX_FPR, "tab:red", "false-positive rate")):
+    for axis, column, line, colour, name in (
+        (top, "recall", REQUIRED_RECALL, "tab:blue", "recall"),
+        (bottom, "fpr", MAX_FPR, "tab:red", "false-positive rate"),
+    ):
         values = [v if v is not None and v == v else float("nan") for v in days[column]] if len(days) else []
         axis.plot(x, values, color=colour, linewidth=1.2)
         for settled in (True, False):
             points = [(i, v) for i, v, s in zip(x, values, days["settled"]) if bool(s) is settled]
             if points:
-                axis.scatter(*zip(*points), color=colour, facecolors=colour if settled else "white", zorder=3,
-                             label=f"{name}, {'settled' if settled else 'not settled yet'}")
-        axis.axhline(line, color="black", linestyle="--", linewidth=1,
-                     label=f"the bank's {'minimum' if column == 'recall' else 'maximum'}: {line:.0%}")
+                axis.scatter(
+                    *zip(*points),
+                    color=colour,
+                    facecolors=colour if settled else "white",
+                    zorder=3,
+                    label=f"{name}, {'settled' if settled else 'not settled yet'}",
+                )
+        axis.axhline(
+            line,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"the bank's {'minimum' if column == 'recall' else 'maximum'}: {line:.0%}",
+        )
         axis.legend(loc="lower left" if column == "recall" else "upper left", fontsize=7)
         axis.grid(alpha=0.3)
     top.set_ylabel("recall")
@@ -145,7 +194,7 @@ def chart_svg(days: pd.DataFrame) -> str:
     figure.savefig(out, format="svg")
     plt.close(figure)
     text = out.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 @dataclass
@@ -166,7 +215,12 @@ class RequirementPage:
             if not self.value or time.monotonic() - self.computed_at > self.refresh_seconds:
                 counts, newest = daily_counts(self.spark(), self.cfg, self.days)
                 days = daily_figures(counts, newest, int(self.cfg.get("desk.settle_days")))
-                self.value = {"days": days, "newest": newest, "verdict": verdict(days), "chart": chart_svg(days),
-                              "at": dt.datetime.now(dt.timezone.utc)}
+                self.value = {
+                    "days": days,
+                    "newest": newest,
+                    "verdict": verdict(days),
+                    "chart": chart_svg(days),
+                    "at": dt.datetime.now(dt.UTC),
+                }
                 self.computed_at = time.monotonic()
             return self.value

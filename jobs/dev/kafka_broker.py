@@ -10,6 +10,7 @@ with the JDK's keytool into `<state>/tls/` (`broker.p12`, and `ca.pem` for the c
 user is created when the storage is formatted. The password ($FRAUD_KAFKA_PASSWORD) is written nowhere:
 it protects the keystore, and the broker reads it from its environment (Kafka's EnvVarConfigProvider).
 """
+
 from __future__ import annotations
 
 import base64
@@ -88,8 +89,9 @@ class BrokerSpec:
         """How a client reaches this broker."""
         if not self.secure:
             return KafkaConnection(self.bootstrap_servers)
-        return KafkaConnection(self.bootstrap_servers, "SASL_SSL", self.sasl_mechanism, self.username,
-                               self.password, str(self.ca_file))
+        return KafkaConnection(
+            self.bootstrap_servers, "SASL_SSL", self.sasl_mechanism, self.username, self.password, str(self.ca_file)
+        )
 
     @property
     def pid_file(self) -> Path:
@@ -122,15 +124,20 @@ def spec_from_config(cfg: Config) -> BrokerSpec:
     if protocol == "SASL_SSL":
         conn = KafkaConnection.from_config(cfg, truststore_must_exist=False)
         if not str(conn.mechanism).startswith("SCRAM-"):
-            raise ConfigError(f"kafka.security.sasl_mechanism: the local broker logs users in with SCRAM-SHA-512 or "
-                              f"SCRAM-SHA-256, found {conn.mechanism!r}")
+            raise ConfigError(
+                f"kafka.security.sasl_mechanism: the local broker logs users in with SCRAM-SHA-512 or "
+                f"SCRAM-SHA-256, found {conn.mechanism!r}"
+            )
         if len(str(conn.password)) < 6:
-            raise ConfigError(f"${PASSWORD_ENV}: the local broker's keystore needs a password of at least 6 "
-                              "characters (keytool's minimum)")
+            raise ConfigError(
+                f"${PASSWORD_ENV}: the local broker's keystore needs a password of at least 6 "
+                "characters (keytool's minimum)"
+            )
         secure = {"sasl_mechanism": conn.mechanism, "username": conn.username, "password": conn.password}
     elif protocol != "PLAINTEXT":
-        raise ConfigError(f"kafka.security.protocol: the local broker (fraud kafka up) runs PLAINTEXT or SASL_SSL, "
-                          f"found {protocol!r}")
+        raise ConfigError(
+            f"kafka.security.protocol: the local broker (fraud kafka up) runs PLAINTEXT or SASL_SSL, found {protocol!r}"
+        )
     return BrokerSpec(
         state_dir=Path(cfg.path("kafka.broker.state_dir")),
         jars_dir=Path(cfg.path("paths.kafka_jars")),
@@ -158,8 +165,7 @@ def _security_properties(spec: BrokerSpec) -> dict[str, str]:
         "config.providers.env.class": "org.apache.kafka.common.config.provider.EnvVarConfigProvider",
         "sasl.enabled.mechanisms": mechanism,
         "sasl.mechanism.inter.broker.protocol": mechanism,
-        f"listener.name.sasl_ssl.{mechanism.lower()}.sasl.jaas.config":
-            f'{MECHANISMS[mechanism]} required username="{spec.username}" password="{secret}";',
+        f"listener.name.sasl_ssl.{mechanism.lower()}.sasl.jaas.config": f'{MECHANISMS[mechanism]} required username="{spec.username}" password="{secret}";',
         "ssl.keystore.type": "PKCS12",
         "ssl.keystore.location": str(spec.tls_dir / "broker.p12"),
         "ssl.keystore.password": secret,
@@ -201,7 +207,9 @@ def _properties(spec: BrokerSpec) -> str:
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise SetupError("`java` was not found on PATH: the Kafka broker and Spark need Java 17 (apt-get install openjdk-17-jdk-headless)")
+        raise SetupError(
+            "`java` was not found on PATH: the Kafka broker and Spark need Java 17 (apt-get install openjdk-17-jdk-headless)"
+        )
     return java
 
 
@@ -275,8 +283,14 @@ def _redacted(text: str, spec: BrokerSpec) -> str:
 
 
 def _format_storage(spec: BrokerSpec) -> None:
-    cmd = _java_cmd(spec, "kafka.tools.StorageTool", "format", "--standalone", f"--cluster-id={new_cluster_id()}",
-                    f"--config={spec.properties_file}")
+    cmd = _java_cmd(
+        spec,
+        "kafka.tools.StorageTool",
+        "format",
+        "--standalone",
+        f"--cluster-id={new_cluster_id()}",
+        f"--config={spec.properties_file}",
+    )
     if spec.secure:
         # the user's salted SCRAM credential goes into the cluster's metadata; the password itself nowhere
         cmd.append(f"--add-scram={spec.sasl_mechanism}=[name={spec.username},password={spec.password}]")
@@ -290,8 +304,13 @@ def _format_storage(spec: BrokerSpec) -> None:
 
 def _keytool(spec: BrokerSpec, *args: str) -> subprocess.CompletedProcess[str]:
     keytool = Path(_java()).resolve().parent / "keytool"
-    return subprocess.run([str(keytool), *args, "-storepass:env", PASSWORD_ENV], capture_output=True, text=True,
-                          timeout=60, env=_broker_env(spec))
+    return subprocess.run(
+        [str(keytool), *args, "-storepass:env", PASSWORD_ENV],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_broker_env(spec),
+    )
 
 
 def ensure_certificate(spec: BrokerSpec) -> None:
@@ -299,8 +318,11 @@ def ensure_certificate(spec: BrokerSpec) -> None:
     into `<state>/tls/broker.p12` under the SASL password, and the certificate as PEM in `ca.pem`. Made again
     when missing or when the keystore does not open with the current password."""
     keystore = spec.tls_dir / "broker.p12"
-    if keystore.is_file() and spec.ca_file.is_file() and \
-            _keytool(spec, "-list", "-keystore", str(keystore), "-storetype", "PKCS12").returncode == 0:
+    if (
+        keystore.is_file()
+        and spec.ca_file.is_file()
+        and _keytool(spec, "-list", "-keystore", str(keystore), "-storetype", "PKCS12").returncode == 0
+    ):
         return
     spec.tls_dir.mkdir(parents=True, exist_ok=True)
     keystore.unlink(missing_ok=True)
@@ -308,17 +330,45 @@ def ensure_certificate(spec: BrokerSpec) -> None:
     names = {"localhost", spec.host}
     san = ",".join(f"ip:{n}" if n.replace(".", "").isdigit() else f"dns:{n}" for n in sorted(names))
     steps = (
-        ("-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
-         "-dname", "CN=fraud-detection local Kafka broker", "-ext", f"SAN={san}",
-         "-keystore", str(keystore), "-storetype", "PKCS12"),
-        ("-exportcert", "-rfc", "-alias", "broker", "-keystore", str(keystore), "-storetype", "PKCS12",
-         "-file", str(spec.ca_file)),
+        (
+            "-genkeypair",
+            "-alias",
+            "broker",
+            "-keyalg",
+            "RSA",
+            "-keysize",
+            "2048",
+            "-validity",
+            "3650",
+            "-dname",
+            "CN=fraud-detection local Kafka broker",
+            "-ext",
+            f"SAN={san}",
+            "-keystore",
+            str(keystore),
+            "-storetype",
+            "PKCS12",
+        ),
+        (
+            "-exportcert",
+            "-rfc",
+            "-alias",
+            "broker",
+            "-keystore",
+            str(keystore),
+            "-storetype",
+            "PKCS12",
+            "-file",
+            str(spec.ca_file),
+        ),
     )
     for args in steps:
         done = _keytool(spec, *args)
         if done.returncode != 0:
-            raise BrokerError(f"keytool {args[0]} for the broker's certificate in {spec.tls_dir} failed "
-                              f"(exit {done.returncode}): {_redacted((done.stderr or done.stdout).strip(), spec)}")
+            raise BrokerError(
+                f"keytool {args[0]} for the broker's certificate in {spec.tls_dir} failed "
+                f"(exit {done.returncode}): {_redacted((done.stderr or done.stdout).strip(), spec)}"
+            )
 
 
 def start(spec: BrokerSpec) -> int:
@@ -339,9 +389,7 @@ def start(spec: BrokerSpec) -> int:
         if spec.secure:
             ensure_certificate(spec)
         spec.properties_file.write_text(_properties(spec))
-        (spec.state_dir / "log4j2.properties").write_text(
-            _LOG4J2.format(log_dir=spec.log_dir, level=spec.log_level)
-        )
+        (spec.state_dir / "log4j2.properties").write_text(_LOG4J2.format(log_dir=spec.log_dir, level=spec.log_level))
         if not (spec.data_dir / "meta.properties").exists():
             _format_storage(spec)
         out = (spec.log_dir / "stdout.log").open("ab")
@@ -379,7 +427,8 @@ def _wait_ready(spec: BrokerSpec, proc: subprocess.Popen) -> None:
     except WaitTimeout:
         raise BrokerError(
             f"the Kafka broker did not answer on {spec.bootstrap_servers} within {spec.start_timeout_s:.0f} s "
-            f"(kafka.broker.start_timeout_s); see {spec.log_dir}/server.log") from None
+            f"(kafka.broker.start_timeout_s); see {spec.log_dir}/server.log"
+        ) from None
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -406,8 +455,9 @@ def _metadata_ok(target: str | KafkaConnection) -> bool:
         admin.close()
 
 
-def create_topics(target: str | KafkaConnection, topics: Iterable[str], partitions: int,
-                  replication: int = 1) -> list[str]:
+def create_topics(
+    target: str | KafkaConnection, topics: Iterable[str], partitions: int, replication: int = 1
+) -> list[str]:
     """Create the topics that do not exist yet on the brokers of `target` (a connection, or a PLAINTEXT
     `host:port`); return the names created."""
     from kafka import KafkaAdminClient
@@ -484,7 +534,9 @@ def status(spec: BrokerSpec) -> dict[str, object]:
     }
 
 
-def reset_topics(target: str | KafkaConnection, topics: Iterable[str], partitions: int, timeout_s: float = 30.0) -> None:
+def reset_topics(
+    target: str | KafkaConnection, topics: Iterable[str], partitions: int, timeout_s: float = 30.0
+) -> None:
     """Delete the topics (if they exist) and create them empty: a fresh start for the local demo."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError, UnknownTopicOrPartitionError
@@ -501,6 +553,7 @@ def reset_topics(target: str | KafkaConnection, topics: Iterable[str], partition
                 pass
     finally:
         admin.close()
+
     def recreated() -> bool:  # deletion is asynchronous: creating too early fails until the old topic is gone
         try:
             return not create_topics(conn, topics, partitions) and _all_empty(conn, topics)
@@ -510,7 +563,9 @@ def reset_topics(target: str | KafkaConnection, topics: Iterable[str], partition
     try:
         wait_until(recreated, f"topics {topics} recreated empty on {conn.bootstrap_servers}", timeout_s, 0.5)
     except WaitTimeout:
-        raise BrokerError(f"could not recreate topics {topics} on {conn.bootstrap_servers} within {timeout_s:.0f} s") from None
+        raise BrokerError(
+            f"could not recreate topics {topics} on {conn.bootstrap_servers} within {timeout_s:.0f} s"
+        ) from None
 
 
 def _all_empty(conn: KafkaConnection, topics: list[str]) -> bool:

@@ -1,7 +1,8 @@
 """`fraud alerts`: print the alerts topic readably, as alerts arrive (Ctrl-C to stop).
 
-    fraud alerts [--from-beginning] [--max N]
+fraud alerts [--from-beginning] [--max N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,20 +20,31 @@ def format_alert(alert: dict[str, Any]) -> str:
     the features that pushed its score up most. The stream sends each alert twice: at once, then with its
     explanation (`top_features`) once computed; the first says the explanation follows."""
     reason = alert.get("alert_reason") or "score"
-    why = (f"score {alert['score']:.3f} >= {alert['threshold']:.3f}" if reason == "score"
-           else f"review asked by a {reason.replace('_', ' ')} (score {alert['score']:.3f})")
-    return (f"ALERT {alert['alert_id'][:8]} tx {alert['transaction_id']} card {alert['customer_id']} "
-            f"terminal {alert['terminal_id']} at {alert['tx_datetime']} amount {alert['tx_amount']:.2f}: "
-            f"{why} (model v{alert['model_version']}); "
-            + (f"because {', '.join(alert['top_features'])}" if alert.get("top_features") else "explanation follows"))
+    why = (
+        f"score {alert['score']:.3f} >= {alert['threshold']:.3f}"
+        if reason == "score"
+        else f"review asked by a {reason.replace('_', ' ')} (score {alert['score']:.3f})"
+    )
+    return (
+        f"ALERT {alert['alert_id'][:8]} tx {alert['transaction_id']} card {alert['customer_id']} "
+        f"terminal {alert['terminal_id']} at {alert['tx_datetime']} amount {alert['tx_amount']:.2f}: "
+        f"{why} (model v{alert['model_version']}); "
+        + (f"because {', '.join(alert['top_features'])}" if alert.get("top_features") else "explanation follows")
+    )
 
 
-def read_alerts(cfg: Config, from_beginning: bool, max_alerts: int | None, idle_ms: int | None = None) -> Iterator[dict[str, Any]]:
+def read_alerts(
+    cfg: Config, from_beginning: bool, max_alerts: int | None, idle_ms: int | None = None
+) -> Iterator[dict[str, Any]]:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(str(cfg.get("kafka.topics.alerts")), **logged_in(cfg).python(),
-                             auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=False,
-                             consumer_timeout_ms=idle_ms if idle_ms is not None else float("inf"))
+    consumer = KafkaConsumer(
+        str(cfg.get("kafka.topics.alerts")),
+        **logged_in(cfg).python(),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=idle_ms if idle_ms is not None else float("inf"),
+    )
     seen = 0
     try:
         for record in consumer:

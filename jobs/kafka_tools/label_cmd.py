@@ -15,6 +15,7 @@ later.
                                            # "transaction_id,tx_fraud,customer_id,terminal_id,tx_datetime"
                                            # (a header line is allowed)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,6 @@ from jobs.core.common import add_common_options, config_from_args, job_main
 from jobs.core.config import Config
 from jobs.core.errors import FraudError
 from jobs.core.kafka_clients import logged_in
-
 
 # a label: (transaction_id, tx_fraud), or with its transaction's place (customer_id, terminal_id, tx_datetime)
 Label = tuple[int, int] | tuple[int, int, int, int, str]
@@ -46,12 +46,21 @@ def read_label_file(path: Path) -> Iterator[Label]:
                 continue
             fields = [f.strip() for f in text.split(",")]
             placed = len(fields) == 5 and fields[2].isdigit() and fields[3].isdigit() and _is_time(fields[4])
-            if len(fields) not in (2, 5) or not fields[0].isdigit() or fields[1] not in ("0", "1") or (
-                    len(fields) == 5 and not placed):
-                raise FraudError(f"--file {path}, line {number}: expected '{HEADERS[0]}' or '{HEADERS[1]}' with whole "
-                                 f"numbers, 0 or 1 and a time 'YYYY-MM-DD HH:MM:SS', found {text[:80]!r}")
-            yield (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]), fields[4]) if placed else \
-                (int(fields[0]), int(fields[1]))
+            if (
+                len(fields) not in (2, 5)
+                or not fields[0].isdigit()
+                or fields[1] not in ("0", "1")
+                or (len(fields) == 5 and not placed)
+            ):
+                raise FraudError(
+                    f"--file {path}, line {number}: expected '{HEADERS[0]}' or '{HEADERS[1]}' with whole "
+                    f"numbers, 0 or 1 and a time 'YYYY-MM-DD HH:MM:SS', found {text[:80]!r}"
+                )
+            yield (
+                (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]), fields[4])
+                if placed
+                else (int(fields[0]), int(fields[1]))
+            )
 
 
 def _is_time(text: str) -> bool:
@@ -62,14 +71,20 @@ def _is_time(text: str) -> bool:
     return True
 
 
-def label_record(transaction_id: int, fraud: int, customer_id: int | None = None, terminal_id: int | None = None,
-                 tx_datetime: str | None = None, decided_by: str | None = None) -> tuple[bytes, bytes]:
+def label_record(
+    transaction_id: int,
+    fraud: int,
+    customer_id: int | None = None,
+    terminal_id: int | None = None,
+    tx_datetime: str | None = None,
+    decided_by: str | None = None,
+) -> tuple[bytes, bytes]:
     """A label as the (key, value) of its `labels` message, the value JSON: keyed by transaction, or with its
     transaction's place (all three or none) keyed by card. With `decided_by`, the message says who decided
     and when (`decided_at`, now in UTC, ISO 8601): the stream records both in `labels`."""
     value: dict[str, object] = {"transaction_id": transaction_id, "tx_fraud": fraud}
     if decided_by is not None:
-        value.update(decided_by=decided_by, decided_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        value.update(decided_by=decided_by, decided_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     if customer_id is None:
         return str(transaction_id).encode(), json.dumps(value).encode()
     value.update(customer_id=customer_id, terminal_id=terminal_id, tx_datetime=tx_datetime)
@@ -81,9 +96,14 @@ def label_of_alert(alert: dict[str, object], fraud: int) -> Label:
     place, which the stream counts in the micro-batch that reads it."""
     when = dt.datetime.fromisoformat(str(alert["tx_datetime"]).replace("Z", "+00:00"))
     if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return (int(str(alert["transaction_id"])), fraud, int(str(alert["customer_id"])), int(str(alert["terminal_id"])),
-            when.strftime("%Y-%m-%d %H:%M:%S"))
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    return (
+        int(str(alert["transaction_id"])),
+        fraud,
+        int(str(alert["customer_id"])),
+        int(str(alert["terminal_id"])),
+        when.strftime("%Y-%m-%d %H:%M:%S"),
+    )
 
 
 def send_labels(cfg: Config, labels: Iterable[Label], decided_by: str | None = None) -> dict[str, object]:
@@ -107,8 +127,13 @@ def send_labels(cfg: Config, labels: Iterable[Label], decided_by: str | None = N
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("transaction_ids", nargs="*", type=int, metavar="TRANSACTION_ID",
-                        help="transactions to label (as frauds, unless --genuine)")
+    parser.add_argument(
+        "transaction_ids",
+        nargs="*",
+        type=int,
+        metavar="TRANSACTION_ID",
+        help="transactions to label (as frauds, unless --genuine)",
+    )
     parser.add_argument("--genuine", action="store_true", help="label them genuine (tx_fraud 0) instead")
     parser.add_argument("--file", type=Path, help="a CSV file of 'transaction_id,tx_fraud' lines")
     parser.add_argument("--by", metavar="NAME", help="who decided: recorded with the time in the `labels` table")

@@ -5,6 +5,7 @@ defective line becomes a malformed message (a dead letter downstream), never a c
     fraud produce --input data/raw [--rate 400] [--limit 10000]
     fraud produce --simulate --preset otus --customers 20000 --days 30 --rate 5000 [--without-labels]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,15 +78,15 @@ def without_labels(lines: Iterator[str]) -> Iterator[str]:
         yield ",".join(line.rstrip("\n").split(",")[:7]) + "\n"
 
 
-def produce(cfg: Config, lines: Iterator[str], rate: float | None = None, limit: int | None = None,
-            progress: bool = False) -> dict[str, Any]:
+def produce(
+    cfg: Config, lines: Iterator[str], rate: float | None = None, limit: int | None = None, progress: bool = False
+) -> dict[str, Any]:
     """Send lines as JSON messages to `kafka.topics.transactions`; return counts and the achieved rate."""
     from kafka import KafkaProducer
 
     topic = str(cfg.get("kafka.topics.transactions"))
     conn = logged_in(cfg)
-    producer = KafkaProducer(**conn.python(), acks="all",
-                             linger_ms=20, batch_size=256 * 1024, compression_type=None)
+    producer = KafkaProducer(**conn.python(), acks="all", linger_ms=20, batch_size=256 * 1024, compression_type=None)
     sent = 0
     started = time.perf_counter()
     bar = tqdm(total=limit, unit="tx", disable=not progress, desc=f"produce -> {topic}")
@@ -114,8 +115,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--input", type=Path, help="a raw file or a folder of raw files")
     source.add_argument("--simulate", action="store_true", help="generate transactions with the simulator's options")
     add_spec_arguments(parser)
-    parser.add_argument("--without-labels", action="store_true",
-                        help="leave tx_fraud and tx_fraud_scenario out, as production messages do")
+    parser.add_argument(
+        "--without-labels",
+        action="store_true",
+        help="leave tx_fraud and tx_fraud_scenario out, as production messages do",
+    )
     parser.add_argument("--rate", type=float, help="messages a second (default: as fast as possible)")
     parser.add_argument("--limit", type=int, help="stop after this many messages")
     parser.add_argument("--no-progress", action="store_true")

@@ -31,6 +31,7 @@ days later, and those labels are the only way the stream learns of frauds.
    and FPR against the two lines, NAME.png.
 Everything lives under --work (default: a temporary folder, removed afterwards unless --keep).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,12 +59,12 @@ from jobs.batch import build_features, clean, train
 from jobs.core import registry
 from jobs.core.common import add_common_options, job_main
 from jobs.core.config import PROJECT_ROOT, Config, load_config, parse_override
-from jobs.core.provenance import run_stamp
 from jobs.core.dead_letters import DUPLICATE
 from jobs.core.errors import FraudError
 from jobs.core.kafka_clients import logged_in
 from jobs.core.lake import table_exists
 from jobs.core.metrics import StreamMetrics
+from jobs.core.provenance import run_stamp
 from jobs.core.session import get_spark
 from jobs.dev import kafka_broker
 from jobs.kafka_tools.label_cmd import label_record
@@ -85,63 +86,113 @@ def parse_duration(text: str, option: str) -> dt.timedelta:
     if not match:
         raise FraudError(f"{option}: expected a duration like 15m, 1h or 7d, found {text!r}")
     value, unit = int(match.group(1)), match.group(2)
-    return dt.timedelta(minutes=value) if unit == "m" else dt.timedelta(hours=value) if unit == "h" \
+    return (
+        dt.timedelta(minutes=value)
+        if unit == "m"
+        else dt.timedelta(hours=value)
+        if unit == "h"
         else dt.timedelta(days=value)
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cards", type=int, default=20_000, help="cards (customers) to simulate (default 20,000)")
     parser.add_argument("--terminals", type=int, default=1_000, help="terminals (default 1,000, the bank's)")
-    parser.add_argument("--radius", type=float, default=5.0, help="a card uses the terminals closer than this on the "
-                        "simulation's 100 x 100 map (default 5: about 8 terminals a card with 1,000)")
-    parser.add_argument("--terminals-compromised-per-day", type=float, default=2.0, help="compromises drawn a day "
-                        "(default 2, the bank's 0.2%% of 1,000 terminals); a fraction is a chance")
-    parser.add_argument("--history-days", type=int, default=35, help="days before the replay: cleaning, training "
-                        "and the stream's starting state (default 35)")
+    parser.add_argument(
+        "--radius",
+        type=float,
+        default=5.0,
+        help="a card uses the terminals closer than this on the "
+        "simulation's 100 x 100 map (default 5: about 8 terminals a card with 1,000)",
+    )
+    parser.add_argument(
+        "--terminals-compromised-per-day",
+        type=float,
+        default=2.0,
+        help="compromises drawn a day (default 2, the bank's 0.2%% of 1,000 terminals); a fraction is a chance",
+    )
+    parser.add_argument(
+        "--history-days",
+        type=int,
+        default=35,
+        help="days before the replay: cleaning, training and the stream's starting state (default 35)",
+    )
     parser.add_argument("--replay-days", type=int, default=5, help="days replayed through the stream (default 5)")
-    parser.add_argument("--reviews", default="bank", choices=tuple(REVIEW_PRESETS),
-                        help="the fraud team's and the cardholders' defaults: bank (working hours, riskiest first, "
-                        "calls that fail or mislead, disputes from most frauds over a statement month; "
-                        "docs/backtest.md says where each comes from) or oracle (every alert's truth an hour after "
-                        "it, day and night, every missed fraud disputed 7 days after it); the options below "
-                        "override it (default bank)")
+    parser.add_argument(
+        "--reviews",
+        default="bank",
+        choices=tuple(REVIEW_PRESETS),
+        help="the fraud team's and the cardholders' defaults: bank (working hours, riskiest first, "
+        "calls that fail or mislead, disputes from most frauds over a statement month; "
+        "docs/backtest.md says where each comes from) or oracle (every alert's truth an hour after "
+        "it, day and night, every missed fraud disputed 7 days after it); the options below "
+        "override it (default bank)",
+    )
     parser.add_argument("--review-delay", help="an alert taken up for review -> the fraud team's label (bank: 1h)")
-    parser.add_argument("--review-capacity", help="reviews the fraud team does a day, or `none`; the rest wait "
-                        "(bank: none, a team staffed for the alert budget)")
-    parser.add_argument("--review-hours", help="FIRST-LAST: the hours of the day reviews are done in, e.g. 8-20, or "
-                        "`all` (bank: 8-20)")
-    parser.add_argument("--review-order", choices=("oldest", "riskiest"),
-                        help="which waiting alert the team takes first (bank: riskiest)")
-    parser.add_argument("--review-wrong", type=float, help="the share of reviews whose label is the other one "
-                        "(bank: 0.01)")
-    parser.add_argument("--review-unanswered", type=float, help="the share of reviews that give no label "
-                        "(bank: 0.05)")
-    parser.add_argument("--dispute-delay", help="a fraud nobody confirmed -> the cardholder's dispute, at the "
-                        "earliest (bank: 1d)")
-    parser.add_argument("--dispute-spread", help="disputes come uniformly within this after --dispute-delay "
-                        "(bank: 29d)")
-    parser.add_argument("--dispute-share", type=float, help="the share of frauds their cardholder disputes "
-                        "(bank: 0.9)")
+    parser.add_argument(
+        "--review-capacity",
+        help="reviews the fraud team does a day, or `none`; the rest wait "
+        "(bank: none, a team staffed for the alert budget)",
+    )
+    parser.add_argument(
+        "--review-hours", help="FIRST-LAST: the hours of the day reviews are done in, e.g. 8-20, or `all` (bank: 8-20)"
+    )
+    parser.add_argument(
+        "--review-order",
+        choices=("oldest", "riskiest"),
+        help="which waiting alert the team takes first (bank: riskiest)",
+    )
+    parser.add_argument(
+        "--review-wrong", type=float, help="the share of reviews whose label is the other one (bank: 0.01)"
+    )
+    parser.add_argument("--review-unanswered", type=float, help="the share of reviews that give no label (bank: 0.05)")
+    parser.add_argument(
+        "--dispute-delay", help="a fraud nobody confirmed -> the cardholder's dispute, at the earliest (bank: 1d)"
+    )
+    parser.add_argument(
+        "--dispute-spread", help="disputes come uniformly within this after --dispute-delay (bank: 29d)"
+    )
+    parser.add_argument("--dispute-share", type=float, help="the share of frauds their cardholder disputes (bank: 0.9)")
     parser.add_argument("--step", default="2h", help="event time replayed between two label deliveries (default 2h)")
-    parser.add_argument("--label-delay", help="the model's label delay (default: the review delay rounded up to "
-                        "whole hours, at least 1h)")
-    parser.add_argument("--reissue-cards", action="store_true", help="a confirmed fraud blocks its card and the "
-                        "bank reissues it: the cardholder's later payments come from a new card id with no history, "
-                        "and the stolen card's frauds are declined (default: the card's later payments go on and are "
-                        "left out of the figures)")
-    parser.add_argument("--retrain-every", default="7d", help="the scheduled retraining inside the replay: `fraud "
-                        "train --latest` on the labels the loop produced by then, promoted only if better, every so "
-                        "much replayed time (default 7d, the Airflow DAG's weekly run; `off` for none)")
+    parser.add_argument(
+        "--label-delay",
+        help="the model's label delay (default: the review delay rounded up to whole hours, at least 1h)",
+    )
+    parser.add_argument(
+        "--reissue-cards",
+        action="store_true",
+        help="a confirmed fraud blocks its card and the "
+        "bank reissues it: the cardholder's later payments come from a new card id with no history, "
+        "and the stolen card's frauds are declined (default: the card's later payments go on and are "
+        "left out of the figures)",
+    )
+    parser.add_argument(
+        "--retrain-every",
+        default="7d",
+        help="the scheduled retraining inside the replay: `fraud "
+        "train --latest` on the labels the loop produced by then, promoted only if better, every so "
+        "much replayed time (default 7d, the Airflow DAG's weekly run; `off` for none)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the simulation's seed (default 0)")
-    parser.add_argument("--seeds", help="replay once a seed, e.g. 1-5 or 1,3,7 (instead of --seed): each seed's "
-                        "report is saved as NAME_seedN.json, and NAME.json holds their spread (`seeds`)")
-    parser.add_argument("--reuse-seeds", action="store_true", help="with --seeds: a seed whose NAME_seedN.json holds "
-                        "a replay of this same command is read instead of replayed (its `run` says the commit it ran "
-                        "on), so that a long list of seeds can be replayed over several sittings")
-    parser.add_argument("--input", help="replay the bank's raw files instead of simulating: a file or a folder of "
-                        "them, as `fraud clean` reads them; their last --replay-days days are replayed, the days "
-                        "before are the history (at least 21), labels from their tx_fraud (--cards, --terminals, "
-                        "--history-days and --seed are the simulation's and then unused)")
+    parser.add_argument(
+        "--seeds",
+        help="replay once a seed, e.g. 1-5 or 1,3,7 (instead of --seed): each seed's "
+        "report is saved as NAME_seedN.json, and NAME.json holds their spread (`seeds`)",
+    )
+    parser.add_argument(
+        "--reuse-seeds",
+        action="store_true",
+        help="with --seeds: a seed whose NAME_seedN.json holds "
+        "a replay of this same command is read instead of replayed (its `run` says the commit it ran "
+        "on), so that a long list of seeds can be replayed over several sittings",
+    )
+    parser.add_argument(
+        "--input",
+        help="replay the bank's raw files instead of simulating: a file or a folder of "
+        "them, as `fraud clean` reads them; their last --replay-days days are replayed, the days "
+        "before are the history (at least 21), labels from their tx_fraud (--cards, --terminals, "
+        "--history-days and --seed are the simulation's and then unused)",
+    )
     parser.add_argument("--name", default="backtest", help="result name under benchmarks/results/ (default backtest)")
     parser.add_argument("--no-save", action="store_true", help="print the report only")
     parser.add_argument("--work", help="the folder of the run's broker, tables and model (default: a temporary one)")
@@ -177,7 +228,9 @@ def parse_capacity(text: str | int | None) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise FraudError(f"--review-capacity: expected a whole number of reviews a day or none, found {text!r}") from None
+        raise FraudError(
+            f"--review-capacity: expected a whole number of reviews a day or none, found {text!r}"
+        ) from None
 
 
 def loop_from_args(args: argparse.Namespace) -> Loop:
@@ -188,25 +241,45 @@ def loop_from_args(args: argparse.Namespace) -> Loop:
     if step <= dt.timedelta(0) or dt.timedelta(days=1) % step:
         raise FraudError(f"--step: expected a positive duration that divides a day, found {args.step!r}")
     if args.label_delay is not None:
-        hours = int(parse_duration(args.label_delay if args.label_delay[-1:] in "mhd" else f"{args.label_delay}h",
-                                   "--label-delay").total_seconds() // 3600)
+        hours = int(
+            parse_duration(
+                args.label_delay if args.label_delay[-1:] in "mhd" else f"{args.label_delay}h", "--label-delay"
+            ).total_seconds()
+            // 3600
+        )
     else:
         hours = max(1, math.ceil(review.total_seconds() / 3600))
     retrain = None
     if str(args.retrain_every).strip().lower() != "off":
         retrain = parse_duration(args.retrain_every, "--retrain-every")
         if retrain < step or retrain % step:
-            raise FraudError(f"--retrain-every: expected `off` or a whole number of --step ({args.step}), "
-                             f"found {args.retrain_every!r}")
-    for option, value in (("--cards", args.cards), ("--terminals", args.terminals), ("--replay-days", args.replay_days)):
+            raise FraudError(
+                f"--retrain-every: expected `off` or a whole number of --step ({args.step}), "
+                f"found {args.retrain_every!r}"
+            )
+    for option, value in (
+        ("--cards", args.cards),
+        ("--terminals", args.terminals),
+        ("--replay-days", args.replay_days),
+    ):
         if value < 1:
             raise FraudError(f"{option}: expected 1 or more, found {value}")
     if args.history_days < 21:
-        raise FraudError(f"--history-days: expected at least 21 (training, validation, a gap and test days), "
-                         f"found {args.history_days}")
-    reviews = Reviews(review, parse_capacity(settings["review_capacity"]), parse_hours(settings["review_hours"]),
-                      settings["review_wrong"], settings["review_unanswered"], settings["review_order"])
-    disputes = Disputes(dispute, parse_duration(settings["dispute_spread"], "--dispute-spread"), settings["dispute_share"])
+        raise FraudError(
+            f"--history-days: expected at least 21 (training, validation, a gap and test days), "
+            f"found {args.history_days}"
+        )
+    reviews = Reviews(
+        review,
+        parse_capacity(settings["review_capacity"]),
+        parse_hours(settings["review_hours"]),
+        settings["review_wrong"],
+        settings["review_unanswered"],
+        settings["review_order"],
+    )
+    disputes = Disputes(
+        dispute, parse_duration(settings["dispute_spread"], "--dispute-spread"), settings["dispute_share"]
+    )
     return Loop(review, dispute, step, hours, retrain, reviews, disputes, args.seed)
 
 
@@ -214,11 +287,17 @@ def work_config(args: argparse.Namespace, work: Path) -> Config:
     """The configuration of the run: tables, checkpoints, MLflow and a broker of its own under `work`."""
     port = kafka_broker.free_port()
     overrides: dict[str, Any] = {
-        "paths.lake": str(work / "lake"), "paths.checkpoint": str(work / "checkpoints"),
-        "mlflow.tracking_uri": f"sqlite:///{work}/mlflow.db", "mlflow.artifact_location": str(work / "artifacts"),
-        "kafka.broker.state_dir": str(work / "kafka"), "kafka.broker.port": port,
-        "kafka.broker.controller_port": kafka_broker.free_port(), "kafka.bootstrap_servers": f"127.0.0.1:{port}",
-        "stream.metrics_port": 0, "spark.ui_enabled": False}
+        "paths.lake": str(work / "lake"),
+        "paths.checkpoint": str(work / "checkpoints"),
+        "mlflow.tracking_uri": f"sqlite:///{work}/mlflow.db",
+        "mlflow.artifact_location": str(work / "artifacts"),
+        "kafka.broker.state_dir": str(work / "kafka"),
+        "kafka.broker.port": port,
+        "kafka.broker.controller_port": kafka_broker.free_port(),
+        "kafka.bootstrap_servers": f"127.0.0.1:{port}",
+        "stream.metrics_port": 0,
+        "spark.ui_enabled": False,
+    }
     overrides.update(dict(parse_override(o) for o in args.overrides))
     return load_config(args.env, overrides, args.conf_dir)
 
@@ -232,17 +311,28 @@ def execute(args: argparse.Namespace) -> int:
             raise FraudError("--seeds: the bank's raw files (--input) are one draw; expected --seeds without --input")
         reports = {}
         for seed in seeds:
-            one = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "name": f"{args.name}_seed{seed}",
-                                        "work": args.work and str(Path(args.work) / f"seed{seed}")})
+            one = argparse.Namespace(
+                **{
+                    **vars(args),
+                    "seed": seed,
+                    "seeds": None,
+                    "name": f"{args.name}_seed{seed}",
+                    "work": args.work and str(Path(args.work) / f"seed{seed}"),
+                }
+            )
             kept = RESULTS / f"{one.name}.json"
             if args.reuse_seeds and kept.exists() and json.loads(kept.read_text()).get("command") == command(one):
                 print(f"fraud backtest: seed {seed} read from {kept} (--reuse-seeds)", file=sys.stderr)
                 reports[seed] = json.loads(kept.read_text())
             else:
                 reports[seed] = replay_once(one)
-        report = {"benchmark": "backtest_seeds", "machine": "2 cores, local[2]",
-                  "command": command(args).replace(f" --seed {args.seed}", f" --seeds {args.seeds}"),
-                  **spread(reports, args.name), "run": run_stamp()}
+        report = {
+            "benchmark": "backtest_seeds",
+            "machine": "2 cores, local[2]",
+            "command": command(args).replace(f" --seed {args.seed}", f" --seeds {args.seeds}"),
+            **spread(reports, args.name),
+            "run": run_stamp(),
+        }
         print(json.dumps(report, indent=2))
         if not args.no_save:
             (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -278,7 +368,9 @@ def parse_seeds(text: str) -> list[int]:
         else:
             seeds = [int(part) for part in text.split(",")]
     except ValueError:
-        raise FraudError(f"--seeds: expected FIRST-LAST or a comma-separated list of whole numbers, found {text!r}") from None
+        raise FraudError(
+            f"--seeds: expected FIRST-LAST or a comma-separated list of whole numbers, found {text!r}"
+        ) from None
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise FraudError(f"--seeds: expected distinct seeds of 0 or more, found {text!r}")
     return seeds
@@ -288,23 +380,33 @@ def spread(reports: dict[int, dict[str, Any]], name: str) -> dict[str, Any]:
     """The figures of several seeds' reports: each seed's overall, settled and weekly recall and FPR; per
     week the median and the worst recall, the highest FPR and how many seeds met the requirement; and how
     many seeds met it in every week."""
+
     def brief(figures: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if figures is None else {k: figures[k] for k in ("recall", "fpr", "meets_requirement")}
 
-    seeds = {str(seed): {"overall": brief(r["overall"]), "settled_weeks": brief(r["settled_weeks"]),
-                         "weeks": {w: brief(f) for w, f in r["weeks"].items()},
-                         "new_compromises": r["what_the_loop_knew"]["first_confirmation_hours"].get("terminals"),
-                         "file": f"{name}_seed{seed}.json", "run": r.get("run")}
-             for seed, r in reports.items()}
+    seeds = {
+        str(seed): {
+            "overall": brief(r["overall"]),
+            "settled_weeks": brief(r["settled_weeks"]),
+            "weeks": {w: brief(f) for w, f in r["weeks"].items()},
+            "new_compromises": r["what_the_loop_knew"]["first_confirmation_hours"].get("terminals"),
+            "file": f"{name}_seed{seed}.json",
+            "run": r.get("run"),
+        }
+        for seed, r in reports.items()
+    }
     weeks = sorted({w for r in reports.values() for w in r["weeks"]}, key=lambda w: int(w.split("_")[1]))
     by_week = {}
     for week in weeks:
         found = [r["weeks"][week] for r in reports.values() if week in r["weeks"]]
         recalls = [f["recall"] for f in found if f["recall"] is not None]
-        by_week[week] = {"seeds": len(found), "median_recall": round(float(np.median(recalls)), 4) if recalls else None,
-                         "worst_recall": min(recalls) if recalls else None,
-                         "highest_fpr": max(f["fpr"] for f in found if f["fpr"] is not None),
-                         "seeds_meeting": sum(bool(f["meets_requirement"]) for f in found)}
+        by_week[week] = {
+            "seeds": len(found),
+            "median_recall": round(float(np.median(recalls)), 4) if recalls else None,
+            "worst_recall": min(recalls) if recalls else None,
+            "highest_fpr": max(f["fpr"] for f in found if f["fpr"] is not None),
+            "seeds_meeting": sum(bool(f["meets_requirement"]) for f in found),
+        }
     every_week = sum(all(f["meets_requirement"] for f in r["weeks"].values()) for r in reports.values())
     return {"seeds": seeds, "weeks": by_week, "seeds_meeting_it_every_week": every_week, "of_seeds": len(reports)}
 
@@ -321,11 +423,12 @@ class CardIssuer:
     def __init__(self, enabled: bool, first_new_id: int, prior: pd.Series, history_frauds: Iterable[str] = ()) -> None:
         self.enabled = enabled
         self.next_id = first_new_id
-        self.card: dict[int, int] = {}    # cardholder (the simulation's customer id) -> the card id now
+        self.card: dict[int, int] = {}  # cardholder (the simulation's customer id) -> the card id now
         self.holder: dict[int, int] = {}  # a reissued card id -> its cardholder
         # blocks not applied yet: (when, card id); the history's frauds block their cards too
-        self.blocks: list[tuple[dt.datetime, int]] = sorted((when.to_pydatetime(), int(card))
-                                                            for card, when in prior.items()) if enabled else []
+        self.blocks: list[tuple[dt.datetime, int]] = (
+            sorted((when.to_pydatetime(), int(card)) for card, when in prior.items()) if enabled else []
+        )
         self.reissued = 0
         self.declined: list[int] = []
         # cardholder -> (the first fraud of its card's latest compromise, the card stolen then); the history's
@@ -422,19 +525,33 @@ class Retrainer:
                 else:
                     fields[7:9] = ["0", "0"]
                 out.write(",".join(fields) + "\n")
-        cfg = dataclasses.replace(self.cfg, data={**self.cfg.data, "paths": {**self.cfg.data["paths"],
-                                                                           "lake": str(folder / "lake")}})
+        cfg = dataclasses.replace(
+            self.cfg, data={**self.cfg.data, "paths": {**self.cfg.data["paths"], "lake": str(folder / "lake")}}
+        )
         clean.run(self.spark, cfg, str(raw))
         trained = train.run(self.spark, cfg, self.shape, self.loop.label_delay_hours, latest=True)
-        self.runs.append({
-            "at": now.isoformat(sep=" "), "version": trained["registry"]["version"],
-            "alias": trained["registry"]["alias"], "reason": trained["registry"]["reason"],
-            "split": trained["split"], "threshold": trained["threshold"],
-            "replayed_frauds_known": known, "replayed_frauds": frauds,
-            "test_on_loop_labels": {k: trained["test"][k] for k in ("recall", "fpr", "precision", "average_precision")},
-            "seconds": round(time.monotonic() - started, 1)})
-        print(f"backtest: retrained at {now}: version {trained['registry']['version']} -> "
-              f"{trained['registry']['alias']} ({trained['registry']['reason']})", file=sys.stderr, flush=True)
+        self.runs.append(
+            {
+                "at": now.isoformat(sep=" "),
+                "version": trained["registry"]["version"],
+                "alias": trained["registry"]["alias"],
+                "reason": trained["registry"]["reason"],
+                "split": trained["split"],
+                "threshold": trained["threshold"],
+                "replayed_frauds_known": known,
+                "replayed_frauds": frauds,
+                "test_on_loop_labels": {
+                    k: trained["test"][k] for k in ("recall", "fpr", "precision", "average_precision")
+                },
+                "seconds": round(time.monotonic() - started, 1),
+            }
+        )
+        print(
+            f"backtest: retrained at {now}: version {trained['registry']['version']} -> "
+            f"{trained['registry']['alias']} ({trained['registry']['reason']})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _time_of(line: str) -> dt.datetime:
@@ -506,16 +623,29 @@ def split_lines(lines: Iterable[str], replay_start: dt.datetime, history_file: P
 def simulated_days(args: argparse.Namespace, work: Path) -> Days:
     """`--history-days` + `--replay-days` days of the `otus` preset."""
     try:
-        spec = make_spec("otus", customers=args.cards, terminals=args.terminals, radius=args.radius,
-                         terminals_compromised_per_day=args.terminals_compromised_per_day,
-                         days=args.history_days + args.replay_days, seed=args.seed)
+        spec = make_spec(
+            "otus",
+            customers=args.cards,
+            terminals=args.terminals,
+            radius=args.radius,
+            terminals_compromised_per_day=args.terminals_compromised_per_day,
+            days=args.history_days + args.replay_days,
+            seed=args.seed,
+        )
     except ValueError as exc:
         raise FraudError(f"fraud backtest: {exc}") from exc
     replay_start = dt.datetime.combine(spec.start_date + dt.timedelta(days=args.history_days), dt.time())
-    days = split_lines(simulated_lines(spec), replay_start,
-                       work / "raw" / "history" / f"{spec.start_date.isoformat()}.txt")
-    days.described = {"preset": "otus", "cards": args.cards, "terminals": args.terminals, "radius": args.radius,
-                      "terminals_compromised_per_day": args.terminals_compromised_per_day, "seed": args.seed}
+    days = split_lines(
+        simulated_lines(spec), replay_start, work / "raw" / "history" / f"{spec.start_date.isoformat()}.txt"
+    )
+    days.described = {
+        "preset": "otus",
+        "cards": args.cards,
+        "terminals": args.terminals,
+        "radius": args.radius,
+        "terminals_compromised_per_day": args.terminals_compromised_per_day,
+        "seed": args.seed,
+    }
     return days
 
 
@@ -532,11 +662,16 @@ def raw_days(args: argparse.Namespace, work: Path) -> Days:
     days = split_lines(raw_lines(source), replay_start, work / "raw" / "history" / "history.txt")
     history = (replay_start.date() - days.history_start).days
     if history < 21:
-        raise FraudError(f"--input {source}: expected at least 21 days before the {args.replay_days} replayed days "
-                         f"(training, validation, a gap and test days), found {history} "
-                         f"({days.history_start} to {replay_start.date() - dt.timedelta(days=1)})")
-    days.described = {"input": str(source.resolve()), "replayed_lines": len(days.replay),
-                      "unreadable_replayed_lines": sum(not readable(line) for line in days.replay)}
+        raise FraudError(
+            f"--input {source}: expected at least 21 days before the {args.replay_days} replayed days "
+            f"(training, validation, a gap and test days), found {history} "
+            f"({days.history_start} to {replay_start.date() - dt.timedelta(days=1)})"
+        )
+    days.described = {
+        "input": str(source.resolve()),
+        "replayed_lines": len(days.replay),
+        "unreadable_replayed_lines": sum(not readable(line) for line in days.replay),
+    }
     return days
 
 
@@ -578,8 +713,9 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
             retrainer.keep_history()
         watch.lap("train")
         issuer = CardIssuer(args.reissue_cards, days.highest_card + 1, prior, days.history_frauds)
-        replayed, confirmed, sent_lines = through_the_stream(spark, cfg, days, truth, loop, issuer, retrainer,
-                                                             not args.no_progress)
+        replayed, confirmed, sent_lines = through_the_stream(
+            spark, cfg, days, truth, loop, issuer, retrainer, not args.no_progress
+        )
         watch.lap("replay")
         (work / "confirmed.json").write_text(json.dumps({str(t): w.isoformat() for t, w in confirmed.items()}))
         # the replay as the bank saw it (reissued card ids, declined payments left out), for the figures
@@ -589,52 +725,87 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         frame = replay_frame(sent_lines)
         # the history's frauds at compromised terminals: the stream's state starts knowing them
         known_compromises = replay_frame(days.history_frauds).query("scenario == 2")[["terminal_id", "tx_datetime"]]
-        unreadable = {i for i in (line_to_message(line).get("transaction_id") for line in sent_lines
-                                  if not readable(line)) if isinstance(i, int)}
+        unreadable = {
+            i
+            for i in (line_to_message(line).get("transaction_id") for line in sent_lines if not readable(line))
+            if isinstance(i, int)
+        }
         measured = measure(spark, cfg, frame, unreadable, confirmed, prior, known_compromises)
-        offline = offline_comparison(spark, cfg, str(replay_file), trained, frame, loop,
-                                     review_settings(args)["review_delay"], prior)
+        offline = offline_comparison(
+            spark, cfg, str(replay_file), trained, frame, loop, review_settings(args)["review_delay"], prior
+        )
         watch.lap("measure_and_offline")
     finally:
         kafka_broker.stop(broker)
     replay_end = days.replay_start.date() + dt.timedelta(days=args.replay_days - 1)
     settings = review_settings(args)
     return {
-        "benchmark": "backtest", "machine": "2 cores, local[2]", "command": command(args),
+        "benchmark": "backtest",
+        "machine": "2 cores, local[2]",
+        "command": command(args),
         "requirement": {"recall_above": REQUIRED_RECALL, "fpr_at_most": MAX_FPR},
         "simulation" if args.input is None else "input": {
             **days.described,
             "history": [days.history_start.isoformat(), (days.replay_start.date() - dt.timedelta(days=1)).isoformat()],
             "replay": [days.replay_start.date().isoformat(), replay_end.isoformat()],
-            "history_clean_rows": cleaning["clean"], "history_quarantined_rows": cleaning["quarantined"],
-            "replayed_transactions": len(truth), "replayed_frauds": int(sum(truth.values())),
-            "reissue_cards": args.reissue_cards},
-        "loop": {"review_delay": settings["review_delay"], "dispute_delay": settings["dispute_delay"],
-                 "step": args.step, "model_label_delay_hours": loop.label_delay_hours,
-                 "review_model": {"preset": args.reviews, "capacity_per_day": loop.reviews.capacity,
-                                  "hours": settings["review_hours"], "order": loop.reviews.order,
-                                  "wrong_share": loop.reviews.wrong, "unanswered_share": loop.reviews.unanswered,
-                                  "dispute_share": loop.disputes.share, "dispute_spread": settings["dispute_spread"]},
-                 **replayed, "setup_seconds": watch.seconds},
+            "history_clean_rows": cleaning["clean"],
+            "history_quarantined_rows": cleaning["quarantined"],
+            "replayed_transactions": len(truth),
+            "replayed_frauds": int(sum(truth.values())),
+            "reissue_cards": args.reissue_cards,
+        },
+        "loop": {
+            "review_delay": settings["review_delay"],
+            "dispute_delay": settings["dispute_delay"],
+            "step": args.step,
+            "model_label_delay_hours": loop.label_delay_hours,
+            "review_model": {
+                "preset": args.reviews,
+                "capacity_per_day": loop.reviews.capacity,
+                "hours": settings["review_hours"],
+                "order": loop.reviews.order,
+                "wrong_share": loop.reviews.wrong,
+                "unanswered_share": loop.reviews.unanswered,
+                "dispute_share": loop.disputes.share,
+                "dispute_spread": settings["dispute_spread"],
+            },
+            **replayed,
+            "setup_seconds": watch.seconds,
+        },
         "offline_same_days": offline,
-        "model": {"version": trained["registry"]["version"], "threshold": trained["threshold"],
-                  "threshold_rule": trained["threshold_rule"], "split": trained["split"],
-                  "offline_test": {k: trained["test"][k] for k in ("recall", "fpr", "precision", "roc_auc",
-                                                                   "average_precision", "recall_at_fpr_5pct")}},
+        "model": {
+            "version": trained["registry"]["version"],
+            "threshold": trained["threshold"],
+            "threshold_rule": trained["threshold_rule"],
+            "split": trained["split"],
+            "offline_test": {
+                k: trained["test"][k]
+                for k in ("recall", "fpr", "precision", "roc_auc", "average_precision", "recall_at_fpr_5pct")
+            },
+        },
         **measured,
     }
 
 
-def through_the_stream(spark: Any, cfg: Config, days: Days, truth: dict[int, int], loop: Loop, issuer: CardIssuer,
-                       retrainer: Retrainer, progress: bool) -> tuple[dict[str, Any], dict[int, dt.datetime], list[str]]:
+def through_the_stream(
+    spark: Any,
+    cfg: Config,
+    days: Days,
+    truth: dict[int, int],
+    loop: Loop,
+    issuer: CardIssuer,
+    retrainer: Retrainer,
+    progress: bool,
+) -> tuple[dict[str, Any], dict[int, dt.datetime], list[str]]:
     """Start `fraud stream`, replay the days through it (replay_loop), stop it; the loop's figures with the
     stream's micro-batches and their seconds by stage."""
     metrics = StreamMetrics()
     query = score_stream.start(spark, cfg, available_now=False, metrics=metrics)
     channels = Channels(cfg)
     try:
-        replayed, confirmed, sent_lines = replay_loop(query, metrics, channels, days.replay, truth, days.replay_start,
-                                                      loop, issuer, retrainer, progress)
+        replayed, confirmed, sent_lines = replay_loop(
+            query, metrics, channels, days.replay, truth, days.replay_start, loop, issuer, retrainer, progress
+        )
     finally:
         channels.close()
         score_stream.stop_query(spark, query)
@@ -642,29 +813,53 @@ def through_the_stream(spark: Any, cfg: Config, days: Days, truth: dict[int, int
     replayed["stream_batches"] = int(value("fraud_batch_duration_seconds_count") or 0)
     replayed["stream_seconds_by_stage"] = {
         stage: round(value("fraud_batch_stage_seconds_total", {"stage": stage}) or 0.0, 1)
-        for stage in ("state", "score", "alerts_topic", "explanations", "tables", "labels", "dead_letters")}
+        for stage in ("state", "score", "alerts_topic", "explanations", "tables", "labels", "dead_letters")
+    }
     return replayed, confirmed, sent_lines
 
 
 def command(args: argparse.Namespace) -> str:
     """The command line that makes the report again."""
-    source = (f"--input {args.input}" if args.input is not None else
-              f"--cards {args.cards} --terminals {args.terminals} --radius {args.radius:g} --terminals-compromised-per-day "
-              f"{args.terminals_compromised_per_day:g} --history-days {args.history_days} --seed {args.seed}")
-    return (f"fraud backtest {source} --replay-days {args.replay_days} --step {args.step} "
-            f"--retrain-every {args.retrain_every}" + (" --reissue-cards" if args.reissue_cards else "")
-            + review_options(args) + "".join(f" --set {o}" for o in args.overrides))
+    source = (
+        f"--input {args.input}"
+        if args.input is not None
+        else f"--cards {args.cards} --terminals {args.terminals} --radius {args.radius:g} --terminals-compromised-per-day "
+        f"{args.terminals_compromised_per_day:g} --history-days {args.history_days} --seed {args.seed}"
+    )
+    return (
+        f"fraud backtest {source} --replay-days {args.replay_days} --step {args.step} "
+        f"--retrain-every {args.retrain_every}"
+        + (" --reissue-cards" if args.reissue_cards else "")
+        + review_options(args)
+        + "".join(f" --set {o}" for o in args.overrides)
+    )
 
 
 # The review and dispute defaults: `bank`, the loop as a bank has it (docs/backtest.md, "Reviews and disputes",
 # says where each value comes from), and `oracle`, every review the truth at once and every dispute at one delay.
 REVIEW_PRESETS: dict[str, dict[str, Any]] = {
-    "bank": {"review_delay": "1h", "review_capacity": "none", "review_hours": "8-20", "review_order": "riskiest",
-             "review_wrong": 0.01, "review_unanswered": 0.05, "dispute_delay": "1d", "dispute_spread": "29d",
-             "dispute_share": 0.9},
-    "oracle": {"review_delay": "1h", "review_capacity": "none", "review_hours": "all", "review_order": "oldest",
-               "review_wrong": 0.0, "review_unanswered": 0.0, "dispute_delay": "7d", "dispute_spread": "0d",
-               "dispute_share": 1.0},
+    "bank": {
+        "review_delay": "1h",
+        "review_capacity": "none",
+        "review_hours": "8-20",
+        "review_order": "riskiest",
+        "review_wrong": 0.01,
+        "review_unanswered": 0.05,
+        "dispute_delay": "1d",
+        "dispute_spread": "29d",
+        "dispute_share": 0.9,
+    },
+    "oracle": {
+        "review_delay": "1h",
+        "review_capacity": "none",
+        "review_hours": "all",
+        "review_order": "oldest",
+        "review_wrong": 0.0,
+        "review_unanswered": 0.0,
+        "dispute_delay": "7d",
+        "dispute_spread": "0d",
+        "dispute_share": 1.0,
+    },
 }
 
 
@@ -673,7 +868,8 @@ def review_options(args: argparse.Namespace) -> str:
     given = {key: getattr(args, key) for key in REVIEW_PRESETS["bank"] if getattr(args, key) is not None}
     return f" --reviews {args.reviews}" + "".join(
         f" --{key.replace('_', '-')} {value:g}" if isinstance(value, float) else f" --{key.replace('_', '-')} {value}"
-        for key, value in given.items())
+        for key, value in given.items()
+    )
 
 
 class Channels:
@@ -687,8 +883,9 @@ class Channels:
         conn = logged_in(cfg)
         self.topics = {role: str(cfg.get(f"kafka.topics.{role}")) for role in ("transactions", "labels", "alerts")}
         # a batch under the broker's 1 MB limit; a step larger than that leaves in several
-        self.producer = KafkaProducer(**conn.python(), acks="all", linger_ms=60_000, batch_size=768 * 1024,
-                                      max_request_size=32 * 2**20)
+        self.producer = KafkaProducer(
+            **conn.python(), acks="all", linger_ms=60_000, batch_size=768 * 1024, max_request_size=32 * 2**20
+        )
         self.consumer = KafkaConsumer(**conn.python(), enable_auto_commit=False)
         topic = self.topics["alerts"]
         self.parts = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or [])]
@@ -741,17 +938,30 @@ def steps_of(replay: Sequence[str], start: dt.datetime, step: dt.timedelta) -> t
     return by_step, end
 
 
-def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: list[str], truth: dict[int, int],
-                start: dt.datetime, loop: Loop, issuer: CardIssuer, retrainer: Retrainer,
-                progress: bool) -> tuple[dict[str, Any], dict[int, dt.datetime], list[str]]:
+def replay_loop(
+    query: Any,
+    metrics: StreamMetrics,
+    channels: Channels,
+    replay: list[str],
+    truth: dict[int, int],
+    start: dt.datetime,
+    loop: Loop,
+    issuer: CardIssuer,
+    retrainer: Retrainer,
+    progress: bool,
+) -> tuple[dict[str, Any], dict[int, dt.datetime], list[str]]:
     """Replay a step at a time (see the module's doc); return the loop's figures, for each fraud whose label
     was due within the replay when (the bank blocks the card then), and the lines as sent (`issuer`'s card
     ids, without the declined payments)."""
     from tqdm import tqdm
 
-    feedback = Feedback(loop.reviews, loop.disputes, truth,
-                        {int(line.split(",", 1)[0]): _time_of(line) for line in replay if readable(line)},
-                        np.random.default_rng([loop.seed, 45]))
+    feedback = Feedback(
+        loop.reviews,
+        loop.disputes,
+        truth,
+        {int(line.split(",", 1)[0]): _time_of(line) for line in replay if readable(line)},
+        np.random.default_rng([loop.seed, 45]),
+    )
     by_step, end = steps_of(replay, start, loop.step)
     tx_place: dict[int, tuple[int, int, str]] = {}  # a label names its transaction's card, terminal and time
     sent_lines: list[str] = []
@@ -759,6 +969,7 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
     started = time.monotonic()
     phases = dict.fromkeys(("stream", "alerts", "retraining"), 0.0)
     bar = tqdm(total=len(by_step), desc="backtest", unit="step", disable=not progress)
+    counted = ("fraud_labels", "fraud_transactions_scored", "fraud_dead_letters")  # a step is done when they add up
     for k, lines in enumerate(by_step):
         step_start, clock = start + k * loop.step, time.monotonic()
         # 1. the labels due by the step's start and the step's transactions, in one micro-batch: the labels
@@ -772,17 +983,22 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
             retrainer(step_start, sent_lines, feedback.confirmed)
             clock = _add(phases, "retraining", clock)
         lines = [paid for paid in map(issuer.payment, lines) if paid is not None]
-        tx_place.update((int(m["transaction_id"]), (int(m["customer_id"]), int(m["terminal_id"]), str(m["tx_datetime"])))
-                        for m in map(line_to_message, filter(readable, lines)))
+        tx_place.update(
+            (int(m["transaction_id"]), (int(m["customer_id"]), int(m["terminal_id"]), str(m["tx_datetime"])))
+            for m in map(line_to_message, filter(readable, lines))
+        )
         sent_lines += lines
         if due or lines:
             # a label is recorded, or a dead letter if its transaction was one (a zero amount breaks a rule)
-            counters = ("fraud_labels", "fraud_transactions_scored", "fraud_dead_letters")
-            before = metrics_total(metrics, *counters)
+            before = metrics_total(metrics, *counted)
             labels_sent += channels.send_labels([(t, label, *tx_place[t]) for _, t, label in due])
             sent += channels.send_transactions(lines)
-            settle(query, lambda: metrics_total(metrics, *counters), before + len(due) + len(lines),
-                   f"step {k + 1}: its {len(due)} labels recorded and {len(lines)} transactions scored, or dead letters")
+            settle(
+                query,
+                lambda: metrics_total(metrics, *counted),
+                before + len(due) + len(lines),
+                f"step {k + 1}: its {len(due)} labels recorded and {len(lines)} transactions scored, or dead letters",
+            )
         clock = _add(phases, "stream", clock)
         # 2. the fraud team reads the new alerts; the frauds that raised none will be disputed
         feedback.read(channels.new_alerts(), lines)
@@ -791,12 +1007,22 @@ def replay_loop(query: Any, metrics: StreamMetrics, channels: Channels, replay: 
         bar.set_postfix(tx=sent, alerts=len(feedback.alerted), labels=labels_sent)
     bar.close()
     wall = time.monotonic() - started
-    return {"steps": len(by_step), "transactions_sent": sent, **feedback.close(end), "labels_sent": labels_sent,
-            "cards_reissued": issuer.reissued, "declined_on_reissued_cards": len(issuer.declined),
-            "retrainings": retrainer.runs, "wall_seconds": round(wall, 1),
+    return (
+        {
+            "steps": len(by_step),
+            "transactions_sent": sent,
+            **feedback.close(end),
+            "labels_sent": labels_sent,
+            "cards_reissued": issuer.reissued,
+            "declined_on_reissued_cards": len(issuer.declined),
+            "retrainings": retrainer.runs,
+            "wall_seconds": round(wall, 1),
             "seconds_per_step": round(wall / max(len(by_step), 1), 2),
-            "wall_seconds_by_phase": {phase: round(seconds, 1) for phase, seconds in phases.items()}}, \
-        feedback.confirmed, sent_lines
+            "wall_seconds_by_phase": {phase: round(seconds, 1) for phase, seconds in phases.items()},
+        },
+        feedback.confirmed,
+        sent_lines,
+    )
 
 
 def _add(phases: dict[str, float], phase: str, then: float) -> float:
@@ -836,12 +1062,16 @@ def replay_frame(replay: Sequence[str]) -> pd.DataFrame:
         split = line.rstrip("\n").split(",")
         first.setdefault(split[0], split)
     fields = list(first.values())
-    return pd.DataFrame({"transaction_id": np.array([int(f[0]) for f in fields], dtype="int64"),
-                         "customer_id": np.array([int(f[2]) for f in fields], dtype="int64"),
-                         "terminal_id": np.array([int(f[3]) for f in fields], dtype="int64"),
-                         "tx_datetime": pd.to_datetime([f[1] for f in fields]),
-                         "fraud": np.array([f[7] == "1" for f in fields]),
-                         "scenario": np.array([int(f[8]) for f in fields], dtype="int64")})
+    return pd.DataFrame(
+        {
+            "transaction_id": np.array([int(f[0]) for f in fields], dtype="int64"),
+            "customer_id": np.array([int(f[2]) for f in fields], dtype="int64"),
+            "terminal_id": np.array([int(f[3]) for f in fields], dtype="int64"),
+            "tx_datetime": pd.to_datetime([f[1] for f in fields]),
+            "fraud": np.array([f[7] == "1" for f in fields]),
+            "scenario": np.array([int(f[8]) for f in fields], dtype="int64"),
+        }
+    )
 
 
 def blocked(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series) -> pd.Series:
@@ -861,8 +1091,10 @@ def by_scenario(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
     terminal, 3 a compromised card."""
     frauds = frame[frame["fraud"]]
     missed = frauds[~frauds["decision"]]
-    return {f"scenario_{k}": {"frauds": int(n), "missed": int((missed["scenario"] == k).sum())}
-            for k, n in frauds["scenario"].value_counts().sort_index().items()}
+    return {
+        f"scenario_{k}": {"frauds": int(n), "missed": int((missed["scenario"] == k).sum())}
+        for k, n in frauds["scenario"].value_counts().sort_index().items()
+    }
 
 
 def judged(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series) -> dict[str, Any]:
@@ -871,77 +1103,141 @@ def judged(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series)
     `frame`; `settled_weeks` is the second week on (None before there is one), after the loop has had a week
     to learn."""
     first = frame["tx_datetime"].min().normalize()
-    out = frame.assign(blocked=blocked(frame, known, prior).to_numpy(), day=frame["tx_datetime"].dt.date.astype(str),
-                       week=(frame["tx_datetime"] - first).dt.days // 7 + 1)
+    out = frame.assign(
+        blocked=blocked(frame, known, prior).to_numpy(),
+        day=frame["tx_datetime"].dt.date.astype(str),
+        week=(frame["tx_datetime"] - first).dt.days // 7 + 1,
+    )
     kept = out[~out["blocked"]]
-    return {"overall": rates(kept), "days": {day: rates(part) for day, part in kept.groupby("day")},
-            "weeks": {f"week_{int(w)}": rates(part) for w, part in kept.groupby("week")},
-            "settled_weeks": rates(kept[kept["week"] >= 2]) if (kept["week"] >= 2).any() else None,
-            # the simulation's fraud scenarios: 1 large amount, 2 compromised terminal, 3 compromised card
-            "frauds_by_scenario": by_scenario(kept),
-            "frauds_by_scenario_by_week": {f"week_{int(w)}": by_scenario(part) for w, part in kept.groupby("week")},
-            "blocked_card_transactions": int(out["blocked"].sum()), "every_transaction": rates(out)}
+    return {
+        "overall": rates(kept),
+        "days": {day: rates(part) for day, part in kept.groupby("day")},
+        "weeks": {f"week_{int(w)}": rates(part) for w, part in kept.groupby("week")},
+        "settled_weeks": rates(kept[kept["week"] >= 2]) if (kept["week"] >= 2).any() else None,
+        # the simulation's fraud scenarios: 1 large amount, 2 compromised terminal, 3 compromised card
+        "frauds_by_scenario": by_scenario(kept),
+        "frauds_by_scenario_by_week": {f"week_{int(w)}": by_scenario(part) for w, part in kept.groupby("week")},
+        "blocked_card_transactions": int(out["blocked"].sum()),
+        "every_transaction": rates(out),
+    }
 
 
-def measure(spark: Any, cfg: Config, frame: pd.DataFrame, unreadable: set[int], confirmed: dict[int, dt.datetime],
-            prior: pd.Series, known_compromises: pd.DataFrame) -> dict[str, Any]:
+def measure(
+    spark: Any,
+    cfg: Config,
+    frame: pd.DataFrame,
+    unreadable: set[int],
+    confirmed: dict[int, dt.datetime],
+    prior: pd.Series,
+    known_compromises: pd.DataFrame,
+) -> dict[str, Any]:
     """The stream's figures: its `scores` against the truth (a card is blocked once a fraud of it was
     confirmed in the loop), and the alert latency (Kafka timestamp -> `alerted_at`). `frame`: the replayed
     transactions the backtest can judge; `unreadable`: the ids of the other lines sent (the stream may score
     one whose labels alone are broken; it is left out of the figures)."""
-    scores = spark.read.format("delta").load(cfg.table_path("scores")).select(
-        "transaction_id", "decision", "kafka_timestamp", "terminal_risk_1d", "threshold", "alert_reason",
-        "model_version").toPandas()
+    scores = (
+        spark.read.format("delta")
+        .load(cfg.table_path("scores"))
+        .select(
+            "transaction_id",
+            "decision",
+            "kafka_timestamp",
+            "terminal_risk_1d",
+            "threshold",
+            "alert_reason",
+            "model_version",
+        )
+        .toPandas()
+    )
     dead_path = cfg.table_path("dead_letters")
-    letters = (spark.read.format("delta").load(dead_path).where(F.col("topic") == str(cfg.get("kafka.topics.transactions")))
-               .select("payload", "reason").collect()
-               if table_exists(spark, dead_path) else [])
+    letters = (
+        spark.read.format("delta")
+        .load(dead_path)
+        .where(F.col("topic") == str(cfg.get("kafka.topics.transactions")))
+        .select("payload", "reason")
+        .collect()
+        if table_exists(spark, dead_path)
+        else []
+    )
     duplicates = sum(r.reason == DUPLICATE for r in letters)
     dead = {_id_of(r.payload) for r in letters if r.reason != DUPLICATE}
     scored = set(scores["transaction_id"])
     replayed = set(frame["transaction_id"])
-    if len(scores) != len(scored) or not replayed <= scored | dead or scored & dead or not scored <= replayed | unreadable:
-        raise FraudError(f"backtest: {cfg.table_path('scores')} holds {len(scores)} rows of {len(scored)} transactions "
-                         f"and {dead_path} {len(dead)} more; {len(frame)} were replayed, each expected once in one of them")
+    if (
+        len(scores) != len(scored)
+        or not replayed <= scored | dead
+        or scored & dead
+        or not scored <= replayed | unreadable
+    ):
+        raise FraudError(
+            f"backtest: {cfg.table_path('scores')} holds {len(scores)} rows of {len(scored)} transactions "
+            f"and {dead_path} {len(dead)} more; {len(frame)} were replayed, each expected once in one of them"
+        )
     merged = frame.merge(scores, on="transaction_id")
-    alerts = spark.read.format("delta").load(cfg.table_path("alerts")).select("transaction_id", "alerted_at") \
-        .toPandas() if table_exists(spark, cfg.table_path("alerts")) else pd.DataFrame(columns=["transaction_id", "alerted_at"])
+    alerts = (
+        spark.read.format("delta").load(cfg.table_path("alerts")).select("transaction_id", "alerted_at").toPandas()
+        if table_exists(spark, cfg.table_path("alerts"))
+        else pd.DataFrame(columns=["transaction_id", "alerted_at"])
+    )
     timed = alerts.merge(merged[["transaction_id", "kafka_timestamp"]], on="transaction_id")
     seconds = (pd.to_datetime(timed["alerted_at"]) - pd.to_datetime(timed["kafka_timestamp"])).dt.total_seconds()
-    latency = {f"p{q}_seconds": round(float(np.percentile(seconds, q)), 2) for q in (50, 90, 99)} if len(seconds) else {}
+    latency = (
+        {f"p{q}_seconds": round(float(np.percentile(seconds, q)), 2) for q in (50, 90, 99)} if len(seconds) else {}
+    )
     figures = judged(merged, confirmed, prior)
     # a transaction breaking a cleaning rule (a zero amount) is a dead letter, not scored; `fraud clean`
     # quarantines it the same way
     # the threshold each day's transactions were scored with: the alert budget's (stream.alert_budget), or the
     # model's until the budget's window held enough transactions
     thresholds = merged.groupby(merged["tx_datetime"].dt.date)["threshold"]
-    by_day = {str(day): {"min": round(float(t.min()), 4), "median": round(float(t.median()), 4),
-                         "max": round(float(t.max()), 4)} for day, t in thresholds}
+    by_day = {
+        str(day): {
+            "min": round(float(t.min()), 4),
+            "median": round(float(t.median()), 4),
+            "max": round(float(t.max()), 4),
+        }
+        for day, t in thresholds
+    }
     # the reviews the stream asked for, by reason (its score, or a check of its terminal), blocked cards left
     # out as in the figures; and the frauds each reason caught
     kept = merged[~blocked(merged, confirmed, prior).to_numpy()]
     by_reason = reviews_by_reason(kept)
     first = kept["tx_datetime"].min().normalize()
-    by_reason_by_week = {f"week_{int(w)}": reviews_by_reason(part)
-                         for w, part in kept.groupby((kept["tx_datetime"] - first).dt.days // 7 + 1)}
+    by_reason_by_week = {
+        f"week_{int(w)}": reviews_by_reason(part)
+        for w, part in kept.groupby((kept["tx_datetime"] - first).dt.days // 7 + 1)
+    }
     # the model versions that scored each day (a retraining inside the replay moves the champion)
-    versions = {str(day): {str(v): int(n) for v, n in part.value_counts().sort_index().items()}
-                for day, part in merged.groupby(merged["tx_datetime"].dt.date)["model_version"]}
-    return {"overall": figures.pop("overall"), "alert_latency": latency,
-            "dead_letters": {"refused_by_rules": len(dead & replayed), "unreadable": len(letters) - duplicates - len(dead & replayed),
-                             "duplicates": duplicates},
-            "unreadable_lines_scored": len(scored & unreadable - replayed), **figures,
-            "alert_threshold_by_day": by_day, "model_versions_by_day": versions, "reviews_by_reason": by_reason,
-            "reviews_by_reason_by_week": by_reason_by_week,
-            "what_the_loop_knew": loop_knowledge(merged, confirmed, prior, known_compromises)}
+    versions = {
+        str(day): {str(v): int(n) for v, n in part.value_counts().sort_index().items()}
+        for day, part in merged.groupby(merged["tx_datetime"].dt.date)["model_version"]
+    }
+    return {
+        "overall": figures.pop("overall"),
+        "alert_latency": latency,
+        "dead_letters": {
+            "refused_by_rules": len(dead & replayed),
+            "unreadable": len(letters) - duplicates - len(dead & replayed),
+            "duplicates": duplicates,
+        },
+        "unreadable_lines_scored": len(scored & unreadable - replayed),
+        **figures,
+        "alert_threshold_by_day": by_day,
+        "model_versions_by_day": versions,
+        "reviews_by_reason": by_reason,
+        "reviews_by_reason_by_week": by_reason_by_week,
+        "what_the_loop_knew": loop_knowledge(merged, confirmed, prior, known_compromises),
+    }
 
 
 def reviews_by_reason(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     """The reviews the stream asked for a day, by reason (its score, or a check of its terminal), and the frauds
     each reason caught."""
     days = max(1, frame["tx_datetime"].dt.date.nunique())
-    return {str(r): {"reviews_a_day": round(len(part) / days, 1), "frauds": int(part["fraud"].sum())}
-            for r, part in frame[frame["decision"]].groupby("alert_reason")}
+    return {
+        str(r): {"reviews_a_day": round(len(part) / days, 1), "frauds": int(part["fraud"].sum())}
+        for r, part in frame[frame["decision"]].groupby("alert_reason")
+    }
 
 
 def _id_of(payload: str) -> int | None:
@@ -955,8 +1251,9 @@ def _id_of(payload: str) -> int | None:
 COMPROMISE_DAYS = 28  # how long the simulation keeps a terminal compromised (SIMULATOR.md)
 
 
-def loop_knowledge(frame: pd.DataFrame, confirmed: dict[int, dt.datetime], prior: pd.Series,
-                   history: pd.DataFrame) -> dict[str, Any]:
+def loop_knowledge(
+    frame: pd.DataFrame, confirmed: dict[int, dt.datetime], prior: pd.Series, history: pd.DataFrame
+) -> dict[str, Any]:
     """What the loop knew of a terminal when it missed a fraud there, per week (blocked cards left out).
 
     A missed compromised-terminal fraud (scenario 2) is `unknown` when no fraud of that compromise (the
@@ -968,25 +1265,33 @@ def loop_knowledge(frame: pd.DataFrame, confirmed: dict[int, dt.datetime], prior
     frauds (median, p90), and how many had none by the end. `history`: the history's scenario-2 frauds
     (`terminal_id`, `tx_datetime`)."""
     first = frame["tx_datetime"].min().normalize()
-    kept = frame[~blocked(frame, confirmed, prior).to_numpy()].assign(week=(frame["tx_datetime"] - first).dt.days // 7 + 1)
+    kept = frame[~blocked(frame, confirmed, prior).to_numpy()].assign(
+        week=(frame["tx_datetime"] - first).dt.days // 7 + 1
+    )
     in_replay = frame[frame["fraud"] & (frame["scenario"] == 2)].assign(
-        due=lambda f: pd.to_datetime(f["transaction_id"].map(confirmed)))
+        due=lambda f: pd.to_datetime(f["transaction_id"].map(confirmed))
+    )
     at_terminals = pd.concat([history[["terminal_id", "tx_datetime"]].assign(due=first), in_replay], ignore_index=True)
     window = pd.Timedelta(days=COMPROMISE_DAYS)
 
     def knew(row: Any) -> str:
-        same = at_terminals[(at_terminals["terminal_id"] == row.terminal_id)
-                            & (at_terminals["tx_datetime"] >= row.tx_datetime - window)
-                            & (at_terminals["tx_datetime"] <= row.tx_datetime)]
+        same = at_terminals[
+            (at_terminals["terminal_id"] == row.terminal_id)
+            & (at_terminals["tx_datetime"] >= row.tx_datetime - window)
+            & (at_terminals["tx_datetime"] <= row.tx_datetime)
+        ]
         if not (same["due"] <= row.tx_datetime).any():
             return "unknown"
         return "confirmed_low_risk" if row.terminal_risk_1d < 0.5 else "confirmed_high_risk"
 
     missed = kept[kept["fraud"] & ~kept["decision"] & (kept["scenario"] == 2)]
     kinds = pd.Series([knew(r) for r in missed.itertuples()], index=missed.index, dtype="object")
-    weeks = {f"week_{int(w)}": {k: int((kinds[part.index] == k).sum())
-                                for k in ("unknown", "confirmed_low_risk", "confirmed_high_risk")}
-             for w, part in missed.groupby("week")}
+    weeks = {
+        f"week_{int(w)}": {
+            k: int((kinds[part.index] == k).sum()) for k in ("unknown", "confirmed_low_risk", "confirmed_high_risk")
+        }
+        for w, part in missed.groupby("week")
+    }
     per_terminal = in_replay.groupby("terminal_id").agg(first_fraud=("tx_datetime", "min"), first_due=("due", "min"))
     recent = history[history["tx_datetime"] >= first - window]
     per_terminal = per_terminal[~per_terminal.index.isin(recent["terminal_id"])]  # compromised before the replay
@@ -994,26 +1299,42 @@ def loop_knowledge(frame: pd.DataFrame, confirmed: dict[int, dt.datetime], prior
     compromised_in = (per_terminal["first_fraud"] - first).dt.days // 7 + 1
     week = (frame["tx_datetime"] - first).dt.days // 7 + 1
     days_by_week = frame["tx_datetime"].dt.date.groupby(week).nunique()
-    return {"missed_compromised_terminal_frauds_by_week": weeks,
-            "first_confirmation_hours": first_confirmation(per_terminal),
-            # by the week of the compromise's first fraud
-            "first_confirmation_hours_by_week": {f"week_{int(w)}": first_confirmation(part)
-                                                 for w, part in per_terminal.groupby(compromised_in)},
-            "alerts_a_day": round(float(frame["decision"].sum()) / days, 1),
-            "alerts_a_day_by_week": {f"week_{int(w)}": round(float(n) / days_by_week[w], 1)
-                                     for w, n in frame["decision"].groupby(week).sum().items()}}
+    return {
+        "missed_compromised_terminal_frauds_by_week": weeks,
+        "first_confirmation_hours": first_confirmation(per_terminal),
+        # by the week of the compromise's first fraud
+        "first_confirmation_hours_by_week": {
+            f"week_{int(w)}": first_confirmation(part) for w, part in per_terminal.groupby(compromised_in)
+        },
+        "alerts_a_day": round(float(frame["decision"].sum()) / days, 1),
+        "alerts_a_day_by_week": {
+            f"week_{int(w)}": round(float(n) / days_by_week[w], 1)
+            for w, n in frame["decision"].groupby(week).sum().items()
+        },
+    }
 
 
 def first_confirmation(per_terminal: pd.DataFrame) -> dict[str, Any]:
     """Of terminals compromised during the replay (`first_fraud`, `first_due`: the first label of their frauds,
     NaT if none), how many, how many never confirmed, and the hours to the first label (median, p90)."""
     hours = ((per_terminal["first_due"] - per_terminal["first_fraud"]).dt.total_seconds() / 3600).dropna()
-    return {"terminals": len(per_terminal), "never_confirmed": int(per_terminal["first_due"].isna().sum()),
-            **({"p50": round(float(hours.median()), 1), "p90": round(float(hours.quantile(0.9)), 1)} if len(hours) else {})}
+    return {
+        "terminals": len(per_terminal),
+        "never_confirmed": int(per_terminal["first_due"].isna().sum()),
+        **({"p50": round(float(hours.median()), 1), "p90": round(float(hours.quantile(0.9)), 1)} if len(hours) else {}),
+    }
 
 
-def offline_comparison(spark: Any, cfg: Config, replay_file: str, trained: dict[str, Any], frame: pd.DataFrame,
-                       loop: Loop, review: str, prior: pd.Series) -> dict[str, Any]:
+def offline_comparison(
+    spark: Any,
+    cfg: Config,
+    replay_file: str,
+    trained: dict[str, Any],
+    frame: pd.DataFrame,
+    loop: Loop,
+    review: str,
+    prior: pd.Series,
+) -> dict[str, Any]:
     """The same days scored the batch way, as `fraud train` tests: features from every label `label_delay_hours`
     after its transaction, each fraud confirmed `--review-delay` after it; the same model and threshold."""
     booster, _, version = registry.load(cfg, str(trained["registry"]["version"]))
@@ -1022,16 +1343,24 @@ def offline_comparison(spark: Any, cfg: Config, replay_file: str, trained: dict[
     features = build_features.read_features(spark, cfg, loop.label_delay_hours)
     assert features is not None
     first, last = frame["tx_datetime"].min().date(), frame["tx_datetime"].max().date()
-    window: pd.DataFrame = features.where((F.col("tx_date") >= F.lit(first)) & (F.col("tx_date") <= F.lit(last))) \
-        .select("transaction_id", *FEATURE_NAMES).toPandas()
+    window: pd.DataFrame = (
+        features.where((F.col("tx_date") >= F.lit(first)) & (F.col("tx_date") <= F.lit(last)))
+        .select("transaction_id", *FEATURE_NAMES)
+        .toPandas()
+    )
     window["score"] = catboost_model.score(booster, window[FEATURE_NAMES])
     merged = frame.merge(window[["transaction_id", "score"]], on="transaction_id")
     merged["decision"] = merged["score"] >= float(trained["threshold"])
-    known = {int(t): when + loop.review for t, when in
-             zip(merged.loc[merged["fraud"], "transaction_id"], merged.loc[merged["fraud"], "tx_datetime"])}
-    return {"what": f"every label known {loop.label_delay_hours} h after its transaction (the model's label delay), "
-                    f"every fraud confirmed {review} after it, model version {version}",
-            "scored": len(merged), **judged(merged, known, prior)}
+    known = {
+        int(t): when + loop.review
+        for t, when in zip(merged.loc[merged["fraud"], "transaction_id"], merged.loc[merged["fraud"], "tx_datetime"])
+    }
+    return {
+        "what": f"every label known {loop.label_delay_hours} h after its transaction (the model's label delay), "
+        f"every fraud confirmed {review} after it, model version {version}",
+        "scored": len(merged),
+        **judged(merged, known, prior),
+    }
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
@@ -1047,17 +1376,33 @@ def chart(report: dict[str, Any], path: Path) -> None:
     offline = report.get("offline_same_days", {}).get("days", {})
     top.plot(x, [days[d]["recall"] for d in days], marker="o", label="recall, the stream in the loop")
     if offline:
-        top.plot(x, [offline.get(d, {}).get("recall") for d in days], color="gray", linestyle=":", marker=".",
-                 label="recall, offline (every label after the model's label delay)")
+        top.plot(
+            x,
+            [offline.get(d, {}).get("recall") for d in days],
+            color="gray",
+            linestyle=":",
+            marker=".",
+            label="recall, offline (every label after the model's label delay)",
+        )
     top.axhline(REQUIRED_RECALL, color="red", linestyle="--", label=f"required: above {REQUIRED_RECALL:.0%}")
     top.set_ylabel("recall")
-    recalls = [r for r in [days[d]["recall"] for d in days] + [o.get("recall") for o in offline.values()] if r is not None]
+    recalls = [
+        r for r in [days[d]["recall"] for d in days] + [o.get("recall") for o in offline.values()] if r is not None
+    ]
     top.set_ylim(min([0.95] + recalls) - 0.01, 1.002)
     top.legend(loc="lower right")
-    bottom.plot(x, [days[d]["fpr"] for d in days], marker="o", color="tab:orange", label="false-positive rate, the stream")
+    bottom.plot(
+        x, [days[d]["fpr"] for d in days], marker="o", color="tab:orange", label="false-positive rate, the stream"
+    )
     if offline:
-        bottom.plot(x, [offline.get(d, {}).get("fpr") for d in days], color="gray", linestyle=":", marker=".",
-                    label="false-positive rate, offline")
+        bottom.plot(
+            x,
+            [offline.get(d, {}).get("fpr") for d in days],
+            color="gray",
+            linestyle=":",
+            marker=".",
+            label="false-positive rate, offline",
+        )
     bottom.axhline(MAX_FPR, color="red", linestyle="--", label=f"allowed: at most {MAX_FPR:.0%}")
     bottom.set_ylabel("FPR")
     fprs = [f for f in [days[d]["fpr"] for d in days] + [o.get("fpr") for o in offline.values()] if f is not None]
@@ -1065,9 +1410,12 @@ def chart(report: dict[str, Any], path: Path) -> None:
     bottom.legend(loc="upper right")
     loop = report["loop"]
     overall = report["overall"]
-    fig.suptitle(f"fraud stream in the loop: review {loop['review_delay']}, dispute {loop['dispute_delay']}, "
-                 f"cards blocked once a fraud is confirmed\noverall recall {overall['recall']}, FPR {overall['fpr']}, "
-                 f"precision {overall['precision']}", fontsize=10)
+    fig.suptitle(
+        f"fraud stream in the loop: review {loop['review_delay']}, dispute {loop['dispute_delay']}, "
+        f"cards blocked once a fraud is confirmed\noverall recall {overall['recall']}, FPR {overall['fpr']}, "
+        f"precision {overall['precision']}",
+        fontsize=10,
+    )
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -13,6 +13,7 @@ With no capacity, no working hours, no errors, every fraud disputed and no sprea
 `Disputes()` at their defaults) every alert's label is the truth, due its review delay after its transaction,
 and every missed fraud's is due the dispute delay after it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +41,9 @@ class Reviews:
 
     def __post_init__(self) -> None:
         if self.capacity is not None and self.capacity < 1:
-            raise FraudError(f"--review-capacity: expected a whole number of reviews a day of 1 or more, found {self.capacity}")
+            raise FraudError(
+                f"--review-capacity: expected a whole number of reviews a day of 1 or more, found {self.capacity}"
+            )
         if self.hours is not None and not 0 <= self.hours[0] < self.hours[1] <= 24:
             raise FraudError(f"--review-hours: expected FIRST-LAST with 0 <= FIRST < LAST <= 24, found {self.hours}")
         for name, share in (("--review-wrong", self.wrong), ("--review-unanswered", self.unanswered)):
@@ -90,8 +93,14 @@ class Feedback:
     """The labels of the loop (see the module's doc): `read` takes each step's alerts and payments, `due` the
     labels due by a time. `rng` draws the errors and the disputes (the replay's seed)."""
 
-    def __init__(self, reviews: Reviews, disputes: Disputes, truth: dict[int, int], tx_time: dict[int, dt.datetime],
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        reviews: Reviews,
+        disputes: Disputes,
+        truth: dict[int, int],
+        tx_time: dict[int, dt.datetime],
+        rng: np.random.Generator,
+    ) -> None:
         self.reviews, self.disputes, self.truth, self.tx_time, self.rng = reviews, disputes, truth, tx_time, rng
         self.alerted: set[int] = set()
         self.seen_frauds: set[int] = set()  # frauds whose dispute was drawn (a transaction sent twice, once)
@@ -170,7 +179,7 @@ class Feedback:
                 waiting.sort(key=lambda t: (-self.queue[t], self.tx_time[t], t))
             else:
                 waiting.sort(key=lambda t: (self.tx_time[t], t))
-            taken = waiting if allowed == float("inf") else waiting[:int(allowed)]
+            taken = waiting if allowed == float("inf") else waiting[: int(allowed)]
             self.carry = 0.0 if allowed == float("inf") or len(taken) < int(allowed) else allowed - int(allowed)
             for t in taken:
                 del self.queue[t]
@@ -192,17 +201,26 @@ class Feedback:
 
     def close(self, end: dt.datetime) -> dict[str, Any]:
         """The frauds whose label falls due before `end` count as confirmed; the loop's figures."""
-        self.confirmed.update((t, when) for when, t, label in self.pending if label == 1 and when < end
-                              and t not in self.confirmed)
+        self.confirmed.update(
+            (t, when) for when, t, label in self.pending if label == 1 and when < end and t not in self.confirmed
+        )
         hours = self.review_hours
-        return {"alerts_reviewed": len(self.alerted) if self.reviews.oracle else self.counts["reviewed"],
-                "frauds_missed_and_disputed": len(self.disputed - self.alerted),
-                # the review delay the loop delivered: at least --review-delay, at most one --step more (and
-                # the queue's wait, with a capacity or working hours)
-                "review_label_hours": {f"p{q}": round(float(np.percentile(hours, q)), 2) for q in (50, 90, 100)}
-                if hours else {},
-                # a dispute of what a review says is fraud will not be sent
-                "labels_pending_at_the_end": sum((when, t) in self.reviews_due or self.review_label.get(t) != 1
-                                                 for when, t, _ in self.pending),
-                "reviews": {"unanswered": self.counts["unanswered"], "wrong": self.counts["wrong"],
-                            "waiting_at_the_end": len(self.queue), "disputes_sent": self.counts["disputes_sent"]}}
+        return {
+            "alerts_reviewed": len(self.alerted) if self.reviews.oracle else self.counts["reviewed"],
+            "frauds_missed_and_disputed": len(self.disputed - self.alerted),
+            # the review delay the loop delivered: at least --review-delay, at most one --step more (and
+            # the queue's wait, with a capacity or working hours)
+            "review_label_hours": {f"p{q}": round(float(np.percentile(hours, q)), 2) for q in (50, 90, 100)}
+            if hours
+            else {},
+            # a dispute of what a review says is fraud will not be sent
+            "labels_pending_at_the_end": sum(
+                (when, t) in self.reviews_due or self.review_label.get(t) != 1 for when, t, _ in self.pending
+            ),
+            "reviews": {
+                "unanswered": self.counts["unanswered"],
+                "wrong": self.counts["wrong"],
+                "waiting_at_the_end": len(self.queue),
+                "disputes_sent": self.counts["disputes_sent"],
+            },
+        }

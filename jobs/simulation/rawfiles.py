@@ -1,6 +1,7 @@
 """The bank's raw file format: 30-day text files named `YYYY-MM-DD.txt`, the pseudo-header verbatim, then
 plain comma lines. Writing (with optional defect injection that imitates the bank's files) lives here;
 reading is the cleaning job's (jobs/batch/clean.py), with the one schema of features/schema.py."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,17 +29,17 @@ class DefectRates:
     are far lower (see ../shared/SIMULATOR.md).
     """
 
-    duplicate: float = 0.002            # the line is written twice
+    duplicate: float = 0.002  # the line is written twice
     terminal_not_integer: float = 0.002  # terminal_id is "", "None" or "Err"
-    customer_sentinel: float = 0.002     # customer_id is -999999
-    terminal_outlier: float = 0.001      # terminal_id far above any real terminal (up to 89,518,096)
-    bad_datetime: float = 0.001          # tx_datetime does not parse
-    days_mismatch: float = 0.001         # tx_time_days disagrees with tx_time_seconds / 86400
-    short_line: float = 0.001            # the last 1 to 4 fields are missing
-    amount_not_numeric: float = 0.001    # tx_amount is "abc", "N/A" or ""
+    customer_sentinel: float = 0.002  # customer_id is -999999
+    terminal_outlier: float = 0.001  # terminal_id far above any real terminal (up to 89,518,096)
+    bad_datetime: float = 0.001  # tx_datetime does not parse
+    days_mismatch: float = 0.001  # tx_time_days disagrees with tx_time_seconds / 86400
+    short_line: float = 0.001  # the last 1 to 4 fields are missing
+    amount_not_numeric: float = 0.001  # tx_amount is "abc", "N/A" or ""
     amount_negative: float = 0.001
-    amount_zero: float = 0.0005          # exactly 0.00
-    label_out_of_range: float = 0.001    # tx_fraud not 0/1 or tx_fraud_scenario not 0..3
+    amount_zero: float = 0.0005  # exactly 0.00
+    label_out_of_range: float = 0.001  # tx_fraud not 0/1 or tx_fraud_scenario not 0..3
 
     def __post_init__(self) -> None:
         total = sum(asdict(self).values())
@@ -72,21 +73,24 @@ def format_day(batch: DayBatch, start: dt.date) -> pd.DataFrame:
     """One day's transactions as the raw files' text fields (a DataFrame of strings)."""
     f = batch.frame
     stamps = np.datetime64(start.isoformat(), "s") + f["tx_time_seconds"].to_numpy().astype("timedelta64[s]")
-    return pd.DataFrame({
-        "transaction_id": f["transaction_id"].astype(str),
-        "tx_datetime": pd.Series(np.datetime_as_string(stamps, unit="s")).str.replace("T", " ", regex=False),
-        "customer_id": f["customer_id"].astype(str),
-        "terminal_id": f["terminal_id"].astype(str),
-        "tx_amount": pd.Series(np.char.mod("%.2f", f["tx_amount"].to_numpy())),
-        "tx_time_seconds": f["tx_time_seconds"].astype(str),
-        "tx_time_days": f["tx_time_days"].astype(str),
-        "tx_fraud": f["tx_fraud"].astype(str),
-        "tx_fraud_scenario": f["tx_fraud_scenario"].astype(str),
-    })
+    return pd.DataFrame(
+        {
+            "transaction_id": f["transaction_id"].astype(str),
+            "tx_datetime": pd.Series(np.datetime_as_string(stamps, unit="s")).str.replace("T", " ", regex=False),
+            "customer_id": f["customer_id"].astype(str),
+            "terminal_id": f["terminal_id"].astype(str),
+            "tx_amount": pd.Series(np.char.mod("%.2f", f["tx_amount"].to_numpy())),
+            "tx_time_seconds": f["tx_time_seconds"].astype(str),
+            "tx_time_days": f["tx_time_days"].astype(str),
+            "tx_fraud": f["tx_fraud"].astype(str),
+            "tx_fraud_scenario": f["tx_fraud_scenario"].astype(str),
+        }
+    )
 
 
-def inject_defects(lines: pd.DataFrame, rates: DefectRates,
-                   rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, Counter[str]]:
+def inject_defects(
+    lines: pd.DataFrame, rates: DefectRates, rng: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray, Counter[str]]:
     """Damage rows of a day's formatted lines in place of the bank's defects.
 
     Returns:
@@ -110,9 +114,16 @@ def inject_defects(lines: pd.DataFrame, rates: DefectRates,
 
     put(k["terminal_not_integer"], "terminal_id", rng.choice(["", "None", "Err"], len(k["terminal_not_integer"])))
     put(k["customer_sentinel"], "customer_id", SENTINEL_CUSTOMER)
-    put(k["terminal_outlier"], "terminal_id", rng.integers(10_000_000, 89_518_097, len(k["terminal_outlier"])).astype(str))
-    put(k["bad_datetime"], "tx_datetime",
-        rng.choice(["", "NaT", "2019-02-30 10:61:00", "22/08/2019 06:51", "Err"], len(k["bad_datetime"])))
+    put(
+        k["terminal_outlier"],
+        "terminal_id",
+        rng.integers(10_000_000, 89_518_097, len(k["terminal_outlier"])).astype(str),
+    )
+    put(
+        k["bad_datetime"],
+        "tx_datetime",
+        rng.choice(["", "NaT", "2019-02-30 10:61:00", "22/08/2019 06:51", "Err"], len(k["bad_datetime"])),
+    )
     days = out["tx_time_days"].to_numpy()[k["days_mismatch"]].astype(np.int64)
     put(k["days_mismatch"], "tx_time_days", (days + rng.choice([-2, -1, 1, 2, 3], len(days))).astype(str))
     put(k["amount_not_numeric"], "tx_amount", rng.choice(["abc", "N/A", ""], len(k["amount_not_numeric"])))
@@ -129,8 +140,8 @@ def inject_defects(lines: pd.DataFrame, rates: DefectRates,
     rules["tx_fraud_in_set"] = int(which.sum())
     rules["tx_fraud_scenario_in_set"] = int((~which).sum())
     for row, drop in zip(k["short_line"], rng.integers(1, 5, len(k["short_line"]))):
-        out.iloc[row, len(TRANSACTION_COLUMNS) - drop:] = None
-        rules.update(f"{c}_not_null" for c in TRANSACTION_COLUMNS[len(TRANSACTION_COLUMNS) - drop:])
+        out.iloc[row, len(TRANSACTION_COLUMNS) - drop :] = None
+        rules.update(f"{c}_not_null" for c in TRANSACTION_COLUMNS[len(TRANSACTION_COLUMNS) - drop :])
     dup = k["duplicate"]
     if len(dup):
         order = np.argsort(np.concatenate([np.arange(n), dup]), kind="stable")

@@ -6,6 +6,7 @@ frauds per scenario, every defect injected, and the counts the cleaning job must
     fraud simulate --preset otus --days 30 --customers 20000 --defects --out s3a://bucket/raw
     spark-submit/submit.sh jobs/simulation/simulate.py --preset otus --out hdfs:///data/raw   (any Hadoop path)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,19 @@ from tqdm import tqdm
 
 from jobs.core.common import add_common_options, config_from_args, job_main
 from jobs.core.errors import FraudError
-from jobs.simulation.rawfiles import DAYS_PER_FILE, DEFECT_KINDS, DefectRates, file_name, format_day, inject_defects, open_raw_file, write_lines
+from jobs.simulation.rawfiles import (
+    DAYS_PER_FILE,
+    DEFECT_KINDS,
+    DefectRates,
+    file_name,
+    format_day,
+    inject_defects,
+    open_raw_file,
+    write_lines,
+)
 from jobs.simulation.simulator import PRESETS, SimulationSpec, Simulator, make_spec
 
 MANIFEST = "_manifest.json"
-
 
 
 class _Tally:
@@ -58,8 +67,9 @@ class _Tally:
         self.transactions += len(frame)
         self.lines_written += lines
 
-    def manifest(self, spec: SimulationSpec, files: list[dict[str, Any]], defects: DefectRates | None,
-                 seconds: float) -> dict[str, Any]:
+    def manifest(
+        self, spec: SimulationSpec, files: list[dict[str, Any]], defects: DefectRates | None, seconds: float
+    ) -> dict[str, Any]:
         defects_by_kind = {k: int(self.injected.get(k, 0)) for k in DEFECT_KINDS}
         by_rule = Counter(self.by_rule)
         by_rule["tx_amount_positive"] += self.natural_zero
@@ -68,8 +78,10 @@ class _Tally:
             "spec": {**asdict(spec), "start_date": spec.start_date.isoformat()},
             "files": files,
             "transactions": self.transactions,
-            "frauds": {"total": sum(v for s, v in self.scenarios.items() if s > 0),
-                       **{f"scenario_{s}": int(self.scenarios.get(s, 0)) for s in (1, 2, 3)}},
+            "frauds": {
+                "total": sum(v for s, v in self.scenarios.items() if s > 0),
+                **{f"scenario_{s}": int(self.scenarios.get(s, 0)) for s in (1, 2, 3)},
+            },
             "defect_rates": asdict(defects) if defects is not None else None,
             "defects": defects_by_kind,
             "natural": {"amount_zero": self.natural_zero},
@@ -85,8 +97,9 @@ class _Tally:
         }
 
 
-def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | None = None,
-                       progress: bool = False) -> dict[str, Any]:
+def simulate_to_folder(
+    spec: SimulationSpec, out: Path, defects: DefectRates | None = None, progress: bool = False
+) -> dict[str, Any]:
     """Write the raw files of `spec` into a local folder and return the manifest (also written there)."""
     out.mkdir(parents=True, exist_ok=True)
     stale = sorted(p.name for p in out.glob("*.txt"))
@@ -105,8 +118,9 @@ def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | N
         lines = format_day(batch, spec.start_date)
         kind, rules = np.full(len(lines), -1), None
         if defects is not None:
-            lines, kind, rules = inject_defects(lines, defects, np.random.Generator(
-                np.random.PCG64(np.random.SeedSequence([spec.seed, 9, batch.day]))))
+            lines, kind, rules = inject_defects(
+                lines, defects, np.random.Generator(np.random.PCG64(np.random.SeedSequence([spec.seed, 9, batch.day])))
+            )
         tally.add(batch.frame, len(lines), kind, rules)
         assert fh is not None
         write_lines(lines, fh)
@@ -118,8 +132,9 @@ def simulate_to_folder(spec: SimulationSpec, out: Path, defects: DefectRates | N
     return manifest
 
 
-def simulate(spec: SimulationSpec, out: str, defects: DefectRates | None = None, progress: bool = False,
-             cfg: Any = None) -> dict[str, Any]:
+def simulate(
+    spec: SimulationSpec, out: str, defects: DefectRates | None = None, progress: bool = False, cfg: Any = None
+) -> dict[str, Any]:
     """Write to a local folder, or to any Hadoop URI (s3a://, hdfs://, file://) through a local staging
     folder whose files Spark's Hadoop file system copies to `out`."""
     if "://" not in out:
@@ -147,15 +162,26 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--terminals", type=int)
     parser.add_argument("--radius", type=float, help="a customer uses terminals closer than this (default 5)")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--terminals-compromised-per-day", type=float, help="terminals drawn for a compromise each "
-                        "day (default 2); a fraction is a chance: 0.25 is one every fourth day on average")
+    parser.add_argument(
+        "--terminals-compromised-per-day",
+        type=float,
+        help="terminals drawn for a compromise each "
+        "day (default 2); a fraction is a chance: 0.25 is one every fourth day on average",
+    )
 
 
 def spec_from_args(args: argparse.Namespace) -> SimulationSpec:
     try:
-        return make_spec(args.preset, start_date=args.start_date, days=args.days, customers=args.customers,
-                         terminals=args.terminals, radius=args.radius, seed=args.seed,
-                         terminals_compromised_per_day=args.terminals_compromised_per_day)
+        return make_spec(
+            args.preset,
+            start_date=args.start_date,
+            days=args.days,
+            customers=args.customers,
+            terminals=args.terminals,
+            radius=args.radius,
+            seed=args.seed,
+            terminals_compromised_per_day=args.terminals_compromised_per_day,
+        )
     except ValueError as exc:
         raise FraudError(str(exc)) from exc
 
@@ -163,8 +189,15 @@ def spec_from_args(args: argparse.Namespace) -> SimulationSpec:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder: a local path, file://, s3a:// or hdfs://")
     add_spec_arguments(parser)
-    parser.add_argument("--defects", nargs="?", type=float, const=1.0, default=None, metavar="FACTOR",
-                        help="inject the bank's defects at the default rates (times FACTOR, default 1)")
+    parser.add_argument(
+        "--defects",
+        nargs="?",
+        type=float,
+        const=1.0,
+        default=None,
+        metavar="FACTOR",
+        help="inject the bank's defects at the default rates (times FACTOR, default 1)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_options(parser)
 
@@ -178,9 +211,20 @@ def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args) if "://" in args.out else None
     manifest = simulate(spec, args.out, defects, progress=not args.no_progress, cfg=cfg)
     rate = manifest["transactions"] / max(manifest["seconds"], 1e-9)
-    print(json.dumps({"out": args.out, "files": len(manifest["files"]), "transactions": manifest["transactions"],
-                      "frauds": manifest["frauds"], "defects": sum(manifest["defects"].values()),
-                      "seconds": manifest["seconds"], "transactions_per_minute": round(rate * 60)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "files": len(manifest["files"]),
+                "transactions": manifest["transactions"],
+                "frauds": manifest["frauds"],
+                "defects": sum(manifest["defects"].values()),
+                "seconds": manifest["seconds"],
+                "transactions_per_minute": round(rate * 60),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

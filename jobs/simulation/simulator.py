@@ -7,6 +7,7 @@ n transactions of its 14-day window made fraudulent, and n is known only once th
 Each day draws from its own generators, keyed by (seed, stage, day), so the output is deterministic for a
 seed and independent of how the days are chunked.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -18,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 SECONDS_PER_DAY = 86_400
-TERMINAL_FRAUD_DAYS = 28   # scenario 2: the day of compromise and the next 27
-CARD_FRAUD_DAYS = 14       # scenario 3: the day of compromise and the next 13
+TERMINAL_FRAUD_DAYS = 28  # scenario 2: the day of compromise and the next 27
+CARD_FRAUD_DAYS = 14  # scenario 3: the day of compromise and the next 13
 AMOUNT_FRAUD_THRESHOLD = 220.0
 CARD_FRAUD_MULTIPLIER = 5.0
 
@@ -46,8 +47,10 @@ class SimulationSpec:
         if self.radius <= 0:
             raise ValueError(f"simulation: radius must be positive, found {self.radius}")
         if not 0 <= self.terminals_compromised_per_day <= self.terminals:
-            raise ValueError(f"simulation: terminals compromised a day must be between 0 and the terminals "
-                             f"({self.terminals}), found {self.terminals_compromised_per_day}")
+            raise ValueError(
+                f"simulation: terminals compromised a day must be between 0 and the terminals "
+                f"({self.terminals}), found {self.terminals_compromised_per_day}"
+            )
 
 
 PRESETS: dict[str, SimulationSpec] = {
@@ -95,17 +98,19 @@ def generate_profiles(spec: SimulationSpec) -> Profiles:
     return Profiles(customer_xy, mean_amount, mean_amount / 2.0, mean_nb, terminal_xy, offsets, ids)
 
 
-def _terminals_within_radius(customer_xy: np.ndarray, terminal_xy: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
+def _terminals_within_radius(
+    customer_xy: np.ndarray, terminal_xy: np.ndarray, r: float
+) -> tuple[np.ndarray, np.ndarray]:
     """CSR lists of the terminals strictly closer than r to each customer, by chunks of customers."""
     n_c, n_t = len(customer_xy), len(terminal_xy)
     chunk = max(1, 8_000_000 // max(n_t, 1))
     counts = np.zeros(n_c, dtype=np.int64)
     parts: list[np.ndarray] = []
     for start in range(0, n_c, chunk):
-        block = customer_xy[start:start + chunk]
+        block = customer_xy[start : start + chunk]
         d2 = ((block[:, None, :] - terminal_xy[None, :, :]) ** 2).sum(axis=2)
         rows, cols = np.nonzero(np.sqrt(d2) < r)
-        counts[start:start + len(block)] = np.bincount(rows, minlength=len(block))
+        counts[start : start + len(block)] = np.bincount(rows, minlength=len(block))
         parts.append(cols.astype(np.int32))
     offsets = np.concatenate([[0], np.cumsum(counts)])
     return offsets, (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32))
@@ -127,7 +132,7 @@ class _DayDraw:
 @dataclass
 class _CardCompromise:
     customer: int
-    selected: np.ndarray           # ordinals (0..n-1) of the window's transactions that become fraud
+    selected: np.ndarray  # ordinals (0..n-1) of the window's transactions that become fraud
     seen: int = 0
 
 
@@ -176,8 +181,9 @@ class Simulator:
         order = np.lexsort((c, draw.time))
         return c[order], draw.time[order], amount[order], terminal[order]
 
-    def _compromise_terminals(self, day: int, frng: np.random.Generator,
-                              compromises: deque[tuple[int, np.ndarray]]) -> np.ndarray:
+    def _compromise_terminals(
+        self, day: int, frng: np.random.Generator, compromises: deque[tuple[int, np.ndarray]]
+    ) -> np.ndarray:
         """Draw the day's compromised terminals (a fractional rate is a chance of one more) into `compromises`
         (start day, terminals), drop those past TERMINAL_FRAUD_DAYS; return the terminals compromised now."""
         rate = self.spec.terminals_compromised_per_day
@@ -195,7 +201,7 @@ class Simulator:
         lookahead: deque[_DayDraw] = deque()
         next_drawn = 0
         terminal_compromises: deque[tuple[int, np.ndarray]] = deque()  # (start day, terminals)
-        card_compromises: list[tuple[int, _CardCompromise]] = []       # (start day, compromise)
+        card_compromises: list[tuple[int, _CardCompromise]] = []  # (start day, compromise)
         next_id = 0
         for day in range(spec.days):
             while next_drawn < min(day + CARD_FRAUD_DAYS, spec.days):
@@ -215,10 +221,14 @@ class Simulator:
             fraud[s2], scenario[s2] = 1, 2
             # scenario 3: compromised cards, int(n/3) of the window's n transactions, amount x 5
             cards = frng.choice(spec.customers, size=min(spec.cards_compromised_per_day, spec.customers), replace=False)
-            window = [draw, *list(lookahead)[:CARD_FRAUD_DAYS - 1]]
+            window = [draw, *list(lookahead)[: CARD_FRAUD_DAYS - 1]]
             for card in cards:
                 n_window = int(sum(int(w.per_customer[card]) for w in window))
-                selected = np.sort(frng.choice(n_window, size=n_window // 3, replace=False)) if n_window else np.zeros(0, np.int64)
+                selected = (
+                    np.sort(frng.choice(n_window, size=n_window // 3, replace=False))
+                    if n_window
+                    else np.zeros(0, np.int64)
+                )
                 card_compromises.append((day, _CardCompromise(int(card), selected)))
                 self.card_log.append((day, int(card), n_window, len(selected)))
             card_compromises = [(s, cc) for s, cc in card_compromises if s > day - CARD_FRAUD_DAYS]
@@ -229,15 +239,17 @@ class Simulator:
                 hit = rows[np.isin(ordinals, cc.selected)]
                 amount[hit] = np.round(amount[hit] * CARD_FRAUD_MULTIPLIER, 2)
                 fraud[hit], scenario[hit] = 1, 3
-            frame = pd.DataFrame({
-                "transaction_id": np.arange(next_id, next_id + n, dtype=np.int64),
-                "tx_time_seconds": time + day * SECONDS_PER_DAY,
-                "customer_id": c,
-                "terminal_id": terminal,
-                "tx_amount": amount,
-                "tx_time_days": np.full(n, day, dtype=np.int64),
-                "tx_fraud": fraud,
-                "tx_fraud_scenario": scenario,
-            })
+            frame = pd.DataFrame(
+                {
+                    "transaction_id": np.arange(next_id, next_id + n, dtype=np.int64),
+                    "tx_time_seconds": time + day * SECONDS_PER_DAY,
+                    "customer_id": c,
+                    "terminal_id": terminal,
+                    "tx_amount": amount,
+                    "tx_time_days": np.full(n, day, dtype=np.int64),
+                    "tx_fraud": fraud,
+                    "tx_fraud_scenario": scenario,
+                }
+            )
             next_id += n
             yield DayBatch(day, frame)

@@ -30,6 +30,7 @@ The window lives in the driver's memory; a restart fills it again from `scores` 
 that runs for months holds the cards of its last weeks, not every card it ever saw blocked. Off
 (`enabled: false`): the model's threshold, as trained.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,16 +98,26 @@ class AlertBudget:
             if not isinstance(value, bool):
                 raise ConfigError(f"stream.alert_budget.{key}: expected true or false, found {value!r}")
         if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr <= MAX_FPR:
-            raise ConfigError(f"stream.alert_budget.fpr: expected a share above 0 and at most the bank's {MAX_FPR}, "
-                              f"found {fpr!r}")
+            raise ConfigError(
+                f"stream.alert_budget.fpr: expected a share above 0 and at most the bank's {MAX_FPR}, found {fpr!r}"
+            )
         if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
-            raise ConfigError(f"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, "
-                              f"found {hours!r}")
+            raise ConfigError(
+                f"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, found {hours!r}"
+            )
         if isinstance(evidence, bool) or not isinstance(evidence, int) or evidence < 1:
-            raise ConfigError(f"stream.alert_budget.evidence_transactions: expected a whole number of 1 or more, "
-                              f"found {evidence!r}")
-        return cls(enabled, float(fpr), dt.timedelta(hours=hours), pending, at_score, evidence,
-                   blocked=BlockedCards(blocked_card_days(cfg)))
+            raise ConfigError(
+                f"stream.alert_budget.evidence_transactions: expected a whole number of 1 or more, found {evidence!r}"
+            )
+        return cls(
+            enabled,
+            float(fpr),
+            dt.timedelta(hours=hours),
+            pending,
+            at_score,
+            evidence,
+            blocked=BlockedCards(blocked_card_days(cfg)),
+        )
 
     def threshold(self, model_threshold: float, batch: pd.DataFrame | None = None) -> float:
         """The threshold to flag `batch`'s scores at (`score`, `model_version`, and if known `customer_id` and
@@ -154,8 +165,11 @@ class AlertBudget:
         scored = scored[~scored["transaction_id"].isin(self.ids)]  # a micro-batch done again after a restart
         if scored.empty:
             return
-        by_score = (scored["alert_reason"] == "score").to_numpy(dtype=bool) if "alert_reason" in scored \
+        by_score = (
+            (scored["alert_reason"] == "score").to_numpy(dtype=bool)
+            if "alert_reason" in scored
             else scored["decision"].to_numpy(dtype=bool)
+        )
         self.ids = np.concatenate([self.ids, scored["transaction_id"].to_numpy(dtype=np.int64)])
         self.times = np.concatenate([self.times, scored["tx_datetime"].to_numpy(dtype="datetime64[us]")])
         self.scores = np.concatenate([self.scores, scored["score"].to_numpy(dtype=float)])
@@ -167,17 +181,33 @@ class AlertBudget:
             reasons = np.full(len(scored), None, dtype=object)
             reasons[by_score] = "score"
         self.reasons = np.concatenate([self.reasons, reasons])
-        cards = scored["customer_id"].to_numpy(dtype=np.int64) if "customer_id" in scored \
+        cards = (
+            scored["customer_id"].to_numpy(dtype=np.int64)
+            if "customer_id" in scored
             else np.full(len(scored), -1, dtype=np.int64)
+        )
         self.cards = np.concatenate([self.cards, cards])
-        models = scored["model_version"].to_numpy(dtype=object) if "model_version" in scored \
+        models = (
+            scored["model_version"].to_numpy(dtype=object)
+            if "model_version" in scored
             else np.full(len(scored), "", dtype=object)
+        )
         self.models = np.concatenate([self.models, models])
         keep = self.times > self.times.max() - np.timedelta64(self.window)
         if not keep.all():
             self.ids, self.times, self.scores, self.flagged, self.by_score, self.reasons, self.cards, self.models = (
-                a[keep] for a in (self.ids, self.times, self.scores, self.flagged, self.by_score, self.reasons,
-                                  self.cards, self.models))
+                a[keep]
+                for a in (
+                    self.ids,
+                    self.times,
+                    self.scores,
+                    self.flagged,
+                    self.by_score,
+                    self.reasons,
+                    self.cards,
+                    self.models,
+                )
+            )
             for name in ("frauds", "reviewed"):
                 known = np.fromiter(getattr(self, name), dtype=np.int64, count=len(getattr(self, name)))
                 setattr(self, name, set(known[np.isin(known, self.ids)].tolist()))
@@ -255,8 +285,9 @@ class AlertBudget:
             self._spent = float(weight[legit & self.flagged].sum() / weight[legit].sum()) if legit.any() else None
         self._others = float((self.flagged & ~self.by_score)[legit].mean()) if legit.any() else 0.0
 
-    def fill(self, spark: SparkSession, scores_path: str, labels_path: str, blocked: list[int],
-             newest: dt.datetime | None) -> int:
+    def fill(
+        self, spark: SparkSession, scores_path: str, labels_path: str, blocked: list[int], newest: dt.datetime | None
+    ) -> int:
         """Fill the window from `scores` (the `window` of event time up to `newest`, its newest transaction:
         `newest_scored`) and the last label of each of its transactions in `labels`, as a restart finds them,
         with `blocked` (confirmed_cards) blocked from its newest transaction on; return the transactions it holds.
@@ -265,16 +296,23 @@ class AlertBudget:
             return 0
         scores = spark.read.format("delta").load(scores_path)
         since = newest - self.window
-        recent: pd.DataFrame = (scores.where(F.col("tx_date") >= F.lit(since.date()))
-                                .where(F.col("tx_datetime") > F.lit(since))
-                                .select("transaction_id", "customer_id", "tx_datetime", "score", "decision", "alert_reason",
-                                        "model_version")
-                                .orderBy("tx_datetime").toPandas())
+        recent: pd.DataFrame = (
+            scores.where(F.col("tx_date") >= F.lit(since.date()))
+            .where(F.col("tx_datetime") > F.lit(since))
+            .select(
+                "transaction_id", "customer_id", "tx_datetime", "score", "decision", "alert_reason", "model_version"
+            )
+            .orderBy("tx_datetime")
+            .toPandas()
+        )
         self.observe(recent)
         if table_exists(spark, labels_path) and len(self.ids):
             ids = spark.createDataFrame(pd.DataFrame({"transaction_id": self.ids}))
-            labels: pd.DataFrame = (last_labels(spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id"))
-                                    .select("transaction_id", "tx_fraud", "customer_id").toPandas())
+            labels: pd.DataFrame = (
+                last_labels(spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id"))
+                .select("transaction_id", "tx_fraud", "customer_id")
+                .toPandas()
+            )
             self.label(labels)
         if len(self.ids):
             for card in blocked:
@@ -284,14 +322,20 @@ class AlertBudget:
     def describe(self) -> dict[str, Any]:
         """What the budget holds now, for the log."""
         spent = self.spent()  # and the threshold, up to date
-        return {"transactions": int(len(self.ids)), "confirmed_frauds": len(self.frauds), "blocked_cards": len(self.blocked),
-                "threshold": None if self.current is None else round(self.current, 5),
-                "spent": None if spent is None else round(spent, 4)}
+        return {
+            "transactions": int(len(self.ids)),
+            "confirmed_frauds": len(self.frauds),
+            "blocked_cards": len(self.blocked),
+            "threshold": None if self.current is None else round(self.current, 5),
+            "spent": None if spent is None else round(spent, 4),
+        }
 
 
 def newest_scored(spark: SparkSession, scores_path: str) -> dt.datetime | None:
     """The newest transaction time in `scores`, where a restart's windows end (None: nothing scored yet)."""
     if not table_exists(spark, scores_path):
         return None
-    newest: dt.datetime | None = spark.read.format("delta").load(scores_path).select(F.max("tx_datetime")).collect()[0][0]
+    newest: dt.datetime | None = (
+        spark.read.format("delta").load(scores_path).select(F.max("tx_datetime")).collect()[0][0]
+    )
     return newest

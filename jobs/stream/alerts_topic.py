@@ -1,6 +1,7 @@
 """The alerts topic (`kafka.topics.alerts`): each flagged transaction as a JSON message keyed by card, with a
 stable `alert_id`, sent from the driver by one long-lived producer (`Publisher`); the same alert again once
 explained (jobs/stream/explanations.py)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,10 +28,14 @@ def alert_id(transaction_id: Column) -> Column:
     UDF would cost a round trip to a Python worker)."""
     digest = F.sha1(F.concat(F.unhex(F.lit(ALERT_NAMESPACE.hex)), F.encode(transaction_id.cast("string"), "UTF-8")))
     variant = F.conv(F.substring(digest, 17, 1), 16, 10).cast("int").bitwiseAND(3).bitwiseOR(8)  # RFC 4122: 10xx
-    return F.concat_ws("-", F.substring(digest, 1, 8), F.substring(digest, 9, 4),
-                       F.concat(F.lit("5"), F.substring(digest, 14, 3)),
-                       F.concat(F.lower(F.conv(variant.cast("string"), 10, 16)), F.substring(digest, 18, 3)),
-                       F.substring(digest, 21, 12))
+    return F.concat_ws(
+        "-",
+        F.substring(digest, 1, 8),
+        F.substring(digest, 9, 4),
+        F.concat(F.lit("5"), F.substring(digest, 14, 3)),
+        F.concat(F.lower(F.conv(variant.cast("string"), 10, 16)), F.substring(digest, 18, 3)),
+        F.substring(digest, 21, 12),
+    )
 
 
 class Publisher:
@@ -57,9 +62,13 @@ class Publisher:
         while True:
             try:
                 if self.producer is None:
-                    self.producer = KafkaProducer(**self.kafka.python(), acks="all", linger_ms=0,
-                                                  max_block_ms=ALERTS_DELIVERY_SECONDS * 1000,
-                                                  delivery_timeout_ms=ALERTS_DELIVERY_SECONDS * 1000)
+                    self.producer = KafkaProducer(
+                        **self.kafka.python(),
+                        acks="all",
+                        linger_ms=0,
+                        max_block_ms=ALERTS_DELIVERY_SECONDS * 1000,
+                        delivery_timeout_ms=ALERTS_DELIVERY_SECONDS * 1000,
+                    )
                 futures = [self.producer.send(topic, key=key.encode(), value=value.encode()) for key, value in messages]
                 self.producer.flush()
                 for future in futures:
@@ -68,9 +77,11 @@ class Publisher:
             except KafkaError as error:  # no broker answered (its bootstrap, or the messages' delivery)
                 self.close()
                 if time.monotonic() > deadline:
-                    raise FraudError(f"{what} topic {topic}: the brokers {self.kafka.bootstrap_servers} did not take "
-                                     f"the {what} within {ALERTS_DELIVERY_SECONDS} s ({type(error).__name__}: {error}); "
-                                     f"the micro-batch fails, and a restart sends its {what} again") from error
+                    raise FraudError(
+                        f"{what} topic {topic}: the brokers {self.kafka.bootstrap_servers} did not take "
+                        f"the {what} within {ALERTS_DELIVERY_SECONDS} s ({type(error).__name__}: {error}); "
+                        f"the micro-batch fails, and a restart sends its {what} again"
+                    ) from error
                 # and all again: a copy the broker already had is an alert told apart by its `alert_id`, or a
                 # label repeated, which adds nothing
                 time.sleep(1)
@@ -86,14 +97,29 @@ def alert_messages(flagged: pd.DataFrame, alerted_at: dt.datetime) -> list[tuple
     empty before), keyed by card, written as Spark's `to_json` writes the `alerts` table's row (times in UTC to
     the millisecond)."""
     at = _json_time(alerted_at)
-    return [(str(int(row.customer_id)), json.dumps({
-        "alert_id": str(uuid.uuid5(ALERT_NAMESPACE, str(int(row.transaction_id)))),
-        "transaction_id": int(row.transaction_id), "customer_id": int(row.customer_id),
-        "terminal_id": int(row.terminal_id), "tx_datetime": _json_time(row.tx_datetime),
-        "tx_amount": float(row.tx_amount), "score": float(row.score), "threshold": float(row.threshold),
-        "model_version": row.model_version, "top_features": list(getattr(row, "top_features", None) or []),
-        "alert_reason": row.alert_reason,
-        "alerted_at": at}, separators=(",", ":"))) for row in flagged.itertuples(index=False)]
+    return [
+        (
+            str(int(row.customer_id)),
+            json.dumps(
+                {
+                    "alert_id": str(uuid.uuid5(ALERT_NAMESPACE, str(int(row.transaction_id)))),
+                    "transaction_id": int(row.transaction_id),
+                    "customer_id": int(row.customer_id),
+                    "terminal_id": int(row.terminal_id),
+                    "tx_datetime": _json_time(row.tx_datetime),
+                    "tx_amount": float(row.tx_amount),
+                    "score": float(row.score),
+                    "threshold": float(row.threshold),
+                    "model_version": row.model_version,
+                    "top_features": list(getattr(row, "top_features", None) or []),
+                    "alert_reason": row.alert_reason,
+                    "alerted_at": at,
+                },
+                separators=(",", ":"),
+            ),
+        )
+        for row in flagged.itertuples(index=False)
+    ]
 
 
 def _json_time(value: Any) -> str:

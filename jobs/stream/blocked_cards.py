@@ -2,6 +2,7 @@
 of that confirmation, and its later payments are not the legitimate traffic the alert budget and the terminal
 checks are about. Remembered for `stream.blocked_card_days` of event time; a restart finds the cards of the
 frauds confirmed in that time in `labels` (`confirmed_cards`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,6 +71,11 @@ def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> list[in
     if newest is None:
         return []
     recent = labels.where(F.col("tx_datetime") > F.lit(newest - dt.timedelta(days=days)))
-    cards: pd.DataFrame = (last_labels(recent).where("tx_fraud = 1 AND customer_id IS NOT NULL")
-                           .select("customer_id").distinct().toPandas())
+    cards: pd.DataFrame = (
+        last_labels(recent)
+        .where("tx_fraud = 1 AND customer_id IS NOT NULL")
+        .select("customer_id")
+        .distinct()
+        .toPandas()
+    )
     return [int(card) for card in cards["customer_id"]]

@@ -12,6 +12,7 @@ a failure on its own path would. A stream that stops between an alert and its ex
 unexplained: the next start explains the alerts of `scores` that `explanations` lacks (`explain_missing`),
 from the model inputs `scores` keeps, with the model version that scored them.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,10 +31,16 @@ from features.definitions import FEATURE_NAMES
 from jobs.core.lake import append_idempotent, table_exists
 from jobs.stream.alerts_topic import ALERT_NAMESPACE
 
-EXPLANATIONS_SCHEMA = StructType([
-    StructField("alert_id", StringType()), StructField("transaction_id", LongType()),
-    StructField("model_version", StringType()), StructField("top_features", ArrayType(StringType())),
-    StructField("explained_at", TimestampType()), StructField("tx_date", DateType())])
+EXPLANATIONS_SCHEMA = StructType(
+    [
+        StructField("alert_id", StringType()),
+        StructField("transaction_id", LongType()),
+        StructField("model_version", StringType()),
+        StructField("top_features", ArrayType(StringType())),
+        StructField("explained_at", TimestampType()),
+        StructField("tx_date", DateType()),
+    ]
+)
 
 
 def explain(booster: Any, features: pd.DataFrame, top: int = 3) -> list[list[str]]:
@@ -46,8 +53,10 @@ def explain(booster: Any, features: pd.DataFrame, top: int = 3) -> list[list[str
 
     shap = booster.get_feature_importance(Pool(features[FEATURE_NAMES]), type="ShapValues", thread_count=-1)[:, :-1]
     values = features[FEATURE_NAMES].to_numpy()
-    return [[f"{FEATURE_NAMES[i]}={row[i]:.4g} (+{contribution[i]:.3f})" for i in np.argsort(-contribution)[:top]]
-            for row, contribution in zip(values, shap)]
+    return [
+        [f"{FEATURE_NAMES[i]}={row[i]:.4g} (+{contribution[i]:.3f})" for i in np.argsort(-contribution)[:top]]
+        for row, contribution in zip(values, shap)
+    ]
 
 
 class Explainer:
@@ -55,8 +64,14 @@ class Explainer:
     sends the alerts with their explanations on the topic; `app_id` keys the appends to `explanations` (by
     batch id: exactly once across restarts, as the other tables)."""
 
-    def __init__(self, spark: SparkSession, path: str, publish: Callable[[pd.DataFrame, dt.datetime], None], app_id: str,
-                 properties: dict[str, str]) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        path: str,
+        publish: Callable[[pd.DataFrame, dt.datetime], None],
+        app_id: str,
+        properties: dict[str, str],
+    ) -> None:
         self.spark, self.path, self.publish, self.app_id, self.properties = spark, path, publish, app_id, properties
         self.pool: ThreadPoolExecutor | None = None
         self.pending: Future[None] | None = None
@@ -90,41 +105,75 @@ class Explainer:
     def _explain(self, booster: Any, flagged: pd.DataFrame, alerted_at: dt.datetime, batch_id: int) -> None:
         explained = flagged.assign(top_features=explain(booster, flagged))
         self.publish(explained, alerted_at)
-        rows = explained_rows(explained, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        rows = explained_rows(explained, dt.datetime.now(dt.UTC).replace(tzinfo=None))
         rows = rows[~rows["transaction_id"].isin(self.explained_at_start)]
-        append_idempotent(self.spark.createDataFrame(rows, EXPLANATIONS_SCHEMA), self.path, self.app_id, batch_id,
-                          ["tx_date"], self.properties, keep_warm=True)
+        append_idempotent(
+            self.spark.createDataFrame(rows, EXPLANATIONS_SCHEMA),
+            self.path,
+            self.app_id,
+            batch_id,
+            ["tx_date"],
+            self.properties,
+            keep_warm=True,
+        )
 
 
 def explained_rows(explained: pd.DataFrame, at: dt.datetime) -> pd.DataFrame:
     """`explanations` rows of alerts with their `top_features`."""
-    return pd.DataFrame({
-        "alert_id": [str(uuid.uuid5(ALERT_NAMESPACE, str(int(t)))) for t in explained["transaction_id"]],
-        "transaction_id": explained["transaction_id"].astype("int64"),
-        "model_version": explained["model_version"].astype(str),
-        "top_features": list(explained["top_features"]),
-        "explained_at": at, "tx_date": pd.to_datetime(explained["tx_datetime"]).dt.date})
+    return pd.DataFrame(
+        {
+            "alert_id": [str(uuid.uuid5(ALERT_NAMESPACE, str(int(t)))) for t in explained["transaction_id"]],
+            "transaction_id": explained["transaction_id"].astype("int64"),
+            "model_version": explained["model_version"].astype(str),
+            "top_features": list(explained["top_features"]),
+            "explained_at": at,
+            "tx_date": pd.to_datetime(explained["tx_datetime"]).dt.date,
+        }
+    )
 
 
-def explain_missing(spark: SparkSession, scores_path: str, path: str, load: Callable[[str], Any],
-                    since: dt.datetime | None, properties: dict[str, str]) -> list[int]:
+def explain_missing(
+    spark: SparkSession,
+    scores_path: str,
+    path: str,
+    load: Callable[[str], Any],
+    since: dt.datetime | None,
+    properties: dict[str, str],
+) -> list[int]:
     """Explain the alerts of `scores` since `since` (event time) that `explanations` lacks, each with the model
     version that scored it (`load(version)` -> its booster), and append them; return their transaction ids.
     Run at a start, before the first micro-batch."""
     if since is None or not table_exists(spark, scores_path):
         return []
-    alerts = (spark.read.format("delta").load(scores_path).where(F.col("tx_date") >= F.lit(since.date()))
-              .where(F.col("decision")))
+    alerts = (
+        spark.read.format("delta")
+        .load(scores_path)
+        .where(F.col("tx_date") >= F.lit(since.date()))
+        .where(F.col("decision"))
+    )
     if table_exists(spark, path):
-        done = spark.read.format("delta").load(path).where(F.col("tx_date") >= F.lit(since.date())).select("transaction_id")
+        done = (
+            spark.read.format("delta")
+            .load(path)
+            .where(F.col("tx_date") >= F.lit(since.date()))
+            .select("transaction_id")
+        )
         alerts = alerts.join(done, "transaction_id", "left_anti")
     missing: pd.DataFrame = alerts.select("transaction_id", "tx_datetime", "model_version", *FEATURE_NAMES).toPandas()
     if missing.empty:
         return []
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    parts = [part.assign(top_features=explain(load(str(version)), part))
-             for version, part in missing.groupby("model_version")]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    parts = [
+        part.assign(top_features=explain(load(str(version)), part))
+        for version, part in missing.groupby("model_version")
+    ]
     rows = explained_rows(pd.concat(parts, ignore_index=True), now)
-    (spark.createDataFrame(rows, EXPLANATIONS_SCHEMA).write.format("delta").mode("append").options(**properties)
-     .partitionBy("tx_date").save(path))
+    (
+        spark.createDataFrame(rows, EXPLANATIONS_SCHEMA)
+        .write.format("delta")
+        .mode("append")
+        .options(**properties)
+        .partitionBy("tx_date")
+        .save(path)
+    )
     return sorted(int(t) for t in rows["transaction_id"])

@@ -5,6 +5,7 @@ checkpoint tracks offsets and each micro-batch is appended idempotently (keyed b
     spark-submit/submit.sh jobs/stream/ingest_stream.py --env cluster [--available-now]
     fraud ingest [--available-now]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,14 @@ DEAD_LETTER_REASON = StructType([StructField("reason", StringType())])
 
 def kafka_columns(messages: DataFrame) -> DataFrame:
     """A Kafka source's rows as topic, partition, offset, kafka_timestamp, key (string) and value."""
-    return messages.select("topic", "partition", "offset", F.col("timestamp").alias("kafka_timestamp"),
-                           F.col("key").cast("string").alias("key"), "value")
+    return messages.select(
+        "topic",
+        "partition",
+        "offset",
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("key").cast("string").alias("key"),
+        "value",
+    )
 
 
 def reject_future(parsed: DataFrame) -> DataFrame:
@@ -45,13 +52,23 @@ def reject_future(parsed: DataFrame) -> DataFrame:
     message's Kafka timestamp, and the dead letter's `reason` of each row with an error (MALFORMED before
     FUTURE)."""
     latest = F.col("kafka_timestamp") + F.make_dt_interval(F.lit(0), F.lit(MAX_HOURS_AFTER_KAFKA_TIMESTAMP))
-    future = F.when(F.col("tx_datetime") > latest, F.concat(
-        F.lit(f"tx_datetime: expected at most {MAX_HOURS_AFTER_KAFKA_TIMESTAMP} hours after the message's Kafka "
-              "timestamp "), F.date_format("kafka_timestamp", "yyyy-MM-dd HH:mm:ss"), F.lit(", found '"),
-        F.date_format("tx_datetime", "yyyy-MM-dd HH:mm:ss"), F.lit("'")))
+    future = F.when(
+        F.col("tx_datetime") > latest,
+        F.concat(
+            F.lit(
+                f"tx_datetime: expected at most {MAX_HOURS_AFTER_KAFKA_TIMESTAMP} hours after the message's Kafka "
+                "timestamp "
+            ),
+            F.date_format("kafka_timestamp", "yyyy-MM-dd HH:mm:ss"),
+            F.lit(", found '"),
+            F.date_format("tx_datetime", "yyyy-MM-dd HH:mm:ss"),
+            F.lit("'"),
+        ),
+    )
     reason = F.when(F.size("errors") > 0, F.lit(MALFORMED)).when(future.isNotNull(), F.lit(FUTURE))
     return parsed.select("*", reason.alias("reason")).withColumn(
-        "errors", F.when(future.isNull(), F.col("errors")).otherwise(F.array_append("errors", future)))
+        "errors", F.when(future.isNull(), F.col("errors")).otherwise(F.array_append("errors", future))
+    )
 
 
 def split_messages(messages: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -61,7 +78,14 @@ def split_messages(messages: DataFrame) -> tuple[DataFrame, DataFrame]:
         *TRANSACTION_COLUMNS, "kafka_timestamp", "partition", "offset", F.to_date("tx_datetime").alias("tx_date")
     )
     bad = parsed.where(F.size("errors") > 0).select(
-        "topic", "partition", "offset", "kafka_timestamp", "key", "payload", "errors", "reason",
+        "topic",
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        "key",
+        "payload",
+        "errors",
+        "reason",
         F.current_timestamp().alias("dead_at"),
     )
     return good, bad
@@ -76,8 +100,14 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False) -> Stre
         batch.persist()
         try:
             good, bad = split_messages(batch)
-            append_idempotent(good.drop("partition", "offset"), raw_path, QUERY_NAME, batch_id, partition_by=["tx_date"],
-                              keep_warm=True)
+            append_idempotent(
+                good.drop("partition", "offset"),
+                raw_path,
+                QUERY_NAME,
+                batch_id,
+                partition_by=["tx_date"],
+                keep_warm=True,
+            )
             append_idempotent(bad, dead_path, QUERY_NAME, batch_id, keep_warm=True)
         finally:
             batch.unpersist()
@@ -88,8 +118,11 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False) -> Stre
         .option("checkpointLocation", cfg.checkpoint_path(QUERY_NAME))
         .foreachBatch(write_batch)
     )
-    writer = writer.trigger(availableNow=True) if available_now else writer.trigger(
-        processingTime=str(cfg.get("stream.trigger_interval")))
+    writer = (
+        writer.trigger(availableNow=True)
+        if available_now
+        else writer.trigger(processingTime=str(cfg.get("stream.trigger_interval")))
+    )
     return writer.start()
 
 
@@ -98,8 +131,11 @@ def run(spark: SparkSession, cfg: Config, available_now: bool = False) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--available-now", action="store_true",
-                        help="process what the topic holds now, then stop (default: run until stopped)")
+    parser.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process what the topic holds now, then stop (default: run until stopped)",
+    )
     add_common_options(parser)
 
 

@@ -2,6 +2,7 @@
 transaction, with what it changed in the fraud state and who decided it), and the labels its card's state
 could not count, resolved against `scores` (`resolve_labels`): recorded, sent again with their place, or
 dead letters."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,21 +21,32 @@ from jobs.core.dead_letters import DEAD_LETTER_COLUMNS, LABEL_UNKNOWN, LABEL_WRO
 from jobs.core.lake import table_exists
 
 # the Delta table `labels`: every well-formed label of a scored transaction, with its effect on the state
-LABELS_SCHEMA = StructType([
-    StructField("transaction_id", LongType()), StructField("tx_fraud", IntegerType()),
-    StructField("previous_tx_fraud", IntegerType()), StructField("fraud_increment", IntegerType()),
-    StructField("customer_id", IntegerType()), StructField("terminal_id", IntegerType()),
-    StructField("tx_datetime", TimestampType()), StructField("labelled_at", TimestampType()),
-    StructField("topic", StringType()), StructField("partition", IntegerType()), StructField("offset", LongType()),
-    StructField("batch_id", LongType()),
-    # who decided and when, as the label message gives them (`fraud desk` and `fraud label --by` do); null otherwise
-    StructField("decided_by", StringType()), StructField("decided_at", TimestampType()),
-])
+LABELS_SCHEMA = StructType(
+    [
+        StructField("transaction_id", LongType()),
+        StructField("tx_fraud", IntegerType()),
+        StructField("previous_tx_fraud", IntegerType()),
+        StructField("fraud_increment", IntegerType()),
+        StructField("customer_id", IntegerType()),
+        StructField("terminal_id", IntegerType()),
+        StructField("tx_datetime", TimestampType()),
+        StructField("labelled_at", TimestampType()),
+        StructField("topic", StringType()),
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("batch_id", LongType()),
+        # who decided and when, as the label message gives them (`fraud desk` and `fraud label --by` do); null otherwise
+        StructField("decided_by", StringType()),
+        StructField("decided_at", TimestampType()),
+    ]
+)
 # the columns of `labels` added after its first version
 LABEL_DECISION = StructType(LABELS_SCHEMA.fields[-2:])
 
 
-def label_increments(labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def label_increments(
+    labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What each label changes in the fraud state, deduplicated by transaction id.
 
     Args:
@@ -66,9 +78,9 @@ def label_increments(labels: pd.DataFrame, scored: pd.DataFrame, previous: pd.Da
 class ResolvedLabels:
     """What becomes of the labels the state did not count (`resolve_labels`)."""
 
-    past: pd.DataFrame        # labels of transactions past the state's look-back: recorded, changing no window
+    past: pd.DataFrame  # labels of transactions past the state's look-back: recorded, changing no window
     forward: list[tuple[str, str]]  # labels given by id alone, as (key, value) messages with their place
-    dead: pd.DataFrame        # dead letters (DEAD_LETTER_COLUMNS)
+    dead: pd.DataFrame  # dead letters (DEAD_LETTER_COLUMNS)
 
 
 def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, labels_path: str) -> ResolvedLabels:
@@ -82,10 +94,15 @@ def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, 
         return ResolvedLabels(labels.iloc[0:0], [], none)
     ids = spark.createDataFrame(labels[["transaction_id"]].drop_duplicates())
     place = LABEL_PLACE.fieldNames()
-    scored: pd.DataFrame = (spark.read.format("delta").load(scores_path).join(F.broadcast(ids), "transaction_id")
-                            .select("transaction_id", *place, F.col("tx_fraud").alias("carried_tx_fraud")).toPandas()
-                            if table_exists(spark, scores_path)
-                            else pd.DataFrame(columns=["transaction_id", *place, "carried_tx_fraud"]))
+    scored: pd.DataFrame = (
+        spark.read.format("delta")
+        .load(scores_path)
+        .join(F.broadcast(ids), "transaction_id")
+        .select("transaction_id", *place, F.col("tx_fraud").alias("carried_tx_fraud"))
+        .toPandas()
+        if table_exists(spark, scores_path)
+        else pd.DataFrame(columns=["transaction_id", *place, "carried_tx_fraud"])
+    )
     scored = scored.drop_duplicates("transaction_id")
     found = labels.merge(scored, on="transaction_id", how="left", suffixes=("", "_scored"), indicator=True)
     found.index = labels.index
@@ -93,28 +110,52 @@ def resolve_labels(spark: SparkSession, labels: pd.DataFrame, scores_path: str, 
     reasons: dict[int, str] = {}
     for i, row in found.iterrows():
         if row["_merge"] != "both":
-            errors[i] = [f"transaction_id: expected a scored transaction, found {row['transaction_id']} in no row "
-                         "of `scores` (is the label early, or the id wrong?)"]
+            errors[i] = [
+                f"transaction_id: expected a scored transaction, found {row['transaction_id']} in no row "
+                "of `scores` (is the label early, or the id wrong?)"
+            ]
             reasons[i] = LABEL_UNKNOWN
         elif row["row_kind"] == "label":
-            wrong = [f"{c}: expected {_shown(row[c + '_scored'])} (transaction {row['transaction_id']}'s in `scores`), "
-                     f"found {_shown(row[c])}" for c in place if row[c] != row[c + "_scored"]]
+            wrong = [
+                f"{c}: expected {_shown(row[c + '_scored'])} (transaction {row['transaction_id']}'s in `scores`), "
+                f"found {_shown(row[c])}"
+                for c in place
+                if row[c] != row[c + "_scored"]
+            ]
             if wrong:
                 errors[i], reasons[i] = wrong, LABEL_WRONG_PLACE
-    dead = (found.loc[list(errors)].assign(errors=list(errors.values()), reason=list(reasons.values()))[DEAD_LETTER_COLUMNS]
-            if errors else none)
+    dead = (
+        found.loc[list(errors)].assign(errors=list(errors.values()), reason=list(reasons.values()))[DEAD_LETTER_COLUMNS]
+        if errors
+        else none
+    )
     ok = found.drop(index=list(errors))
     by_id = ok[ok["row_kind"] == "label_by_id"]
-    forward = [(str(int(r["customer_id_scored"])), json.dumps({
-        "transaction_id": int(r["transaction_id"]), "tx_fraud": int(r["tx_fraud"]),
-        "customer_id": int(r["customer_id_scored"]), "terminal_id": int(r["terminal_id_scored"]),
-        "tx_datetime": pd.Timestamp(r["tx_datetime_scored"]).strftime("%Y-%m-%d %H:%M:%S"),
-        **decision_fields(r["payload"])})) for _, r in by_id.iterrows()]
+    forward = [
+        (
+            str(int(r["customer_id_scored"])),
+            json.dumps(
+                {
+                    "transaction_id": int(r["transaction_id"]),
+                    "tx_fraud": int(r["tx_fraud"]),
+                    "customer_id": int(r["customer_id_scored"]),
+                    "terminal_id": int(r["terminal_id_scored"]),
+                    "tx_datetime": pd.Timestamp(r["tx_datetime_scored"]).strftime("%Y-%m-%d %H:%M:%S"),
+                    **decision_fields(r["payload"]),
+                }
+            ),
+        )
+        for _, r in by_id.iterrows()
+    ]
     past = labels.loc[ok.index[ok["row_kind"] == "label"]].drop(columns=place)
     if not past.empty:
-        previous = (last_labels(spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id"))
-                    .select("transaction_id", "tx_fraud").toPandas() if table_exists(spark, labels_path)
-                    else pd.DataFrame(columns=["transaction_id", "tx_fraud"]))
+        previous = (
+            last_labels(spark.read.format("delta").load(labels_path).join(F.broadcast(ids), "transaction_id"))
+            .select("transaction_id", "tx_fraud")
+            .toPandas()
+            if table_exists(spark, labels_path)
+            else pd.DataFrame(columns=["transaction_id", "tx_fraud"])
+        )
         past, _ = label_increments(past, scored, previous)
     return ResolvedLabels(past, forward, dead)
 
@@ -134,8 +175,12 @@ def with_decisions(rows: pd.DataFrame) -> pd.DataFrame:
     """`rows` (labels with their `payload`) with `decided_by` and `decided_at` (UTC) from it; null where the
     message gives none, or a time that is not ISO 8601."""
     fields = [decision_fields(p) for p in rows["payload"]]
-    at = pd.to_datetime(pd.Series([f.get("decided_at") for f in fields], index=rows.index, dtype="object"),
-                        errors="coerce", utc=True, format="ISO8601")
+    at = pd.to_datetime(
+        pd.Series([f.get("decided_at") for f in fields], index=rows.index, dtype="object"),
+        errors="coerce",
+        utc=True,
+        format="ISO8601",
+    )
     return rows.assign(decided_by=[f.get("decided_by") for f in fields], decided_at=at.dt.tz_localize(None))
 
 

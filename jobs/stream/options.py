@@ -1,4 +1,5 @@
 """The configuration keys the streaming jobs read, checked before the JVM starts."""
+
 from __future__ import annotations
 
 from jobs.core.checks import check_interval, check_whole_number
@@ -22,5 +23,7 @@ def check_stream_config(cfg: Config) -> None:
         check_whole_number(cfg, "stream.state_ttl_days", 1)
     offsets = cfg.get("kafka.starting_offsets")
     if not (offsets in ("earliest", "latest") or (isinstance(offsets, str) and offsets.lstrip().startswith("{"))):
-        raise ConfigError("kafka.starting_offsets: expected 'earliest', 'latest' or Spark's JSON of offsets per "
-                          f"partition, found {offsets!r}")
+        raise ConfigError(
+            "kafka.starting_offsets: expected 'earliest', 'latest' or Spark's JSON of offsets per "
+            f"partition, found {offsets!r}"
+        )

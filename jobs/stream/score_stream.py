@@ -32,6 +32,7 @@ Messages must be keyed by card (as `fraud produce` does): a card's transactions 
 partition, which the card windows need; terminal windows end at the label delay, so a terminal's
 transactions may arrive out of order by up to that delay.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,36 +51,64 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from py4j.protocol import Py4JError
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
-from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, IntegerType, LongType, StringType, StructField,
-                               StructType, TimestampType)
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features, lookback_hours
-from features.operators import (DAY_HOURS, LABEL_INCREMENT, LABEL_PREVIOUS, card_and_terminal_aggregates,
-                                seed_state)
-from features.schema import (LABEL_PLACE, TRANSACTION_COLUMNS, TRANSACTION_SCHEMA, parse_json_labels,
-                             parse_json_transactions)
-from jobs.batch.quality import (DERIVED_COLUMNS, Rule, derived_columns, load_rules, message_rules, rule_errors,
-                                rule_fails)
+from features.operators import DAY_HOURS, LABEL_INCREMENT, LABEL_PREVIOUS, card_and_terminal_aggregates, seed_state
+from features.schema import (
+    LABEL_PLACE,
+    TRANSACTION_COLUMNS,
+    TRANSACTION_SCHEMA,
+    parse_json_labels,
+    parse_json_transactions,
+)
+from jobs.batch.quality import (
+    DERIVED_COLUMNS,
+    Rule,
+    derived_columns,
+    load_rules,
+    message_rules,
+    rule_errors,
+    rule_fails,
+)
 from jobs.core import registry
 from jobs.core.common import add_common_options, config_from_args, job_main
 from jobs.core.config import Config
 from jobs.core.dead_letters import DEAD_LETTER_COLUMNS, DUPLICATE, MALFORMED, rule_reason
 from jobs.core.errors import FraudError, QueryFailed
 from jobs.core.kafka_clients import logged_in
-from jobs.core.lake import (add_columns, append_idempotent, list_files, path_exists, read_text, read_topic_stream,
-                            set_properties, table_exists)
+from jobs.core.lake import (
+    add_columns,
+    append_idempotent,
+    list_files,
+    path_exists,
+    read_text,
+    read_topic_stream,
+    set_properties,
+    table_exists,
+)
 from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
 from jobs.stream.alert_budget import AlertBudget, newest_scored
-from jobs.stream.blocked_cards import confirmed_cards
 from jobs.stream.alerts_topic import Publisher, alert_id, alert_messages
+from jobs.stream.blocked_cards import confirmed_cards
 from jobs.stream.explanations import Explainer, explain_missing
-from jobs.stream.label_records import LABEL_DECISION, LABELS_SCHEMA, resolve_labels, with_decisions
 from jobs.stream.ingest_stream import DEAD_LETTER_REASON, kafka_columns, reject_future
+from jobs.stream.label_records import LABEL_DECISION, LABELS_SCHEMA, resolve_labels, with_decisions
 from jobs.stream.options import check_stream_config
 from jobs.stream.terminal_checks import EXPLORE, TerminalChecks, flagged_history
 
@@ -105,11 +134,15 @@ class ModelHolder:
         if version == self.version:
             return
         if tags.get("features", "").split(",") != FEATURE_NAMES:
-            raise FraudError(f"model {self.alias} (version {version}) was trained on other features: {tags.get('features')}")
+            raise FraudError(
+                f"model {self.alias} (version {version}) was trained on other features: {tags.get('features')}"
+            )
         delay = int(tags["label_delay_hours"])
         if self.version and delay != self.label_delay_hours:
-            print(f"stream: model version {version} has label delay {delay} h, the running state {self.label_delay_hours} h:"
-                  f" keeping version {self.version}; restart the stream to switch")
+            print(
+                f"stream: model version {version} has label delay {delay} h, the running state {self.label_delay_hours} h:"
+                f" keeping version {self.version}; restart the stream to switch"
+            )
             return
         booster, tags, version = registry.load(self.cfg, version)
         self.version, self.threshold, self.label_delay_hours = version, float(tags["threshold"]), delay
@@ -125,39 +158,70 @@ def _schema_with(base: StructType, extra: list[str]) -> StructType:
     return StructType([*base.fields, *[StructField(n, DoubleType(), True) for n in extra]])
 
 
-INPUT_SCHEMA = StructType([*TRANSACTION_SCHEMA.fields, StructField("kafka_timestamp", TimestampType(), True),
-                           StructField("partition", IntegerType(), True), StructField("offset", LongType(), True)])
+INPUT_SCHEMA = StructType(
+    [
+        *TRANSACTION_SCHEMA.fields,
+        StructField("kafka_timestamp", TimestampType(), True),
+        StructField("partition", IntegerType(), True),
+        StructField("offset", LongType(), True),
+    ]
+)
 # what the stateful operators take: every row of a micro-batch. Transactions and label increments
 # (`label_row` true) update the state; label messages and malformed messages go through unchanged
 # (`bypass_state` true), so that the Kafka source is read once per micro-batch. Such a message carries its
 # topic, key, payload and errors as one JSON string, `message` (MESSAGE_SCHEMA): one narrow column through
 # the operators rather than four, null for every transaction. `unpack_messages` gives them back after.
 # No name starts with "_": the operators' pandas frames would get such a column as "_13" (its position).
-MESSAGE_SCHEMA = StructType([StructField("topic", StringType()), StructField("key", StringType()),
-                             StructField("payload", StringType()), StructField("errors", ArrayType(StringType())),
-                             StructField("reason", StringType())])
+MESSAGE_SCHEMA = StructType(
+    [
+        StructField("topic", StringType()),
+        StructField("key", StringType()),
+        StructField("payload", StringType()),
+        StructField("errors", ArrayType(StringType())),
+        StructField("reason", StringType()),
+    ]
+)
 MESSAGE_COLUMNS = MESSAGE_SCHEMA.fieldNames()
-STATE_INPUT_SCHEMA = StructType([  # every field nullable: a message's row has no card, terminal or time
-    *[StructField(f.name, f.dataType, True) for f in INPUT_SCHEMA.fields], StructField("label_row", BooleanType(), True),
-    StructField("bypass_state", BooleanType(), True), StructField("message", StringType(), True)])
+STATE_INPUT_SCHEMA = StructType(
+    [  # every field nullable: a message's row has no card, terminal or time
+        *[StructField(f.name, f.dataType, True) for f in INPUT_SCHEMA.fields],
+        StructField("label_row", BooleanType(), True),
+        StructField("bypass_state", BooleanType(), True),
+        StructField("message", StringType(), True),
+    ]
+)
 STATE_INPUT_COLUMNS = STATE_INPUT_SCHEMA.fieldNames()
 CARD_AGGS = [a.name for a in AGGREGATES if a.entity == "card"]
 TERMINAL_AGGS = [a.name for a in AGGREGATES if a.entity == "terminal"]
 # model inputs that are not input columns already (tx_amount is both)
 DERIVED = [n for n in FEATURE_NAMES if n not in INPUT_SCHEMA.fieldNames()]
-SCORES_SCHEMA = StructType([
-    *INPUT_SCHEMA.fields, *[StructField(n, DoubleType(), True) for n in DERIVED],
-    StructField("score", DoubleType()), StructField("decision", BooleanType()), StructField("threshold", DoubleType()),
-    StructField("model_version", StringType()), StructField("scored_at", TimestampType()),
-    # why a flagged transaction was: "score" (at or above the threshold), or a check of its terminal
-    # (jobs/stream/terminal_checks.py: "terminal_probe", "terminal_case", "terminal_explore"); null when not flagged
-    StructField("alert_reason", StringType()),
-])
+SCORES_SCHEMA = StructType(
+    [
+        *INPUT_SCHEMA.fields,
+        *[StructField(n, DoubleType(), True) for n in DERIVED],
+        StructField("score", DoubleType()),
+        StructField("decision", BooleanType()),
+        StructField("threshold", DoubleType()),
+        StructField("model_version", StringType()),
+        StructField("scored_at", TimestampType()),
+        # why a flagged transaction was: "score" (at or above the threshold), or a check of its terminal
+        # (jobs/stream/terminal_checks.py: "terminal_probe", "terminal_case", "terminal_explore"); null when not flagged
+        StructField("alert_reason", StringType()),
+    ]
+)
 # the column of `alerts` added after its first version (`add_columns` gives it to an older table)
 ALERT_REASON = StructType([StructField("alert_reason", StringType())])
 # what the driver takes of each scored transaction: an alert's fields, in the order of its message (alert_messages)
-ALERT_FIELDS = ["transaction_id", "customer_id", "terminal_id", "tx_datetime", "tx_amount", "score", "model_version",
-                "alert_reason"]
+ALERT_FIELDS = [
+    "transaction_id",
+    "customer_id",
+    "terminal_id",
+    "tx_datetime",
+    "tx_amount",
+    "score",
+    "model_version",
+    "alert_reason",
+]
 
 
 def state_ttl_days(cfg: Config, label_delay_hours: int) -> int | None:
@@ -167,8 +231,10 @@ def state_ttl_days(cfg: Config, label_delay_hours: int) -> int | None:
         return None
     needed = max(lookback_hours(e, label_delay_hours) for e in ("card", "terminal")) + 2 * DAY_HOURS
     if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl * 24 <= needed:
-        raise FraudError(f"stream.state_ttl_days: expected more than the longest window plus the label delay "
-                         f"plus 2 days ({needed / 24:g} days), found {ttl!r}")
+        raise FraudError(
+            f"stream.state_ttl_days: expected more than the longest window plus the label delay "
+            f"plus 2 days ({needed / 24:g} days), found {ttl!r}"
+        )
     return ttl
 
 
@@ -179,29 +245,54 @@ def parse_messages(messages: DataFrame, tx_topic: str, rules: list[Rule] | None 
     time is a `label_row`, for the state; any other label or malformed message bypasses it."""
     is_tx = F.col("topic") == tx_topic
     base = kafka_columns(messages)
-    base = base.select(*[c for c in base.columns if c != "value"], F.when(is_tx, F.col("value")).alias("_tx_value"),
-                       F.when(~is_tx, F.col("value")).alias("_label_value"))
-    renamed = {"payload": "_tx_payload", "errors": "_tx_errors", "reason": "_tx_reason", "transaction_id": "_tx_id",
-               "tx_fraud": "_tx_fraud", **{c: f"_tx_{c}" for c in LABEL_PLACE.fieldNames()}}
+    base = base.select(
+        *[c for c in base.columns if c != "value"],
+        F.when(is_tx, F.col("value")).alias("_tx_value"),
+        F.when(~is_tx, F.col("value")).alias("_label_value"),
+    )
+    renamed = {
+        "payload": "_tx_payload",
+        "errors": "_tx_errors",
+        "reason": "_tx_reason",
+        "transaction_id": "_tx_id",
+        "tx_fraud": "_tx_fraud",
+        **{c: f"_tx_{c}" for c in LABEL_PLACE.fieldNames()},
+    }
     transactions = reject_future(parse_json_transactions(base, "_tx_value"))
     if rules:  # the cleaning job's rules that judge one transaction (jobs/batch/quality.py), on well-formed ones
         broken = F.when(F.size("errors") == 0, rule_errors(rules)).otherwise(F.col("errors"))
-        transactions = (transactions.select("*", *derived_columns())
-                        .withColumn("reason", F.coalesce("reason", first_broken_rule(rules)))
-                        .withColumn("errors", broken).drop(*DERIVED_COLUMNS))
-    both = parse_json_labels(transactions.select(*[F.col(c).alias(renamed.get(c, c)) for c in transactions.columns]),
-                             "_label_value")
+        transactions = (
+            transactions.select("*", *derived_columns())
+            .withColumn("reason", F.coalesce("reason", first_broken_rule(rules)))
+            .withColumn("errors", broken)
+            .drop(*DERIVED_COLUMNS)
+        )
+    both = parse_json_labels(
+        transactions.select(*[F.col(c).alias(renamed.get(c, c)) for c in transactions.columns]), "_label_value"
+    )
     label_row = ~is_tx & (F.size("errors") == 0) & F.col("customer_id").isNotNull()
     bypass = (~is_tx & ~label_row) | (is_tx & (F.size("_tx_errors") > 0))
-    message = F.to_json(F.struct(
-        "topic", "key", F.when(is_tx, F.col("_tx_payload")).otherwise(F.col("payload")).alias("payload"),
-        F.when(is_tx, F.col("_tx_errors")).otherwise(F.col("errors")).alias("errors"),
-        F.when(is_tx, F.col("_tx_reason")).when(F.size("errors") > 0, F.lit(MALFORMED)).alias("reason")))
+    message = F.to_json(
+        F.struct(
+            "topic",
+            "key",
+            F.when(is_tx, F.col("_tx_payload")).otherwise(F.col("payload")).alias("payload"),
+            F.when(is_tx, F.col("_tx_errors")).otherwise(F.col("errors")).alias("errors"),
+            F.when(is_tx, F.col("_tx_reason")).when(F.size("errors") > 0, F.lit(MALFORMED)).alias("reason"),
+        )
+    )
     return both.select(
-        *[F.when(is_tx, F.col(renamed.get(c, c))).otherwise(F.col(c)).alias(c) if c in renamed else F.col(c)
-          for c in TRANSACTION_COLUMNS],
-        "kafka_timestamp", "partition", "offset", label_row.alias("label_row"), bypass.alias("bypass_state"),
-        F.when(bypass | label_row, message).alias("message")).select(*STATE_INPUT_COLUMNS)
+        *[
+            F.when(is_tx, F.col(renamed.get(c, c))).otherwise(F.col(c)).alias(c) if c in renamed else F.col(c)
+            for c in TRANSACTION_COLUMNS
+        ],
+        "kafka_timestamp",
+        "partition",
+        "offset",
+        label_row.alias("label_row"),
+        bypass.alias("bypass_state"),
+        F.when(bypass | label_row, message).alias("message"),
+    ).select(*STATE_INPUT_COLUMNS)
 
 
 def first_broken_rule(rules: list[Rule]) -> Column:
@@ -215,22 +306,37 @@ def unpack_messages(featured: DataFrame) -> DataFrame:
     state: counted if its `label_increment` is not null), "label_by_id" (a well-formed label without its
     transaction's place) or "dead" (a malformed message of either topic)."""
     message = F.from_json("message", MESSAGE_SCHEMA)
-    kind = (F.when(F.col("label_row"), "label").when(F.col("duplicate"), "duplicate")
-            .when(~F.col("bypass_state"), "tx").when(F.size(message["errors"]) > 0, "dead").otherwise("label_by_id"))
-    return featured.select(*[c for c in featured.columns if c != "message"], kind.alias("row_kind"),
-                           *[message[c].alias(c) for c in MESSAGE_COLUMNS])
+    kind = (
+        F.when(F.col("label_row"), "label")
+        .when(F.col("duplicate"), "duplicate")
+        .when(~F.col("bypass_state"), "tx")
+        .when(F.size(message["errors"]) > 0, "dead")
+        .otherwise("label_by_id")
+    )
+    return featured.select(
+        *[c for c in featured.columns if c != "message"],
+        kind.alias("row_kind"),
+        *[message[c].alias(c) for c in MESSAGE_COLUMNS],
+    )
 
 
-def stateful_features(rows: DataFrame, label_delay_hours: int, ttl_days: int | None,
-                      seeds: dict[str, DataFrame] | None = None) -> DataFrame:
+def stateful_features(
+    rows: DataFrame, label_delay_hours: int, ttl_days: int | None, seeds: dict[str, DataFrame] | None = None
+) -> DataFrame:
     """The rows of a micro-batch (STATE_INPUT_COLUMNS) -> the same rows with every AGGREGATES column, from
     Spark's state for transactions, null for the rest; `duplicate`: true for a transaction whose id its card
     counted before, which then counts nowhere; and, for a label row, `label_increment` and `label_previous`
     (features/operators.py): what it changed in the card's and the terminal's fraud counts, null if its card
     counted no such transaction. `seeds`: the initial state per entity (features/operators.py's
     seed_state), for a query without a checkpoint."""
-    return card_and_terminal_aggregates(rows.select(*STATE_INPUT_COLUMNS), label_delay_hours, ttl_days, seeds,
-                                        bypass=["bypass_state"], label_order="kafka_timestamp")
+    return card_and_terminal_aggregates(
+        rows.select(*STATE_INPUT_COLUMNS),
+        label_delay_hours,
+        ttl_days,
+        seeds,
+        bypass=["bypass_state"],
+        label_order="kafka_timestamp",
+    )
 
 
 def _scorer(booster_bc: Any, version: str, reviews: dict[int, str]):
@@ -238,6 +344,7 @@ def _scorer(booster_bc: Any, version: str, reviews: dict[int, str]):
     chooses the threshold once it has every score of the micro-batch (the alert budget's evidence). A
     transaction at a terminal under a check (`reviews`: terminal -> reason, jobs/stream/terminal_checks.py)
     gets the check's reason as a candidate for review, which the driver picks from (TerminalChecks.pick)."""
+
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         booster = booster_bc.value
         for frame in frames:
@@ -251,21 +358,32 @@ def _scorer(booster_bc: Any, version: str, reviews: dict[int, str]):
             out["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
             out["alert_reason"] = checked
             yield out
+
     return score
 
 
 def duplicate_letters(batch: DataFrame, tx_topic: str) -> DataFrame:
     """The micro-batch's duplicate transactions as dead letters (DEAD_LETTER_COLUMNS): the transaction as JSON,
     and why it was not scored."""
-    reason = F.concat(F.lit("transaction_id: expected a transaction not seen before, found "),
-                      F.col("transaction_id").cast("string"),
-                      F.lit(" already counted for card "), F.col("customer_id").cast("string"),
-                      F.lit(": a duplicate (a producer's retry?), not scored again"))
+    reason = F.concat(
+        F.lit("transaction_id: expected a transaction not seen before, found "),
+        F.col("transaction_id").cast("string"),
+        F.lit(" already counted for card "),
+        F.col("customer_id").cast("string"),
+        F.lit(": a duplicate (a producer's retry?), not scored again"),
+    )
     return batch.where("row_kind = 'duplicate'").select(
-        F.lit(tx_topic).alias("topic"), "partition", "offset", "kafka_timestamp",
+        F.lit(tx_topic).alias("topic"),
+        "partition",
+        "offset",
+        "kafka_timestamp",
         F.col("customer_id").cast("string").alias("key"),
-        F.to_json(F.struct(*[c for c in TRANSACTION_COLUMNS if c not in ("tx_fraud", "tx_fraud_scenario")])).alias("payload"),
-        F.array(reason).alias("errors"), F.lit(DUPLICATE).alias("reason"))
+        F.to_json(F.struct(*[c for c in TRANSACTION_COLUMNS if c not in ("tx_fraud", "tx_fraud_scenario")])).alias(
+            "payload"
+        ),
+        F.array(reason).alias("errors"),
+        F.lit(DUPLICATE).alias("reason"),
+    )
 
 
 def check_checkpoint_sources(spark: SparkSession, checkpoint: str) -> None:
@@ -277,11 +395,13 @@ def check_checkpoint_sources(spark: SparkSession, checkpoint: str) -> None:
     newest = max(offsets, key=lambda f: int(f.rsplit("/", 1)[-1]))
     sources = [line for line in read_text(spark, newest).splitlines()[2:] if line.strip()]
     if len(sources) != 1:
-        raise FraudError(f"stream: the checkpoint {checkpoint} holds the offsets of {len(sources)} sources ({newest}), "
-                         "expected 1 (the Kafka topics): it was written by a query that also read the `labels` table. "
-                         "Start from a new checkpoint (`--checkpoint`, or remove this one): the state then starts "
-                         "from `clean_transactions` (stream.seed_from_history) and Kafka from "
-                         "kafka.starting_offsets")
+        raise FraudError(
+            f"stream: the checkpoint {checkpoint} holds the offsets of {len(sources)} sources ({newest}), "
+            "expected 1 (the Kafka topics): it was written by a query that also read the `labels` table. "
+            "Start from a new checkpoint (`--checkpoint`, or remove this one): the state then starts "
+            "from `clean_transactions` (stream.seed_from_history) and Kafka from "
+            "kafka.starting_offsets"
+        )
 
 
 class Stages:
@@ -301,8 +421,9 @@ def table_properties(cfg: Config) -> dict[str, str]:
     """The Delta table properties of the tables the stream writes (stream.delta_checkpoint_interval)."""
     interval = cfg.get("stream.delta_checkpoint_interval")
     if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
-        raise FraudError(f"stream.delta_checkpoint_interval: expected a whole number of commits of 1 or more, "
-                         f"found {interval!r}")
+        raise FraudError(
+            f"stream.delta_checkpoint_interval: expected a whole number of commits of 1 or more, found {interval!r}"
+        )
     return {"delta.checkpointInterval": str(interval)}
 
 
@@ -312,18 +433,26 @@ def seed_states(spark: SparkSession, cfg: Config, label_delay_hours: int) -> dic
     get the features the batch job gives them. The stream must then read the transactions after that history.
     Empty (no seed) when the checkpoint has a committed micro-batch, the option is off or the table is absent."""
     clean_path = cfg.table_path("clean_transactions")
-    if (not cfg.get("stream.seed_from_history") or path_exists(spark, cfg.checkpoint_path(QUERY) + "/commits/0")
-            or not table_exists(spark, clean_path)):
+    if (
+        not cfg.get("stream.seed_from_history")
+        or path_exists(spark, cfg.checkpoint_path(QUERY) + "/commits/0")
+        or not table_exists(spark, clean_path)
+    ):
         return {}
     clean = spark.read.format("delta").load(clean_path)
     newest = clean.select(F.max("tx_datetime")).collect()[0][0]
     if newest is None:
         return {}
-    hour = int(newest.replace(tzinfo=dt.timezone.utc).timestamp()) // 3600
-    print(f"stream: no checkpoint yet: the state starts from {clean_path} up to {newest:%Y-%m-%d %H:%M:%S} "
-          "(stream.seed_from_history)", flush=True)
-    return {entity: seed_state(clean, entity, label_delay_hours, hour, with_ids=entity == "card")
-            for entity in ("card", "terminal")}
+    hour = int(newest.replace(tzinfo=dt.UTC).timestamp()) // 3600
+    print(
+        f"stream: no checkpoint yet: the state starts from {clean_path} up to {newest:%Y-%m-%d %H:%M:%S} "
+        "(stream.seed_from_history)",
+        flush=True,
+    )
+    return {
+        entity: seed_state(clean, entity, label_delay_hours, hour, with_ids=entity == "card")
+        for entity in ("card", "terminal")
+    }
 
 
 def prepare_tables(spark: SparkSession, cfg: Config, properties: dict[str, str]) -> None:
@@ -332,11 +461,17 @@ def prepare_tables(spark: SparkSession, cfg: Config, properties: dict[str, str])
     scores_path, alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
     labels_path, dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
     if not table_exists(spark, labels_path):  # analysts' queries find it, empty, before the first label
-        spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(labels_path)
+        spark.createDataFrame([], LABELS_SCHEMA).write.format("delta").mode("append").options(**properties).save(
+            labels_path
+        )
     for path in (scores_path, alerts_path, labels_path, dead_path):  # tables made by an earlier run, or by hand
         set_properties(spark, path, properties)
-    for path, schema in ((scores_path, SCORES_SCHEMA), (alerts_path, ALERT_REASON), (labels_path, LABEL_DECISION),
-                         (dead_path, DEAD_LETTER_REASON)):
+    for path, schema in (
+        (scores_path, SCORES_SCHEMA),
+        (alerts_path, ALERT_REASON),
+        (labels_path, LABEL_DECISION),
+        (dead_path, DEAD_LETTER_REASON),
+    ):
         added = add_columns(spark, path, schema)
         if added:
             print(f"stream: added the columns {added} to {path} (earlier rows hold null there)", flush=True)
@@ -357,8 +492,15 @@ class BatchWriter:
     publish the alerts, commit the tables, record the labels, dead-letter the rest; and keep the alert budget
     and the terminal checks between micro-batches."""
 
-    def __init__(self, spark: SparkSession, cfg: Config, holder: ModelHolder, metrics: StreamMetrics,
-                 featured_columns: list[str], log_stages: bool = False) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        cfg: Config,
+        holder: ModelHolder,
+        metrics: StreamMetrics,
+        featured_columns: list[str],
+        log_stages: bool = False,
+    ) -> None:
         self.spark, self.holder, self.metrics, self.log_stages = spark, holder, metrics, log_stages
         self.featured_columns = featured_columns
         self.scores_path, self.alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
@@ -378,33 +520,45 @@ class BatchWriter:
         cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days)
         newest = newest_scored(self.spark, self.scores_path)
         since = None if newest is None else newest - dt.timedelta(hours=EXPLAIN_MISSING_HOURS)
-        explained = explain_missing(self.spark, self.scores_path, self.explanations_path, self.holder.booster_of,
-                                    since, self.properties)
+        explained = explain_missing(
+            self.spark, self.scores_path, self.explanations_path, self.holder.booster_of, since, self.properties
+        )
         self.explainer.explained_at_start = set(explained)
         if explained:
-            print(f"stream: {len(explained)} alert(s) of the last {EXPLAIN_MISSING_HOURS} h had no explanation (the stream "
-                  f"stopped before it): explained into {self.explanations_path}", flush=True)
+            print(
+                f"stream: {len(explained)} alert(s) of the last {EXPLAIN_MISSING_HOURS} h had no explanation (the stream "
+                f"stopped before it): explained into {self.explanations_path}",
+                flush=True,
+            )
         if self.checks.enabled and newest is not None:
             since = newest - dt.timedelta(hours=self.checks.history_hours())
-            self.checks.resume(*flagged_history(self.spark, self.scores_path, self.labels_path, since),
-                               np.datetime64(newest, "us"))
+            self.checks.resume(
+                *flagged_history(self.spark, self.scores_path, self.labels_path, since), np.datetime64(newest, "us")
+            )
             probing = set(self.checks.probes) | set(self.checks.probe_ids.values())
-            print(f"stream: the terminal checks take up {len(probing)} probe(s) and {len(self.checks.cases)} "
-                  f"case(s) from the last {self.checks.history_hours()} h of `scores` (stream.terminal_checks)",
-                  flush=True)
+            print(
+                f"stream: the terminal checks take up {len(probing)} probe(s) and {len(self.checks.cases)} "
+                f"case(s) from the last {self.checks.history_hours()} h of `scores` (stream.terminal_checks)",
+                flush=True,
+            )
         self.checks.remember(cards)
         self.budget.fill(self.spark, self.scores_path, self.labels_path, cards, newest)  # off, it still counts
         if self.budget.enabled:
-            print(f"stream: the alert budget flags at most {self.budget.fpr:.2%} of the last "
-                  f"{self.budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
-                  f"{self.budget.describe()}", flush=True)
+            print(
+                f"stream: the alert budget flags at most {self.budget.fpr:.2%} of the last "
+                f"{self.budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
+                f"{self.budget.describe()}",
+                flush=True,
+            )
         self.metrics.observe_budget(self.budget, self.holder.threshold)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started, stages = time.perf_counter(), Stages()
         batch.persist()
         try:
-            kinds = {r["row_kind"]: r["count"] for r in batch.groupBy("row_kind").count().collect()}  # runs the state steps
+            kinds = {
+                r["row_kind"]: r["count"] for r in batch.groupBy("row_kind").count().collect()
+            }  # runs the state steps
             stages.done("state")
             self.write(batch, batch_id, kinds, stages)
         finally:
@@ -413,8 +567,11 @@ class BatchWriter:
         for stage, seconds in stages.seconds.items():
             self.metrics.stage_seconds.labels(stage).inc(seconds)
         if self.log_stages:
-            print(f"stream: batch {batch_id}: {kinds} in {time.perf_counter() - started:.2f} s: "
-                  + ", ".join(f"{k} {v:.2f} s" for k, v in stages.seconds.items()), flush=True)
+            print(
+                f"stream: batch {batch_id}: {kinds} in {time.perf_counter() - started:.2f} s: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in stages.seconds.items()),
+                flush=True,
+            )
 
     def write(self, batch: DataFrame, batch_id: int, kinds: dict[str, int], stages: Stages) -> None:
         """The sinks of a micro-batch whose rows are counted by kind (`kinds`). Without labels, the dead
@@ -423,7 +580,10 @@ class BatchWriter:
         dead = batch.where("row_kind = 'dead'").select(*DEAD_LETTER_COLUMNS)
         count = kinds.get("dead", 0)
         if kinds.get("duplicate"):
-            dead, count = dead.unionByName(duplicate_letters(batch, self.topics["transactions"])), count + kinds["duplicate"]
+            dead, count = (
+                dead.unionByName(duplicate_letters(batch, self.topics["transactions"])),
+                count + kinds["duplicate"],
+            )
             self.metrics.duplicates.inc(kinds["duplicate"])
         labelled = kinds.get("label", 0) + kinds.get("label_by_id", 0)
         now = [lambda: self.append_dead(dead, count, batch_id)] if count and not labelled else []
@@ -449,11 +609,19 @@ class BatchWriter:
 
     def append_dead(self, frame: DataFrame, count: int, batch_id: int) -> None:
         """The micro-batch's dead letters, in one append (the batch id is its key)."""
-        append_idempotent(frame.withColumn("dead_at", F.current_timestamp()), self.dead_path, QUERY, batch_id,
-                          properties=self.properties, keep_warm=True)
+        append_idempotent(
+            frame.withColumn("dead_at", F.current_timestamp()),
+            self.dead_path,
+            QUERY,
+            batch_id,
+            properties=self.properties,
+            keep_warm=True,
+        )
         self.metrics.dead_letters.inc(count)
 
-    def score(self, batch: DataFrame, batch_id: int, stages: Stages, more_sinks: Sequence[Callable[[], object]]) -> None:
+    def score(
+        self, batch: DataFrame, batch_id: int, stages: Stages, more_sinks: Sequence[Callable[[], object]]
+    ) -> None:
         """Score the batch's transactions; flag them at the alert budget's threshold, which their own scores
         inform, and pick the terminal checks' reviews; publish the alerts; explain them (SHAP) and publish the
         explanations; then commit `scores`, `alerts` and `more_sinks` together; then the metrics, the alert
@@ -461,16 +629,24 @@ class BatchWriter:
         holder = self.holder
         holder.refresh()
         self.metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
-        cached = (batch.where("row_kind = 'tx'").select(*self.featured_columns)
-                  .mapInPandas(_scorer(holder.broadcast, holder.version, self.checks.reviews()), SCORES_SCHEMA)
-                  .withColumn("tx_date", F.to_date("tx_datetime")).persist())
+        cached = (
+            batch.where("row_kind = 'tx'")
+            .select(*self.featured_columns)
+            .mapInPandas(_scorer(holder.broadcast, holder.version, self.checks.reviews()), SCORES_SCHEMA)
+            .withColumn("tx_date", F.to_date("tx_datetime"))
+            .persist()
+        )
         try:
             # one Spark job brings the driver what the budget, the alerts and the metrics need of every transaction
             latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
             # (with each transaction's model inputs: an alert's explanation needs them, and 15 numbers a row cost
             # less than a second Spark job for the flagged ones)
-            observed: pd.DataFrame = cached.select(*ALERT_FIELDS, "decision", latency.alias("latency"),
-                                                   *[c for c in FEATURE_NAMES if c not in ALERT_FIELDS]).toPandas()
+            observed: pd.DataFrame = cached.select(
+                *ALERT_FIELDS,
+                "decision",
+                latency.alias("latency"),
+                *[c for c in FEATURE_NAMES if c not in ALERT_FIELDS],
+            ).toPandas()
             stages.done("score")
             threshold = self.budget.threshold(holder.threshold, observed)
             by_score = observed["score"].to_numpy(dtype=float) >= threshold
@@ -479,22 +655,28 @@ class BatchWriter:
             # the checks' candidates: the driver picks the payments each check sends for review, exploration
             # within its share of the budget (stream.terminal_checks.explore_share)
             candidates = observed[~observed["decision"] & observed["alert_reason"].notna()]
-            explorations = self.budget.room(EXPLORE, self.checks.explore_share) \
-                if (candidates["alert_reason"] == EXPLORE).any() else 0
+            explorations = (
+                self.budget.room(EXPLORE, self.checks.explore_share)
+                if (candidates["alert_reason"] == EXPLORE).any()
+                else 0
+            )
             picked = self.checks.pick(candidates, explorations)
             observed["decision"] |= observed["transaction_id"].isin(picked)
             observed.loc[~observed["decision"], "alert_reason"] = None
             flagged = observed[observed["decision"]]
-            alerted_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # one instant: the topic's and the table's
+            alerted_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # one instant: the topic's and the table's
             # the fraud team's topic first: an alert waits neither for its explanation nor for the tables' commits.
             # A replay after a crash between the two sends it again (at least once; `alert_id` tells the copies apart)
             self.publisher.send(self.topics["alerts"], alert_messages(flagged, alerted_at), "alerts")
             stages.done("alerts_topic")
             chosen = F.col("transaction_id").isin(sorted(picked)) if picked else F.lit(False)
             by_score_col = F.col("score") >= F.lit(threshold)
-            decided = cached.select(*[c for c in cached.columns if c not in ("decision", "threshold", "alert_reason")],
-                                    (by_score_col | chosen).alias("decision"), F.lit(threshold).alias("threshold"),
-                                    F.when(by_score_col, F.lit("score")).when(chosen, F.col("alert_reason")).alias("alert_reason"))
+            decided = cached.select(
+                *[c for c in cached.columns if c not in ("decision", "threshold", "alert_reason")],
+                (by_score_col | chosen).alias("decision"),
+                F.lit(threshold).alias("threshold"),
+                F.when(by_score_col, F.lit("score")).when(chosen, F.col("alert_reason")).alias("alert_reason"),
+            )
             decided = decided.select(*cached.columns)
             if len(flagged):
                 # the explanations, off the path: on the explainer's thread while the tables commit and the next
@@ -502,24 +684,41 @@ class BatchWriter:
                 self.explainer.submit(holder.booster, flagged, alerted_at, batch_id)
             stages.done("explanations")
             alerts = decided.where("decision").select(
-                alert_id(F.col("transaction_id")).alias("alert_id"), "transaction_id", "customer_id", "terminal_id",
-                "tx_datetime", "tx_amount", "score", "threshold", "model_version", "alert_reason",
-                F.lit(alerted_at).alias("alerted_at"), "tx_date")
+                alert_id(F.col("transaction_id")).alias("alert_id"),
+                "transaction_id",
+                "customer_id",
+                "terminal_id",
+                "tx_datetime",
+                "tx_amount",
+                "score",
+                "threshold",
+                "model_version",
+                "alert_reason",
+                F.lit(alerted_at).alias("alerted_at"),
+                "tx_date",
+            )
             self.commit(decided, alerts if len(flagged) else None, batch_id, more_sinks)
             stages.done("tables")
             self.observe(observed)
         finally:
             cached.unpersist()
 
-    def commit(self, scored: DataFrame, alerts: DataFrame | None, batch_id: int,
-               more_sinks: Sequence[Callable[[], object]]) -> None:
+    def commit(
+        self, scored: DataFrame, alerts: DataFrame | None, batch_id: int, more_sinks: Sequence[Callable[[], object]]
+    ) -> None:
         """Append `scores`, `alerts` (if any) and `more_sinks` at once: each commit is mostly the driver
         waiting on Delta's log, not the cores working."""
-        sinks: list[Callable[[], object]] = [lambda: append_idempotent(
-            scored, self.scores_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True)]
+        sinks: list[Callable[[], object]] = [
+            lambda: append_idempotent(
+                scored, self.scores_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True
+            )
+        ]
         if alerts is not None:
-            sinks.append(lambda: append_idempotent(alerts, self.alerts_path, QUERY, batch_id, ["tx_date"],
-                                                   self.properties, keep_warm=True))
+            sinks.append(
+                lambda: append_idempotent(
+                    alerts, self.alerts_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True
+                )
+            )
         sinks += more_sinks
         with ThreadPoolExecutor(len(sinks)) as pool:
             for future in [pool.submit(sink) for sink in sinks]:
@@ -541,8 +740,20 @@ class BatchWriter:
 
     def read_labels(self, batch: DataFrame) -> pd.DataFrame:
         """The batch's labels, in arrival order, told to the alert budget and the terminal checks."""
-        columns = ["row_kind", "transaction_id", "tx_fraud", *LABEL_PLACE.fieldNames(), LABEL_INCREMENT, LABEL_PREVIOUS,
-                   "kafka_timestamp", "topic", "partition", "offset", "key", "payload"]
+        columns = [
+            "row_kind",
+            "transaction_id",
+            "tx_fraud",
+            *LABEL_PLACE.fieldNames(),
+            LABEL_INCREMENT,
+            LABEL_PREVIOUS,
+            "kafka_timestamp",
+            "topic",
+            "partition",
+            "offset",
+            "key",
+            "payload",
+        ]
         labels: pd.DataFrame = batch.where("row_kind IN ('label', 'label_by_id')").select(*columns).toPandas()
         labels = labels.sort_values(["kafka_timestamp", "partition", "offset"], kind="mergesort")
         if not labels.empty:
@@ -556,7 +767,8 @@ class BatchWriter:
         """The alerts again, with their `top_features` (on the explainer's thread)."""
         self.publisher.send(self.topics["alerts"], alert_messages(explained, alerted_at), "alert explanations")
         self.metrics.explanation_seconds.observe(
-            (dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - alerted_at).total_seconds())
+            (dt.datetime.now(dt.UTC).replace(tzinfo=None) - alerted_at).total_seconds()
+        )
 
     def close(self) -> None:
         """Explain the alerts in the background, then close the producer."""
@@ -575,8 +787,11 @@ class BatchWriter:
         self.budget.label(labels)  # a label of a transaction of this micro-batch: now in the window
         self.metrics.observe_budget(self.budget, self.holder.threshold)
         counted = labels[labels[LABEL_INCREMENT].notna()].rename(
-            columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"})
-        resolved = resolve_labels(self.spark, labels[labels[LABEL_INCREMENT].isna()], self.scores_path, self.labels_path)
+            columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"}
+        )
+        resolved = resolve_labels(
+            self.spark, labels[labels[LABEL_INCREMENT].isna()], self.scores_path, self.labels_path
+        )
         if resolved.forward:
             self.publisher.send(self.topics["labels"], resolved.forward, "labels")
         recorded = pd.concat([counted, resolved.past], ignore_index=True)
@@ -584,16 +799,28 @@ class BatchWriter:
             rows = with_decisions(recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id))
             for name in ("previous_tx_fraud", "fraud_increment", "customer_id", "terminal_id"):
                 rows[name] = rows[name].astype("int32")
-            append_idempotent(self.spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
-                              self.labels_path, QUERY, batch_id, properties=self.properties, keep_warm=True)
+            append_idempotent(
+                self.spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
+                self.labels_path,
+                QUERY,
+                batch_id,
+                properties=self.properties,
+                keep_warm=True,
+            )
         self.metrics.labels.inc(len(recorded))
         if resolved.dead.empty:
             return None
         return self.spark.createDataFrame(resolved.dead[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
 
 
-def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
-          metrics: StreamMetrics | None = None, log_stages: bool = False) -> StreamingQuery:
+def start(
+    spark: SparkSession,
+    cfg: Config,
+    available_now: bool = False,
+    model: str | None = None,
+    metrics: StreamMetrics | None = None,
+    log_stages: bool = False,
+) -> StreamingQuery:
     """Start the scoring query (see the module's docstring): the model, the tables, the input, and a
     BatchWriter for each micro-batch."""
     metrics = metrics or StreamMetrics()
@@ -606,13 +833,21 @@ def start(spark: SparkSession, cfg: Config, available_now: bool = False, model: 
     check_checkpoint_sources(spark, cfg.checkpoint_path(QUERY))
     prepare_tables(spark, cfg, properties)
     combined = build_input(spark, cfg, holder.label_delay_hours)
-    featured_columns = [c for c in combined.columns if c not in (
-        "row_kind", "bypass_state", "duplicate", LABEL_INCREMENT, LABEL_PREVIOUS, *MESSAGE_COLUMNS)]
+    featured_columns = [
+        c
+        for c in combined.columns
+        if c not in ("row_kind", "bypass_state", "duplicate", LABEL_INCREMENT, LABEL_PREVIOUS, *MESSAGE_COLUMNS)
+    ]
     writer = BatchWriter(spark, cfg, holder, metrics, featured_columns, log_stages)
     writer.resume()
     trigger = {"availableNow": True} if available_now else {"processingTime": str(cfg.get("stream.trigger_interval"))}
-    writer.query = (combined.writeStream.queryName(QUERY).foreachBatch(writer)
-                    .option("checkpointLocation", cfg.checkpoint_path(QUERY)).trigger(**trigger).start())
+    writer.query = (
+        combined.writeStream.queryName(QUERY)
+        .foreachBatch(writer)
+        .option("checkpointLocation", cfg.checkpoint_path(QUERY))
+        .trigger(**trigger)
+        .start()
+    )
     listener = ProgressMetrics(metrics, str(writer.query.id))
     spark.streams.addListener(listener)
     RELEASED_AT_STOP[str(writer.query.id)] = (listener, writer)
@@ -649,8 +884,12 @@ def release(spark: SparkSession, query: StreamingQuery) -> None:
     try:
         writer.close()
     except Exception as error:  # noqa: BLE001 - a stop goes on; what failed is said, and repaired at the next start
-        print(f"stream: the last micro-batch's alert explanations were not all published ({type(error).__name__}: "
-              f"{error}); the next start explains the alerts `explanations` lacks", file=sys.stderr, flush=True)
+        print(
+            f"stream: the last micro-batch's alert explanations were not all published ({type(error).__name__}: "
+            f"{error}); the next start explains the alerts `explanations` lacks",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class ProgressMetrics(StreamingQueryListener):
@@ -682,6 +921,7 @@ CLEANUP_WAIT_SECONDS = 10  # how long a query that died may take to end its thre
 
 def _stop_between_batches(spark: SparkSession, query: StreamingQuery, grace_seconds: float) -> None:
     """Stop `query` once the micro-batch in flight has ended (its commits done), or after `grace_seconds`."""
+
     def in_flight() -> int | None:
         progress = query.lastProgress
         return progress["batchId"] + 1 if progress and query.status["isTriggerActive"] else None
@@ -716,8 +956,13 @@ def _driver_stopped(spark: SparkSession) -> bool:
         return True
 
 
-def run(spark: SparkSession, cfg: Config, available_now: bool = False, model: str | None = None,
-        metrics: StreamMetrics | None = None) -> StreamMetrics:
+def run(
+    spark: SparkSession,
+    cfg: Config,
+    available_now: bool = False,
+    model: str | None = None,
+    metrics: StreamMetrics | None = None,
+) -> StreamMetrics:
     """Run the query until it stops (at once with `available_now`); serve metrics meanwhile.
 
     SIGTERM (Kubernetes deleting the pod, YARN stopping the container, a scheduler killing the task), SIGINT
@@ -755,34 +1000,48 @@ def watch(spark: SparkSession, query: StreamingQuery, checkpoint: str, asked: Se
         # ends the job even if its thread hangs in its clean-up (then awaitTermination would never return)
         while not query.awaitTermination(1):
             if asked:
-                print(f"stream: {asked[0]} received: stopping the query after the micro-batch in flight; a "
-                      f"restart resumes from {checkpoint}", flush=True)
+                print(
+                    f"stream: {asked[0]} received: stopping the query after the micro-batch in flight; a "
+                    f"restart resumes from {checkpoint}",
+                    flush=True,
+                )
                 try:
                     _stop_between_batches(spark, query, STOP_GRACE_SECONDS)
                 except (Py4JError, ConnectionError):  # the JVM is going too: the signal reached it as well
-                    print(f"stream: Spark's driver shut down meanwhile; a restart resumes from {checkpoint}",
-                          flush=True)
+                    print(
+                        f"stream: Spark's driver shut down meanwhile; a restart resumes from {checkpoint}", flush=True
+                    )
                 break
             died = query.exception()  # set when the query died, even while its thread is still cleaning up
             if died is not None:
                 if not query.awaitTermination(CLEANUP_WAIT_SECONDS):  # raises `died` once the clean-up ends
-                    print(f"stream: query {QUERY} died, and its thread is still in its clean-up after "
-                          f"{CLEANUP_WAIT_SECONDS:g} s; the job stops without it. The thread's stack:\n"
-                          f"{_thread_stack(spark, query)}", flush=True)
+                    print(
+                        f"stream: query {QUERY} died, and its thread is still in its clean-up after "
+                        f"{CLEANUP_WAIT_SECONDS:g} s; the job stops without it. The thread's stack:\n"
+                        f"{_thread_stack(spark, query)}",
+                        flush=True,
+                    )
                 raise died
     except (StreamingQueryException, Py4JError, ConnectionError) as error:
         if asked:  # the signal reached the JVM too (sent to the process group): Spark stopped under the query
-            print(f"stream: {asked[0]} received, and Spark's driver shut down under the query; a restart resumes "
-                  f"from {checkpoint}", flush=True)
+            print(
+                f"stream: {asked[0]} received, and Spark's driver shut down under the query; a restart resumes "
+                f"from {checkpoint}",
+                flush=True,
+            )
             return
         if not isinstance(error, StreamingQueryException) or _driver_stopped(spark):
             # the JVM was told to stop (cluster mode, where it runs this process; or a signal sent to it alone)
-            raise QueryFailed(f"Spark's driver shut down under query {QUERY} (was its JVM sent a signal?); a "
-                              f"restart resumes from its checkpoint {checkpoint}") from error
+            raise QueryFailed(
+                f"Spark's driver shut down under query {QUERY} (was its JVM sent a signal?); a "
+                f"restart resumes from its checkpoint {checkpoint}"
+            ) from error
         # a dead query must end the process, so that its scheduler (Kubernetes, YARN, Airflow) restarts it
         # from the checkpoint; the CLI exits non-zero with this message
-        raise QueryFailed(f"query {QUERY} terminated with an error, so fraud stream stops; restart it to resume "
-                          f"from its checkpoint {checkpoint}: {error_summary(str(error))}") from error
+        raise QueryFailed(
+            f"query {QUERY} terminated with an error, so fraud stream stops; restart it to resume "
+            f"from its checkpoint {checkpoint}: {error_summary(str(error))}"
+        ) from error
     if asked:
         print(f"stream: stopped on {asked[0]}", flush=True)
 

@@ -20,6 +20,7 @@ The probes, cases and reviews live in the driver's memory; a restart takes them 
 cards with a confirmed fraud are kept for `stream.blocked_card_days` of event time (a restart finds them in
 `labels`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,10 +51,10 @@ class TerminalChecks:
     cooldown_hours: int
     explore_hours: int | None = None
     explore_share: float = 0.01  # exploration flags at most this share of the budget window's legitimate payments
-    probes: dict[int, int] = dataclasses.field(default_factory=dict)       # terminal -> payments left to send
+    probes: dict[int, int] = dataclasses.field(default_factory=dict)  # terminal -> payments left to send
     probed_since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> probe's start
     cases: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> the case's end
-    probe_ids: dict[int, int] = dataclasses.field(default_factory=dict)    # a probed transaction -> its terminal
+    probe_ids: dict[int, int] = dataclasses.field(default_factory=dict)  # a probed transaction -> its terminal
     fraud_cards: BlockedCards = dataclasses.field(default_factory=BlockedCards)  # cards with a confirmed fraud
     last_review: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> its last review
     now: np.datetime64 | None = None  # the newest transaction time scored (the event clock)
@@ -69,19 +70,32 @@ class TerminalChecks:
         for key, least in (("probe_payments", 0), ("case_hours", 1), ("cooldown_hours", 1)):
             value = cfg.get(f"stream.terminal_checks.{key}")
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ConfigError(f"stream.terminal_checks.{key}: expected a whole number of {least} or more, found {value!r}")
+                raise ConfigError(
+                    f"stream.terminal_checks.{key}: expected a whole number of {least} or more, found {value!r}"
+                )
             numbers.append(value)
         explore = cfg.get("stream.terminal_checks.explore_hours")
         if explore is not None and (isinstance(explore, bool) or not isinstance(explore, int) or explore < 1):
-            raise ConfigError(f"stream.terminal_checks.explore_hours: expected a whole number of 1 or more, or null "
-                              f"(no exploration), found {explore!r}")
+            raise ConfigError(
+                f"stream.terminal_checks.explore_hours: expected a whole number of 1 or more, or null "
+                f"(no exploration), found {explore!r}"
+            )
         share = cfg.get("stream.terminal_checks.explore_share")
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= MAX_FPR:
-            raise ConfigError(f"stream.terminal_checks.explore_share: expected a share above 0 and at most the bank's "
-                              f"{MAX_FPR}, found {share!r}")
+            raise ConfigError(
+                f"stream.terminal_checks.explore_share: expected a share above 0 and at most the bank's "
+                f"{MAX_FPR}, found {share!r}"
+            )
         probe, case, cooldown = numbers
-        return cls(enabled, probe, case, cooldown, explore_hours=explore, explore_share=float(share),
-                   fraud_cards=BlockedCards(blocked_card_days(cfg)))
+        return cls(
+            enabled,
+            probe,
+            case,
+            cooldown,
+            explore_hours=explore,
+            explore_share=float(share),
+            fraud_cards=BlockedCards(blocked_card_days(cfg)),
+        )
 
     def reviews(self) -> dict[int, str]:
         """The terminals whose payments the next micro-batch sends for review, with the reason."""
@@ -137,8 +151,11 @@ class TerminalChecks:
         self.probes = {t: left for t, left in self.probes.items() if left > 0}
         self.cases = {t: end for t, end in self.cases.items() if end > self.now}
         cooldown = np.timedelta64(dt.timedelta(hours=self.cooldown_hours))
-        self.probed_since = {t: since for t, since in self.probed_since.items()
-                             if since + cooldown > self.now or t in self.cases or t in self.probes}
+        self.probed_since = {
+            t: since
+            for t, since in self.probed_since.items()
+            if since + cooldown > self.now or t in self.cases or t in self.probes
+        }
         self.fraud_cards.tick(self.now)
 
     def remember(self, cards: list[int]) -> None:
@@ -155,8 +172,11 @@ class TerminalChecks:
             return
         now = self.now if self.now is not None else np.datetime64("1970-01-01", "us")
         frauds = labels[(labels["tx_fraud"].astype(int) == 1) & labels["terminal_id"].notna()]
-        for tx, card, terminal in zip(frauds["transaction_id"].astype("int64"), frauds["customer_id"].astype("int64"),
-                                      frauds["terminal_id"].astype("int64")):
+        for tx, card, terminal in zip(
+            frauds["transaction_id"].astype("int64"),
+            frauds["customer_id"].astype("int64"),
+            frauds["terminal_id"].astype("int64"),
+        ):
             tx, card, terminal = int(tx), int(card), int(terminal)
             if tx in self.probe_ids and terminal not in self.cases:
                 self.cases[terminal] = now + np.timedelta64(dt.timedelta(hours=self.case_hours))
@@ -194,7 +214,9 @@ class TerminalChecks:
         labelled = set(verdicts["transaction_id"].astype("int64"))
         cooldown, length = (np.timedelta64(dt.timedelta(hours=h)) for h in (self.cooldown_hours, self.case_hours))
         rows = flagged.assign(tx_datetime=flagged["tx_datetime"].to_numpy(dtype="datetime64[us]"))
-        for terminal, mine in rows.sort_values(["tx_datetime", "transaction_id"], kind="mergesort").groupby("terminal_id"):
+        for terminal, mine in rows.sort_values(["tx_datetime", "transaction_id"], kind="mergesort").groupby(
+            "terminal_id"
+        ):
             terminal = int(terminal)
             times = mine["tx_datetime"].to_numpy(dtype="datetime64[us]")
             if self.explore_hours is not None:
@@ -217,8 +239,9 @@ class TerminalChecks:
                 self.probed_since[terminal] = since
 
 
-def flagged_history(spark: SparkSession, scores_path: str, labels_path: str,
-                    since: dt.datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+def flagged_history(
+    spark: SparkSession, scores_path: str, labels_path: str, since: dt.datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What `TerminalChecks.resume` takes, from the tables a restart finds: the payments flagged in `scores` after
     `since` (its newest transaction less `history_hours`), and the last label of each probed one in `labels`."""
     columns = ["transaction_id", "terminal_id", "tx_datetime", "alert_reason"]
@@ -226,11 +249,19 @@ def flagged_history(spark: SparkSession, scores_path: str, labels_path: str,
     if not table_exists(spark, scores_path):
         return pd.DataFrame(columns=columns), verdicts
     scores = spark.read.format("delta").load(scores_path)
-    flagged: pd.DataFrame = (scores.where(F.col("tx_date") >= F.lit(since.date())).where(F.col("tx_datetime") > F.lit(since))
-                             .where(F.col("alert_reason").isNotNull()).select(*columns).toPandas())
+    flagged: pd.DataFrame = (
+        scores.where(F.col("tx_date") >= F.lit(since.date()))
+        .where(F.col("tx_datetime") > F.lit(since))
+        .where(F.col("alert_reason").isNotNull())
+        .select(*columns)
+        .toPandas()
+    )
     probed = flagged.loc[flagged["alert_reason"] == PROBE, ["transaction_id"]]
     if not probed.empty and table_exists(spark, labels_path):
         ids = F.broadcast(spark.createDataFrame(probed.astype("int64")))
-        verdicts = (last_labels(spark.read.format("delta").load(labels_path).join(ids, "transaction_id"))
-                    .select("transaction_id", "tx_fraud").toPandas())
+        verdicts = (
+            last_labels(spark.read.format("delta").load(labels_path).join(ids, "transaction_id"))
+            .select("transaction_id", "tx_fraud")
+            .toPandas()
+        )
     return flagged, verdicts

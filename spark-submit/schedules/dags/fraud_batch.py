@@ -27,6 +27,7 @@ variables AIRFLOW_VAR_<NAME>), read when a task runs, not when the file is parse
     fraud_job_options  options added to every job (e.g. --lake ... --set key=value)   default none
 Secrets (S3 keys, PGPASSWORD, Kafka passwords) reach the jobs as environment variables of the worker.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -40,15 +41,17 @@ from airflow.sdk import DAG
 
 def var(name: str, default: str) -> str:
     """A Jinja reference to an Airflow Variable, rendered when the task runs."""
-    return "{{ var.value.get('%s', '%s') }}" % (name, default)
+    return "{{ var.value.get('" + name + "', '" + default + "') }}"
 
 
 def submit(job: str, options: str = "") -> str:
     """The bash command of a task: spark-submit/submit.sh with the job and its options."""
     image = "{% if var.value.get('fraud_image', '') %} --image {{ var.value.fraud_image }}{% endif %}"
-    return (f"cd {var('fraud_home', '/opt/fraud')} && spark-submit/submit.sh --master {var('fraud_master', 'yarn')}"
-            f" --deploy-mode {var('fraud_deploy_mode', 'cluster')}{image} {job} --env {var('fraud_env', 'cluster')}"
-            f" {options} {var('fraud_job_options', '')}").replace("  ", " ")
+    return (
+        f"cd {var('fraud_home', '/opt/fraud')} && spark-submit/submit.sh --master {var('fraud_master', 'yarn')}"
+        f" --deploy-mode {var('fraud_deploy_mode', 'cluster')}{image} {job} --env {var('fraud_env', 'cluster')}"
+        f" {options} {var('fraud_job_options', '')}"
+    ).replace("  ", " ")
 
 
 def is_retraining_day(logical_date: dt.datetime | None = None, dag_run: Any = None, **_: Any) -> bool:
@@ -59,23 +62,51 @@ def is_retraining_day(logical_date: dt.datetime | None = None, dag_run: Any = No
     return day.weekday() == int(Variable.get("fraud_retrain_weekday", default="0"))
 
 
-DEFAULTS = {"owner": "fraud", "retries": int(os.environ.get("FRAUD_DAG_RETRIES", "2")),
-            "retry_delay": dt.timedelta(minutes=15)}
+DEFAULTS = {
+    "owner": "fraud",
+    "retries": int(os.environ.get("FRAUD_DAG_RETRIES", "2")),
+    "retry_delay": dt.timedelta(minutes=15),
+}
 LABEL_DELAY = var("fraud_label_delay", "7d")
 
-with DAG("fraud_daily", schedule="0 2 * * *", start_date=dt.datetime(2026, 1, 1), catchup=False,
-         max_active_runs=1, default_args=DEFAULTS, tags=["fraud"],
-         doc_md="Clean the day's raw files, extend the features, retrain on the retraining weekday.") as daily:
-    clean = BashOperator(task_id="clean", bash_command=submit("jobs/batch/clean.py", f"--input {var('fraud_raw', 's3a://bank-raw/transactions/')}"),
-                         execution_timeout=dt.timedelta(hours=3))
-    features = BashOperator(task_id="features", bash_command=submit("jobs/batch/build_features.py", f"--label-delay {LABEL_DELAY}"),
-                            execution_timeout=dt.timedelta(hours=3))
+with DAG(
+    "fraud_daily",
+    schedule="0 2 * * *",
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULTS,
+    tags=["fraud"],
+    doc_md="Clean the day's raw files, extend the features, retrain on the retraining weekday.",
+) as daily:
+    clean = BashOperator(
+        task_id="clean",
+        bash_command=submit("jobs/batch/clean.py", f"--input {var('fraud_raw', 's3a://bank-raw/transactions/')}"),
+        execution_timeout=dt.timedelta(hours=3),
+    )
+    features = BashOperator(
+        task_id="features",
+        bash_command=submit("jobs/batch/build_features.py", f"--label-delay {LABEL_DELAY}"),
+        execution_timeout=dt.timedelta(hours=3),
+    )
     retraining_day = ShortCircuitOperator(task_id="retraining_day", python_callable=is_retraining_day)
-    train = BashOperator(task_id="train", bash_command=submit("jobs/batch/train.py", f"--latest --label-delay {LABEL_DELAY}"),
-                         execution_timeout=dt.timedelta(hours=6))
+    train = BashOperator(
+        task_id="train",
+        bash_command=submit("jobs/batch/train.py", f"--latest --label-delay {LABEL_DELAY}"),
+        execution_timeout=dt.timedelta(hours=6),
+    )
     clean >> features >> retraining_day >> train
 
-with DAG("fraud_maintenance", schedule="30 4 * * *", start_date=dt.datetime(2026, 1, 1), catchup=False,
-         max_active_runs=1, default_args=DEFAULTS, tags=["fraud"],
-         doc_md="Compact the stream's small files and vacuum what the tables' retention allows.") as maintenance:
-    BashOperator(task_id="maintain", bash_command=submit("jobs/batch/maintain.py"), execution_timeout=dt.timedelta(hours=3))
+with DAG(
+    "fraud_maintenance",
+    schedule="30 4 * * *",
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULTS,
+    tags=["fraud"],
+    doc_md="Compact the stream's small files and vacuum what the tables' retention allows.",
+) as maintenance:
+    BashOperator(
+        task_id="maintain", bash_command=submit("jobs/batch/maintain.py"), execution_timeout=dt.timedelta(hours=3)
+    )
