@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,30 @@ def test_an_alert_s_explanation_is_published_and_appended_off_the_path(spark, ma
     explainer.submit(booster, alerts(6, 3), alerted_at, batch_id=1)
     explainer.close()
     assert spark.read.format("delta").load(path).count() == 8
+
+
+def test_the_table_takes_the_explanations_of_many_micro_batches_in_one_append(spark, make_cfg, booster):
+    from delta.tables import DeltaTable
+
+    path = make_cfg().table_path("explanations")
+    published: list[int] = []
+    explainer = Explainer(spark, path, lambda e, a: published.append(len(e)), "test-query", {}, every_seconds=3600)
+    for batch_id, first in enumerate((1, 4, 7)):
+        explainer.submit(booster, alerts(first, 3), dt.datetime(2026, 12, 1), batch_id=batch_id)
+    explainer.wait()
+    assert published == [3, 3, 3], "each on the topic at once"
+    assert not (Path(path) / "_delta_log").exists(), "none in the table before the hour or the stop"
+    explainer.close()  # a stop appends what is held
+    history = DeltaTable.forPath(spark, path).history().select("userMetadata").collect()
+    assert [r.userMetadata for r in history] == ["test-query/2"], "one append, keyed by the newest micro-batch"
+    assert spark.read.format("delta").load(path).count() == 9
+    # a restart: Spark does micro-batch 2 again (its end was not recorded before the crash), then 3
+    again = Explainer(spark, path, lambda e, a: None, "test-query", {}, every_seconds=0)
+    again.submit(booster, alerts(7, 3), dt.datetime(2026, 12, 1), batch_id=2)
+    again.submit(booster, alerts(10, 2), dt.datetime(2026, 12, 1), batch_id=3)
+    again.close()
+    ids = sorted(r.transaction_id for r in spark.read.format("delta").load(path).collect())
+    assert ids == list(range(1, 12)), "micro-batch 2's alerts once, 3's appended"
 
 
 def test_a_failure_to_explain_fails_the_next_micro_batch(spark, make_cfg, booster):

@@ -3,19 +3,24 @@ is flagged and commits its micro-batch; the three features that pushed each aler
 exact SHAP values) are computed meanwhile on a thread of the driver, sent on the alerts topic as the same alert
 again with its `top_features` (the fraud desk and `fraud alerts` show it as it arrives), and appended to the
 Delta table `explanations` (one row an alert: `alert_id`, `transaction_id`, `model_version`, `top_features`,
-`explained_at`, `tx_date`), which joins `alerts` on `alert_id`.
+`explained_at`, `tx_date`), which joins `alerts` on `alert_id`. The table takes them together, at most every
+`stream.explanations_table_seconds` (one Delta commit for many micro-batches: each commit is work for both
+cores while the next micro-batch runs), and all that is left when the stream stops.
 
 One micro-batch's alerts are explained at a time, while the next micro-batch runs; a micro-batch waits for
 the previous one's explanations only if they are not done by the time its own are ready (the wait is the
-stage `explanations` of the micro-batch). A failure to explain or to publish fails the next micro-batch, as
-a failure on its own path would. A stream that stops between an alert and its explanation leaves that alert
-unexplained: the next start explains the alerts of `scores` that `explanations` lacks (`explain_missing`),
-from the model inputs `scores` keeps, with the model version that scored them.
+stage `explanations` of the micro-batch). A failure to explain, to publish or to append fails the next
+micro-batch, as a failure on its own path would. A stream that dies between an alert and the append of its
+explanation leaves that alert out of the table: the next start explains the alerts of `scores` that
+`explanations` lacks (`explain_missing`), from the model inputs `scores` keeps, with the model version that
+scored them. An append is keyed by the newest micro-batch it holds; the alerts of a micro-batch Spark does
+again after a crash are left out if an append before the crash held them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +33,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DateType, LongType, StringType, StructField, StructType, TimestampType
 
 from features.definitions import FEATURE_NAMES
-from jobs.core.lake import append_idempotent, table_exists
+from jobs.core.config import Config
+from jobs.core.errors import ConfigError
+from jobs.core.lake import append_idempotent, last_written, table_exists
 from jobs.stream.alerts_topic import ALERT_NAMESPACE
 
 EXPLANATIONS_SCHEMA = StructType(
@@ -62,7 +69,8 @@ def explain(booster: Any, features: pd.DataFrame, top: int = 3) -> list[list[str
 class Explainer:
     """Explains each micro-batch's alerts on a thread of its own (see the module's doc). `publish(flagged)`
     sends the alerts with their explanations on the topic; `app_id` keys the appends to `explanations` (by
-    batch id: exactly once across restarts, as the other tables)."""
+    batch id: exactly once across restarts, as the other tables); `every_seconds`: the appends' spacing (0:
+    one a micro-batch)."""
 
     def __init__(
         self,
@@ -71,13 +79,20 @@ class Explainer:
         publish: Callable[[pd.DataFrame, dt.datetime], None],
         app_id: str,
         properties: dict[str, str],
+        every_seconds: float = 0.0,
     ) -> None:
         self.spark, self.path, self.publish, self.app_id, self.properties = spark, path, publish, app_id, properties
+        self.every_seconds = every_seconds
         self.pool: ThreadPoolExecutor | None = None
         self.pending: Future[None] | None = None
         # the alerts a start explained (`explain_missing`): a micro-batch done again after a crash does not
         # append them twice
         self.explained_at_start: set[int] = set()
+        self.held: list[pd.DataFrame] = []  # explained rows not appended yet
+        self.held_batch: int | None = None  # the newest micro-batch among them
+        self.appended_at = time.monotonic()
+        self.written: int | None = None  # the newest micro-batch appended before this start (read once)
+        self.read_written = False
 
     def submit(self, booster: Any, flagged: pd.DataFrame, alerted_at: dt.datetime, batch_id: int) -> None:
         """Explain `flagged` (an alert's fields and the model inputs) in the background, after the previous
@@ -94,9 +109,11 @@ class Explainer:
             pending.result()
 
     def close(self) -> None:
-        """Explain what is in the background, then end the thread (a later `submit` starts another)."""
+        """Explain what is in the background and append what is held, then end the thread (a later `submit`
+        starts another)."""
         try:
             self.wait()
+            self.append()
         finally:
             if self.pool is not None:
                 pool, self.pool = self.pool, None
@@ -105,17 +122,41 @@ class Explainer:
     def _explain(self, booster: Any, flagged: pd.DataFrame, alerted_at: dt.datetime, batch_id: int) -> None:
         explained = flagged.assign(top_features=explain(booster, flagged))
         self.publish(explained, alerted_at)
+        if not self.read_written:
+            self.written, self.read_written = last_written(self.spark, self.path, self.app_id), True
+        if self.written is not None and batch_id <= self.written:
+            return  # done again after a crash: an append before it held these alerts
         rows = explained_rows(explained, dt.datetime.now(dt.UTC).replace(tzinfo=None))
-        rows = rows[~rows["transaction_id"].isin(self.explained_at_start)]
+        self.held.append(rows[~rows["transaction_id"].isin(self.explained_at_start)])
+        self.held_batch = batch_id
+        if time.monotonic() - self.appended_at >= self.every_seconds:
+            self.append()
+
+    def append(self) -> None:
+        """The held explanations into the table, in one append keyed by their newest micro-batch."""
+        if self.held_batch is None:
+            return
+        rows = pd.concat(self.held, ignore_index=True)
         append_idempotent(
             self.spark.createDataFrame(rows, EXPLANATIONS_SCHEMA),
             self.path,
             self.app_id,
-            batch_id,
+            self.held_batch,
             ["tx_date"],
             self.properties,
             keep_warm=True,
         )
+        self.held, self.held_batch, self.appended_at = [], None, time.monotonic()
+
+
+def explanations_table_seconds(cfg: Config) -> float:
+    """`stream.explanations_table_seconds`, checked (ConfigError naming the key)."""
+    seconds = cfg.get("stream.explanations_table_seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ConfigError(
+            f"stream.explanations_table_seconds: expected a number of seconds of 0 or more, found {seconds!r}"
+        )
+    return float(seconds)
 
 
 def explained_rows(explained: pd.DataFrame, at: dt.datetime) -> pd.DataFrame:

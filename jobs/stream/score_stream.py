@@ -106,7 +106,7 @@ from jobs.core.session import get_spark
 from jobs.stream.alert_budget import AlertBudget, newest_scored
 from jobs.stream.alerts_topic import Publisher, alert_id, alert_messages
 from jobs.stream.blocked_cards import confirmed_cards
-from jobs.stream.explanations import Explainer, explain_missing
+from jobs.stream.explanations import Explainer, explain_missing, explanations_table_seconds
 from jobs.stream.ingest_stream import DEAD_LETTER_REASON, kafka_columns, reject_future
 from jobs.stream.label_records import LABEL_DECISION, LABELS_SCHEMA, resolve_labels, with_decisions
 from jobs.stream.options import check_stream_config
@@ -509,7 +509,14 @@ class BatchWriter:
         self.publisher = Publisher(logged_in(cfg))
         self.properties = table_properties(cfg)
         self.explanations_path = cfg.table_path("explanations")
-        self.explainer = Explainer(spark, self.explanations_path, self.publish_explanations, QUERY, self.properties)
+        self.explainer = Explainer(
+            spark,
+            self.explanations_path,
+            self.publish_explanations,
+            QUERY,
+            self.properties,
+            explanations_table_seconds(cfg),
+        )
         self.budget = AlertBudget.from_config(cfg)
         self.checks = TerminalChecks.from_config(cfg)
         self.query: StreamingQuery | None = None
