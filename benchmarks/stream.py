@@ -365,6 +365,7 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
         "mean_batch_stage_seconds": {
             k: round(float(np.mean([b.get(k, 0.0) for b in stages])), 3) for k in sorted({k for b in stages for k in b})
         },
+        "per_batch": [{"rows": p["numInputRows"], "duration_ms": p["durationMs"]} for p in progress],
     }
 
 

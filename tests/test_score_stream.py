@@ -338,6 +338,52 @@ def test_a_new_stream_starts_from_the_history_in_clean_transactions(spark, strea
     assert first_day.count() > 0 and first_day.where("card_tx_count_30d <= 1").count() < first_day.count() / 10
 
 
+def test_a_new_stream_reads_its_history_in_its_first_micro_batch_only(spark, stream_cfg, tmp_path):
+    """The seed from `clean_transactions` is computed at the start and read once: after the first micro-batch
+    the running query neither plans nor reads that table again, so a history moved away (a vacuum, a rewrite
+    by `fraud clean`) does not stop it, and no micro-batch pays a Delta scan of the history."""
+    import shutil
+
+    from jobs.batch import clean
+    from jobs.core.lake import table_exists
+    from jobs.core.metrics import StreamMetrics
+    from jobs.core.waiting import wait_until
+    from tests.test_stream_restart import register_model
+
+    raw = tmp_path / "raw"
+    simulate_to_folder(make_spec("handbook", days=35, customers=200, terminals=300), raw)
+    history, live = sorted(raw.glob("*.txt"))
+    cfg = stream_cfg()
+    register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts", label_delay_hours=DELAY)
+    clean.run(spark, cfg, str(history))
+    lines = list(raw_lines(live))
+    first, then = lines[:200], lines[200:1200]
+
+    def arrived() -> int:
+        """Transactions in `scores` and messages in `dead_letters`, once those tables exist."""
+        return sum(
+            spark.read.format("delta").load(cfg.table_path(table)).count()
+            for table in ("scores", "dead_letters")
+            if table_exists(spark, cfg.table_path(table))
+        )
+
+    query = score_stream.start(spark, cfg, available_now=False, metrics=StreamMetrics())
+    try:
+        produce_lines(cfg, iter(first))
+        wait_until(lambda: arrived() >= len(first), "the first transactions in `scores`", 300, query=query)
+        shutil.move(cfg.table_path("clean_transactions"), tmp_path / "history_moved_away")
+        produce_lines(cfg, iter(then))
+        wait_until(lambda: arrived() >= len(first) + len(then), "the rest in `scores`", 300, query=query)
+        assert query.exception() is None
+        planned = (
+            query._jsq.streamingQuery().lastExecution().toString()
+        )  # the running query's plan of its last micro-batch
+        assert "clean_transactions" not in planned
+    finally:
+        score_stream.stop_query(spark, query)
+    assert arrived() == len(first) + len(then)
+
+
 def test_alert_ids_are_the_uuid5_of_the_transaction_id(spark):
     """Spark's functions make the same alert ids as Python's uuid5, which the fraud team's tools can recompute."""
     import uuid
