@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from jobs.core.config import load_config, parse_override
+from jobs.core.config import _read_layer, load_config, parse_override
 from jobs.core.errors import ConfigError
 
 
@@ -106,3 +107,35 @@ def test_the_project_conf_loads_in_every_environment():
         assert set(cfg.get("kafka.topics")) == {"transactions", "alerts", "labels"}
     assert load_config("cluster").get("spark.master") is None
     assert load_config("local").get("spark.master") == "local[2]"
+
+
+def documented_keys(page: str) -> tuple[set[str], set[str]]:
+    """The keys the tables of docs/configuration.md name in their first column, and the prefixes they name
+    with a wildcard (`spark.extra.*`, `tables.<name>`). A cell lists keys in backticks, separated by commas;
+    `.port` after `kafka.broker.host` is `kafka.broker.port`; `a.{b,c}` is `a.b` and `a.c`."""
+    keys: set[str] = set()
+    prefixes: set[str] = set()
+    for line in page.splitlines():
+        if not line.startswith("| `"):
+            continue
+        parent = ""
+        for name in re.findall(r"`([^`]+)`", line.split("|")[1]):
+            if name.startswith("."):
+                name = parent + name
+            parent = name.rsplit(".", 1)[0]
+            if name.endswith(".*") or name.endswith(".<name>"):
+                prefixes.add(name.rsplit(".", 1)[0] + ".")
+            elif braces := re.fullmatch(r"(.*)\{(.*)\}", name):
+                keys |= {braces.group(1) + part for part in braces.group(2).split(",")}
+            else:
+                keys.add(name)
+    return keys, prefixes
+
+
+def test_every_key_of_conf_base_is_documented_in_docs_configuration():
+    root = Path(__file__).resolve().parents[1]
+    flat, _ = _read_layer(root / "conf" / "base")
+    keys, prefixes = documented_keys((root / "docs" / "configuration.md").read_text())
+    missing = sorted(k for k in flat if k not in keys and not (k + ".").startswith(tuple(prefixes)))
+    assert missing == [], f"keys of conf/base without a row in docs/configuration.md: {missing}"
+    assert sorted(k for k in keys if k not in flat) == [], "rows of docs/configuration.md for keys conf/base lacks"
