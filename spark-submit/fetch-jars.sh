@@ -5,7 +5,7 @@
 #                 ships (same file name, same version after Maven's mediation against spark-sql, see pom.xml);
 # DEST_DIR/kafka: the Kafka broker;
 # DEST_DIR/s3proxy: S3Proxy, the tests' S3 API server;
-# DEST_DIR/hdfs: Hadoop's MiniDFSCluster, the tests' HDFS.
+# DEST_DIR/hdfs: Hadoop's MiniDFSCluster and MiniYARNCluster, the tests' HDFS and YARN.
 # Each folder is filled in a temporary folder first and moved into place, so an interrupted run leaves
 # no half-filled folder behind.
 set -euo pipefail

@@ -78,6 +78,18 @@ def test_missing_jar_folder_says_which_command_fetches_it(tmp_path):
         spark_settings(cfg)
 
 
+def test_a_driver_spark_submit_started_away_from_the_jars_leaves_them_to_spark_submit(tmp_path, monkeypatch):
+    """YARN's cluster mode: the driver runs in a container, without the project's folders; spark-submit's
+    --jars brought the jars, and the session must neither fail nor replace spark.jars by an empty list."""
+    cfg = load_config("cluster", {"paths.spark_jars": str(tmp_path / "nothing")})
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "40000")
+    settings = spark_settings(cfg)
+    assert "spark.jars" not in settings and "spark.driver.extraClassPath" not in settings
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT")  # not under spark-submit: the missing folder is an error
+    with pytest.raises(SetupError, match=r"no JVM jars in .*nothing"):
+        spark_settings(cfg)
+
+
 def test_the_running_session_has_them(spark):
     conf = spark.sparkContext.getConf()
     assert conf.get("spark.sql.session.timeZone") == "UTC"

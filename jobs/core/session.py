@@ -77,16 +77,27 @@ def operator_jars(folder: str | Path, root: Path = ROOT) -> list[str]:
     return jars
 
 
+def session_jars(cfg: Config) -> list[str]:
+    """The jars the session adds: those of `paths.spark_jars` and `paths.operator_jars`. None for a driver
+    that spark-submit started where the project's folders are not, as in YARN's cluster mode (the driver in a
+    container): spark-submit's `--jars` (spark-submit/submit.sh) brought them already."""
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # this Python was started by spark-submit's JVM
+    if submitted and not Path(cfg.path("paths.spark_jars")).is_dir():
+        return []
+    return list_jars(cfg.path("paths.spark_jars")) + operator_jars(cfg.path("paths.operator_jars"))
+
+
 def spark_settings(cfg: Config) -> dict[str, str]:
     """Return the Spark settings this project sets on every session (jars, Delta, RocksDB, UTC, Arrow)."""
-    jars = list_jars(cfg.path("paths.spark_jars")) + operator_jars(cfg.path("paths.operator_jars"))
+    jars = session_jars(cfg)
     master = cfg.get("spark.master")
     local = bool(master) and str(master).startswith("local")
+    jar_settings = {"spark.driver.extraClassPath": os.pathsep.join(jars)} if local else {"spark.jars": ",".join(jars)}
     settings = {
         # In local mode the executors are the driver's JVM: the jars go on its class path where they are.
         # spark.jars would copy each of them (700 MB with the AWS SDK) into a temporary folder at every
         # start, a folder a killed job leaves behind. A cluster's executors are sent them (spark.jars).
-        **({"spark.driver.extraClassPath": os.pathsep.join(jars)} if local else {"spark.jars": ",".join(jars)}),
+        **(jar_settings if jars else {}),
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,

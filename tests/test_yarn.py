@@ -1,0 +1,121 @@
+"""`fraud stream` on a real YARN in cluster deploy mode, submitted the way a platform team submits it
+(`spark-submit/submit.sh --master yarn --deploy-mode cluster`): Hadoop's MiniYARNCluster on this machine
+(tests/yarn.py), the driver inside YARN's ApplicationMaster container, two executors of one core. Payments
+arrive in three parts: after the first, an executor's container is killed with `kill -9` (YARN gives a new
+one); after the second, the driver's (YARN starts the application's second attempt, which resumes from the
+checkpoint). Every payment is then in `scores` or `dead_letters` exactly once, read from the tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobs.core.config import Config
+from jobs.core.waiting import wait_until
+from jobs.kafka_tools.produce import produce, raw_lines
+from jobs.simulation.simulate import simulate_to_folder
+from jobs.simulation.simulator import make_spec
+from tests import yarn
+from tests.test_standalone import ROOT, SPARK_HOME, job_settings, processes
+from tests.test_stream_restart import register_model
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def yarn_cluster(tmp_path: Path) -> Iterator[yarn.YarnCluster]:
+    cluster = yarn.start(tmp_path / "yarn")
+    try:
+        yield cluster
+    finally:
+        yarn.stop(cluster)
+
+
+def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an_executor_and_its_driver_killed(
+    spark, yarn_cluster, stream_cfg, tmp_path
+):
+    cfg: Config = stream_cfg()
+    register_model(str(cfg.get("mlflow.tracking_uri")), tmp_path / "artifacts")
+    raw = tmp_path / "raw"
+    simulate_to_folder(make_spec("handbook", days=3, customers=200, terminals=400), raw)
+    lines = list(raw_lines(raw))
+    third = len(lines) // 3
+    parts = [lines[:third], lines[third : 2 * third], lines[2 * third :]]
+    python = str(ROOT / ".venv/bin/python")
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(SPARK_HOME),
+        "HADOOP_CONF_DIR": str(yarn_cluster.conf_dir),
+        "PYSPARK_PYTHON": python,
+        "SPARK_SUBMIT_OPTS_EXTRA": "--num-executors 2 --executor-cores 1 --executor-memory 1g --driver-memory 1g "
+        f"--conf spark.yarn.maxAppAttempts=2 --conf spark.yarn.appMasterEnv.PYSPARK_PYTHON={python} "
+        f"--conf spark.executorEnv.PYSPARK_PYTHON={python} --conf spark.sql.shuffle.partitions=2",
+    }
+    log = tmp_path / "submit.log"
+    submit = subprocess.Popen(
+        [
+            str(ROOT / "spark-submit/submit.sh"),
+            "--master",
+            "yarn",
+            "--deploy-mode",
+            "cluster",
+            "jobs/stream/score_stream.py",
+            "--env",
+            "local",
+            *job_settings(cfg),
+        ],
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+    def arrived() -> int:
+        """Payments in `scores` and `dead_letters` (written by YARN's containers: their first commit is looked
+        for on disk, as this session's Delta cache would keep saying there is no table)."""
+        assert submit.poll() is None, f"the application ended ({submit.returncode}):\n{log.read_text()[-3000:]}"
+        return sum(
+            spark.read.format("delta").load(cfg.table_path(table)).count()
+            for table in ("scores", "dead_letters")
+            if (Path(cfg.table_path(table)) / "_delta_log" / f"{0:020}.json").exists()
+        )
+
+    def drivers() -> list[int]:
+        return processes("org.apache.spark.deploy.yarn.ApplicationMaster")
+
+    try:
+        wait_until(lambda: len(processes("CoarseGrainedExecutorBackend")) == 2, "two executors on YARN", 300, 1)
+        produce(cfg, iter(parts[0]))
+        wait_until(lambda: arrived() >= len(parts[0]), "the first part scored on YARN", 300, 1)
+
+        killed = processes("CoarseGrainedExecutorBackend")[0]
+        os.kill(killed, signal.SIGKILL)
+        produce(cfg, iter(parts[1]), rate=400)
+        wait_until(lambda: arrived() >= len(parts[0]) + len(parts[1]), "the second part in the tables", 600, 2)
+        # YARN gives the application a new container in place of the killed one
+        wait_until(
+            lambda: killed not in (running := processes("CoarseGrainedExecutorBackend")) and len(running) == 2,
+            "a new executor's container",
+            300,
+            1,
+        )
+
+        first_driver = drivers()
+        assert len(first_driver) == 1
+        os.kill(first_driver[0], signal.SIGKILL)
+        wait_until(lambda: drivers() not in ([], first_driver), "YARN's second attempt of the application", 300, 1)
+        produce(cfg, iter(parts[2]), rate=400)
+        wait_until(lambda: arrived() >= len(lines), f"all {len(lines)} payments in the tables", 600, 2)
+        assert arrived() == len(lines)
+    finally:  # the application ends with the cluster (the fixture); a bank's would with `yarn application -kill`
+        if submit.poll() is None:
+            os.killpg(submit.pid, signal.SIGKILL)
+            submit.wait()
+    ids = [r.transaction_id for r in spark.read.format("delta").load(cfg.table_path("scores")).collect()]
+    assert len(ids) == len(set(ids))
