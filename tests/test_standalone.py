@@ -11,6 +11,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,6 +145,36 @@ def job_settings(cfg: Config) -> list[str]:
     return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
 
 
+def submit_stream(master: list[str], cfg: Config, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`fraud stream` submitted by spark-submit/submit.sh with the `master` options, its output in `log`."""
+    return subprocess.Popen(
+        [
+            str(ROOT / "spark-submit/submit.sh"),
+            *master,
+            "jobs/stream/score_stream.py",
+            "--env",
+            "local",
+            *job_settings(cfg),
+        ],
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def payments_in_tables(spark: Any, cfg: Config, job: subprocess.Popen, log: Path) -> int:
+    """Payments in `scores` and `dead_letters`, which `job` writes; an error with its log if it ended. Their
+    first commit is looked for on disk, as this session's Delta cache would keep saying there is no table."""
+    assert job.poll() is None, f"the job ended ({job.returncode}):\n{log.read_text()[-3000:]}"
+    return sum(
+        spark.read.format("delta").load(cfg.table_path(table)).count()
+        for table in ("scores", "dead_letters")
+        if (Path(cfg.table_path(table)) / "_delta_log" / f"{0:020}.json").exists()
+    )
+
+
 def test_the_stream_on_a_standalone_cluster_scores_every_payment_once_through_an_executor_killed(
     spark, standalone, stream_cfg, tmp_path
 ):
@@ -162,32 +193,10 @@ def test_the_stream_on_a_standalone_cluster_scores_every_payment_once_through_an
         "--driver-memory 1g --conf spark.sql.shuffle.partitions=2",
     }
     log = tmp_path / "driver.log"
-    driver = subprocess.Popen(
-        [
-            str(ROOT / "spark-submit/submit.sh"),
-            "--master",
-            standalone,
-            "jobs/stream/score_stream.py",
-            "--env",
-            "local",
-            *job_settings(cfg),
-        ],
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    driver = submit_stream(["--master", standalone], cfg, env, log)
 
     def arrived() -> int:
-        """Payments in `scores` and `dead_letters` (tables another process writes: their first commit is looked
-        for on disk, as this session's Delta cache would keep saying there is no table)."""
-        assert driver.poll() is None, f"the job ended ({driver.returncode}):\n{log.read_text()[-3000:]}"
-        return sum(
-            spark.read.format("delta").load(cfg.table_path(table)).count()
-            for table in ("scores", "dead_letters")
-            if (Path(cfg.table_path(table)) / "_delta_log" / f"{0:020}.json").exists()
-        )
+        return payments_in_tables(spark, cfg, driver, log)
 
     try:
         wait_until(lambda: len(executors()) == 2, "two executors", 240, 1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from jobs.kafka_tools.produce import produce, raw_lines
 from jobs.simulation.simulate import simulate_to_folder
 from jobs.simulation.simulator import make_spec
 from tests import yarn
-from tests.test_standalone import ROOT, SPARK_HOME, job_settings, processes
+from tests.test_standalone import ROOT, SPARK_HOME, payments_in_tables, processes, submit_stream
 from tests.test_stream_restart import register_model
 
 pytestmark = pytest.mark.integration
@@ -57,34 +56,10 @@ def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an
         f"--conf spark.executorEnv.PYSPARK_PYTHON={python} --conf spark.sql.shuffle.partitions=2",
     }
     log = tmp_path / "submit.log"
-    submit = subprocess.Popen(
-        [
-            str(ROOT / "spark-submit/submit.sh"),
-            "--master",
-            "yarn",
-            "--deploy-mode",
-            "cluster",
-            "jobs/stream/score_stream.py",
-            "--env",
-            "local",
-            *job_settings(cfg),
-        ],
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    submit = submit_stream(["--master", "yarn", "--deploy-mode", "cluster"], cfg, env, log)
 
     def arrived() -> int:
-        """Payments in `scores` and `dead_letters` (written by YARN's containers: their first commit is looked
-        for on disk, as this session's Delta cache would keep saying there is no table)."""
-        assert submit.poll() is None, f"the application ended ({submit.returncode}):\n{log.read_text()[-3000:]}"
-        return sum(
-            spark.read.format("delta").load(cfg.table_path(table)).count()
-            for table in ("scores", "dead_letters")
-            if (Path(cfg.table_path(table)) / "_delta_log" / f"{0:020}.json").exists()
-        )
+        return payments_in_tables(spark, cfg, submit, log)
 
     def drivers() -> list[int]:
         return processes("org.apache.spark.deploy.yarn.ApplicationMaster")
