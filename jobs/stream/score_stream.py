@@ -451,7 +451,8 @@ def seed_states(spark: SparkSession, cfg: Config, label_delay_hours: int) -> dic
     )
     # computed now and held by Spark (local checkpoint): the query reads a seed in its first micro-batch only,
     # but plans it in every one, and a plan over `clean_transactions` would cost each micro-batch a Delta
-    # file listing and its data-skipping Spark job (about a second at 400 tx/s on 2 cores)
+    # file listing and its data-skipping Spark job (docs/benchmarks.md). An executor lost before the first
+    # micro-batch commits loses it: that micro-batch fails, and the restart computes the seed again
     return {
         entity: seed_state(clean, entity, label_delay_hours, hour, with_ids=entity == "card").localCheckpoint(
             eager=True
