@@ -4,7 +4,9 @@ spark-submit reaches it through `conf_dir` (HADOOP_CONF_DIR); its containers run
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,4 +40,15 @@ def start(folder: Path, memory_mb: int = 6144, timeout_s: float = 180) -> YarnCl
 
 
 def stop(cluster: YarnCluster) -> None:
+    """Stop the cluster, then every process still running in one of its containers: a NodeManager that
+    stops leaves its containers' processes (a driver, executors) behind, each in a session of its own."""
     servers.stop(cluster.process)
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            except OSError:
+                continue
+            if cwd.is_relative_to(cluster.folder):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
