@@ -145,3 +145,38 @@ def test_the_requirement_is_counted_one_way_for_train_backtest_and_demo():
     empty = requirement(np.zeros(3, dtype=bool), np.zeros(3, dtype=bool))
     assert (empty["recall"], empty["fpr"], empty["precision"]) == (None, 0.0, None)
     assert at_threshold(fraud.astype(int), flagged.astype(float), 0.5)["recall"] == 1.0
+
+
+def test_shap_values_from_the_leaf_table_are_catboost_s_exact_values():
+    from catboost import CatBoostClassifier, Pool
+
+    from models.catboost_model import LeafTable, shap_values
+
+    rng = np.random.default_rng(0)
+    columns = [f"f{i}" for i in range(6)]
+    x = pd.DataFrame(rng.normal(size=(3000, 6)), columns=columns)
+    x.loc[:50, "f2"] = np.nan  # missing values take CatBoost's own side
+    x["f3"] = x["f3"].round()  # a feature with few values: rows that sit on a border
+    y = (x["f0"] + x["f1"] * x["f3"] + rng.normal(size=len(x)) > 1.5).astype(int)
+    model = CatBoostClassifier(iterations=30, depth=6, verbose=False, random_seed=0, thread_count=1).fit(x, y)
+    rows = pd.concat([x.head(300), x.sample(200, random_state=1)])
+    exact = model.get_feature_importance(Pool(rows), type="ShapValues")[:, :-1]
+    table = LeafTable.of(model)
+    assert table is not None and table.leaves.shape == (30, 64, 6)
+    assert np.allclose(shap_values(model, rows), exact, rtol=0, atol=1e-12)
+    assert LeafTable.of(model) is table, "built once per model"
+    assert shap_values(model, rows.head(0)).shape == (0, 6)
+
+
+def test_shap_values_of_a_model_with_categorical_features_are_catboost_s_own():
+    from catboost import CatBoostClassifier, Pool
+
+    from models.catboost_model import LeafTable, shap_values
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame({"amount": rng.normal(size=500), "kind": rng.choice(["a", "b", "c"], 500)})
+    y = ((x["amount"] > 0) & (x["kind"] == "a")).astype(int)
+    model = CatBoostClassifier(iterations=10, depth=3, verbose=False, cat_features=["kind"]).fit(x, y)
+    assert LeafTable.of(model) is None
+    exact = model.get_feature_importance(Pool(x.head(20), cat_features=["kind"]), type="ShapValues")[:, :-1]
+    assert np.allclose(shap_values(model, x.head(20)), exact)

@@ -37,6 +37,7 @@ from jobs.core.config import Config
 from jobs.core.errors import ConfigError
 from jobs.core.lake import append_idempotent, last_written, table_exists
 from jobs.stream.alerts_topic import ALERT_NAMESPACE
+from models.catboost_model import shap_values
 
 EXPLANATIONS_SCHEMA = StructType(
     [
@@ -52,13 +53,11 @@ EXPLANATIONS_SCHEMA = StructType(
 
 def explain(booster: Any, features: pd.DataFrame, top: int = 3) -> list[list[str]]:
     """The `top` features that raised each row's score most, by CatBoost's exact SHAP values, as
-    "name=value (+contribution)": the explanation of an alert. One call for all the rows: each call has a fixed
-    cost that grows with the model, not with the rows."""
+    "name=value (+contribution)": the explanation of an alert (models.catboost_model.shap_values: the first
+    call of a model builds its table of leaves, a few seconds; later calls cost milliseconds)."""
     if features.empty:
         return []
-    from catboost import Pool
-
-    shap = booster.get_feature_importance(Pool(features[FEATURE_NAMES]), type="ShapValues", thread_count=-1)[:, :-1]
+    shap = shap_values(booster, features[FEATURE_NAMES])
     values = features[FEATURE_NAMES].to_numpy()
     return [
         [f"{FEATURE_NAMES[i]}={row[i]:.4g} (+{contribution[i]:.3f})" for i in np.argsort(-contribution)[:top]]
