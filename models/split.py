@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from models.blocking import after_block, blocked_since
 from models.errors import ModelError
 
 
@@ -69,9 +70,9 @@ def in_days(frame: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
 
 
 def drop_known_fraud_cards(history: pd.DataFrame, days: pd.DataFrame, label_delay_hours: int) -> pd.DataFrame:
-    """The handbook's rule: on each evaluation day, leave out the cards with a fraud already known by the
+    """The handbook's rule: on each evaluation day, leave out the cards with a fraud already known before the
     start of that day (a fraud is known `label_delay_hours` after it happened), as the bank would have
-    blocked them.
+    blocked them (models/blocking.py, with the day's start as each payment's time).
 
     Args:
         history: transactions with `customer_id`, `tx_datetime`, `tx_fraud`: as in the handbook, those from
@@ -79,9 +80,8 @@ def drop_known_fraud_cards(history: pd.DataFrame, days: pd.DataFrame, label_dela
         days: the evaluation rows (`tx_date`, `customer_id`, ...).
     """
     frauds = history[history["tx_fraud"] == 1]
-    known_at = pd.to_datetime(frauds["tx_datetime"]) + pd.Timedelta(hours=label_delay_hours)
-    first_known = known_at.groupby(frauds["customer_id"]).min()
-    day_start = pd.to_datetime(days["tx_date"])
-    card_known = days["customer_id"].map(first_known)
-    keep = card_known.isna() | (card_known > day_start)
-    return days[keep.to_numpy()]
+    since = blocked_since(
+        frauds["customer_id"], pd.to_datetime(frauds["tx_datetime"]) + pd.Timedelta(hours=label_delay_hours)
+    )
+    # the day's payments as if made at its start: a card blocked before the day begins is left out all day
+    return days[~after_block(days["customer_id"], pd.to_datetime(days["tx_date"]), since)]

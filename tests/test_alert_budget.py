@@ -16,6 +16,8 @@ from jobs.stream.blocked_cards import BlockedCards, confirmed_cards
 from models.metrics import MAX_FPR
 from models.threshold import budget_threshold
 
+NO_CARDS = pd.Series(dtype="datetime64[ns]")  # no card blocked (confirmed_cards)
+
 
 def test_the_budget_threshold_flags_at_most_the_share_of_legitimate_transactions():
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
@@ -229,21 +231,23 @@ def test_a_blocked_card_is_forgotten_blocked_card_days_after_its_block():
 def test_a_restart_takes_the_cards_of_the_frauds_confirmed_in_blocked_card_days_from_labels(spark, make_cfg):
     cfg = make_cfg()
     t = dt.datetime(2018, 5, 30, 10)
+    h = dt.timedelta(hours=1)
     labels = pd.DataFrame(
-        [  # id, card, label, its transaction's time, batch, offset
-            (1, 7, 1, t, 1, 0),
-            (2, 8, 1, t - dt.timedelta(days=3), 1, 1),  # card 8's fraud is older than 2 days
-            (3, 9, 1, t, 1, 2),
-            (3, 9, 0, t, 2, 3),  # corrected to genuine: card 9 is not blocked
-            (4, 10, 0, t, 2, 4),
+        [  # id, card, label, its transaction's time, the stream's clock when it came, batch, offset
+            (1, 7, 1, t, t + h, 1, 0),
+            (2, 8, 1, t - dt.timedelta(days=3), t - dt.timedelta(days=3) + h, 1, 1),  # older than 2 days
+            (3, 9, 1, t, t + 2 * h, 1, 2),
+            (3, 9, 0, t, t + 3 * h, 2, 3),  # corrected to genuine: card 9 stays blocked (the bank blocked it)
+            (4, 10, 0, t, t + h, 2, 4),
+            (5, 7, 1, t + h, t + 4 * h, 2, 5),  # card 7's second fraud: blocked since its first
         ],
-        columns=["transaction_id", "customer_id", "tx_fraud", "tx_datetime", "batch_id", "offset"],
+        columns=["transaction_id", "customer_id", "tx_fraud", "tx_datetime", "event_clock", "batch_id", "offset"],
     )
     labels["labelled_at"] = t
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
-    assert confirmed_cards(spark, cfg.table_path("labels"), days=2) == [7]
-    assert sorted(confirmed_cards(spark, cfg.table_path("labels"), days=4)) == [7, 8]
-    assert confirmed_cards(spark, cfg.table_path("scores"), days=2) == []  # no table there yet
+    assert confirmed_cards(spark, cfg.table_path("labels"), days=2).to_dict() == {7: t + h, 9: t + 2 * h}
+    assert sorted(confirmed_cards(spark, cfg.table_path("labels"), days=4).index) == [7, 8, 9]
+    assert confirmed_cards(spark, cfg.table_path("scores"), days=2).empty  # no table there yet
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -274,7 +278,7 @@ def test_a_restart_fills_the_window_from_scores_and_labels_whether_the_budget_mo
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
     budget = AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24), unflagged_at_score=False)
     newest = newest_scored(spark, cfg.table_path("scores"))
-    assert budget.fill(spark, cfg.table_path("scores"), cfg.table_path("labels"), [], newest) == 9
+    assert budget.fill(spark, cfg.table_path("scores"), cfg.table_path("labels"), NO_CARDS, newest) == 9
     # 8 legitimate (10 is a confirmed fraud), 1 of them flagged (0.8): 1/8 spent; a quarter of them, 2, for a part
     # of the budget none of whose reviews were spent yet
     assert budget.spent() == pytest.approx(1 / 8) and budget.room("terminal_explore", 0.25) == 2
@@ -283,7 +287,7 @@ def test_a_restart_fills_the_window_from_scores_and_labels_whether_the_budget_mo
     assert budget.threshold(0.75, following) == pytest.approx(0.7 if enabled else 0.75)
     assert (
         AlertBudget(enabled=enabled, fpr=0.25, window=dt.timedelta(hours=24)).fill(
-            spark, cfg.table_path("scores"), cfg.table_path("labels"), [], None
+            spark, cfg.table_path("scores"), cfg.table_path("labels"), NO_CARDS, None
         )
         == 0
     )  # nothing scored yet

@@ -94,32 +94,55 @@ def test_a_day_settles_once_its_alerts_are_reviewed_and_its_disputes_are_due():
     assert verdict(daily_figures(counts.iloc[:0], None, 7)) == {"days": 0, "recall": None, "fpr": None, "meets": None}
 
 
-def test_the_days_are_counted_from_scores_and_the_last_label_blocked_cards_left_out(spark, make_cfg):
-    cfg = make_cfg()
+def blocked_card_tables(cfg: Any, spark: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hand-made `scores`, `alerts` and `labels` in `cfg`'s lake, for the blocked-card rule; returns the
+    scores and the labels."""
     t = dt.datetime(2018, 5, 1, 10)
+    h = dt.timedelta(hours=1)
     scores = pd.DataFrame(
-        [  # id, card, Kafka time, event time, flagged
-            (1, 7, t, t, True),
-            (2, 7, t + dt.timedelta(hours=3), t + dt.timedelta(hours=3), False),  # after the block
-            (3, 8, t, t, True),
-            (4, 9, t, t, False),
-            (5, 9, t, t, True),
-            (6, 10, t + dt.timedelta(days=1), t + dt.timedelta(days=1), False),
+        [  # id, card, event time, flagged
+            (1, 7, t, True),
+            (11, 7, t + h, False),  # at the block's own event time: made before the label came
+            (2, 7, t + 3 * h, False),  # after the block
+            (3, 8, t, True),
+            (12, 8, t + 5 * h, False),  # after a block that a later label corrected: still blocked
+            (4, 9, t, False),
+            (5, 9, t, True),
+            (13, 10, t + 2 * h, False),  # after a block by a label written before `event_clock` was
+            (6, 10, t + dt.timedelta(days=1), False),
         ],
-        columns=["transaction_id", "customer_id", "kafka_timestamp", "tx_datetime", "decision"],
+        columns=["transaction_id", "customer_id", "tx_datetime", "decision"],
+    )
+    scores = scores.assign(
+        kafka_timestamp=scores["tx_datetime"],
+        tx_date=scores["tx_datetime"].dt.date,
+        score=scores["decision"].astype(float),
+        threshold=0.5,
+        alert_reason=scores["decision"].map({True: "score", False: None}),
     )
     labels = pd.DataFrame(
-        [  # id, card, label, batch, labelled at, offset: 3 corrected to genuine, 4 disputed
-            (1, 7, 1, 1, t + dt.timedelta(hours=1), 0),
-            (3, 8, 1, 1, t + dt.timedelta(hours=1), 1),
-            (3, 8, 0, 2, t + dt.timedelta(hours=2), 2),
-            (4, 9, 1, 3, t + dt.timedelta(days=1), 3),
+        [  # id, card, label, batch, offset, event time of the transaction, the stream's clock when it came
+            (1, 7, 1, 1, 0, t, t + h),
+            (3, 8, 1, 1, 1, t, t + h),
+            (3, 8, 0, 2, 2, t, t + 2 * h),  # corrected to genuine
+            (4, 9, 1, 3, 3, t, t + dt.timedelta(days=1)),  # disputed
+            (6, 10, 1, 3, 4, t + h, None),  # no clock: its transaction's time
         ],
-        columns=["transaction_id", "customer_id", "tx_fraud", "batch_id", "labelled_at", "offset"],
+        columns=["transaction_id", "customer_id", "tx_fraud", "batch_id", "offset", "tx_datetime", "event_clock"],
     )
-    scores["tx_date"] = scores["tx_datetime"].dt.date
+    labels["labelled_at"] = labels["event_clock"].fillna(labels["tx_datetime"])
     spark.createDataFrame(scores).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
+    spark.createDataFrame(scores[scores["decision"]].assign(alerted_at=t)).write.format("delta").save(
+        cfg.table_path("alerts")
+    )
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
+    return scores, labels
+
+
+def test_the_days_are_counted_from_scores_and_the_last_label_blocked_cards_left_out(spark, make_cfg):
+    cfg = make_cfg()
+    scores, _ = blocked_card_tables(cfg, spark)
+    t = scores["tx_datetime"].min()
     counts, newest = daily_counts(spark, cfg)
     assert newest == t + dt.timedelta(days=1)
     first = counts.iloc[0].to_dict()
@@ -127,19 +150,37 @@ def test_the_days_are_counted_from_scores_and_the_last_label_blocked_cards_left_
         k: int(first[k])
         for k in ("transactions", "alerts", "reviewed", "confirmed", "false_alerts", "disputes", "left_out")
     } == {
-        "transactions": 4,
+        "transactions": 5,
         "alerts": 3,
         "reviewed": 2,
         "confirmed": 1,
         "false_alerts": 1,
         "disputes": 1,
-        "left_out": 1,
+        "left_out": 3,
     }
     # card 9's dispute blocks it only from its label's time on: transaction 5 came before and counts
     # the last day only (desk.requirement_days): the days before it are not read
     counts, newest = daily_counts(spark, cfg, days=1)
     assert newest == t + dt.timedelta(days=1)
-    assert counts["day"].tolist() == [dt.date(2018, 5, 2)] and counts["transactions"].tolist() == [1]
+    assert counts["day"].tolist() == [dt.date(2018, 5, 2)] and counts["transactions"].tolist() == [0]
+    assert counts["left_out"].tolist() == [1]
+
+
+def test_the_desk_the_demo_and_the_backtest_leave_out_the_same_payments_of_blocked_cards(spark, make_cfg):
+    from jobs.replay import backtest, demo
+
+    cfg = make_cfg()
+    scores, labels = blocked_card_tables(cfg, spark)
+    expected = {2, 12, 13, 6}
+    counts, _ = daily_counts(spark, cfg)
+    assert int(counts["left_out"].sum()) == len(expected)
+    truth = dict.fromkeys(scores["transaction_id"].tolist(), 0) | {1: 1, 3: 0, 4: 1, 6: 1}
+    lines = demo.results(spark, cfg, truth, dt.datetime(2018, 1, 1), 0.5)
+    assert f"left out: {len(expected)} payments of 4 cards" in "\n".join(lines)
+    frauds = labels[labels["tx_fraud"] == 1]
+    confirmed = dict(zip(frauds["transaction_id"], frauds["event_clock"].fillna(frauds["tx_datetime"])))
+    left = backtest.blocked(scores, confirmed, pd.Series(dtype="datetime64[ns]"))
+    assert set(scores.loc[left.to_numpy(), "transaction_id"]) == expected
 
 
 def test_the_stream_health_is_read_from_its_prometheus_exposition():

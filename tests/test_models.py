@@ -180,3 +180,24 @@ def test_shap_values_of_a_model_with_categorical_features_are_catboost_s_own():
     assert LeafTable.of(model) is None
     exact = model.get_feature_importance(Pool(x.head(20), cat_features=["kind"]), type="ShapValues")[:, :-1]
     assert np.allclose(shap_values(model, x.head(20)), exact)
+
+
+def test_a_card_is_blocked_from_its_first_confirmation_and_only_its_later_payments_are_left_out():
+    from models.blocking import after_block, blocked_since, confirmations
+
+    t = pd.Timestamp("2026-12-01 10:00")
+    since = blocked_since([7, 7, 8], [t + pd.Timedelta(hours=2), t, pd.NaT])
+    assert since.to_dict() == {7: t}, "the earliest confirmation; none without a time"
+    left = after_block([7, 7, 7, 9], [t - pd.Timedelta(seconds=1), t, t + pd.Timedelta(seconds=1), t], since)
+    assert left.tolist() == [False, False, True, False], "strictly after the block; other cards never"
+    assert not after_block([7], [t], {}).any()
+    labels = pd.DataFrame(
+        {
+            "customer_id": [7, 8, 9, 9],
+            "tx_fraud": [1, 1, 0, 1],
+            "tx_datetime": [t, t, t, t],
+            "event_clock": [t + pd.Timedelta(hours=1), pd.NaT, t, t + pd.Timedelta(hours=3)],
+        }
+    )
+    # a row written before `event_clock` was takes its transaction's time; a genuine label blocks nothing
+    assert confirmations(labels).to_dict() == {7: t + pd.Timedelta(hours=1), 8: t, 9: t + pd.Timedelta(hours=3)}

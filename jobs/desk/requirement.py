@@ -17,7 +17,7 @@ import datetime as dt
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,9 @@ import pandas as pd
 
 from jobs.core.config import Config
 from jobs.core.lake import table_exists
+from jobs.stream.blocked_cards import blocks
+from jobs.stream.label_records import last_labels
+from models.blocking import after_block
 from models.metrics import MAX_FPR, REQUIRED_RECALL
 
 COUNTS = ["transactions", "alerts", "reviewed", "confirmed", "false_alerts", "disputes"]
@@ -32,11 +35,12 @@ COUNTS = ["transactions", "alerts", "reviewed", "confirmed", "false_alerts", "di
 
 def daily_counts(spark: Any, cfg: Config, days: int | None = None) -> tuple[pd.DataFrame, dt.datetime | None]:
     """COUNTS per day of `scores` with the last label of each transaction, and `left_out`: the payments of a
-    card made after a fraud of it was confirmed (Kafka time after the label's), counted nowhere else; and the
+    card blocked before them (models/blocking.py, in event time), counted nowhere else; and the
     newest transaction's time (None, and no rows, before the first scored transaction). `days`: only the last
     that many days of event time up to the newest transaction's (`scores` is read by its `tx_date` partitions:
     a page load does not grow with the table's age); None: every day."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, StructField, StructType
 
     scores_path, labels_path = cfg.table_path("scores"), cfg.table_path("labels")
     if not table_exists(spark, scores_path):
@@ -49,36 +53,28 @@ def daily_counts(spark: Any, cfg: Config, days: int | None = None) -> tuple[pd.D
     scores = table.select(
         "transaction_id",
         "customer_id",
-        "kafka_timestamp",
         F.to_date("tx_datetime").alias("day"),
         "tx_datetime",
         F.col("decision").alias("flagged"),
     )
+    since = pd.Series(dtype="datetime64[ns]")  # no card blocked
     if table_exists(spark, labels_path):
-        last = (
-            spark.read.format("delta")
-            .load(labels_path)
-            .groupBy("transaction_id", "customer_id")
-            .agg(
-                F.max_by("tx_fraud", F.struct("batch_id", "labelled_at", "offset")).alias("label"),
-                F.min(F.when(F.col("tx_fraud") == 1, F.col("labelled_at"))).alias("confirmed_at"),
-            )
-        )
-        # the bank blocks a card once a fraud of it is confirmed: its later payments are not the traffic the
-        # requirement is about (models/metrics.requirement's rule, as fraud backtest and fraud demo count)
-        blocked = last.where("label = 1").groupBy("customer_id").agg(F.min("confirmed_at").alias("blocked_at"))
-        scores = scores.join(last.select("transaction_id", "label"), "transaction_id", "left").join(
-            blocked, "customer_id", "left"
-        )
+        labels = spark.read.format("delta").load(labels_path)
+        last = last_labels(labels).select("transaction_id", F.col("tx_fraud").alias("label"))
+        scores = scores.join(last, "transaction_id", "left")
+        since = blocks(spark, labels_path)  # the cards blocked, on the driver (one row a confirmed fraud)
     else:
-        scores = scores.withColumn("label", F.lit(None).cast("int")).withColumn(
-            "blocked_at", F.lit(None).cast("timestamp")
-        )
+        scores = scores.withColumn("label", F.lit(None).cast("int"))
+
+    def mark(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            yield frame.assign(left_out=after_block(frame["customer_id"], frame["tx_datetime"], since))
+
+    kept = scores.mapInPandas(mark, StructType([*scores.schema.fields, StructField("left_out", BooleanType())]))
 
     def count(condition: Any) -> Any:
         return F.sum(F.when(condition, 1).otherwise(0))
 
-    kept = scores.withColumn("left_out", F.coalesce(F.col("kafka_timestamp") > F.col("blocked_at"), F.lit(False)))
     flagged, label, counted = F.col("flagged"), F.col("label"), ~F.col("left_out")
     per_day = (
         kept.groupBy("day")

@@ -73,6 +73,7 @@ from jobs.replay.reviews import Disputes, Feedback, Reviews, parse_hours
 from jobs.simulation.simulator import CARD_FRAUD_DAYS, make_spec
 from jobs.stream import score_stream
 from models import catboost_model
+from models.blocking import after_block, blocked_since
 from models.metrics import MAX_FPR, REQUIRED_RECALL, requirement
 from models.split import Split
 
@@ -1075,15 +1076,18 @@ def replay_frame(replay: Sequence[str]) -> pd.DataFrame:
 
 
 def blocked(frame: pd.DataFrame, known: dict[int, dt.datetime], prior: pd.Series) -> pd.Series:
-    """Whether each transaction's card had a fraud confirmed before it: the bank has blocked that card, so the
-    transaction would not happen. `known`: a replayed fraud -> its confirmation; `prior`: a card -> the
-    confirmation of its first fraud before the replay. The handbook's evaluation leaves those cards out the
-    same way (models/split.drop_known_fraud_cards)."""
-    confirmations = pd.DataFrame({"transaction_id": list(known), "known_at": pd.to_datetime(list(known.values()))})
-    cards = frame[["transaction_id", "customer_id"]].merge(confirmations, on="transaction_id")
-    first = pd.concat([cards.groupby("customer_id")["known_at"].min(), prior.rename("known_at")])
-    first = first.groupby(level=0).min()
-    return (frame["tx_datetime"] > frame["customer_id"].map(first)).fillna(False).astype(bool)
+    """Whether each transaction's card was blocked before it (models/blocking.py): the bank has blocked that
+    card, so the transaction would not happen. `known`: a replayed fraud -> its confirmation, in event time;
+    `prior`: a card -> the confirmation of its first fraud before the replay."""
+    confirmed = frame[["transaction_id", "customer_id"]].merge(
+        pd.DataFrame({"transaction_id": list(known), "known_at": pd.to_datetime(list(known.values()))}),
+        on="transaction_id",
+    )
+    since = blocked_since(
+        np.concatenate([confirmed["customer_id"].to_numpy(), prior.index.to_numpy()]),
+        np.concatenate([confirmed["known_at"].to_numpy(), pd.to_datetime(prior).to_numpy()]),
+    )
+    return pd.Series(after_block(frame["customer_id"], frame["tx_datetime"], since), index=frame.index)
 
 
 def by_scenario(frame: pd.DataFrame) -> dict[str, dict[str, int]]:

@@ -57,6 +57,8 @@ from jobs.simulation.rawfiles import DefectRates
 from jobs.simulation.simulate import simulate_to_folder
 from jobs.simulation.simulator import make_spec
 from jobs.stream import score_stream
+from jobs.stream.blocked_cards import blocks
+from models.blocking import after_block
 from models.metrics import MAX_FPR, REQUIRED_RECALL, requirement
 from models.split import Split
 
@@ -142,7 +144,6 @@ class FraudTeam(threading.Thread):
         self.book, self.truth, self.delay, self.leave = book, truth, delay, leave
         self.finish = threading.Event()
         self.sent = 0
-        self.blocked_since: dict[int, dt.datetime] = {}  # card -> when its first fraud was confirmed (UTC)
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -156,12 +157,9 @@ class FraudTeam(threading.Thread):
                 due = {
                     t: self.truth.get(t, 0) for t, when in seen.items() if when + self.delay <= now and t not in newest
                 }
-                for transaction_id, (decision, sent) in self.book.decide_many(due, TEAM).items() if due else ():
+                for transaction_id, (_, sent) in self.book.decide_many(due, TEAM).items() if due else ():
                     del seen[transaction_id]
                     self.sent += sent
-                    if sent and decision.tx_fraud:  # the bank blocks a card once a fraud of it is confirmed
-                        card = int(self.book.alert(transaction_id)[0]["customer_id"])
-                        self.blocked_since.setdefault(card, dt.datetime.now(dt.UTC).replace(tzinfo=None))
                 self.finish.wait(0.2)
         except BaseException as error:  # reported by the demo, which then fails
             self.error = error
@@ -339,7 +337,7 @@ def run_live(cfg: Config, args: argparse.Namespace, history: Path, live: Path, m
         if team.error is not None:
             raise FraudError(f"demo: the fraud team's reviewer failed: {team.error}")
         say(8, "results, from the tables against the simulation's truth")
-        for line in results(spark, cfg, truth, warm, team.blocked_since, model_threshold):
+        for line in results(spark, cfg, truth, warm, model_threshold):
             say(None, line)
         for line in what_was_measured(args, history, live, metrics):
             say(None, line)
@@ -373,20 +371,29 @@ def results(
     cfg: Config,
     truth: dict[int, int],
     warm: dt.datetime,
-    blocked_since: dict[int, dt.datetime],
     model_threshold: float,
 ) -> list[str]:
     """What a user wants to know of the run, measured from `scores`, `alerts` and `dead_letters`; the latency
     of the transactions sent after `warm` (UTC). The requirement is counted as `fraud backtest` counts it
-    (models/metrics.requirement), leaving out the payments of a card sent after the fraud team confirmed a
-    fraud of it (`blocked_since`): the bank has blocked that card. What the alert budget did: the share of the
+    (models/metrics.requirement), leaving out the payments of a card made after the fraud team confirmed a
+    fraud of it, as `labels` has it (models/blocking.py): the bank has blocked that card. What the alert budget did: the share of the
     legitimate payments the model's own threshold (`model_threshold`) would have flagged, against the budget's."""
     scores = (
         spark.read.format("delta")
         .load(cfg.table_path("scores"))
-        .select("transaction_id", "customer_id", "decision", "kafka_timestamp", "score", "threshold", "alert_reason")
+        .select(
+            "transaction_id",
+            "customer_id",
+            "tx_datetime",
+            "decision",
+            "kafka_timestamp",
+            "score",
+            "threshold",
+            "alert_reason",
+        )
         .toPandas()
     )
+    since = blocks(spark, cfg.table_path("labels"))
     alerts = spark.read.format("delta").load(cfg.table_path("alerts")).select("transaction_id", "alerted_at").toPandas()
     dead = (
         spark.read.format("delta").load(cfg.table_path("dead_letters")).count()
@@ -394,8 +401,7 @@ def results(
         else 0
     )
     scores["fraud"] = scores["transaction_id"].map(truth).fillna(0).astype(bool)
-    since = scores["customer_id"].map(pd.Series(blocked_since, dtype="datetime64[ns]"))
-    blocked = (pd.to_datetime(scores["kafka_timestamp"]) > since).fillna(False).astype(bool)
+    blocked = after_block(scores["customer_id"], scores["tx_datetime"], since)
     kept = scores[~blocked]
     counted = requirement(kept["fraud"], kept["decision"])
     frauds, caught, false_alerts = counted["frauds"], counted["frauds_alerted"], counted["false_alerts"]
@@ -407,8 +413,8 @@ def results(
     return [
         f"scored {len(scores):,} transactions; {dead:,} messages in dead_letters (malformed, breaking a rule, "
         "or duplicates)",
-        f"left out: {int(blocked.sum()):,} payments of {len(blocked_since):,} cards sent after a fraud of theirs "
-        "was confirmed (the bank blocks such a card)",
+        f"left out: {int(blocked.sum()):,} payments of {len(since):,} cards made after a fraud of "
+        "theirs was confirmed (the bank blocks such a card)",
         f"frauds in the stream: {frauds:,}; alerted: {caught:,}; missed: {frauds - caught:,}; "
         f"false alerts: {false_alerts:,}",
         budget_line(kept, model_threshold, float(cfg.get("stream.alert_budget.fpr"))),

@@ -47,6 +47,7 @@ from jobs.core.errors import ConfigError
 from jobs.core.lake import table_exists
 from jobs.stream.blocked_cards import BlockedCards, blocked_card_days
 from jobs.stream.label_records import last_labels
+from models.blocking import after_block
 from models.metrics import MAX_FPR
 from models.threshold import budget_threshold
 
@@ -149,13 +150,16 @@ class AlertBudget:
         self.current = chosen if chosen is not None else model_threshold
         return self.current
 
+    @property
+    def clock(self) -> np.datetime64 | None:
+        """The event clock: the newest transaction time in the window (None before the first)."""
+        return self.times.max() if len(self.times) else None
+
     def _blocked(self, batch: pd.DataFrame) -> np.ndarray:
-        """True for the payments of `batch` made on a card blocked before them."""
-        if not self.blocked or "customer_id" not in batch:
+        """True for the payments of `batch` made on a card blocked before them (models/blocking.py)."""
+        if not self.blocked or "customer_id" not in batch or "tx_datetime" not in batch:
             return np.zeros(len(batch), dtype=bool)
-        since = batch["customer_id"].map(self.blocked.since).to_numpy(dtype="datetime64[us]")  # NaT: not blocked
-        times = batch["tx_datetime"].to_numpy(dtype="datetime64[us]") if "tx_datetime" in batch else since
-        return times >= since
+        return after_block(batch["customer_id"], batch["tx_datetime"], self.blocked.since)
 
     def observe(self, scored: pd.DataFrame) -> None:
         """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`, and if
@@ -222,7 +226,7 @@ class AlertBudget:
             return
         ids = labels["transaction_id"].to_numpy(dtype=np.int64)
         cards = labels["customer_id"] if "customer_id" in labels else pd.Series(np.nan, index=labels.index)
-        now = self.times.max() if len(self.times) else None
+        now = self.clock
         for tx, fraud, card, known in zip(ids, labels["tx_fraud"].astype(int), cards, np.isin(ids, self.ids)):
             if known:
                 self.reviewed.add(int(tx))
@@ -239,8 +243,7 @@ class AlertBudget:
         fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
         if not self.blocked:
             return ~fraud
-        since = pd.Series(self.cards).map(self.blocked.since).to_numpy(dtype="datetime64[us]")  # NaT: not blocked
-        return ~fraud & ~(self.times >= since)
+        return ~fraud & ~after_block(self.cards, self.times, self.blocked.since)
 
     def weights(self, legit: np.ndarray) -> np.ndarray | None:
         """How much each transaction of the window counts as legitimate (None: 1 each; `legit` leaves the
@@ -286,11 +289,11 @@ class AlertBudget:
         self._others = float((self.flagged & ~self.by_score)[legit].mean()) if legit.any() else 0.0
 
     def fill(
-        self, spark: SparkSession, scores_path: str, labels_path: str, blocked: list[int], newest: dt.datetime | None
+        self, spark: SparkSession, scores_path: str, labels_path: str, blocked: pd.Series, newest: dt.datetime | None
     ) -> int:
         """Fill the window from `scores` (the `window` of event time up to `newest`, its newest transaction:
         `newest_scored`) and the last label of each of its transactions in `labels`, as a restart finds them,
-        with `blocked` (confirmed_cards) blocked from its newest transaction on; return the transactions it holds.
+        with `blocked` (confirmed_cards: a card -> since when) blocked; return the transactions it holds.
         A budget that is off fills it too: it still says what is spent, and exploration's share is counted in it."""
         if newest is None:
             return 0
@@ -305,6 +308,7 @@ class AlertBudget:
             .orderBy("tx_datetime")
             .toPandas()
         )
+        self.blocked.restore(blocked)  # from their own event time, before the labels below block at the clock
         self.observe(recent)
         if table_exists(spark, labels_path) and len(self.ids):
             ids = spark.createDataFrame(pd.DataFrame({"transaction_id": self.ids}))
@@ -314,9 +318,6 @@ class AlertBudget:
                 .toPandas()
             )
             self.label(labels)
-        if len(self.ids):
-            for card in blocked:
-                self.blocked.block(card, self.times.max())
         return len(self.ids)
 
     def describe(self) -> dict[str, Any]:

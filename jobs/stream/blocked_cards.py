@@ -1,7 +1,8 @@
-"""The cards the bank has blocked: a card is blocked once one of its frauds is confirmed, from the event time
-of that confirmation, and its later payments are not the legitimate traffic the alert budget and the terminal
-checks are about. Remembered for `stream.blocked_card_days` of event time; a restart finds the cards of the
-frauds confirmed in that time in `labels` (`confirmed_cards`)."""
+"""The cards the bank has blocked, as the stream remembers them (the rule itself: models/blocking.py): a card
+is blocked once one of its frauds is confirmed, from the event time of that confirmation, and its later
+payments are not the legitimate traffic the alert budget and the terminal checks are about. Remembered for
+`stream.blocked_card_days` of event time; a restart finds the cards of the frauds confirmed in that time in
+`labels`, with the event time of each block (`confirmed_cards`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pyspark.sql import functions as F
 from jobs.core.config import Config
 from jobs.core.errors import ConfigError
 from jobs.core.lake import table_exists
-from jobs.stream.label_records import last_labels
+from models.blocking import confirmations
 
 
 @dataclasses.dataclass
@@ -36,6 +37,13 @@ class BlockedCards:
             self.unstamped.add(card)
         else:
             self.since[card] = now
+
+    def restore(self, since: pd.Series) -> None:
+        """Block each card of `since` (a card -> its block's event time, as a restart reads it from `labels`)
+        from that time, unless it is blocked already."""
+        for card, when in since.items():
+            if int(card) not in self:
+                self.since[int(card)] = np.datetime64(pd.Timestamp(when), "us")
 
     def tick(self, now: np.datetime64) -> None:
         """Move the event clock to `now`: stamp the cards waiting for it, forget those blocked too long ago."""
@@ -61,21 +69,27 @@ def blocked_card_days(cfg: Config) -> int:
     return days
 
 
-def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> list[int]:
-    """The cards with a fraud confirmed in `labels` (the last label of its transaction) among the transactions
-    of the last `days` before the newest labelled one: the cards a restart takes as blocked."""
+def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> pd.Series:
+    """The cards blocked by the frauds confirmed in `labels` among the transactions of the last `days` before
+    the newest labelled one, and since when: the cards a restart takes as blocked."""
     if not table_exists(spark, labels_path):
-        return []
+        return blocks(spark, labels_path)
+    newest = spark.read.format("delta").load(labels_path).select(F.max("tx_datetime")).collect()[0][0]
+    return blocks(spark, labels_path, None if newest is None else newest - dt.timedelta(days=days))
+
+
+def blocks(spark: SparkSession, labels_path: str, after: dt.datetime | None = None) -> pd.Series:
+    """The cards blocked by the frauds confirmed in `labels` (of transactions after `after`, if given), each
+    with its block's event time (models/blocking.confirmations); none if there is no table."""
+    columns = ["customer_id", "tx_fraud", "tx_datetime", "event_clock"]
+    if not table_exists(spark, labels_path):
+        return confirmations(pd.DataFrame(columns=columns))
     labels = spark.read.format("delta").load(labels_path)
-    newest = labels.select(F.max("tx_datetime")).collect()[0][0]
-    if newest is None:
-        return []
-    recent = labels.where(F.col("tx_datetime") > F.lit(newest - dt.timedelta(days=days)))
-    cards: pd.DataFrame = (
-        last_labels(recent)
-        .where("tx_fraud = 1 AND customer_id IS NOT NULL")
-        .select("customer_id")
-        .distinct()
+    if after is not None:
+        labels = labels.where(F.col("tx_datetime") > F.lit(after))
+    frauds: pd.DataFrame = (
+        labels.where("tx_fraud = 1 AND customer_id IS NOT NULL")
+        .select(*[c for c in columns if c in labels.columns])  # a table older than `event_clock`: without it
         .toPandas()
     )
-    return [int(card) for card in cards["customer_id"]]
+    return confirmations(frauds)

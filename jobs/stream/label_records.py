@@ -38,10 +38,13 @@ LABELS_SCHEMA = StructType(
         # who decided and when, as the label message gives them (`fraud desk` and `fraud label --by` do); null otherwise
         StructField("decided_by", StringType()),
         StructField("decided_at", TimestampType()),
+        # the stream's event clock when the label came (the newest transaction time it had scored): a card is
+        # blocked from then on (models/blocking.py); null if it had scored nothing yet
+        StructField("event_clock", TimestampType()),
     ]
 )
 # the columns of `labels` added after its first version
-LABEL_DECISION = StructType(LABELS_SCHEMA.fields[-2:])
+LABELS_ADDED = StructType(LABELS_SCHEMA.fields[-3:])
 
 
 def label_increments(

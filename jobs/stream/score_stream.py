@@ -108,7 +108,7 @@ from jobs.stream.alerts_topic import Publisher, alert_id, alert_messages
 from jobs.stream.blocked_cards import confirmed_cards
 from jobs.stream.explanations import Explainer, explain_missing, explanations_table_seconds
 from jobs.stream.ingest_stream import DEAD_LETTER_REASON, kafka_columns, reject_future
-from jobs.stream.label_records import LABEL_DECISION, LABELS_SCHEMA, resolve_labels, with_decisions
+from jobs.stream.label_records import LABELS_ADDED, LABELS_SCHEMA, resolve_labels, with_decisions
 from jobs.stream.options import check_stream_config
 from jobs.stream.terminal_checks import EXPLORE, TerminalChecks, flagged_history
 
@@ -475,7 +475,7 @@ def prepare_tables(spark: SparkSession, cfg: Config, properties: dict[str, str])
     for path, schema in (
         (scores_path, SCORES_SCHEMA),
         (alerts_path, ALERT_REASON),
-        (labels_path, LABEL_DECISION),
+        (labels_path, LABELS_ADDED),
         (dead_path, DEAD_LETTER_REASON),
     ):
         added = add_columns(spark, path, schema)
@@ -526,6 +526,7 @@ class BatchWriter:
         self.budget = AlertBudget.from_config(cfg)
         self.checks = TerminalChecks.from_config(cfg)
         self.query: StreamingQuery | None = None
+        self.label_clock: np.datetime64 | None = None  # the event clock when the micro-batch's labels came
 
     def resume(self) -> None:
         """The alert budget's window, the terminal checks and the cards with a confirmed fraud from the tables,
@@ -554,7 +555,7 @@ class BatchWriter:
                 f"case(s) from the last {self.checks.history_hours()} h of `scores` (stream.terminal_checks)",
                 flush=True,
             )
-        self.checks.remember(cards)
+        self.checks.remember([int(card) for card in cards.index])
         self.budget.fill(self.spark, self.scores_path, self.labels_path, cards, newest)  # off, it still counts
         if self.budget.enabled:
             print(
@@ -769,6 +770,7 @@ class BatchWriter:
         ]
         labels: pd.DataFrame = batch.where("row_kind IN ('label', 'label_by_id')").select(*columns).toPandas()
         labels = labels.sort_values(["kafka_timestamp", "partition", "offset"], kind="mergesort")
+        self.label_clock = self.budget.clock  # when they came, in event time: `labels.event_clock`
         if not labels.empty:
             self.budget.label(labels)
             self.checks.label(labels[labels["row_kind"] == "label"])  # those with their place
@@ -809,7 +811,12 @@ class BatchWriter:
             self.publisher.send(self.topics["labels"], resolved.forward, "labels")
         recorded = pd.concat([counted, resolved.past], ignore_index=True)
         if not recorded.empty:
-            rows = with_decisions(recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(batch_id=batch_id))
+            rows = with_decisions(
+                recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(
+                    batch_id=batch_id,
+                    event_clock=pd.NaT if self.label_clock is None else pd.Timestamp(self.label_clock),
+                )
+            )
             for name in ("previous_tx_fraud", "fraud_increment", "customer_id", "terminal_id"):
                 rows[name] = rows[name].astype("int32")
             append_idempotent(
