@@ -1,14 +1,21 @@
-"""`fraud stream` on a real YARN in cluster deploy mode, submitted the way a platform team submits it
+"""The jobs on a real YARN in cluster deploy mode, submitted the way a platform team submits them
 (`spark-submit/submit.sh --master yarn --deploy-mode cluster`): Hadoop's MiniYARNCluster on this machine
-(tests/yarn.py), the driver inside YARN's ApplicationMaster container, two executors of one core. Payments
-arrive in three parts: after the first, an executor's container is killed with `kill -9` (YARN gives a new
-one); after the second, the driver's (YARN starts the application's second attempt, which resumes from the
-checkpoint). Every payment is then in `scores` or `dead_letters` exactly once, read from the tables."""
+(tests/yarn.py), the driver inside YARN's ApplicationMaster container, two executors of one core.
+
+- `fraud stream`: payments arrive in three parts; after the first, an executor's container is killed with
+  `kill -9` (YARN gives a new one); after the second, the driver's (YARN starts the application's second
+  attempt, which resumes from the checkpoint). Every payment is then in `scores` or `dead_letters` exactly
+  once, read from the tables.
+- the daily schedule: `fraud clean`, `fraud features` and `fraud train` submitted by the very commands the
+  Airflow DAG renders (spark-submit/schedules/dags), one after the other, with the lake on HDFS (Hadoop's
+  MiniDFSCluster, tests/hdfs.py); the tables are read back from HDFS and the model is in the registry."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,20 +26,35 @@ from jobs.core.waiting import wait_until
 from jobs.kafka_tools.produce import produce, raw_lines
 from jobs.simulation.simulate import simulate_to_folder
 from jobs.simulation.simulator import make_spec
-from tests import yarn
+from tests import hdfs, yarn
 from tests.test_standalone import ROOT, SPARK_HOME, payments_in_tables, processes, submit_stream
 from tests.test_stream_restart import register_model
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def yarn_cluster(tmp_path: Path) -> Iterator[yarn.YarnCluster]:
-    cluster = yarn.start(tmp_path / "yarn")
+@pytest.fixture(scope="module")
+def yarn_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[yarn.YarnCluster]:
+    cluster = yarn.start(tmp_path_factory.mktemp("yarn") / "cluster")
     try:
         yield cluster
     finally:
         yarn.stop(cluster)
+
+
+def yarn_env(cluster: yarn.YarnCluster) -> dict[str, str]:
+    """spark-submit's environment for this YARN: its configuration, Python from this checkout's venv on the
+    nodes (one machine here), two executors of one core."""
+    python = str(ROOT / ".venv/bin/python")
+    return {
+        **os.environ,
+        "SPARK_HOME": str(SPARK_HOME),
+        "HADOOP_CONF_DIR": str(cluster.conf_dir),
+        "PYSPARK_PYTHON": python,
+        "SPARK_SUBMIT_OPTS_EXTRA": "--num-executors 2 --executor-cores 1 --executor-memory 1g --driver-memory 1g "
+        f"--conf spark.yarn.maxAppAttempts=2 --conf spark.yarn.appMasterEnv.PYSPARK_PYTHON={python} "
+        f"--conf spark.executorEnv.PYSPARK_PYTHON={python} --conf spark.sql.shuffle.partitions=2",
+    }
 
 
 def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an_executor_and_its_driver_killed(
@@ -45,16 +67,7 @@ def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an
     lines = list(raw_lines(raw))
     third = len(lines) // 3
     parts = [lines[:third], lines[third : 2 * third], lines[2 * third :]]
-    python = str(ROOT / ".venv/bin/python")
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(SPARK_HOME),
-        "HADOOP_CONF_DIR": str(yarn_cluster.conf_dir),
-        "PYSPARK_PYTHON": python,
-        "SPARK_SUBMIT_OPTS_EXTRA": "--num-executors 2 --executor-cores 1 --executor-memory 1g --driver-memory 1g "
-        f"--conf spark.yarn.maxAppAttempts=2 --conf spark.yarn.appMasterEnv.PYSPARK_PYTHON={python} "
-        f"--conf spark.executorEnv.PYSPARK_PYTHON={python} --conf spark.sql.shuffle.partitions=2",
-    }
+    env = yarn_env(yarn_cluster)
     log = tmp_path / "submit.log"
     submit = submit_stream(["--master", "yarn", "--deploy-mode", "cluster"], cfg, env, log)
 
@@ -94,3 +107,65 @@ def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an
             submit.wait()
     ids = [r.transaction_id for r in spark.read.format("delta").load(cfg.table_path("scores")).collect()]
     assert len(ids) == len(set(ids))
+
+
+def test_the_daily_schedule_s_commands_clean_build_features_and_train_on_yarn_with_the_lake_on_hdfs(
+    spark, yarn_cluster, tmp_path
+):
+    from mlflow import MlflowClient
+
+    raw, registry = tmp_path / "raw", f"sqlite:///{tmp_path}/mlflow.db"
+    # `fraud train --latest`'s split: 7 training days, 7 of label delay, 7 of test
+    simulate_to_folder(make_spec("handbook", days=23, customers=300, terminals=400), raw)
+    (tmp_path / "hdfs").mkdir()
+    hdfs_cluster = hdfs.start(tmp_path / "hdfs")
+    try:
+        lake = f"{hdfs_cluster.uri}/bank/lake"
+        options = " ".join(
+            f"--set {key}={value}"
+            for key, value in {
+                "spark.master": "null",  # spark-submit's
+                "spark.ui_enabled": "false",
+                "mlflow.tracking_uri": registry,  # a path every node sees (one machine here)
+                "mlflow.artifact_location": tmp_path / "artifacts",
+            }.items()
+        )
+        commands = dag_commands(
+            tmp_path / "airflow",
+            fraud_home=str(ROOT),
+            fraud_master="yarn",
+            fraud_deploy_mode="cluster",
+            fraud_env="local",
+            fraud_raw=str(raw),
+            fraud_job_options=f"--lake {lake} {options}",
+        )
+        for task in ("clean", "features", "train"):  # the daily DAG's chain, on its retraining day
+            done = subprocess.run(
+                ["bash", "-c", commands[task]], env=yarn_env(yarn_cluster), capture_output=True, text=True, timeout=900
+            )
+            # in cluster mode spark-submit waits for the application and fails if it did
+            assert done.returncode == 0, f"{task}: {commands[task]}\n{done.stdout[-3000:]}{done.stderr[-5000:]}"
+        expected = json.loads((raw / "_manifest.json").read_text())["expected_cleaning"]["clean"]
+        assert spark.read.format("delta").load(f"{lake}/clean_transactions").count() == expected
+        assert spark.read.format("delta").load(f"{lake}/features_transactions").count() == expected
+    finally:
+        hdfs.stop(hdfs_cluster)
+    versions = MlflowClient(registry).search_model_versions("name = 'fraud-detector'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert str(MlflowClient(registry).get_model_version_by_alias("fraud-detector", "champion").version) == "1"
+
+
+def dag_commands(home: Path, **variables: str) -> dict[str, str]:
+    """The bash command of each task of the daily DAG, as Airflow renders it with these Variables."""
+    from tests.test_airflow import AIRFLOW_BIN, DAGS, airflow_env
+
+    probe = subprocess.run(
+        [str(AIRFLOW_BIN / "python"), str(ROOT / "tests/airflow_probe.py"), str(DAGS), json.dumps(variables)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=airflow_env(home),
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    tasks = json.loads(probe.stdout.strip().splitlines()[-1])["dags"]["fraud_daily"]["tasks"]
+    return {task: v["command_with_variables"] for task, v in tasks.items() if v["command_with_variables"]}
