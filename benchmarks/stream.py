@@ -236,7 +236,9 @@ def main() -> None:
                 for key in ("alert_p99_seconds", "scores_p99_seconds", "mean_batch_seconds")
                 if measured.get(key) and called.get(key)
             }
-        result["explanations"] = explanations(spark, full_cfg, max(1, round(measured["alerts"] / measured["batches"])))
+        result["explanations"] = explanations(
+            spark, full_cfg, max(1, round(measured["alerts"] / max(measured["batches"], 1)))
+        )
         half = args.floor_batches * args.floor_rows
         result["floor"] = floor(spark, full_cfg, floor_lines[:half], args.floor_rows)
         result["floor_batch_seconds"] = result["floor"]["median_batch_seconds"]
