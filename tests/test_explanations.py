@@ -162,3 +162,28 @@ def test_a_stop_says_when_the_last_explanations_failed_and_goes_on(spark, capsys
         "gone); the next start explains the alerts `explanations` lacks"
     ) in capsys.readouterr().err
     assert Query.id not in score_stream.RELEASED_AT_STOP
+
+
+def test_a_model_s_table_of_leaves_is_built_on_the_explainer_s_thread(spark, make_cfg):
+    from models.catboost_model import LeafTable
+
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame(rng.random((300, len(FEATURE_NAMES))), columns=FEATURE_NAMES)
+    model = CatBoostClassifier(iterations=5, depth=2, verbose=False, random_seed=0).fit(x, x[FEATURE_NAMES[0]] > 0.5)
+    built: list[str] = []
+    own = LeafTable.build
+
+    def build(cls: type[LeafTable], booster: CatBoostClassifier) -> LeafTable | None:
+        built.append(threading.current_thread().name)
+        return own(booster)
+
+    explainer = Explainer(spark, make_cfg().table_path("explanations"), lambda e, a: None, "test-query", {})
+    LeafTable.build = classmethod(build)  # type: ignore[method-assign, assignment]
+    try:
+        explainer.prepare(model)
+        explainer.wait()
+        explain(model, x.head(3))  # the alerts' explanation finds it built
+    finally:
+        LeafTable.build = own  # type: ignore[method-assign]
+        explainer.close()
+    assert len(built) == 1 and built[0].startswith("explanations")

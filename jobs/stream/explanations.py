@@ -37,7 +37,7 @@ from jobs.core.config import Config
 from jobs.core.errors import ConfigError
 from jobs.core.lake import append_idempotent, last_written, table_exists
 from jobs.stream.alerts_topic import ALERT_NAMESPACE
-from models.catboost_model import shap_values
+from models.catboost_model import LeafTable, shap_values
 
 EXPLANATIONS_SCHEMA = StructType(
     [
@@ -83,7 +83,7 @@ class Explainer:
         self.spark, self.path, self.publish, self.app_id, self.properties = spark, path, publish, app_id, properties
         self.every_seconds = every_seconds
         self.pool: ThreadPoolExecutor | None = None
-        self.pending: Future[None] | None = None
+        self.pending: Future[Any] | None = None
         # the alerts a start explained (`explain_missing`): a micro-batch done again after a crash does not
         # append them twice
         self.explained_at_start: set[int] = set()
@@ -100,6 +100,14 @@ class Explainer:
         if self.pool is None:
             self.pool = ThreadPoolExecutor(1, thread_name_prefix="explanations")
         self.pending = self.pool.submit(self._explain, booster, flagged, alerted_at, batch_id)
+
+    def prepare(self, booster: Any) -> None:
+        """Build `booster`'s table of leaves in the background (models.catboost_model.LeafTable: a few
+        seconds, once per model version), so that its first alerts do not wait for it."""
+        self.wait()
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="explanations")
+        self.pending = self.pool.submit(LeafTable.of, booster)
 
     def wait(self) -> None:
         """Until the micro-batch in the background is explained (its error, if any, raised)."""

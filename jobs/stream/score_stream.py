@@ -527,10 +527,13 @@ class BatchWriter:
         self.checks = TerminalChecks.from_config(cfg)
         self.query: StreamingQuery | None = None
         self.label_clock: np.datetime64 | None = None  # the event clock when the micro-batch's labels came
+        self.explaining: str | None = None  # the model version whose table of leaves the explainer has
 
     def resume(self) -> None:
         """The alert budget's window, the terminal checks and the cards with a confirmed fraud from the tables,
-        as a restart finds them."""
+        as a restart finds them; and the model's table of leaves for the explanations, built meanwhile."""
+        self.explainer.prepare(self.holder.booster)
+        self.explaining = self.holder.version
         cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days)
         newest = newest_scored(self.spark, self.scores_path)
         since = None if newest is None else newest - dt.timedelta(hours=EXPLAIN_MISSING_HOURS)
@@ -642,6 +645,9 @@ class BatchWriter:
         budget and the terminal checks take the scores."""
         holder = self.holder
         holder.refresh()
+        if holder.version != self.explaining:  # a new model: its table of leaves, while this micro-batch scores
+            self.explainer.prepare(holder.booster)
+            self.explaining = holder.version
         self.metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
         cached = (
             batch.where("row_kind = 'tx'")
