@@ -72,7 +72,7 @@ from jobs.kafka_tools.alerts_cmd import read_topic  # noqa: E402
 from jobs.kafka_tools.produce import produce, simulated_lines, without_labels  # noqa: E402
 from jobs.replay.backtest import split_lines  # noqa: E402
 from jobs.simulation.simulator import make_spec  # noqa: E402
-from jobs.stream import score_stream  # noqa: E402
+from jobs.stream import batch_writer, score_stream  # noqa: E402
 from models.catboost_model import LeafTable  # noqa: E402
 from models.split import Split  # noqa: E402
 
@@ -80,7 +80,7 @@ HISTORY_DAYS = 35  # cleaned and trained on before the streamed days, as fraud b
 FIRST = 200  # transactions of the latency phase sent and scored before its load
 
 
-class RecordingStages(score_stream.Stages):
+class RecordingStages(batch_writer.Stages):
     """The job's per-micro-batch stage timer, keeping every micro-batch's seconds (in order)."""
 
     batches: list[dict[str, float]] = []
@@ -288,12 +288,12 @@ def with_paths(cfg: Config, folder: Path) -> Config:
 def recording_stages() -> Iterator[None]:
     """The job's stage timer replaced by RecordingStages (emptied) meanwhile."""
     RecordingStages.batches = []
-    original = score_stream.Stages
-    score_stream.Stages = RecordingStages  # type: ignore[misc]
+    original = batch_writer.Stages
+    batch_writer.Stages = RecordingStages  # type: ignore[misc]
     try:
         yield
     finally:
-        score_stream.Stages = original  # type: ignore[misc]
+        batch_writer.Stages = original  # type: ignore[misc]
 
 
 def throughput(spark: SparkSession, cfg: Config) -> dict[str, Any]:

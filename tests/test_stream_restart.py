@@ -54,7 +54,7 @@ def register_model(tracking_uri: str, artifacts: Path | str, label_delay_hours: 
 
 def test_the_stream_follows_the_champion_alias_between_batches(spark, make_cfg, tmp_path, pg_database):
     """On the production registry's database, PostgreSQL."""
-    from jobs.stream.score_stream import ModelHolder
+    from jobs.stream.model_holder import ModelHolder
 
     tracking = pg_database
     cfg = make_cfg(mlflow__tracking_uri=tracking)

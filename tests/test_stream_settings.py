@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jobs.core.errors import FraudError
-from jobs.stream.score_stream import state_ttl_days, table_properties
+from jobs.stream.batch_writer import table_properties
+from jobs.stream.score_stream import state_ttl_days
 
 DELAY = 24
 

@@ -15,7 +15,7 @@ One query, `score_transactions`, reads both topics (one Kafka source, read once 
     micro-batch that reads it: it adds its +1 or -1 to the fraud count of its card and terminal at its hour
   malformed and rule-breaking transactions, duplicates and other label messages travel through the
     operators without touching the state
-  -> BatchWriter, once per micro-batch:
+  -> BatchWriter (jobs/stream/batch_writer.py), once per micro-batch:
      - derive_features + CatBoost (broadcast, reloaded when the registry alias moves), flagged at the alert
        budget's threshold (jobs/stream/alert_budget.py) or sent for review by a terminal check
        (jobs/stream/terminal_checks.py) -> the alerts topic first, then `scores` and `alerts` (and `dead_letters`)
@@ -43,36 +43,20 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from py4j.protocol import Py4JError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
-from pyspark.sql.types import (
-    ArrayType,
-    BooleanType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
 
-from features.definitions import AGGREGATES, FEATURE_NAMES, derive_features, lookback_hours
+from features.definitions import lookback_hours
 from features.operators import DAY_HOURS, LABEL_INCREMENT, LABEL_PREVIOUS, card_and_terminal_aggregates, seed_state
 from features.schema import (
     LABEL_PLACE,
     TRANSACTION_COLUMNS,
-    TRANSACTION_SCHEMA,
     parse_json_labels,
     parse_json_transactions,
 )
@@ -85,15 +69,13 @@ from jobs.batch.quality import (
     rule_errors,
     rule_fails,
 )
-from jobs.core import registry
 from jobs.core.common import add_common_options, config_from_args, job_main
 from jobs.core.config import Config
-from jobs.core.dead_letters import DEAD_LETTER_COLUMNS, DUPLICATE, MALFORMED, rule_reason
+from jobs.core.dead_letters import MALFORMED, rule_reason
 from jobs.core.errors import FraudError, QueryFailed
 from jobs.core.kafka_clients import logged_in
 from jobs.core.lake import (
     add_columns,
-    append_idempotent,
     list_files,
     path_exists,
     read_text,
@@ -103,125 +85,21 @@ from jobs.core.lake import (
 )
 from jobs.core.metrics import StreamMetrics
 from jobs.core.session import get_spark
-from jobs.stream.alert_budget import AlertBudget, newest_scored
-from jobs.stream.alerts_topic import Publisher, alert_id, alert_messages
-from jobs.stream.blocked_cards import confirmed_cards
-from jobs.stream.explanations import Explainer, explain_missing, explanations_table_seconds
+from jobs.stream.alert_budget import AlertBudget
+from jobs.stream.batch_writer import BatchWriter, table_properties
 from jobs.stream.ingest_stream import DEAD_LETTER_REASON, kafka_columns, reject_future
-from jobs.stream.label_records import LABELS_ADDED, LABELS_SCHEMA, resolve_labels, with_decisions
+from jobs.stream.label_records import LABELS_ADDED, LABELS_SCHEMA
+from jobs.stream.model_holder import ModelHolder
 from jobs.stream.options import check_stream_config
-from jobs.stream.terminal_checks import EXPLORE, TerminalChecks, flagged_history
-
-QUERY = "score_transactions"
-
-
-@dataclass
-class ModelHolder:
-    """The model the stream scores with; between micro-batches it follows the registry alias."""
-
-    cfg: Config
-    spark: SparkSession
-    alias: str
-    version: str = ""
-    threshold: float = 0.5
-    label_delay_hours: int = 0
-    broadcast: Any = None
-    booster: Any = None  # the driver's copy, for the alerts' explanations
-
-    def refresh(self) -> None:
-        """Load the alias's version if it moved; refuse a version the running state cannot serve."""
-        version, tags = registry.resolve(self.cfg, self.alias)
-        if version == self.version:
-            return
-        if tags.get("features", "").split(",") != FEATURE_NAMES:
-            raise FraudError(
-                f"model {self.alias} (version {version}) was trained on other features: {tags.get('features')}"
-            )
-        delay = int(tags["label_delay_hours"])
-        if self.version and delay != self.label_delay_hours:
-            print(
-                f"stream: model version {version} has label delay {delay} h, the running state {self.label_delay_hours} h:"
-                f" keeping version {self.version}; restart the stream to switch"
-            )
-            return
-        booster, tags, version = registry.load(self.cfg, version)
-        self.version, self.threshold, self.label_delay_hours = version, float(tags["threshold"]), delay
-        self.booster, self.broadcast = booster, self.spark.sparkContext.broadcast(booster)
-        print(f"stream: scoring with {self.alias} = version {version} (threshold {self.threshold:.5f})")
-
-    def booster_of(self, version: str) -> Any:
-        """The booster of model `version`: the one in use, or loaded from the registry."""
-        return self.booster if version == self.version else registry.load(self.cfg, version)[0]
-
-
-def _schema_with(base: StructType, extra: list[str]) -> StructType:
-    return StructType([*base.fields, *[StructField(n, DoubleType(), True) for n in extra]])
-
-
-INPUT_SCHEMA = StructType(
-    [
-        *TRANSACTION_SCHEMA.fields,
-        StructField("kafka_timestamp", TimestampType(), True),
-        StructField("partition", IntegerType(), True),
-        StructField("offset", LongType(), True),
-    ]
+from jobs.stream.schemas import (
+    ALERT_REASON,
+    MESSAGE_COLUMNS,
+    MESSAGE_SCHEMA,
+    QUERY,
+    SCORES_SCHEMA,
+    STATE_INPUT_COLUMNS,
 )
-# what the stateful operators take: every row of a micro-batch. Transactions and label increments
-# (`label_row` true) update the state; label messages and malformed messages go through unchanged
-# (`bypass_state` true), so that the Kafka source is read once per micro-batch. Such a message carries its
-# topic, key, payload and errors as one JSON string, `message` (MESSAGE_SCHEMA): one narrow column through
-# the operators rather than four, null for every transaction. `unpack_messages` gives them back after.
-# No name starts with "_": the operators' pandas frames would get such a column as "_13" (its position).
-MESSAGE_SCHEMA = StructType(
-    [
-        StructField("topic", StringType()),
-        StructField("key", StringType()),
-        StructField("payload", StringType()),
-        StructField("errors", ArrayType(StringType())),
-        StructField("reason", StringType()),
-    ]
-)
-MESSAGE_COLUMNS = MESSAGE_SCHEMA.fieldNames()
-STATE_INPUT_SCHEMA = StructType(
-    [  # every field nullable: a message's row has no card, terminal or time
-        *[StructField(f.name, f.dataType, True) for f in INPUT_SCHEMA.fields],
-        StructField("label_row", BooleanType(), True),
-        StructField("bypass_state", BooleanType(), True),
-        StructField("message", StringType(), True),
-    ]
-)
-STATE_INPUT_COLUMNS = STATE_INPUT_SCHEMA.fieldNames()
-CARD_AGGS = [a.name for a in AGGREGATES if a.entity == "card"]
-TERMINAL_AGGS = [a.name for a in AGGREGATES if a.entity == "terminal"]
-# model inputs that are not input columns already (tx_amount is both)
-DERIVED = [n for n in FEATURE_NAMES if n not in INPUT_SCHEMA.fieldNames()]
-SCORES_SCHEMA = StructType(
-    [
-        *INPUT_SCHEMA.fields,
-        *[StructField(n, DoubleType(), True) for n in DERIVED],
-        StructField("score", DoubleType()),
-        StructField("decision", BooleanType()),
-        StructField("threshold", DoubleType()),
-        StructField("model_version", StringType()),
-        StructField("scored_at", TimestampType()),
-        # why a flagged transaction was: "score" (at or above the threshold), or a check of its terminal
-        # (jobs/stream/terminal_checks.py: "terminal_probe", "terminal_case", "terminal_explore"); null when not flagged
-        StructField("alert_reason", StringType()),
-    ]
-)
-# the column of `alerts` added after its first version (`add_columns` gives it to an older table)
-ALERT_REASON = StructType([StructField("alert_reason", StringType())])
-# what the driver takes of each scored transaction: an alert's fields, in the order of its message (alert_messages)
-ALERT_FIELDS = [
-    "transaction_id",
-    "customer_id",
-    "terminal_id",
-    "tx_datetime",
-    "tx_amount",
-    "score",
-    "model_version",
-    "alert_reason",
-]
+from jobs.stream.terminal_checks import TerminalChecks
 
 
 def state_ttl_days(cfg: Config, label_delay_hours: int) -> int | None:
@@ -339,53 +217,6 @@ def stateful_features(
     )
 
 
-def _scorer(booster_bc: Any, version: str, reviews: dict[int, str]):
-    """The pandas function that scores a micro-batch's transactions. Nothing is flagged here: the driver
-    chooses the threshold once it has every score of the micro-batch (the alert budget's evidence). A
-    transaction at a terminal under a check (`reviews`: terminal -> reason, jobs/stream/terminal_checks.py)
-    gets the check's reason as a candidate for review, which the driver picks from (TerminalChecks.pick)."""
-
-    def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        booster = booster_bc.value
-        for frame in frames:
-            features = derive_features(frame)
-            scores = booster.predict_proba(features)[:, 1] if len(frame) else np.zeros(0)
-            checked = frame["terminal_id"].map(reviews).to_numpy(dtype=object) if reviews else np.full(len(frame), None)
-            out = frame[[f.name for f in INPUT_SCHEMA.fields]].reset_index(drop=True)
-            out = pd.concat([out, features[DERIVED].reset_index(drop=True)], axis=1)
-            out["score"], out["decision"], out["threshold"] = scores, False, np.nan
-            out["model_version"] = version
-            out["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
-            out["alert_reason"] = checked
-            yield out
-
-    return score
-
-
-def duplicate_letters(batch: DataFrame, tx_topic: str) -> DataFrame:
-    """The micro-batch's duplicate transactions as dead letters (DEAD_LETTER_COLUMNS): the transaction as JSON,
-    and why it was not scored."""
-    reason = F.concat(
-        F.lit("transaction_id: expected a transaction not seen before, found "),
-        F.col("transaction_id").cast("string"),
-        F.lit(" already counted for card "),
-        F.col("customer_id").cast("string"),
-        F.lit(": a duplicate (a producer's retry?), not scored again"),
-    )
-    return batch.where("row_kind = 'duplicate'").select(
-        F.lit(tx_topic).alias("topic"),
-        "partition",
-        "offset",
-        "kafka_timestamp",
-        F.col("customer_id").cast("string").alias("key"),
-        F.to_json(F.struct(*[c for c in TRANSACTION_COLUMNS if c not in ("tx_fraud", "tx_fraud_scenario")])).alias(
-            "payload"
-        ),
-        F.array(reason).alias("errors"),
-        F.lit(DUPLICATE).alias("reason"),
-    )
-
-
 def check_checkpoint_sources(spark: SparkSession, checkpoint: str) -> None:
     """Refuse a checkpoint whose query read other sources than this one's (Kafka alone): Spark would stop at
     its first micro-batch with an assertion about the number of sources."""
@@ -402,29 +233,6 @@ def check_checkpoint_sources(spark: SparkSession, checkpoint: str) -> None:
             "from `clean_transactions` (stream.seed_from_history) and Kafka from "
             "kafka.starting_offsets"
         )
-
-
-class Stages:
-    """Seconds per stage of one micro-batch, for the `fraud_batch_stage_seconds_total` counter and the log."""
-
-    def __init__(self) -> None:
-        self.last = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def done(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
-        self.last = now
-
-
-def table_properties(cfg: Config) -> dict[str, str]:
-    """The Delta table properties of the tables the stream writes (stream.delta_checkpoint_interval)."""
-    interval = cfg.get("stream.delta_checkpoint_interval")
-    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
-        raise FraudError(
-            f"stream.delta_checkpoint_interval: expected a whole number of commits of 1 or more, found {interval!r}"
-        )
-    return {"delta.checkpointInterval": str(interval)}
 
 
 def seed_states(spark: SparkSession, cfg: Config, label_delay_hours: int) -> dict[str, DataFrame]:
@@ -493,352 +301,6 @@ def build_input(spark: SparkSession, cfg: Config, label_delay_hours: int) -> Dat
     return unpack_messages(stateful_features(parsed, label_delay_hours, state_ttl_days(cfg, label_delay_hours), seeds))
 
 
-class BatchWriter:
-    """What `fraud stream` does with each micro-batch (its foreachBatch function): score the transactions,
-    publish the alerts, commit the tables, record the labels, dead-letter the rest; and keep the alert budget
-    and the terminal checks between micro-batches."""
-
-    def __init__(
-        self,
-        spark: SparkSession,
-        cfg: Config,
-        holder: ModelHolder,
-        metrics: StreamMetrics,
-        featured_columns: list[str],
-        log_stages: bool = False,
-    ) -> None:
-        self.spark, self.holder, self.metrics, self.log_stages = spark, holder, metrics, log_stages
-        self.featured_columns = featured_columns
-        self.scores_path, self.alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
-        self.labels_path, self.dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
-        self.topics = {role: str(cfg.get(f"kafka.topics.{role}")) for role in ("transactions", "labels", "alerts")}
-        self.publisher = Publisher(logged_in(cfg))
-        self.properties = table_properties(cfg)
-        self.explanations_path = cfg.table_path("explanations")
-        self.explainer = Explainer(
-            spark,
-            self.explanations_path,
-            self.publish_explanations,
-            QUERY,
-            self.properties,
-            explanations_table_seconds(cfg),
-        )
-        self.budget = AlertBudget.from_config(cfg)
-        self.checks = TerminalChecks.from_config(cfg)
-        self.query: StreamingQuery | None = None
-        self.label_clock: np.datetime64 | None = None  # the event clock when the micro-batch's labels came
-        self.explaining: str | None = None  # the model version whose table of leaves the explainer has
-
-    def resume(self) -> None:
-        """The alert budget's window, the terminal checks and the cards with a confirmed fraud from the tables,
-        as a restart finds them; and the model's table of leaves for the explanations, built meanwhile."""
-        self.explainer.prepare(self.holder.booster)
-        self.explaining = self.holder.version
-        cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days)
-        newest = newest_scored(self.spark, self.scores_path)
-        since = None if newest is None else newest - dt.timedelta(hours=EXPLAIN_MISSING_HOURS)
-        explained = explain_missing(
-            self.spark, self.scores_path, self.explanations_path, self.holder.booster_of, since, self.properties
-        )
-        self.explainer.explained_at_start = set(explained)
-        if explained:
-            print(
-                f"stream: {len(explained)} alert(s) of the last {EXPLAIN_MISSING_HOURS} h had no explanation (the stream "
-                f"stopped before it): explained into {self.explanations_path}",
-                flush=True,
-            )
-        if self.checks.enabled and newest is not None:
-            since = newest - dt.timedelta(hours=self.checks.history_hours())
-            self.checks.resume(
-                *flagged_history(self.spark, self.scores_path, self.labels_path, since), np.datetime64(newest, "us")
-            )
-            probing = set(self.checks.probes) | set(self.checks.probe_ids.values())
-            print(
-                f"stream: the terminal checks take up {len(probing)} probe(s) and {len(self.checks.cases)} "
-                f"case(s) from the last {self.checks.history_hours()} h of `scores` (stream.terminal_checks)",
-                flush=True,
-            )
-        self.checks.remember([int(card) for card in cards.index])
-        self.budget.fill(self.spark, self.scores_path, self.labels_path, cards, newest)  # off, it still counts
-        if self.budget.enabled:
-            print(
-                f"stream: the alert budget flags at most {self.budget.fpr:.2%} of the last "
-                f"{self.budget.window.total_seconds() / 3600:g} h of legitimate transactions (stream.alert_budget): "
-                f"{self.budget.describe()}",
-                flush=True,
-            )
-        self.metrics.observe_budget(self.budget, self.holder.threshold)
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        started, stages = time.perf_counter(), Stages()
-        batch.persist()
-        try:
-            kinds = {
-                r["row_kind"]: r["count"] for r in batch.groupBy("row_kind").count().collect()
-            }  # runs the state steps
-            stages.done("state")
-            self.write(batch, batch_id, kinds, stages)
-        finally:
-            batch.unpersist()
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        for stage, seconds in stages.seconds.items():
-            self.metrics.stage_seconds.labels(stage).inc(seconds)
-        if self.log_stages:
-            print(
-                f"stream: batch {batch_id}: {kinds} in {time.perf_counter() - started:.2f} s: "
-                + ", ".join(f"{k} {v:.2f} s" for k, v in stages.seconds.items()),
-                flush=True,
-            )
-
-    def write(self, batch: DataFrame, batch_id: int, kinds: dict[str, int], stages: Stages) -> None:
-        """The sinks of a micro-batch whose rows are counted by kind (`kinds`). Without labels, the dead
-        letters are known at once and commit with the tables; with labels, after them, since a label of no
-        scored transaction is one too."""
-        dead = batch.where("row_kind = 'dead'").select(*DEAD_LETTER_COLUMNS)
-        count = kinds.get("dead", 0)
-        if kinds.get("duplicate"):
-            dead, count = (
-                dead.unionByName(duplicate_letters(batch, self.topics["transactions"])),
-                count + kinds["duplicate"],
-            )
-            self.metrics.duplicates.inc(kinds["duplicate"])
-        labelled = kinds.get("label", 0) + kinds.get("label_by_id", 0)
-        now = [lambda: self.append_dead(dead, count, batch_id)] if count and not labelled else []
-        # the labels that came with the micro-batch are known before its threshold is chosen: the fraud team's
-        # reviews and the cards they block count in the alert budget and the terminal checks from this micro-batch
-        labels = None
-        if labelled:
-            labels = self.read_labels(batch)
-            stages.done("labels")
-        if kinds.get("tx"):
-            self.score(batch, batch_id, stages, now)
-        elif now:
-            now[0]()
-            stages.done("dead_letters")
-        if labels is not None:
-            unknown = self.apply_labels(labels, batch, batch_id)
-            if unknown is not None:
-                dead, count = dead.unionByName(unknown), count + unknown.count()
-            stages.done("labels")
-            if count:
-                self.append_dead(dead, count, batch_id)
-                stages.done("dead_letters")
-
-    def append_dead(self, frame: DataFrame, count: int, batch_id: int) -> None:
-        """The micro-batch's dead letters, in one append (the batch id is its key)."""
-        append_idempotent(
-            frame.withColumn("dead_at", F.current_timestamp()),
-            self.dead_path,
-            QUERY,
-            batch_id,
-            properties=self.properties,
-            keep_warm=True,
-        )
-        self.metrics.dead_letters.inc(count)
-
-    def score(
-        self, batch: DataFrame, batch_id: int, stages: Stages, more_sinks: Sequence[Callable[[], object]]
-    ) -> None:
-        """Score the batch's transactions; flag them at the alert budget's threshold, which their own scores
-        inform, and pick the terminal checks' reviews; publish the alerts; explain them (SHAP) and publish the
-        explanations; then commit `scores`, `alerts` and `more_sinks` together; then the metrics, the alert
-        budget and the terminal checks take the scores."""
-        holder = self.holder
-        holder.refresh()
-        if holder.version != self.explaining:  # a new model: its table of leaves, while this micro-batch scores
-            self.explainer.prepare(holder.booster)
-            self.explaining = holder.version
-        self.metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
-        cached = (
-            batch.where("row_kind = 'tx'")
-            .select(*self.featured_columns)
-            .mapInPandas(_scorer(holder.broadcast, holder.version, self.checks.reviews()), SCORES_SCHEMA)
-            .withColumn("tx_date", F.to_date("tx_datetime"))
-            .persist()
-        )
-        try:
-            # one Spark job brings the driver what the budget, the alerts and the metrics need of every transaction
-            latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
-            # (with each transaction's model inputs: an alert's explanation needs them, and 15 numbers a row cost
-            # less than a second Spark job for the flagged ones)
-            observed: pd.DataFrame = cached.select(
-                *ALERT_FIELDS,
-                "decision",
-                latency.alias("latency"),
-                *[c for c in FEATURE_NAMES if c not in ALERT_FIELDS],
-            ).toPandas()
-            stages.done("score")
-            threshold = self.budget.threshold(holder.threshold, observed)
-            by_score = observed["score"].to_numpy(dtype=float) >= threshold
-            observed["threshold"], observed["decision"] = threshold, by_score
-            observed.loc[by_score, "alert_reason"] = "score"
-            # the checks' candidates: the driver picks the payments each check sends for review, exploration
-            # within its share of the budget (stream.terminal_checks.explore_share)
-            candidates = observed[~observed["decision"] & observed["alert_reason"].notna()]
-            explorations = (
-                self.budget.room(EXPLORE, self.checks.explore_share)
-                if (candidates["alert_reason"] == EXPLORE).any()
-                else 0
-            )
-            picked = self.checks.pick(candidates, explorations)
-            observed["decision"] |= observed["transaction_id"].isin(picked)
-            observed.loc[~observed["decision"], "alert_reason"] = None
-            flagged = observed[observed["decision"]]
-            alerted_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # one instant: the topic's and the table's
-            # the fraud team's topic first: an alert waits neither for its explanation nor for the tables' commits.
-            # A replay after a crash between the two sends it again (at least once; `alert_id` tells the copies apart)
-            self.publisher.send(self.topics["alerts"], alert_messages(flagged, alerted_at), "alerts")
-            stages.done("alerts_topic")
-            chosen = F.col("transaction_id").isin(sorted(picked)) if picked else F.lit(False)
-            by_score_col = F.col("score") >= F.lit(threshold)
-            decided = cached.select(
-                *[c for c in cached.columns if c not in ("decision", "threshold", "alert_reason")],
-                (by_score_col | chosen).alias("decision"),
-                F.lit(threshold).alias("threshold"),
-                F.when(by_score_col, F.lit("score")).when(chosen, F.col("alert_reason")).alias("alert_reason"),
-            )
-            decided = decided.select(*cached.columns)
-            if len(flagged):
-                # the explanations, off the path: on the explainer's thread while the tables commit and the next
-                # micro-batch runs (jobs/stream/explanations.py); this waits only for the previous micro-batch's
-                self.explainer.submit(holder.booster, flagged, alerted_at, batch_id)
-            stages.done("explanations")
-            alerts = decided.where("decision").select(
-                alert_id(F.col("transaction_id")).alias("alert_id"),
-                "transaction_id",
-                "customer_id",
-                "terminal_id",
-                "tx_datetime",
-                "tx_amount",
-                "score",
-                "threshold",
-                "model_version",
-                "alert_reason",
-                F.lit(alerted_at).alias("alerted_at"),
-                "tx_date",
-            )
-            self.commit(decided, alerts if len(flagged) else None, batch_id, more_sinks)
-            stages.done("tables")
-            self.observe(observed)
-        finally:
-            cached.unpersist()
-
-    def commit(
-        self, scored: DataFrame, alerts: DataFrame | None, batch_id: int, more_sinks: Sequence[Callable[[], object]]
-    ) -> None:
-        """Append `scores`, `alerts` (if any) and `more_sinks` at once: each commit is mostly the driver
-        waiting on Delta's log, not the cores working."""
-        sinks: list[Callable[[], object]] = [
-            lambda: append_idempotent(
-                scored, self.scores_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True
-            )
-        ]
-        if alerts is not None:
-            sinks.append(
-                lambda: append_idempotent(
-                    alerts, self.alerts_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True
-                )
-            )
-        sinks += more_sinks
-        with ThreadPoolExecutor(len(sinks)) as pool:
-            for future in [pool.submit(sink) for sink in sinks]:
-                future.result()
-
-    def observe(self, observed: pd.DataFrame) -> None:
-        """A micro-batch's committed scores into the metrics, the alert budget and the terminal checks."""
-        metrics = self.metrics
-        metrics.scored.inc(len(observed))
-        metrics.alerts.inc(int(observed["decision"].sum()))
-        for value in observed["score"]:
-            metrics.score.observe(value)
-        for value in observed["latency"]:
-            metrics.latency.observe(max(value, 0.0))
-        self.budget.observe(observed)
-        self.checks.observe(observed)
-        metrics.observe_budget(self.budget, self.holder.threshold)
-        metrics.observe_checks(self.checks, observed)
-
-    def read_labels(self, batch: DataFrame) -> pd.DataFrame:
-        """The batch's labels, in arrival order, told to the alert budget and the terminal checks."""
-        columns = [
-            "row_kind",
-            "transaction_id",
-            "tx_fraud",
-            *LABEL_PLACE.fieldNames(),
-            LABEL_INCREMENT,
-            LABEL_PREVIOUS,
-            "kafka_timestamp",
-            "topic",
-            "partition",
-            "offset",
-            "key",
-            "payload",
-        ]
-        labels: pd.DataFrame = batch.where("row_kind IN ('label', 'label_by_id')").select(*columns).toPandas()
-        labels = labels.sort_values(["kafka_timestamp", "partition", "offset"], kind="mergesort")
-        self.label_clock = self.budget.clock  # when they came, in event time: `labels.event_clock`
-        if not labels.empty:
-            self.budget.label(labels)
-            self.checks.label(labels[labels["row_kind"] == "label"])  # those with their place
-            self.metrics.observe_budget(self.budget, self.holder.threshold)
-            self.metrics.observe_checks(self.checks)
-        return labels
-
-    def publish_explanations(self, explained: pd.DataFrame, alerted_at: dt.datetime) -> None:
-        """The alerts again, with their `top_features` (on the explainer's thread)."""
-        self.publisher.send(self.topics["alerts"], alert_messages(explained, alerted_at), "alert explanations")
-        self.metrics.explanation_seconds.observe(
-            (dt.datetime.now(dt.UTC).replace(tzinfo=None) - alerted_at).total_seconds()
-        )
-
-    def close(self) -> None:
-        """Explain the alerts in the background, then close the producer."""
-        try:
-            self.explainer.close()
-        finally:
-            self.publisher.close()
-
-    def apply_labels(self, labels: pd.DataFrame, batch: DataFrame, batch_id: int) -> DataFrame | None:
-        """Record the batch's labels (`read_labels`) in `labels`: those the state counted, and those of
-        transactions past its look-back; send the labels given by id alone again with their transaction's
-        place (they count in the next micro-batch); tell the alert budget of those of the batch's own
-        transactions, scored since; return the rest as dead letters (None if there are none)."""
-        if labels.empty:
-            return None
-        self.budget.label(labels)  # a label of a transaction of this micro-batch: now in the window
-        self.metrics.observe_budget(self.budget, self.holder.threshold)
-        counted = labels[labels[LABEL_INCREMENT].notna()].rename(
-            columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"}
-        )
-        resolved = resolve_labels(
-            self.spark, labels[labels[LABEL_INCREMENT].isna()], self.scores_path, self.labels_path
-        )
-        if resolved.forward:
-            self.publisher.send(self.topics["labels"], resolved.forward, "labels")
-        recorded = pd.concat([counted, resolved.past], ignore_index=True)
-        if not recorded.empty:
-            rows = with_decisions(
-                recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(
-                    batch_id=batch_id,
-                    event_clock=pd.NaT if self.label_clock is None else pd.Timestamp(self.label_clock),
-                )
-            )
-            for name in ("previous_tx_fraud", "fraud_increment", "customer_id", "terminal_id"):
-                rows[name] = rows[name].astype("int32")
-            append_idempotent(
-                self.spark.createDataFrame(rows[LABELS_SCHEMA.fieldNames()], LABELS_SCHEMA),
-                self.labels_path,
-                QUERY,
-                batch_id,
-                properties=self.properties,
-                keep_warm=True,
-            )
-        self.metrics.labels.inc(len(recorded))
-        if resolved.dead.empty:
-            return None
-        return self.spark.createDataFrame(resolved.dead[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
-
-
 def start(
     spark: SparkSession,
     cfg: Config,
@@ -884,8 +346,6 @@ def start(
 # Spark's listener bus has no Python callback left to call while the process ends (it would log a py4j stack
 # trace), and the driver's Kafka producer (`release`)
 RELEASED_AT_STOP: dict[str, tuple[StreamingQueryListener, BatchWriter]] = {}
-# how far back a start looks for alerts left unexplained by a stop (event time before the newest scored)
-EXPLAIN_MISSING_HOURS = 24
 LISTENER_DRAIN_MS = 5000
 
 
