@@ -25,7 +25,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import report  # noqa: E402
 from jobs.core.config import load_config  # noqa: E402
 from jobs.core.session import get_spark  # noqa: E402
-from jobs.replay.backtest import blocked, blocked_before, parse_duration, replay_frame  # noqa: E402
+from jobs.replay.bank import blocked_before  # noqa: E402
+from jobs.replay.figures import blocked, replay_frame  # noqa: E402
+from jobs.replay.options import parse_duration  # noqa: E402
 
 
 def raw_lines(folder: Path) -> list[str]:

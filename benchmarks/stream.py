@@ -80,7 +80,7 @@ HISTORY_DAYS = 35  # cleaned and trained on before the streamed days, as fraud b
 FIRST = 200  # transactions of the latency phase sent and scored before its load
 
 
-class RecordingStages(batch_writer.Stages):
+class RecordingStages(batch_writer.Stopwatch):
     """The job's per-micro-batch stage timer, keeping every micro-batch's seconds (in order)."""
 
     batches: list[dict[str, float]] = []
@@ -288,12 +288,12 @@ def with_paths(cfg: Config, folder: Path) -> Config:
 def recording_stages() -> Iterator[None]:
     """The job's stage timer replaced by RecordingStages (emptied) meanwhile."""
     RecordingStages.batches = []
-    original = batch_writer.Stages
-    batch_writer.Stages = RecordingStages  # type: ignore[misc]
+    original = batch_writer.Stopwatch
+    batch_writer.Stopwatch = RecordingStages  # type: ignore[misc]
     try:
         yield
     finally:
-        batch_writer.Stages = original  # type: ignore[misc]
+        batch_writer.Stopwatch = original  # type: ignore[misc]
 
 
 def throughput(spark: SparkSession, cfg: Config) -> dict[str, Any]:

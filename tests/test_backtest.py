@@ -12,7 +12,7 @@ import pytest
 
 from jobs.core.errors import FraudError
 from jobs.kafka_tools.produce import simulated_lines
-from jobs.replay import backtest
+from jobs.replay import backtest, bank, options
 from jobs.simulation.simulator import make_spec
 
 pytestmark = pytest.mark.integration
@@ -144,14 +144,14 @@ def test_a_small_backtest_reports_what_the_tables_hold(spark, tmp_path, capsys):
 
 def test_wrong_options_are_clear_errors():
     with pytest.raises(FraudError, match=r"--review-delay: expected a duration like 15m, 1h or 7d, found 'soon'"):
-        backtest.parse_duration("soon", "--review-delay")
+        options.parse_duration("soon", "--review-delay")
     parser = __import__("argparse").ArgumentParser()
-    backtest.add_arguments(parser)
+    options.add_arguments(parser)
     with pytest.raises(FraudError, match=r"--step: expected a positive duration that divides a day, found '7h'"):
-        backtest.loop_from_args(parser.parse_args(["--step", "7h"]))
-    loop = backtest.loop_from_args(parser.parse_args(["--review-delay", "15m"]))
+        options.loop_from_args(parser.parse_args(["--step", "7h"]))
+    loop = options.loop_from_args(parser.parse_args(["--review-delay", "15m"]))
     assert loop.label_delay_hours == 1 and loop.review == dt.timedelta(minutes=15)
-    assert backtest.loop_from_args(parser.parse_args(["--review-delay", "1d"])).label_delay_hours == 24
+    assert options.loop_from_args(parser.parse_args(["--review-delay", "1d"])).label_delay_hours == 24
 
 
 def test_a_stolen_card_is_declined_once_blocked_and_a_theft_of_the_new_card_pays_on_it():
@@ -159,7 +159,7 @@ def test_a_stolen_card_is_declined_once_blocked_and_a_theft_of_the_new_card_pays
         return f"{tx},{when},{holder},5,10.00,0,0,{fraud},{scenario}"
 
     history = [line(1, "2019-09-01 10:00:00", 7, 1, 3)]  # card 7 stolen in the history, its fraud confirmed
-    issuer = backtest.CardIssuer(True, 1000, pd.Series({7: pd.Timestamp("2019-09-01 11:00:00")}), history)
+    issuer = bank.CardIssuer(True, 1000, pd.Series({7: pd.Timestamp("2019-09-01 11:00:00")}), history)
     issuer.apply(dt.datetime(2019, 9, 2))  # card 7 blocked, its holder pays with card 1000
     assert issuer.payment(line(2, "2019-09-03 10:00:00", 7)) == line(2, "2019-09-03 10:00:00", 1000)
     assert issuer.payment(line(3, "2019-09-05 10:00:00", 7, 1, 3)) is None  # the same theft: card 7, blocked
@@ -377,14 +377,14 @@ def test_a_replay_of_the_bank_s_raw_files_with_a_retraining_inside(spark, tmp_pa
 
 def test_the_command_names_the_reviews_preset_and_the_options_a_run_gave_and_makes_the_same_loop_again():
     parser = __import__("argparse").ArgumentParser()
-    backtest.add_arguments(parser)
+    options.add_arguments(parser)
     bank = parser.parse_args([])
-    assert " --reviews bank" in backtest.command(bank) and "--review-hours" not in backtest.command(bank)
-    loop = backtest.loop_from_args(bank)
+    assert " --reviews bank" in options.command(bank) and "--review-hours" not in options.command(bank)
+    loop = options.loop_from_args(bank)
     assert loop.reviews.hours == (8, 20) and loop.reviews.order == "riskiest" and loop.reviews.capacity is None
     assert (loop.reviews.wrong, loop.reviews.unanswered, loop.disputes.share) == (0.01, 0.05, 0.9)
     assert (loop.dispute, loop.disputes.spread) == (dt.timedelta(days=1), dt.timedelta(days=29))
-    oracle = backtest.loop_from_args(parser.parse_args(["--reviews", "oracle"]))
+    oracle = options.loop_from_args(parser.parse_args(["--reviews", "oracle"]))
     assert oracle.reviews.oracle and oracle.dispute == dt.timedelta(days=7) and oracle.disputes.share == 1.0
     args = parser.parse_args(
         [
@@ -402,7 +402,7 @@ def test_the_command_names_the_reviews_preset_and_the_options_a_run_gave_and_mak
             "14d",
         ]
     )
-    command = backtest.command(args)
+    command = options.command(args)
     for option in (
         "--reviews oracle",
         "--review-capacity 500",
@@ -413,15 +413,15 @@ def test_the_command_names_the_reviews_preset_and_the_options_a_run_gave_and_mak
     ):
         assert option in command, command
     again = parser.parse_args(command.split()[2:])
-    assert backtest.loop_from_args(again) == backtest.loop_from_args(args)
+    assert options.loop_from_args(again) == options.loop_from_args(args)
     assert (
-        backtest.loop_from_args(args).reviews.hours == (8, 20) and backtest.loop_from_args(args).reviews.capacity == 500
+        options.loop_from_args(args).reviews.hours == (8, 20) and options.loop_from_args(args).reviews.capacity == 500
     )
-    assert not backtest.loop_from_args(args).reviews.oracle
+    assert not options.loop_from_args(args).reviews.oracle
     with pytest.raises(
         FraudError, match=r"--review-capacity: expected a whole number of reviews a day or none, found 'many'"
     ):
-        backtest.loop_from_args(parser.parse_args(["--review-capacity", "many"]))
+        options.loop_from_args(parser.parse_args(["--review-capacity", "many"]))
 
 
 def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_how_many_met_it(monkeypatch, tmp_path):
@@ -449,7 +449,7 @@ def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_h
     monkeypatch.setattr(backtest, "replay_once", replay_once)
     monkeypatch.setattr(backtest, "RESULTS", tmp_path)
     parser = __import__("argparse").ArgumentParser()
-    backtest.add_arguments(parser)
+    options.add_arguments(parser)
     assert backtest.execute(parser.parse_args(["--seeds", "1-3", "--name", "spread"])) == 0
     assert replayed == [(1, "spread_seed1"), (2, "spread_seed2"), (3, "spread_seed3")]
     report = __import__("json").loads((tmp_path / "spread.json").read_text())
@@ -467,7 +467,7 @@ def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_h
     # --reuse-seeds reads a seed's kept replay of the same command (seed 2 here) and replays the others
     json = __import__("json")
     same = parser.parse_args(["--seed", "2", "--name", "spread_seed2"])
-    kept = {**replay_once(same), "command": backtest.command(same), "run": {"commit": "abc", "date": "2026-12-06"}}
+    kept = {**replay_once(same), "command": options.command(same), "run": {"commit": "abc", "date": "2026-12-06"}}
     replayed.clear()
     (tmp_path / "spread_seed2.json").write_text(json.dumps(kept))
     (tmp_path / "spread_seed3.json").write_text(json.dumps({**kept, "command": "another command"}))
@@ -479,4 +479,4 @@ def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_h
         ("2,2", "expected distinct seeds"),
     ):
         with pytest.raises(FraudError, match=f"--seeds: {message}"):
-            backtest.parse_seeds(wrong)
+            options.parse_seeds(wrong)

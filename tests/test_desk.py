@@ -167,7 +167,7 @@ def test_the_days_are_counted_from_scores_and_the_last_label_blocked_cards_left_
 
 
 def test_the_desk_the_demo_and_the_backtest_leave_out_the_same_payments_of_blocked_cards(spark, make_cfg):
-    from jobs.replay import backtest, demo
+    from jobs.replay import demo, figures
 
     cfg = make_cfg()
     scores, labels = blocked_card_tables(cfg, spark)
@@ -179,7 +179,7 @@ def test_the_desk_the_demo_and_the_backtest_leave_out_the_same_payments_of_block
     assert f"left out: {len(expected)} payments of 4 cards" in "\n".join(lines)
     frauds = labels[labels["tx_fraud"] == 1]
     confirmed = dict(zip(frauds["transaction_id"], frauds["event_clock"].fillna(frauds["tx_datetime"])))
-    left = backtest.blocked(scores, confirmed, pd.Series(dtype="datetime64[ns]"))
+    left = figures.blocked(scores, confirmed, pd.Series(dtype="datetime64[ns]"))
     assert set(scores.loc[left.to_numpy(), "transaction_id"]) == expected
 
 

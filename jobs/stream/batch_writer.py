@@ -1,7 +1,7 @@
 """What `fraud stream` does with each micro-batch, its foreachBatch function (`BatchWriter`): score the
 transactions with the broadcast model, flag them at the alert budget's threshold or for a terminal check,
 publish the alerts, hand them to the explanations thread, commit `scores` and `alerts`, record the labels and
-dead-letter the rest; and the stage timer (`Stages`) that says where a micro-batch's time goes."""
+dead-letter the rest; and the stage timer (jobs/core/stopwatch.py) that says where a micro-batch's time goes."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from jobs.core.lake import (
     append_idempotent,
 )
 from jobs.core.metrics import StreamMetrics
+from jobs.core.stopwatch import Stopwatch
 from jobs.stream.alert_budget import AlertBudget, newest_scored
 from jobs.stream.alerts_topic import Publisher, alert_id, alert_messages
 from jobs.stream.blocked_cards import confirmed_cards
@@ -86,19 +87,6 @@ def duplicate_letters(batch: DataFrame, tx_topic: str) -> DataFrame:
         F.array(reason).alias("errors"),
         F.lit(DUPLICATE).alias("reason"),
     )
-
-
-class Stages:
-    """Seconds per stage of one micro-batch, for the `fraud_batch_stage_seconds_total` counter and the log."""
-
-    def __init__(self) -> None:
-        self.last = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def done(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
-        self.last = now
 
 
 def table_properties(cfg: Config) -> dict[str, str]:
@@ -192,7 +180,7 @@ class BatchWriter:
         self.metrics.observe_budget(self.budget, self.holder.threshold)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        started, stages = time.perf_counter(), Stages()
+        started, stages = time.perf_counter(), Stopwatch()
         batch.persist()
         try:
             kinds = {
@@ -212,7 +200,7 @@ class BatchWriter:
                 flush=True,
             )
 
-    def write(self, batch: DataFrame, batch_id: int, kinds: dict[str, int], stages: Stages) -> None:
+    def write(self, batch: DataFrame, batch_id: int, kinds: dict[str, int], stages: Stopwatch) -> None:
         """The sinks of a micro-batch whose rows are counted by kind (`kinds`). Without labels, the dead
         letters are known at once and commit with the tables; with labels, after them, since a label of no
         scored transaction is one too."""
@@ -259,7 +247,7 @@ class BatchWriter:
         self.metrics.dead_letters.inc(count)
 
     def score(
-        self, batch: DataFrame, batch_id: int, stages: Stages, more_sinks: Sequence[Callable[[], object]]
+        self, batch: DataFrame, batch_id: int, stages: Stopwatch, more_sinks: Sequence[Callable[[], object]]
     ) -> None:
         """Score the batch's transactions; flag them at the alert budget's threshold, which their own scores
         inform, and pick the terminal checks' reviews; publish the alerts; explain them (SHAP) and publish the
