@@ -33,9 +33,10 @@ from tests.test_stream_restart import register_model
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def yarn_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[yarn.YarnCluster]:
-    cluster = yarn.start(tmp_path_factory.mktemp("yarn") / "cluster")
+@pytest.fixture
+def yarn_cluster(tmp_path: Path) -> Iterator[yarn.YarnCluster]:
+    """A YARN of the test's own: stopping it ends the applications it runs (the stream's, too)."""
+    cluster = yarn.start(tmp_path / "yarn")
     try:
         yield cluster
     finally:
