@@ -34,13 +34,18 @@ KUBERNETES = {
 
 @pytest.fixture(scope="module")
 def dags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The DAG folder as Airflow's DagBag sees it (tests/airflow_probe.py)."""
+    return probe(tmp_path_factory.mktemp("airflow"), KUBERNETES)
+
+
+def probe(home: Path, variables: dict[str, str]) -> dict[str, Any]:
+    """The DAG folder as Airflow's DagBag sees it (tests/airflow_probe.py), each bash command rendered with
+    no Variable set and with `variables`."""
     done = subprocess.run(
-        [str(AIRFLOW_BIN / "python"), str(ROOT / "tests/airflow_probe.py"), str(DAGS), json.dumps(KUBERNETES)],
+        [str(AIRFLOW_BIN / "python"), str(ROOT / "tests/airflow_probe.py"), str(DAGS), json.dumps(variables)],
         capture_output=True,
         text=True,
         timeout=300,
-        env=airflow_env(tmp_path_factory.mktemp("airflow")),
+        env=airflow_env(home),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

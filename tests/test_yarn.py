@@ -158,15 +158,7 @@ def test_the_daily_schedule_s_commands_clean_build_features_and_train_on_yarn_wi
 
 def dag_commands(home: Path, **variables: str) -> dict[str, str]:
     """The bash command of each task of the daily DAG, as Airflow renders it with these Variables."""
-    from tests.test_airflow import AIRFLOW_BIN, DAGS, airflow_env
+    from tests.test_airflow import probe
 
-    probe = subprocess.run(
-        [str(AIRFLOW_BIN / "python"), str(ROOT / "tests/airflow_probe.py"), str(DAGS), json.dumps(variables)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=airflow_env(home),
-    )
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    tasks = json.loads(probe.stdout.strip().splitlines()[-1])["dags"]["fraud_daily"]["tasks"]
+    tasks = probe(home, variables)["dags"]["fraud_daily"]["tasks"]
     return {task: v["command_with_variables"] for task, v in tasks.items() if v["command_with_variables"]}
