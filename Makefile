@@ -11,7 +11,7 @@ PROMETHEUS := .tools/prometheus
 AIRFLOW := .tools/airflow
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: help setup setup-after-venv demo test check-tools jars operators venv prometheus airflow postgresql chromium desk kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-suite soak results clean clean-state
+.PHONY: help setup setup-after-venv demo test check-tools jars operators venv prometheus airflow postgresql chromium desk kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-suite soak results config-docs clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -147,6 +147,10 @@ soak: setup
 # docs/results.md from benchmarks/results/*.json (tests/test_results_page.py keeps it current)
 results: $(VENV)/.installed
 	$(BIN)/python benchmarks/results_page.py
+
+# docs/configuration.md's table of keys from the schema (jobs/core/settings.py; tests/test_config.py keeps it current)
+config-docs: $(VENV)/.installed
+	$(BIN)/python -m jobs.core.settings
 
 # CI's run timed by phase on a fresh clone of HEAD (needs nothing set up here)
 bench-suite:

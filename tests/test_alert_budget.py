@@ -175,9 +175,9 @@ def test_a_budget_that_is_off_keeps_the_model_threshold():
         ),
     ],
 )
-def test_budget_options_are_checked(key, value, message):
+def test_budget_options_are_checked_when_the_configuration_is_loaded(key, value, message):
     with pytest.raises(ConfigError, match=message):
-        AlertBudget.from_config(load_config("local", {key: value}))
+        load_config("local", {key: value})
 
 
 def test_the_default_budget_is_on_within_the_bank_s_five_percent():

@@ -127,9 +127,9 @@ def test_checks_without_probe_payments_probe_nothing_and_still_explore():
         ("stream.terminal_checks.explore_share", 0.2),
     ],
 )
-def test_check_options_are_checked(key, value):
+def test_check_options_are_checked_when_the_configuration_is_loaded(key, value):
     with pytest.raises(ConfigError, match=rf"{key}: expected .*, found {value!r}"):
-        TerminalChecks.from_config(load_config("local", {key: value}))
+        load_config("local", {key: value})
 
 
 def test_a_terminal_without_a_review_for_explore_hours_gets_its_next_payment_reviewed():

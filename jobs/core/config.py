@@ -6,7 +6,8 @@ Rules, each checked with an error that names the file(s):
 - an environment layer or an override may only set keys that `conf/base` defines (typos fail loudly);
 - secrets (keys named like password, secret, token, access_key) are never read from files: they come
   from environment variables only;
-- relative paths under `paths.*` are resolved against the project root.
+- relative paths under `paths.*` are resolved against the project root;
+- the result is checked against the schema of every key (jobs/core/settings.py): its type and bounds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from jobs.core.errors import ConfigError
+from jobs.core.settings import check
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENV_VAR_ENV = "FRAUD_ENV"
@@ -197,13 +199,16 @@ def load_config(
     env: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     conf_dir: str | Path | None = None,
+    checked: bool = True,
 ) -> Config:
-    """Load `conf/base`, then the environment layer, then overrides (dotted keys).
+    """Load `conf/base`, then the environment layer, then overrides (dotted keys), and check the result
+    against the schema (jobs/core/settings.py).
 
     Args:
         env: environment layer; default `$FRAUD_ENV`, else ``local``.
         overrides: dotted keys to set last, e.g. ``{"paths.lake": "/data/lake"}`` (from the command line).
         conf_dir: the conf folder; default `$FRAUD_CONF_DIR`, else the project's `conf/`.
+        checked: False for a conf folder of another shape than the project's (the layering's own tests).
 
     Returns:
         The resolved Config.
@@ -228,8 +233,15 @@ def load_config(
     for key, value in (overrides or {}).items():
         _check_known(key, flat, "command-line override")
         _set(flat, key, value)
-    root = conf.parent
-    return Config(data=_unflatten(flat), env=env, conf_dir=conf, root=root)
+    tree = _unflatten(flat)
+    if checked:
+        check(tree)
+    return Config(data=tree, env=env, conf_dir=conf, root=conf.parent)
+
+
+def read_layer(layer_dir: Path) -> dict[str, Any]:
+    """One layer's keys, dotted (docs/configuration.md's table shows each layer's values)."""
+    return _read_layer(layer_dir)[0]
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -20,21 +20,12 @@ from typing import Any
 
 from jobs.core.common import add_common_options, config_from_args, job_main
 from jobs.core.config import Config
-from jobs.core.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="the address to bind (default desk.host, 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, help="the port (default desk.port, 8050)")
     add_common_options(parser)
-
-
-def requirement_days(cfg: Config) -> int:
-    """`desk.requirement_days`, checked (ConfigError naming the key)."""
-    days = cfg.get("desk.requirement_days")
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise ConfigError(f"desk.requirement_days: expected a whole number of days of 1 or more, found {days!r}")
-    return days
 
 
 def build(cfg: Config, spark: Any = None) -> tuple[Any, Any]:
@@ -56,7 +47,7 @@ def build(cfg: Config, spark: Any = None) -> tuple[Any, Any]:
 
         return get_spark(cfg, "fraud desk")
 
-    page = RequirementPage(cfg, session, float(cfg.get("desk.refresh_seconds")), requirement_days(cfg))
+    page = RequirementPage(cfg, session, float(cfg.get("desk.refresh_seconds")), cfg.get("desk.requirement_days"))
     charts = chart_source(cfg, book)
     return make_app(book, access, page, metrics_url(cfg), int(cfg.get("desk.queue_limit")), charts), book
 
@@ -67,7 +58,7 @@ def chart_source(cfg: Config, book: Any) -> Callable[[], tuple[list[str], str]]:
     from jobs.desk.charts import Sampler, charts_html, prometheus_series
     from jobs.desk.health import metrics_url
 
-    hours = positive(cfg, "desk.chart_hours")
+    hours = float(cfg.get("desk.chart_hours"))
     prometheus = cfg.get("desk.prometheus_url")
     if prometheus:
 
@@ -78,7 +69,7 @@ def chart_source(cfg: Config, book: Any) -> Callable[[], tuple[list[str], str]]:
                 return [], f"Prometheus at {prometheus} did not answer ({type(error).__name__}: {error})"
 
         return from_prometheus
-    every = positive(cfg, "desk.chart_sample_seconds")
+    every = float(cfg.get("desk.chart_sample_seconds"))
     sampler = Sampler(metrics_url(cfg), hours, every).start()
     book.on_stop(sampler.stop)
     return lambda: (
@@ -86,14 +77,6 @@ def chart_source(cfg: Config, book: Any) -> Callable[[], tuple[list[str], str]]:
         f"the stream's endpoint {sampler.url}, read every {every:g} s since the desk started "
         "(desk.prometheus_url: from Prometheus instead)",
     )
-
-
-def positive(cfg: Config, key: str) -> float:
-    """A number above 0 at `key` (ConfigError naming it)."""
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{key}: expected a number above 0, found {value!r}")
-    return float(value)
 
 
 def execute(args: argparse.Namespace) -> int:

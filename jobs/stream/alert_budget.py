@@ -43,12 +43,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core.config import Config
-from jobs.core.errors import ConfigError
 from jobs.core.lake import table_exists
-from jobs.stream.blocked_cards import BlockedCards, blocked_card_days
+from jobs.stream.blocked_cards import BlockedCards
 from jobs.stream.label_records import last_labels
 from models.blocking import after_block
-from models.metrics import MAX_FPR
 from models.threshold import budget_threshold
 
 
@@ -88,36 +86,15 @@ class AlertBudget:
 
     @classmethod
     def from_config(cls, cfg: Config) -> AlertBudget:
-        """`stream.alert_budget`, checked (ConfigError naming the key)."""
-        enabled = cfg.get("stream.alert_budget.enabled")
-        fpr = cfg.get("stream.alert_budget.fpr")
-        hours = cfg.get("stream.alert_budget.window_hours")
-        pending = cfg.get("stream.alert_budget.pending_at_precision")
-        at_score = cfg.get("stream.alert_budget.unflagged_at_score")
-        evidence = cfg.get("stream.alert_budget.evidence_transactions")
-        for key, value in (("enabled", enabled), ("pending_at_precision", pending), ("unflagged_at_score", at_score)):
-            if not isinstance(value, bool):
-                raise ConfigError(f"stream.alert_budget.{key}: expected true or false, found {value!r}")
-        if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr <= MAX_FPR:
-            raise ConfigError(
-                f"stream.alert_budget.fpr: expected a share above 0 and at most the bank's {MAX_FPR}, found {fpr!r}"
-            )
-        if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
-            raise ConfigError(
-                f"stream.alert_budget.window_hours: expected a whole number of hours of 1 or more, found {hours!r}"
-            )
-        if isinstance(evidence, bool) or not isinstance(evidence, int) or evidence < 1:
-            raise ConfigError(
-                f"stream.alert_budget.evidence_transactions: expected a whole number of 1 or more, found {evidence!r}"
-            )
+        """`stream.alert_budget` (checked by the configuration's schema)."""
         return cls(
-            enabled,
-            float(fpr),
-            dt.timedelta(hours=hours),
-            pending,
-            at_score,
-            evidence,
-            blocked=BlockedCards(blocked_card_days(cfg)),
+            cfg.get("stream.alert_budget.enabled"),
+            float(cfg.get("stream.alert_budget.fpr")),
+            dt.timedelta(hours=cfg.get("stream.alert_budget.window_hours")),
+            cfg.get("stream.alert_budget.pending_at_precision"),
+            cfg.get("stream.alert_budget.unflagged_at_score"),
+            cfg.get("stream.alert_budget.evidence_transactions"),
+            blocked=BlockedCards(cfg.get("stream.blocked_card_days")),
         )
 
     def threshold(self, model_threshold: float, batch: pd.DataFrame | None = None) -> float:

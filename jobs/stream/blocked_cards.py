@@ -14,8 +14,6 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.core.config import Config
-from jobs.core.errors import ConfigError
 from jobs.core.lake import table_exists
 from models.blocking import confirmations
 
@@ -59,14 +57,6 @@ class BlockedCards:
 
     def __len__(self) -> int:
         return len(self.since) + len(self.unstamped)
-
-
-def blocked_card_days(cfg: Config) -> int:
-    """`stream.blocked_card_days`, checked (ConfigError naming the key)."""
-    days = cfg.get("stream.blocked_card_days")
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise ConfigError(f"stream.blocked_card_days: expected a whole number of days of 1 or more, found {days!r}")
-    return days
 
 
 def confirmed_cards(spark: SparkSession, labels_path: str, days: int) -> pd.Series:

@@ -22,7 +22,6 @@ from jobs.core.config import Config
 from jobs.core.dead_letters import FUTURE, MALFORMED
 from jobs.core.lake import add_columns, append_idempotent, read_topic_stream
 from jobs.core.session import get_spark
-from jobs.stream.options import check_stream_config
 
 QUERY_NAME = "ingest_transactions"
 
@@ -141,7 +140,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    check_stream_config(cfg)
     run(get_spark(cfg, "ingest"), cfg, args.available_now)
     return 0
 

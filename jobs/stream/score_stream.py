@@ -90,7 +90,6 @@ from jobs.stream.batch_writer import BatchWriter, table_properties
 from jobs.stream.ingest_stream import DEAD_LETTER_REASON, kafka_columns, reject_future
 from jobs.stream.label_records import LABELS_ADDED, LABELS_SCHEMA
 from jobs.stream.model_holder import ModelHolder
-from jobs.stream.options import check_stream_config
 from jobs.stream.schemas import (
     ALERT_REASON,
     MESSAGE_COLUMNS,
@@ -108,7 +107,7 @@ def state_ttl_days(cfg: Config, label_delay_hours: int) -> int | None:
     if ttl is None:
         return None
     needed = max(lookback_hours(e, label_delay_hours) for e in ("card", "terminal")) + 2 * DAY_HOURS
-    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl * 24 <= needed:
+    if ttl * 24 <= needed:
         raise FraudError(
             f"stream.state_ttl_days: expected more than the longest window plus the label delay "
             f"plus 2 days ({needed / 24:g} days), found {ttl!r}"
@@ -556,7 +555,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    check_stream_config(cfg)
     logged_in(cfg)  # before Spark starts: a wrong password or an untrusted certificate fails in seconds
     run(get_spark(cfg, "stream"), cfg, args.available_now, args.model)
     return 0

@@ -32,11 +32,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core.config import Config
-from jobs.core.errors import ConfigError
 from jobs.core.lake import table_exists
-from jobs.stream.blocked_cards import BlockedCards, blocked_card_days
+from jobs.stream.blocked_cards import BlockedCards
 from jobs.stream.label_records import last_labels
-from models.metrics import MAX_FPR
 
 PROBE, CASE, EXPLORE = "terminal_probe", "terminal_case", "terminal_explore"
 
@@ -62,39 +60,15 @@ class TerminalChecks:
 
     @classmethod
     def from_config(cls, cfg: Config) -> TerminalChecks:
-        """`stream.terminal_checks`, checked (ConfigError naming the key)."""
-        enabled = cfg.get("stream.terminal_checks.enabled")
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"stream.terminal_checks.enabled: expected true or false, found {enabled!r}")
-        numbers = []
-        for key, least in (("probe_payments", 0), ("case_hours", 1), ("cooldown_hours", 1)):
-            value = cfg.get(f"stream.terminal_checks.{key}")
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ConfigError(
-                    f"stream.terminal_checks.{key}: expected a whole number of {least} or more, found {value!r}"
-                )
-            numbers.append(value)
-        explore = cfg.get("stream.terminal_checks.explore_hours")
-        if explore is not None and (isinstance(explore, bool) or not isinstance(explore, int) or explore < 1):
-            raise ConfigError(
-                f"stream.terminal_checks.explore_hours: expected a whole number of 1 or more, or null "
-                f"(no exploration), found {explore!r}"
-            )
-        share = cfg.get("stream.terminal_checks.explore_share")
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= MAX_FPR:
-            raise ConfigError(
-                f"stream.terminal_checks.explore_share: expected a share above 0 and at most the bank's "
-                f"{MAX_FPR}, found {share!r}"
-            )
-        probe, case, cooldown = numbers
+        """`stream.terminal_checks` (checked by the configuration's schema)."""
         return cls(
-            enabled,
-            probe,
-            case,
-            cooldown,
-            explore_hours=explore,
-            explore_share=float(share),
-            fraud_cards=BlockedCards(blocked_card_days(cfg)),
+            cfg.get("stream.terminal_checks.enabled"),
+            cfg.get("stream.terminal_checks.probe_payments"),
+            cfg.get("stream.terminal_checks.case_hours"),
+            cfg.get("stream.terminal_checks.cooldown_hours"),
+            explore_hours=cfg.get("stream.terminal_checks.explore_hours"),
+            explore_share=float(cfg.get("stream.terminal_checks.explore_share")),
+            fraud_cards=BlockedCards(cfg.get("stream.blocked_card_days")),
         )
 
     def reviews(self) -> dict[int, str]:
