@@ -72,7 +72,7 @@ from jobs.kafka_tools.alerts_cmd import read_topic  # noqa: E402
 from jobs.kafka_tools.produce import produce, simulated_lines, without_labels  # noqa: E402
 from jobs.replay.backtest import split_lines  # noqa: E402
 from jobs.simulation.simulator import make_spec  # noqa: E402
-from jobs.stream import batch_writer, score_stream  # noqa: E402
+from jobs.stream import batch_writer, score_stream, supervision  # noqa: E402
 from models.catboost_model import LeafTable  # noqa: E402
 from models.split import Split  # noqa: E402
 
@@ -346,7 +346,7 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
         jobs = spark_jobs(spark) - jobs_before
         progress = [p for p in query.recentProgress[done:] if p["numInputRows"]]
         stages = RecordingStages.batches[batches_before:]
-        score_stream.stop_query(spark, query)  # and the last explanations published
+        supervision.stop_query(spark, query)  # and the last explanations published
     scores = (
         spark.read.format("delta")
         .load(cfg.table_path("scores"))

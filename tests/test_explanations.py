@@ -144,7 +144,7 @@ def test_a_start_explains_the_alerts_a_stop_left_unexplained(spark, make_cfg, bo
 
 def test_a_stop_says_when_the_last_explanations_failed_and_goes_on(spark, capsys):
     from jobs.core.metrics import StreamMetrics
-    from jobs.stream import score_stream
+    from jobs.stream import supervision
 
     class Writer:
         def close(self) -> None:
@@ -153,15 +153,15 @@ def test_a_stop_says_when_the_last_explanations_failed_and_goes_on(spark, capsys
     class Query:
         id = "a-query-of-this-test"
 
-    listener = score_stream.ProgressMetrics(StreamMetrics(), Query.id)
+    listener = supervision.ProgressMetrics(StreamMetrics(), Query.id)
     spark.streams.addListener(listener)
-    score_stream.RELEASED_AT_STOP[Query.id] = (listener, Writer())
-    score_stream.release(spark, Query())  # no exception: the stop goes on
+    supervision.RELEASED_AT_STOP[Query.id] = (listener, Writer())
+    supervision.release(spark, Query())  # no exception: the stop goes on
     assert (
         "the last micro-batch's alert explanations were not all published (RuntimeError: the alerts topic is "
         "gone); the next start explains the alerts `explanations` lacks"
     ) in capsys.readouterr().err
-    assert Query.id not in score_stream.RELEASED_AT_STOP
+    assert Query.id not in supervision.RELEASED_AT_STOP
 
 
 def test_a_model_s_table_of_leaves_is_built_on_the_explainer_s_thread(spark, make_cfg):

@@ -66,7 +66,7 @@ def test_the_progress_metrics_are_those_of_the_micro_batch_that_just_ended():
     and ignores the other queries of the session."""
     from types import SimpleNamespace
 
-    from jobs.stream.score_stream import ProgressMetrics
+    from jobs.stream.supervision import ProgressMetrics
 
     metrics = StreamMetrics()
     listener = ProgressMetrics(metrics, "ours")

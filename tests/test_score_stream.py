@@ -22,7 +22,7 @@ from jobs.kafka_tools.produce import produce as produce_lines
 from jobs.kafka_tools.produce import raw_lines
 from jobs.simulation.simulate import simulate_to_folder
 from jobs.simulation.simulator import make_spec
-from jobs.stream import alerts_topic, score_stream
+from jobs.stream import alerts_topic, score_stream, supervision
 from jobs.stream.alert_budget import AlertBudget
 from models.split import Split
 from models.threshold import budget_threshold
@@ -380,7 +380,7 @@ def test_a_new_stream_reads_its_history_in_its_first_micro_batch_only(spark, str
         )  # the running query's plan of its last micro-batch
         assert "clean_transactions" not in planned
     finally:
-        score_stream.stop_query(spark, query)
+        supervision.stop_query(spark, query)
     assert arrived() == len(first) + len(then)
 
 

@@ -19,7 +19,7 @@ from jobs.core.waiting import wait_until
 from jobs.kafka_tools.produce import produce, raw_lines, without_labels
 from jobs.simulation.simulate import simulate_to_folder
 from jobs.simulation.simulator import make_spec
-from jobs.stream import score_stream
+from jobs.stream import score_stream, supervision
 from tests import servers
 from tests.test_ingest_stream import produce as produce_values
 from tests.test_stream_restart import register_model
@@ -212,7 +212,7 @@ def test_a_query_that_died_ends_the_job_even_while_its_thread_hangs_in_its_clean
     exits and its scheduler restarts it."""
     from pyspark.errors import StreamingQueryException
 
-    monkeypatch.setattr(score_stream, "CLEANUP_WAIT_SECONDS", 1)
+    monkeypatch.setattr(supervision, "CLEANUP_WAIT_SECONDS", 1)
     live = spark.readStream.format("rate").load().writeStream.format("noop").start()
     try:
         stuck = DiedInItsCleanUp(live, StreamingQueryException("[STREAM_FAILED] the query died"))
@@ -222,7 +222,7 @@ def test_a_query_that_died_ends_the_job_even_while_its_thread_hangs_in_its_clean
             match=r"^query score_transactions terminated with an error, so fraud stream "
             r"stops; restart it to resume from its checkpoint /cp: \[STREAM_FAILED\]",
         ):
-            score_stream.watch(spark, stuck, "/cp", [])
+            supervision.watch(spark, stuck, "/cp", [])
         assert time.monotonic() - started < 30
     finally:
         live.stop()

@@ -259,6 +259,69 @@ def test_a_restart_reads_the_last_hours_flagged_payments_and_the_probes_last_ver
     spark.createDataFrame(labels).write.format("delta").save(cfg.table_path("labels"))
     flagged, verdicts = flagged_history(spark, cfg.table_path("scores"), cfg.table_path("labels"), since)
     assert sorted(flagged["transaction_id"]) == [2, 3, 5]
-    assert verdicts.to_dict("records") == [{"transaction_id": 2, "tx_fraud": 1}]  # the probed payment's last label
+    # the probe's and the case payment's last labels
+    assert verdicts.sort_values("transaction_id").to_dict("records") == [
+        {"transaction_id": 2, "tx_fraud": 1},
+        {"transaction_id": 3, "tx_fraud": 1},
+    ]
     assert newest_scored(spark, cfg.table_path("alerts")) is None  # no table
     assert flagged_history(spark, cfg.table_path("alerts"), cfg.table_path("labels"), since)[0].empty
+
+
+def case_opened_at_12_20(renew: bool) -> TerminalChecks:
+    """Terminal 7 under a case since 12:20 (its probe payment 4 confirmed as fraud then), 24-hour cases."""
+    checks = TerminalChecks(enabled=True, probe_payments=1, case_hours=24, cooldown_hours=12, renew_cases=renew)
+    checks.observe(scored([(1, 7, 0, "score")]))
+    checks.label(labels([(1, 1, 100, 7)]))
+    checks.observe(scored([(4, 7, 20, PROBE)]))
+    checks.label(labels([(4, 1, 102, 7)]))
+    assert checks.reviews() == {7: CASE}
+    return checks
+
+
+def test_a_case_payment_confirmed_as_fraud_renews_the_case_for_case_hours_from_then():
+    renewed, fixed = case_opened_at_12_20(True), case_opened_at_12_20(False)
+    for checks in (renewed, fixed):
+        checks.observe(scored([(5, 7, 60 * 20, CASE), (6, 7, 60 * 21, CASE)]))  # 08:00 and 09:00 the next day
+        checks.label(labels([(5, 0, 103, 7), (6, 1, 104, 7)]))  # a genuine one renews nothing; a fraud does
+    assert renewed.cases == {7: np.datetime64(NOON + dt.timedelta(hours=21 + 24), "us")}  # the event clock + 24 h
+    assert fixed.cases == {7: np.datetime64(NOON + dt.timedelta(minutes=20, hours=24), "us")}
+    for checks in (renewed, fixed):
+        checks.observe(scored([(8, 9, 60 * 30, None)]))  # 18:00 the next day: past the case's first day
+    assert renewed.reviews() == {7: CASE} and fixed.reviews() == {}
+    renewed.observe(scored([(9, 9, 60 * 45 + 1, None)]))
+    assert renewed.reviews() == {}, "24 h after the last fraud its reviews confirmed, the case is over"
+    # a verdict that comes after the case ended opens it again, from the clock then
+    renewed.case_ids[10] = (7, np.datetime64(NOON + dt.timedelta(hours=44), "us"))
+    renewed.label(labels([(10, 1, 105, 7)]))
+    assert renewed.cases == {7: np.datetime64(NOON + dt.timedelta(minutes=60 * 45 + 1, hours=24), "us")}
+
+
+def test_a_restart_takes_up_a_renewed_case_from_the_case_payments_verdicts():
+    before = case_opened_at_12_20(True)
+    before.observe(scored([(5, 7, 60 * 20, CASE), (6, 7, 60 * 21, CASE)]))
+    before.observe(scored([(7, 9, 60 * 22, None)]))  # the event clock at 10:00 when the verdicts come
+    before.label(labels([(5, 0, 103, 7), (6, 1, 104, 7)]))
+    before.observe(scored([(8, 7, 60 * 23, CASE)]))  # sent, no verdict yet
+    flagged = pd.concat(
+        [scored([(4, 7, 20, PROBE), (5, 7, 60 * 20, CASE), (6, 7, 60 * 21, CASE), (8, 7, 60 * 23, CASE)])]
+    )
+    verdicts = pd.DataFrame(
+        {
+            "transaction_id": [4, 5, 6],
+            "tx_fraud": [1, 0, 1],
+            "event_clock": [
+                NOON + dt.timedelta(minutes=20),
+                NOON + dt.timedelta(hours=22),
+                NOON + dt.timedelta(hours=22),
+            ],
+        }
+    )
+    after = TerminalChecks(enabled=True, probe_payments=1, case_hours=24, cooldown_hours=12, renew_cases=True)
+    after.resume(flagged, verdicts, np.datetime64(NOON + dt.timedelta(hours=23), "us"))
+    assert after.cases == before.cases == {7: np.datetime64(NOON + dt.timedelta(hours=22 + 24), "us")}
+    assert set(after.case_ids) == set(before.case_ids) == {8}
+    for checks in (before, after):  # payment 8 confirmed as fraud at 12:00 on the third day renews both alike
+        checks.observe(scored([(11, 9, 60 * 48, None)]))
+        checks.label(labels([(8, 1, 106, 7)]))
+    assert after.cases == before.cases == {7: np.datetime64(NOON + dt.timedelta(hours=48 + 24), "us")}

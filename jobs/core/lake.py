@@ -56,8 +56,8 @@ def warm_transaction_ids(spark: SparkSession, path: str) -> None:
     """Have Delta compute, on a thread of its own, the transaction ids of the table's newest snapshot.
 
     Delta checks an append's transaction id (`txnAppId`) against the ids of the snapshot it commits on, and
-    computes them with a reconstruction of the table's state: three Spark jobs, 1-1.5 s on this machine
-    (benchmarks/delta_append.py), at every append, since each commit makes a new snapshot. Computed right
+    computes them with a reconstruction of the table's state (three Spark jobs; their cost:
+    docs/benchmarks.md, `make bench-delta-append`) at every append, since each commit makes a new snapshot. Computed right
     after a commit, while the stream runs its next micro-batch, they are ready when the next append needs
     them (Delta keeps them with the snapshot); the append then costs what one without the id does. If
     another writer commits meanwhile, the next append computes them itself, as without this. Best effort:
@@ -188,9 +188,8 @@ def read_topic_stream(spark: SparkSession, cfg: Config, *roles: str) -> DataFram
     """Subscribe to the topics of `kafka.topics.<role>` (one or more) with the configured Kafka options.
 
     The read tasks' consumers fetch with `kafka.fetch_max_wait_ms`, the longest the broker may hold a fetch
-    that finds nothing new. With Kafka's default (500 ms) every micro-batch's read tasks waited about that
-    long whatever their size: 0.6 s each for 10 rows, 0.05 s of it on the CPU (benchmarks/stream.py's floor
-    phase, with Spark's stage times)."""
+    that finds nothing new: with Kafka's default (500 ms) every micro-batch's read tasks wait about that long
+    whatever their size (docs/benchmarks.md)."""
     return (
         spark.readStream.format("kafka")
         .options(**KafkaConnection.from_config(cfg).spark())

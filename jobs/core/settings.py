@@ -258,6 +258,10 @@ class TerminalChecks(Section):
         description="the terminal's next payments a probe sends for review (0: no probes, so no cases)"
     )
     case_hours: Hours = Field(description="how long (event time) a case sends every payment at its terminal for review")
+    renew_cases: Flag = Field(
+        description="a case payment confirmed as fraud renews its case: it runs `case_hours` past the last fraud its "
+        "reviews confirmed (a compromise lasts weeks); `false`: `case_hours` from its opening"
+    )
     cooldown_hours: Hours = Field(description="a terminal is not probed again within this long of its last probe")
     explore_hours: Hours | None = Field(
         description="a terminal with no payment reviewed for this long gets its next one reviewed; `null`: no "

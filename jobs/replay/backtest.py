@@ -65,7 +65,7 @@ from jobs.replay.figures import chart, measure, offline_comparison, replay_frame
 from jobs.replay.options import Loop, add_arguments, command, loop_from_args, parse_seeds, review_settings
 from jobs.replay.reviews import Feedback
 from jobs.simulation.simulator import make_spec
-from jobs.stream import score_stream
+from jobs.stream import score_stream, supervision
 from models.metrics import MAX_FPR, REQUIRED_RECALL
 from models.split import Split
 
@@ -360,7 +360,7 @@ def through_the_stream(
         )
     finally:
         channels.close()
-        score_stream.stop_query(spark, query)
+        supervision.stop_query(spark, query)
     value = metrics.registry.get_sample_value
     replayed["stream_batches"] = int(value("fraud_batch_duration_seconds_count") or 0)
     replayed["stream_seconds_by_stage"] = {

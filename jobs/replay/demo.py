@@ -56,7 +56,7 @@ from jobs.kafka_tools.produce import produce, raw_lines, without_labels
 from jobs.simulation.rawfiles import DefectRates
 from jobs.simulation.simulate import simulate_to_folder
 from jobs.simulation.simulator import make_spec
-from jobs.stream import score_stream
+from jobs.stream import score_stream, supervision
 from jobs.stream.blocked_cards import blocks
 from models.blocking import after_block
 from models.metrics import MAX_FPR, REQUIRED_RECALL, requirement
@@ -363,7 +363,7 @@ def run_live(cfg: Config, args: argparse.Namespace, history: Path, live: Path, m
     finally:
         team.finish.set()
         close_desk()
-        score_stream.stop_query(spark, query)
+        supervision.stop_query(spark, query)
 
 
 def results(

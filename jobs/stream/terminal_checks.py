@@ -6,7 +6,10 @@ genuine ones: only a review finds it (FRAUD-OPS.md). When a label confirms a fra
 is the first fraud confirmed of its card (a card's later frauds are those of the card, at any terminal),
 the terminal is **probed**: its next `probe_payments` payments are sent to the fraud team for review, whatever
 their score (0: no probe, and so no case). If a probed payment is confirmed as fraud, a **case** opens: every
-payment at the terminal for the next `case_hours` of event time is sent for review. A terminal probed or under
+payment at the terminal for the next `case_hours` of event time is sent for review; with `renew_cases`, a case
+payment confirmed as fraud renews it, so that a case runs until `case_hours` after the last fraud its reviews
+confirmed (a compromise lasts weeks, and a case that ends while it goes on lets every later payment there
+through until a dispute comes, days later). A terminal probed or under
 a case is not probed again until `cooldown_hours` after its probe began. And the fraud team **explores**: a
 terminal none of whose payments was reviewed for `explore_hours` has its next payment sent for review, so that
 a compromise whose frauds nobody flagged is found within about that time (null: no exploration), as long as
@@ -49,10 +52,13 @@ class TerminalChecks:
     cooldown_hours: int
     explore_hours: int | None = None
     explore_share: float = 0.01  # exploration flags at most this share of the budget window's legitimate payments
+    renew_cases: bool = False  # a case payment confirmed as fraud runs its case `case_hours` from then
     probes: dict[int, int] = dataclasses.field(default_factory=dict)  # terminal -> payments left to send
     probed_since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> probe's start
     cases: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> the case's end
     probe_ids: dict[int, int] = dataclasses.field(default_factory=dict)  # a probed transaction -> its terminal
+    # a case's payment sent for review -> its terminal and time (with renew_cases)
+    case_ids: dict[int, tuple[int, np.datetime64]] = dataclasses.field(default_factory=dict)
     fraud_cards: BlockedCards = dataclasses.field(default_factory=BlockedCards)  # cards with a confirmed fraud
     last_review: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> its last review
     now: np.datetime64 | None = None  # the newest transaction time scored (the event clock)
@@ -68,6 +74,7 @@ class TerminalChecks:
             cfg.get("stream.terminal_checks.cooldown_hours"),
             explore_hours=cfg.get("stream.terminal_checks.explore_hours"),
             explore_share=float(cfg.get("stream.terminal_checks.explore_share")),
+            renew_cases=cfg.get("stream.terminal_checks.renew_cases"),
             fraud_cards=BlockedCards(cfg.get("stream.blocked_card_days")),
         )
 
@@ -123,6 +130,17 @@ class TerminalChecks:
             self.probe_ids[int(tx)] = int(terminal)
             self.probes[int(terminal)] = self.probes.get(int(terminal), 0) - 1
         self.probes = {t: left for t, left in self.probes.items() if left > 0}
+        if self.renew_cases:
+            cased = scored[scored["alert_reason"] == CASE]
+            for tx, terminal, when in zip(
+                cased["transaction_id"].astype("int64"),
+                cased["terminal_id"].astype("int64"),
+                cased["tx_datetime"].to_numpy(dtype="datetime64[us]"),
+            ):
+                self.case_ids[int(tx)] = (int(terminal), when)
+            # a verdict later than this renews nothing that a restart would know of (`history_hours`)
+            oldest = self.now - np.timedelta64(dt.timedelta(hours=self.history_hours()))
+            self.case_ids = {tx: (t, when) for tx, (t, when) in self.case_ids.items() if when > oldest}
         self.cases = {t: end for t, end in self.cases.items() if end > self.now}
         cooldown = np.timedelta64(dt.timedelta(hours=self.cooldown_hours))
         self.probed_since = {
@@ -152,7 +170,10 @@ class TerminalChecks:
             frauds["terminal_id"].astype("int64"),
         ):
             tx, card, terminal = int(tx), int(card), int(terminal)
-            if tx in self.probe_ids and terminal not in self.cases:
+            if tx in self.case_ids:  # the case goes on (or opens again) for case_hours from now
+                end = now + np.timedelta64(dt.timedelta(hours=self.case_hours))
+                self.cases[terminal] = max(self.cases.get(terminal, end), end)
+            elif tx in self.probe_ids and terminal not in self.cases:
                 self.cases[terminal] = now + np.timedelta64(dt.timedelta(hours=self.case_hours))
                 self.probes.pop(terminal, None)
                 self.opened[CASE] += 1
@@ -163,6 +184,7 @@ class TerminalChecks:
             self.fraud_cards.block(card, self.now)
         for tx in labels["transaction_id"].astype("int64"):  # a probe reviewed, fraud or not, is done with
             self.probe_ids.pop(int(tx), None)
+            self.case_ids.pop(int(tx), None)
 
     def history_hours(self) -> int:
         """How many hours of flagged payments before the newest a restart reads to take the checks up again: a
@@ -176,16 +198,25 @@ class TerminalChecks:
         of each probed one that has one. A terminal's last probe is its probe payments within `cooldown_hours` of
         the newest; a case runs `case_hours` from its first payment after that probe (or from `newest`, if a
         probed payment was confirmed as fraud and the terminal has paid nothing since); a probe waits for the
-        verdicts it has not had, and without a case sends the payments it has left. A terminal's last review is
-        its newest flagged payment."""
+        verdicts it has not had, and without a case sends the payments it has left. With `renew_cases`, `verdicts`
+        holds the case payments' too (and, where `labels` has it, `event_clock`, the stream's event clock when
+        the label came): a case runs `case_hours` past its last payment confirmed as fraud (from that clock, else
+        from the payment's time), and its payments without a verdict may still renew it. A terminal's last
+        review is its newest flagged payment."""
         if not self.enabled:
             return
         now = newest.astype("datetime64[us]")
         self.now = now if self.now is None else max(self.now, now)
         if flagged.empty:
             return
-        frauds = set(verdicts.loc[verdicts["tx_fraud"].astype(int) == 1, "transaction_id"].astype("int64"))
+        confirmed = verdicts[verdicts["tx_fraud"].astype(int) == 1]
+        frauds = set(confirmed["transaction_id"].astype("int64"))
         labelled = set(verdicts["transaction_id"].astype("int64"))
+        clock = (
+            confirmed.set_index(confirmed["transaction_id"].astype("int64"))["event_clock"]
+            if "event_clock" in confirmed
+            else pd.Series(dtype="datetime64[us]")
+        )
         cooldown, length = (np.timedelta64(dt.timedelta(hours=h)) for h in (self.cooldown_hours, self.case_hours))
         rows = flagged.assign(tx_datetime=flagged["tx_datetime"].to_numpy(dtype="datetime64[us]"))
         for terminal, mine in rows.sort_values(["tx_datetime", "transaction_id"], kind="mergesort").groupby(
@@ -195,8 +226,11 @@ class TerminalChecks:
             times = mine["tx_datetime"].to_numpy(dtype="datetime64[us]")
             if self.explore_hours is not None:
                 self.last_review[terminal] = times.max()
+            renewed = self._renewal(terminal, mine, frauds, labelled, clock)
             probed = mine[mine["alert_reason"] == PROBE]
             if probed.empty or not self.probe_payments:  # probes off: no probe, no case goes on
+                if renewed is not None and renewed > now:
+                    self.cases[terminal] = renewed
                 continue
             probed = probed[probed["tx_datetime"] > probed["tx_datetime"].max() - cooldown]
             since = probed["tx_datetime"].to_numpy(dtype="datetime64[us]").min()
@@ -205,19 +239,40 @@ class TerminalChecks:
             case = mine[(mine["alert_reason"] == CASE) & (mine["tx_datetime"] >= since)]
             if not case.empty or frauds.intersection(ids):
                 opened = case["tx_datetime"].to_numpy(dtype="datetime64[us]").min() if not case.empty else now
-                if opened + length > now:
-                    self.cases[terminal] = opened + length
+                end = opened + length if renewed is None else max(opened + length, renewed)
+                if end > now:
+                    self.cases[terminal] = end
             elif len(ids) < self.probe_payments:
                 self.probes[terminal] = self.probe_payments - len(ids)
             if since + cooldown > now or terminal in self.cases or terminal in self.probes:
                 self.probed_since[terminal] = since
+
+    def _renewal(
+        self, terminal: int, mine: pd.DataFrame, frauds: set[int], labelled: set[int], clock: pd.Series
+    ) -> np.datetime64 | None:
+        """With `renew_cases`, the end of `terminal`'s case as its payments confirmed as fraud renewed it (None:
+        none did); its case payments without a verdict are kept, to renew it when theirs comes."""
+        if not self.renew_cases:
+            return None
+        case = mine[mine["alert_reason"] == CASE]
+        ids = case["transaction_id"].astype("int64").to_numpy()
+        times = case["tx_datetime"].to_numpy(dtype="datetime64[us]")
+        self.case_ids.update({int(tx): (terminal, when) for tx, when in zip(ids, times) if int(tx) not in labelled})
+        renewals = [
+            np.datetime64(clock[tx], "us") if tx in clock.index and pd.notna(clock[tx]) else when
+            for tx, when in zip(ids, times)
+            if int(tx) in frauds
+        ]
+        length = np.timedelta64(dt.timedelta(hours=self.case_hours))
+        return max(renewals) + length if renewals else None
 
 
 def flagged_history(
     spark: SparkSession, scores_path: str, labels_path: str, since: dt.datetime
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What `TerminalChecks.resume` takes, from the tables a restart finds: the payments flagged in `scores` after
-    `since` (its newest transaction less `history_hours`), and the last label of each probed one in `labels`."""
+    `since` (its newest transaction less `history_hours`), and the last label of each probe and case payment in
+    `labels`."""
     columns = ["transaction_id", "terminal_id", "tx_datetime", "alert_reason"]
     verdicts = pd.DataFrame(columns=["transaction_id", "tx_fraud"])
     if not table_exists(spark, scores_path):
@@ -230,12 +285,11 @@ def flagged_history(
         .select(*columns)
         .toPandas()
     )
-    probed = flagged.loc[flagged["alert_reason"] == PROBE, ["transaction_id"]]
+    probed = flagged.loc[flagged["alert_reason"].isin([PROBE, CASE]), ["transaction_id"]]
     if not probed.empty and table_exists(spark, labels_path):
         ids = F.broadcast(spark.createDataFrame(probed.astype("int64")))
-        verdicts = (
-            last_labels(spark.read.format("delta").load(labels_path).join(ids, "transaction_id"))
-            .select("transaction_id", "tx_fraud")
-            .toPandas()
-        )
+        last = last_labels(spark.read.format("delta").load(labels_path).join(ids, "transaction_id"))
+        verdicts = last.select(
+            "transaction_id", "tx_fraud", *(["event_clock"] if "event_clock" in last.columns else [])
+        ).toPandas()
     return flagged, verdicts
