@@ -18,7 +18,10 @@ after the history sent without labels. No label comes back during the run. Each 
 2. Latency: the full job goes on from its checkpoint with stream.trigger_interval while transactions arrive
    at 400 tx/s; after a warm-up, for each transaction: Kafka timestamp -> the timestamp of its alert on the
    alerts topic (alert_*), -> the commit of the `scores` version that holds it (scores_*), and -> its
-   explained message on the alerts topic (explanation_*, made off the micro-batch's path).
+   explained message on the alerts topic (explanation_*, made off the micro-batch's path). The same load runs
+   again with CatBoost's own SHAP call instead of the stream's table of leaves (`latency_with_shap_call`;
+   --no-compare-shap-call skips it) and, with --compare-without-warming, without the thread that computes a
+   table's transaction ids after each commit (`latency_without_warming`).
 3. Floor: the same job goes on with --floor-rows (10) transactions at a time, each sent once the last is
    scored: what a micro-batch costs whatever its size (`floor_batch_seconds`, the median after the first),
    with the Spark jobs, tasks, state-store commits and Delta commits each one ran, and its tasks' run and
@@ -63,6 +66,7 @@ from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from features.definitions import AGGREGATES, FEATURE_NAMES  # noqa: E402
 from features.operators import LABEL_INCREMENT, LABEL_PREVIOUS  # noqa: E402
 from jobs.batch import clean, train  # noqa: E402
+from jobs.core import lake  # noqa: E402
 from jobs.core.config import Config, load_config, parse_override  # noqa: E402
 from jobs.core.metrics import StreamMetrics  # noqa: E402
 from jobs.core.session import get_spark  # noqa: E402
@@ -141,6 +145,12 @@ def main() -> None:
         help="skip the second latency run, whose explanations take CatBoost's own SHAP call instead of the "
         "stream's table of leaves",
     )
+    parser.add_argument(
+        "--compare-without-warming",
+        action="store_true",
+        help="run the latency load once more without the thread that computes a table's transaction ids after "
+        "each commit (jobs/core/lake.py, warm_transaction_ids): does it pay back under the stream's own load?",
+    )
     parser.add_argument("--name", default="stream", help="the result's name under benchmarks/results/")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument(
@@ -164,7 +174,7 @@ def main() -> None:
     }
     try:
         live_count = args.rate * (args.warmup_seconds + args.latency_seconds)
-        runs = 1 if args.no_compare_shap_call else 2
+        runs = (1 if args.no_compare_shap_call else 2) + (1 if args.compare_without_warming else 0)
         floor_count = args.floor_batches * args.floor_rows * (2 if args.compare_fetch_wait else 1)
         days = (args.transactions + runs * live_count + floor_count) // 39_000 + 2
         sim = make_spec(
@@ -181,7 +191,9 @@ def main() -> None:
         lines = list(without_labels(iter(streamed.replay)))
         backlog, live = lines[: args.transactions], lines[args.transactions : args.transactions + live_count]
         after = args.transactions + live_count
-        live_again, after = lines[after : after + (runs - 1) * live_count], after + (runs - 1) * live_count
+        again = lines[after : after + (runs - 1) * live_count]
+        live_again = [again[i * live_count : (i + 1) * live_count] for i in range(runs - 1)]
+        after += (runs - 1) * live_count
         floor_lines = lines[after : after + floor_count]
         spark = get_spark(cfg, "bench-stream")
         full_cfg = with_paths(cfg, work / "full")
@@ -222,12 +234,26 @@ def main() -> None:
             print(json.dumps(result["throughput"], indent=1)[:400], flush=True)
         result["latency_at_400_tx_per_second"] = latency(spark, full_cfg, live, args.rate, args.warmup_seconds)
         measured = result["latency_at_400_tx_per_second"]
+        if args.compare_without_warming:
+            # the same load again, each table's transaction ids left to the next append
+            warming = lake.warm_transaction_ids
+            lake.warm_transaction_ids = lambda spark, path: None  # type: ignore[assignment]
+            try:
+                unwarmed = latency(spark, full_cfg, live_again.pop(), args.rate, args.warmup_seconds)
+            finally:
+                lake.warm_transaction_ids = warming  # type: ignore[assignment]
+            result["latency_without_warming"] = unwarmed
+            result["shipped_over_without_warming"] = {
+                key: round(measured[key] / unwarmed[key], 3)
+                for key in ("alert_p99_seconds", "scores_p99_seconds", "mean_batch_seconds")
+                if measured.get(key) and unwarmed.get(key)
+            }
         if live_again:
             # the same load again, each micro-batch's alerts explained by CatBoost's call on both cores
             own_table = LeafTable.of
             LeafTable.of = classmethod(lambda cls, model: None)  # type: ignore[method-assign, assignment]
             try:
-                called = latency(spark, full_cfg, live_again, args.rate, args.warmup_seconds)
+                called = latency(spark, full_cfg, live_again.pop(), args.rate, args.warmup_seconds)
             finally:
                 LeafTable.of = own_table  # type: ignore[method-assign]
             result["latency_with_shap_call"] = called

@@ -55,16 +55,24 @@ def requirement(fraud: Any, flagged: Any) -> dict[str, Any]:
         0.5
     """
     truth, decision = np.asarray(fraud, dtype=bool), np.asarray(flagged, dtype=bool)
-    frauds, genuine = int(truth.sum()), int((~truth).sum())
-    caught, false_alerts = int((decision & truth).sum()), int((decision & ~truth).sum())
-    recall = caught / frauds if frauds else None
-    fpr = false_alerts / genuine if genuine else None
+    frauds, caught, false_alerts = int(truth.sum()), int((decision & truth).sum()), int((decision & ~truth).sum())
     return {
         "transactions": int(len(truth)),
         "frauds": frauds,
         "alerts": caught + false_alerts,
         "frauds_alerted": caught,
         "false_alerts": false_alerts,
+        **rates(frauds, caught, int(len(truth)) - frauds, false_alerts),
+    }
+
+
+def rates(frauds: int, caught: int, legitimate: int, false_alerts: int) -> dict[str, Any]:
+    """Recall (of the frauds), FPR (the flagged share of the legitimate payments) and precision (of the alerts)
+    from counts, each None when nothing is there to count, and whether they meet the bank's requirement: the
+    one place these are computed (`requirement`, the desk's days and verdict)."""
+    recall = caught / frauds if frauds else None
+    fpr = false_alerts / legitimate if legitimate else None
+    return {
         "recall": recall,
         "fpr": fpr,
         "precision": caught / (caught + false_alerts) if caught + false_alerts else None,

@@ -26,7 +26,7 @@ from jobs.core.waiting import wait_until
 from jobs.kafka_tools.produce import produce, raw_lines
 from jobs.simulation.simulate import simulate_to_folder
 from jobs.simulation.simulator import make_spec
-from tests import hdfs, yarn
+from tests import hdfs, servers, yarn
 from tests.test_standalone import ROOT, SPARK_HOME, payments_in_tables, processes, submit_stream
 from tests.test_stream_restart import register_model
 
@@ -56,6 +56,17 @@ def yarn_env(cluster: yarn.YarnCluster) -> dict[str, str]:
         f"--conf spark.yarn.maxAppAttempts=2 --conf spark.yarn.appMasterEnv.PYSPARK_PYTHON={python} "
         f"--conf spark.executorEnv.PYSPARK_PYTHON={python} --conf spark.sql.shuffle.partitions=2",
     }
+
+
+def short_jobs_env(cluster: yarn.YarnCluster) -> dict[str, str]:
+    """yarn_env for jobs of a minute or two: spark-submit's JVM, the driver's (the ApplicationMaster's container) and
+    the executors' compile with the JIT's first tier only, as the suite's other short jobs (tests/servers.py)."""
+    env = servers.short_job_env(yarn_env(cluster))
+    first_tier = servers.SHORT_JOB_JVM_OPTIONS
+    env["SPARK_SUBMIT_OPTS_EXTRA"] += (
+        f" --conf spark.driver.defaultJavaOptions={first_tier} --conf spark.executor.defaultJavaOptions={first_tier}"
+    )
+    return env
 
 
 def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an_executor_and_its_driver_killed(
@@ -142,7 +153,11 @@ def test_the_daily_schedule_s_commands_clean_build_features_and_train_on_yarn_wi
         )
         for task in ("clean", "features", "train"):  # the daily DAG's chain, on its retraining day
             done = subprocess.run(
-                ["bash", "-c", commands[task]], env=yarn_env(yarn_cluster), capture_output=True, text=True, timeout=900
+                ["bash", "-c", commands[task]],
+                env=short_jobs_env(yarn_cluster),
+                capture_output=True,
+                text=True,
+                timeout=900,
             )
             # in cluster mode spark-submit waits for the application and fails if it did
             assert done.returncode == 0, f"{task}: {commands[task]}\n{done.stdout[-3000:]}{done.stderr[-5000:]}"

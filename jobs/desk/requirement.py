@@ -28,7 +28,7 @@ from jobs.core.lake import table_exists
 from jobs.stream.blocked_cards import blocks
 from jobs.stream.label_records import last_labels
 from models.blocking import after_block
-from models.metrics import MAX_FPR, REQUIRED_RECALL
+from models.metrics import MAX_FPR, REQUIRED_RECALL, rates
 
 COUNTS = ["transactions", "alerts", "reviewed", "confirmed", "false_alerts", "disputes"]
 
@@ -110,15 +110,17 @@ def daily_figures(counts: pd.DataFrame, newest: dt.datetime | None, settle_days:
             waits.append(f"{c['alerts'] - c['reviewed']:,} alerts not reviewed")
         if newest is None or newest.date() < due:
             waits.append(f"disputes until {due:%Y-%m-%d}")
+        counted = rates(known_frauds, c["confirmed"], legitimate, c["alerts"] - c["confirmed"])
         rows.append(
             {
                 "day": day,
                 **c,
                 "left_out": int(day_counts.get("left_out", 0)),
                 "unreviewed": c["alerts"] - c["reviewed"],
+                # of the alerts reviewed (an alert not reviewed yet is neither right nor wrong)
                 "precision": c["confirmed"] / c["reviewed"] if c["reviewed"] else None,
-                "recall": c["confirmed"] / known_frauds if known_frauds else None,
-                "fpr": (c["alerts"] - c["confirmed"]) / legitimate if legitimate else None,
+                "recall": counted["recall"],
+                "fpr": counted["fpr"],
                 "settled": not waits,
                 "why_not": "; ".join(waits),
             }
@@ -135,16 +137,14 @@ def verdict(days: pd.DataFrame) -> dict[str, Any]:
         return {"days": 0, "recall": None, "fpr": None, "meets": None}
     confirmed, disputes = int(settled["confirmed"].sum()), int(settled["disputes"].sum())
     legitimate = int(settled["transactions"].sum()) - confirmed - disputes
-    false = int(settled["alerts"].sum()) - confirmed
-    recall = confirmed / (confirmed + disputes) if confirmed + disputes else None
-    fpr = false / legitimate if legitimate else None
+    counted = rates(confirmed + disputes, confirmed, legitimate, int(settled["alerts"].sum()) - confirmed)
     return {
         "days": len(settled),
         "first": settled["day"].min(),
         "last": settled["day"].max(),
-        "recall": recall,
-        "fpr": fpr,
-        "meets": recall is not None and fpr is not None and recall > REQUIRED_RECALL and fpr <= MAX_FPR,
+        "recall": counted["recall"],
+        "fpr": counted["fpr"],
+        "meets": counted["meets_requirement"],
     }
 
 
