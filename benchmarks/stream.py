@@ -418,8 +418,31 @@ def latency(spark: SparkSession, cfg: Config, live: list[str], rate: int, warmup
         "mean_batch_stage_seconds": {
             k: round(float(np.mean([b.get(k, 0.0) for b in stages])), 3) for k in sorted({k for b in stages for k in b})
         },
+        "mean_state_operator_ms": state_operator_ms(progress),
         "per_batch": [{"rows": p["numInputRows"], "duration_ms": p["durationMs"]} for p in progress],
     }
+
+
+# the state operators' times of Spark's progress event worth reading, beside the RocksDB commit's phases
+OPERATOR_TIMES = ("allUpdatesTimeMs", "allRemovalsTimeMs", "commitTimeMs")
+
+
+def state_operator_ms(progress: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Per stateful operator (in the plan's order: card, then terminal), the mean of its times over `progress`:
+    updating and committing its state, and the commit's phases in RocksDB (its custom metrics *LatencyMs)."""
+    operators: list[list[dict[str, Any]]] = []
+    for p in progress:
+        for i, op in enumerate(p.get("stateOperators", [])):
+            times = {k: op.get(k, 0) for k in OPERATOR_TIMES}
+            times |= {k: v for k, v in (op.get("customMetrics") or {}).items() if k.endswith("LatencyMs")}
+            times["numRowsUpdated"] = op.get("numRowsUpdated", 0)
+            while len(operators) <= i:
+                operators.append([])
+            operators[i].append(times)
+    return [
+        {k: round(float(np.mean([t.get(k, 0) for t in seen])), 1) for k in sorted({k for t in seen for k in t})}
+        for seen in operators
+    ]
 
 
 def explanations(spark: SparkSession, cfg: Config, per_batch: int) -> dict[str, Any]:
@@ -617,11 +640,15 @@ def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict
                             o.get("numStateStoreInstances", 0) for p in progress for o in p["stateOperators"]
                         ),
                         "delta_commits": delta_commits(cfg) - commits_before,
+                        "progress": progress,
                     }
                 )
         finally:
             query.stop()
     warm = batches[1:] or batches  # the first pays for the query's planning after a start
+    operators = state_operator_ms([p for b in warm for p in b["progress"]])
+    for b in batches:
+        del b["progress"]
     keys = sorted({k for b in warm for k in b["stages"]})
     return {
         "rows_per_batch": rows,
@@ -637,6 +664,7 @@ def floor(spark: SparkSession, cfg: Config, lines: list[str], rows: int) -> dict
         "median_spark_tasks": float(np.median([b["spark_tasks"] for b in warm])),
         "median_state_store_commits": float(np.median([b["state_store_commits"] for b in warm])),
         "median_delta_commits": float(np.median([b["delta_commits"] for b in warm])),
+        "mean_state_operator_ms": operators,
         **{
             f"median_{k}": round(float(np.median([b.get(k, 0.0) for b in warm])), 3)
             for k in ("task_run_seconds", "task_cpu_seconds", "job_seconds")
