@@ -152,6 +152,11 @@ def test_wrong_options_are_clear_errors():
     loop = options.loop_from_args(parser.parse_args(["--review-delay", "15m"]))
     assert loop.label_delay_hours == 1 and loop.review == dt.timedelta(minutes=15)
     assert options.loop_from_args(parser.parse_args(["--review-delay", "1d"])).label_delay_hours == 24
+    with pytest.raises(FraudError, match=r"--compromise-days: the bank's raw files \(--input\) have their own"):
+        options.loop_from_args(parser.parse_args(["--input", "raw", "--compromise-days", "7"]))
+    # a compromise's length is in the command only when given: the seeds' commands stay as they were
+    assert "--compromise-days 7 --history-days" in options.command(parser.parse_args(["--compromise-days", "7"]))
+    assert "--compromise-days" not in options.command(parser.parse_args([]))
 
 
 def test_a_stolen_card_is_declined_once_blocked_and_a_theft_of_the_new_card_pays_on_it():

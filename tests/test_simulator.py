@@ -148,10 +148,20 @@ def test_otus_preset_fraud_share_is_about_six_percent():
     assert steady[steady.tx_fraud == 1].tx_fraud_scenario.value_counts(normalize=True)[2] > 0.9
 
 
-def test_a_fractional_compromise_rate_draws_that_many_terminals_a_day_on_average():
+@pytest.mark.parametrize("lasting", [TERMINAL_FRAUD_DAYS, 7])
+def test_a_fractional_compromise_rate_draws_that_many_terminals_a_day_on_average(lasting):
     """Bank-like traffic per terminal with fewer terminals: 0.25 compromises a day of 125 terminals keeps the
-    bank's 0.2% of terminals a day; each drawn terminal's next 28 days are scenario 2, as with whole rates."""
-    spec = make_spec("otus", customers=300, terminals=125, radius=14.1, days=200, terminals_compromised_per_day=0.25)
+    bank's 0.2% of terminals a day; each drawn terminal's next 28 days (or `terminal_fraud_days`) are scenario
+    2, as with whole rates."""
+    spec = make_spec(
+        "otus",
+        customers=300,
+        terminals=125,
+        radius=14.1,
+        days=200,
+        terminals_compromised_per_day=0.25,
+        terminal_fraud_days=lasting,
+    )
     sim = Simulator(spec)
     tx = pd.concat([b.frame for b in sim.days()], ignore_index=True)
     per_day = pd.Series([day for day, _ in sim.terminal_log]).value_counts().reindex(range(200), fill_value=0)
@@ -161,7 +171,7 @@ def test_a_fractional_compromise_rate_draws_that_many_terminals_a_day_on_average
         compromised |= (
             (tx.terminal_id == terminal).to_numpy()
             & (tx.tx_time_days >= day).to_numpy()
-            & (tx.tx_time_days < day + TERMINAL_FRAUD_DAYS).to_numpy()
+            & (tx.tx_time_days < day + lasting).to_numpy()
         )
     assert compromised.any() and (tx.tx_fraud_scenario[compromised].isin([2, 3])).all()
     assert (tx.tx_fraud_scenario[~compromised] != 2).all()
@@ -176,3 +186,5 @@ def test_bad_sizes_are_clear_errors():
         ValueError, match=r"terminals compromised a day must be between 0 and the terminals \(100\), found -1"
     ):
         make_spec("otus", terminals=100, terminals_compromised_per_day=-1)
+    with pytest.raises(ValueError, match=r"a compromise lasts a positive whole number of days, found 0"):
+        make_spec("otus", terminal_fraud_days=0)

@@ -194,6 +194,7 @@ def simulated_days(args: argparse.Namespace, work: Path) -> Days:
             terminals=args.terminals,
             radius=args.radius,
             terminals_compromised_per_day=args.terminals_compromised_per_day,
+            terminal_fraud_days=args.compromise_days,
             days=args.history_days + args.replay_days,
             seed=args.seed,
         )
@@ -209,6 +210,7 @@ def simulated_days(args: argparse.Namespace, work: Path) -> Days:
         "terminals": args.terminals,
         "radius": args.radius,
         "terminals_compromised_per_day": args.terminals_compromised_per_day,
+        "compromise_days": spec.terminal_fraud_days,
         "seed": args.seed,
     }
     return days

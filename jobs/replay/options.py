@@ -74,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="compromises drawn a day (default 2, the bank's 0.2%% of 1,000 terminals); a fraction is a chance",
     )
     parser.add_argument(
+        "--compromise-days",
+        type=int,
+        help="how long a compromised terminal's payments are fraud (default: the simulator's 28 days)",
+    )
+    parser.add_argument(
         "--history-days",
         type=int,
         default=35,
@@ -226,6 +231,10 @@ def loop_from_args(args: argparse.Namespace) -> Loop:
     ):
         if value < 1:
             raise FraudError(f"{option}: expected 1 or more, found {value}")
+    if args.input is not None and args.compromise_days is not None:
+        raise FraudError(
+            "--compromise-days: the bank's raw files (--input) have their own; expected it without --input"
+        )
     if args.history_days < 21:
         raise FraudError(
             f"--history-days: expected at least 21 (training, validation, a gap and test days), "
@@ -268,7 +277,9 @@ def command(args: argparse.Namespace) -> str:
         f"--input {args.input}"
         if args.input is not None
         else f"--cards {args.cards} --terminals {args.terminals} --radius {args.radius:g} --terminals-compromised-per-day "
-        f"{args.terminals_compromised_per_day:g} --history-days {args.history_days} --seed {args.seed}"
+        f"{args.terminals_compromised_per_day:g}"
+        + (f" --compromise-days {args.compromise_days}" if args.compromise_days is not None else "")
+        + f" --history-days {args.history_days} --seed {args.seed}"
     )
     return (
         f"fraud backtest {source} --replay-days {args.replay_days} --step {args.step} "

@@ -39,6 +39,8 @@ class SimulationSpec:
     # terminals compromised a day with fewer terminals: 0.25 of 125 is a compromise every fourth day on average
     terminals_compromised_per_day: float = 2
     cards_compromised_per_day: int = 3
+    # how long a compromised terminal's payments are fraud: the day of its compromise and the days after
+    terminal_fraud_days: int = TERMINAL_FRAUD_DAYS
 
     def __post_init__(self) -> None:
         for name in ("customers", "terminals", "days"):
@@ -46,6 +48,10 @@ class SimulationSpec:
                 raise ValueError(f"simulation: {name} must be a positive whole number, found {getattr(self, name)}")
         if self.radius <= 0:
             raise ValueError(f"simulation: radius must be positive, found {self.radius}")
+        if self.terminal_fraud_days <= 0:
+            raise ValueError(
+                f"simulation: a compromise lasts a positive whole number of days, found {self.terminal_fraud_days}"
+            )
         if not 0 <= self.terminals_compromised_per_day <= self.terminals:
             raise ValueError(
                 f"simulation: terminals compromised a day must be between 0 and the terminals "
@@ -185,13 +191,13 @@ class Simulator:
         self, day: int, frng: np.random.Generator, compromises: deque[tuple[int, np.ndarray]]
     ) -> np.ndarray:
         """Draw the day's compromised terminals (a fractional rate is a chance of one more) into `compromises`
-        (start day, terminals), drop those past TERMINAL_FRAUD_DAYS; return the terminals compromised now."""
+        (start day, terminals), drop those past `terminal_fraud_days`; return the terminals compromised now."""
         rate = self.spec.terminals_compromised_per_day
         count = int(rate) + int(frng.random() < rate - int(rate)) if rate != int(rate) else int(rate)
         drawn = frng.choice(self.spec.terminals, size=count, replace=False)
         compromises.append((day, drawn))
         self.terminal_log.extend((day, int(t)) for t in drawn)
-        while compromises and compromises[0][0] <= day - TERMINAL_FRAUD_DAYS:
+        while compromises and compromises[0][0] <= day - self.spec.terminal_fraud_days:
             compromises.popleft()
         return np.concatenate([t for _, t in compromises])
 
@@ -215,7 +221,7 @@ class Simulator:
             # scenario 1: large amounts
             s1 = amount > AMOUNT_FRAUD_THRESHOLD
             fraud[s1], scenario[s1] = 1, 1
-            # scenario 2: compromised terminals, 28 days from the day they are drawn
+            # scenario 2: compromised terminals, terminal_fraud_days (28) from the day they are drawn
             frng = _rng(spec.seed, 3, day)
             s2 = np.isin(terminal, self._compromise_terminals(day, frng, terminal_compromises))
             fraud[s2], scenario[s2] = 1, 2
