@@ -291,10 +291,21 @@ def test_a_case_payment_confirmed_as_fraud_renews_the_case_for_case_hours_from_t
     assert renewed.reviews() == {7: CASE} and fixed.reviews() == {}
     renewed.observe(scored([(9, 9, 60 * 45 + 1, None)]))
     assert renewed.reviews() == {}, "24 h after the last fraud its reviews confirmed, the case is over"
-    # a verdict that comes after the case ended opens it again, from the clock then
+    # a verdict that comes after the case ended opens nothing again
     renewed.case_ids[10] = (7, np.datetime64(NOON + dt.timedelta(hours=44), "us"))
     renewed.label(labels([(10, 1, 105, 7)]))
-    assert renewed.cases == {7: np.datetime64(NOON + dt.timedelta(minutes=60 * 45 + 1, hours=24), "us")}
+    assert renewed.cases == {} and renewed.case_verdicts == {}
+
+
+def test_a_case_whose_verdicts_are_mostly_genuine_is_not_renewed_by_a_fraud():
+    """An honest terminal's case finds a wrong review or a stolen card now and then: that renews nothing."""
+    checks = case_opened_at_12_20(True)
+    checks.observe(scored([(t, 7, 60 + t, CASE) for t in range(10, 15)]))
+    checks.label(labels([(10, 0, 110, 7), (11, 0, 111, 7), (12, 1, 112, 7)]))  # 1 of 3: no renewal
+    assert checks.cases == {7: np.datetime64(NOON + dt.timedelta(minutes=20, hours=24), "us")}
+    checks.label(labels([(13, 1, 113, 7), (14, 1, 114, 7)]))  # 3 of 5 now: the case runs 24 h from the clock
+    assert checks.case_verdicts == {7: [3, 2]}
+    assert checks.cases == {7: np.datetime64(NOON + dt.timedelta(minutes=74) + dt.timedelta(hours=24), "us")}
 
 
 def test_a_restart_takes_up_a_renewed_case_from_the_case_payments_verdicts():
@@ -321,7 +332,9 @@ def test_a_restart_takes_up_a_renewed_case_from_the_case_payments_verdicts():
     after.resume(flagged, verdicts, np.datetime64(NOON + dt.timedelta(hours=23), "us"))
     assert after.cases == before.cases == {7: np.datetime64(NOON + dt.timedelta(hours=22 + 24), "us")}
     assert set(after.case_ids) == set(before.case_ids) == {8}
-    for checks in (before, after):  # payment 8 confirmed as fraud at 12:00 on the third day renews both alike
-        checks.observe(scored([(11, 9, 60 * 48, None)]))
+    assert after.case_verdicts == before.case_verdicts == {7: [1, 1]}
+    for checks in (before, after):  # payment 8 confirmed as fraud at 04:00 on the third day renews both alike
+        checks.observe(scored([(11, 9, 60 * 40, None)]))
         checks.label(labels([(8, 1, 106, 7)]))
-    assert after.cases == before.cases == {7: np.datetime64(NOON + dt.timedelta(hours=48 + 24), "us")}
+    assert after.cases == before.cases == {7: np.datetime64(NOON + dt.timedelta(hours=40 + 24), "us")}
+    assert after.case_verdicts == before.case_verdicts == {7: [2, 1]}

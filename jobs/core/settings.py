@@ -259,8 +259,8 @@ class TerminalChecks(Section):
     )
     case_hours: Hours = Field(description="how long (event time) a case sends every payment at its terminal for review")
     renew_cases: Flag = Field(
-        description="a case payment confirmed as fraud renews its case: it runs `case_hours` past the last fraud its "
-        "reviews confirmed (a compromise lasts weeks); `false`: `case_hours` from its opening"
+        description="a case payment confirmed as fraud renews its open case for `case_hours` from then, while at least "
+        "half of the case's verdicts are frauds (a compromise lasts weeks); `false`: `case_hours` from its opening"
     )
     cooldown_hours: Hours = Field(description="a terminal is not probed again within this long of its last probe")
     explore_hours: Hours | None = Field(

@@ -7,9 +7,10 @@ is the first fraud confirmed of its card (a card's later frauds are those of the
 the terminal is **probed**: its next `probe_payments` payments are sent to the fraud team for review, whatever
 their score (0: no probe, and so no case). If a probed payment is confirmed as fraud, a **case** opens: every
 payment at the terminal for the next `case_hours` of event time is sent for review; with `renew_cases`, a case
-payment confirmed as fraud renews it, so that a case runs until `case_hours` after the last fraud its reviews
-confirmed (a compromise lasts weeks, and a case that ends while it goes on lets every later payment there
-through until a dispute comes, days later). A terminal probed or under
+payment confirmed as fraud renews an open case for `case_hours` from then while at least RENEW_SHARE of the
+case's verdicts are frauds (a compromise lasts weeks, and a case that ends while it goes on lets every later
+payment there through until a dispute comes, days later; without the share, the wrong reviews and the stolen
+cards that pay at an honest terminal renew its case for ever). A terminal probed or under
 a case is not probed again until `cooldown_hours` after its probe began. And the fraud team **explores**: a
 terminal none of whose payments was reviewed for `explore_hours` has its next payment sent for review, so that
 a compromise whose frauds nobody flagged is found within about that time (null: no exploration), as long as
@@ -40,6 +41,9 @@ from jobs.stream.blocked_cards import BlockedCards
 from jobs.stream.label_records import last_labels
 
 PROBE, CASE, EXPLORE = "terminal_probe", "terminal_case", "terminal_explore"
+# a case is renewed only while at least this share of its verdicts are frauds: nearly all of a compromised
+# terminal's are; an honest one's are only its wrong reviews and the stolen cards that pay there
+RENEW_SHARE = 0.5
 
 
 @dataclasses.dataclass
@@ -52,13 +56,15 @@ class TerminalChecks:
     cooldown_hours: int
     explore_hours: int | None = None
     explore_share: float = 0.01  # exploration flags at most this share of the budget window's legitimate payments
-    renew_cases: bool = False  # a case payment confirmed as fraud runs its case `case_hours` from then
+    renew_cases: bool = False  # a case payment confirmed as fraud runs its open case `case_hours` from then
     probes: dict[int, int] = dataclasses.field(default_factory=dict)  # terminal -> payments left to send
     probed_since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> probe's start
     cases: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> the case's end
     probe_ids: dict[int, int] = dataclasses.field(default_factory=dict)  # a probed transaction -> its terminal
     # a case's payment sent for review -> its terminal and time (with renew_cases)
     case_ids: dict[int, tuple[int, np.datetime64]] = dataclasses.field(default_factory=dict)
+    # an open case's terminal -> its verdicts so far: [frauds, genuine] (with renew_cases)
+    case_verdicts: dict[int, list[int]] = dataclasses.field(default_factory=dict)
     fraud_cards: BlockedCards = dataclasses.field(default_factory=BlockedCards)  # cards with a confirmed fraud
     last_review: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)  # terminal -> its last review
     now: np.datetime64 | None = None  # the newest transaction time scored (the event clock)
@@ -142,6 +148,7 @@ class TerminalChecks:
             oldest = self.now - np.timedelta64(dt.timedelta(hours=self.history_hours()))
             self.case_ids = {tx: (t, when) for tx, (t, when) in self.case_ids.items() if when > oldest}
         self.cases = {t: end for t, end in self.cases.items() if end > self.now}
+        self.case_verdicts = {t: counts for t, counts in self.case_verdicts.items() if t in self.cases}
         cooldown = np.timedelta64(dt.timedelta(hours=self.cooldown_hours))
         self.probed_since = {
             t: since
@@ -163,6 +170,10 @@ class TerminalChecks:
         if not self.enabled or labels.empty:
             return
         now = self.now if self.now is not None else np.datetime64("1970-01-01", "us")
+        for tx, fraud in zip(labels["transaction_id"].astype("int64"), labels["tx_fraud"].astype(int)):
+            held = self.case_ids.get(int(tx))
+            if held is not None and held[0] in self.cases:
+                self.case_verdicts.setdefault(held[0], [0, 0])[0 if fraud == 1 else 1] += 1
         frauds = labels[(labels["tx_fraud"].astype(int) == 1) & labels["terminal_id"].notna()]
         for tx, card, terminal in zip(
             frauds["transaction_id"].astype("int64"),
@@ -170,11 +181,14 @@ class TerminalChecks:
             frauds["terminal_id"].astype("int64"),
         ):
             tx, card, terminal = int(tx), int(card), int(terminal)
-            if tx in self.case_ids:  # the case goes on (or opens again) for case_hours from now
-                end = now + np.timedelta64(dt.timedelta(hours=self.case_hours))
-                self.cases[terminal] = max(self.cases.get(terminal, end), end)
+            if tx in self.case_ids and terminal in self.cases:  # the case goes on for case_hours from now
+                if renews(self.case_verdicts.get(terminal, [0, 0])):
+                    self.cases[terminal] = max(
+                        self.cases[terminal], now + np.timedelta64(dt.timedelta(hours=self.case_hours))
+                    )
             elif tx in self.probe_ids and terminal not in self.cases:
                 self.cases[terminal] = now + np.timedelta64(dt.timedelta(hours=self.case_hours))
+                self.case_verdicts[terminal] = [0, 0]
                 self.probes.pop(terminal, None)
                 self.opened[CASE] += 1
             elif self.probe_payments and card not in self.fraud_cards and terminal not in self.probed_since:
@@ -231,6 +245,7 @@ class TerminalChecks:
             if probed.empty or not self.probe_payments:  # probes off: no probe, no case goes on
                 if renewed is not None and renewed > now:
                     self.cases[terminal] = renewed
+                self.case_verdicts = {t: c for t, c in self.case_verdicts.items() if t in self.cases}
                 continue
             probed = probed[probed["tx_datetime"] > probed["tx_datetime"].max() - cooldown]
             since = probed["tx_datetime"].to_numpy(dtype="datetime64[us]").min()
@@ -246,12 +261,16 @@ class TerminalChecks:
                 self.probes[terminal] = self.probe_payments - len(ids)
             if since + cooldown > now or terminal in self.cases or terminal in self.probes:
                 self.probed_since[terminal] = since
+            if terminal not in self.cases:
+                self.case_verdicts.pop(terminal, None)
 
     def _renewal(
         self, terminal: int, mine: pd.DataFrame, frauds: set[int], labelled: set[int], clock: pd.Series
     ) -> np.datetime64 | None:
         """With `renew_cases`, the end of `terminal`'s case as its payments confirmed as fraud renewed it (None:
-        none did); its case payments without a verdict are kept, to renew it when theirs comes."""
+        none did, or too few of its verdicts were frauds), from the case payments of `mine` (those of an earlier
+        case at the terminal within the hours read count too); its case payments without a verdict are kept, to
+        renew it when theirs comes, and its verdicts are counted."""
         if not self.renew_cases:
             return None
         case = mine[mine["alert_reason"] == CASE]
@@ -263,8 +282,19 @@ class TerminalChecks:
             for tx, when in zip(ids, times)
             if int(tx) in frauds
         ]
+        judged = [int(tx) for tx in ids if int(tx) in labelled]
+        counts = [len(renewals), len(judged) - len(renewals)]
+        if judged:
+            self.case_verdicts[terminal] = counts
         length = np.timedelta64(dt.timedelta(hours=self.case_hours))
-        return max(renewals) + length if renewals else None
+        return max(renewals) + length if renewals and renews(counts) else None
+
+
+def renews(verdicts: list[int]) -> bool:
+    """Whether a case with these verdicts ([frauds, genuine]) is renewed by its next fraud: at least RENEW_SHARE
+    of them frauds."""
+    frauds, genuine = verdicts
+    return frauds + genuine > 0 and frauds >= RENEW_SHARE * (frauds + genuine)
 
 
 def flagged_history(
