@@ -324,9 +324,13 @@ def check(tree: Mapping[str, Any]) -> Settings:
         raise ConfigError(_message(error.errors(include_url=False)[0])) from None
 
 
+# the parts of an error's location that name the member of a union the value was tried as, not a key
+_BRANCHES = ("str", "int", "float", "bool")
+
+
 def _message(error: Mapping[str, Any]) -> str:
     loc = [str(part) for part in error["loc"]]
-    while loc and loc[-1] in _BRANCHES:  # the member of a union the value was tried as
+    while loc and loc[-1] in _BRANCHES:
         loc.pop()
     key = ".".join(loc)
     if error["type"] == "missing":
@@ -337,9 +341,6 @@ def _message(error: Mapping[str, Any]) -> str:
         return str(error["ctx"]["error"])
     what = _expected(loc) or error["msg"].replace("Input should be", "").strip()
     return f"{key}: expected {what}, found {error['input']!r}"
-
-
-_BRANCHES = ("str", "int", "float", "bool")
 
 
 def _expected(loc: list[str]) -> str | None:
