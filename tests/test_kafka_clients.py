@@ -98,3 +98,10 @@ def test_jaas_escapes_quotes_and_backslashes():
         jaas_config("PLAIN", 'a"b', "c\\d")
         == 'org.apache.kafka.common.security.plain.PlainLoginModule required username="a\\"b" password="c\\\\d";'
     )
+
+
+def test_every_mechanism_the_schema_accepts_has_its_login_module():
+    from jobs.core import settings
+    from jobs.core.kafka_clients import MECHANISMS
+
+    assert set(MECHANISMS) == set(settings.MECHANISMS)

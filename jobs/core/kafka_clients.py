@@ -22,7 +22,7 @@ from jobs.core.config import Config
 from jobs.core.errors import ConfigError, FraudError
 
 PASSWORD_ENV = "FRAUD_KAFKA_PASSWORD"
-PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# the login module of each SASL mechanism the configuration's schema accepts (jobs/core/settings.py)
 MECHANISMS = {
     "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",

@@ -66,14 +66,11 @@ Offsets = Annotated[
     Expect("'earliest', 'latest' or Spark's JSON of offsets per partition"),
 ]
 Heap = Annotated[str, _matches(r"^\d+[kmg]$"), Expect("a JVM heap size such as 512m or 2g")]
-Protocol = Annotated[
-    str,
-    _matches(r"^(?:PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$"),
-    Expect("one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
-]
-Mechanism = Annotated[
-    str, _matches(r"^(?:SCRAM-SHA-512|SCRAM-SHA-256|PLAIN)$"), Expect("one of SCRAM-SHA-512, SCRAM-SHA-256, PLAIN")
-]
+# how a Kafka client connects, and how it logs in with a SASL_* protocol (jobs/core/kafka_clients.py)
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+Protocol = Annotated[str, _matches(rf"^(?:{'|'.join(PROTOCOLS)})$"), Expect(f"one of {', '.join(PROTOCOLS)}")]
+Mechanism = Annotated[str, _matches(rf"^(?:{'|'.join(MECHANISMS)})$"), Expect(f"one of {', '.join(MECHANISMS)}")]
 SparkValue = Annotated[str | int | float | bool, Expect("a text, a number or true/false")]
 ModelRef = Annotated[str | int, Expect("a registry alias or a version number")]
 
@@ -187,8 +184,7 @@ class Security(Section):
         if self.protocol.upper().startswith("SASL_"):
             if self.sasl_mechanism is None:
                 raise ValueError(
-                    f"kafka.security.sasl_mechanism: {self.protocol} needs one of SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, "
-                    "found None"
+                    f"kafka.security.sasl_mechanism: {self.protocol} needs one of {', '.join(MECHANISMS)}, found None"
                 )
             if self.username is None:
                 raise ValueError(f"kafka.security.username: {self.protocol} needs the SASL user's name, found None")
