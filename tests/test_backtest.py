@@ -10,6 +10,7 @@ import json
 import pandas as pd
 import pytest
 
+from jobs.core.config import load_config
 from jobs.core.errors import FraudError
 from jobs.kafka_tools.produce import simulated_lines
 from jobs.replay import backtest, bank, options
@@ -469,13 +470,23 @@ def test_seeds_replay_once_each_and_their_spread_says_the_median_the_worst_and_h
     assert report["weeks"]["week_2"]["seeds_meeting"] == 2 and report["weeks"]["week_2"]["highest_fpr"] == 0.051
     assert report["seeds_meeting_it_every_week"] == 1 and report["of_seeds"] == 3  # seed 1 alone
     assert report["seeds"]["2"]["file"] == "spread_seed2.json" and report["seeds"]["3"]["new_compromises"] == 3
-    # --reuse-seeds reads a seed's kept replay of the same command (seed 2 here) and replays the others
+    # --reuse-seeds reads a seed's kept replay of the same command and policy (seed 2 here) and replays the
+    # others: seed 1's ran the same command when a default of the policy was another, seed 3's another command
     json = __import__("json")
     same = parser.parse_args(["--seed", "2", "--name", "spread_seed2"])
-    kept = {**replay_once(same), "command": options.command(same), "run": {"commit": "abc", "date": "2026-12-06"}}
+    current = backtest.policy(load_config("local"))
+    kept = {
+        **replay_once(same),
+        "command": options.command(same),
+        "policy": current,
+        "run": {"commit": "abc", "date": "2026-12-06"},
+    }
     replayed.clear()
     (tmp_path / "spread_seed2.json").write_text(json.dumps(kept))
     (tmp_path / "spread_seed3.json").write_text(json.dumps({**kept, "command": "another command"}))
+    first = options.command(parser.parse_args(["--seed", "1", "--name", "spread_seed1"]))
+    older = {**current, "terminal_checks": {**current["terminal_checks"], "renew_cases": False}}
+    (tmp_path / "spread_seed1.json").write_text(json.dumps({**kept, "command": first, "policy": older}))
     assert backtest.execute(parser.parse_args(["--seeds", "1-3", "--name", "spread", "--reuse-seeds"])) == 0
     assert replayed == [(1, "spread_seed1"), (3, "spread_seed3")]
     assert json.loads((tmp_path / "spread.json").read_text())["seeds"]["2"]["run"]["commit"] == "abc"

@@ -91,6 +91,11 @@ def work_config(args: argparse.Namespace, work: Path) -> Config:
     return load_config(args.env, overrides, args.conf_dir)
 
 
+def policy(cfg: Config) -> dict[str, Any]:
+    """The alerting policy a replay runs: the stream's settings that decide what is flagged and reviewed."""
+    return {key: cfg.get(f"stream.{key}") for key in ("alert_budget", "terminal_checks", "blocked_card_days")}
+
+
 def execute(args: argparse.Namespace) -> int:
     if args.seeds is None:
         report = replay_once(args)
@@ -98,6 +103,8 @@ def execute(args: argparse.Namespace) -> int:
         seeds = parse_seeds(args.seeds)
         if args.input is not None:
             raise FraudError("--seeds: the bank's raw files (--input) are one draw; expected --seeds without --input")
+        # a seed's file is taken again only if it ran this command with this policy (a default may have changed)
+        wanted = policy(load_config(args.env, dict(parse_override(o) for o in args.overrides), args.conf_dir))
         reports = {}
         for seed in seeds:
             one = argparse.Namespace(
@@ -110,9 +117,10 @@ def execute(args: argparse.Namespace) -> int:
                 }
             )
             kept = RESULTS / f"{one.name}.json"
-            if args.reuse_seeds and kept.exists() and json.loads(kept.read_text()).get("command") == command(one):
+            earlier = json.loads(kept.read_text()) if args.reuse_seeds and kept.exists() else {}
+            if earlier.get("command") == command(one) and earlier.get("policy") == wanted:
                 print(f"fraud backtest: seed {seed} read from {kept} (--reuse-seeds)", file=sys.stderr)
-                reports[seed] = json.loads(kept.read_text())
+                reports[seed] = earlier
             else:
                 reports[seed] = replay_once(one)
         report = {
@@ -297,6 +305,7 @@ def run(cfg: Config, args: argparse.Namespace, loop: Loop, work: Path) -> dict[s
         "benchmark": "backtest",
         "machine": "2 cores, local[2]",
         "command": command(args),
+        "policy": policy(cfg),
         "requirement": {"recall_above": REQUIRED_RECALL, "fpr_at_most": MAX_FPR},
         "simulation" if args.input is None else "input": {
             **days.described,
