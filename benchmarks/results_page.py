@@ -248,6 +248,11 @@ TABLES = [
                 "the same, explanations by CatBoost's SHAP call",
                 lambda d: speed(d, "latency_with_shap_call"),
             ),
+            Row(
+                "stream.json",
+                "the same, Delta's transaction ids not computed ahead (`--compare-without-warming`)",
+                lambda d: speed(d, "latency_without_warming"),
+            ),
         ],
     ),
     Table(
@@ -262,6 +267,11 @@ TABLES = [
                 "stream.json",
                 "at 400 tx/s, explanations by CatBoost's SHAP call",
                 lambda d: run_stages(d["latency_with_shap_call"]),
+            ),
+            Row(
+                "stream.json",
+                "at 400 tx/s, Delta's transaction ids not computed ahead",
+                lambda d: run_stages(d["latency_without_warming"]),
             ),
             Row(
                 "stream.json",
