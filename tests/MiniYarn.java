@@ -13,6 +13,8 @@ public class MiniYarn {
     // the containers' JVMs reserve more virtual memory than YARN's default ratio allows
     conf.setBoolean("yarn.nodemanager.vmem-check-enabled", false);
     conf.setInt("yarn.scheduler.minimum-allocation-mb", 128);
+    // the attempts an application may ask for (spark.yarn.maxAppAttempts); YARN's own default allows 2
+    conf.setInt("yarn.resourcemanager.am.max-attempts", 4);
     // MiniYARNCluster gives its NodeManagers the memory of this key (4 GiB unless set), not of YARN's own
     conf.setInt("yarn.minicluster.yarn.nodemanager.resource.memory-mb", Integer.parseInt(args[1]));
     conf.setInt("yarn.nodemanager.resource.cpu-vcores", 4);

@@ -31,6 +31,17 @@ def short_job_env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "SPARK_SUBMIT_OPTS": options}
 
 
+def short_cluster_job_env(env: dict[str, str]) -> dict[str, str]:
+    """short_job_env for spark-submit/submit.sh on a cluster manager: the driver's JVM (YARN's
+    ApplicationMaster container in cluster mode) and the executors' compile with the JIT's first tier too
+    (`spark.driver/executor.defaultJavaOptions`, through SPARK_SUBMIT_OPTS_EXTRA)."""
+    extra = (
+        f"{env.get('SPARK_SUBMIT_OPTS_EXTRA', '')} --conf spark.driver.defaultJavaOptions={SHORT_JOB_JVM_OPTIONS}"
+        f" --conf spark.executor.defaultJavaOptions={SHORT_JOB_JVM_OPTIONS}"
+    )
+    return short_job_env({**env, "SPARK_SUBMIT_OPTS_EXTRA": extra.strip()})
+
+
 def jars(profile: str) -> list[str]:
     """The jars of one profile of spark-submit/pom.xml, in .jars/<profile>."""
     found = sorted(str(p) for p in (ROOT / ".jars" / profile).glob("*.jar"))

@@ -184,14 +184,16 @@ def test_the_stream_on_a_standalone_cluster_scores_every_payment_once_through_an
     simulate_to_folder(make_spec("handbook", days=3, customers=200, terminals=400), raw)
     lines = list(raw_lines(raw))
     first, rest = lines[: len(lines) // 3], lines[len(lines) // 3 :]
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(SPARK_HOME),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYSPARK_PYTHON": str(ROOT / ".venv/bin/python"),
-        "SPARK_SUBMIT_OPTS_EXTRA": "--total-executor-cores 2 --executor-cores 1 --executor-memory 1g "
-        "--driver-memory 1g --conf spark.sql.shuffle.partitions=2",
-    }
+    env = servers.short_cluster_job_env(
+        {
+            **os.environ,
+            "SPARK_HOME": str(SPARK_HOME),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "PYSPARK_PYTHON": str(ROOT / ".venv/bin/python"),
+            "SPARK_SUBMIT_OPTS_EXTRA": "--total-executor-cores 2 --executor-cores 1 --executor-memory 1g "
+            "--driver-memory 1g --conf spark.sql.shuffle.partitions=2",
+        }
+    )
     log = tmp_path / "driver.log"
     driver = submit_stream(["--master", standalone], cfg, env, log)
 

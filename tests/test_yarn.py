@@ -2,10 +2,11 @@
 (`spark-submit/submit.sh --master yarn --deploy-mode cluster`): Hadoop's MiniYARNCluster on this machine
 (tests/yarn.py), the driver inside YARN's ApplicationMaster container, two executors of one core.
 
-- `fraud stream`: payments arrive in three parts; after the first, an executor's container is killed with
+- `fraud stream`: payments arrive in four parts; after the first, an executor's container is killed with
   `kill -9` (YARN gives a new one); after the second, the driver's (YARN starts the application's second
-  attempt, which resumes from the checkpoint). Every payment is then in `scores` or `dead_letters` exactly
-  once, read from the tables.
+  attempt, which resumes from the checkpoint); with the fourth, the query dies (`scores` cannot be written),
+  the driver ends with its error and YARN's third attempt resumes once the table is back. Every payment is
+  then in `scores` or `dead_letters` exactly once, read from the tables.
 - the daily schedule: `fraud clean`, `fraud features` and `fraud train` submitted by the very commands the
   Airflow DAG renders (spark-submit/schedules/dags), one after the other, with the lake on HDFS (Hadoop's
   MiniDFSCluster, tests/hdfs.py); the tables are read back from HDFS and the model is in the registry."""
@@ -53,23 +54,12 @@ def yarn_env(cluster: yarn.YarnCluster) -> dict[str, str]:
         "HADOOP_CONF_DIR": str(cluster.conf_dir),
         "PYSPARK_PYTHON": python,
         "SPARK_SUBMIT_OPTS_EXTRA": "--num-executors 2 --executor-cores 1 --executor-memory 1g --driver-memory 1g "
-        f"--conf spark.yarn.maxAppAttempts=2 --conf spark.yarn.appMasterEnv.PYSPARK_PYTHON={python} "
+        f"--conf spark.yarn.maxAppAttempts=3 --conf spark.yarn.appMasterEnv.PYSPARK_PYTHON={python} "
         f"--conf spark.executorEnv.PYSPARK_PYTHON={python} --conf spark.sql.shuffle.partitions=2",
     }
 
 
-def short_jobs_env(cluster: yarn.YarnCluster) -> dict[str, str]:
-    """yarn_env for jobs of a minute or two: spark-submit's JVM, the driver's (the ApplicationMaster's container) and
-    the executors' compile with the JIT's first tier only, as the suite's other short jobs (tests/servers.py)."""
-    env = servers.short_job_env(yarn_env(cluster))
-    first_tier = servers.SHORT_JOB_JVM_OPTIONS
-    env["SPARK_SUBMIT_OPTS_EXTRA"] += (
-        f" --conf spark.driver.defaultJavaOptions={first_tier} --conf spark.executor.defaultJavaOptions={first_tier}"
-    )
-    return env
-
-
-def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an_executor_and_its_driver_killed(
+def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an_executor_its_driver_and_its_query_lost(
     spark, yarn_cluster, stream_cfg, tmp_path
 ):
     cfg: Config = stream_cfg()
@@ -77,11 +67,13 @@ def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=3, customers=200, terminals=400), raw)
     lines = list(raw_lines(raw))
-    third = len(lines) // 3
-    parts = [lines[:third], lines[third : 2 * third], lines[2 * third :]]
-    env = yarn_env(yarn_cluster)
+    quarter = len(lines) // 4
+    parts = [lines[:quarter], lines[quarter : 2 * quarter], lines[2 * quarter : 3 * quarter], lines[3 * quarter :]]
+    env = servers.short_cluster_job_env(yarn_env(yarn_cluster))
     log = tmp_path / "submit.log"
     submit = submit_stream(["--master", "yarn", "--deploy-mode", "cluster"], cfg, env, log)
+    scores = Path(cfg.table_path("scores"))
+    aside = scores.with_name("scores.aside")
 
     def arrived() -> int:
         return payments_in_tables(spark, cfg, submit, log)
@@ -111,9 +103,27 @@ def test_the_stream_in_yarn_cluster_mode_loses_and_duplicates_nothing_through_an
         os.kill(first_driver[0], signal.SIGKILL)
         wait_until(lambda: drivers() not in ([], first_driver), "YARN's second attempt of the application", 300, 1)
         produce(cfg, iter(parts[2]), rate=400)
+        wait_until(lambda: arrived() >= sum(map(len, parts[:3])), "the third part in the tables", 600, 2)
+
+        # the query dies: `scores` cannot be written (a file where its folder was). The driver ends with an error
+        # and YARN counts a failed attempt, as for a crash; once the file goes, the third attempt resumes
+        second_driver = drivers()
+        scores.rename(aside)
+        scores.write_text("not a table")
+        produce(cfg, iter(parts[3]), rate=400)
+        wait_until(lambda: second_driver[0] not in drivers(), "the second attempt ending on its dead query", 300, 0.5)
+        scores.unlink()
+        aside.rename(scores)
+        wait_until(lambda: drivers() not in ([], second_driver), "YARN's third attempt of the application", 300, 1)
         wait_until(lambda: arrived() >= len(lines), f"all {len(lines)} payments in the tables", 600, 2)
         assert arrived() == len(lines)
+        # the second attempt's driver (its ApplicationMaster's container, _02_000001) ended with the stream's code
+        (second_log,) = yarn_cluster.folder.glob("**/container_*_02_000001/stderr")
+        assert "User application exited with status 2" in second_log.read_text()
     finally:  # the application ends with the cluster (the fixture); a bank's would with `yarn application -kill`
+        if aside.exists() and not scores.is_dir():
+            scores.unlink(missing_ok=True)
+            aside.rename(scores)
         if submit.poll() is None:
             os.killpg(submit.pid, signal.SIGKILL)
             submit.wait()
@@ -154,7 +164,7 @@ def test_the_daily_schedule_s_commands_clean_build_features_and_train_on_yarn_wi
         for task in ("clean", "features", "train"):  # the daily DAG's chain, on its retraining day
             done = subprocess.run(
                 ["bash", "-c", commands[task]],
-                env=short_jobs_env(yarn_cluster),
+                env=servers.short_cluster_job_env(yarn_env(yarn_cluster)),
                 capture_output=True,
                 text=True,
                 timeout=900,
