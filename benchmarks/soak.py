@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import own_broker_overrides, report  # noqa: E402
 from jobs.core.config import Config, load_config  # noqa: E402
-from jobs.dev import kafka_broker  # noqa: E402
+from jobs.dev import kafka_broker, kafka_topics  # noqa: E402
 from jobs.kafka_tools.label_cmd import label_record  # noqa: E402
 from jobs.kafka_tools.produce import simulated_lines, transaction_record, without_labels  # noqa: E402
 from jobs.simulation.simulator import make_spec  # noqa: E402
@@ -124,7 +124,7 @@ def main() -> None:
     spec = kafka_broker.spec_from_config(cfg)
     kafka_broker.start(spec)
     topics = {role: str(cfg.get(f"kafka.topics.{role}")) for role in ("transactions", "labels")}
-    kafka_broker.create_topics(spec.bootstrap_servers, [*topics.values(), str(cfg.get("kafka.topics.alerts"))], 2)
+    kafka_topics.create_topics(spec.bootstrap_servers, [*topics.values(), str(cfg.get("kafka.topics.alerts"))], 2)
     register_model(str(cfg.get("mlflow.tracking_uri")), work / "artifacts", label_delay_hours=168)
     seconds = int(args.minutes * 60)
     days = args.rate * seconds // 39_000 + 2

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jobs.core.config import Config, load_config
-from jobs.dev import kafka_broker
+from jobs.dev import kafka_broker, kafka_topics
 from jobs.dev.kafka_broker import free_port
 
 
@@ -105,7 +105,7 @@ def stream_cfg(
 ) -> Callable[..., Config]:
     """Build a Config for a streaming test: the shared broker with this test's topics (created here), MLflow in
     tmp_path, metrics on any free port; keyword overrides as `make_cfg`'s."""
-    kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
+    kafka_topics.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
 
     def make(**overrides: Any) -> Config:
         values: dict[str, Any] = {

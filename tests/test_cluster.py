@@ -25,7 +25,7 @@ import pytest
 from jobs.core.config import load_config
 from jobs.core.kafka_clients import PASSWORD_ENV
 from jobs.core.waiting import wait_until
-from jobs.dev import kafka_broker
+from jobs.dev import kafka_broker, kafka_topics
 from jobs.dev.kafka_broker import free_port
 from jobs.kafka_tools.produce import produce, raw_lines
 from jobs.simulation.simulate import simulate_to_folder
@@ -199,7 +199,7 @@ def test_the_stream_on_s3_and_sasl_ssl_loses_and_duplicates_nothing_through_kill
         monkeypatch.setenv(key, value)
     register_model(pg_database, f"s3://{bucket}/mlflow")
     assert any(k.startswith("mlflow/") and k.endswith("model.cb") for k in s3_server.keys(bucket, "mlflow/"))
-    kafka_broker.create_topics(
+    kafka_topics.create_topics(
         secure_broker.connection,
         [str(cfg.get(f"kafka.topics.{role}")) for role in ("transactions", "alerts", "labels")],
         partitions=2,

@@ -8,7 +8,7 @@ import json
 import pytest
 from kafka import KafkaProducer
 
-from jobs.dev import kafka_broker
+from jobs.dev import kafka_topics
 from jobs.stream import ingest_stream
 from tests import servers
 from tests.frames import assert_frame_equal
@@ -63,7 +63,7 @@ def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 def test_round_trip_kafka_to_delta(spark, broker, make_cfg, topic_names):
-    kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
+    kafka_topics.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
     cfg = make_cfg(
         kafka__bootstrap_servers=broker.bootstrap_servers, kafka__topics__transactions=topic_names["transactions"]
     )
@@ -119,7 +119,7 @@ def test_spark_submit_script_runs_the_job(spark, broker, tmp_path, topic_names):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    kafka_broker.create_topics(broker.bootstrap_servers, [topic_names["transactions"]], partitions=1)
+    kafka_topics.create_topics(broker.bootstrap_servers, [topic_names["transactions"]], partitions=1)
     produce(broker.bootstrap_servers, topic_names["transactions"], [json.dumps(t).encode() for t in TX])
     lake = tmp_path / "lake"
     env = servers.short_job_env({**os.environ, "PATH": f"{root / '.venv/bin'}:{os.environ['PATH']}"})

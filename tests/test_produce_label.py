@@ -10,7 +10,7 @@ import pytest
 
 from jobs import cli
 from jobs.core.errors import FraudError
-from jobs.dev import kafka_broker
+from jobs.dev import kafka_topics
 from jobs.kafka_tools.label_cmd import label_of_alert, label_record, read_label_file
 from jobs.kafka_tools.produce import raw_lines, simulated_lines
 from jobs.simulation.simulate import simulate_to_folder
@@ -43,7 +43,7 @@ def test_label_file_errors_name_the_file_and_line(tmp_path):
 
 @pytest.mark.integration
 def test_produce_simulate_and_label_commands(broker, topic_names, tmp_path, capsys):
-    kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
+    kafka_topics.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
     common = ["--bootstrap-servers", broker.bootstrap_servers, "--lake", str(tmp_path / "lake")]
     spec = make_spec("handbook", days=2, customers=30, terminals=40)
     assert (

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from features.definitions import FEATURE_NAMES
 from jobs.batch import build_features, train
 from jobs.core.errors import FraudError
-from jobs.dev import kafka_broker
+from jobs.dev import kafka_topics
 from jobs.kafka_tools.alerts_cmd import read_topic
 from jobs.kafka_tools.produce import produce as produce_lines
 from jobs.kafka_tools.produce import raw_lines
@@ -93,7 +93,7 @@ def consume_all(bootstrap: str, topic: str) -> list[dict]:
 def test_stream_end_to_end(spark, broker, make_cfg, topic_names, tmp_path):
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=20, customers=300, terminals=400), raw)
-    kafka_broker.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
+    kafka_topics.create_topics(broker.bootstrap_servers, topic_names.values(), partitions=2)
     cfg = make_cfg(
         kafka__bootstrap_servers=broker.bootstrap_servers,
         kafka__topics__transactions=topic_names["transactions"],

@@ -13,7 +13,7 @@ import pytest
 
 from features.definitions import FEATURE_NAMES
 from jobs.core.waiting import wait_until
-from jobs.dev import kafka_broker
+from jobs.dev import kafka_broker, kafka_topics
 from jobs.kafka_tools.produce import produce, raw_lines
 from jobs.simulation.simulate import simulate_to_folder
 from jobs.simulation.simulator import make_spec
@@ -94,7 +94,7 @@ def test_a_broker_stopped_for_20_seconds_mid_stream_loses_and_duplicates_nothing
     )
     kafka_broker.start(spec)
     try:
-        kafka_broker.create_topics(spec.bootstrap_servers, ["transactions", "alerts", "labels"], partitions=2)
+        kafka_topics.create_topics(spec.bootstrap_servers, ["transactions", "alerts", "labels"], partitions=2)
         tracking = f"sqlite:///{tmp_path}/mlflow.db"
         register_model(tracking, tmp_path / "artifacts")
         cfg = make_cfg(

@@ -2,7 +2,7 @@
 
 It runs from the jars `make jars` fetched (profile `kafka` of spark-submit/pom.xml), keeps its data, logs
 and pid file in one state folder, formats the storage on first start, waits until the broker answers,
-and creates the configured topics. `stop` ends only the process whose pid file this module wrote, and only
+and creates the configured topics (jobs/dev/kafka_topics.py). `stop` ends only the process whose pid file this module wrote, and only
 if that process is still the broker of this state folder.
 
 With `kafka.security.protocol: SASL_SSL` it listens with TLS and a SCRAM login only. Its certificate is made
@@ -21,15 +21,15 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.core.config import Config
 from jobs.core.errors import BrokerError, ConfigError, SetupError, WaitTimeout
-from jobs.core.kafka_clients import PASSWORD_ENV, KafkaConnection, connection
+from jobs.core.kafka_clients import PASSWORD_ENV, KafkaConnection
 from jobs.core.session import list_jars
 from jobs.core.waiting import wait_until
+from jobs.dev import kafka_topics
 
 _LOG4J2 = """\
 status = warn
@@ -409,7 +409,7 @@ def start(spec: BrokerSpec) -> int:
         except BaseException:
             stop(spec)  # never leave a half-started broker behind
             raise
-    create_topics(spec.connection, spec.topics, spec.partitions)
+    kafka_topics.create_topics(spec.connection, spec.topics, spec.partitions)
     return pid
 
 
@@ -420,7 +420,7 @@ def _wait_ready(spec: BrokerSpec, proc: subprocess.Popen) -> None:
                 f"the Kafka broker exited with code {proc.returncode} while starting; see {spec.log_dir}/server.log "
                 f"and {spec.log_dir}/stdout.log:\n{_tail(spec.log_dir / 'stdout.log')}"
             )
-        return _port_open(spec.host, spec.port) and _metadata_ok(spec.connection)
+        return _port_open(spec.host, spec.port) and kafka_topics.answers(spec.connection)
 
     try:
         wait_until(ready, f"the Kafka broker to answer on {spec.bootstrap_servers}", spec.start_timeout_s, 0.5)
@@ -436,45 +436,6 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-def _metadata_ok(target: str | KafkaConnection) -> bool:
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    try:
-        admin = KafkaAdminClient(**connection(target).python(), request_timeout_ms=3000)
-    except (KafkaError, OSError, ValueError):
-        return False
-    try:
-        admin.list_topics()
-        return True
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
-
-
-def create_topics(
-    target: str | KafkaConnection, topics: Iterable[str], partitions: int, replication: int = 1
-) -> list[str]:
-    """Create the topics that do not exist yet on the brokers of `target` (a connection, or a PLAINTEXT
-    `host:port`); return the names created."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(**connection(target).python(), request_timeout_ms=15000)
-    try:
-        missing = [t for t in topics if t not in set(admin.list_topics())]
-        if missing:
-            try:
-                admin.create_topics([NewTopic(t, partitions, replication) for t in missing])
-            except TopicAlreadyExistsError:
-                pass
-        return missing
-    finally:
-        admin.close()
 
 
 def stop(spec: BrokerSpec, timeout_s: float = 30.0) -> bool:
@@ -512,7 +473,7 @@ def _reap(pid: int) -> None:
 def status(spec: BrokerSpec) -> dict[str, object]:
     """Return the broker's state: pid, whether it answers, and its topics."""
     pid = running_pid(spec)
-    answering = pid is not None and _port_open(spec.host, spec.port) and _metadata_ok(spec.connection)
+    answering = pid is not None and _port_open(spec.host, spec.port) and kafka_topics.answers(spec.connection)
     topics: list[str] = []
     if answering:
         from kafka import KafkaAdminClient
@@ -532,48 +493,3 @@ def status(spec: BrokerSpec) -> dict[str, object]:
         "topics": topics,
         "state_dir": str(spec.state_dir),
     }
-
-
-def reset_topics(
-    target: str | KafkaConnection, topics: Iterable[str], partitions: int, timeout_s: float = 30.0
-) -> None:
-    """Delete the topics (if they exist) and create them empty: a fresh start for the local demo."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError, UnknownTopicOrPartitionError
-
-    topics = list(topics)
-    conn = connection(target)
-    admin = KafkaAdminClient(**conn.python(), request_timeout_ms=15000)
-    try:
-        existing = [t for t in topics if t in set(admin.list_topics())]
-        if existing:
-            try:
-                admin.delete_topics(existing)
-            except UnknownTopicOrPartitionError:
-                pass
-    finally:
-        admin.close()
-
-    def recreated() -> bool:  # deletion is asynchronous: creating too early fails until the old topic is gone
-        try:
-            return not create_topics(conn, topics, partitions) and _all_empty(conn, topics)
-        except KafkaError:
-            return False
-
-    try:
-        wait_until(recreated, f"topics {topics} recreated empty on {conn.bootstrap_servers}", timeout_s, 0.5)
-    except WaitTimeout:
-        raise BrokerError(
-            f"could not recreate topics {topics} on {conn.bootstrap_servers} within {timeout_s:.0f} s"
-        ) from None
-
-
-def _all_empty(conn: KafkaConnection, topics: list[str]) -> bool:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**conn.python())
-    try:
-        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])]
-        return bool(parts) and all(v == 0 for v in consumer.end_offsets(parts).values())
-    finally:
-        consumer.close()

@@ -51,7 +51,7 @@ from jobs.desk import desk_cmd
 from jobs.desk.access import MIN_SECRET
 from jobs.desk.app import serve
 from jobs.desk.book import AlertBook
-from jobs.dev import kafka_broker
+from jobs.dev import kafka_broker, kafka_topics
 from jobs.kafka_tools.produce import produce, raw_lines, without_labels
 from jobs.simulation.rawfiles import DefectRates
 from jobs.simulation.simulate import simulate_to_folder
@@ -206,7 +206,7 @@ def run(cfg: Config, args: argparse.Namespace, state: Path) -> int:
 
 def start_afresh(cfg: Config, spec: kafka_broker.BrokerSpec) -> None:
     """Empty topics, and no tables, checkpoints or models of an earlier demo: they would mix in."""
-    kafka_broker.reset_topics(
+    kafka_topics.reset_topics(
         spec.connection,
         [str(cfg.get(f"kafka.topics.{t}")) for t in ("transactions", "alerts", "labels")],
         spec.partitions,
