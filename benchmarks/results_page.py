@@ -343,7 +343,7 @@ TABLES = [
                     f"{d['seconds']['setup']:,.0f}",
                     f"{d['seconds']['mypy']:,.0f}",
                     f"{d['seconds']['pytest']:,.0f}",
-                    f"{d['seconds']['total']:,.0f}",
+                    f"{d['seconds']['total']:,.0f}" + (f" (beside {d['beside']})" if d.get("beside") else ""),
                     f"{d['tests']['passed']} / {d['tests']['failed']}",
                     f"{d['slowest'][0]['seconds']:,.0f} (`{d['slowest'][0]['test'].split('::')[-1]}`)",
                 ],

@@ -1,12 +1,12 @@
 """How long CI's run takes: `make test` on a fresh clone of the committed HEAD, timed by phase.
 
-    python3 benchmarks/suite.py [--keep] [--no-save]
+    python3 benchmarks/suite.py [--keep] [--no-save] [--beside TEXT]
 
 Clones the repository's HEAD into a temporary folder (nothing set up there: no .venv, .jars or .tools) and
 runs what `make test` runs, one phase at a time: `make setup` (the venvs, the jars, the operators, Prometheus,
 Airflow), ruff, mypy, then pytest with every test's duration. The suite is kept under 40 minutes (CI stops a run at
 90). The
-machine should run nothing else meanwhile. Prints JSON: seconds by phase and in all, the tests passed and
+machine should run nothing else meanwhile; `--beside TEXT` says in the result what did. Prints JSON: seconds by phase and in all, the tests passed and
 failed, and the slowest tests; keeps benchmarks/results/suite.json.
 """
 
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is in the result)")
     parser.add_argument("--no-save", action="store_true", help="print the result only")
+    parser.add_argument(
+        "--beside", metavar="TEXT", help="what else ran on the machine meanwhile, kept in the result (default: nothing)"
+    )
     args = parser.parse_args(argv)
 
     head = subprocess.run(
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python3 benchmarks/suite.py",
         "commit": head,
         "machine": "2 cores, 24 GiB; a fresh clone, nothing set up",
+        "beside": args.beside,
         "seconds": {**phases, "total": total},
         "limit_seconds": LIMIT_SECONDS,
         "within_limit": total <= LIMIT_SECONDS and not any(codes.values()),
