@@ -11,7 +11,7 @@ PROMETHEUS := .tools/prometheus
 AIRFLOW := .tools/airflow
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: help setup setup-after-venv demo test check-tools jars operators venv prometheus airflow postgresql chromium desk kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-suite soak results config-docs clean clean-state
+.PHONY: help setup setup-after-venv demo test check-tools jars operators venv prometheus airflow postgresql chromium desk kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-cluster-drain bench-suite soak results config-docs clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -138,6 +138,10 @@ bench-state-layout: setup
 
 bench-delta-append: setup
 	$(BIN)/python benchmarks/delta_append.py
+
+# fraud stream drained from a backlog on local[2], on YARN (MiniYARNCluster, cluster mode), on local[2] again
+bench-cluster-drain: setup
+	$(BIN)/python benchmarks/cluster_drain.py
 
 # fraud stream for 30 minutes at 400 tx/s on a broker of its own, through idle gaps, re-sends, malformed
 # messages, labels, a broker restart and a kill -9: benchmarks/results/soak.json
