@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "pytest_summary": summary[-1] if summary else None,
         "slowest": tests[:20],
         "log": str(log) if args.keep else None,
+        "run": {"commit": head[:7], "date": time.strftime("%Y-%m-%d", time.gmtime())},
     }
     print(json.dumps(result, indent=2))
     if not args.no_save:
