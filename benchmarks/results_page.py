@@ -86,6 +86,12 @@ def seed_rows(results: Path) -> list[Row]:
     return [*rows, Row(SEEDS_FILE, "median (worst) recall / highest FPR", summary)]
 
 
+def first_days(d: Result, count: int) -> list[str]:
+    """Recall / FPR of the first `count` replayed days (blank past the last)."""
+    cells = [f"{share(v['recall'])} / {share(v['fpr'])}" for v in list(d["days"].values())[:count]]
+    return cells + [""] * (count - len(cells))
+
+
 def days(d: Result) -> list[str]:
     """Recall, FPR and precision over the replayed days, and whether they meet the requirement."""
     o = d["overall"]
@@ -172,10 +178,7 @@ TABLES = [
             Row(
                 row.file,
                 f"{row.label}, the policy as it ships",
-                lambda d: [
-                    *[f"{share(v['recall'])} / {share(v['fpr'])}" for v in list(d["days"].values())[:3]],
-                    f"{d['loop']['seconds_per_step']:.2f}",
-                ],
+                lambda d: [*first_days(d, 3), f"{d['loop']['seconds_per_step']:.2f}"],
             )
             for row in seed_rows(results)[:-1]
         ],

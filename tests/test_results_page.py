@@ -40,7 +40,14 @@ def test_the_seeds_table_has_a_row_a_seed_from_its_own_file_and_their_spread(tmp
     week = {"recall": 0.99, "fpr": 0.04, "meets_requirement": True}
     run = {"commit": "abc1234", "date": "2026-12-06"}
     for seed in (1, 2):
-        one = {"command": f"fraud backtest --seed {seed}", "weeks": {"week_1": week}, "settled_weeks": None, "run": run}
+        one = {
+            "command": f"fraud backtest --seed {seed}",
+            "weeks": {"week_1": week},
+            "settled_weeks": None,
+            "days": {"2019-09-26": {"recall": 0.87, "fpr": 0.025}, "2019-09-27": week},
+            "loop": {"seconds_per_step": 5.25},
+            "run": run,
+        }
         (tmp_path / f"{results_page.SEEDS_FILE[:-5]}_seed{seed}.json").write_text(json.dumps(one))
     spread = {
         "command": "fraud backtest --seeds 1-2",
@@ -57,3 +64,5 @@ def test_the_seeds_table_has_a_row_a_seed_from_its_own_file_and_their_spread(tmp
     page = results_page.render(tmp_path)
     assert "| seed 1 | 0.9900 / 0.0400 |" in page and "| seed 2 |" in page
     assert "| median (worst) recall / highest FPR | 0.9850 (0.9750) / 0.0450 |" in page and "1 of 2 seeds" in page
+    # the first replayed days of each report seed, and its seconds a step
+    assert "| seed 1, the policy as it ships | 0.8700 / 0.0250 | 0.9900 / 0.0400 |  | 5.25 |" in page
