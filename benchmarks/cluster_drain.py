@@ -16,13 +16,13 @@ Both run on this machine's two cores. A run's drain rate is read from its `score
 payments committed after its first micro-batch, over the time from the first micro-batch's commit to the
 last's. Start-up (JVMs, containers, the first plan, the first micro-batch's Python workers) is left out.
 local[2] runs again after YARN (`local_again`): `yarn_to_local` is YARN's rate over the mean of the two local
-ones, and the two local rates say how much the machine's load drifted meanwhile. Prints JSON and keeps benchmarks/results/cluster_drain.json.
+ones, and the two local rates say how much the machine's load drifted meanwhile. Prints JSON and keeps
+benchmarks/results/cluster_drain.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import own_broker_overrides, report  # noqa: E402
+from benchmarks.common import delta_commits, own_broker_overrides, report  # noqa: E402
 from jobs.core.config import Config, load_config  # noqa: E402
 from jobs.dev import kafka_broker, kafka_topics  # noqa: E402
 from jobs.kafka_tools.produce import produce, simulated_lines, without_labels  # noqa: E402
@@ -49,25 +49,10 @@ from tests.test_stream_restart import register_model  # noqa: E402
 from tests.test_yarn import yarn_env  # noqa: E402
 
 
-def commits(table: Path) -> list[dict[str, Any]]:
-    """A Delta table's commits in order, each with its time (ms) and the rows it added (no Spark needed)."""
-    found = []
-    for path in sorted((table / "_delta_log").glob("*.json")):
-        rows, at = 0, None
-        for line in path.read_text().splitlines():
-            action = json.loads(line)
-            if "add" in action and action["add"].get("stats"):
-                rows += json.loads(action["add"]["stats"])["numRecords"]
-            if "commitInfo" in action:
-                at = action["commitInfo"]["timestamp"]
-        found.append({"version": int(path.stem), "ms": at, "rows": rows})
-    return found
-
-
 def drain_rate(cfg: Config) -> dict[str, Any]:
     """The drain rate of a finished run, from `scores`' commits (its first micro-batch left out)."""
-    scored = [c for c in commits(Path(cfg.table_path("scores"))) if c["rows"]]
-    alerts = sum(c["rows"] for c in commits(Path(cfg.table_path("alerts"))))
+    scored = [c for c in delta_commits(Path(cfg.table_path("scores"))) if c["rows"]]
+    alerts = sum(c["rows"] for c in delta_commits(Path(cfg.table_path("alerts"))))
     rows = sum(c["rows"] for c in scored)
     after_first = rows - scored[0]["rows"]
     seconds = (scored[-1]["ms"] - scored[0]["ms"]) / 1000
@@ -101,7 +86,7 @@ def run_stream(master: list[str], cfg: Config, env: dict[str, str], expected: in
     )
     try:
         while True:
-            done = sum(c["rows"] for t in ("scores", "dead_letters") for c in commits(Path(cfg.table_path(t))))
+            done = sum(c["rows"] for t in ("scores", "dead_letters") for c in delta_commits(Path(cfg.table_path(t))))
             if done >= expected:
                 return round(time.monotonic() - started, 1)
             if job.poll() is not None:

@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: the configuration of a broker and an MLflow store of their own, and
-how a result is printed and kept."""
+"""What the benchmark scripts share: the configuration of a broker and an MLflow store of their own, a Delta
+table's commits read while a job writes it, and how a result is printed and kept."""
 
 from __future__ import annotations
 
@@ -36,3 +36,20 @@ def report(result: dict[str, Any], name: str, save: bool, shown: dict[str, Any] 
     print(json.dumps(result if shown is None else shown, indent=2))
     if save:
         (ROOT / "benchmarks/results" / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def delta_commits(table: Path) -> list[dict[str, Any]]:
+    """A Delta table's commits in order, from its log (no Spark session needed while a job writes it): each
+    one's `version`, time (`ms`), the rows it added (`rows`) and the files it removed (`removed`)."""
+    found = []
+    for path in sorted((table / "_delta_log").glob("*.json")):
+        rows, removed, at = 0, 0, None
+        for line in path.read_text().splitlines():
+            action = json.loads(line)
+            if "add" in action and action["add"].get("stats"):
+                rows += json.loads(action["add"]["stats"])["numRecords"]
+            removed += "remove" in action
+            if "commitInfo" in action:
+                at = action["commitInfo"]["timestamp"]
+        found.append({"version": int(path.stem), "ms": at, "rows": rows, "removed": removed})
+    return found

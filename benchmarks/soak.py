@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import own_broker_overrides, report  # noqa: E402
+from benchmarks.common import delta_commits, own_broker_overrides, report  # noqa: E402
 from jobs.core.config import Config, load_config  # noqa: E402
 from jobs.dev import kafka_broker, kafka_topics  # noqa: E402
 from jobs.kafka_tools.label_cmd import label_record  # noqa: E402
@@ -231,16 +231,10 @@ def main() -> None:
 
 def rows_in(cfg: Config, table: str) -> int:
     """Rows of a table from its Delta log's add actions (no Spark session needed while the job runs)."""
-    rows = 0
-    log = Path(cfg.table_path(table)) / "_delta_log"
-    for commit in sorted(log.glob("*.json")):
-        for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "add" in action and action["add"].get("stats"):
-                rows += json.loads(action["add"]["stats"])["numRecords"]
-            if "remove" in action:
-                raise RuntimeError(f"{table} was compacted during the soak: count with Spark instead")
-    return rows
+    commits = delta_commits(Path(cfg.table_path(table)))
+    if any(c["removed"] for c in commits):
+        raise RuntimeError(f"{table} was compacted during the soak: count with Spark instead")
+    return sum(c["rows"] for c in commits)
 
 
 def drain(cfg: Config, job: Job, expected: int, limit: int) -> float:
