@@ -111,6 +111,9 @@ def main() -> None:
     parser.add_argument("--transactions", type=int, default=100_000)
     parser.add_argument("--max-offsets", type=int, default=10_000, help="kafka.max_offsets_per_trigger")
     parser.add_argument("--limit-seconds", type=float, default=1800, help="the longest a run may take")
+    parser.add_argument(
+        "--beside", metavar="TEXT", help="what else ran on the machine meanwhile, kept in the result (default: nothing)"
+    )
     parser.add_argument("--name", default="cluster_drain")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
@@ -148,6 +151,7 @@ def main() -> None:
         result = {
             "benchmark": "cluster_drain",
             "machine": "2 cores, 24 GiB; the broker, YARN's daemons and every JVM on this machine",
+            "beside": args.beside,
             "command": "python benchmarks/cluster_drain.py "
             f"--transactions {args.transactions} --max-offsets {args.max_offsets}",
             "transactions": args.transactions,

@@ -334,7 +334,7 @@ TABLES = [
         "`fraud stream` drained from a backlog on `local[2]`, on YARN in cluster mode (two executors of one core, "
         "Hadoop's MiniYARNCluster) and on `local[2]` again, one after the other on this machine's two cores: what "
         "the cluster path costs ([operations](operations.md#on-yarn)).",
-        ["run", "local[2] (tx/s)", "YARN (tx/s)", "local[2] again (tx/s)", "YARN / local[2]", "flagged"],
+        ["run", "local[2] (tx/s)", "YARN (tx/s)", "local[2] again (tx/s)", "YARN / local[2]", "flagged", "beside"],
         [
             Row(
                 "cluster_drain.json",
@@ -345,6 +345,7 @@ TABLES = [
                     f"{d['runs']['local_again']['tx_per_second']:,}",
                     f"{d['yarn_to_local']:.2f}",
                     share(d["runs"]["yarn"]["flagged_share"]),
+                    d.get("beside") or "nothing",
                 ],
             )
         ],
