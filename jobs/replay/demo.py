@@ -464,11 +464,11 @@ def what_was_measured(args: argparse.Namespace, history: Path, live: Path, metri
         f"at {args.rate:,.0f} tx/s these {days} days passed in {payments / args.rate:,.0f} s: a micro-batch "
         f"({batches[0] / batches[1]:.1f} s on average) held about {hours:.0f} hours of them, so a review reached the "
         "stream about that long after its alert in event time, while a compromised terminal kept paying (in the "
-        "replay, and at a bank, an hour)",
+        "replay, and at a bank, an hour after the fraud team takes the alert up)",
         "docs/results.md has the requirement through the same loop over four replayed weeks at the bank's traffic "
-        "per terminal (20,000 cards on 125 terminals, about 309 payments a terminal a day), in event time, its "
-        "settled weeks: there a review comes back within the hour and the loop finds a compromise within hours; so "
-        "the figures above may differ from those",
+        "per terminal (20,000 cards on 125 terminals, about 309 payments a terminal a day), in event time, on "
+        "several seeds: there the fraud team reviews in working hours, a review comes back an hour after it is "
+        "taken up, and the loop finds a compromise within hours; so the figures above may differ from those",
     ]
 
 
