@@ -89,9 +89,10 @@ def test_the_stream_keeps_scoring_after_a_burst_and_idle_triggers(spark, broker,
 def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(
     spark, broker, stream_cfg, topic_names, tmp_path
 ):
-    """The `scores` table the query appends to is replaced by a file under it: the next micro-batch's append
-    fails, the query terminates with an error, and `run` raises QueryFailed at once (the CLI prints it and
-    exits 2) instead of waiting on a query that is gone."""
+    """The `dead_letters` table the query appends to inside its micro-batch is replaced by a file: the next
+    micro-batch with a malformed message fails, the query terminates with an error, and `run` raises
+    QueryFailed at once (the CLI prints it and exits 2) instead of waiting on a query that is gone. (A failed
+    append of `scores`, off the micro-batch's path, stops it too: tests/test_staged_tables.py.)"""
     import shutil
 
     raw = tmp_path / "raw"
@@ -110,9 +111,9 @@ def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(
     runner.start()
     produce(cfg, iter(list(without_labels(raw_lines(raw)))[:50]))
     wait_until(lambda: len(scored_ids(spark, cfg)) == 50, "the first 50 transactions scored", 240)
-    shutil.rmtree(cfg.table_path("scores"))
-    Path(cfg.table_path("scores")).write_text("not a table")
-    produce(cfg, iter(list(without_labels(raw_lines(raw)))[50:60]))
+    shutil.rmtree(cfg.table_path("dead_letters"), ignore_errors=True)
+    Path(cfg.table_path("dead_letters")).write_text("not a table")
+    produce_values(broker.bootstrap_servers, topic_names["transactions"], [b"not json"])
     runner.join(120)
     assert not runner.is_alive(), "run() still waits on a query that died"
     error = outcome.get("error")
@@ -121,7 +122,7 @@ def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(
         f"query score_transactions terminated with an error, so fraud stream stops; restart "
         f"it to resume from its checkpoint {cfg.checkpoint_path('score_transactions')}"
     )
-    assert "DeltaIOException: [DELTA_CANNOT_CREATE_LOG_PATH]" in str(error) and "scores/_delta_log" in str(error)
+    assert "DeltaIOException: [DELTA_CANNOT_CREATE_LOG_PATH]" in str(error) and "dead_letters/_delta_log" in str(error)
     assert not [q for q in spark.streams.active if q.name == "score_transactions"]
 
 
@@ -197,6 +198,10 @@ class DiedInItsCleanUp:
     @property
     def runId(self) -> str:
         return self.live.runId
+
+    @property
+    def id(self) -> str:
+        return self.live.id
 
     def awaitTermination(self, timeout: float | None = None) -> bool:
         time.sleep(min(timeout or 0.0, 0.2))

@@ -242,14 +242,48 @@ def list_files(spark: SparkSession, location: str, suffix: str = ".txt", recursi
 
 def read_text(spark: SparkSession, location: str) -> str:
     """The text of a small file, on any Hadoop file system."""
+    return read_bytes(spark, location).decode()
+
+
+def read_bytes(spark: SparkSession, location: str) -> bytes:
+    """The bytes of a file of a few megabytes at most, on any Hadoop file system."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     path = jvm.org.apache.hadoop.fs.Path(location)
     stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(path)
     try:
-        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode()
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
     finally:
         stream.close()
+
+
+def write_bytes(spark: SparkSession, location: str, data: bytes) -> None:
+    """Write a file of a few megabytes at most, on any Hadoop file system, durably and whole: the bytes go to
+    a hidden file beside it, synced, then renamed to `location` (replacing a file there), so that a reader
+    finds the whole file or none."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    target = jvm.org.apache.hadoop.fs.Path(location)
+    hidden = jvm.org.apache.hadoop.fs.Path(target.getParent(), f".{target.getName()}.writing")
+    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    stream = fs.create(hidden, True)
+    try:
+        stream.write(bytearray(data))
+        if stream.hasCapability("hsync"):  # HDFS, a local disk; an object store's file is whole once closed
+            stream.hsync()
+    finally:
+        stream.close()
+    fs.delete(target, False)
+    if not fs.rename(hidden, target):
+        raise OSError(f"{hidden}: could not rename it to {target}")
+
+
+def delete_file(spark: SparkSession, location: str) -> None:
+    """Delete a file (nothing if there is none), on any Hadoop file system."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, False)
 
 
 def path_exists(spark: SparkSession, location: str) -> bool:

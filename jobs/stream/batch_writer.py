@@ -1,7 +1,8 @@
 """What `fraud stream` does with each micro-batch, its foreachBatch function (`BatchWriter`): score the
 transactions with the broadcast model, flag them at the alert budget's threshold or for a terminal check,
-publish the alerts, hand them to the explanations thread, commit `scores` and `alerts`, record the labels and
-dead-letter the rest; and the stage timer (jobs/core/stopwatch.py) that says where a micro-batch's time goes."""
+publish the alerts, hand them to the explanations thread, stage `scores` and `alerts` for the thread that
+appends them (jobs/stream/staged_tables.py), record the labels and dead-letter the rest; and the stage timer
+(jobs/core/stopwatch.py) that says where a micro-batch's time goes."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructField, StructType, TimestampType
 
-from features.definitions import FEATURE_NAMES, derive_features
+from features.definitions import derive_features
 from features.operators import LABEL_INCREMENT, LABEL_PREVIOUS
 from features.schema import (
     LABEL_PLACE,
@@ -37,7 +41,8 @@ from jobs.stream.blocked_cards import confirmed_cards
 from jobs.stream.explanations import Explainer, explain_missing, explanations_table_seconds
 from jobs.stream.label_records import LABELS_SCHEMA, resolve_labels, with_decisions
 from jobs.stream.model_holder import ModelHolder
-from jobs.stream.schemas import ALERT_FIELDS, DERIVED, INPUT_SCHEMA, QUERY, SCORES_SCHEMA
+from jobs.stream.schemas import DERIVED, INPUT_SCHEMA, QUERY, SCORES_SCHEMA
+from jobs.stream.staged_tables import StagedTables
 from jobs.stream.terminal_checks import EXPLORE, TerminalChecks, flagged_history
 
 
@@ -93,6 +98,36 @@ def table_properties(cfg: Config) -> dict[str, str]:
     return {"delta.checkpointInterval": str(cfg.get("stream.delta_checkpoint_interval"))}
 
 
+# the staged rows of a micro-batch (jobs/stream/staged_tables.py): `scores`'s, and when its alert was published
+STAGED_SCHEMA = StructType([*SCORES_SCHEMA.fields, StructField("alerted_at", TimestampType())])
+
+
+def driver_frame(rows: pa.Table) -> pd.DataFrame:
+    """The scored rows as the driver's pandas frame, as `toPandas` gives them (times naive, in UTC, the
+    session's zone), with each row's `latency`: from Kafka to its score, in seconds."""
+    frame = rows.to_pandas(coerce_temporal_nanoseconds=True)
+    for name in ("tx_datetime", "kafka_timestamp", "scored_at"):
+        frame[name] = frame[name].dt.tz_convert(None)
+    frame["latency"] = (frame["scored_at"] - frame["kafka_timestamp"]).dt.total_seconds()
+    return frame
+
+
+def decided_rows(rows: pa.Table, observed: pd.DataFrame, alerted_at: dt.datetime) -> pa.Table:
+    """The scored rows (STAGED_SCHEMA) with the driver's `decision`, `threshold` and `alert_reason`
+    (`observed`, in the same order), and `alerted_at` where flagged."""
+    decision = observed["decision"].to_numpy(dtype=bool)
+    for name, values in (
+        ("decision", pa.array(decision)),
+        ("threshold", pa.array(observed["threshold"].to_numpy(dtype=float))),
+        ("alert_reason", pa.array(observed["alert_reason"], type=pa.string(), from_pandas=True)),
+    ):
+        rows = rows.set_column(rows.schema.get_field_index(name), name, values)
+    at = alerted_at.replace(tzinfo=dt.UTC)
+    return rows.append_column(
+        "alerted_at", pa.array([at if d else None for d in decision], type=pa.timestamp("us", tz="UTC"))
+    )
+
+
 # how far back a start looks for alerts left unexplained by a stop (event time before the newest scored)
 EXPLAIN_MISSING_HOURS = 24
 
@@ -127,6 +162,7 @@ class BatchWriter:
             self.properties,
             explanations_table_seconds(cfg),
         )
+        self.tables = StagedTables(spark, cfg.checkpoint_path(QUERY), self.append_tables)
         self.budget = AlertBudget.from_config(cfg)
         self.checks = TerminalChecks.from_config(cfg)
         self.query: StreamingQuery | None = None
@@ -135,7 +171,15 @@ class BatchWriter:
 
     def resume(self) -> None:
         """The alert budget's window, the terminal checks and the cards with a confirmed fraud from the tables,
-        as a restart finds them; and the model's table of leaves for the explanations, built meanwhile."""
+        as a restart finds them, once what a stop left staged is in `scores` and `alerts`; and the model's table
+        of leaves for the explanations, built meanwhile."""
+        staged = self.tables.recover()
+        if staged:
+            print(
+                f"stream: appended {len(staged)} micro-batch(es) a stop left staged ({self.tables.folder}) to "
+                f"{self.scores_path} and {self.alerts_path}",
+                flush=True,
+            )
         self.explainer.prepare(self.holder.booster)
         self.explaining = self.holder.version
         cards = confirmed_cards(self.spark, self.labels_path, self.budget.blocked.days)
@@ -245,69 +289,70 @@ class BatchWriter:
     ) -> None:
         """Score the batch's transactions; flag them at the alert budget's threshold, which their own scores
         inform, and pick the terminal checks' reviews; publish the alerts; explain them (SHAP) and publish the
-        explanations; then commit `scores`, `alerts` and `more_sinks` together; then the metrics, the alert
-        budget and the terminal checks take the scores."""
+        explanations, on a thread; stage `scores` and `alerts`, appended on another, and run `more_sinks`; then
+        the metrics, the alert budget and the terminal checks take the scores."""
         holder = self.holder
         holder.refresh()
         if holder.version != self.explaining:  # a new model: its table of leaves, while this micro-batch scores
             self.explainer.prepare(holder.booster)
             self.explaining = holder.version
         self.metrics.model.info({"alias": holder.alias, "version": holder.version, "threshold": str(holder.threshold)})
-        cached = (
+        scored = (
             batch.where("row_kind = 'tx'")
             .select(*self.featured_columns)
             .mapInPandas(_scorer(holder.broadcast, holder.version, self.checks.reviews()), SCORES_SCHEMA)
-            .withColumn("tx_date", F.to_date("tx_datetime"))
-            .persist()
         )
-        try:
-            # one Spark job brings the driver what the budget, the alerts and the metrics need of every transaction
-            latency = (F.unix_micros("scored_at") - F.unix_micros("kafka_timestamp")) / 1e6
-            # (with each transaction's model inputs: an alert's explanation needs them, and 15 numbers a row cost
-            # less than a second Spark job for the flagged ones)
-            observed: pd.DataFrame = cached.select(
-                *ALERT_FIELDS,
-                "decision",
-                latency.alias("latency"),
-                *[c for c in FEATURE_NAMES if c not in ALERT_FIELDS],
-            ).toPandas()
-            stages.done("score")
-            threshold = self.budget.threshold(holder.threshold, observed)
-            by_score = observed["score"].to_numpy(dtype=float) >= threshold
-            observed["threshold"], observed["decision"] = threshold, by_score
-            observed.loc[by_score, "alert_reason"] = "score"
-            # the checks' candidates: the driver picks the payments each check sends for review, exploration
-            # within its share of the budget (stream.terminal_checks.explore_share)
-            candidates = observed[~observed["decision"] & observed["alert_reason"].notna()]
-            explorations = (
-                self.budget.room(EXPLORE, self.checks.explore_share)
-                if (candidates["alert_reason"] == EXPLORE).any()
-                else 0
+        # one Spark job brings the driver every scored row: the budget, the alerts and the metrics read them,
+        # and the tables are appended from them (jobs/stream/staged_tables.py)
+        rows = scored.toArrow()
+        observed = driver_frame(rows)
+        stages.done("score")
+        threshold = self.budget.threshold(holder.threshold, observed)
+        by_score = observed["score"].to_numpy(dtype=float) >= threshold
+        observed["threshold"], observed["decision"] = threshold, by_score
+        observed.loc[by_score, "alert_reason"] = "score"
+        # the checks' candidates: the driver picks the payments each check sends for review, exploration
+        # within its share of the budget (stream.terminal_checks.explore_share)
+        candidates = observed[~observed["decision"] & observed["alert_reason"].notna()]
+        explorations = (
+            self.budget.room(EXPLORE, self.checks.explore_share) if (candidates["alert_reason"] == EXPLORE).any() else 0
+        )
+        picked = self.checks.pick(candidates, explorations)
+        observed["decision"] |= observed["transaction_id"].isin(picked)
+        observed.loc[~observed["decision"], "alert_reason"] = None
+        flagged = observed[observed["decision"]]
+        alerted_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # one instant: the topic's and the table's
+        # the fraud team's topic first: an alert waits neither for its explanation nor for the tables.
+        # A replay after a crash between the two sends it again (at least once; `alert_id` tells the copies apart)
+        self.publisher.send(self.topics["alerts"], alert_messages(flagged, alerted_at), "alerts")
+        stages.done("alerts_topic")
+        if len(flagged):
+            # the explanations, off the path: on the explainer's thread while the tables commit and the next
+            # micro-batch runs (jobs/stream/explanations.py); this waits only for the previous micro-batch's
+            self.explainer.submit(holder.booster, flagged, alerted_at, batch_id)
+        stages.done("explanations")
+        # durable once staged: `scores` and `alerts` are appended on the stage's thread while the next
+        # micro-batch runs
+        self.tables.stage(decided_rows(rows, observed, alerted_at), batch_id)
+        for sink in more_sinks:
+            sink()
+        stages.done("tables")
+        self.observe(observed)
+
+    def append_tables(self, rows: pa.Table, batch_id: int) -> None:
+        """Append a micro-batch's staged rows (`decided_rows`) to `scores` and, its flagged ones, to `alerts`,
+        both at once: each commit is mostly the driver waiting on Delta's log, not the cores working."""
+        spark = self.spark
+        tx_date = F.to_date("tx_datetime").alias("tx_date")
+        scored = spark.createDataFrame(rows.drop_columns(["alerted_at"]), SCORES_SCHEMA).select("*", tx_date)
+        sinks: list[Callable[[], object]] = [
+            lambda: append_idempotent(
+                scored, self.scores_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True
             )
-            picked = self.checks.pick(candidates, explorations)
-            observed["decision"] |= observed["transaction_id"].isin(picked)
-            observed.loc[~observed["decision"], "alert_reason"] = None
-            flagged = observed[observed["decision"]]
-            alerted_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # one instant: the topic's and the table's
-            # the fraud team's topic first: an alert waits neither for its explanation nor for the tables' commits.
-            # A replay after a crash between the two sends it again (at least once; `alert_id` tells the copies apart)
-            self.publisher.send(self.topics["alerts"], alert_messages(flagged, alerted_at), "alerts")
-            stages.done("alerts_topic")
-            chosen = F.col("transaction_id").isin(sorted(picked)) if picked else F.lit(False)
-            by_score_col = F.col("score") >= F.lit(threshold)
-            decided = cached.select(
-                *[c for c in cached.columns if c not in ("decision", "threshold", "alert_reason")],
-                (by_score_col | chosen).alias("decision"),
-                F.lit(threshold).alias("threshold"),
-                F.when(by_score_col, F.lit("score")).when(chosen, F.col("alert_reason")).alias("alert_reason"),
-            )
-            decided = decided.select(*cached.columns)
-            if len(flagged):
-                # the explanations, off the path: on the explainer's thread while the tables commit and the next
-                # micro-batch runs (jobs/stream/explanations.py); this waits only for the previous micro-batch's
-                self.explainer.submit(holder.booster, flagged, alerted_at, batch_id)
-            stages.done("explanations")
-            alerts = decided.where("decision").select(
+        ]
+        flagged = rows.filter(pc.field("decision"))
+        if flagged.num_rows:
+            alerts = spark.createDataFrame(flagged, STAGED_SCHEMA).select(
                 alert_id(F.col("transaction_id")).alias("alert_id"),
                 "transaction_id",
                 "customer_id",
@@ -318,32 +363,14 @@ class BatchWriter:
                 "threshold",
                 "model_version",
                 "alert_reason",
-                F.lit(alerted_at).alias("alerted_at"),
-                "tx_date",
+                "alerted_at",
+                tx_date,
             )
-            self.commit(decided, alerts if len(flagged) else None, batch_id, more_sinks)
-            stages.done("tables")
-            self.observe(observed)
-        finally:
-            cached.unpersist()
-
-    def commit(
-        self, scored: DataFrame, alerts: DataFrame | None, batch_id: int, more_sinks: Sequence[Callable[[], object]]
-    ) -> None:
-        """Append `scores`, `alerts` (if any) and `more_sinks` at once: each commit is mostly the driver
-        waiting on Delta's log, not the cores working."""
-        sinks: list[Callable[[], object]] = [
-            lambda: append_idempotent(
-                scored, self.scores_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True
-            )
-        ]
-        if alerts is not None:
             sinks.append(
                 lambda: append_idempotent(
                     alerts, self.alerts_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True
                 )
             )
-        sinks += more_sinks
         with ThreadPoolExecutor(len(sinks)) as pool:
             for future in [pool.submit(sink) for sink in sinks]:
                 future.result()
@@ -396,9 +423,12 @@ class BatchWriter:
         )
 
     def close(self) -> None:
-        """Explain the alerts in the background, then close the producer."""
+        """Append what is staged and explain the alerts in the background, then close the producer."""
         try:
-            self.explainer.close()
+            try:
+                self.tables.close()
+            finally:
+                self.explainer.close()
         finally:
             self.publisher.close()
 
@@ -414,9 +444,10 @@ class BatchWriter:
         counted = labels[labels[LABEL_INCREMENT].notna()].rename(
             columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"}
         )
-        resolved = resolve_labels(
-            self.spark, labels[labels[LABEL_INCREMENT].isna()], self.scores_path, self.labels_path
-        )
+        uncounted = labels[labels[LABEL_INCREMENT].isna()]
+        if not uncounted.empty:  # looked up in `scores`: everything staged before is appended first
+            self.tables.wait()
+        resolved = resolve_labels(self.spark, uncounted, self.scores_path, self.labels_path)
         if resolved.forward:
             self.publisher.send(self.topics["labels"], resolved.forward, "labels")
         recorded = pd.concat([counted, resolved.past], ignore_index=True)

@@ -54,8 +54,9 @@ def release(spark: SparkSession, query: StreamingQuery) -> None:
         writer.close()
     except Exception as error:  # noqa: BLE001 - a stop goes on; what failed is said, and repaired at the next start
         print(
-            f"stream: the last micro-batch's alert explanations were not all published ({type(error).__name__}: "
-            f"{error}); the next start explains the alerts `explanations` lacks",
+            f"stream: the last micro-batch's tables or alert explanations were not all written "
+            f"({type(error).__name__}: {error}); the next start appends what is staged and explains the alerts "
+            "`explanations` lacks",
             file=sys.stderr,
             flush=True,
         )
@@ -144,6 +145,30 @@ def stop_signals() -> Iterator[list[str]]:
             signal.signal(getattr(signal, name), handler)
 
 
+def staged_failure(query: StreamingQuery, wait: bool = False) -> BaseException | None:
+    """The error of `query`'s thread that appends its staged micro-batches (jobs/stream/staged_tables.py), once
+    it failed; with `wait`, after its micro-batch in flight is appended."""
+    held = RELEASED_AT_STOP.get(str(query.id))
+    if held is None:
+        return None
+    tables = held[1].tables
+    if wait:
+        try:
+            tables.wait()
+        except Exception as error:  # noqa: BLE001 - returned, for the caller's QueryFailed
+            return error
+    return tables.failure()
+
+
+def tables_failed(error: BaseException, checkpoint: str) -> QueryFailed:
+    """The error that ends `fraud stream` when a staged micro-batch could not be appended to its tables."""
+    return QueryFailed(
+        f"query {QUERY}'s micro-batch could not be appended to its tables, so fraud stream stops; restart it: "
+        f"the start appends what is staged under its checkpoint {checkpoint} ({type(error).__name__}: "
+        f"{error_summary(str(error))})"
+    )
+
+
 def watch(spark: SparkSession, query: StreamingQuery, checkpoint: str, asked: Sequence[str]) -> None:
     """Wait on the running `query` until it ends; stop it between micro-batches once `asked` holds a signal's
     name (filled by a signal handler). Raises QueryFailed if the query died, or if Spark's driver shut down
@@ -165,6 +190,11 @@ def watch(spark: SparkSession, query: StreamingQuery, checkpoint: str, asked: Se
                         f"stream: Spark's driver shut down meanwhile; a restart resumes from {checkpoint}", flush=True
                     )
                 break
+            # before the query's own error: a failed append also fails the next micro-batch, which waits on it
+            unstaged = staged_failure(query)
+            if unstaged is not None:
+                _stop_between_batches(spark, query, STOP_GRACE_SECONDS)
+                raise tables_failed(unstaged, checkpoint) from unstaged
             died = query.exception()  # set when the query died, even while its thread is still cleaning up
             if died is not None:
                 if not query.awaitTermination(CLEANUP_WAIT_SECONDS):  # raises `died` once the clean-up ends
@@ -197,6 +227,10 @@ def watch(spark: SparkSession, query: StreamingQuery, checkpoint: str, asked: Se
         ) from error
     if asked:
         print(f"stream: stopped on {asked[0]}", flush=True)
+        return
+    unstaged = staged_failure(query, wait=True)  # the query ended (available now): its last micro-batch's tables
+    if unstaged is not None:
+        raise tables_failed(unstaged, checkpoint) from unstaged
 
 
 # exceptions that only carry another one: Spark's wrapper of a foreachBatch error, py4j's of a JVM call's
