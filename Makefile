@@ -131,7 +131,7 @@ bench-model-selection: setup
 	$(BIN)/python benchmarks/model_selection.py
 
 bench-stream: setup
-	$(BIN)/python benchmarks/stream.py --profile --compare-without-warming --compare-tables-in-batch
+	$(BIN)/python benchmarks/stream.py --profile --compare-without-warming --compare-tables-on-thread
 
 bench-state-layout: setup
 	$(BIN)/python benchmarks/state_layout.py

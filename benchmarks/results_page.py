@@ -252,6 +252,11 @@ TABLES = [
                 "the same, Delta's transaction ids not computed ahead (`--compare-without-warming`)",
                 lambda d: speed(d, "latency_without_warming"),
             ),
+            Row(
+                "stream.json",
+                "the same, `scores` and `alerts` appended on a thread (`stream.tables_on_thread`)",
+                lambda d: speed(d, "latency_tables_on_thread"),
+            ),
         ],
     ),
     Table(
@@ -271,6 +276,11 @@ TABLES = [
                 "stream.json",
                 "at 400 tx/s, Delta's transaction ids not computed ahead",
                 lambda d: run_stages(d["latency_without_warming"]),
+            ),
+            Row(
+                "stream.json",
+                "at 400 tx/s, the tables appended on a thread (tables: their staged file)",
+                lambda d: run_stages(d["latency_tables_on_thread"]),
             ),
             Row(
                 "stream.json",

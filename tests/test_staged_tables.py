@@ -1,7 +1,7 @@
-"""`scores` and `alerts` off the micro-batch's path (jobs/stream/staged_tables.py): staged micro-batches are
-appended in order and leave the stage; a failed append keeps its rows staged, says so at the next micro-batch,
-and the next start appends them; through the stream, a failure between staging and appending loses and
-duplicates nothing."""
+"""`scores` and `alerts` off the micro-batch's path (jobs/stream/staged_tables.py, `stream.tables_on_thread`):
+staged micro-batches are appended in order and leave the stage; a failed append keeps its rows staged, says so
+at the next micro-batch, and the next start appends them; through the stream, a failure between staging and
+appending loses and duplicates nothing."""
 
 from __future__ import annotations
 
@@ -70,7 +70,9 @@ def test_a_stream_whose_append_fails_stops_with_an_error_and_its_restart_loses_a
     raw = tmp_path / "raw"
     simulate_to_folder(make_spec("handbook", days=1, customers=100, terminals=100), raw)
     lines = list(without_labels(raw_lines(raw)))[:90]
-    cfg = stream_cfg(kafka__max_offsets_per_trigger=30, stream__trigger_interval="1 second")
+    cfg = stream_cfg(
+        kafka__max_offsets_per_trigger=30, stream__trigger_interval="1 second", stream__tables_on_thread=True
+    )
     register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts")
     append = BatchWriter.append_tables
     calls: list[int] = []

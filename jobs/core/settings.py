@@ -285,6 +285,11 @@ class Stream(Section):
     delta_checkpoint_interval: Annotated[int, Field(ge=1), Expect("a whole number of commits of 1 or more")] = Field(
         description="`delta.checkpointInterval` of the tables the stream writes (Delta's default: 10), set at start"
     )
+    tables_on_thread: Flag = Field(
+        description="`scores` and `alerts` are appended on a thread of the driver while the next micro-batch runs, "
+        "from rows staged under the checkpoint (`false`: inside the micro-batch, before it ends); for drivers and "
+        "executors with cores to spare: on 2 cores the append takes them from the next micro-batch"
+    )
     explanations_table_seconds: Seconds = Field(
         description="the table `explanations` takes the alerts' explanations together at most this often, and all that "
         "is held at a stop (0: after every micro-batch); the alerts topic has each at once"

@@ -1,7 +1,7 @@
 """What `fraud stream` does with each micro-batch, its foreachBatch function (`BatchWriter`): score the
 transactions with the broadcast model, flag them at the alert budget's threshold or for a terminal check,
-publish the alerts, hand them to the explanations thread, stage `scores` and `alerts` for the thread that
-appends them (jobs/stream/staged_tables.py), record the labels and dead-letter the rest; and the stage timer
+publish the alerts, hand them to the explanations thread, append `scores` and `alerts` (or stage them for a
+thread that does, jobs/stream/staged_tables.py), record the labels and dead-letter the rest; and the stage timer
 (jobs/core/stopwatch.py) that says where a micro-batch's time goes."""
 
 from __future__ import annotations
@@ -163,6 +163,7 @@ class BatchWriter:
             explanations_table_seconds(cfg),
         )
         self.tables = StagedTables(spark, cfg.checkpoint_path(QUERY), self.append_tables)
+        self.tables_on_thread = bool(cfg.get("stream.tables_on_thread"))
         self.budget = AlertBudget.from_config(cfg)
         self.checks = TerminalChecks.from_config(cfg)
         self.query: StreamingQuery | None = None
@@ -289,8 +290,9 @@ class BatchWriter:
     ) -> None:
         """Score the batch's transactions; flag them at the alert budget's threshold, which their own scores
         inform, and pick the terminal checks' reviews; publish the alerts; explain them (SHAP) and publish the
-        explanations, on a thread; stage `scores` and `alerts`, appended on another, and run `more_sinks`; then
-        the metrics, the alert budget and the terminal checks take the scores."""
+        explanations, on a thread; append `scores` and `alerts` (or stage them for another thread,
+        `stream.tables_on_thread`) and run `more_sinks`; then the metrics, the alert budget and the terminal
+        checks take the scores."""
         holder = self.holder
         holder.refresh()
         if holder.version != self.explaining:  # a new model: its table of leaves, while this micro-batch scores
@@ -331,9 +333,11 @@ class BatchWriter:
             # micro-batch runs (jobs/stream/explanations.py); this waits only for the previous micro-batch's
             self.explainer.submit(holder.booster, flagged, alerted_at, batch_id)
         stages.done("explanations")
-        # durable once staged: `scores` and `alerts` are appended on the stage's thread while the next
-        # micro-batch runs
-        self.tables.stage(decided_rows(rows, observed, alerted_at), batch_id)
+        decided = decided_rows(rows, observed, alerted_at)
+        if self.tables_on_thread:  # durable once staged, appended while the next micro-batch runs
+            self.tables.stage(decided, batch_id)
+        else:
+            self.append_tables(decided, batch_id)
         for sink in more_sinks:
             sink()
         stages.done("tables")
@@ -445,7 +449,7 @@ class BatchWriter:
             columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"}
         )
         uncounted = labels[labels[LABEL_INCREMENT].isna()]
-        if not uncounted.empty:  # looked up in `scores`: everything staged before is appended first
+        if not uncounted.empty:  # looked up in `scores`: anything staged before is appended first
             self.tables.wait()
         resolved = resolve_labels(self.spark, uncounted, self.scores_path, self.labels_path)
         if resolved.forward:

@@ -18,8 +18,9 @@ One query, `score_transactions`, reads both topics (one Kafka source, read once 
   -> BatchWriter (jobs/stream/batch_writer.py), once per micro-batch:
      - derive_features + CatBoost (broadcast, reloaded when the registry alias moves), flagged at the alert
        budget's threshold (jobs/stream/alert_budget.py) or sent for review by a terminal check
-       (jobs/stream/terminal_checks.py) -> the alerts topic first; then `scores` and `alerts` staged under the
-       checkpoint and appended on a thread while the next micro-batch runs (jobs/stream/staged_tables.py);
+       (jobs/stream/terminal_checks.py) -> the alerts topic first; then `scores` and `alerts` appended
+       together (or staged under the checkpoint and appended on a thread while the next micro-batch runs,
+       `stream.tables_on_thread`: jobs/stream/staged_tables.py);
      - labels: recorded in `labels`; one given by transaction id alone is looked up in `scores` and sent
        again with its place (it counts in the next micro-batch); they tell the budget and the checks;
      - malformed, rule-breaking and duplicate messages, and labels of transactions never scored ->

@@ -1,4 +1,4 @@
-"""`scores` and `alerts` off the micro-batch's path (`StagedTables`).
+"""`scores` and `alerts` off the micro-batch's path (`StagedTables`), with `stream.tables_on_thread`.
 
 A micro-batch ends once its scored rows are durable, not once Delta has committed them: the driver writes the
 rows it already holds (one Arrow file a micro-batch, under the query's checkpoint) and a thread of their own
@@ -6,6 +6,8 @@ appends them to the two tables while the next micro-batch runs. A Delta commit i
 on the table's log; the file is a few milliseconds. What a stop or a crash leaves staged is appended by the
 next start before its query runs (`recover`). The appends are idempotent by batch id (jobs/core/lake.py), so
 a staged micro-batch that Spark then runs again (it crashed before Spark committed it) is appended once.
+The append then shares the cores with the next micro-batch: it pays where the driver and the executors have
+cores to spare, not on two (`make bench-stream` measures both ways).
 """
 
 from __future__ import annotations
