@@ -5,7 +5,6 @@ appending loses and duplicates nothing."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +20,7 @@ from jobs.stream import score_stream
 from jobs.stream.batch_writer import BatchWriter
 from jobs.stream.staged_tables import STAGE_FOLDER, StagedTables
 from tests.test_stream_restart import register_model
+from tests.test_stream_uptime import run_in_background
 
 
 def rows_of(batch_id: int) -> pa.Table:
@@ -85,16 +85,7 @@ def test_a_stream_whose_append_fails_stops_with_an_error_and_its_restart_loses_a
 
     monkeypatch.setattr(BatchWriter, "append_tables", second_fails)
     produce(cfg, iter(lines))
-    outcome: dict[str, BaseException] = {}
-
-    def job() -> None:
-        try:
-            score_stream.run(spark, cfg, metrics=StreamMetrics())
-        except BaseException as error:  # noqa: BLE001 - the test reads it below
-            outcome["error"] = error
-
-    runner = threading.Thread(target=job, daemon=True)
-    runner.start()
+    runner, outcome = run_in_background(spark, cfg)
     runner.join(300)
     assert not runner.is_alive(), "run() did not stop on the failed append"
     error = outcome.get("error")

@@ -86,6 +86,21 @@ def test_the_stream_keeps_scoring_after_a_burst_and_idle_triggers(spark, broker,
         query.stop()
 
 
+def run_in_background(spark, cfg) -> tuple[threading.Thread, dict[str, BaseException]]:
+    """`fraud stream`'s `run` on a thread of its own, started; the dict gets the error it ends with, if any."""
+    outcome: dict[str, BaseException] = {}
+
+    def job() -> None:
+        try:
+            score_stream.run(spark, cfg, metrics=StreamMetrics())
+        except BaseException as error:  # noqa: BLE001 - the test reads it
+            outcome["error"] = error
+
+    runner = threading.Thread(target=job, daemon=True)
+    runner.start()
+    return runner, outcome
+
+
 def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(
     spark, broker, stream_cfg, topic_names, tmp_path
 ):
@@ -99,16 +114,7 @@ def test_a_query_that_dies_ends_run_with_an_error_naming_the_checkpoint(
     simulate_to_folder(make_spec("handbook", days=1, customers=100, terminals=100), raw)
     cfg = stream_cfg(stream__trigger_interval="1 second")
     register_model(cfg.get("mlflow.tracking_uri"), tmp_path / "artifacts")
-    outcome: dict[str, BaseException] = {}
-
-    def job() -> None:
-        try:
-            score_stream.run(spark, cfg, metrics=StreamMetrics())
-        except BaseException as error:  # noqa: BLE001 - the test reads it below
-            outcome["error"] = error
-
-    runner = threading.Thread(target=job, daemon=True)
-    runner.start()
+    runner, outcome = run_in_background(spark, cfg)
     produce(cfg, iter(list(without_labels(raw_lines(raw)))[:50]))
     wait_until(lambda: len(scored_ids(spark, cfg)) == 50, "the first 50 transactions scored", 240)
     shutil.rmtree(cfg.table_path("dead_letters"), ignore_errors=True)

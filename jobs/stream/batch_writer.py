@@ -7,6 +7,7 @@ thread that does, jobs/stream/staged_tables.py), record the labels and dead-lett
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -431,8 +432,14 @@ class BatchWriter:
         try:
             try:
                 self.tables.close()
-            finally:
-                self.explainer.close()
+            except Exception as error:  # noqa: BLE001 - a stop goes on; the next start appends what is staged
+                print(
+                    f"stream: the last staged micro-batch was not appended ({type(error).__name__}: {error}); the "
+                    f"next start appends what {self.tables.folder} holds",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.explainer.close()
         finally:
             self.publisher.close()
 

@@ -2,10 +2,10 @@
 
 A micro-batch ends once its scored rows are durable, not once Delta has committed them: the driver writes the
 rows it already holds (one Arrow file a micro-batch, under the query's checkpoint) and a thread of their own
-appends them to the two tables while the next micro-batch runs. A Delta commit is mostly the driver waiting
-on the table's log; the file is a few milliseconds. What a stop or a crash leaves staged is appended by the
-next start before its query runs (`recover`). The appends are idempotent by batch id (jobs/core/lake.py), so
-a staged micro-batch that Spark then runs again (it crashed before Spark committed it) is appended once.
+appends them to the two tables while the next micro-batch runs; the file takes a few milliseconds. What a
+stop or a crash leaves staged is appended by the next start before its query runs (`recover`). The appends
+are idempotent by batch id (jobs/core/lake.py), so a staged micro-batch that Spark then runs again (it
+crashed before Spark committed it) is appended once.
 The append then shares the cores with the next micro-batch: it pays where the driver and the executors have
 cores to spare, not on two (`make bench-stream` measures both ways).
 """

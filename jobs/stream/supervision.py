@@ -54,9 +54,8 @@ def release(spark: SparkSession, query: StreamingQuery) -> None:
         writer.close()
     except Exception as error:  # noqa: BLE001 - a stop goes on; what failed is said, and repaired at the next start
         print(
-            f"stream: the last micro-batch's tables or alert explanations were not all written "
-            f"({type(error).__name__}: {error}); the next start appends what is staged and explains the alerts "
-            "`explanations` lacks",
+            f"stream: the last micro-batch's alert explanations were not all published ({type(error).__name__}: "
+            f"{error}); the next start explains the alerts `explanations` lacks",
             file=sys.stderr,
             flush=True,
         )
