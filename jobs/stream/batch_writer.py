@@ -306,7 +306,7 @@ class BatchWriter:
             .mapInPandas(_scorer(holder.broadcast, holder.version, self.checks.reviews()), SCORES_SCHEMA)
         )
         # one Spark job brings the driver every scored row: the budget, the alerts and the metrics read them,
-        # and the tables are appended from them (jobs/stream/staged_tables.py)
+        # and the tables are appended from them
         rows = scored.toArrow()
         observed = driver_frame(rows)
         stages.done("score")
@@ -337,16 +337,16 @@ class BatchWriter:
         decided = decided_rows(rows, observed, alerted_at)
         if self.tables_on_thread:  # durable once staged, appended while the next micro-batch runs
             self.tables.stage(decided, batch_id)
+            for sink in more_sinks:
+                sink()
         else:
-            self.append_tables(decided, batch_id)
-        for sink in more_sinks:
-            sink()
+            self.append_tables(decided, batch_id, more_sinks)
         stages.done("tables")
         self.observe(observed)
 
-    def append_tables(self, rows: pa.Table, batch_id: int) -> None:
-        """Append a micro-batch's staged rows (`decided_rows`) to `scores` and, its flagged ones, to `alerts`,
-        both at once: each commit is mostly the driver waiting on Delta's log, not the cores working."""
+    def append_tables(self, rows: pa.Table, batch_id: int, more_sinks: Sequence[Callable[[], object]] = ()) -> None:
+        """Append a micro-batch's scored rows (`decided_rows`) to `scores`, its flagged ones to `alerts`, and
+        `more_sinks`, all at once: each commit is mostly the driver waiting on Delta's log."""
         spark = self.spark
         tx_date = F.to_date("tx_datetime").alias("tx_date")
         scored = spark.createDataFrame(rows.drop_columns(["alerted_at"]), SCORES_SCHEMA).select("*", tx_date)
@@ -376,6 +376,7 @@ class BatchWriter:
                     alerts, self.alerts_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True
                 )
             )
+        sinks += more_sinks
         with ThreadPoolExecutor(len(sinks)) as pool:
             for future in [pool.submit(sink) for sink in sinks]:
                 future.result()
