@@ -398,3 +398,120 @@ def test_frauds_the_stream_did_not_flag_take_little_of_the_budget_s_room():
     assert 0.015 < flagged_share[True] <= 0.045
     # in full: the 15 frauds not flagged take most of that room too
     assert flagged_share[False] < 0.01
+
+
+def test_a_new_model_scores_the_window_again_and_its_threshold_comes_from_the_whole_window():
+    """After a retraining the new model's first micro-batch would choose its threshold among its own scores,
+    frauds nobody has confirmed yet among them. Scored again by it, the window's reviewed transactions choose
+    it instead; what was flagged, and the budget spent, stay as they were."""
+    noon = dt.datetime(2026, 12, 1, 12)
+    budget = AlertBudget(
+        enabled=True,
+        fpr=0.1,
+        window=dt.timedelta(hours=24),
+        evidence_transactions=5,
+        unflagged_at_score=False,
+        rescore_window=True,
+    )
+    day = batch(1, noon, [0.01 * i for i in range(1, 21)], threshold=0.19).assign(model_version="1")
+    budget.observe(day)
+    spent = budget.spent()
+    assert budget.lacks_evidence("2") and not budget.lacks_evidence("1")
+    assert list(budget.others_than("2")) == list(range(1, 21)) and len(budget.others_than("1")) == 0
+    # model 2's micro-batch: four frauds at the top of six payments; alone they would set its threshold
+    first = batch(100, noon + dt.timedelta(hours=1), [0.2, 0.3, 0.9, 0.91, 0.92, 0.93], threshold=1)
+    first = first.assign(model_version="2")
+    alone = budget.threshold(0.5, first)
+    assert alone > 0.9, "six payments of its own: the threshold among the frauds"
+    # model 2 scores the window's 20 transactions on its own scale (ten times model 1's), one not in the window
+    taken = budget.rescore(
+        np.array([*range(1, 21), 999], dtype=np.int64), np.array([0.1 * i for i in range(1, 22)]), "2"
+    )
+    assert taken == 20 and not budget.lacks_evidence("2")
+    # 20 legitimate transactions of model 2 in the window: 10% may be flagged, its two highest (1.9, 2.0)
+    assert budget.threshold(0.5, first) == pytest.approx(1.9)
+    assert budget.spent() == spent, "what was flagged stays as it was"
+    assert list(budget.models) == ["2"] * 20
+
+
+def test_evidence_before_the_first_start_chooses_thresholds_and_spends_nothing():
+    noon = dt.datetime(2026, 12, 1, 12)
+    budget = AlertBudget(
+        enabled=True, fpr=0.1, window=dt.timedelta(hours=24), evidence_transactions=5, unflagged_at_score=False
+    )
+    history = pd.DataFrame(
+        {
+            "transaction_id": np.arange(1, 21, dtype=np.int64),
+            "tx_datetime": [noon - dt.timedelta(hours=12, minutes=i) for i in range(20)],
+            "customer_id": np.arange(20, dtype=np.int64),
+            "score": [0.01 * i for i in range(1, 21)],
+        }
+    )
+    assert budget.add_evidence(history, "1") == 20
+    assert budget.spent() is None, "the stream has flagged nothing yet: no budget spent"
+    assert budget.describe()["transactions"] == 0 and budget.describe()["evidence"] == 20
+    # the first micro-batch: its frauds at the top would set a threshold of their own; the evidence decides
+    first = batch(100, noon, [0.05, 0.9, 0.91, 0.92], threshold=1).assign(model_version="1")
+    assert budget.threshold(0.5, first) == pytest.approx(0.19)
+    budget.observe(first.assign(decision=first["score"] >= 0.19))
+    assert budget.spent() == pytest.approx(3 / 4), "the stream's own four, three flagged: evidence counts for none"
+    assert budget.add_evidence(history, "1") == 0, "only an empty window takes evidence"
+    # the evidence leaves the window with the clock, like the stream's own transactions
+    budget.observe(batch(200, noon + dt.timedelta(hours=12, minutes=30), [0.05], threshold=1).assign(model_version="1"))
+    assert budget.describe()["evidence"] == 0
+
+
+def test_the_evidence_is_scored_on_the_executors_from_scores_or_before_a_first_start_from_the_features(spark, make_cfg):
+    from catboost import CatBoostClassifier
+
+    from features.definitions import FEATURE_NAMES
+    from jobs.stream.budget_evidence import gather
+
+    cfg = make_cfg()
+    rng = np.random.default_rng(5)
+    noon = dt.datetime(2026, 12, 1, 12)
+
+    def rows(first_id: int, end: dt.datetime, count: int) -> pd.DataFrame:
+        frame = pd.DataFrame(rng.random((count, len(FEATURE_NAMES))), columns=FEATURE_NAMES)
+        frame["transaction_id"] = np.arange(first_id, first_id + count, dtype=np.int64)
+        frame["customer_id"] = frame["transaction_id"] % 7
+        frame["tx_datetime"] = [end - dt.timedelta(hours=i) for i in range(count)]
+        frame["tx_date"] = frame["tx_datetime"].dt.date
+        return frame
+
+    model = CatBoostClassifier(iterations=5, verbose=False, allow_writing_files=False, random_seed=0)
+    train = rows(0, noon, 300)
+    model.fit(train[FEATURE_NAMES], train["tx_amount"] > 0.5)
+    broadcast = spark.sparkContext.broadcast(model)
+
+    # a window of model 1's scores, as the stream appended them, with a row of model 2 and one past the window
+    scored = rows(1000, noon, 30).assign(model_version="1", score=0.5)
+    scored.loc[0, "model_version"] = "2"
+    spark.createDataFrame(scored).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
+    budget = AlertBudget(
+        enabled=True, fpr=0.1, window=dt.timedelta(hours=24), evidence_transactions=20, rescore_window=True
+    )
+    budget.observe(scored.iloc[:24].assign(decision=False))
+    later = pd.Timestamp(noon + dt.timedelta(hours=1))
+    assert gather(spark, cfg, budget, "1", broadcast, 24, later) is None, "model 1 has its evidence"
+    done = gather(spark, cfg, budget, "2", broadcast, 24, later)
+    assert done is not None and "23 transaction(s)" in done
+    expected = model.predict_proba(scored.iloc[1:24][FEATURE_NAMES])[:, 1]
+    assert np.allclose(budget.scores[1:], expected) and budget.scores[0] == 0.5
+    assert set(budget.models) == {"2"} and not budget.lacks_evidence("2")
+
+    # a first start: the window empty, the features of the model's label delay in the 24 hours before the
+    # micro-batch's first transaction, as evidence alone (not those after it: a stream that replays its history)
+    features = pd.concat(
+        [rows(5000, noon, 40).assign(label_delay_hours=24), rows(6000, noon, 5).assign(label_delay_hours=168)]
+    )
+    spark.createDataFrame(features).write.format("delta").save(cfg.table_path("features_transactions"))
+    empty = AlertBudget(enabled=True, fpr=0.1, window=dt.timedelta(hours=24), rescore_window=True)
+    first = pd.Timestamp(noon - dt.timedelta(hours=3, minutes=30))
+    done = gather(spark, cfg, empty, "1", broadcast, 24, first)
+    assert done is not None and "(24 transaction(s))" in done
+    within = features.iloc[4:28]  # from 3 h to 27 h before noon: after first - 24 h, before first
+    assert gather(spark, cfg, empty, "1", broadcast, 24, first) is None, "a window with evidence takes no more"
+    assert sorted(empty.ids) == sorted(within["transaction_id"]) and not empty.counted.any()
+    by_id = dict(zip(empty.ids, empty.scores))
+    assert np.allclose([by_id[i] for i in within["transaction_id"]], model.predict_proba(within[FEATURE_NAMES])[:, 1])

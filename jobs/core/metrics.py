@@ -100,7 +100,9 @@ class StreamMetrics:
         )
         self._opened: dict[str, int] = {}
         self.budget_window = Gauge(
-            "fraud_alert_budget_window_transactions", "transactions in the alert budget's window", registry=r
+            "fraud_alert_budget_window_transactions",
+            "the stream's own transactions in the alert budget's window",
+            registry=r,
         )
 
     def serve(self, port: int) -> int:
@@ -115,7 +117,7 @@ class StreamMetrics:
         spent = budget.spent()
         self.budget_spent.set(spent if spent is not None else 0.0)
         self.budget_target.set(budget.fpr if budget.enabled else 0.0)
-        self.budget_window.set(len(budget.ids))
+        self.budget_window.set(int(budget.counted.sum()))
 
     def observe_checks(self, checks: Any, scored: Any = None) -> None:
         """The terminal checks' metrics (jobs/stream/terminal_checks.py's TerminalChecks), and the reviews a

@@ -246,6 +246,12 @@ class AlertBudget(Section):
         description="an alert not reviewed yet counts as legitimate at the share of the window's reviewed alerts found "
         "genuine, not in full"
     )
+    rescore_window: Flag = Field(
+        description="when the window holds fewer legitimate transactions of the model in use than "
+        "`evidence_transactions` (a new model, a first start), the model scores the window's transactions again "
+        "from `scores`, or with an empty window the last `window_hours` of `features_transactions`, and those "
+        "scores choose its threshold; `false`: the micro-batch's own scores count with the thin window"
+    )
 
 
 class TerminalChecks(Section):

@@ -18,7 +18,10 @@ For each micro-batch, once its scores are known and before anything of it is fla
   the budget holds from a stream's first micro-batch, at a few payments a day as at hundreds a second: with
   few transactions it flags fewer (the whole part of `fpr` times their number), never more.
   Scores of two models are not on one scale: after a retraining the new model's scores alone choose its
-  threshold;
+  threshold. With `rescore_window`, a model with too few of them in the window first scores the window's
+  transactions again (`rescore`; with an empty window, the transactions before the stream's first are added
+  as evidence, `add_evidence`): its threshold then comes from a whole window whose alerts were reviewed, not
+  from its first hours, whose frauds nobody has confirmed yet (jobs/stream/budget_evidence.py);
 - the budget spent is the share of the window's legitimate transactions that were flagged, at the thresholds
   then in force: the live false-positive rate as the bank's reviews measure it.
 With `pending_at_precision`, an alert the fraud team has not reviewed yet counts as legitimate only at the
@@ -65,6 +68,8 @@ class AlertBudget:
     unflagged_at_score: bool = True
     # while the window holds fewer legitimate transactions of the model in use, a micro-batch's own scores count
     evidence_transactions: int = 200
+    # a model with fewer than that scores the window again (`rescore`, `add_evidence`) before its first threshold
+    rescore_window: bool = False
     ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
     scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
@@ -73,6 +78,9 @@ class AlertBudget:
     reasons: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=object))  # alert_reason or None
     cards: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     models: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=object))  # the model version
+    # False for evidence alone (`add_evidence`): a transaction before the stream's first, which chooses thresholds
+    # but was never the stream's to flag, so it spends no budget
+    counted: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
     blocked: BlockedCards = dataclasses.field(default_factory=BlockedCards)  # cards -> when a fraud was confirmed
     frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
     reviewed: set[int] = dataclasses.field(default_factory=set)  # labelled (fraud or genuine), among the window's ids
@@ -94,6 +102,7 @@ class AlertBudget:
             cfg.get("stream.alert_budget.pending_at_precision"),
             cfg.get("stream.alert_budget.unflagged_at_score"),
             cfg.get("stream.alert_budget.evidence_transactions"),
+            cfg.get("stream.alert_budget.rescore_window"),
             blocked=BlockedCards(cfg.get("stream.blocked_card_days")),
         )
 
@@ -174,26 +183,66 @@ class AlertBudget:
             else np.full(len(scored), "", dtype=object)
         )
         self.models = np.concatenate([self.models, models])
-        keep = self.times > self.times.max() - np.timedelta64(self.window)
-        if not keep.all():
-            self.ids, self.times, self.scores, self.flagged, self.by_score, self.reasons, self.cards, self.models = (
-                a[keep]
-                for a in (
-                    self.ids,
-                    self.times,
-                    self.scores,
-                    self.flagged,
-                    self.by_score,
-                    self.reasons,
-                    self.cards,
-                    self.models,
-                )
-            )
-            for name in ("frauds", "reviewed"):
-                known = np.fromiter(getattr(self, name), dtype=np.int64, count=len(getattr(self, name)))
-                setattr(self, name, set(known[np.isin(known, self.ids)].tolist()))
+        self.counted = np.concatenate([self.counted, np.ones(len(scored), dtype=bool)])
+        self._forget_before(self.times.max() - np.timedelta64(self.window))
         self.blocked.tick(self.times.max())
         self.stale = True
+
+    WINDOW_ARRAYS = ("ids", "times", "scores", "flagged", "by_score", "reasons", "cards", "models", "counted")
+
+    def _forget_before(self, oldest: np.datetime64) -> None:
+        """Drop the window's transactions at or before `oldest`, and what the window knew of them."""
+        keep = self.times > oldest
+        if keep.all():
+            return
+        for name in self.WINDOW_ARRAYS:
+            setattr(self, name, getattr(self, name)[keep])
+        for name in ("frauds", "reviewed"):
+            known = np.fromiter(getattr(self, name), dtype=np.int64, count=len(getattr(self, name)))
+            setattr(self, name, set(known[np.isin(known, self.ids)].tolist()))
+
+    def lacks_evidence(self, model: str) -> bool:
+        """Whether the window holds fewer legitimate transactions scored by `model` than `evidence_transactions`."""
+        self._refresh()
+        legit = self._legit if self._legit is not None else self.legitimate()
+        return int((legit & (self.models == model)).sum()) < self.evidence_transactions
+
+    def others_than(self, model: str) -> np.ndarray:
+        """The ids of the window's transactions scored by another model than `model`."""
+        return self.ids[self.models != model]
+
+    def rescore(self, ids: np.ndarray, scores: np.ndarray, model: str) -> int:
+        """Take `model`'s `scores` of the window's transactions `ids` in place of their model's: the scale its
+        threshold is chosen on. What was flagged and why stays as it was. Return how many it took."""
+        position = pd.Series(np.arange(len(self.ids)), index=self.ids)
+        known = np.isin(ids, self.ids)
+        where = position.loc[ids[known]].to_numpy()
+        self.scores[where] = np.asarray(scores, dtype=float)[known]
+        self.models[where] = model
+        self.stale = True
+        return int(known.sum())
+
+    def add_evidence(self, evidence: pd.DataFrame, model: str) -> int:
+        """Add transactions from before the stream's first (`transaction_id`, `tx_datetime`, `customer_id`,
+        `score` by `model`) to an empty window as evidence alone: they count in the thresholds, not flagged and
+        not reviewed, and never in the budget spent. The window's clock forgets them like any other. Return how
+        many it added."""
+        if len(self.ids) or evidence.empty:
+            return 0
+        rows = evidence.sort_values("tx_datetime", kind="mergesort")
+        count = len(rows)
+        self.ids = rows["transaction_id"].to_numpy(dtype=np.int64)
+        self.times = rows["tx_datetime"].to_numpy(dtype="datetime64[us]")
+        self.scores = rows["score"].to_numpy(dtype=float)
+        self.flagged = np.zeros(count, dtype=bool)
+        self.by_score = np.zeros(count, dtype=bool)
+        self.reasons = np.full(count, None, dtype=object)
+        self.cards = rows["customer_id"].to_numpy(dtype=np.int64)
+        self.models = np.full(count, model, dtype=object)
+        self.counted = np.zeros(count, dtype=bool)
+        self._forget_before(self.times.max() - np.timedelta64(self.window))
+        self.stale = True
+        return len(self.ids)
 
     def label(self, labels: pd.DataFrame) -> None:
         """Take a micro-batch's labels (`transaction_id`, `tx_fraud`, and `customer_id` where known, in arrival
@@ -244,7 +293,7 @@ class AlertBudget:
         """How many more transactions flagged for `reason` (an `alert_reason`) keep those of the window at most
         `share` of its legitimate transactions: the reviews a part of the budget may still spend."""
         self._refresh()  # the legitimate mask, computed once a micro-batch with the threshold
-        legit = self._legit if self._legit is not None else self.legitimate()
+        legit = (self._legit if self._legit is not None else self.legitimate()) & self.counted
         used = int((legit & self.flagged & (self.reasons == reason)).sum())
         return max(0, int(share * int(legit.sum())) - used)
 
@@ -257,8 +306,9 @@ class AlertBudget:
         if not self.stale:
             return
         self.stale = False
-        legit = self._legit = self.legitimate()
-        weight = self.weights(legit)
+        self._legit = self.legitimate()
+        weight = self.weights(self._legit)
+        legit = self._legit & self.counted  # the stream's own: evidence alone spends nothing
         if weight is None:
             self._spent = float(self.flagged[legit].mean()) if legit.any() else None
         else:
@@ -301,7 +351,8 @@ class AlertBudget:
         """What the budget holds now, for the log."""
         spent = self.spent()  # and the threshold, up to date
         return {
-            "transactions": int(len(self.ids)),
+            "transactions": int(self.counted.sum()),
+            "evidence": int((~self.counted).sum()),
             "confirmed_frauds": len(self.frauds),
             "blocked_cards": len(self.blocked),
             "threshold": None if self.current is None else round(self.current, 5),

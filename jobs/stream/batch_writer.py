@@ -39,6 +39,7 @@ from jobs.core.stopwatch import Stopwatch
 from jobs.stream.alert_budget import AlertBudget, newest_scored
 from jobs.stream.alerts_topic import Publisher, alert_id, alert_messages
 from jobs.stream.blocked_cards import confirmed_cards
+from jobs.stream.budget_evidence import gather
 from jobs.stream.explanations import Explainer, explain_missing, explanations_table_seconds
 from jobs.stream.label_records import LABELS_SCHEMA, resolve_labels, with_decisions
 from jobs.stream.model_holder import ModelHolder
@@ -147,7 +148,7 @@ class BatchWriter:
         featured_columns: list[str],
         log_stages: bool = False,
     ) -> None:
-        self.spark, self.holder, self.metrics, self.log_stages = spark, holder, metrics, log_stages
+        self.spark, self.cfg, self.holder, self.metrics, self.log_stages = spark, cfg, holder, metrics, log_stages
         self.featured_columns = featured_columns
         self.scores_path, self.alerts_path = cfg.table_path("scores"), cfg.table_path("alerts")
         self.labels_path, self.dead_path = cfg.table_path("labels"), cfg.table_path("dead_letters")
@@ -309,6 +310,13 @@ class BatchWriter:
         # and the tables are appended from them
         rows = scored.toArrow()
         observed = driver_frame(rows)
+        if self.budget.enabled and self.budget.rescore_window:  # a model new to the window: its evidence first
+            first = pd.Timestamp(observed["tx_datetime"].min())
+            done = gather(
+                self.spark, self.cfg, self.budget, holder.version, holder.broadcast, holder.label_delay_hours, first
+            )
+            if done:
+                print(f"stream: the alert budget's evidence: {done} (stream.alert_budget.rescore_window)", flush=True)
         stages.done("score")
         threshold = self.budget.threshold(holder.threshold, observed)
         by_score = observed["score"].to_numpy(dtype=float) >= threshold
