@@ -515,3 +515,64 @@ def test_the_evidence_is_scored_on_the_executors_from_scores_or_before_a_first_s
     assert sorted(empty.ids) == sorted(within["transaction_id"]) and not empty.counted.any()
     by_id = dict(zip(empty.ids, empty.scores))
     assert np.allclose([by_id[i] for i in within["transaction_id"]], model.predict_proba(within[FEATURE_NAMES])[:, 1])
+
+
+def test_past_its_limit_the_window_keeps_one_in_two_four_of_the_transactions_and_counts_each_for_as_many():
+    """At 400 a second a day is 35 million transactions: a micro-batch's work on the window would grow with the
+    traffic. Past `max_transactions` the window keeps a sample, by a hash of the transaction id, nested (those kept
+    at one in 4 are among those kept at one in 2), and its thresholds and counts are estimates from it."""
+    from jobs.stream.alert_budget import kept
+
+    ids = np.arange(200_000, dtype=np.int64)
+    for one_in in (2, 4, 8):
+        assert kept(ids, one_in).mean() == pytest.approx(1 / one_in, rel=0.02)
+        assert not (kept(ids, 2 * one_in) & ~kept(ids, one_in)).any(), "nested"
+    rng = np.random.default_rng(11)
+    noon = dt.datetime(2026, 12, 1, 12)
+    scores = rng.uniform(0.0, 1.0, 20_000)
+    day = pd.DataFrame(
+        {
+            "transaction_id": np.arange(20_000, dtype=np.int64),
+            "tx_datetime": [noon + dt.timedelta(seconds=2 * i) for i in range(20_000)],
+            "score": scores,
+            "decision": scores >= 0.95,
+            "model_version": "1",
+        }
+    )
+    exact = AlertBudget(enabled=True, fpr=0.045, window=dt.timedelta(hours=24), unflagged_at_score=False)
+    sampled = AlertBudget(
+        enabled=True, fpr=0.045, window=dt.timedelta(hours=24), unflagged_at_score=False, max_transactions=6_000
+    )
+    for budget in (exact, sampled):
+        for start in range(0, len(day), 2_000):  # ten micro-batches
+            budget.observe(day.iloc[start : start + 2_000])
+    assert sampled.one_in == 4 and len(sampled.ids) <= 6_000 and set(sampled.ids) <= set(exact.ids)
+    assert sampled.describe()["transactions"] == pytest.approx(20_000, rel=0.03)
+    following = batch(50_000, noon + dt.timedelta(hours=12), [0.5], threshold=1).assign(model_version="1")
+    # the 95.5th percentile of the day's scores, from a quarter of them
+    assert sampled.threshold(0.5, following) == pytest.approx(exact.threshold(0.5, following), abs=0.01)
+    assert sampled.spent() == pytest.approx(exact.spent(), abs=0.005)
+    # a part of the budget in transactions, not in the sample's rows: 1% of about 20,000
+    assert sampled.room("terminal_explore", 0.01) == pytest.approx(exact.room("terminal_explore", 0.01), rel=0.05)
+
+
+def test_a_restart_keeps_the_sample_the_window_kept_chosen_in_spark_sql(spark, make_cfg):
+    from jobs.stream.alert_budget import kept
+
+    cfg = make_cfg()
+    noon = dt.datetime(2026, 12, 1, 12)
+    rows = batch(1, noon, list(np.linspace(0.0, 0.99, 3_000)), threshold=0.96).assign(
+        customer_id=lambda f: f["transaction_id"] % 50, model_version="1", alert_reason=None
+    )
+    rows["tx_datetime"] = [noon + dt.timedelta(seconds=10 * i) for i in range(3_000)]  # 8 hours and a third
+    rows["tx_date"] = rows["tx_datetime"].dt.date
+    spark.createDataFrame(rows).write.format("delta").partitionBy("tx_date").save(cfg.table_path("scores"))
+    budget = AlertBudget(enabled=True, fpr=0.045, window=dt.timedelta(hours=24), max_transactions=1_000)
+    newest = newest_scored(spark, cfg.table_path("scores"))
+    assert budget.fill(spark, cfg.table_path("scores"), cfg.table_path("labels"), NO_CARDS, newest) <= 1_000
+    assert budget.one_in == 4
+    ids = rows["transaction_id"].to_numpy()
+    assert sorted(budget.ids) == sorted(ids[kept(ids, 4)]), "Spark SQL keeps what numpy keeps"
+    # what the stream goes on to score is kept the same way
+    budget.observe(batch(5_000, noon + dt.timedelta(hours=9), [0.1] * 40, threshold=1).assign(model_version="1"))
+    assert set(budget.ids) - set(ids) == set(np.arange(5_000, 5_040)[kept(np.arange(5_000, 5_040), 4)])

@@ -117,7 +117,7 @@ class StreamMetrics:
         spent = budget.spent()
         self.budget_spent.set(spent if spent is not None else 0.0)
         self.budget_target.set(budget.fpr if budget.enabled else 0.0)
-        self.budget_window.set(int(budget.counted.sum()))
+        self.budget_window.set(int(budget.counted.sum()) * budget.one_in)
 
     def observe_checks(self, checks: Any, scored: Any = None) -> None:
         """The terminal checks' metrics (jobs/stream/terminal_checks.py's TerminalChecks), and the reviews a

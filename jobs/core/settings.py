@@ -246,6 +246,11 @@ class AlertBudget(Section):
         description="an alert not reviewed yet counts as legitimate at the share of the window's reviewed alerts found "
         "genuine, not in full"
     )
+    max_window_transactions: Whole1 | None = Field(
+        description="the most transactions the window keeps: past it, one in 2, 4, ... of them (by a hash of the "
+        "transaction id), each counting for as many, so that a micro-batch's work on the window stays the same at "
+        "any traffic (a day at 400 a second is 35 million); `null`: every one"
+    )
     rescore_window: Flag = Field(
         description="when the window holds fewer legitimate transactions of the model in use than "
         "`evidence_transactions` (a new model, a first start), the model scores the window's transactions again "

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core.config import Config
@@ -70,6 +70,10 @@ class AlertBudget:
     evidence_transactions: int = 200
     # a model with fewer than that scores the window again (`rescore`, `add_evidence`) before its first threshold
     rescore_window: bool = False
+    # the most transactions the window keeps (None: all): past it, one in `one_in` of them (`kept`), each counting
+    # for `one_in`, so that a micro-batch's work on the window does not grow with the traffic
+    max_transactions: int | None = None
+    one_in: int = 1
     ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
     scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
@@ -103,6 +107,7 @@ class AlertBudget:
             cfg.get("stream.alert_budget.unflagged_at_score"),
             cfg.get("stream.alert_budget.evidence_transactions"),
             cfg.get("stream.alert_budget.rescore_window"),
+            cfg.get("stream.alert_budget.max_window_transactions"),
             blocked=BlockedCards(cfg.get("stream.blocked_card_days")),
         )
 
@@ -122,12 +127,14 @@ class AlertBudget:
         # start, after a retraining). Its frauds are not confirmed yet and sit among its highest scores, where
         # they take the budget's room: as soon as the window, whose alerts the fraud team reviews, can choose,
         # it decides alone (a batch larger than a young window would keep its frauds setting the threshold)
-        thin = int(pool.sum()) < self.evidence_transactions
+        thin = int(pool.sum()) * self.one_in < self.evidence_transactions
         fresh = ~self._blocked(batch) if thin else np.zeros(len(batch), dtype=bool)
         scores = np.concatenate([self.scores[pool], batch["score"].to_numpy(dtype=float)[fresh]])
         weight = self.weights(legit)
-        if weight is not None:  # the batch's own count in full: they are what the threshold may flag
-            weight = np.concatenate([weight[pool], np.ones(int(fresh.sum()))])
+        if weight is not None or (self.one_in > 1 and fresh.any()):
+            # the batch's own count in full: they are what the threshold may flag; a kept one counts for one_in
+            window = np.ones(int(pool.sum())) if weight is None else weight[pool]
+            weight = np.concatenate([window, np.full(int(fresh.sum()), 1.0 / self.one_in)])
         # payments sent for review for another reason (a terminal's check) spend the budget too: the score gets
         # the rest, and at least half of it (more checks than that overspend it, and the FraudAlertBudgetOverspent
         # rule says so)
@@ -153,6 +160,8 @@ class AlertBudget:
         reason than their score), drop those older than the window before the newest, and set the threshold
         anew."""
         scored = scored[~scored["transaction_id"].isin(self.ids)]  # a micro-batch done again after a restart
+        if self.one_in > 1:
+            scored = scored[kept(scored["transaction_id"].to_numpy(dtype=np.int64), self.one_in)]
         if scored.empty:
             return
         by_score = (
@@ -185,14 +194,34 @@ class AlertBudget:
         self.models = np.concatenate([self.models, models])
         self.counted = np.concatenate([self.counted, np.ones(len(scored), dtype=bool)])
         self._forget_before(self.times.max() - np.timedelta64(self.window))
+        self._thin_out()
         self.blocked.tick(self.times.max())
         self.stale = True
+
+    def _thin_out(self) -> None:
+        """Past `max_transactions`, keep one in twice as many as now until the window is within it."""
+        if self.max_transactions is None:
+            return
+        while len(self.ids) > self.max_transactions:
+            self.one_in *= 2
+            self._keep(kept(self.ids, self.one_in))
+
+    def sample_for(self, transactions: int) -> int:
+        """The `one_in` a window of `transactions` is kept at (a restart's, before it reads them): the smallest
+        power of two that brings them within `max_transactions`, and at least the present one."""
+        one_in = self.one_in
+        while self.max_transactions is not None and transactions / one_in > self.max_transactions:
+            one_in *= 2
+        return one_in
 
     WINDOW_ARRAYS = ("ids", "times", "scores", "flagged", "by_score", "reasons", "cards", "models", "counted")
 
     def _forget_before(self, oldest: np.datetime64) -> None:
         """Drop the window's transactions at or before `oldest`, and what the window knew of them."""
-        keep = self.times > oldest
+        self._keep(self.times > oldest)
+
+    def _keep(self, keep: np.ndarray) -> None:
+        """Keep the window's transactions where `keep`, and what the window knew of them."""
         if keep.all():
             return
         for name in self.WINDOW_ARRAYS:
@@ -205,7 +234,7 @@ class AlertBudget:
         """Whether the window holds fewer legitimate transactions scored by `model` than `evidence_transactions`."""
         self._refresh()
         legit = self._legit if self._legit is not None else self.legitimate()
-        return int((legit & (self.models == model)).sum()) < self.evidence_transactions
+        return int((legit & (self.models == model)).sum()) * self.one_in < self.evidence_transactions
 
     def others_than(self, model: str) -> np.ndarray:
         """The ids of the window's transactions scored by another model than `model`."""
@@ -241,6 +270,8 @@ class AlertBudget:
         self.models = np.full(count, model, dtype=object)
         self.counted = np.zeros(count, dtype=bool)
         self._forget_before(self.times.max() - np.timedelta64(self.window))
+        self._keep(kept(self.ids, self.one_in))
+        self._thin_out()
         self.stale = True
         return len(self.ids)
 
@@ -294,8 +325,8 @@ class AlertBudget:
         `share` of its legitimate transactions: the reviews a part of the budget may still spend."""
         self._refresh()  # the legitimate mask, computed once a micro-batch with the threshold
         legit = (self._legit if self._legit is not None else self.legitimate()) & self.counted
-        used = int((legit & self.flagged & (self.reasons == reason)).sum())
-        return max(0, int(share * int(legit.sum())) - used)
+        used = int((legit & self.flagged & (self.reasons == reason)).sum()) * self.one_in
+        return max(0, int(share * int(legit.sum()) * self.one_in) - used)
 
     def spent(self) -> float | None:
         """The share of the window's legitimate transactions that were flagged (None if it has none)."""
@@ -326,10 +357,12 @@ class AlertBudget:
             return 0
         scores = spark.read.format("delta").load(scores_path)
         since = newest - self.window
+        window = scores.where(F.col("tx_date") >= F.lit(since.date())).where(F.col("tx_datetime") > F.lit(since))
+        if self.max_transactions is not None:  # a day at hundreds a second: the sample the window keeps
+            self.one_in = self.sample_for(window.count())
+            window = window.where(kept_column(F.col("transaction_id"), self.one_in))
         recent: pd.DataFrame = (
-            scores.where(F.col("tx_date") >= F.lit(since.date()))
-            .where(F.col("tx_datetime") > F.lit(since))
-            .select(
+            window.select(
                 "transaction_id", "customer_id", "tx_datetime", "score", "decision", "alert_reason", "model_version"
             )
             .orderBy("tx_datetime")
@@ -351,13 +384,36 @@ class AlertBudget:
         """What the budget holds now, for the log."""
         spent = self.spent()  # and the threshold, up to date
         return {
-            "transactions": int(self.counted.sum()),
-            "evidence": int((~self.counted).sum()),
+            "transactions": int(self.counted.sum()) * self.one_in,
+            "evidence": int((~self.counted).sum()) * self.one_in,
+            "kept_one_in": self.one_in,
             "confirmed_frauds": len(self.frauds),
             "blocked_cards": len(self.blocked),
             "threshold": None if self.current is None else round(self.current, 5),
             "spent": None if spent is None else round(spent, 4),
         }
+
+
+# the window's sample: a transaction is kept at one in k when the high bits of a multiplicative hash of its id are
+# below 2**32 / k, so that the transactions kept at 2k are among those kept at k (the same in numpy and Spark SQL)
+HASH_MULTIPLIER, HASH_RANGE = 1_640_531_527, 2**32
+
+
+def kept(ids: np.ndarray, one_in: int) -> np.ndarray:
+    """True for the transaction ids a window kept at one in `one_in` keeps."""
+    if one_in == 1:
+        return np.ones(len(ids), dtype=bool)
+    hashed = (np.asarray(ids, dtype=np.int64) % HASH_RANGE) * HASH_MULTIPLIER % HASH_RANGE
+    return hashed < HASH_RANGE // one_in
+
+
+def kept_column(ids: Column, one_in: int) -> Column:
+    """`kept` as a Spark SQL condition on a column of transaction ids."""
+    if one_in == 1:
+        return F.lit(True)
+    return F.pmod(F.pmod(ids, F.lit(HASH_RANGE)) * F.lit(HASH_MULTIPLIER), F.lit(HASH_RANGE)) < F.lit(
+        HASH_RANGE // one_in
+    )
 
 
 def newest_scored(spark: SparkSession, scores_path: str) -> dt.datetime | None:

@@ -25,7 +25,7 @@ from features.definitions import FEATURE_NAMES
 from jobs.batch.build_features import read_features
 from jobs.core.config import Config
 from jobs.core.lake import table_exists
-from jobs.stream.alert_budget import AlertBudget
+from jobs.stream.alert_budget import AlertBudget, kept_column
 
 SCORED = "transaction_id long, customer_id long, tx_datetime timestamp, score double"
 
@@ -77,6 +77,7 @@ def gather(
             .where(F.col("tx_date") >= F.lit(oldest.date()))
             .where(F.col("tx_datetime") >= F.lit(oldest.to_pydatetime()))
             .where(F.col("model_version") != F.lit(model))
+            .where(kept_column(F.col("transaction_id"), budget.one_in))
         )
         scored = model_scores(window, broadcast)
         taken = budget.rescore(scored["transaction_id"].to_numpy(dtype=np.int64), scored["score"].to_numpy(), model)
@@ -90,11 +91,15 @@ def gather(
         .where(F.col("tx_datetime") > F.lit(since.to_pydatetime()))
         .where(F.col("tx_datetime") < F.lit(first.to_pydatetime()))
     )
+    if budget.max_transactions is not None:  # a day at hundreds a second: the sample the window keeps
+        budget.one_in = budget.sample_for(before.count())
+        before = before.where(kept_column(F.col("transaction_id"), budget.one_in))
     added = budget.add_evidence(model_scores(before, broadcast), model)
     if not added:
         return None
     return (
         f"model {model} scored the {budget.window.total_seconds() / 3600:g} h of "
-        f"{cfg.table_path('features_transactions')} before the stream's first transaction ({added:,} transaction(s)) "
-        "as evidence"
+        f"{cfg.table_path('features_transactions')} before the stream's first transaction ({added:,} transaction(s)"
+        + (f", one in {budget.one_in} of them" if budget.one_in > 1 else "")
+        + ") as evidence"
     )
