@@ -86,8 +86,10 @@ class AlertBudget:
     # but was never the stream's to flag, so it spends no budget
     counted: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
     blocked: BlockedCards = dataclasses.field(default_factory=BlockedCards)  # cards -> when a fraud was confirmed
-    frauds: set[int] = dataclasses.field(default_factory=set)  # confirmed, among the window's ids
-    reviewed: set[int] = dataclasses.field(default_factory=set)  # labelled (fraud or genuine), among the window's ids
+    confirmed: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))  # a fraud, by its label
+    labelled: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))  # fraud or genuine
+    # the window's ids -> their positions, made again when the window changes (a label finds its transaction)
+    _index: pd.Index | None = dataclasses.field(default=None, compare=False, repr=False)
     current: float | None = None  # the threshold of the last micro-batch (None: none scored yet)
     # what the window changed since the threshold and the share spent were computed; they are computed when
     # asked for, once a micro-batch (the sort of the window's scores is the costly part)
@@ -152,14 +154,15 @@ class AlertBudget:
         """True for the payments of `batch` made on a card blocked before them (models/blocking.py)."""
         if not self.blocked or "customer_id" not in batch or "tx_datetime" not in batch:
             return np.zeros(len(batch), dtype=bool)
-        return after_block(batch["customer_id"], batch["tx_datetime"], self.blocked.since)
+        return after_block(batch["customer_id"], batch["tx_datetime"], self.blocked.mapping())
 
     def observe(self, scored: pd.DataFrame) -> None:
         """Add a micro-batch's scored transactions (`transaction_id`, `tx_datetime`, `score`, `decision`, and if
         known `customer_id`, `model_version` and `alert_reason`, the latter when some were flagged for another
         reason than their score), drop those older than the window before the newest, and set the threshold
         anew."""
-        scored = scored[~scored["transaction_id"].isin(self.ids)]  # a micro-batch done again after a restart
+        scored = scored.drop_duplicates("transaction_id", keep="last")
+        scored = scored[self.positions(scored["transaction_id"]) < 0]  # a micro-batch done again after a restart
         if self.one_in > 1:
             scored = scored[kept(scored["transaction_id"].to_numpy(dtype=np.int64), self.one_in)]
         if scored.empty:
@@ -193,6 +196,9 @@ class AlertBudget:
         )
         self.models = np.concatenate([self.models, models])
         self.counted = np.concatenate([self.counted, np.ones(len(scored), dtype=bool)])
+        self.confirmed = np.concatenate([self.confirmed, np.zeros(len(scored), dtype=bool)])
+        self.labelled = np.concatenate([self.labelled, np.zeros(len(scored), dtype=bool)])
+        self._index = None
         self._forget_before(self.times.max() - np.timedelta64(self.window))
         self._thin_out()
         self.blocked.tick(self.times.max())
@@ -214,7 +220,30 @@ class AlertBudget:
             one_in *= 2
         return one_in
 
-    WINDOW_ARRAYS = ("ids", "times", "scores", "flagged", "by_score", "reasons", "cards", "models", "counted")
+    WINDOW_ARRAYS = (
+        "ids",
+        "times",
+        "scores",
+        "flagged",
+        "by_score",
+        "reasons",
+        "cards",
+        "models",
+        "counted",
+        "confirmed",
+        "labelled",
+    )
+
+    def positions(self, ids: pd.Series | np.ndarray) -> np.ndarray:
+        """The positions of `ids` in the window (-1: not in it)."""
+        if self._index is None:
+            self._index = pd.Index(self.ids)
+        return self._index.get_indexer(np.asarray(ids, dtype=np.int64))
+
+    @property
+    def frauds(self) -> set[int]:
+        """The window's transactions confirmed as fraud."""
+        return set(self.ids[self.confirmed].tolist())
 
     def _forget_before(self, oldest: np.datetime64) -> None:
         """Drop the window's transactions at or before `oldest`, and what the window knew of them."""
@@ -226,9 +255,7 @@ class AlertBudget:
             return
         for name in self.WINDOW_ARRAYS:
             setattr(self, name, getattr(self, name)[keep])
-        for name in ("frauds", "reviewed"):
-            known = np.fromiter(getattr(self, name), dtype=np.int64, count=len(getattr(self, name)))
-            setattr(self, name, set(known[np.isin(known, self.ids)].tolist()))
+        self._index = None
 
     def lacks_evidence(self, model: str) -> bool:
         """Whether the window holds fewer legitimate transactions scored by `model` than `evidence_transactions`."""
@@ -243,9 +270,9 @@ class AlertBudget:
     def rescore(self, ids: np.ndarray, scores: np.ndarray, model: str) -> int:
         """Take `model`'s `scores` of the window's transactions `ids` in place of their model's: the scale its
         threshold is chosen on. What was flagged and why stays as it was. Return how many it took."""
-        position = pd.Series(np.arange(len(self.ids)), index=self.ids)
-        known = np.isin(ids, self.ids)
-        where = position.loc[ids[known]].to_numpy()
+        position = self.positions(ids)
+        known = position >= 0
+        where = position[known]
         self.scores[where] = np.asarray(scores, dtype=float)[known]
         self.models[where] = model
         self.stale = True
@@ -269,6 +296,8 @@ class AlertBudget:
         self.cards = rows["customer_id"].to_numpy(dtype=np.int64)
         self.models = np.full(count, model, dtype=object)
         self.counted = np.zeros(count, dtype=bool)
+        self.confirmed, self.labelled = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
+        self._index = None
         self._forget_before(self.times.max() - np.timedelta64(self.window))
         self._keep(kept(self.ids, self.one_in))
         self._thin_out()
@@ -284,23 +313,18 @@ class AlertBudget:
         ids = labels["transaction_id"].to_numpy(dtype=np.int64)
         cards = labels["customer_id"] if "customer_id" in labels else pd.Series(np.nan, index=labels.index)
         now = self.clock
-        for tx, fraud, card, known in zip(ids, labels["tx_fraud"].astype(int), cards, np.isin(ids, self.ids)):
-            if known:
-                self.reviewed.add(int(tx))
-            if fraud == 1 and known:
-                self.frauds.add(int(tx))
-            else:
-                self.frauds.discard(int(tx))
+        for fraud, card, at in zip(labels["tx_fraud"].astype(int), cards, self.positions(ids)):
+            if at >= 0:  # the last label of a transaction decides
+                self.labelled[at], self.confirmed[at] = True, fraud == 1
             if fraud == 1 and pd.notna(card):
                 self.blocked.block(int(card), now)
         self.stale = True
 
     def legitimate(self) -> np.ndarray:
         """True for the window's transactions not confirmed as fraud and not made on a card blocked before."""
-        fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
         if not self.blocked:
-            return ~fraud
-        return ~fraud & ~after_block(self.cards, self.times, self.blocked.since)
+            return ~self.confirmed
+        return ~self.confirmed & ~after_block(self.cards, self.times, self.blocked.mapping())
 
     def weights(self, legit: np.ndarray) -> np.ndarray | None:
         """How much each transaction of the window counts as legitimate (None: 1 each; `legit` leaves the
@@ -310,13 +334,12 @@ class AlertBudget:
         full they would keep the threshold among them. A flagged one counts in full until its review says
         (its review comes within hours; a score that overrates the traffic cannot make the budget overspend
         on alerts), or with `pending_at_precision` at 1 - the precision of the window's reviewed alerts."""
-        reviewed = np.isin(self.ids, np.fromiter(self.reviewed, dtype=np.int64, count=len(self.reviewed)))
+        reviewed = self.labelled
         weight = np.ones(len(self.ids))
         if self.unflagged_at_score:
             weight = np.where(~self.flagged & ~reviewed, 1.0 - np.clip(self.scores, 0.0, 1.0), weight)
         if self.pending_at_precision and (self.flagged & reviewed).any():
-            fraud = np.isin(self.ids, np.fromiter(self.frauds, dtype=np.int64, count=len(self.frauds)))
-            precision = float(fraud[self.flagged & reviewed].mean())
+            precision = float(self.confirmed[self.flagged & reviewed].mean())
             weight = np.where(self.flagged & ~reviewed & legit, 1.0 - precision, weight)
         return None if (weight == 1.0).all() else weight
 
@@ -387,7 +410,7 @@ class AlertBudget:
             "transactions": int(self.counted.sum()) * self.one_in,
             "evidence": int((~self.counted).sum()) * self.one_in,
             "kept_one_in": self.one_in,
-            "confirmed_frauds": len(self.frauds),
+            "confirmed_frauds": int(self.confirmed.sum()) * self.one_in,
             "blocked_cards": len(self.blocked),
             "threshold": None if self.current is None else round(self.current, 5),
             "spent": None if spent is None else round(spent, 4),

@@ -26,6 +26,10 @@ class BlockedCards:
     days: int = 30
     since: dict[int, np.datetime64] = dataclasses.field(default_factory=dict)
     unstamped: set[int] = dataclasses.field(default_factory=set)
+    # a month of a bank's confirmed frauds is many cards, read at every micro-batch: `since` as a Series, made
+    # again only after a change, and its oldest time, so that a tick forgets in one pass only when one is due
+    _series: pd.Series | None = dataclasses.field(default=None, compare=False, repr=False)
+    _oldest: np.datetime64 | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def block(self, card: int, now: np.datetime64 | None) -> None:
         """Block `card` at `now` (None: the clock has not started), unless it is blocked already."""
@@ -34,23 +38,38 @@ class BlockedCards:
         if now is None:
             self.unstamped.add(card)
         else:
-            self.since[card] = now
+            self._stamp(card, now)
+
+    def _stamp(self, card: int, when: np.datetime64) -> None:
+        self.since[card] = when
+        self._series = None
+        self._oldest = when if self._oldest is None else min(self._oldest, when)
 
     def restore(self, since: pd.Series) -> None:
         """Block each card of `since` (a card -> its block's event time, as a restart reads it from `labels`)
         from that time, unless it is blocked already."""
         for card, when in since.items():
             if int(card) not in self:
-                self.since[int(card)] = np.datetime64(pd.Timestamp(when), "us")
+                self._stamp(int(card), np.datetime64(pd.Timestamp(when), "us"))
 
     def tick(self, now: np.datetime64) -> None:
         """Move the event clock to `now`: stamp the cards waiting for it, forget those blocked too long ago."""
         for card in self.unstamped:
-            self.since[card] = now
+            self._stamp(card, now)
         self.unstamped.clear()
         oldest = now - np.timedelta64(dt.timedelta(days=self.days))
-        if self.since and min(self.since.values()) < oldest:
+        if self._oldest is not None and self._oldest < oldest:
             self.since = {card: when for card, when in self.since.items() if when >= oldest}
+            self._series = None
+            self._oldest = min(self.since.values()) if self.since else None
+
+    def mapping(self) -> pd.Series:
+        """`since` as a Series (card -> when), for models/blocking.after_block over many payments."""
+        if self._series is None:
+            cards = np.fromiter(self.since.keys(), dtype=np.int64, count=len(self.since))
+            times = np.array(list(self.since.values()), dtype="datetime64[us]")
+            self._series = pd.Series(times, index=cards)
+        return self._series
 
     def __contains__(self, card: object) -> bool:
         return card in self.since or card in self.unstamped
