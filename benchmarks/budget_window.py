@@ -8,7 +8,7 @@ transaction kept against the window kept within `stream.alert_budget.max_window_
 in one run, and how far the sample's threshold is from the exact one (the share of the window's legitimate
 transactions each flags).
 
-    .venv/bin/python benchmarks/budget_window.py [--rate 400] [--hours 1,6,24] [--batches 10]
+    .venv/bin/python benchmarks/budget_window.py [--rate 400] [--hours 1,6,24] [--batches 10] [--beside TEXT]
 
 Prints JSON and keeps it in benchmarks/results/budget_window.json.
 """
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--hours", default="1,6,24", help="the windows' lengths (default 1,6,24; 24 ships)")
     parser.add_argument("--batches", type=int, default=10, help="micro-batches timed per window (default 10)")
     parser.add_argument("--batch-seconds", type=float, default=3.0, help="event time a micro-batch holds (default 3)")
+    parser.add_argument("--beside", metavar="TEXT", help="what else ran on the machine meanwhile (default: nothing)")
     parser.add_argument("--name", default="budget_window")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
@@ -122,7 +123,8 @@ def main() -> None:
     cap = cfg.get("stream.alert_budget.max_window_transactions")
     result: dict[str, Any] = {
         "benchmark": "budget_window",
-        "machine": "2 cores, 24 GiB; the driver's Python alone",
+        "machine": "2 cores, 24 GiB; the alert budget alone, in one Python process",
+        "beside": args.beside,
         "command": "python benchmarks/budget_window.py " + " ".join(sys.argv[1:]),
         "rate": args.rate,
         "micro_batch_payments": int(args.rate * args.batch_seconds),
