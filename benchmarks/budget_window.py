@@ -3,7 +3,7 @@
 `make bench-stream` replays simulated payments at 400 a second, but their event times are the simulation's
 (about 39,000 a day), so the budget's 24-hour window holds about 39,000 of them. A bank at 400 a second fills
 that window with 35 million. This measures what one micro-batch costs the driver there (the threshold, adding
-the micro-batch to the window, a micro-batch's labels), for windows of 1 and 6 hours at `--rate` (24 ship;
+the micro-batch to the window, a micro-batch's labels), for windows of 1 and 6 hours at `--rate` (24 ships;
 kept whole they take about 15 GB), every transaction kept against the window kept within
 `stream.alert_budget.max_window_transactions` as it ships,
 in one run, and how far the sample's threshold is from the exact one (the share of the window's legitimate
