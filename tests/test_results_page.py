@@ -65,4 +65,4 @@ def test_the_seeds_table_has_a_row_a_seed_from_its_own_file_and_their_spread(tmp
     assert "| seed 1 | 0.9900 / 0.0400 |" in page and "| seed 2 |" in page
     assert "| median (worst) recall / highest FPR | 0.9850 (0.9750) / 0.0450 |" in page and "1 of 2 seeds" in page
     # the first replayed days of each report seed, and its seconds a step
-    assert "| seed 1, the policy as it ships | 0.8700 / 0.0250 | 0.9900 / 0.0400 |  | 5.25 |" in page
+    assert "| seed 1, the policy of its commit | 0.8700 / 0.0250 | 0.9900 / 0.0400 |  | 5.25 |" in page
