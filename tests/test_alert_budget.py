@@ -576,3 +576,20 @@ def test_a_restart_keeps_the_sample_the_window_kept_chosen_in_spark_sql(spark, m
     # what the stream goes on to score is kept the same way
     budget.observe(batch(5_000, noon + dt.timedelta(hours=9), [0.1] * 40, threshold=1).assign(model_version="1"))
     assert set(budget.ids) - set(ids) == set(np.arange(5_000, 5_040)[kept(np.arange(5_000, 5_040), 4)])
+
+
+def test_evidence_from_before_the_stream_is_not_scored_again_by_a_new_model():
+    noon = dt.datetime(2026, 12, 1, 12)
+    budget = AlertBudget(enabled=True, fpr=0.1, window=dt.timedelta(hours=24), rescore_window=True)
+    history = pd.DataFrame(
+        {
+            "transaction_id": np.arange(1, 6, dtype=np.int64),
+            "tx_datetime": [noon - dt.timedelta(hours=i + 1) for i in range(5)],
+            "customer_id": np.arange(5, dtype=np.int64),
+            "score": 0.1,
+        }
+    )
+    budget.add_evidence(history, "1")
+    budget.observe(batch(10, noon, [0.2, 0.3], threshold=1).assign(model_version="1"))
+    # only the stream's own two are in `scores` to be scored again by model 2
+    assert sorted(budget.others_than("2")) == [10, 11]

@@ -254,8 +254,9 @@ class AlertBudget(Section):
     rescore_window: Flag = Field(
         description="when the window holds fewer legitimate transactions of the model in use than "
         "`evidence_transactions` (a new model, a first start), the model scores the window's transactions again "
-        "from `scores`, or with an empty window the last `window_hours` of `features_transactions`, and those "
-        "scores choose its threshold; `false`: the micro-batch's own scores count with the thin window"
+        "from `scores`, or with an empty window the `window_hours` of `features_transactions` before its first "
+        "transaction, and those scores choose its threshold; `false`: the micro-batch's own scores count with the "
+        "thin window"
     )
 
 

@@ -264,8 +264,9 @@ class AlertBudget:
         return int((legit & (self.models == model)).sum()) * self.one_in < self.evidence_transactions
 
     def others_than(self, model: str) -> np.ndarray:
-        """The ids of the window's transactions scored by another model than `model`."""
-        return self.ids[self.models != model]
+        """The ids of the stream's own transactions in the window scored by another model than `model` (those
+        `scores` holds: evidence from before the stream is not scored again, it leaves with the clock)."""
+        return self.ids[(self.models != model) & self.counted]
 
     def rescore(self, ids: np.ndarray, scores: np.ndarray, model: str) -> int:
         """Take `model`'s `scores` of the window's transactions `ids` in place of their model's: the scale its
