@@ -242,9 +242,11 @@ class BatchWriter:
             )
 
     def write(self, batch: DataFrame, batch_id: int, kinds: dict[str, int], stages: Stopwatch) -> None:
-        """The sinks of a micro-batch whose rows are counted by kind (`kinds`). Without labels, the dead
-        letters are known at once and commit with the tables; with labels, after them, since a label of no
-        scored transaction is one too."""
+        """The sinks of a micro-batch whose rows are counted by kind (`kinds`). The labels the state counted
+        (as a review's label is) and the dead letters commit with the tables, each in its own append at once.
+        A label the state could not count is looked up in `scores` once the micro-batch's rows are there;
+        then the labels and the dead letters commit after the tables, since such a label of no scored
+        transaction is a dead letter too."""
         dead = batch.where("row_kind = 'dead'").select(*DEAD_LETTER_COLUMNS)
         count = kinds.get("dead", 0)
         if kinds.get("duplicate"):
@@ -253,20 +255,28 @@ class BatchWriter:
                 count + kinds["duplicate"],
             )
             self.metrics.duplicates.inc(kinds["duplicate"])
-        labelled = kinds.get("label", 0) + kinds.get("label_by_id", 0)
-        now = [lambda: self.append_dead(dead, count, batch_id)] if count and not labelled else []
         # the labels that came with the micro-batch are known before its threshold is chosen: the fraud team's
         # reviews and the cards they block count in the alert budget and the terminal checks from this micro-batch
-        labels = None
-        if labelled:
+        labels, uncounted = None, False
+        if kinds.get("label", 0) + kinds.get("label_by_id", 0):
             labels = self.read_labels(batch)
+            uncounted = bool(labels[LABEL_INCREMENT].isna().any())
             stages.done("labels")
+        sinks: list[Callable[[], object]] = []
+        if labels is not None and not uncounted:
+            sinks.append(lambda: self.record_labels(labels, batch_id))
+        if count and not uncounted:
+            sinks.append(lambda: self.append_dead(dead, count, batch_id))
         if kinds.get("tx"):
-            self.score(batch, batch_id, stages, now)
-        elif now:
-            now[0]()
-            stages.done("dead_letters")
+            self.score(batch, batch_id, stages, sinks)
+        elif sinks:
+            run_together(sinks)
+            stages.done("dead_letters" if labels is None else "labels")
         if labels is not None:
+            self.budget.label(labels)  # a label of a transaction of this micro-batch: now in the window
+            self.metrics.observe_budget(self.budget, self.holder.threshold)
+        if uncounted:
+            assert labels is not None
             unknown = self.apply_labels(labels, batch, batch_id)
             if unknown is not None:
                 dead, count = dead.unionByName(unknown), count + unknown.count()
@@ -345,8 +355,8 @@ class BatchWriter:
         decided = decided_rows(rows, observed, alerted_at)
         if self.tables_on_thread:  # durable once staged, appended while the next micro-batch runs
             self.tables.stage(decided, batch_id)
-            for sink in more_sinks:
-                sink()
+            if more_sinks:
+                run_together(more_sinks)
         else:
             self.append_tables(decided, batch_id, more_sinks)
         stages.done("tables")
@@ -384,10 +394,7 @@ class BatchWriter:
                     alerts, self.alerts_path, QUERY, batch_id, ["tx_date"], self.properties, keep_warm=True
                 )
             )
-        sinks += more_sinks
-        with ThreadPoolExecutor(len(sinks)) as pool:
-            for future in [pool.submit(sink) for sink in sinks]:
-                future.result()
+        run_together([*sinks, *more_sinks])
 
     def observe(self, observed: pd.DataFrame) -> None:
         """A micro-batch's committed scores into the metrics, the alert budget and the terminal checks."""
@@ -453,24 +460,29 @@ class BatchWriter:
             self.publisher.close()
 
     def apply_labels(self, labels: pd.DataFrame, batch: DataFrame, batch_id: int) -> DataFrame | None:
-        """Record the batch's labels (`read_labels`) in `labels`: those the state counted, and those of
-        transactions past its look-back; send the labels given by id alone again with their transaction's
-        place (they count in the next micro-batch); tell the alert budget of those of the batch's own
-        transactions, scored since; return the rest as dead letters (None if there are none)."""
-        if labels.empty:
-            return None
-        self.budget.label(labels)  # a label of a transaction of this micro-batch: now in the window
-        self.metrics.observe_budget(self.budget, self.holder.threshold)
-        counted = labels[labels[LABEL_INCREMENT].notna()].rename(
-            columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"}
-        )
+        """Record the batch's labels (`read_labels`) in `labels` when some are not counted by the state: those
+        the state counted, and those of transactions past its look-back; send the labels given by id alone
+        again with their transaction's place (they count in the next micro-batch); return the rest as dead
+        letters (None if there are none)."""
+        counted = labels[labels[LABEL_INCREMENT].notna()]
         uncounted = labels[labels[LABEL_INCREMENT].isna()]
-        if not uncounted.empty:  # looked up in `scores`: anything staged before is appended first
-            self.tables.wait()
+        self.tables.wait()  # looked up in `scores`: anything staged before is appended first
         resolved = resolve_labels(self.spark, uncounted, self.scores_path, self.labels_path)
         if resolved.forward:
             self.publisher.send(self.topics["labels"], resolved.forward, "labels")
-        recorded = pd.concat([counted, resolved.past], ignore_index=True)
+        self.record_labels(counted, batch_id, resolved.past)
+        if resolved.dead.empty:
+            return None
+        return self.spark.createDataFrame(resolved.dead[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
+
+    def record_labels(self, labels: pd.DataFrame, batch_id: int, past: pd.DataFrame | None = None) -> None:
+        """Append to `labels`, in one append keyed by the batch id, the batch's labels the state counted (those
+        of `labels` with their increment) and those of transactions past its look-back (`past`, from
+        `resolve_labels`)."""
+        counted = labels[labels[LABEL_INCREMENT].notna()].rename(
+            columns={LABEL_INCREMENT: "fraud_increment", LABEL_PREVIOUS: "previous_tx_fraud"}
+        )
+        recorded = counted if past is None or past.empty else pd.concat([counted, past], ignore_index=True)
         if not recorded.empty:
             rows = with_decisions(
                 recorded.rename(columns={"kafka_timestamp": "labelled_at"}).assign(
@@ -489,6 +501,11 @@ class BatchWriter:
                 keep_warm=True,
             )
         self.metrics.labels.inc(len(recorded))
-        if resolved.dead.empty:
-            return None
-        return self.spark.createDataFrame(resolved.dead[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
+
+
+def run_together(sinks: Sequence[Callable[[], object]]) -> None:
+    """Run the appends of a micro-batch at once, one thread each: each commit is mostly the driver waiting
+    on Delta's log. The first error is raised once all are done."""
+    with ThreadPoolExecutor(len(sinks)) as pool:
+        for future in [pool.submit(sink) for sink in sinks]:
+            future.result()
