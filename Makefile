@@ -11,7 +11,7 @@ PROMETHEUS := .tools/prometheus
 AIRFLOW := .tools/airflow
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: help setup setup-after-venv demo test check-tools jars operators venv prometheus airflow postgresql chromium desk kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-budget-window bench-cluster-drain bench-suite soak results config-docs clean clean-state
+.PHONY: help setup setup-after-venv demo test check-tools jars operators venv prometheus airflow postgresql chromium desk kafka-up kafka-down kafka-status lint bench-simulate bench-simulate-handbook bench-model bench-model-selection bench-stream bench-state-layout bench-delta-append bench-checkpoint-files bench-budget-window bench-cluster-drain bench-suite soak results config-docs clean clean-state
 
 help:
 	@echo "make demo   set up if needed, then run the system end to end on local defaults"
@@ -138,6 +138,9 @@ bench-state-layout: setup
 
 bench-delta-append: setup
 	$(BIN)/python benchmarks/delta_append.py
+
+bench-checkpoint-files: setup
+	$(BIN)/python benchmarks/checkpoint_files.py
 
 bench-budget-window: setup
 	$(BIN)/python benchmarks/budget_window.py

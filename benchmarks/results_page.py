@@ -347,6 +347,49 @@ TABLES = [
         ],
     ),
     Table(
+        "Checkpoint files on a local disk",
+        "What the files a streaming query writes to its checkpoint at every micro-batch cost on this machine's "
+        "disk through each of Spark's checkpoint file managers: the offsets, the commit and a state store's "
+        "changelog (the stream writes four), in a small stateful query with a micro-batch every second, the "
+        "designs taking turns in one run; medians, ms. conf/local/spark.yaml sets Hadoop's FileSystem "
+        "([benchmarks](benchmarks.md#checkpoint-files-make-bench-checkpoint-files)).",
+        [
+            "file manager",
+            "offsets",
+            "commit",
+            "changelog",
+            "state commit",
+            "micro-batch",
+            "micro-batch over FileSystem's",
+        ],
+        lambda results: [
+            Row(
+                "checkpoint_files.json",
+                label,
+                lambda d, name=name: (
+                    [
+                        f"{d['designs'][name][key]:,.0f}"
+                        for key in (
+                            "wal_commit_ms",
+                            "commit_offsets_ms",
+                            "changelog_write_ms",
+                            "state_commit_ms",
+                            "trigger_execution_ms",
+                        )
+                    ]
+                    + [
+                        f"{d['designs'][name]['trigger_execution_ms'] / d['designs']['file_system']['trigger_execution_ms']:.2f}"
+                    ]
+                ),
+            )
+            for name, label in (
+                ("file_context", "Hadoop's FileContext (Spark's default)"),
+                ("file_system", "Hadoop's FileSystem (conf/local/spark.yaml)"),
+            )
+            if (results / "checkpoint_files.json").exists()
+        ],
+    ),
+    Table(
         "Where a micro-batch goes",
         "The stream's own stage timer, seconds: the mean micro-batch at 400 tx/s and the median 10-row one. An "
         "alert's path is the state, the scores and the alerts topic; the tables come after it, while the "
@@ -521,7 +564,7 @@ COMMANDS = {  # results files whose benchmark does not record its whole command 
 
 def command_of(d: Result) -> str:
     command = str(d.get("command") or "")
-    if command.startswith("fraud "):
+    if command.startswith(("fraud ", "python ")):
         return command
     return COMMANDS.get(str(d.get("benchmark")), f"python benchmarks/{d.get('benchmark')}.py {command}".strip())
 
