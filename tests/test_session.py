@@ -41,6 +41,10 @@ def test_settings_of_the_local_session():
         "spark.driver.extraJavaOptions": "-Xss64m",
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
+        # a checkpoint on the local disk through Hadoop's FileSystem: FileContext starts processes per file
+        "spark.sql.streaming.checkpointFileManagerClass": (
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+        ),
     }
 
 
@@ -90,7 +94,7 @@ def test_a_driver_spark_submit_started_away_from_the_jars_leaves_them_to_spark_s
         spark_settings(cfg)
 
 
-def test_the_running_session_has_them(spark):
+def test_the_running_session_has_them(spark, tmp_path):
     conf = spark.sparkContext.getConf()
     assert conf.get("spark.sql.session.timeZone") == "UTC"
     assert conf.get("spark.master") == "local[2]"
@@ -104,6 +108,11 @@ def test_the_running_session_has_them(spark):
     assert "io.delta.sql.DeltaSparkSessionExtension" in conf.get("spark.sql.extensions")
     assert conf.get("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled") == "true"
     assert conf.get("spark.sql.streaming.noDataMicroBatches.enabled") == "false"
+    # a query's checkpoint files on the local disk go through the FileSystem-based manager (conf/local/spark.yaml)
+    hadoop_conf = spark._jsparkSession.sessionState().newHadoopConf()
+    path = jvm.org.apache.hadoop.fs.Path(f"file://{tmp_path}")
+    manager = jvm.org.apache.spark.sql.execution.streaming.checkpointing.CheckpointFileManager.create(path, hadoop_conf)
+    assert manager.getClass().getSimpleName() == "FileSystemBasedCheckpointFileManager"
     # the driver JVM was started with the larger thread stack (conf/local/spark.yaml): the streaming query's
     # thread overflowed the default one
     jvm_args = list(
