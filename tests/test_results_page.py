@@ -46,6 +46,7 @@ def test_the_seeds_table_has_a_row_a_seed_from_its_own_file_and_their_spread(tmp
             "settled_weeks": None,
             "days": {"2019-09-26": {"recall": 0.87, "fpr": 0.025}, "2019-09-27": week},
             "loop": {"seconds_per_step": 5.25},
+            "model_versions_by_day": {"2019-09-26": {"1": 900}, "2019-09-27": {"1": 100, "2": 800}},
             "run": run,
         }
         (tmp_path / f"{results_page.SEEDS_FILE[:-5]}_seed{seed}.json").write_text(json.dumps(one))
@@ -64,5 +65,5 @@ def test_the_seeds_table_has_a_row_a_seed_from_its_own_file_and_their_spread(tmp
     page = results_page.render(tmp_path)
     assert "| seed 1 | 0.9900 / 0.0400 |" in page and "| seed 2 |" in page
     assert "| median (worst) recall / highest FPR | 0.9850 (0.9750) / 0.0450 |" in page and "1 of 2 seeds" in page
-    # the first replayed days of each report seed, and its seconds a step
-    assert "| seed 1, the policy of its commit | 0.8700 / 0.0250 | 0.9900 / 0.0400 |  | 5.25 |" in page
+    # the first replayed days of each report seed, its seconds a step and the days a new model started
+    assert "| seed 1 | 0.8700 / 0.0250 | 0.9900 / 0.0400 |  | 5.25 | day 2: 0.9900 |" in page
