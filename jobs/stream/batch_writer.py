@@ -464,13 +464,12 @@ class BatchWriter:
         the state counted, and those of transactions past its look-back; send the labels given by id alone
         again with their transaction's place (they count in the next micro-batch); return the rest as dead
         letters (None if there are none)."""
-        counted = labels[labels[LABEL_INCREMENT].notna()]
         uncounted = labels[labels[LABEL_INCREMENT].isna()]
         self.tables.wait()  # looked up in `scores`: anything staged before is appended first
         resolved = resolve_labels(self.spark, uncounted, self.scores_path, self.labels_path)
         if resolved.forward:
             self.publisher.send(self.topics["labels"], resolved.forward, "labels")
-        self.record_labels(counted, batch_id, resolved.past)
+        self.record_labels(labels, batch_id, resolved.past)
         if resolved.dead.empty:
             return None
         return self.spark.createDataFrame(resolved.dead[DEAD_LETTER_COLUMNS], batch.select(*DEAD_LETTER_COLUMNS).schema)
